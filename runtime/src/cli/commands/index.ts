@@ -1,0 +1,21 @@
+import type { Command } from 'commander';
+import { register as registerTraces } from './traces.js';
+import { register as registerSimulate } from './simulate.js';
+import { register as registerTrainPredictor } from './train-predictor.js';
+import { register as registerRecordTrace } from './record-trace.js';
+import { register as registerValidate } from './validate.js';
+import { register as registerGenerate } from './generate.js';
+import { register as registerChat } from './chat.js';
+import { register as registerSynthModel } from './synth-model.js';
+
+/** One file per command; each file's `register` adds the command and its options. */
+export function registerAll(program: Command): void {
+  registerGenerate(program);
+  registerChat(program);
+  registerSynthModel(program);
+  registerRecordTrace(program);
+  registerSimulate(program);
+  registerTrainPredictor(program);
+  registerValidate(program);
+  registerTraces(program);
+}
