@@ -21,7 +21,16 @@ export interface SequenceRouting {
   gateNextValid?: Uint8Array;
   /** ((t * L) + l) * numExperts + e. */
   scores?: Float32Array;
+  /**
+   * Experts a predictor named for token t at MoE layer l, predicted `lookahead` layers earlier:
+   * ids[((t * L) + l) * width + j], padded with NO_EXPERT. Filled by a predictor (predictor/) or from
+   * the trace's `predicted` column; consumed by the simulator's `predicted` prefetcher.
+   */
+  predictions?: { lookahead: number; width: number; ids: Uint16Array };
 }
+
+/** Padding in fixed-width expert-id arrays. */
+export const NO_EXPERT = 0xffff;
 
 export interface RoutingCorpus {
   meta: RunMeta;
