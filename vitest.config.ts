@@ -3,8 +3,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['{runtime,sim,predictor,traces}/test/**/*.test.ts'],
-    testTimeout: 120_000,
-    hookTimeout: 300_000,
+    testTimeout: 180_000,
+    hookTimeout: 600_000,
     pool: 'forks',
+    // CLI tests run the compiled CLI: build it once before any test file runs.
+    globalSetup: ['runtime/test/global-setup.ts'],
   },
 });
