@@ -1,0 +1,51 @@
+#!/usr/bin/env node
+// Assembles what a GPU-machine run needs into .gpu/ (ignored by git, carried with `carry: [".gpu"]`):
+// the Node binary (xz), the CLI bundled into one ESM file, and the Node-API headers for the addon build.
+// The GPU machine has no Node.js, no npm and no network (../shared/docs/gpu-workflow.md).
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import * as esbuild from 'esbuild';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const out = join(root, '.gpu');
+mkdirSync(out, { recursive: true });
+
+const nodeXz = join(out, 'node.xz');
+if (!existsSync(nodeXz)) {
+  process.stderr.write('bundle: compressing the Node binary (about a minute)\n');
+  execFileSync('bash', ['-c', `xz -T2 -9 -c "$(command -v node)" > "${nodeXz}.tmp" && mv "${nodeXz}.tmp" "${nodeXz}"`], { stdio: 'inherit' });
+}
+
+// Native npm packages cannot travel (platform binaries, tens of MB); commands that need them load them
+// lazily, so the bundle starts without them and only those commands fail there.
+const external = ['@duckdb/node-api', '@resvg/resvg-js', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'];
+await esbuild.build({
+  stdin: {
+    contents: "import { run } from './runtime/src/cli/main.ts';\nprocess.exitCode = await run(process.argv);\n",
+    resolveDir: root,
+    sourcefile: 'gpu-entry.ts',
+    loader: 'ts',
+  },
+  bundle: true,
+  platform: 'node',
+  format: 'esm',
+  target: 'node20',
+  outfile: join(out, 'moe-offload.mjs'),
+  external,
+  // Bundled CommonJS dependencies call require(); give the ESM bundle one.
+  banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
+  logLevel: 'warning',
+});
+
+const include = join(out, 'include');
+rmSync(include, { recursive: true, force: true });
+cpSync(join(root, 'node_modules', 'node-api-headers', 'include'), join(include, 'node-api-headers'), { recursive: true });
+const addonApi = join(root, 'node_modules', 'node-addon-api');
+mkdirSync(join(include, 'node-addon-api'), { recursive: true });
+for (const f of ['napi.h', 'napi-inl.h', 'napi-inl.deprecated.h']) {
+  if (existsSync(join(addonApi, f))) cpSync(join(addonApi, f), join(include, 'node-addon-api', f));
+}
+const mb = (p) => (statSync(p).size / 1e6).toFixed(1) + ' MB';
+process.stdout.write(`bundle: ${join(out, 'moe-offload.mjs')} (${mb(join(out, 'moe-offload.mjs'))}), node.xz (${mb(nodeXz)}), headers in .gpu/include\n`);
