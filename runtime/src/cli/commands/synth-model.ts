@@ -1,13 +1,25 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../../util/errors.js';
+import { resolveGeometry, TINY_VARIANTS } from '../../model/synth/geometries.js';
+import { writeSyntheticCheckpoint } from '../../model/synth/write-checkpoint.js';
+import { parseIntOption } from '../../util/options.js';
 
 export function register(program: Command): void {
   program
     .command('synth-model')
-    .description('write a synthetic checkpoint in the Hub layout (not implemented yet: the native engine issue, #4)')
-    .allowUnknownOption(true)
-    .allowExcessArguments(true)
-    .action(() => {
-      throw new NotImplementedError('synth-model', 'the native engine issue, #4');
+    .description('write a synthetic DeepSeek-V2 checkpoint (Hub layout, bf16 shards, tokenizer) with random weights from a seed')
+    .requiredOption('--geometry <g>', `tiny, lite (full DeepSeek-V2-Lite), ${TINY_VARIANTS.join(', ')}, or a JSON file of config.json keys overriding lite's`)
+    .option('--tiny-variant <name>', `with --geometry tiny: ${TINY_VARIANTS.join(', ')} (default tiny-a)`)
+    .option('--seed <n>', 'random seed (same seed and geometry give the same bytes)', '0')
+    .requiredOption('--out <dir>', 'checkpoint directory to create (built beside it, then renamed into place)')
+    .option('--force', 'replace --out if it exists')
+    .option('--quiet', 'no progress output')
+    .action(async (o) => {
+      const geometry = resolveGeometry(o.geometry, o.tinyVariant);
+      const seed = parseIntOption('--seed', o.seed, 0, Number.MAX_SAFE_INTEGER);
+      const r = await writeSyntheticCheckpoint({ geometry, seed, out: o.out, force: !!o.force, quiet: !!o.quiet });
+      const gb = r.totalBytes / 1e9;
+      process.stdout.write(
+        `wrote ${r.dir}: ${geometry.name}, seed ${seed}, ${r.shards.length} shards, ${gb.toFixed(3)} GB of weights in ${r.seconds.toFixed(1)} s (${(gb / r.seconds).toFixed(2)} GB/s)\n`,
+      );
     });
 }

@@ -1,0 +1,157 @@
+import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
+import { BadInputError } from '../util/errors.js';
+
+/**
+ * Reading the header of a .safetensors file, with every field bound-checked so that a corrupt or
+ * hostile file yields an error naming the file and the tensor, never an out-of-bounds read later.
+ *
+ * Layout: u64 little-endian N, then N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
+ * "__metadata__"?: {string: string}}, then the data region; offsets are relative to its start (8 + N).
+ */
+
+export type TensorDtype = 'BF16' | 'F16' | 'F32';
+
+export const DTYPE_BYTES: Readonly<Record<TensorDtype, number>> = { BF16: 2, F16: 2, F32: 4 };
+
+/** dtypes of the safetensors format that are valid but not weights this engine uses */
+const OTHER_SAFETENSORS_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'I8', 'U8', 'I16', 'U16', 'I32', 'U32', 'I64', 'U64', 'BOOL']);
+
+/** A header longer than this is refused outright (real ones are a few MB at most). */
+export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
+
+export interface SafetensorsEntry {
+  name: string;
+  dtype: TensorDtype;
+  shape: number[];
+  /** absolute byte offset of the tensor's data in the file */
+  offset: number;
+  nbytes: number;
+}
+
+export interface SafetensorsHeader {
+  file: string;
+  fileSize: number;
+  /** absolute offset of the data region (8 + header length) */
+  dataStart: number;
+  metadata: Record<string, string>;
+  /** in file order (ascending offset) */
+  tensors: SafetensorsEntry[];
+}
+
+export function readSafetensorsHeader(file: string): SafetensorsHeader {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new BadInputError(file, code === 'ENOENT' ? 'missing safetensors file' : `cannot open (${code ?? (err as Error).message})`);
+  }
+  try {
+    const fileSize = fstatSync(fd).size;
+    if (fileSize < 8) throw new BadInputError(file, `truncated: ${fileSize} bytes, too short for a safetensors header`);
+    const lenBuf = Buffer.alloc(8);
+    readExactly(fd, lenBuf, 0, file);
+    const headerLen = lenBuf.readBigUInt64LE(0);
+    if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+      throw new BadInputError(file, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file, or corrupt)`);
+    }
+    if (headerLen > BigInt(fileSize - 8)) {
+      throw new BadInputError(file, `header length ${headerLen} is larger than the file (${fileSize} bytes): truncated or corrupt`);
+    }
+    const n = Number(headerLen);
+    const headerBuf = Buffer.alloc(n);
+    readExactly(fd, headerBuf, 8, file);
+    return parseHeader(file, headerBuf, fileSize);
+  } finally {
+    closeSync(fd);
+  }
+}
+
+function readExactly(fd: number, buf: Buffer, position: number, file: string): void {
+  let done = 0;
+  while (done < buf.length) {
+    const got = readSync(fd, buf, done, buf.length - done, position + done);
+    if (got === 0) throw new BadInputError(file, `truncated while reading the header at byte ${position + done}`);
+    done += got;
+  }
+}
+
+function parseHeader(file: string, headerBuf: Buffer, fileSize: number): SafetensorsHeader {
+  const dataStart = 8 + headerBuf.length;
+  let json: unknown;
+  try {
+    json = JSON.parse(headerBuf.toString('utf8'));
+  } catch (err) {
+    throw new BadInputError(file, `header is not valid JSON (${(err as Error).message})`);
+  }
+  if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new BadInputError(file, 'header is not a JSON object');
+
+  const metadata: Record<string, string> = {};
+  const tensors: SafetensorsEntry[] = [];
+  const dataSize = fileSize - dataStart;
+  const ranges: { name: string; begin: number; end: number }[] = [];
+
+  for (const [name, value] of Object.entries(json as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new BadInputError(file, '__metadata__ is not an object');
+      for (const [k, v] of Object.entries(value)) {
+        if (typeof v !== 'string') throw new BadInputError(file, `__metadata__.${k} is not a string`);
+        metadata[k] = v;
+      }
+      continue;
+    }
+    const where = `tensor ${name}`;
+    if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new BadInputError(file, `${where}: header entry is not an object`);
+    const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
+    if (typeof dtype !== 'string') throw new BadInputError(file, `${where}: dtype is missing or not a string`);
+    if (!(dtype in DTYPE_BYTES)) {
+      const why = OTHER_SAFETENSORS_DTYPES.has(dtype) ? 'not supported for weights' : 'unknown dtype';
+      throw new BadInputError(file, `${where}: dtype ${JSON.stringify(dtype)} is ${why} (expected BF16, F16 or F32)`);
+    }
+    if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
+      throw new BadInputError(file, `${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
+    }
+    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every((o) => Number.isSafeInteger(o) && o >= 0)) {
+      throw new BadInputError(file, `${where}: data_offsets ${JSON.stringify(offsets)} is not a pair of non-negative integers`);
+    }
+    const [begin, end] = offsets as [number, number];
+    if (end < begin) throw new BadInputError(file, `${where}: data_offsets [${begin}, ${end}] end before they begin`);
+    const elems = (shape as number[]).reduce((a, d) => a * d, 1);
+    const expected = elems * DTYPE_BYTES[dtype as TensorDtype];
+    if (!Number.isSafeInteger(expected) || end - begin !== expected) {
+      throw new BadInputError(
+        file,
+        `${where}: data_offsets [${begin}, ${end}] span ${end - begin} bytes but ${dtype} shape [${(shape as number[]).join(', ')}] needs ${expected}`,
+      );
+    }
+    if (end > dataSize) {
+      throw new BadInputError(file, `${where}: data ends at byte ${dataStart + end} but the file has only ${fileSize} bytes (truncated, or the header lies)`);
+    }
+    ranges.push({ name, begin, end });
+    tensors.push({ name, dtype: dtype as TensorDtype, shape: (shape as number[]).slice(), offset: dataStart + begin, nbytes: end - begin });
+  }
+
+  checkCoverage(file, ranges, dataSize);
+  tensors.sort((a, b) => a.offset - b.offset);
+  return { file, fileSize, dataStart, metadata, tensors };
+}
+
+/** The data region must be exactly tiled by the tensors: no overlaps, no holes, nothing after the last. */
+function checkCoverage(file: string, ranges: { name: string; begin: number; end: number }[], dataSize: number): void {
+  ranges.sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let cursor = 0;
+  let prev = '';
+  for (const r of ranges) {
+    if (r.begin < cursor) {
+      throw new BadInputError(file, `tensor ${r.name}: data_offsets [${r.begin}, ${r.end}] overlap tensor ${prev} (which ends at ${cursor})`);
+    }
+    if (r.begin > cursor) {
+      throw new BadInputError(file, `tensor ${r.name}: data starts at ${r.begin} but the previous tensor ends at ${cursor}: ${r.begin - cursor} bytes unaccounted for`);
+    }
+    cursor = r.end;
+    prev = r.name;
+  }
+  if (cursor !== dataSize) {
+    throw new BadInputError(file, `the tensors cover ${cursor} bytes of data but the file holds ${dataSize}: ${dataSize - cursor} trailing bytes unaccounted for`);
+  }
+}
