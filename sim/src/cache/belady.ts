@@ -1,0 +1,30 @@
+import type { EvictionPolicy } from './types.js';
+
+/** Next use that never comes. */
+export const NEVER = 0x7fffffff;
+
+/**
+ * Belady's MIN: evict the expert whose next request (strictly after the current step, at this layer) is
+ * farthest away; never again is infinitely far; ties go to the lowest id. It needs the future, given as
+ * `nextStep[requestIndex]`: the step of the same expert's next request at the same layer (NEVER if none).
+ * A cached expert not requested this step was last requested at some earlier request r, and
+ * nextStep[r] is then exactly its next request after the current step.
+ */
+export class BeladyPolicy implements EvictionPolicy {
+  readonly name = 'belady' as const;
+  readonly evicts = true;
+  /** Next request step of each expert as of its last request; NEVER before its first request. */
+  private readonly next: Int32Array;
+  constructor(numExperts: number, private readonly nextStep: Int32Array) {
+    this.next = new Int32Array(numExperts).fill(NEVER);
+  }
+  requested(expert: number, _step: number, requestIndex: number): void {
+    this.next[expert] = this.nextStep[requestIndex];
+  }
+  evictsBefore(a: number, b: number): boolean {
+    const na = this.next[a];
+    const nb = this.next[b];
+    if (na !== nb) return na > nb;
+    return a < b;
+  }
+}

@@ -1,0 +1,172 @@
+/**
+ * One MoE layer's expert cache: C slots, a policy, and the bookkeeping of hits, misses and evictions.
+ * Slots are allocated once; `request` and `prefetch` allocate nothing. The step protocol:
+ *   beginStep(step, R)   R = the step's request set at this layer (ascending ids, no repeats)
+ *   request(e)           for each e of R in ascending order
+ * A victim is always a cached expert not in R; when there is none, the miss bypasses.
+ */
+import { BeladyPolicy } from './belady.js';
+import { FifoPolicy } from './fifo.js';
+import { LfruPolicy, LFRU_DEFAULT_DECAY } from './lfru.js';
+import { LfuPolicy } from './lfu.js';
+import { LruPolicy } from './lru.js';
+import { StaticPolicy } from './static.js';
+import {
+  NO_VICTIM,
+  OUTCOME_BYPASS,
+  OUTCOME_EVICT,
+  OUTCOME_HIT,
+  OUTCOME_INSERT,
+  type CacheState,
+  type EvictionPolicy,
+  type PolicyName,
+} from './types.js';
+
+export interface LayerCacheOptions {
+  /** belady: next request step of the expert of each request index (see BeladyPolicy). */
+  nextStep?: Int32Array;
+  /** static: the pinned experts (at most `capacity`). */
+  pinned?: readonly number[];
+  /** lfru: decay per step. */
+  lfruDecay?: number;
+}
+
+export class LayerCache {
+  readonly capacity: number;
+  readonly policy: EvictionPolicy;
+  private readonly state: CacheState;
+  /** slot -> expert; the first `used` slots are filled. */
+  private readonly slots: Int32Array;
+  /** expert -> slot, -1 when not cached. */
+  private readonly slotOf: Int32Array;
+  private used = 0;
+  /** expert -> stamp of the step whose request set holds it (a stamp avoids clearing a set each step). */
+  private readonly protectedAt: Int32Array;
+  private stamp = 0;
+  private step = -1;
+  private clock = 0;
+  /** Victim of the last request or prefetch that evicted, else NO_VICTIM. */
+  lastVictim = NO_VICTIM;
+
+  constructor(readonly numExperts: number, capacity: number, policy: PolicyName, opts: LayerCacheOptions = {}) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`cache capacity must be a positive integer, got ${capacity}`);
+    this.capacity = capacity;
+    this.state = {
+      numExperts,
+      lastAccess: new Float64Array(numExperts).fill(-1),
+      insertedAt: new Float64Array(numExperts).fill(-1),
+    };
+    this.slots = new Int32Array(capacity).fill(-1);
+    this.slotOf = new Int32Array(numExperts).fill(-1);
+    this.protectedAt = new Int32Array(numExperts);
+    this.policy = makePolicy(policy, this.state, numExperts, opts);
+    if (policy === 'static') {
+      const pinned = opts.pinned ?? [];
+      if (pinned.length > capacity) throw new Error(`static: ${pinned.length} pinned experts exceed capacity ${capacity}`);
+      for (const e of pinned) this.insert(e);
+    } else if (opts.pinned) {
+      throw new Error('pinned experts are for the static policy only');
+    }
+  }
+
+  /** Starts a step: `requests` (ascending, unique) are the experts no eviction may pick during it. */
+  beginStep(step: number, requests: ArrayLike<number>, from = 0, to = requests.length): void {
+    if (step < this.step) throw new Error(`steps must not go backwards (${step} after ${this.step})`);
+    this.step = step;
+    this.stamp++;
+    for (let i = from; i < to; i++) this.protectedAt[requests[i]] = this.stamp;
+  }
+
+  /** Adds experts to the protected set of the current step (prefetch targets being brought in). */
+  protect(experts: ArrayLike<number>, from = 0, to = experts.length): void {
+    for (let i = from; i < to; i++) this.protectedAt[experts[i]] = this.stamp;
+  }
+
+  has(expert: number): boolean {
+    return this.slotOf[expert] >= 0;
+  }
+
+  get size(): number {
+    return this.used;
+  }
+
+  /** Processes one request of the current step; returns an OUTCOME_* code (lastVictim set on evict). */
+  request(expert: number, requestIndex: number): number {
+    this.lastVictim = NO_VICTIM;
+    this.policy.requested(expert, this.step, requestIndex);
+    if (this.slotOf[expert] >= 0) {
+      this.state.lastAccess[expert] = this.clock++;
+      return OUTCOME_HIT;
+    }
+    return this.admit(expert);
+  }
+
+  /**
+   * Brings `expert` in ahead of its request (a prefetch). It is not a request (no count, no CRF), but the
+   * insertion is an access and takes a slot through the same rule as a miss: a free slot, else the policy's
+   * victim among cached experts not protected this step; none -> not admitted (OUTCOME_BYPASS).
+   * Returns OUTCOME_HIT when the expert is already cached (nothing to do).
+   */
+  prefetch(expert: number): number {
+    this.lastVictim = NO_VICTIM;
+    if (this.slotOf[expert] >= 0) return OUTCOME_HIT;
+    return this.admit(expert);
+  }
+
+  private admit(expert: number): number {
+    if (this.used < this.capacity && this.policy.evicts) {
+      this.insert(expert);
+      return OUTCOME_INSERT;
+    }
+    if (!this.policy.evicts) return OUTCOME_BYPASS;
+    let victim = -1;
+    for (let s = 0; s < this.used; s++) {
+      const e = this.slots[s];
+      if (this.protectedAt[e] === this.stamp) continue;
+      if (victim < 0 || this.policy.evictsBefore(e, victim, this.step)) victim = e;
+    }
+    if (victim < 0) return OUTCOME_BYPASS;
+    const slot = this.slotOf[victim];
+    this.slotOf[victim] = -1;
+    this.state.insertedAt[victim] = -1;
+    this.slots[slot] = expert;
+    this.slotOf[expert] = slot;
+    this.state.insertedAt[expert] = this.clock;
+    this.state.lastAccess[expert] = this.clock++;
+    this.lastVictim = victim;
+    return OUTCOME_EVICT;
+  }
+
+  private insert(expert: number): void {
+    const slot = this.used++;
+    this.slots[slot] = expert;
+    this.slotOf[expert] = slot;
+    this.state.insertedAt[expert] = this.clock;
+    this.state.lastAccess[expert] = this.clock++;
+  }
+
+  /** Cached experts, ascending (for tests and logs; allocates). */
+  contents(): number[] {
+    return Array.from(this.slots.subarray(0, this.used)).sort((a, b) => a - b);
+  }
+}
+
+function makePolicy(name: PolicyName, state: CacheState, numExperts: number, opts: LayerCacheOptions): EvictionPolicy {
+  switch (name) {
+    case 'lru':
+      return new LruPolicy(state);
+    case 'lfu':
+      return new LfuPolicy(state);
+    case 'fifo':
+      return new FifoPolicy(state);
+    case 'lfru':
+      return new LfruPolicy(numExperts, state.lastAccess, opts.lfruDecay ?? LFRU_DEFAULT_DECAY);
+    case 'belady':
+      if (!opts.nextStep) throw new Error('belady needs the next-request table (nextStep)');
+      return new BeladyPolicy(numExperts, opts.nextStep);
+    case 'static':
+      return new StaticPolicy();
+    default:
+      throw new Error(`unknown policy '${String(name)}'`);
+  }
+}
