@@ -87,15 +87,17 @@ export interface TokenizerFiles {
 }
 
 export function buildTokenizerFiles(vocabSize: number, bosId: number, eosId: number): TokenizerFiles {
-  const specials = new Set([bosId, eosId]);
   const byteChars = bytesToUnicode();
-  // Regular tokens take ids 0.. upward, skipping the special ids, and stay below the smallest special
-  // id when possible (as in DeepSeek's vocabulary); never past the vocabulary.
-  const limit = Math.min(vocabSize, Math.max(Math.min(bosId, eosId), 256 + specials.size));
-  const regularSlots = limit - [...specials].filter((s) => s < limit).length;
+  const specials = new Map([[bosId, BOS_TOKEN], [eosId, EOS_TOKEN]]);
+  const regularSlots = vocabSize - specials.size;
   if (regularSlots < 256) throw new Error(`vocab_size ${vocabSize} leaves no room for the 256 byte tokens`);
+  // The model vocabulary fills every id 0..vocab_size-1 (Rust tokenizers renumbers added tokens that
+  // are not in it, and a model with random weights may emit any id, so every id must decode):
+  // 256 byte tokens, learned merges, bos/eos at the config's ids, and ASCII filler tokens
+  // (<unused_N>, never produced by encoding, decoded as their text) for the rest.
   const merges = learnMerges(Math.min(regularSlots - 256, 4000), byteChars);
   const vocab: Record<string, number> = {};
+  for (const [id, text] of specials) vocab[text] = id;
   let next = 0;
   const take = () => {
     while (specials.has(next)) next++;
@@ -106,6 +108,7 @@ export function buildTokenizerFiles(vocabSize: number, bosId: number, eosId: num
     // Two merges can spell the same token ('ab'+'c', 'a'+'bc'); it keeps its first id.
     if (!(a + b in vocab)) vocab[a + b] = take();
   }
+  for (let filler = 0, size = Object.keys(vocab).length; size < vocabSize; filler++, size++) vocab[`<unused_${filler}>`] = take();
 
   const added = (id: number, content: string) => ({ id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
   const tokenizerJson = {
