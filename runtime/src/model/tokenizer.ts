@@ -69,7 +69,14 @@ export function loadTokenizer(dir: string): ModelTokenizer {
     bosToken,
     eosToken,
     encode,
-    decode: (ids, opts = {}) => tok.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false }),
+    decode: (ids, opts = {}) => {
+      // The library drops ids it does not know without a word; an unknown id here is a caller's bug.
+      for (const id of ids) {
+        if (!Number.isInteger(id) || tok.id_to_token(id) === undefined) throw new UserError(`token id ${id} is not in the vocabulary of ${tokenizerPath}`);
+      }
+      if (ids.length === 0) return '';
+      return tok.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false, clean_up_tokenization_spaces: false });
+    },
     renderChat: render,
     applyChatTemplate: (messages, opts) => encode(render(messages, opts)),
   };
