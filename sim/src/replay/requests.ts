@@ -14,6 +14,8 @@ export interface RequestSets {
   offsets: Int32Array;
   /** Ascending, unique within each set. */
   experts: Uint16Array;
+  /** Tokens of the step that named each expert (parallel to experts): the expert's batch for compute time. */
+  tokens: Uint16Array;
 }
 
 export function buildRequestSets(corpus: RoutingCorpus, schedule: Schedule): RequestSets {
@@ -40,6 +42,7 @@ export function collectSets(
   const S = schedule.steps;
   const offsets = new Int32Array(S * layers + 1);
   let buf = new Uint16Array(Math.max(1024, schedule.tokenSeq.length * 2));
+  let cnt = new Uint16Array(buf.length);
   let n = 0;
   const seen = new Int32Array(numExperts).fill(-1);
   let mark = 0;
@@ -47,20 +50,28 @@ export function collectSets(
   const visit = (id: number) => {
     if (id === NO_EXPERT) return;
     if (id >= numExperts) throw new Error(`expert id ${id} >= numExperts ${numExperts}`);
-    if (seen[id] === mark) return;
+    if (seen[id] === mark) {
+      for (let i = start; i < n; i++) if (buf[i] === id) cnt[i]++;
+      return;
+    }
     seen[id] = mark;
     if (n === buf.length) {
       const grown = new Uint16Array(buf.length * 2);
       grown.set(buf);
       buf = grown;
+      const grownCnt = new Uint16Array(cnt.length * 2);
+      grownCnt.set(cnt);
+      cnt = grownCnt;
     }
     // insertion into the ascending run [start, n)
     let i = n++;
     while (i > start && buf[i - 1] > id) {
       buf[i] = buf[i - 1];
+      cnt[i] = cnt[i - 1];
       i--;
     }
     buf[i] = id;
+    cnt[i] = 1;
   };
   for (let s = 0; s < S; s++) {
     for (let l = 0; l < layers; l++) {
@@ -70,20 +81,22 @@ export function collectSets(
       offsets[mark + 1] = n;
     }
   }
-  return { steps: S, layers, numExperts, offsets, experts: buf.slice(0, n) };
+  return { steps: S, layers, numExperts, offsets, experts: buf.slice(0, n), tokens: cnt.slice(0, n) };
 }
 
 /** Request sets of one layer from plain lists (hand-made tests, the decision-log API). */
 export function requestSetsFromLists(requestsPerStep: ReadonlyArray<ReadonlyArray<number>>, numExperts: number): RequestSets {
   const offsets = new Int32Array(requestsPerStep.length + 1);
   const all: number[] = [];
+  const tokens: number[] = [];
   requestsPerStep.forEach((r, s) => {
     const sorted = [...new Set(r)].sort((a, b) => a - b);
     for (const e of sorted) {
       if (!Number.isInteger(e) || e < 0 || e >= numExperts) throw new Error(`step ${s}: expert ${e} is not in [0, ${numExperts})`);
       all.push(e);
+      tokens.push(r.filter((x) => x === e).length);
     }
     offsets[s + 1] = all.length;
   });
-  return { steps: requestsPerStep.length, layers: 1, numExperts, offsets, experts: Uint16Array.from(all) };
+  return { steps: requestsPerStep.length, layers: 1, numExperts, offsets, experts: Uint16Array.from(all), tokens: Uint16Array.from(tokens) };
 }

@@ -1,0 +1,118 @@
+/**
+ * The cost model's data: a versioned calibration profile (JSON, schema in sim/README.md). The default
+ * profile is derived from the figures in the shared model docs and says so in its label; measured profiles
+ * (the runtime's `calibrate` command) use the same schema with "measured": true.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { BadInputError } from '../../../runtime/src/util/errors.js';
+
+export const CALIBRATION_SCHEMA = 'moe-offload.calibration';
+export const CALIBRATION_VERSION = 1;
+export const DEFAULT_PROFILE_FILE = 'default-h200-pcie5.json';
+
+/** Piecewise-linear table of (tokens, ms) points, tokens ascending; linear extrapolation past the ends. */
+export type TokenCurve = Array<[number, number]>;
+
+export interface CostModel {
+  schema: typeof CALIBRATION_SCHEMA;
+  version: number;
+  name: string;
+  /** Shown in every output that used this profile. */
+  label: string;
+  measured: boolean;
+  device: string;
+  model: string;
+  /** Bytes of one routed expert's weights. */
+  expertBytes: number;
+  transfer: { h2dGBps: number; perCopyMs: number; copyEngines: number };
+  gpu: { expertMs: TokenCurve; moeLayerOtherMs: TokenCurve; denseLayerMs: TokenCurve; headMs: TokenCurve };
+  cpu: { workers: number; expertMs: TokenCurve; activationCopyMs: number };
+  /** Where each number comes from (measured, computed or estimate). */
+  sources?: Record<string, string>;
+}
+
+/** Returns the problems of a parsed profile (empty when valid). */
+export function calibrationProblems(x: unknown): string[] {
+  const p: string[] = [];
+  const o = x as Partial<CostModel> | null;
+  if (typeof o !== 'object' || o === null || Array.isArray(o)) return ['not a JSON object'];
+  if (o.schema !== CALIBRATION_SCHEMA) p.push(`schema must be '${CALIBRATION_SCHEMA}'`);
+  if (o.version !== CALIBRATION_VERSION) p.push(`version ${String(o.version)} is not supported (this build reads ${CALIBRATION_VERSION})`);
+  for (const k of ['name', 'label', 'device', 'model'] as const) if (typeof o[k] !== 'string' || o[k] === '') p.push(`${k} must be a non-empty string`);
+  if (typeof o.measured !== 'boolean') p.push('measured must be true or false');
+  const pos = (v: unknown, name: string, integer = false) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) p.push(`${name} must be a positive ${integer ? 'integer' : 'number'}`);
+  };
+  const nonneg = (v: unknown, name: string) => {
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) p.push(`${name} must be a non-negative number`);
+  };
+  const curve = (v: unknown, name: string) => {
+    if (!Array.isArray(v) || v.length === 0) return p.push(`${name} must be a non-empty list of [tokens, ms] pairs`);
+    let prev = 0;
+    v.forEach((pt, i) => {
+      if (!Array.isArray(pt) || pt.length !== 2 || typeof pt[0] !== 'number' || typeof pt[1] !== 'number' || !(pt[0] >= 1) || !(pt[1] >= 0) || !Number.isFinite(pt[1])) {
+        p.push(`${name}[${i}] must be [tokens >= 1, ms >= 0]`);
+      } else if (pt[0] <= prev) p.push(`${name}: tokens must be strictly ascending`);
+      else prev = pt[0];
+    });
+  };
+  pos(o.expertBytes, 'expertBytes', true);
+  if (typeof o.transfer !== 'object' || !o.transfer) p.push('transfer must be an object');
+  else {
+    pos(o.transfer.h2dGBps, 'transfer.h2dGBps');
+    nonneg(o.transfer.perCopyMs, 'transfer.perCopyMs');
+    pos(o.transfer.copyEngines, 'transfer.copyEngines', true);
+  }
+  if (typeof o.gpu !== 'object' || !o.gpu) p.push('gpu must be an object');
+  else for (const k of ['expertMs', 'moeLayerOtherMs', 'denseLayerMs', 'headMs'] as const) curve(o.gpu[k], `gpu.${k}`);
+  if (typeof o.cpu !== 'object' || !o.cpu) p.push('cpu must be an object');
+  else {
+    pos(o.cpu.workers, 'cpu.workers', true);
+    curve(o.cpu.expertMs, 'cpu.expertMs');
+    nonneg(o.cpu.activationCopyMs, 'cpu.activationCopyMs');
+  }
+  return p;
+}
+
+export function parseCalibration(text: string, file: string): CostModel {
+  let x: unknown;
+  try {
+    x = JSON.parse(text);
+  } catch (err) {
+    throw new BadInputError(file, `not valid JSON (${(err as Error).message})`);
+  }
+  const problems = calibrationProblems(x);
+  if (problems.length > 0) throw new BadInputError(file, `not a calibration profile: ${problems.join('; ')}`);
+  return x as CostModel;
+}
+
+export function loadCalibration(file: string): CostModel {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new BadInputError(file, `cannot read calibration profile (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
+  }
+  return parseCalibration(text, file);
+}
+
+/** sim/calibration/ of this checkout, found from this module (works from sim/src and from dist/sim/src). */
+export function calibrationDir(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 6; i++) {
+    const candidate = join(dir, 'sim', 'calibration');
+    if (existsSync(join(candidate, DEFAULT_PROFILE_FILE))) return candidate;
+    dir = resolve(dir, '..');
+  }
+  throw new Error(`cannot find sim/calibration/${DEFAULT_PROFILE_FILE} above ${fileURLToPath(import.meta.url)}`);
+}
+
+export function defaultCalibration(): CostModel {
+  return loadCalibration(join(calibrationDir(), DEFAULT_PROFILE_FILE));
+}
+
+export function calibrationLabel(c: CostModel): string {
+  return `${c.name} (${c.label})`;
+}

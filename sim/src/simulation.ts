@@ -1,0 +1,162 @@
+/**
+ * runSimulation: one configuration over one corpus: canonical cache replay inside the timing model.
+ * With prefetch 'none' its hits and requests are exactly those of replayCorpus (tested).
+ */
+import { UserError } from '../../runtime/src/util/errors.js';
+import type { RoutingCorpus } from '../../traces/src/sequences.js';
+import { makeLayerCaches } from './cache/replay.js';
+import { POLICY_NAMES, type PolicyName } from './cache/types.js';
+import { calibrationLabel, type CostModel } from './cost/calibration.js';
+import { Costs } from './cost/cost-model.js';
+import { buildPrefetchPlan, PREFETCH_NAMES, type PrefetchName } from './prefetch/sources.js';
+import { prepareReplay, staticPinned, type PreparedReplay } from './replay/replay-corpus.js';
+import { MISS_MODES, simulateTiming, type MissMode } from './timing/engine.js';
+
+export interface SimConfig {
+  policy: PolicyName;
+  /** Expert slots per MoE layer. */
+  cacheSize: number;
+  batch: number;
+  prefetch: PrefetchName;
+  miss: MissMode;
+  calibration: CostModel;
+  /** static: popularity source (default: the first half of the corpus's sequences, labelled). */
+  warmup?: RoutingCorpus;
+  /**
+   * Accepted for interface stability; the simulation uses no randomness today (every decision is
+   * deterministic), so results do not depend on it.
+   */
+  seed?: number;
+  lfruDecay?: number;
+  /** oracle prefetcher's lookahead in layers (default 1). */
+  oracleLookahead?: number;
+  /** Lanes and request sets built by prepareReplay for this batch (sweeps share them). */
+  prepared?: PreparedReplay;
+}
+
+export interface SimResult {
+  trace: { dataset: string; routingSource: string; modelId: string; sequences: number; tokens: number; steps: number };
+  config: { policy: PolicyName; cacheSize: number; batch: number; prefetch: PrefetchName; miss: MissMode };
+  hits: number;
+  requests: number;
+  hitRate: number;
+  /** Hits whose copy had finished when the compute needed the expert (see sim/README.md). */
+  readyHits: number;
+  lateHits: number;
+  misses: number;
+  bypasses: number;
+  cpuExperts: number;
+  bytesMoved: number;
+  /** Predicted latency of an output token (its step's duration), over tokens. */
+  timePerToken: { mean: number; p50: number; p99: number };
+  /** Output tokens per second. */
+  throughput: number;
+  prefetch: { issued: number; useful: number; precision: number; recall: number; dropped: number; lookahead: number | null };
+  /** Mean per step, ms: gpuNonExpert + gpuExpert + gpuIdle = step time; copy and cpu are busy times that overlap. */
+  breakdown: { gpuNonExpertMs: number; gpuExpertMs: number; gpuIdleMs: number; copyBusyMs: number; cpuBusyMs: number; stepMs: number };
+  totalMs: number;
+  events: number;
+  calibrationLabel: string;
+  warmupLabel?: string;
+}
+
+export function validateSimConfig(c: SimConfig): void {
+  if (!(POLICY_NAMES as readonly string[]).includes(c.policy)) throw new UserError(`option --policy: unknown value '${c.policy}' (choose from ${POLICY_NAMES.join(', ')})`);
+  if (!Number.isInteger(c.cacheSize) || c.cacheSize < 1) throw new UserError(`option --cache: ${c.cacheSize} must be an integer >= 1`);
+  if (!Number.isInteger(c.batch) || c.batch < 1) throw new UserError(`option --batch: ${c.batch} must be an integer >= 1`);
+  if (!(PREFETCH_NAMES as readonly string[]).includes(c.prefetch)) throw new UserError(`option --prefetch: unknown value '${c.prefetch}' (choose from ${PREFETCH_NAMES.join(', ')})`);
+  if (!(MISS_MODES as readonly string[]).includes(c.miss)) throw new UserError(`option --miss: unknown value '${c.miss}' (choose from ${MISS_MODES.join(', ')})`);
+  if (c.lfruDecay !== undefined && !(c.lfruDecay > 0 && c.lfruDecay <= 1)) throw new UserError(`lfru decay must be in (0, 1], got ${c.lfruDecay}`);
+}
+
+/** Token-weighted percentile of step times: the time within which q of the tokens were produced. */
+function weightedPercentile(stepMs: Float64Array, stepTokens: Int32Array, q: number): number {
+  const order = Array.from(stepMs.keys()).sort((a, b) => stepMs[a] - stepMs[b]);
+  let total = 0;
+  for (const i of order) total += stepTokens[i];
+  let acc = 0;
+  for (const i of order) {
+    acc += stepTokens[i];
+    if (acc >= q * total) return stepMs[i];
+  }
+  return order.length > 0 ? stepMs[order[order.length - 1]] : 0;
+}
+
+export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResult {
+  validateSimConfig(config);
+  if (corpus.sequences.length === 0) throw new UserError('the trace has no sequences');
+  const prepared = config.prepared ?? prepareReplay(corpus, config.batch);
+  if (prepared.schedule.batch !== config.batch) throw new Error('prepared replay was built for another batch size');
+  const { schedule, sets } = prepared;
+  let pinned: number[][] | undefined;
+  let warmupLabel: string | undefined;
+  if (config.policy === 'static') {
+    try {
+      ({ pinned, label: warmupLabel } = staticPinned(corpus, config.cacheSize, config.warmup));
+    } catch (err) {
+      throw new UserError(`--warmup: ${(err as Error).message}`);
+    }
+  }
+  const caches = makeLayerCaches(sets, config.policy, config.cacheSize, { pinned, lfruDecay: config.lfruDecay });
+  const plan = buildPrefetchPlan(config.prefetch, corpus, schedule, sets, { oracleLookahead: config.oracleLookahead });
+  const t = simulateTiming({
+    schedule,
+    sets,
+    caches,
+    costs: new Costs(config.calibration),
+    miss: config.miss,
+    prefetch: plan,
+    denseLayers: corpus.meta.numLayers - corpus.moeLayers.length,
+  });
+  let weighted = 0;
+  for (let s = 0; s < schedule.steps; s++) weighted += t.stepMs[s] * t.stepTokens[s];
+  const steps = Math.max(1, schedule.steps);
+  const gpuBusy = t.busyMs.gpuNonExpert + t.busyMs.gpuExpert;
+  const result: SimResult = {
+    trace: {
+      dataset: corpus.meta.dataset,
+      routingSource: corpus.meta.routingSource,
+      modelId: corpus.meta.modelId,
+      sequences: corpus.sequences.length,
+      tokens: t.tokens,
+      steps: schedule.steps,
+    },
+    config: { policy: config.policy, cacheSize: config.cacheSize, batch: config.batch, prefetch: config.prefetch, miss: config.miss },
+    hits: t.hits,
+    requests: t.requests,
+    hitRate: t.requests > 0 ? t.hits / t.requests : 0,
+    readyHits: t.readyHits,
+    lateHits: t.lateHits,
+    misses: t.misses,
+    bypasses: t.bypasses,
+    cpuExperts: t.cpuExperts,
+    bytesMoved: t.bytesMoved,
+    timePerToken: {
+      mean: t.tokens > 0 ? weighted / t.tokens : 0,
+      p50: weightedPercentile(t.stepMs, t.stepTokens, 0.5),
+      p99: weightedPercentile(t.stepMs, t.stepTokens, 0.99),
+    },
+    throughput: t.totalMs > 0 ? t.tokens / (t.totalMs / 1000) : 0,
+    prefetch: {
+      issued: t.prefetch.issued,
+      useful: t.prefetch.useful,
+      precision: t.prefetch.issued > 0 ? t.prefetch.useful / t.prefetch.issued : 0,
+      recall: t.prefetch.needed > 0 ? t.prefetch.useful / t.prefetch.needed : 0,
+      dropped: t.prefetch.dropped,
+      lookahead: plan ? plan.lookahead : null,
+    },
+    breakdown: {
+      gpuNonExpertMs: t.busyMs.gpuNonExpert / steps,
+      gpuExpertMs: t.busyMs.gpuExpert / steps,
+      gpuIdleMs: (t.totalMs - gpuBusy) / steps,
+      copyBusyMs: t.busyMs.copy / steps,
+      cpuBusyMs: t.busyMs.cpu / steps,
+      stepMs: t.totalMs / steps,
+    },
+    totalMs: t.totalMs,
+    events: t.events,
+    calibrationLabel: calibrationLabel(config.calibration),
+  };
+  if (warmupLabel) result.warmupLabel = warmupLabel;
+  return result;
+}

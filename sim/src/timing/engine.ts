@@ -1,0 +1,284 @@
+/**
+ * The timing model: a discrete-event simulation of offloaded decoding over a replay's steps.
+ * Resources: the GPU compute stream (1 server), the host-to-device copy engines, the CPU worker pool.
+ * Per step: the dense layer(s), then for each MoE layer: attention + router + shared experts on the GPU,
+ * then the routed experts (hits on the GPU; misses fetched then run on the GPU, or run on the CPU), then
+ * the head. Prefetches are issued as their prediction becomes known and queue behind demand copies.
+ * Cache decisions are the canonical LayerCache ones (sim/README.md "Timing model" spells out the rest).
+ * Deterministic: no randomness is used; ties between events go by (time, priority, sequence number).
+ */
+import type { LayerCache } from '../cache/layer-cache.js';
+import { OUTCOME_BYPASS, OUTCOME_EVICT, OUTCOME_HIT } from '../cache/types.js';
+import type { Costs } from '../cost/cost-model.js';
+import { EventQueue } from '../des/event-queue.js';
+import { Resource } from '../des/resource.js';
+import type { PrefetchPlan } from '../prefetch/sources.js';
+import type { RequestSets } from '../replay/requests.js';
+import type { Schedule } from '../replay/schedule.js';
+
+export const MISS_MODES = ['fetch', 'cpu', 'hybrid'] as const;
+export type MissMode = (typeof MISS_MODES)[number];
+
+export interface TimingInput {
+  schedule: Schedule;
+  sets: RequestSets;
+  caches: LayerCache[];
+  costs: Costs;
+  miss: MissMode;
+  prefetch: PrefetchPlan | null;
+  /** Dense (non-MoE) layers per step (DeepSeek-V2-Lite: 1). */
+  denseLayers: number;
+}
+
+export interface TimingResult {
+  hits: number;
+  /** Hits whose copy had finished when the compute needed the expert. */
+  readyHits: number;
+  /** Hits on an expert whose copy (prefetch or background fill) was still running: the compute waited. */
+  lateHits: number;
+  requests: number;
+  misses: number;
+  bypasses: number;
+  cpuExperts: number;
+  /** Expert-weight bytes copied host to device (demand, staging, prefetch, background fill). */
+  bytesMoved: number;
+  copies: { demand: number; prefetch: number; background: number };
+  prefetch: { issued: number; useful: number; dropped: number; needed: number };
+  totalMs: number;
+  tokens: number;
+  stepMs: Float64Array;
+  stepTokens: Int32Array;
+  busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number };
+  events: number;
+}
+
+// Completion events, one kind per resource; equal times run GPU, then copies, then CPU.
+const EV_GPU = 0;
+const EV_COPY = 1;
+const EV_CPU = 2;
+// GPU jobs
+const JOB_DENSE = 0;
+const JOB_MOE_OTHER = 1;
+const JOB_EXPERT = 2;
+const JOB_HEAD = 3;
+// copy queue priorities (lower first)
+const PRIO_DEMAND = 0;
+const PRIO_PREFETCH = 1;
+const PRIO_BACKGROUND = 2;
+// residency of (layer, expert)
+const NOT_CACHED = 0;
+const READY = 1;
+const IN_FLIGHT = 2;
+
+export function simulateTiming(input: TimingInput): TimingResult {
+  const { schedule, sets, caches, costs, miss, prefetch, denseLayers } = input;
+  const L = sets.layers;
+  const E = sets.numExperts;
+  const S = schedule.steps;
+  const q = new EventQueue();
+  const gpu = new Resource('gpu', 1, q, EV_GPU, 0);
+  const copy = new Resource('copy', costs.model.transfer.copyEngines, q, EV_COPY, 1);
+  const cpu = new Resource('cpu', costs.model.cpu.workers, q, EV_CPU, 2);
+  const gpuJob: number[] = [];
+  const gpuJobTokens: number[] = [];
+  /** copy job -> (layer * E + expert) it fills, or -1 for a staging copy (bypass). */
+  const copyKey: number[] = [];
+  /** copy job -> tokens of the GPU expert job to start when it lands (0: none). */
+  const copyWaiter: number[] = [];
+  const residency = new Uint8Array(L * E);
+  const inflight = new Int32Array(L * E).fill(-1);
+  const prefetchedFor = new Int32Array(L * E).fill(-1);
+  const neededDoneAt = new Int32Array(L).fill(-1);
+  const r: TimingResult = {
+    hits: 0, readyHits: 0, lateHits: 0, requests: 0, misses: 0, bypasses: 0, cpuExperts: 0, bytesMoved: 0,
+    copies: { demand: 0, prefetch: 0, background: 0 },
+    prefetch: { issued: 0, useful: 0, dropped: 0, needed: 0 },
+    totalMs: 0, tokens: 0,
+    stepMs: new Float64Array(S), stepTokens: new Int32Array(S),
+    busyMs: { gpuNonExpert: 0, gpuExpert: 0, copy: 0, cpu: 0 },
+    events: 0,
+  };
+  // Experts a cache starts with (static's pinned set) are resident before the run.
+  caches.forEach((c, l) => {
+    for (const e of c.contents()) residency[l * E + e] = READY;
+  });
+  const copyMs = costs.copyMs;
+  const bytes = costs.model.expertBytes;
+
+  let now = 0;
+  let step = 0;
+  let layer = 0;
+  let batchTokens = 0;
+  let stepStart = 0;
+  let pendingExperts = 0;
+
+  const submitGpu = (job: number, duration: number, tokens = 0) => {
+    const id = gpu.submit(now, duration, 0);
+    gpuJob[id] = job;
+    gpuJobTokens[id] = tokens;
+    if (job === JOB_EXPERT) r.busyMs.gpuExpert += duration;
+    else r.busyMs.gpuNonExpert += duration;
+  };
+  const submitCopy = (key: number, prio: number, waiterTokens: number) => {
+    const id = copy.submit(now, copyMs, prio);
+    copyKey[id] = key;
+    copyWaiter[id] = waiterTokens;
+    r.bytesMoved += bytes;
+    if (key >= 0) {
+      residency[key] = IN_FLIGHT;
+      inflight[key] = id;
+    }
+    if (prio === PRIO_DEMAND) r.copies.demand++;
+    else if (prio === PRIO_PREFETCH) r.copies.prefetch++;
+    else r.copies.background++;
+  };
+  const evicted = (l: number, victim: number) => {
+    residency[l * E + victim] = NOT_CACHED;
+    inflight[l * E + victim] = -1;
+  };
+
+  const issuePrefetch = (l: number) => {
+    if (!prefetch) return;
+    const idx = step * L + l;
+    const from = prefetch.sets.offsets[idx];
+    const to = prefetch.sets.offsets[idx + 1];
+    if (from === to) return;
+    const cache = caches[l];
+    // Needed transfers: requests of (step, l) whose expert is not cached before the prefetch runs.
+    for (let i = sets.offsets[idx]; i < sets.offsets[idx + 1]; i++) if (!cache.has(sets.experts[i])) r.prefetch.needed++;
+    neededDoneAt[l] = step;
+    cache.beginStep(step, prefetch.sets.experts, from, to);
+    for (let i = from; i < to; i++) {
+      const e = prefetch.sets.experts[i];
+      const o = cache.prefetch(e);
+      if (o === OUTCOME_HIT) continue;
+      if (o === OUTCOME_BYPASS) {
+        r.prefetch.dropped++;
+        continue;
+      }
+      if (o === OUTCOME_EVICT) evicted(l, cache.lastVictim);
+      r.prefetch.issued++;
+      prefetchedFor[l * E + e] = step;
+      submitCopy(l * E + e, PRIO_PREFETCH, 0);
+    }
+  };
+
+  const issuePrefetchesAfter = (routedLayer: number) => {
+    if (!prefetch) return;
+    const target = routedLayer + prefetch.lookahead;
+    if (routedLayer < 0) {
+      for (let l = 0; l < Math.min(L, prefetch.lookahead); l++) issuePrefetch(l);
+    } else if (target < L) issuePrefetch(target);
+  };
+
+  const routed = (l: number) => {
+    issuePrefetchesAfter(l);
+    const idx = step * L + l;
+    const from = sets.offsets[idx];
+    const to = sets.offsets[idx + 1];
+    const cache = caches[l];
+    cache.beginStep(step, sets.experts, from, to);
+    const countNeeded = neededDoneAt[l] !== step;
+    pendingExperts = to - from;
+    r.requests += to - from;
+    for (let i = from; i < to; i++) {
+      const e = sets.experts[i];
+      const n = sets.tokens[i];
+      const key = l * E + e;
+      const o = cache.request(e, i);
+      if (o === OUTCOME_HIT) {
+        r.hits++;
+        if (prefetchedFor[key] === step) r.prefetch.useful++;
+        if (residency[key] === READY) {
+          r.readyHits++;
+          submitGpu(JOB_EXPERT, costs.gpuExpert(n), n);
+        } else {
+          r.lateHits++;
+          const id = inflight[key];
+          if (id < 0 || copyWaiter[id] !== 0) throw new Error('internal: late hit without a free in-flight copy');
+          copyWaiter[id] = n;
+        }
+        continue;
+      }
+      r.misses++;
+      if (countNeeded) r.prefetch.needed++;
+      if (o === OUTCOME_EVICT) evicted(l, cache.lastVictim);
+      const cached = o !== OUTCOME_BYPASS;
+      if (!cached) r.bypasses++;
+      let onCpu = miss === 'cpu';
+      if (miss === 'hybrid') {
+        const viaCopy = copy.estimateFinish(now, copyMs, PRIO_DEMAND) + costs.gpuExpert(n);
+        const viaCpu = cpu.estimateFinish(now, costs.cpuExpert(n));
+        onCpu = viaCpu < viaCopy;
+      }
+      if (onCpu) {
+        r.cpuExperts++;
+        const d = costs.cpuExpert(n);
+        cpu.submit(now, d, 0);
+        r.busyMs.cpu += d;
+        if (cached) submitCopy(key, PRIO_BACKGROUND, 0);
+      } else {
+        submitCopy(cached ? key : -1, PRIO_DEMAND, n);
+      }
+    }
+    if (pendingExperts === 0) layerDone();
+  };
+
+  const startLayer = (l: number) => {
+    layer = l;
+    submitGpu(JOB_MOE_OTHER, costs.moeLayerOther(batchTokens));
+  };
+
+  const layerDone = () => {
+    if (layer + 1 < L) startLayer(layer + 1);
+    else submitGpu(JOB_HEAD, costs.head(batchTokens));
+  };
+
+  const startStep = () => {
+    stepStart = now;
+    batchTokens = schedule.tokenOffsets[step + 1] - schedule.tokenOffsets[step];
+    issuePrefetchesAfter(-1);
+    if (denseLayers > 0) submitGpu(JOB_DENSE, denseLayers * costs.denseLayer(batchTokens));
+    else startLayer(0);
+  };
+
+  const expertDone = () => {
+    if (--pendingExperts === 0) layerDone();
+  };
+
+  if (S > 0) startStep();
+  while (q.pop()) {
+    now = q.t;
+    const id = q.a;
+    if (q.k === EV_GPU) {
+      gpu.finished(now);
+      const job = gpuJob[id];
+      if (job === JOB_EXPERT) expertDone();
+      else if (job === JOB_MOE_OTHER) routed(layer);
+      else if (job === JOB_DENSE) startLayer(0);
+      else {
+        r.stepMs[step] = now - stepStart;
+        r.stepTokens[step] = batchTokens;
+        r.tokens += batchTokens;
+        if (++step < S) startStep();
+      }
+    } else if (q.k === EV_COPY) {
+      copy.finished(now);
+      const key = copyKey[id];
+      if (key >= 0 && inflight[key] === id) {
+        residency[key] = READY;
+        inflight[key] = -1;
+      }
+      const n = copyWaiter[id];
+      if (n > 0) submitGpu(JOB_EXPERT, costs.gpuExpert(n), n);
+    } else {
+      cpu.finished(now);
+      expertDone();
+    }
+  }
+  if (step !== S) throw new Error(`internal: simulation stopped at step ${step} of ${S}`);
+  r.totalMs = now;
+  r.busyMs.copy = copy.busyTime;
+  r.events = q.pushed;
+  return r;
+}
