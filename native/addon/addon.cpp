@@ -1,0 +1,251 @@
+// The Node binding: a thin node-addon-api layer over moe::Engine. Loading, prefill and decode steps
+// run on libuv's worker pool (Napi::AsyncWorker) and settle promises; C++ exceptions become
+// rejected promises or thrown JS errors (the TypeScript layer rethrows them with a JS stack).
+// Nothing here calls exit() or abort(). One operation at a time per engine: a second is refused.
+#include <napi.h>
+
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "convert.h"
+#include "moe/cpu_features.h"
+#include "moe/engine.h"
+#include "moe/kernels.h"
+
+namespace moe_addon {
+
+namespace {
+
+struct Capture {
+  std::string name;
+  int layer;
+  int rows, cols;
+  std::vector<float> data;
+};
+
+Napi::Object step_result(Napi::Env env, const moe::StepOutput& out) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Int32Array tokens = Napi::Int32Array::New(env, out.token.size());
+  Napi::Int8Array finish = Napi::Int8Array::New(env, out.finish.size());
+  Napi::Int32Array seq = Napi::Int32Array::New(env, out.logits_seq.size());
+  for (size_t i = 0; i < out.token.size(); ++i) tokens[i] = out.token[i];
+  for (size_t i = 0; i < out.finish.size(); ++i) finish[i] = static_cast<int8_t>(out.finish[i]);
+  for (size_t i = 0; i < out.logits_seq.size(); ++i) seq[i] = out.logits_seq[i];
+  o.Set("tokens", tokens);
+  o.Set("finish", finish);
+  o.Set("logitsSeq", seq);
+  return o;
+}
+
+class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "NativeEngine",
+                       {InstanceMethod<&NativeEngine::begin>("begin"), InstanceMethod<&NativeEngine::step>("step"),
+                        InstanceMethod<&NativeEngine::logits>("logits"), InstanceMethod<&NativeEngine::info>("info"),
+                        InstanceMethod<&NativeEngine::set_debug_capture>("setDebugCapture"),
+                        InstanceMethod<&NativeEngine::take_debug_capture>("takeDebugCapture"),
+                        InstanceMethod<&NativeEngine::close>("close")});
+  }
+
+  explicit NativeEngine(const Napi::CallbackInfo& info) : Napi::ObjectWrap<NativeEngine>(info) {
+    if (info.Length() != 1 || !info[0].IsExternal()) {
+      throw Napi::TypeError::New(info.Env(), "NativeEngine is created by load(), not with new");
+    }
+    engine_.reset(info[0].As<Napi::External<moe::Engine>>().Data());
+  }
+
+  moe::Engine& engine(Napi::Env env) {
+    if (!engine_) throw Napi::Error::New(env, "engine is closed");
+    if (busy_) throw Napi::Error::New(env, "engine is busy: wait for the previous begin()/step() to settle");
+    return *engine_;
+  }
+
+  bool busy_ = false;
+  std::unique_ptr<moe::Engine> engine_;
+  std::vector<Capture> captures_;
+
+ private:
+  Napi::Value begin(const Napi::CallbackInfo& info);
+  Napi::Value step(const Napi::CallbackInfo& info);
+
+  Napi::Value logits(const Napi::CallbackInfo& info) {
+    const std::vector<float>& l = engine(info.Env()).last_logits();
+    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), l.size());
+    std::copy(l.begin(), l.end(), out.Data());
+    return out;
+  }
+
+  Napi::Value info(const Napi::CallbackInfo& info) {
+    moe::Engine& e = engine(info.Env());
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("backend", e.backend_name());
+    o.Set("weightBytes", static_cast<double>(e.weight_bytes()));
+    o.Set("cpuFeatures", moe::cpu_features().describe());
+    o.Set("linearKernel", moe::linear_isa_name(moe::best_exact_isa()));
+    return o;
+  }
+
+  // names: array of intermediate names to keep ("*" for all), or null to stop capturing.
+  Napi::Value set_debug_capture(const Napi::CallbackInfo& info) {
+    moe::Engine& e = engine(info.Env());
+    captures_.clear();
+    if (info.Length() < 1 || info[0].IsNull() || info[0].IsUndefined()) {
+      e.set_debug_hook(nullptr);
+      return info.Env().Undefined();
+    }
+    if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "setDebugCapture: expected an array of names or null");
+    std::set<std::string> names;
+    Napi::Array a = info[0].As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); ++i) names.insert(a.Get(i).ToString().Utf8Value());
+    e.set_debug_hook([this, names](const char* name, int layer, const float* data, int rows, int cols) {
+      if (!names.count("*") && !names.count(name)) return;
+      captures_.push_back(Capture{name, layer, rows, cols, std::vector<float>(data, data + static_cast<size_t>(rows) * cols)});
+    });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value take_debug_capture(const Napi::CallbackInfo& info) {
+    engine(info.Env());
+    Napi::Array out = Napi::Array::New(info.Env(), captures_.size());
+    for (size_t i = 0; i < captures_.size(); ++i) {
+      const Capture& c = captures_[i];
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("name", c.name);
+      o.Set("layer", c.layer);
+      o.Set("rows", c.rows);
+      o.Set("cols", c.cols);
+      Napi::Float32Array d = Napi::Float32Array::New(info.Env(), c.data.size());
+      std::copy(c.data.begin(), c.data.end(), d.Data());
+      o.Set("data", d);
+      out.Set(static_cast<uint32_t>(i), o);
+    }
+    captures_.clear();
+    return out;
+  }
+
+  Napi::Value close(const Napi::CallbackInfo& info) {
+    if (busy_) throw Napi::Error::New(info.Env(), "engine is busy: close it after the pending begin()/step() settles");
+    engine_.reset();
+    captures_.clear();
+    return info.Env().Undefined();
+  }
+};
+
+// begin()/step() off the JS thread.
+class StepWorker : public Napi::AsyncWorker {
+ public:
+  StepWorker(Napi::Env env, NativeEngine* owner, Napi::Object self, std::unique_ptr<moe::GenerationRequest> request)
+      : Napi::AsyncWorker(env, "moe.step"), owner_(owner), self_(Napi::Persistent(self)), request_(std::move(request)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      out_ = request_ ? owner_->engine_->begin(*request_) : owner_->engine_->step();
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    owner_->busy_ = false;
+    deferred_.Resolve(step_result(Env(), out_));
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->busy_ = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  NativeEngine* owner_;
+  Napi::ObjectReference self_;  // keeps the engine alive while the work runs
+  std::unique_ptr<moe::GenerationRequest> request_;
+  Napi::Promise::Deferred deferred_;
+  moe::StepOutput out_;
+};
+
+Napi::Value NativeEngine::begin(const Napi::CallbackInfo& info) {
+  engine(info.Env());
+  if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "begin: expected a request object");
+  auto request = std::make_unique<moe::GenerationRequest>(to_request(info[0].As<Napi::Object>()));
+  auto* worker = new StepWorker(info.Env(), this, info.This().As<Napi::Object>(), std::move(request));
+  busy_ = true;
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value NativeEngine::step(const Napi::CallbackInfo& info) {
+  engine(info.Env());
+  auto* worker = new StepWorker(info.Env(), this, info.This().As<Napi::Object>(), nullptr);
+  busy_ = true;
+  worker->Queue();
+  return worker->promise();
+}
+
+// load({config, tensors, options}) -> Promise<NativeEngine>: maps and checks the weights off the JS thread.
+class LoadWorker : public Napi::AsyncWorker {
+ public:
+  LoadWorker(Napi::Env env, moe::ModelConfig config, std::vector<moe::TensorSource> tensors, moe::EngineOptions options)
+      : Napi::AsyncWorker(env, "moe.load"), config_(std::move(config)), tensors_(std::move(tensors)), options_(std::move(options)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      engine_ = std::make_unique<moe::Engine>(config_, tensors_, options_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    Napi::FunctionReference* ctor = Env().GetInstanceData<Napi::FunctionReference>();
+    Napi::Object obj = ctor->New({Napi::External<moe::Engine>::New(Env(), engine_.release())});
+    deferred_.Resolve(obj);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  moe::ModelConfig config_;
+  std::vector<moe::TensorSource> tensors_;
+  moe::EngineOptions options_;
+  std::unique_ptr<moe::Engine> engine_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value load(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "load: expected {config, tensors, options}");
+  Napi::Object spec = info[0].As<Napi::Object>();
+  if (!spec.Get("config").IsObject() || !spec.Get("tensors").IsArray() || !spec.Get("options").IsObject()) {
+    throw Napi::TypeError::New(env, "load: expected {config: object, tensors: array, options: object}");
+  }
+  auto* worker = new LoadWorker(env, to_config(spec.Get("config").As<Napi::Object>()), to_tensors(spec.Get("tensors").As<Napi::Array>()),
+                                to_engine_options(spec.Get("options").As<Napi::Object>()));
+  worker->Queue();
+  return worker->promise();
+}
+
+Napi::Value cpu_features(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), moe::cpu_features().describe()); }
+
+Napi::Object init_exports(Napi::Env env, Napi::Object exports) {
+  Napi::Function ctor = NativeEngine::define(env);
+  env.SetInstanceData<Napi::FunctionReference>(new Napi::FunctionReference(Napi::Persistent(ctor)));
+  exports.Set("NativeEngine", ctor);
+  exports.Set("load", Napi::Function::New(env, load, "load"));
+  exports.Set("cpuFeatures", Napi::Function::New(env, cpu_features, "cpuFeatures"));
+  return exports;
+}
+
+}  // namespace
+
+Napi::Object init(Napi::Env env, Napi::Object exports) { return init_exports(env, exports); }
+
+}  // namespace moe_addon
+
+static Napi::Object InitMoeNative(Napi::Env env, Napi::Object exports) { return moe_addon::init(env, exports); }
+
+NODE_API_MODULE(moe_native, InitMoeNative)

@@ -1,0 +1,19 @@
+#pragma once
+// JS value -> engine struct conversions for the addon. Every error names the field; the TypeScript
+// layer has validated already, so these only guard the binding against misuse.
+#include <napi.h>
+
+#include <vector>
+
+#include "moe/config.h"
+#include "moe/engine.h"
+#include "moe/weights.h"
+
+namespace moe_addon {
+
+moe::ModelConfig to_config(const Napi::Object& o);
+std::vector<moe::TensorSource> to_tensors(const Napi::Array& a);
+moe::EngineOptions to_engine_options(const Napi::Object& o);
+moe::GenerationRequest to_request(const Napi::Object& o);
+
+}  // namespace moe_addon

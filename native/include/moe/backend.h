@@ -1,0 +1,45 @@
+#pragma once
+// A backend runs the model's forward on one device and owns everything device-side: derived
+// weights, the per-sequence KV caches and scratch. The Engine above it (device-agnostic) owns
+// the sequences' bookkeeping, sampling and stopping. The CPU backend is the reference; the CUDA
+// backend of issue 5 implements the same interface.
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "moe/config.h"
+#include "moe/debug_hook.h"
+#include "moe/moe_plan.h"
+#include "moe/weights.h"
+
+namespace moe {
+
+// A ragged batch: row i is token tokens[i] of sequence slot seq[i] at position pos[i]. A sequence
+// may have many rows (prefill) or one (decode); its positions must continue its cache exactly.
+struct StepBatch {
+  std::vector<int32_t> tokens;
+  std::vector<int32_t> seq;
+  std::vector<int32_t> pos;
+  std::vector<int32_t> logit_rows;  // rows whose next-token logits are wanted, in this order
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual const char* name() const = 0;
+  // Drops all sequences and makes capacity.size() empty slots, slot i able to hold capacity[i] tokens.
+  virtual void reset_sequences(const std::vector<int>& capacity) = 0;
+  virtual int sequence_length(int slot) const = 0;
+  // Runs the model on the batch, appending to the caches; logits: [logit_rows.size(), vocab].
+  virtual void forward(const StepBatch& batch, float* logits) = 0;
+  virtual void set_debug_hook(DebugHook hook) = 0;
+  virtual void set_moe_interceptor(MoeInterceptor* interceptor) = 0;  // not owned; nullptr: none
+};
+
+struct CpuBackendOptions {
+  int threads = 0;  // 0: hardware concurrency
+};
+std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const ModelWeights& weights,
+                                          const CpuBackendOptions& options);
+
+}  // namespace moe

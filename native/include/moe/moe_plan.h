@@ -1,0 +1,43 @@
+#pragma once
+// The MoE step split in two: routing produces a MoePlan ("which experts, for which tokens, with
+// which weights") before any expert is computed, so an offloading layer can see the plan first
+// (start transfers, count hits and misses, or replace the routing from a recorded trace) and can
+// supply the weights each expert is computed with.
+#include <cstdint>
+#include <vector>
+
+#include "moe/weights.h"
+
+namespace moe {
+
+struct MoePlan {
+  int layer = 0;
+  int tokens = 0;  // rows of the step batch
+  int k = 0;       // experts per token
+  std::vector<int32_t> expert;  // [tokens, k] chosen expert ids
+  std::vector<float> weight;    // [tokens, k] their weights (already scaled / normalised)
+
+  // The same, grouped by expert (filled by group(); experts ascending): tokens of expert
+  // active[i] are group_token[group_begin[i] .. group_begin[i + 1]) with weights group_weight.
+  std::vector<int32_t> active;
+  std::vector<int32_t> group_begin;
+  std::vector<int32_t> group_token;
+  std::vector<float> group_weight;
+
+  // (Re)builds the grouping from expert/weight; throws if an expert id is outside [0, n_experts).
+  void group(int n_experts);
+};
+
+// Implemented by whoever wants to intercept the routed experts (issue 6: expert cache, routing
+// replay, trace recording). The forward calls on_plan once per MoE layer and step, then asks
+// expert_weights for each active expert, in plan.active order.
+class MoeInterceptor {
+ public:
+  virtual ~MoeInterceptor() = default;
+  // May inspect or rewrite plan.expert / plan.weight (the forward regroups afterwards).
+  virtual void on_plan(MoePlan& plan) = 0;
+  // Weights to compute expert `expert` of `layer` with; nullptr: the checkpoint's own.
+  virtual const MlpWeights* expert_weights(int layer, int expert) = 0;
+};
+
+}  // namespace moe

@@ -1,0 +1,104 @@
+#include "moe/engine.h"
+
+#include <string>
+
+#include "moe/error.h"
+
+namespace moe {
+
+Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tensors, const EngineOptions& options)
+    : config_(config) {
+  if (options.device == "cuda") {
+    throw Error("device 'cuda': the CUDA backend is not built/not implemented yet (issue 5); use device 'cpu'");
+  }
+  if (options.device != "cpu") throw Error("device '" + options.device + "' is unknown (cpu or cuda)");
+  if (options.threads < 0) throw Error("threads must be >= 0");
+  store_ = WeightStore::open(config_, tensors);
+  CpuBackendOptions cpu;
+  cpu.threads = options.threads;
+  backend_ = make_cpu_backend(config_, store_->weights(), cpu);
+}
+
+Engine::~Engine() = default;
+
+StepOutput Engine::begin(const GenerationRequest& request) {
+  if (request.prompts.empty()) throw Error("generate: no prompts");
+  if (request.max_new_tokens < 1) throw Error("generate: max_new_tokens must be >= 1");
+  if (!request.sampling.greedy) {
+    if (!(request.sampling.temperature > 0.f)) throw Error("generate: temperature must be > 0");
+    if (!(request.sampling.top_p > 0.f && request.sampling.top_p <= 1.f)) throw Error("generate: top_p must be in (0, 1]");
+  }
+  const size_t n = request.prompts.size();
+  StepBatch batch;
+  std::vector<int> capacity(n);
+  for (size_t s = 0; s < n; ++s) {
+    const std::vector<int32_t>& p = request.prompts[s];
+    if (p.empty()) throw Error("generate: prompt " + std::to_string(s) + " is empty");
+    for (int32_t id : p) {
+      if (id < 0 || id >= config_.vocab_size) {
+        throw Error("generate: prompt " + std::to_string(s) + " has token id " + std::to_string(id) +
+                    " outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
+      }
+    }
+    capacity[s] = static_cast<int>(p.size()) + request.max_new_tokens;
+    for (size_t i = 0; i < p.size(); ++i) {
+      batch.tokens.push_back(p[i]);
+      batch.seq.push_back(static_cast<int32_t>(s));
+      batch.pos.push_back(static_cast<int32_t>(i));
+    }
+    batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+  }
+  active_request_ = false;
+  backend_->reset_sequences(capacity);
+  request_ = request;
+  last_token_.assign(n, -1);
+  generated_.assign(n, 0);
+  finish_.assign(n, FinishReason::Running);
+  rngs_.clear();
+  for (size_t s = 0; s < n; ++s) rngs_.emplace_back(request.seed + 0x9e3779b97f4a7c15ull * (s + 1));
+  active_request_ = true;
+  return sample_rows(batch);
+}
+
+StepOutput Engine::step() {
+  if (!active_request_) throw Error("step: no generation in progress (call begin first)");
+  if (done()) throw Error("step: every sequence has finished");
+  StepBatch batch;
+  for (size_t s = 0; s < finish_.size(); ++s) {
+    if (finish_[s] != FinishReason::Running) continue;
+    batch.tokens.push_back(last_token_[s]);
+    batch.seq.push_back(static_cast<int32_t>(s));
+    batch.pos.push_back(backend_->sequence_length(static_cast<int>(s)));
+    batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+  }
+  return sample_rows(batch);
+}
+
+bool Engine::done() const {
+  for (FinishReason f : finish_) {
+    if (f == FinishReason::Running) return false;
+  }
+  return true;
+}
+
+StepOutput Engine::sample_rows(const StepBatch& batch) {
+  const int V = config_.vocab_size;
+  logits_.resize(batch.logit_rows.size() * static_cast<size_t>(V));
+  backend_->forward(batch, logits_.data());
+  StepOutput out;
+  out.token.assign(finish_.size(), -1);
+  for (size_t r = 0; r < batch.logit_rows.size(); ++r) {
+    const int s = batch.seq[static_cast<size_t>(batch.logit_rows[r])];
+    const int32_t tok = sample_token(logits_.data() + r * V, V, request_.sampling, rngs_[s], work_, order_);
+    out.token[s] = tok;
+    out.logits_seq.push_back(s);
+    last_token_[s] = tok;
+    ++generated_[s];
+    if (request_.stop_on_eos && tok == config_.eos_token_id) finish_[s] = FinishReason::Eos;
+    else if (generated_[s] >= request_.max_new_tokens) finish_[s] = FinishReason::Length;
+  }
+  out.finish = finish_;
+  return out;
+}
+
+}  // namespace moe

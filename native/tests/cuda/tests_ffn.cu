@@ -1,0 +1,211 @@
+// Checks and benchmarks of the grouped routed-expert FFN and the cuBLAS linear wrapper.
+#include <cmath>
+#include <cstdio>
+#include <numeric>
+
+#include "test_util.h"
+
+namespace moe::cuda::test {
+namespace {
+
+struct Experts {
+  std::vector<HostBf16> gate, up, down;  // host copies (only when checked)
+  std::vector<DeviceBuffer<bf16>> dgate, dup, ddown;
+  DeviceBuffer<const bf16*> pg, pu, pd;
+};
+
+Experts make_experts(Random& rnd, int n, int hidden, int d_ff, bool keep_host) {
+  Experts ex;
+  std::vector<const bf16*> g, u, d;
+  for (int e = 0; e < n; ++e) {
+    HostBf16 hg = rnd.bf16_tensor(static_cast<size_t>(d_ff) * hidden, 1.7f / std::sqrt(static_cast<float>(hidden)));
+    HostBf16 hu = rnd.bf16_tensor(static_cast<size_t>(d_ff) * hidden, 1.7f / std::sqrt(static_cast<float>(hidden)));
+    HostBf16 hd = rnd.bf16_tensor(static_cast<size_t>(hidden) * d_ff, 1.7f / std::sqrt(static_cast<float>(d_ff)));
+    ex.dgate.push_back(upload_bf16(hg));
+    ex.dup.push_back(upload_bf16(hu));
+    ex.ddown.push_back(upload_bf16(hd));
+    g.push_back(ex.dgate.back().get());
+    u.push_back(ex.dup.back().get());
+    d.push_back(ex.ddown.back().get());
+    if (keep_host) {
+      ex.gate.push_back(std::move(hg));
+      ex.up.push_back(std::move(hu));
+      ex.down.push_back(std::move(hd));
+    }
+  }
+  ex.pg = DeviceBuffer<const bf16*>(n);
+  ex.pu = DeviceBuffer<const bf16*>(n);
+  ex.pd = DeviceBuffer<const bf16*>(n);
+  ex.pg.upload(g);
+  ex.pu.upload(u);
+  ex.pd.upload(d);
+  return ex;
+}
+
+// Distinct experts per token, random weights (as after the router).
+void random_routing(Random& rnd, int rows, int k, int n_experts, std::vector<int32_t>& ids, std::vector<float>& w,
+                    bool skewed) {
+  ids.resize(static_cast<size_t>(rows) * k);
+  w.resize(ids.size());
+  std::vector<int> perm(n_experts);
+  for (int t = 0; t < rows; ++t) {
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), rnd.gen);
+    if (skewed && t % 4 != 0) {  // most tokens pick expert 0: one group spans many 64-row tiles
+      auto it = std::find(perm.begin(), perm.end(), 0);
+      std::iter_swap(perm.begin(), it);
+    }
+    for (int j = 0; j < k; ++j) {
+      ids[t * k + j] = perm[j];
+      w[t * k + j] = 0.05f + std::fabs(rnd.uniform(0.3f));
+    }
+  }
+}
+
+void check_ffn_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int rows, int k, int n_experts, int hidden,
+                    int d_ff, bool skewed, bool accumulate) {
+  const int x_stride = hidden + 64, y_stride = hidden + 32;
+  HostBf16 x = rnd.bf16_tensor(static_cast<size_t>(rows) * x_stride, 1.f);
+  std::vector<int32_t> ids;
+  std::vector<float> w;
+  random_routing(rnd, rows, k, n_experts, ids, w, skewed);
+  DeviceBuffer<bf16> dx = upload_bf16(x);
+  DeviceBuffer<int32_t> dids(ids.size());
+  dids.upload(ids);
+  DeviceBuffer<float> dw(w.size());
+  dw.upload(w);
+  std::vector<float> y0 = rnd.f32_tensor(static_cast<size_t>(rows) * y_stride, 1.f);
+  DeviceBuffer<float> dy(y0.size());
+  if (accumulate) dy.upload(y0); else dy.poison();
+  const size_t wsb = expert_ffn_workspace_bytes(rows, k, n_experts, hidden, d_ff);
+  DeviceBuffer<unsigned char> ws(wsb);
+  ws.poison();
+  expert_ffn_grouped(dx.get(), rows, x_stride, dids.get(), dw.get(), k, n_experts, hidden, d_ff, ex.pg.get(), ex.pu.get(),
+                     ex.pd.get(), dy.get(), y_stride, accumulate, ws.get(), wsb, ctx.stream);
+  CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  std::vector<float> all = dy.download(), got;
+  std::vector<double> ref;
+  std::vector<double> h(d_ff);
+  for (int t = 0; t < rows; ++t) {
+    std::vector<double> yt(hidden, accumulate ? 0.0 : 0.0);
+    for (int j = 0; j < k; ++j) {
+      const int e = ids[t * k + j];
+      const float* xt = &x.f[static_cast<size_t>(t) * x_stride];
+      for (int f = 0; f < d_ff; ++f) {
+        double g = 0, u = 0;
+        const float* gr = &ex.gate[e].f[static_cast<size_t>(f) * hidden];
+        const float* ur = &ex.up[e].f[static_cast<size_t>(f) * hidden];
+        for (int c = 0; c < hidden; ++c) {
+          g += static_cast<double>(gr[c]) * xt[c];
+          u += static_cast<double>(ur[c]) * xt[c];
+        }
+        h[f] = round_bf16(static_cast<float>(g / (1.0 + std::exp(-g)) * u));  // the kernel keeps h in bf16
+      }
+      for (int c = 0; c < hidden; ++c) {
+        const float* dr = &ex.down[e].f[static_cast<size_t>(c) * d_ff];
+        double s = 0;
+        for (int f = 0; f < d_ff; ++f) s += dr[f] * h[f];
+        yt[c] += w[t * k + j] * s;
+      }
+    }
+    for (int c = 0; c < hidden; ++c) {
+      ref.push_back(yt[c] + (accumulate ? y0[static_cast<size_t>(t) * y_stride + c] : 0.0));
+      got.push_back(all[static_cast<size_t>(t) * y_stride + c]);
+    }
+  }
+  // fp32 accumulation over K = 2048 and 1408 of bf16 products; h rounded to bf16 in both.
+  // Rounding of h near a bf16 tie can flip by one ulp between fp32 and fp64 paths: atol covers it.
+  const std::string what = "rows=" + std::to_string(rows) + " E=" + std::to_string(n_experts) + " hidden=" +
+                           std::to_string(hidden) + " d_ff=" + std::to_string(d_ff) + (skewed ? " skewed" : "") +
+                           (accumulate ? " accumulate" : "");
+  compare(r, got, ref, 2e-3, 1e-2, what.c_str());
+}
+
+void test_expert_ffn(Context& ctx, Random& rnd) {
+  CheckResult r{"expert_ffn_grouped"};
+  Experts real = make_experts(rnd, 64, 2048, 1408, true);
+  check_ffn_case(ctx, rnd, r, real, 1, 6, 64, 2048, 1408, false, false);   // decode, batch 1, real shape
+  check_ffn_case(ctx, rnd, r, real, 16, 6, 64, 2048, 1408, false, true);   // decode, batch 16, onto shared out
+  Experts small = make_experts(rnd, 8, 256, 192, true);
+  check_ffn_case(ctx, rnd, r, small, 300, 2, 8, 256, 192, true, false);    // groups of > 64 rows (several m-tiles)
+  ctx.checks.push_back(r);
+}
+
+void test_linear(Context& ctx, Random& rnd) {
+  CheckResult r{"linear_cublas"};
+  const int rows = 19, in = 2048, out = 576, x_stride = in + 64;
+  HostBf16 x = rnd.bf16_tensor(static_cast<size_t>(rows) * x_stride, 1.f);
+  HostBf16 W = rnd.bf16_tensor(static_cast<size_t>(out) * in, 0.04f);
+  DeviceBuffer<bf16> dx = upload_bf16(x), dW = upload_bf16(W);
+  DeviceBuffer<bf16> yb(static_cast<size_t>(rows) * out);
+  DeviceBuffer<float> yf(static_cast<size_t>(rows) * out);
+  std::vector<float> y0 = rnd.f32_tensor(yf.size(), 1.f);
+  yf.upload(y0);
+  yb.poison();
+  linear_bf16_out_bf16(ctx.cublas, dx.get(), rows, in, x_stride, dW.get(), out, yb.get(), out, ctx.stream);
+  linear_bf16_out_f32(ctx.cublas, dx.get(), rows, in, x_stride, dW.get(), out, yf.get(), out, true, ctx.stream);
+  CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  std::vector<double> ref(static_cast<size_t>(rows) * out), ref_acc(ref.size());
+  for (int t = 0; t < rows; ++t)
+    for (int o = 0; o < out; ++o) {
+      double s = 0;
+      for (int c = 0; c < in; ++c) s += static_cast<double>(x.f[static_cast<size_t>(t) * x_stride + c]) * W.f[static_cast<size_t>(o) * in + c];
+      ref[t * out + o] = s;
+      ref_acc[t * out + o] = s + y0[t * out + o];
+    }
+  compare(r, download_bf16(yb, yb.size()), ref, 1e-3, 8e-3, "bf16 out");
+  compare(r, yf.download(), ref_acc, 1e-4, 1e-4, "fp32 out, accumulate");
+  ctx.checks.push_back(r);
+}
+
+}  // namespace
+
+void run_ffn_tests(Context& ctx) {
+  Random rnd(ctx.seed ^ 0x5555);
+  test_expert_ffn(ctx, rnd);
+  test_linear(ctx, rnd);
+}
+
+void run_ffn_bench(Context& ctx) {
+  Random rnd(ctx.seed ^ 0x6666);
+  const int hidden = 2048, d_ff = 1408, E = 64, k = 6;
+  Experts ex = make_experts(rnd, E, hidden, d_ff, false);
+  for (int rows : {1, 16, 8192}) {
+    DeviceBuffer<bf16> x = upload_bf16(rnd.bf16_tensor(static_cast<size_t>(rows) * hidden, 1.f));
+    std::vector<int32_t> ids;
+    std::vector<float> w;
+    random_routing(rnd, rows, k, E, ids, w, false);
+    std::vector<char> used(E, 0);
+    for (int id : ids) used[id] = 1;
+    const int distinct = static_cast<int>(std::count(used.begin(), used.end(), 1));
+    DeviceBuffer<int32_t> dids(ids.size());
+    dids.upload(ids);
+    DeviceBuffer<float> dw(w.size());
+    dw.upload(w);
+    DeviceBuffer<float> y(static_cast<size_t>(rows) * hidden);
+    const size_t wsb = expert_ffn_workspace_bytes(rows, k, E, hidden, d_ff);
+    DeviceBuffer<unsigned char> ws(wsb);
+    BenchResult b{"expert_ffn_grouped", "rows=" + std::to_string(rows) + " k=6 E=64 (" + std::to_string(distinct) + " experts hit)"};
+    b.bytes = distinct * 3.0 * hidden * d_ff * 2 + rows * hidden * 6.0;
+    b.flops = 2.0 * rows * k * 3.0 * hidden * d_ff;
+    time_it(b, ctx.stream, [&] { expert_ffn_grouped(x.get(), rows, hidden, dids.get(), dw.get(), k, E, hidden, d_ff, ex.pg.get(), ex.pu.get(), ex.pd.get(), y.get(), hidden, false, ws.get(), wsb, ctx.stream); }, 5, rows > 16 ? 20 : 50);
+    ctx.benches.push_back(b);
+  }
+  // cuBLAS reference points: a projection at decode and prefill, and lm_head at decode.
+  struct Shape { const char* name; int out, in; };
+  for (const Shape& s : {Shape{"linear q_proj", 3072, 2048}, Shape{"linear lm_head", 102400, 2048}}) {
+    DeviceBuffer<bf16> W = upload_bf16(rnd.bf16_tensor(static_cast<size_t>(s.out) * s.in, 0.02f));
+    for (int rows : {1, 16, 8192}) {
+      if (s.out > 10000 && rows > 16) continue;
+      DeviceBuffer<bf16> x = upload_bf16(rnd.bf16_tensor(static_cast<size_t>(rows) * s.in, 1.f));
+      DeviceBuffer<float> y(static_cast<size_t>(rows) * s.out);
+      BenchResult b{s.name, "rows=" + std::to_string(rows) + " " + std::to_string(s.out) + "x" + std::to_string(s.in)};
+      b.bytes = 2.0 * s.out * s.in + rows * (2.0 * s.in + 4.0 * s.out);
+      b.flops = 2.0 * rows * s.out * s.in;
+      time_it(b, ctx.stream, [&] { linear_bf16_out_f32(ctx.cublas, x.get(), rows, s.in, s.in, W.get(), s.out, y.get(), s.out, false, ctx.stream); });
+      ctx.benches.push_back(b);
+    }
+  }
+}
+
+}  // namespace moe::cuda::test

@@ -1,0 +1,181 @@
+import { openCheckpoint, type Checkpoint } from '../model/checkpoint.js';
+import type { ModelConfig } from '../model/config.js';
+import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
+import { UserError } from '../util/errors.js';
+import { loadNativeAddon, type NativeCapture, type NativeEngineHandle, type NativeStepResult } from './native-binding.js';
+import { toNativeConfig, toNativeTensors } from './native-config.js';
+import {
+  checkGenerateShape,
+  checkPromptIds,
+  resolveLoadOptions,
+  resolveSampling,
+  type EngineLoadOptions,
+  type GenerateOptions,
+} from './options.js';
+
+/** An error of the native engine (bad weights, a bug): rethrown here so it carries a JS stack. */
+export class EngineError extends UserError {
+  override readonly name = 'EngineError';
+}
+
+export type FinishReason = 'eos' | 'length';
+
+/** One generated token of one sequence, streamed as soon as its step is done. */
+export interface GeneratedToken {
+  /** index of the prompt it continues */
+  sequence: number;
+  token: number;
+  /** 0 for the first generated token of the sequence */
+  index: number;
+  /** set on the sequence's last token */
+  finished: FinishReason | null;
+}
+
+/** Logits of the last generate() with recordLogits: perSequence[s][k] produced token k of sequence s. */
+export interface RecordedLogits {
+  vocabSize: number;
+  perSequence: Float32Array[][];
+}
+
+const FINISH: Record<number, FinishReason | null> = { 0: null, 1: 'eos', 2: 'length' };
+
+async function native<T>(what: string, call: () => Promise<T> | T): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    throw new EngineError(`${what}: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * A DeepSeek-V2 checkpoint loaded into the native engine.
+ *
+ *   const engine = await Engine.load(dir, { device: 'cpu' });
+ *   for await (const t of engine.generate({ prompts: ['Hello'], maxNewTokens: 16 })) ...
+ *   engine.close();
+ */
+export class Engine {
+  /** logits of the last generate() that asked for them (recordLogits: true); null otherwise */
+  logits: RecordedLogits | null = null;
+  private busy = false;
+  private closed = false;
+  private tokenizerCache: ModelTokenizer | undefined;
+
+  private constructor(
+    readonly checkpoint: Checkpoint,
+    private readonly handle: NativeEngineHandle,
+  ) {}
+
+  get config(): ModelConfig {
+    return this.checkpoint.config;
+  }
+
+  static async load(dir: string, options?: EngineLoadOptions): Promise<Engine> {
+    const opts = resolveLoadOptions(options);
+    if (opts.device === 'cuda') {
+      throw new UserError('option device: the CUDA backend is not built/not implemented yet (issue 5); use device cpu');
+    }
+    const ckpt = openCheckpoint(dir);
+    const addon = loadNativeAddon();
+    const handle = await native(`loading ${ckpt.dir}`, () =>
+      addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: { device: opts.device, threads: opts.threads } }),
+    );
+    return new Engine(ckpt, handle);
+  }
+
+  /** The checkpoint's tokenizer (loaded on first use; a missing tokenizer is a clear error). */
+  get tokenizer(): ModelTokenizer {
+    this.tokenizerCache ??= loadTokenizer(this.checkpoint.dir);
+    return this.tokenizerCache;
+  }
+
+  info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string } {
+    this.assertOpen();
+    return this.handle.info();
+  }
+
+  /**
+   * Generates for every prompt at once (one batch; each sequence has its own cache and length) and
+   * streams the tokens step by step. Sequences stop at the end-of-sequence token (unless stopOnEos
+   * is false) or after maxNewTokens.
+   */
+  async *generate(options: GenerateOptions): AsyncGenerator<GeneratedToken> {
+    this.assertOpen();
+    checkGenerateShape(options);
+    const sampling = resolveSampling(options.sampling);
+    const ids =
+      typeof options.prompts[0] === 'string'
+        ? (options.prompts as string[]).map((p) => this.tokenizer.encode(p, { addBos: true }))
+        : (options.prompts as number[][]);
+    const prompts = checkPromptIds(ids, this.config.vocabSize);
+    if (this.busy) throw new UserError('engine is busy: one generate() at a time');
+    this.busy = true;
+    const record = options.recordLogits === true;
+    this.logits = record ? { vocabSize: this.config.vocabSize, perSequence: prompts.map(() => []) } : null;
+    const counts = prompts.map(() => 0);
+    try {
+      let result = await native('prefill', () =>
+        this.handle.begin({ prompts, maxNewTokens: options.maxNewTokens, ...sampling, stopOnEos: options.stopOnEos ?? true }),
+      );
+      for (;;) {
+        if (record) this.recordStep(result);
+        let running = 0;
+        for (let s = 0; s < result.tokens.length; s++) {
+          const token = result.tokens[s];
+          const finished = FINISH[result.finish[s]];
+          if (finished === null) running++;
+          if (token < 0) continue;
+          yield { sequence: s, token, index: counts[s]++, finished };
+        }
+        if (running === 0) break;
+        result = await native('decode step', () => this.handle.step());
+      }
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  /** Collects the whole generation: the generated ids of each prompt. */
+  async generateAll(options: GenerateOptions): Promise<{ tokens: number[][]; finished: FinishReason[] }> {
+    const n = options.prompts?.length ?? 0;
+    const tokens: number[][] = Array.from({ length: n }, () => []);
+    const finished: FinishReason[] = Array.from({ length: n }, () => 'length');
+    for await (const t of this.generate(options)) {
+      tokens[t.sequence].push(t.token);
+      if (t.finished) finished[t.sequence] = t.finished;
+    }
+    return { tokens, finished };
+  }
+
+  /**
+   * Debugging: capture named intermediates ("attn_norm", "q", "kv_cache", "attn_out", "h_attn",
+   * "router_logits", "ffn_out", "h", "final_norm", "logits", or "*") of the following forwards;
+   * read them with takeDebugCapture(). null stops capturing.
+   */
+  setDebugCapture(names: string[] | null): void {
+    this.assertOpen();
+    this.handle.setDebugCapture(names);
+  }
+
+  takeDebugCapture(): NativeCapture[] {
+    this.assertOpen();
+    return this.handle.takeDebugCapture();
+  }
+
+  close(): void {
+    if (this.closed) return;
+    if (this.busy) throw new UserError('engine is busy: finish or abandon the generate() loop before close()');
+    this.handle.close();
+    this.closed = true;
+  }
+
+  private recordStep(result: NativeStepResult): void {
+    const all = this.handle.logits();
+    const V = this.config.vocabSize;
+    result.logitsSeq.forEach((s, row) => this.logits!.perSequence[s].push(all.slice(row * V, (row + 1) * V)));
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new UserError('engine is closed');
+  }
+}

@@ -1,0 +1,139 @@
+import { existsSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { UserError } from '../util/errors.js';
+
+/**
+ * The typed surface of the native addon (native/addon/addon.cpp). Only this module touches it;
+ * everything else uses the Engine class.
+ */
+export interface NativeModelConfig {
+  vocab_size: number;
+  hidden_size: number;
+  num_hidden_layers: number;
+  intermediate_size: number;
+  moe_intermediate_size: number;
+  first_k_dense_replace: number;
+  moe_layer_freq: number;
+  n_routed_experts: number;
+  num_experts_per_tok: number;
+  n_shared_experts: number;
+  norm_topk_prob: boolean;
+  routed_scaling_factor: number;
+  num_attention_heads: number;
+  /** 0: no q LoRA */
+  q_lora_rank: number;
+  kv_lora_rank: number;
+  qk_nope_head_dim: number;
+  qk_rope_head_dim: number;
+  v_head_dim: number;
+  rms_norm_eps: number;
+  max_position_embeddings: number;
+  bos_token_id: number;
+  eos_token_id: number;
+  tie_word_embeddings: boolean;
+  /** 0 in a numeric field means "absent" (the C++ side then follows transformers' defaults) */
+  rope: {
+    type: 'default' | 'yarn';
+    theta: number;
+    factor: number;
+    original_max_position_embeddings: number;
+    beta_fast: number;
+    beta_slow: number;
+    mscale: number;
+    mscale_all_dim: number;
+    attention_factor: number;
+    truncate: boolean;
+  };
+}
+
+export interface NativeTensor {
+  name: string;
+  file: string;
+  offset: number;
+  nbytes: number;
+  dtype: 'BF16' | 'F16' | 'F32';
+  shape: number[];
+}
+
+export interface NativeRequest {
+  prompts: Int32Array[];
+  maxNewTokens: number;
+  greedy: boolean;
+  temperature: number;
+  topP: number;
+  seed: number;
+  stopOnEos: boolean;
+}
+
+/** finish codes: 0 running, 1 eos, 2 length */
+export interface NativeStepResult {
+  tokens: Int32Array;
+  finish: Int8Array;
+  logitsSeq: Int32Array;
+}
+
+export interface NativeCapture {
+  name: string;
+  layer: number;
+  rows: number;
+  cols: number;
+  data: Float32Array;
+}
+
+export interface NativeEngineHandle {
+  begin(request: NativeRequest): Promise<NativeStepResult>;
+  step(): Promise<NativeStepResult>;
+  logits(): Float32Array;
+  info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string };
+  setDebugCapture(names: string[] | null): void;
+  takeDebugCapture(): NativeCapture[];
+  close(): void;
+}
+
+export interface NativeAddon {
+  load(spec: { config: NativeModelConfig; tensors: NativeTensor[]; options: { device: string; threads: number } }): Promise<NativeEngineHandle>;
+  cpuFeatures(): string;
+}
+
+/** The repository root: the nearest ancestor of this file holding package.json and native/. */
+export function findRepoRoot(from = dirname(fileURLToPath(import.meta.url))): string {
+  let dir = from;
+  for (;;) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'native', 'CMakeLists.txt'))) return dir;
+    const up = dirname(dir);
+    if (up === dir) return resolve(from, '..', '..', '..');
+    dir = up;
+  }
+}
+
+let cached: NativeAddon | undefined;
+
+/**
+ * Loads the addon from native/build/Release/*.node (or MOE_NATIVE_ADDON, a path to a .node file,
+ * for bundles that put it elsewhere). A missing build is a UserError telling how to build it.
+ */
+export function loadNativeAddon(): NativeAddon {
+  if (cached) return cached;
+  const override = process.env.MOE_NATIVE_ADDON;
+  let path: string | undefined;
+  if (override) {
+    if (!existsSync(override)) throw new UserError(`MOE_NATIVE_ADDON=${override}: no such file`);
+    path = override;
+  } else {
+    const dir = join(findRepoRoot(), 'native', 'build', 'Release');
+    const found = existsSync(dir) ? readdirSync(dir).filter((f) => f.endsWith('.node')) : [];
+    if (found.length === 0) {
+      throw new UserError(`the native engine is not built (no ${join(dir, '*.node')}); run \`npm run build:native\` first`);
+    }
+    path = join(dir, found.includes('moe_addon.node') ? 'moe_addon.node' : found[0]);
+  }
+  const require = createRequire(import.meta.url);
+  try {
+    cached = require(path) as NativeAddon;
+  } catch (err) {
+    throw new UserError(`cannot load the native engine ${path} (${(err as Error).message}); rebuild it with \`npm run build:native\``);
+  }
+  return cached;
+}

@@ -1,0 +1,99 @@
+import { UserError } from '../util/errors.js';
+
+/** Options of Engine.load. */
+export interface EngineLoadOptions {
+  /** 'cpu' (default) or 'cuda' (not built yet: issue 5) */
+  device?: 'cpu' | 'cuda';
+  /** CPU threads for the forward; default: all cores */
+  threads?: number;
+}
+
+export type Sampling = 'greedy' | { temperature: number; topP?: number; seed?: number };
+
+/** Options of Engine.generate. */
+export interface GenerateOptions {
+  /** token-id prompts, or text prompts (encoded with the checkpoint's tokenizer, <bos> first) */
+  prompts: number[][] | string[];
+  maxNewTokens: number;
+  /** 'greedy' (default) or seeded temperature / top-p sampling */
+  sampling?: Sampling;
+  /** stop a sequence when it produces the end-of-sequence token (default true) */
+  stopOnEos?: boolean;
+  /** keep every step's logits in engine.logits (for tests; costs vocab floats per token) */
+  recordLogits?: boolean;
+}
+
+export interface ResolvedLoadOptions {
+  device: 'cpu' | 'cuda';
+  threads: number;
+}
+
+export interface ResolvedSampling {
+  greedy: boolean;
+  temperature: number;
+  topP: number;
+  seed: number;
+}
+
+function fail(option: string, problem: string): never {
+  throw new UserError(`option ${option}: ${problem}`);
+}
+
+function isPlainObject(v: unknown): boolean {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function rejectUnknownKeys(o: Record<string, unknown>, known: string[], where: string): void {
+  for (const k of Object.keys(o)) {
+    if (!known.includes(k)) fail(`${where}${k}`, `unknown option (known: ${known.join(', ')})`);
+  }
+}
+
+export function resolveLoadOptions(o: EngineLoadOptions | undefined): ResolvedLoadOptions {
+  if (o === undefined) return { device: 'cpu', threads: 0 };
+  if (!isPlainObject(o)) fail('options', 'must be an object');
+  rejectUnknownKeys(o as unknown as Record<string, unknown>, ['device', 'threads'], '');
+  const device = o.device ?? 'cpu';
+  if (device !== 'cpu' && device !== 'cuda') fail('device', `unknown value '${String(device)}' (choose from cpu, cuda)`);
+  const threads = o.threads ?? 0;
+  if (!Number.isInteger(threads) || threads < 0 || threads > 1024) fail('threads', `must be an integer in [0, 1024] (0: all cores), got ${String(threads)}`);
+  return { device, threads };
+}
+
+export function resolveSampling(s: Sampling | undefined): ResolvedSampling {
+  if (s === undefined || s === 'greedy') return { greedy: true, temperature: 1, topP: 1, seed: 0 };
+  if (!isPlainObject(s)) fail('sampling', `must be 'greedy' or {temperature, topP, seed}, got ${JSON.stringify(s)}`);
+  rejectUnknownKeys(s as Record<string, unknown>, ['temperature', 'topP', 'seed'], 'sampling.');
+  const { temperature, topP = 1, seed = 0 } = s as { temperature: unknown; topP?: unknown; seed?: unknown };
+  if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature <= 0 || temperature > 100) {
+    fail('sampling.temperature', `must be a number in (0, 100], got ${String(temperature)}`);
+  }
+  if (typeof topP !== 'number' || !Number.isFinite(topP) || topP <= 0 || topP > 1) fail('sampling.topP', `must be in (0, 1], got ${String(topP)}`);
+  if (typeof seed !== 'number' || !Number.isSafeInteger(seed) || seed < 0) fail('sampling.seed', `must be a non-negative integer, got ${String(seed)}`);
+  return { greedy: false, temperature: temperature as number, topP: topP as number, seed: seed as number };
+}
+
+export function checkGenerateShape(o: GenerateOptions): void {
+  if (!isPlainObject(o)) fail('generate', 'options must be an object');
+  rejectUnknownKeys(o as unknown as Record<string, unknown>, ['prompts', 'maxNewTokens', 'sampling', 'stopOnEos', 'recordLogits'], '');
+  if (!Array.isArray(o.prompts) || o.prompts.length === 0) fail('prompts', 'must be a non-empty array of token-id arrays or strings');
+  const allText = o.prompts.every((p) => typeof p === 'string');
+  const allIds = o.prompts.every((p) => Array.isArray(p));
+  if (!allText && !allIds) fail('prompts', 'must be all strings or all token-id arrays');
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 1 || o.maxNewTokens > 1_000_000) {
+    fail('maxNewTokens', `must be an integer >= 1, got ${String(o.maxNewTokens)}`);
+  }
+  if (o.stopOnEos !== undefined && typeof o.stopOnEos !== 'boolean') fail('stopOnEos', 'must be a boolean');
+  if (o.recordLogits !== undefined && typeof o.recordLogits !== 'boolean') fail('recordLogits', 'must be a boolean');
+}
+
+/** Token-id prompts checked against the vocabulary; errors name the prompt and the position. */
+export function checkPromptIds(prompts: number[][], vocabSize: number): Int32Array[] {
+  return prompts.map((p, i) => {
+    if (p.length === 0) fail(`prompts[${i}]`, 'is empty');
+    p.forEach((id, j) => {
+      if (!Number.isInteger(id) || id < 0 || id >= vocabSize) fail(`prompts[${i}][${j}]`, `token id ${String(id)} is outside the vocabulary [0, ${vocabSize})`);
+    });
+    return Int32Array.from(p);
+  });
+}
