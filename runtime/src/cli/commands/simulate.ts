@@ -1,13 +1,153 @@
+/**
+ * `simulate`: replay a routing trace through the offloading simulator (sim/). A thin shell: options are
+ * parsed and checked here, the work is sim/src's. Without --trace it runs on the shipped sample trace.
+ */
 import type { Command } from 'commander';
-import { NotImplementedError } from '../../util/errors.js';
+import { existsSync, statSync } from 'node:fs';
+import { basename, extname, join, relative, resolve } from 'node:path';
+import { UserError } from '../../util/errors.js';
+import { parseChoiceListOption, parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
+import { startProgress } from '../../util/progress.js';
+import { readTrace } from '../../../../traces/src/reader.js';
+import { toSequences, type RoutingCorpus } from '../../../../traces/src/sequences.js';
+import { POLICY_NAMES, type PolicyName } from '../../../../sim/src/cache/types.js';
+import { defaultCalibration, loadCalibration } from '../../../../sim/src/cost/calibration.js';
+import { attachPredictedColumn } from '../../../../sim/src/prefetch/predicted-column.js';
+import { PREFETCH_NAMES, type PrefetchName } from '../../../../sim/src/prefetch/sources.js';
+import { formatHeader, formatTable, TABLE_NOTES } from '../../../../sim/src/report/table.js';
+import { writeSweepOutputs } from '../../../../sim/src/report/outputs.js';
+import { sampleTracePath } from '../../../../sim/src/sample.js';
+import { runSweep, sweepSize, type SweepGrid } from '../../../../sim/src/sweep.js';
+import { MISS_MODES, type MissMode } from '../../../../sim/src/timing/engine.js';
 
-export function register(program: Command): void {
+/**
+ * Hook for `--predictor DIR`: fills `predictions` on the corpus's sequences from a trained predictor.
+ * The predictor (predictor/) provides it; until the lead wires it in registerAll, --predictor is refused
+ * with a message saying so (no fake predictions).
+ */
+export type PredictorLoader = (dir: string, corpus: RoutingCorpus) => void | Promise<void>;
+
+export interface SimulateDeps {
+  loadPredictor?: PredictorLoader;
+}
+
+const ALL_POLICIES = POLICY_NAMES.join(',');
+
+export function register(program: Command, deps: SimulateDeps = {}): void {
   program
     .command('simulate')
-    .description('replay a routing trace through the offloading simulator (not implemented yet: the simulator issue, #3)')
-    .allowUnknownOption(true)
-    .allowExcessArguments(true)
-    .action(() => {
-      throw new NotImplementedError('simulate', 'the simulator issue, #3');
+    .description('replay a routing trace through the expert-offloading simulator: hit rate, bytes moved, predicted time per token (sim/README.md)')
+    .option('--trace <file>', 'trace v1 file (default: the shipped synthetic sample, traces/samples/)')
+    .option('--policy <list>', `cache policy or comma list: ${POLICY_NAMES.join(', ')}`, ALL_POLICIES)
+    .option('--cache <n>', 'expert slots per MoE layer', '16')
+    .option('--batch <n>', 'sequences decoded together (lanes)', '1')
+    .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')}`, 'none')
+    .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')}`, 'fetch')
+    .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/default-h200-pcie5.json)')
+    .option('--warmup <file>', 'trace whose expert popularity pins the static policy (default: first half of the sequences of --trace)')
+    .option('--predictor <dir>', 'trained predictor whose predictions feed --prefetch predicted')
+    .option('--json', 'print JSON (one object for one configuration, a list otherwise)')
+    .option('--sweep', 'run a grid (--policies, --caches, --batches, --prefetchers, --misses) and write results and charts to --out')
+    .option('--policies <list>', 'sweep: policies', ALL_POLICIES)
+    .option('--caches <list>', 'sweep: cache sizes', '4,8,16,24,32,48')
+    .option('--batches <list>', 'sweep: batch sizes', '1')
+    .option('--prefetchers <list>', 'sweep: prefetchers', 'none')
+    .option('--misses <list>', 'sweep: miss modes', 'fetch')
+    .option('--out <dir>', 'sweep: output folder (default reports/sim/<trace name>/)')
+    .option('--quiet', 'no progress output')
+    .action(async (o) => {
+      await simulateAction(o, deps);
     });
+}
+
+interface SimulateOptions {
+  trace?: string;
+  policy: string;
+  cache: string;
+  batch: string;
+  prefetch: string;
+  miss: string;
+  calibration?: string;
+  warmup?: string;
+  predictor?: string;
+  json?: boolean;
+  sweep?: boolean;
+  policies: string;
+  caches: string;
+  batches: string;
+  prefetchers: string;
+  misses: string;
+  out?: string;
+  quiet?: boolean;
+}
+
+async function simulateAction(o: SimulateOptions, deps: SimulateDeps): Promise<void> {
+  // Parse every option before reading anything, so a typo fails at once.
+  const grid: SweepGrid = o.sweep
+    ? {
+        policies: parseChoiceListOption('--policies', o.policies, POLICY_NAMES) as PolicyName[],
+        caches: parseIntListOption('--caches', o.caches, 1, 65535),
+        batches: parseIntListOption('--batches', o.batches, 1, 65535),
+        prefetchers: parseChoiceListOption('--prefetchers', o.prefetchers, PREFETCH_NAMES) as PrefetchName[],
+        misses: parseChoiceListOption('--misses', o.misses, MISS_MODES) as MissMode[],
+      }
+    : {
+        policies: parseChoiceListOption('--policy', o.policy, POLICY_NAMES) as PolicyName[],
+        caches: [parseIntOption('--cache', o.cache, 1, 65535)],
+        batches: [parseIntOption('--batch', o.batch, 1, 65535)],
+        prefetchers: [parseChoiceOption('--prefetch', o.prefetch, PREFETCH_NAMES)],
+        misses: [parseChoiceOption('--miss', o.miss, MISS_MODES)],
+      };
+  const tracePath = o.trace ?? sampleTracePath();
+  if (o.trace !== undefined && !existsSync(o.trace)) throw new UserError(`option --trace: ${o.trace}: no such file`);
+  if (o.warmup !== undefined && !existsSync(o.warmup)) throw new UserError(`option --warmup: ${o.warmup}: no such file`);
+  if (o.calibration !== undefined && !existsSync(o.calibration)) throw new UserError(`option --calibration: ${o.calibration}: no such file`);
+  if (o.predictor !== undefined && (!existsSync(o.predictor) || !statSync(o.predictor).isDirectory())) {
+    throw new UserError(`option --predictor: ${o.predictor}: not a directory`);
+  }
+  const calibration = o.calibration ? loadCalibration(o.calibration) : defaultCalibration();
+  const table = readTrace(tracePath);
+  const corpus = toSequences(table);
+  attachPredictedColumn(table, corpus);
+  if (o.predictor !== undefined) {
+    if (!deps.loadPredictor) {
+      throw new UserError('option --predictor: loading a predictor into the simulator is not wired yet (hook: SimulateDeps.loadPredictor in runtime/src/cli/commands/simulate.ts)');
+    }
+    await deps.loadPredictor(o.predictor, corpus);
+  }
+  const warmup = o.warmup ? toSequences(readTrace(o.warmup)) : undefined;
+  const base = { calibration, warmup };
+
+  const total = sweepSize(grid);
+  const progress = startProgress('simulating', total, { quiet: o.quiet || !o.sweep });
+  let results;
+  try {
+    results = runSweep(corpus, grid, base, () => progress.tick());
+  } finally {
+    progress.done();
+  }
+  const traceName = basename(tracePath, extname(tracePath));
+  const rel = relative(process.cwd(), resolve(tracePath));
+  const shownPath = rel && !rel.startsWith('..') ? rel : resolve(tracePath);
+
+  if (o.sweep) {
+    const out = o.out ?? join('reports', 'sim', traceName);
+    const files = await writeSweepOutputs(out, results, {
+      tracePath: shownPath,
+      traceName,
+      generatedBy: `moe-offload simulate --sweep --policies ${grid.policies.join(',')} --caches ${grid.caches.join(',')} --batches ${grid.batches.join(',')} --prefetchers ${grid.prefetchers.join(',')} --misses ${grid.misses.join(',')}`,
+    });
+    if (o.json) process.stdout.write(JSON.stringify({ out, files, results }, null, 2) + '\n');
+    else process.stdout.write(`${formatHeader(shownPath, results)}\n\n${formatTable(results)}\n\n${TABLE_NOTES}\nwrote ${files.length} files to ${out}\n`);
+    return;
+  }
+  if (o.json) {
+    const payload = results.length === 1 ? { traceFile: shownPath, ...results[0] } : results.map((r) => ({ traceFile: shownPath, ...r }));
+    process.stdout.write(JSON.stringify(payload, null, 2) + '\n');
+    return;
+  }
+  const cfg = results[0].config;
+  process.stdout.write(
+    `${formatHeader(shownPath, results)}\nconfig       cache ${cfg.cacheSize} experts/layer, batch ${cfg.batch}, prefetch ${cfg.prefetch}, miss ${cfg.miss}\n\n${formatTable(results)}\n\n${TABLE_NOTES}\n`,
+  );
 }

@@ -1,0 +1,130 @@
+/**
+ * Sweep outputs: results.json, results.parquet (DuckDB) and three Vega-Lite charts (spec, SVG, PNG):
+ * hit rate vs cache size per policy, predicted time per token vs cache size, time breakdown.
+ * Every file is published atomically.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { TopLevelSpec } from 'vega-lite';
+import { writeChart } from '../../../runtime/src/report/charts.js';
+import { discard, partialPathFor, publish, writeFileAtomic } from '../../../runtime/src/util/atomic-file.js';
+import { openAnalysisDb } from '../../../traces/src/duckdb.js';
+import type { SimResult } from '../simulation.js';
+import { ROW_COLUMNS, toRow, type ResultRow } from './rows.js';
+
+export interface SweepOutputMeta {
+  tracePath: string;
+  traceName: string;
+  generatedBy: string;
+}
+
+export async function writeSweepOutputs(dir: string, results: SimResult[], meta: SweepOutputMeta): Promise<string[]> {
+  mkdirSync(dir, { recursive: true });
+  const rows = results.map((r) => toRow(meta.traceName, r));
+  const files: string[] = [];
+  const json = join(dir, 'results.json');
+  writeFileAtomic(
+    json,
+    JSON.stringify(
+      {
+        trace: meta.tracePath,
+        routing: rows[0]?.routing,
+        calibration: results[0]?.calibrationLabel,
+        warmup: results.find((r) => r.warmupLabel)?.warmupLabel ?? null,
+        generatedBy: meta.generatedBy,
+        rows,
+        results,
+      },
+      null,
+      1,
+    ) + '\n',
+  );
+  files.push(json);
+  files.push(await writeParquet(join(dir, 'results.parquet'), rows));
+  for (const [name, spec] of chartSpecs(rows, meta.traceName)) {
+    const p = await writeChart(spec, join(dir, name));
+    files.push(p.svg, p.png);
+  }
+  return files;
+}
+
+async function writeParquet(path: string, rows: ResultRow[]): Promise<string> {
+  const db = await openAnalysisDb();
+  const tmp = partialPathFor(path);
+  try {
+    await db.conn.run(`CREATE TABLE results (${ROW_COLUMNS.map(([c, t]) => `${c} ${t}`).join(', ')})`);
+    const app = await db.conn.createAppender('results');
+    for (const row of rows) {
+      for (const [c, t] of ROW_COLUMNS) {
+        const v = row[c];
+        if (t === 'VARCHAR') app.appendVarchar(String(v));
+        else if (t === 'INTEGER') app.appendInteger(Number(v));
+        else app.appendDouble(Number(v));
+      }
+      app.endRow();
+    }
+    app.closeSync();
+    await db.conn.run(`COPY results TO '${tmp.replaceAll("'", "''")}' (FORMAT parquet)`);
+    publish(tmp, path);
+    return path;
+  } catch (err) {
+    discard(tmp);
+    throw err;
+  } finally {
+    db.close();
+  }
+}
+
+/** Facets only over dimensions that vary, so a one-batch sweep gets plain charts. */
+function chartSpecs(rows: ResultRow[], traceName: string): Array<[string, TopLevelSpec]> {
+  const varies = (k: keyof ResultRow) => new Set(rows.map((r) => r[k])).size > 1;
+  const facetRow = varies('batch') ? { row: { field: 'batch', type: 'ordinal' as const, title: 'batch' } } : {};
+  const facetCol = varies('prefetch') ? { column: { field: 'prefetch', type: 'nominal' as const, title: 'prefetch' } } : {};
+  const dash = varies('miss') ? { strokeDash: { field: 'miss', type: 'nominal' as const, title: 'miss' } } : {};
+  const data = { values: rows as unknown as Record<string, unknown>[] };
+  const line = (y: keyof ResultRow, yTitle: string, title: string, format?: string): TopLevelSpec =>
+    ({
+      $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+      title: { text: title, subtitle: `${traceName}: ${rows[0]?.routing ?? ''}; ${rows[0]?.calibration ?? ''}`.slice(0, 160) },
+      data,
+      mark: { type: 'line', point: true },
+      encoding: {
+        x: { field: 'cache', type: 'quantitative', title: 'cache size (experts per layer)' },
+        y: { field: y, type: 'quantitative', title: yTitle, ...(format ? { axis: { format } } : {}) },
+        color: { field: 'policy', type: 'nominal', title: 'policy' },
+        ...dash,
+        ...facetRow,
+        ...facetCol,
+      },
+      width: 360,
+      height: 240,
+    }) as TopLevelSpec;
+  const base = rows.filter((r) => r.batch === rows[0].batch && r.prefetch === rows[0].prefetch && r.miss === rows[0].miss);
+  const breakdownValues = base.flatMap((r) => [
+    { policy: r.policy, cache: r.cache, part: '1 GPU attention/router/shared/head', ms: r.gpu_non_expert_ms },
+    { policy: r.policy, cache: r.cache, part: '2 GPU routed experts', ms: r.gpu_expert_ms },
+    { policy: r.policy, cache: r.cache, part: '3 GPU idle (waiting for copies/CPU)', ms: r.gpu_idle_ms },
+  ]);
+  const breakdown = {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title: {
+      text: 'Predicted time per step, by where it goes',
+      subtitle: `${traceName}; batch ${rows[0]?.batch}, prefetch ${rows[0]?.prefetch}, miss ${rows[0]?.miss}; ${rows[0]?.calibration ?? ''}`.slice(0, 160),
+    },
+    data: { values: breakdownValues },
+    mark: 'bar',
+    encoding: {
+      column: { field: 'policy', type: 'nominal', title: 'policy' },
+      x: { field: 'cache', type: 'ordinal', title: 'cache size' },
+      y: { field: 'ms', type: 'quantitative', title: 'ms per step', stack: 'zero' },
+      color: { field: 'part', type: 'nominal', title: 'part' },
+    },
+    width: 140,
+    height: 220,
+  } as TopLevelSpec;
+  return [
+    ['hit-rate-vs-cache', line('hit_rate', 'hit rate', 'Hit rate vs cache size per policy', '.0%')],
+    ['time-per-token-vs-cache', line('tpt_mean_ms', 'predicted ms per output token (mean)', 'Predicted time per output token vs cache size')],
+    ['time-breakdown', breakdown],
+  ];
+}

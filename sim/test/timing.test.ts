@@ -1,0 +1,114 @@
+/**
+ * The timing model on a hand-made trace with round-number costs, worked out by hand; and the invariant that
+ * with prefetch none the simulator's hits and requests are the canonical replay's.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readTrace } from '../../traces/src/reader.js';
+import { toSequences } from '../../traces/src/sequences.js';
+import { TraceWriter } from '../../traces/src/writer.js';
+import { attachPredictedColumn, defaultCalibration, replayCorpus, runSimulation, type CostModel } from '../src/index.js';
+import { handCorpus } from './helpers.js';
+
+/** copy 1 ms, GPU expert 0.5, MoE-layer other 1, dense 2, head 1, CPU expert `cpuMs`. */
+function roundCosts(cpuMs = 3): CostModel {
+  return {
+    schema: 'moe-offload.calibration', version: 1, name: 'round', label: 'test: round numbers', measured: false,
+    device: 'test', model: 'test', expertBytes: 1_000_000,
+    transfer: { h2dGBps: 1, perCopyMs: 0, copyEngines: 1 },
+    gpu: { expertMs: [[1, 0.5]], moeLayerOtherMs: [[1, 1]], denseLayerMs: [[1, 2]], headMs: [[1, 1]] },
+    cpu: { workers: 1, expertMs: [[1, cpuMs]], activationCopyMs: 0 },
+  };
+}
+
+// One sequence, two tokens, one MoE layer (plus one dense layer), top-2: token 0 -> {1,2}, token 1 -> {1,3}.
+const corpus = handCorpus([[[[1, 2]], [[1, 3]]]]);
+const base = { policy: 'lru' as const, cacheSize: 2, batch: 1 };
+
+describe('timing model, worked by hand (C = 2, lru)', () => {
+  it('fetch: misses wait for their copy', () => {
+    // step 0: dense 0-2, other 2-3; 1 and 2 miss: copies 3-4, 4-5; GPU 4-4.5, 5-5.5; head 5.5-6.5. -> 6.5 ms
+    // step 1: dense 6.5-8.5, other 8.5-9.5; 1 hit: GPU 9.5-10; 3 misses, evicts 2: copy 9.5-10.5, GPU 10.5-11;
+    //         head 11-12. -> 5.5 ms
+    const r = runSimulation(corpus, { ...base, prefetch: 'none', miss: 'fetch', calibration: roundCosts() });
+    expect([r.hits, r.requests, r.bytesMoved]).toEqual([1, 4, 3_000_000]);
+    expect(r.totalMs).toBeCloseTo(12, 9);
+    expect(r.timePerToken.mean).toBeCloseTo(6, 9);
+    expect(r.timePerToken.p50).toBeCloseTo(5.5, 9);
+    expect(r.timePerToken.p99).toBeCloseTo(6.5, 9);
+    expect(r.throughput).toBeCloseTo(2 / 0.012, 6);
+    // GPU busy: dense 4 + other 2 + head 2 + experts 2 = 10 of 12 ms -> per step 5 busy, 1 idle.
+    expect(r.breakdown.gpuIdleMs).toBeCloseTo(1, 9);
+    expect(r.breakdown.gpuNonExpertMs + r.breakdown.gpuExpertMs).toBeCloseTo(5, 9);
+  });
+
+  it('cpu: misses run on the single CPU worker while their copy fills the slot in the background', () => {
+    // step 0: other 2-3; 1 on CPU 3-6 (copy 3-4), 2 on CPU 6-9 (copy 4-5); head 9-10. -> 10
+    // step 1: dense 10-12, other 12-13; 1 hit (ready) GPU 13-13.5; 3 on CPU 13-16 (copy 13-14); head 16-17. -> 7
+    const r = runSimulation(corpus, { ...base, prefetch: 'none', miss: 'cpu', calibration: roundCosts() });
+    expect([r.hits, r.cpuExperts, r.bytesMoved]).toEqual([1, 3, 3_000_000]);
+    expect(r.totalMs).toBeCloseTo(17, 9);
+  });
+
+  it('hybrid: each miss goes where it is estimated to finish first', () => {
+    // CPU expert 1.2 ms. step 0 at 3: expert 1 via copy 3+1+0.5 = 4.5 vs CPU 4.2 -> CPU 3-4.2 (copy 3-4);
+    //   expert 2 via copy: engine busy to 4 -> 4+1+0.5 = 5.5 vs CPU busy to 4.2 -> 5.4 -> CPU 4.2-5.4 (copy 4-5).
+    //   head 5.4-6.4. step 1 at 6.4: dense -8.4, other -9.4; 1 hit GPU 9.4-9.9; 3: copy 9.4+1+0.5 = 10.9 vs CPU 10.6
+    //   -> CPU 9.4-10.6; head 10.6-11.6.
+    const r = runSimulation(corpus, { ...base, prefetch: 'none', miss: 'hybrid', calibration: roundCosts(1.2) });
+    expect([r.hits, r.cpuExperts]).toEqual([1, 3]);
+    expect(r.totalMs).toBeCloseTo(11.6, 9);
+    // With a slow CPU (3 ms) every miss is fetched and hybrid equals fetch.
+    const slow = runSimulation(corpus, { ...base, prefetch: 'none', miss: 'hybrid', calibration: roundCosts(3) });
+    expect([slow.cpuExperts, slow.totalMs]).toEqual([0, 12]);
+  });
+
+  it('oracle prefetch: copies start at the step start and overlap the dense layer', () => {
+    // step 0 at 0: prefetch 1 (copy 0-1), 2 (copy 1-2); dense 0-2; other 2-3; 1, 2 hit ready: GPU 3-3.5, 3.5-4; head 4-5.
+    // step 1 at 5: prefetch 3 evicts 2 (not in P={1,3}): copy 5-6; dense 5-7, other 7-8; GPU 8-8.5, 8.5-9; head 9-10.
+    const r = runSimulation(corpus, { ...base, prefetch: 'oracle', miss: 'fetch', calibration: roundCosts() });
+    expect([r.hits, r.readyHits, r.lateHits, r.requests]).toEqual([4, 4, 0, 4]);
+    expect(r.totalMs).toBeCloseTo(10, 9);
+    expect(r.prefetch).toMatchObject({ issued: 3, useful: 3, precision: 1, recall: 1, lookahead: 1 });
+  });
+});
+
+describe('prefetch from a trace predicted column', () => {
+  const tmp = mkdtempSync(join(tmpdir(), 'sim-pred-'));
+  afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+  it('fills predictions from the column and the predicted prefetcher uses them', () => {
+    // Predictions: token 0 -> {1,2} (right), token 1 -> {3,0} (3 right, 0 wrong).
+    // step 0: as oracle. step 1 at 5: P={0,3}, cache {1,2}: 0 evicts the lru of {1,2} = 1 (copy 5-6), 3 evicts 2
+    // (copy 6-7). Demand R={1,3}: 3 hit (ready at 7 < 8), 1 misses with candidates {0} -> evict 0, copy 8-9.
+    // issued 4 (1,2,0,3), useful 3 (1,2,3); needed: step 0: 2, step 1: 3 not cached -> 1 -> recall 3/3.
+    const f = join(tmp, 'pred.arrow');
+    const w = TraceWriter.create(
+      f,
+      { ...corpus.meta, routingSource: 'imported' },
+      { predicted: true },
+    );
+    w.append({ step: [0, 1], phase: [1, 1], layer: [1, 1], seq: [0, 0], pos: [0, 1], experts: [1, 2, 1, 3], weights: [0.5, 0.5, 0.5, 0.5], predicted: [[1, 2], [3, 0]] });
+    w.close();
+    const table = readTrace(f);
+    const c = toSequences(table);
+    expect(attachPredictedColumn(table, c)).toBe(true);
+    const r = runSimulation(c, { ...base, prefetch: 'predicted', miss: 'fetch', calibration: roundCosts() });
+    expect(r.prefetch).toMatchObject({ issued: 4, useful: 3, precision: 0.75, recall: 1 });
+    expect([r.hits, r.requests]).toEqual([3, 4]);
+  });
+});
+
+describe('with prefetch none, hits and requests are the canonical replay', () => {
+  const sample = toSequences(readTrace(resolve(import.meta.dirname, '..', '..', 'traces', 'samples', 'synthetic-zipf-sticky.arrow')));
+  for (const policy of ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'static'] as const) {
+    it(policy, () => {
+      const want = replayCorpus(sample, { policy, cacheSize: 12, batch: 3 });
+      for (const miss of ['fetch', 'cpu', 'hybrid'] as const) {
+        const got = runSimulation(sample, { policy, cacheSize: 12, batch: 3, prefetch: 'none', miss, calibration: defaultCalibration() });
+        expect([got.hits, got.requests]).toEqual([want.hits, want.requests]);
+      }
+    });
+  }
+});
