@@ -225,12 +225,7 @@ def run_prompt(model, prompt: list[int], max_new: int, eos_ids: set[int], stop_a
 
 def main() -> None:
     a = parse_args()
-    try:
-        import torch
-        import transformers
-        from transformers import AutoModelForCausalLM
-    except ImportError as e:
-        fail(f"needs torch and transformers (pip install -r tools/python-requirements.txt): {e}")
+    # Inputs are checked before the (slow) torch import, so a bad call fails fast.
     config_path = os.path.join(a.model, "config.json")
     if not os.path.exists(config_path):
         fail(f"{config_path}: missing")
@@ -238,6 +233,12 @@ def main() -> None:
         config_bytes = f.read()
     config = json.loads(config_bytes)
     prompts = read_prompts(a.inputs, config["vocab_size"])
+    try:
+        import torch
+        import transformers
+        from transformers import AutoModelForCausalLM
+    except ImportError as e:
+        fail(f"needs torch and transformers (tools/setup-python.sh installs tools/python-requirements.txt): {e}")
     if a.device == "cuda" and not torch.cuda.is_available():
         fail("--device cuda: no CUDA device available")
     dtype = torch.float32 if a.dtype == "float32" else torch.bfloat16
