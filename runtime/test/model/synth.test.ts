@@ -29,6 +29,14 @@ describe('synth-model', () => {
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'model.safetensors.index.json']) expect(c[f], f).toBe(a[f]);
   });
 
+  it('writes the same bytes with worker threads as inline', async () => {
+    const inline = hashes(await makeTiny(join(d.path, 'inline'), 'tiny-b', 8));
+    const out = join(d.path, 'threaded');
+    const r = runCli(['synth-model', '--geometry', 'tiny-b', '--seed', '8', '--out', out, '--threads', '2', '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(hashes(out)).toEqual(inline);
+  });
+
   it('writes the Hub layout with every field of the real config.json', async () => {
     const dir = await makeTiny(join(d.path, 'layout'), 'tiny-b', 1);
     const files = readdirSync(dir).sort();

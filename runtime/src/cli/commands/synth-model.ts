@@ -12,11 +12,13 @@ export function register(program: Command): void {
     .option('--seed <n>', 'random seed (same seed and geometry give the same bytes)', '0')
     .requiredOption('--out <dir>', 'checkpoint directory to create (built beside it, then renamed into place)')
     .option('--force', 'replace --out if it exists')
+    .option('--threads <n>', 'worker threads generating weights (default: 0 for small checkpoints, else cores - 1, at most 8)')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
       const geometry = resolveGeometry(o.geometry, o.tinyVariant);
       const seed = parseIntOption('--seed', o.seed, 0, Number.MAX_SAFE_INTEGER);
-      const r = await writeSyntheticCheckpoint({ geometry, seed, out: o.out, force: !!o.force, quiet: !!o.quiet });
+      const threads = o.threads === undefined ? undefined : parseIntOption('--threads', o.threads, 0, 256);
+      const r = await writeSyntheticCheckpoint({ geometry, seed, out: o.out, force: !!o.force, quiet: !!o.quiet, threads });
       const gb = r.totalBytes / 1e9;
       process.stdout.write(
         `wrote ${r.dir}: ${geometry.name}, seed ${seed}, ${r.shards.length} shards, ${gb.toFixed(3)} GB of weights in ${r.seconds.toFixed(1)} s (${(gb / r.seconds).toFixed(2)} GB/s)\n`,

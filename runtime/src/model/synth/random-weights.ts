@@ -70,8 +70,15 @@ export function bf16BitsToF32(bits: number): number {
 /**
  * Fills `out` (bf16 values as u16, little-endian host) with block `block` of the tensor stream
  * `tSeed`. `out.length` is BLOCK_ELEMS except for a tensor's last block.
+ * Self-contained (no outside references): parallel-fill.ts ships its source text to worker threads.
  */
 export function fillBlock(out: Uint16Array, tSeed: number, block: number, table: Uint16Array): void {
+  const mix32 = (v: number): number => {
+    v = (v + 0x9e3779b9) | 0;
+    v = Math.imul(v ^ (v >>> 16), 0x85ebca6b);
+    v = Math.imul(v ^ (v >>> 13), 0xc2b2ae35);
+    return (v ^ (v >>> 16)) >>> 0;
+  };
   if (out.byteOffset % 4 !== 0) {
     // The u32 fast path needs 4-byte alignment; a tensor after one with an odd element count lacks it.
     const aligned = new Uint16Array(out.length);

@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { endianness } from 'node:os';
+import { availableParallelism, endianness } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { startProgress } from '../../util/progress.js';
 import { BadInputError, UserError } from '../../util/errors.js';
@@ -8,6 +8,7 @@ import { INDEX_FILE } from '../checkpoint.js';
 import { parseModelConfig, type ModelConfig } from '../config.js';
 import { expectedTensors } from '../tensor-names.js';
 import type { Geometry } from './geometries.js';
+import { FillPool } from './parallel-fill.js';
 import { fillBlock } from './random-weights.js';
 import { blocksOf, planShards, tableFor, type PlannedShard } from './shard-plan.js';
 import { buildTokenizerFiles } from './tokenizer-files.js';
@@ -22,6 +23,8 @@ export interface SynthOptions {
   /** shard size limit in bytes (default: ~8.7 GB for large checkpoints, a third of the total for small ones) */
   maxShardBytes?: number;
   quiet?: boolean;
+  /** worker threads generating weights (default: none for small checkpoints, else cores - 1, at most 8) */
+  threads?: number;
 }
 
 export interface SynthResult {
@@ -32,14 +35,17 @@ export interface SynthResult {
   seconds: number;
 }
 
-/** Bytes generated before each write; two of these alternate so generation overlaps the disk write. */
+/** Bytes generated per chunk (one worker fills one chunk; chunks are written in file order). */
 const STAGING_BYTES = 64 * 1024 * 1024;
+/** Below this, worker threads cost more to start than they save. */
+const SMALL_CHECKPOINT_BYTES = 64 * 1024 * 1024;
 
 /**
  * Writes a synthetic checkpoint in the Hub layout: config.json, generation_config.json, the sharded
  * bf16 safetensors with their index, tokenizer.json and tokenizer_config.json. Everything is built in
  * a partial directory beside DIR and renamed into place at the end, so an interrupted run never leaves
- * a half checkpoint at DIR. Shards are streamed (two 64 MB staging buffers), never held in memory.
+ * a half checkpoint at DIR. Shards are streamed through a few 64 MB staging buffers, never held in
+ * memory; worker threads generate the weights while the main thread writes.
  */
 export async function writeSyntheticCheckpoint(opts: SynthOptions): Promise<SynthResult> {
   if (endianness() !== 'LE') throw new UserError('synth-model needs a little-endian host (safetensors data is little-endian)');
@@ -75,7 +81,13 @@ export async function writeSyntheticCheckpoint(opts: SynthOptions): Promise<Synt
         reportedMiB = mib;
       }
     };
-    for (const shard of shards) await writeShard(join(partial, shard.fileName), shard, onBytes);
+    const threads = opts.threads ?? (totalBytes < SMALL_CHECKPOINT_BYTES ? 0 : Math.min(8, Math.max(1, availableParallelism() - 1)));
+    const pool = threads > 0 ? new FillPool(threads) : null;
+    try {
+      for (const shard of shards) await writeShard(join(partial, shard.fileName), shard, onBytes, pool, threads + 2);
+    } finally {
+      await pool?.close();
+    }
     progress.done();
 
     writeJson(join(partial, INDEX_FILE), indexJson(shards, totalBytes));
@@ -95,37 +107,64 @@ export async function writeSyntheticCheckpoint(opts: SynthOptions): Promise<Synt
   return { dir: out, config, shards: shards.map((s) => join(out, s.fileName)), totalBytes, seconds: (performance.now() - started) / 1000 };
 }
 
-async function writeShard(path: string, shard: PlannedShard, onBytes: (n: number) => void): Promise<void> {
+/** A staging buffer's worth of blocks, in file order. */
+interface Chunk {
+  items: { seed: number; block: number; elems: number; byteOffset: number; table: Uint16Array }[];
+  len: number;
+}
+
+function* chunksOf(shard: PlannedShard): Generator<Chunk> {
+  let chunk: Chunk = { items: [], len: 0 };
+  for (const t of shard.tensors) {
+    const table = tableFor(t);
+    for (const { block, elems } of blocksOf(t)) {
+      if (chunk.len + 2 * elems > STAGING_BYTES) {
+        yield chunk;
+        chunk = { items: [], len: 0 };
+      }
+      chunk.items.push({ seed: t.seed, block, elems, byteOffset: chunk.len, table });
+      chunk.len += 2 * elems;
+    }
+  }
+  if (chunk.len > 0) yield chunk;
+}
+
+/**
+ * Streams one shard: chunks are filled (by the worker pool, or inline) and written strictly in file
+ * order; at most `maxBuffers` staging buffers exist at a time, so memory stays bounded.
+ */
+async function writeShard(path: string, shard: PlannedShard, onBytes: (n: number) => void, pool: FillPool | null, maxBuffers: number): Promise<void> {
   const fh: FileHandle = await open(path, 'w');
   try {
-    let position = 0;
-    await writeAll(fh, shard.header, position);
-    position += shard.header.length;
-    const buffers = [Buffer.allocUnsafe(STAGING_BYTES), Buffer.allocUnsafe(STAGING_BYTES)];
-    let current = 0;
-    let fill = 0;
-    let pending: Promise<void> = Promise.resolve();
-    const flush = async () => {
-      const buf = buffers[current];
-      const len = fill;
-      const at = position;
-      await pending; // at most one write in flight, so the other buffer is free to fill
-      pending = writeAll(fh, buf.subarray(0, len), at).then(() => onBytes(len));
-      position += len;
-      current ^= 1;
-      fill = 0;
-    };
-    for (const t of shard.tensors) {
-      const table = tableFor(t);
-      for (const { block, elems } of blocksOf(t)) {
-        if (fill + 2 * elems > STAGING_BYTES) await flush();
-        const buf = buffers[current];
-        fillBlock(new Uint16Array(buf.buffer, buf.byteOffset + fill, elems), t.seed, block, table);
-        fill += 2 * elems;
+    await writeAll(fh, shard.header, 0);
+    let position = shard.header.length;
+    const free: SharedArrayBuffer[] = [];
+    const outstanding: Promise<void>[] = [];
+    let chain: Promise<void> = Promise.resolve();
+    for (const chunk of chunksOf(shard)) {
+      if (outstanding.length >= maxBuffers) await outstanding.shift();
+      const buf = free.pop() ?? new SharedArrayBuffer(STAGING_BYTES);
+      let filled: Promise<void>;
+      if (pool) {
+        filled = pool.fill(buf, chunk.items.map((it) => ({ ...it, table: pool.tableId(it.table) })));
+      } else {
+        for (const it of chunk.items) fillBlock(new Uint16Array(buf, it.byteOffset, it.elems), it.seed, it.block, it.table);
+        filled = Promise.resolve();
       }
+      const at = position;
+      const len = chunk.len;
+      position += len;
+      chain = chain
+        .then(() => filled)
+        .then(() => writeAll(fh, Buffer.from(buf, 0, len), at))
+        .then(() => {
+          onBytes(len);
+          free.push(buf);
+        });
+      chain.catch(() => {}); // awaited below or via `outstanding`; this only keeps Node from calling it unhandled
+      outstanding.push(chain);
     }
-    if (fill > 0) await flush();
-    await pending;
+    await chain;
     await fh.sync();
   } finally {
     await fh.close();
