@@ -1,13 +1,86 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../../util/errors.js';
+import { Engine, type FinishReason } from '../../engine/index.js';
+import { loadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
+import type { ModelTokenizer } from '../../model/tokenizer.js';
+import { UserError } from '../../util/errors.js';
+import { parseIntListOption, parseIntOption } from '../../util/options.js';
+
+interface GenerateCliOptions extends RawEngineCliOptions {
+  model: string;
+  prompt?: string[];
+  promptIds?: string[];
+  maxNewTokens: string;
+  json?: boolean;
+  stopOnEos: boolean;
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function register(program: Command): void {
   program
     .command('generate')
-    .description('generate text with a checkpoint (not implemented yet: the native engine issue, #4)')
-    .allowUnknownOption(true)
-    .allowExcessArguments(true)
-    .action(() => {
-      throw new NotImplementedError('generate', 'the native engine issue, #4');
+    .description('generate text with a checkpoint on the native engine (streams to stdout)')
+    .requiredOption('--model <dir>', 'checkpoint directory (Hub layout)')
+    .option('--prompt <text>', 'text prompt, encoded with the checkpoint tokenizer after <bos> (repeat for a batch)', collect)
+    .option('--prompt-ids <ids>', 'prompt as comma-separated token ids, used as given (repeat for a batch)', collect)
+    .option('--max-new-tokens <n>', 'tokens to generate per prompt', '32')
+    .option('--greedy', 'greedy decoding (the default)')
+    .option('--temperature <t>', 'sample with this temperature')
+    .option('--top-p <p>', 'nucleus sampling mass (with --temperature)')
+    .option('--seed <n>', 'sampling seed (with --temperature)')
+    .option('--no-stop-on-eos', 'keep generating after the end-of-sequence token')
+    .option('--device <d>', 'cpu or cuda', 'cpu')
+    .option('--threads <n>', 'CPU threads (0: all cores)')
+    .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})')
+    .action(async (o: GenerateCliOptions) => {
+      if (!!o.prompt === !!o.promptIds) throw new UserError('give the prompt with either --prompt or --prompt-ids (not both)');
+      const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
+      const sampling = samplingFromCli(o);
+      const loadOptions = loadOptionsFromCli(o);
+      const engine = await Engine.load(o.model, loadOptions);
+      try {
+        const tokenizer = tryTokenizer(engine, !!o.prompt);
+        const prompts: number[][] = o.prompt
+          ? o.prompt.map((p) => tokenizer!.encode(p, { addBos: true }))
+          : o.promptIds!.map((s) => parseIntListOption('--prompt-ids', s, 0, engine.config.vocabSize - 1));
+        const decode = (ids: number[]) => (tokenizer ? tokenizer.decode(ids, { skipSpecialTokens: true }) : '');
+        const streamText = !o.json && prompts.length === 1;
+        const streams = prompts.map(() => new TextStream(decode));
+        const tokens: number[][] = prompts.map(() => []);
+        const finish: FinishReason[] = prompts.map(() => 'length');
+        for await (const t of engine.generate({ prompts, maxNewTokens, sampling, stopOnEos: o.stopOnEos })) {
+          tokens[t.sequence].push(t.token);
+          if (t.finished) finish[t.sequence] = t.finished;
+          const delta = streams[t.sequence].push(t.token);
+          if (streamText) process.stdout.write(tokenizer ? delta : `${t.index ? ',' : ''}${t.token}`);
+        }
+        const results = prompts.map((p, i) => ({
+          tokens: tokens[i],
+          text: tokenizer ? streams[i].text : null,
+          promptTokens: p,
+          finish: finish[i],
+        }));
+        if (o.json) {
+          const doc = results.length === 1 ? results[0] : { results };
+          process.stdout.write(JSON.stringify(doc) + '\n');
+        } else if (streamText) {
+          process.stdout.write((tokenizer ? streams[0].flush() : '') + '\n');
+        } else {
+          results.forEach((r, i) => process.stdout.write(`[${i}] ${r.text ?? r.tokens.join(',')}\n`));
+        }
+      } finally {
+        engine.close();
+      }
     });
+}
+
+/** The tokenizer when the checkpoint has one; text prompts require it, token-id prompts do not. */
+function tryTokenizer(engine: Engine, required: boolean): ModelTokenizer | null {
+  try {
+    return engine.tokenizer;
+  } catch (err) {
+    if (required) throw err;
+    process.stderr.write(`moe-offload: no tokenizer (${(err as Error).message}); printing token ids only\n`);
+    return null;
+  }
 }
