@@ -96,6 +96,11 @@ export function featureSpecProblems(spec: FeatureSpec): string[] {
   return p;
 }
 
+/** The most nonzeros a feature row can have (top-k per routing block, one for the layer, all for scores). */
+export function maxNonzeros(spec: FeatureSpec): number {
+  return spec.blocks.reduce((n, b) => n + (b.kind === 'routing' ? spec.topK : b.kind === 'layer' ? 1 : spec.numExperts), 0);
+}
+
 export function usesScores(spec: FeatureSpec): boolean {
   return spec.blocks.some((b) => b.kind === 'scores');
 }

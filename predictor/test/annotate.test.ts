@@ -1,0 +1,74 @@
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { tempDir } from '../../runtime/test/helpers.js';
+import { NO_EXPERT } from '../../traces/src/sequences.js';
+import { annotateCorpus } from '../src/annotate.js';
+import { PredictorRuntime } from '../src/infer.js';
+import { defaultFeatureSpec, featureWidth } from '../src/features.js';
+import { initMlpWeights } from '../src/mlp.js';
+import { writePredictorDir } from '../src/predictor-dir.js';
+import { structuredSequences, tinyCorpus } from './fixtures.js';
+
+const d = tempDir('predictor-annotate-');
+afterAll(() => d.cleanup());
+const g = { L: 4, k: 2, E: 8 };
+
+function tinyPredictor(dir: string, lookahead: number): void {
+  const geometry = { numMoeLayers: 4, numExperts: 8, topK: 2 };
+  const spec = defaultFeatureSpec(geometry, lookahead, { perLayer: true });
+  const model = { inputWidth: featureWidth(spec), hidden: [6], outputWidth: 8, activation: 'relu' as const };
+  writePredictorDir(
+    dir,
+    {
+      format: 'moe-offload-predictor',
+      version: 1,
+      geometry: { moeLayers: [1, 2, 3, 4], numExperts: 8, topK: 2, modelId: 'tiny', configHash: 'test' },
+      lookahead,
+      features: { ...spec, width: featureWidth(spec) },
+      model,
+      popularity: Array.from({ length: 4 }, () => Array(8).fill(0)),
+      training: {
+        backend: 'test', createdAt: new Date(0).toISOString(), seed: 1, options: {},
+        split: { kind: 'sequence', train: [], val: [], test: [] },
+        samples: { train: 0, val: 0, test: 0 }, history: [], bestEpoch: 0, stoppedEarly: false, routing: [],
+      },
+    },
+    initMlpWeights(model, 5),
+  );
+}
+
+describe('annotateCorpus', () => {
+  it("fills predictions at layer l with what the predictor said at layer l - k, NO_EXPERT below k", () => {
+    const dir = join(d.path, 'k2');
+    tinyPredictor(dir, 2);
+    const corpus = tinyCorpus(g, structuredSequences(g, 2, 3, 1));
+    annotateCorpus(corpus, dir, 3);
+    const runtime = PredictorRuntime.load(dir);
+    const expected = new Uint16Array(3);
+    for (const s of corpus.sequences) {
+      expect(s.predictions!.lookahead).toBe(2);
+      expect(s.predictions!.width).toBe(3);
+      expect(s.predictions!.ids.length).toBe(s.length * 4 * 3);
+      for (let t = 0; t < s.length; t++) {
+        for (let l = 0; l < 4; l++) {
+          const got = Array.from(s.predictions!.ids.subarray((t * 4 + l) * 3, (t * 4 + l + 1) * 3));
+          if (l < 2) {
+            expect(got).toEqual([NO_EXPERT, NO_EXPERT, NO_EXPERT]);
+          } else {
+            runtime.predict(s, t, l - 2, 3, expected);
+            expect(got).toEqual(Array.from(expected));
+            expect(new Set(got).size).toBe(3);
+          }
+        }
+      }
+    }
+  });
+
+  it('refuses a predictor trained for another geometry, and a bad budget', () => {
+    const dir = join(d.path, 'k1');
+    tinyPredictor(dir, 1);
+    const other = { L: 4, k: 2, E: 10 };
+    expect(() => annotateCorpus(tinyCorpus(other, structuredSequences(other, 1, 2, 1)), dir)).toThrow(/trained for 4 MoE layers \(1\.\.4\), 8 experts, top-2; the trace has 4 MoE layers \(1\.\.4\), 10 experts/);
+    expect(() => annotateCorpus(tinyCorpus(g, structuredSequences(g, 1, 2, 1)), dir, 9)).toThrow(/budget 9 must be an integer in \[1, 8\]/);
+  });
+});

@@ -1,0 +1,97 @@
+import { existsSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runCli, tempDir } from '../../runtime/test/helpers.js';
+import { structuredSequences, writeTinyTrace } from './fixtures.js';
+
+const d = tempDir('predictor-cli-');
+afterAll(() => d.cleanup());
+const g = { L: 4, k: 2, E: 8 };
+const trace = (name: string, seed: number, geometry = g) => {
+  const path = join(d.path, `${name}.arrow`);
+  writeTinyTrace(path, geometry, structuredSequences(geometry, 6, 12, seed), `tiny/${name}`);
+  return path;
+};
+const a = trace('a', 1);
+const b = trace('b', 2);
+const c = trace('c', 3);
+const wide = trace('wide', 4, { L: 4, k: 2, E: 10 });
+const out = join(d.path, 'pred');
+
+/** Runs the CLI expecting a clean refusal: exit 2, one line naming the problem, no stack trace. */
+function refused(args: string[], message: RegExp): void {
+  const r = runCli(['train-predictor', ...args, '--quiet']);
+  expect(r.stderr).toMatch(message);
+  expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
+  expect(r.status).toBe(2);
+}
+
+describe('train-predictor CLI', () => {
+  it('trains by task, exports, and --eval of the export reproduces the test metrics', () => {
+    const r = runCli(['train-predictor', '--traces', `${a},${b}`, '--test-traces', c, '--k', '1', '--out', out, '--epochs', '3', '--hidden', '16', '--json', '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const trained = JSON.parse(r.stdout);
+    expect(trained.training.split.kind).toBe('task');
+    expect(trained.training.split.test).toEqual([{ path: c, task: 'tiny/c', seqs: [0, 1, 2, 3, 4, 5] }]);
+    expect(trained.evaluation.samples).toBe(6 * 12 * 3);
+    expect(Object.keys(trained.evaluation.baselines).sort()).toEqual(['popularity', 'previousToken']);
+    expect(existsSync(join(out, 'predictor.json')) && existsSync(join(out, 'weights.safetensors'))).toBe(true);
+
+    const e = runCli(['train-predictor', '--eval', out, '--traces', c, '--json', '--quiet']);
+    expect(e.status).toBe(0);
+    const evaluated = JSON.parse(e.stdout).evaluation;
+    // Pure-TS inference on the exported weights must score the held-out task as the TF.js model did.
+    for (const budget of ['2', '6', '8']) {
+      expect(evaluated.predictor.overall.at[budget].recall).toBeCloseTo(trained.evaluation.predictor.overall.at[budget].recall, 6);
+      expect(evaluated.baselines.popularity.overall.at[budget].recall).toBeCloseTo(trained.evaluation.baselines.popularity.overall.at[budget].recall, 9);
+    }
+    const text = runCli(['train-predictor', '--eval', out, '--traces', c, '--quiet']);
+    expect(text.stdout).toMatch(/recall@2 \(%\) by target layer, k = 1/);
+    expect(text.stdout).toMatch(/smallest per-layer margin/);
+  });
+
+  it('splits by sequence by default', () => {
+    const r = runCli(['train-predictor', '--traces', `${a},${b}`, '--k', '2', '--out', join(d.path, 'seq'), '--epochs', '1', '--hidden', '8', '--json', '--quiet']);
+    expect(r.status).toBe(0);
+    const j = JSON.parse(r.stdout);
+    expect(j.training.split.kind).toBe('sequence');
+    expect(j.lookahead).toBe(2);
+    // Every file gives sequences to every part, and no sequence is in two parts.
+    for (const part of ['train', 'val', 'test']) expect(j.training.split[part].map((f: { task: string }) => f.task)).toEqual(['tiny/a', 'tiny/b']);
+    const seqsOf = (part: string, file: number) => j.training.split[part][file].seqs as number[];
+    for (const f of [0, 1]) expect(new Set([...seqsOf('train', f), ...seqsOf('val', f), ...seqsOf('test', f)]).size).toBe(6);
+  });
+
+  it('refuses bad options with a message naming the option', () => {
+    refused(['--traces', a], /option --out: required/);
+    refused(['--out', out], /option --traces: required/);
+    refused(['--traces', a, '--out', out, '--k', '0'], /option --k: 0 is out of range/);
+    refused(['--traces', a, '--out', out, '--k', '4'], /option --k: 4 must be below the 4 MoE layers/);
+    refused(['--traces', a, '--out', out, '--split', 'bogus'], /option --split: unknown value 'bogus'/);
+    refused(['--traces', a, '--out', out, '--hidden', '16,x'], /option --hidden: 'x' is not an integer/);
+    refused(['--traces', a, '--out', out, '--learning-rate', 'fast'], /option --learning-rate: 'fast' is not a number/);
+    refused(['--traces', a, '--test-traces', b, '--split', 'sequence', '--out', out], /held-out traces make a split by task/);
+    refused(['--traces', a, '--split', 'task', '--out', out], /needs at least two traces/);
+    refused(['--traces', `${a},${b}`, '--test-traces', a, '--out', out], /is also a training trace/);
+    refused(['--eval', out, '--traces', c, '--k', '2'], /option --k: not used with --eval/);
+    refused(['--report', d.path], /needs --runs/);
+  });
+
+  it('refuses missing, foreign and mismatched files by name', () => {
+    refused(['--traces', join(d.path, 'missing.arrow'), '--out', out], /missing\.arrow: no such file/);
+    const junk = join(d.path, 'junk.arrow');
+    writeFileSync(junk, 'not a trace at all');
+    refused(['--traces', junk, '--out', out], /junk\.arrow: not an Arrow IPC file/);
+    refused(['--traces', `${a},${b}`, '--test-traces', wide, '--out', out], /wide\.arrow: geometry 4 MoE layers \(1\.\.4\), 10 experts, top-2 differs/);
+    const sameTask = join(d.path, 'a-again.arrow');
+    writeTinyTrace(sameTask, g, structuredSequences(g, 3, 5, 9), 'tiny/a');
+    refused(['--traces', `${a},${b}`, '--test-traces', sameTask, '--out', out], /task 'tiny\/a' is also in the training traces/);
+  });
+
+  it('refuses to evaluate a predictor on traces of another geometry, or a folder that is no predictor', () => {
+    refused(['--eval', out, '--traces', wide], /wide\.arrow: geometry .* differs from the predictor/);
+    refused(['--eval', d.path, '--traces', c], /not a predictor directory \(no predictor\.json\)/);
+    refused(['--eval', join(d.path, 'nowhere'), '--traces', c], /nowhere: not a predictor directory/);
+  });
+});
