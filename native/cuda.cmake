@@ -2,9 +2,9 @@
 # Include it from a project that enabled the CUDA language (native/tests/cuda/CMakeLists.txt does;
 # the engine's CMakeLists can include it when CUDA is found). Targets sm_90a (H100/H200), -O3,
 # links cuBLAS and cuBLASLt. CUDAToolkit_ROOT may point at another toolkit / cuBLAS location.
-if(NOT DEFINED CMAKE_CUDA_ARCHITECTURES)
-  set(CMAKE_CUDA_ARCHITECTURES 90a)
-endif()
+# project() already set CMAKE_CUDA_ARCHITECTURES to the compiler's default (an old sm_xx), so the
+# architecture is a target property here; MOE_CUDA_ARCHITECTURES overrides it (e.g. "90a;100a").
+set(MOE_CUDA_ARCHITECTURES "90a" CACHE STRING "CUDA architectures of moe_cuda_kernels")
 set(CMAKE_CUDA_STANDARD 17)
 set(CMAKE_CUDA_STANDARD_REQUIRED ON)
 find_package(CUDAToolkit REQUIRED)
@@ -24,5 +24,6 @@ add_library(moe_cuda_kernels STATIC
   ${MOE_CUDA_DIR}/sampling.cu)
 target_include_directories(moe_cuda_kernels PUBLIC ${MOE_CUDA_DIR})
 target_compile_options(moe_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 -Xptxas=-warn-spills>)
-set_target_properties(moe_cuda_kernels PROPERTIES POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF)
+set_target_properties(moe_cuda_kernels PROPERTIES POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF
+                      CUDA_ARCHITECTURES "${MOE_CUDA_ARCHITECTURES}")
 target_link_libraries(moe_cuda_kernels PUBLIC CUDA::cudart CUDA::cublas CUDA::cublasLt)
