@@ -17,6 +17,8 @@
 //   thing to replace with a wgmma or cuBLAS grouped path if prefill is too slow.
 #include <mma.h>
 
+#include <algorithm>
+
 #include "common.cuh"
 #include "cuda_check.h"
 #include "moe_cuda_kernels.h"

@@ -9,6 +9,8 @@
 // read once per 8 rows): batch 1, ctx 640: 0.7 MB + 4 MB -> ~1.5 us of traffic, so launch-bound
 // (~3 x 3 us); batch 16, ctx 640: 11.8 MB + 8 MB -> ~6 us at ~3.3 TB/s. FLOPs are small
 // (2 * 16 heads * ctx * (576 + 512) per row).
+#include <algorithm>
+
 #include "common.cuh"
 #include "cuda_check.h"
 #include "moe_cuda_kernels.h"
