@@ -21,10 +21,19 @@ export class BeladyPolicy implements EvictionPolicy {
   requested(expert: number, _step: number, requestIndex: number): void {
     this.next[expert] = this.nextStep[requestIndex];
   }
-  evictsBefore(a: number, b: number): boolean {
-    const na = this.next[a];
-    const nb = this.next[b];
-    if (na !== nb) return na > nb;
-    return a < b;
+  pickVictim(slots: Int32Array, used: number, protectedAt: Int32Array, stamp: number): number {
+    const next = this.next;
+    let victim = -1;
+    let farthest = -1;
+    for (let s = 0; s < used; s++) {
+      const e = slots[s];
+      if (protectedAt[e] === stamp) continue;
+      const n = next[e];
+      if (n > farthest || (n === farthest && e < victim)) {
+        farthest = n;
+        victim = e;
+      }
+    }
+    return victim;
   }
 }

@@ -31,9 +31,20 @@ export interface LayerCacheOptions {
   lfruDecay?: number;
 }
 
+// Policy codes: the hot paths switch on them so that every policy call site sees one class (V8 inlines it)
+// even when one process replays several policies.
+const K_LRU = 0;
+const K_LFU = 1;
+const K_FIFO = 2;
+const K_LFRU = 3;
+const K_BELADY = 4;
+const K_STATIC = 5;
+const KIND: Record<PolicyName, number> = { lru: K_LRU, lfu: K_LFU, fifo: K_FIFO, lfru: K_LFRU, belady: K_BELADY, static: K_STATIC };
+
 export class LayerCache {
   readonly capacity: number;
   readonly policy: EvictionPolicy;
+  private readonly kind: number;
   private readonly state: CacheState;
   /** slot -> expert; the first `used` slots are filled. */
   private readonly slots: Int32Array;
@@ -60,6 +71,7 @@ export class LayerCache {
     this.slotOf = new Int32Array(numExperts).fill(-1);
     this.protectedAt = new Int32Array(numExperts);
     this.policy = makePolicy(policy, this.state, numExperts, opts);
+    this.kind = KIND[policy];
     if (policy === 'static') {
       const pinned = opts.pinned ?? [];
       if (pinned.length > capacity) throw new Error(`static: ${pinned.length} pinned experts exceed capacity ${capacity}`);
@@ -93,9 +105,22 @@ export class LayerCache {
   /** Processes one request of the current step; returns an OUTCOME_* code (lastVictim set on evict). */
   request(expert: number, requestIndex: number): number {
     this.lastVictim = NO_VICTIM;
-    this.policy.requested(expert, this.step, requestIndex);
+    switch (this.kind) {
+      case K_LFU:
+        (this.policy as LfuPolicy).requested(expert);
+        break;
+      case K_LFRU:
+        (this.policy as LfruPolicy).requested(expert, this.step);
+        break;
+      case K_BELADY:
+        (this.policy as BeladyPolicy).requested(expert, this.step, requestIndex);
+        break;
+      default:
+        break; // lru, fifo and static keep nothing per request
+    }
     if (this.slotOf[expert] >= 0) {
       this.state.lastAccess[expert] = this.clock++;
+      if (this.kind === K_LRU) (this.policy as LruPolicy).accessed(expert);
       return OUTCOME_HIT;
     }
     return this.admit(expert);
@@ -119,30 +144,51 @@ export class LayerCache {
       return OUTCOME_INSERT;
     }
     if (!this.policy.evicts) return OUTCOME_BYPASS;
-    let victim = -1;
-    for (let s = 0; s < this.used; s++) {
-      const e = this.slots[s];
-      if (this.protectedAt[e] === this.stamp) continue;
-      if (victim < 0 || this.policy.evictsBefore(e, victim, this.step)) victim = e;
-    }
+    const victim = this.pickVictim();
     if (victim < 0) return OUTCOME_BYPASS;
     const slot = this.slotOf[victim];
     this.slotOf[victim] = -1;
     this.state.insertedAt[victim] = -1;
+    if (this.kind === K_LRU) (this.policy as LruPolicy).evicted(victim);
+    else if (this.kind === K_FIFO) (this.policy as FifoPolicy).evicted(victim);
     this.slots[slot] = expert;
     this.slotOf[expert] = slot;
-    this.state.insertedAt[expert] = this.clock;
-    this.state.lastAccess[expert] = this.clock++;
+    this.noteInsertion(expert);
     this.lastVictim = victim;
     return OUTCOME_EVICT;
+  }
+
+  /** The policy's victim among cached experts not protected this step, or -1 (one call site per policy, see KIND). */
+  private pickVictim(): number {
+    const { slots, protectedAt, stamp, used, step } = this;
+    switch (this.kind) {
+      case K_LRU:
+        return (this.policy as LruPolicy).pickVictim(slots, used, protectedAt, stamp);
+      case K_LFU:
+        return (this.policy as LfuPolicy).pickVictim(slots, used, protectedAt, stamp);
+      case K_FIFO:
+        return (this.policy as FifoPolicy).pickVictim(slots, used, protectedAt, stamp);
+      case K_LFRU:
+        return (this.policy as LfruPolicy).pickVictim(slots, used, protectedAt, stamp, step);
+      case K_BELADY:
+        return (this.policy as BeladyPolicy).pickVictim(slots, used, protectedAt, stamp);
+      default:
+        return -1;
+    }
   }
 
   private insert(expert: number): void {
     const slot = this.used++;
     this.slots[slot] = expert;
     this.slotOf[expert] = slot;
+    this.noteInsertion(expert);
+  }
+
+  private noteInsertion(expert: number): void {
     this.state.insertedAt[expert] = this.clock;
     this.state.lastAccess[expert] = this.clock++;
+    if (this.kind === K_LRU) (this.policy as LruPolicy).inserted(expert);
+    else if (this.kind === K_FIFO) (this.policy as FifoPolicy).inserted(expert);
   }
 
   /** Cached experts, ascending (for tests and logs; allocates). */

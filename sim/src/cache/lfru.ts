@@ -42,13 +42,22 @@ export class LfruPolicy implements EvictionPolicy {
     this.crf[expert] = 1 + this.crf[expert] * this.decayOver(step - this.lastStep[expert]);
     this.lastStep[expert] = step;
   }
-  evictsBefore(a: number, b: number, step: number): boolean {
-    const va = this.crf[a] * this.decayOver(step - this.lastStep[a]);
-    const vb = this.crf[b] * this.decayOver(step - this.lastStep[b]);
-    if (va !== vb) return va < vb;
-    const ra = this.lastAccess[a];
-    const rb = this.lastAccess[b];
-    if (ra !== rb) return ra < rb;
-    return a < b;
+  pickVictim(slots: Int32Array, used: number, protectedAt: Int32Array, stamp: number, step: number): number {
+    let victim = -1;
+    let vv = Infinity;
+    let vr = Infinity;
+    for (let s = 0; s < used; s++) {
+      const e = slots[s];
+      if (protectedAt[e] === stamp) continue;
+      const v = this.crf[e] * this.decayOver(step - this.lastStep[e]);
+      const r = this.lastAccess[e];
+      // smallest CRF now, then least recent, then lowest id
+      if (v < vv || (v === vv && (r < vr || (r === vr && e < victim)))) {
+        vv = v;
+        vr = r;
+        victim = e;
+      }
+    }
+    return victim;
   }
 }

@@ -16,13 +16,24 @@ export class LfuPolicy implements EvictionPolicy {
   requested(expert: number): void {
     this.counts[expert]++;
   }
-  evictsBefore(a: number, b: number): boolean {
-    const ca = this.counts[a];
-    const cb = this.counts[b];
-    if (ca !== cb) return ca < cb;
-    const ra = this.state.lastAccess[a];
-    const rb = this.state.lastAccess[b];
-    if (ra !== rb) return ra < rb;
-    return a < b;
+  pickVictim(slots: Int32Array, used: number, protectedAt: Int32Array, stamp: number): number {
+    const counts = this.counts;
+    const last = this.state.lastAccess;
+    let victim = -1;
+    let vc = Infinity;
+    let vr = Infinity;
+    for (let s = 0; s < used; s++) {
+      const e = slots[s];
+      if (protectedAt[e] === stamp) continue;
+      const c = counts[e];
+      const r = last[e];
+      // fewest requests, then least recent, then lowest id (access times are distinct, so the id rule is a formality)
+      if (c < vc || (c === vc && (r < vr || (r === vr && e < victim)))) {
+        vc = c;
+        vr = r;
+        victim = e;
+      }
+    }
+    return victim;
   }
 }

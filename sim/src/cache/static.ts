@@ -8,8 +8,8 @@ export class StaticPolicy implements EvictionPolicy {
   readonly name = 'static' as const;
   readonly evicts = false;
   requested(): void {}
-  evictsBefore(): boolean {
-    throw new Error('static policy never evicts');
+  pickVictim(): number {
+    return -1;
   }
 }
 

@@ -35,14 +35,15 @@ export interface CacheState {
 
 /**
  * An eviction policy. The cache calls `requested` once per request (hit or miss, bypass included) in
- * processing order, then asks `evictsBefore` to rank the candidates (cached experts not in the step's
- * request set). The ranking must be a strict total order so that the victim never depends on slot order.
+ * processing order; on a miss with no free slot it asks `pickVictim` for the expert to evict among the
+ * candidates: cached experts (slots[0..used)) whose protectedAt is not the current stamp (not in the step's
+ * request set). The policy's order must be strict and total so the victim never depends on slot order.
  */
 export interface EvictionPolicy {
   readonly name: PolicyName;
   /** False for `static`: its slots are pinned and misses bypass. */
   readonly evicts: boolean;
   requested(expert: number, step: number, requestIndex: number): void;
-  /** True when `a` must be evicted before `b` (a !== b, both cached, neither requested this step). */
-  evictsBefore(a: number, b: number, step: number): boolean;
+  /** The victim, or -1 when every cached expert is protected. */
+  pickVictim(slots: Int32Array, used: number, protectedAt: Int32Array, stamp: number, step: number): number;
 }

@@ -27,9 +27,12 @@ export class Resource {
     private readonly queue: EventQueue,
     private readonly doneKind: number,
     private readonly eventPriority: number,
+    /** Expected number of jobs (sizes the job table once; it still grows if exceeded). */
+    jobsHint = 1024,
   ) {
     if (!Number.isInteger(servers) || servers < 1) throw new Error(`${name}: servers must be a positive integer`);
     this.freeAt = new Float64Array(servers);
+    this.durations = new Float64Array(Math.max(16, jobsHint));
   }
 
   /** Submits a job; returns its id (the `arg` of its completion event). */

@@ -19,14 +19,48 @@ export interface RequestSets {
 }
 
 export function buildRequestSets(corpus: RoutingCorpus, schedule: Schedule): RequestSets {
+  // The hot path of every replay: a direct loop (no per-id callback) with a stamp array for the union.
   const L = corpus.moeLayers.length;
   const k = corpus.topK;
   const E = corpus.numExperts;
-  return collectSets(schedule, L, E, (token, l, visit) => {
-    const seq = corpus.sequences[schedule.tokenSeq[token]];
-    const base = (schedule.tokenPos[token] * L + l) * k;
-    for (let j = 0; j < k; j++) visit(seq.experts[base + j]);
-  });
+  const S = schedule.steps;
+  const offsets = new Int32Array(S * L + 1);
+  const cap = Math.min(schedule.tokenSeq.length * L * k, S * L * E) + 1;
+  const buf = new Uint16Array(cap);
+  const cnt = new Uint16Array(cap);
+  const seen = new Int32Array(E).fill(-1);
+  const routing = corpus.sequences.map((s) => s.experts);
+  let n = 0;
+  for (let s = 0; s < S; s++) {
+    const t0 = schedule.tokenOffsets[s];
+    const t1 = schedule.tokenOffsets[s + 1];
+    for (let l = 0; l < L; l++) {
+      const mark = s * L + l;
+      const start = n;
+      for (let t = t0; t < t1; t++) {
+        const ids = routing[schedule.tokenSeq[t]];
+        const base = (schedule.tokenPos[t] * L + l) * k;
+        for (let j = 0; j < k; j++) {
+          const id = ids[base + j];
+          if (seen[id] === mark) {
+            for (let i = start; i < n; i++) if (buf[i] === id) cnt[i]++;
+            continue;
+          }
+          seen[id] = mark;
+          let i = n++;
+          while (i > start && buf[i - 1] > id) {
+            buf[i] = buf[i - 1];
+            cnt[i] = cnt[i - 1];
+            i--;
+          }
+          buf[i] = id;
+          cnt[i] = 1;
+        }
+      }
+      offsets[mark + 1] = n;
+    }
+  }
+  return { steps: S, layers: L, numExperts: E, offsets, experts: buf.slice(0, n), tokens: cnt.slice(0, n) };
 }
 
 /**

@@ -75,16 +75,25 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const L = sets.layers;
   const E = sets.numExperts;
   const S = schedule.steps;
+  // Job tables sized once from upper bounds: nothing grows during the run.
+  const maxGpuJobs = S * (L + 2) + sets.experts.length + 1;
+  const maxCopies = sets.experts.length + (prefetch ? prefetch.sets.experts.length : 0) + 1;
   const q = new EventQueue();
-  const gpu = new Resource('gpu', 1, q, EV_GPU, 0);
-  const copy = new Resource('copy', costs.model.transfer.copyEngines, q, EV_COPY, 1);
-  const cpu = new Resource('cpu', costs.model.cpu.workers, q, EV_CPU, 2);
-  const gpuJob: number[] = [];
-  const gpuJobTokens: number[] = [];
+  const gpu = new Resource('gpu', 1, q, EV_GPU, 0, maxGpuJobs);
+  const copy = new Resource('copy', costs.model.transfer.copyEngines, q, EV_COPY, 1, maxCopies);
+  const cpu = new Resource('cpu', costs.model.cpu.workers, q, EV_CPU, 2, sets.experts.length + 1);
+  const gpuJob = new Uint8Array(maxGpuJobs);
   /** copy job -> (layer * E + expert) it fills, or -1 for a staging copy (bypass). */
-  const copyKey: number[] = [];
+  const copyKey = new Int32Array(maxCopies);
   /** copy job -> tokens of the GPU expert job to start when it lands (0: none). */
-  const copyWaiter: number[] = [];
+  const copyWaiter = new Int32Array(maxCopies);
+  // Expert compute times by token count (an expert serves at most `batch` tokens of a step).
+  const gpuExpertMs = new Float64Array(schedule.batch + 1);
+  const cpuExpertMs = new Float64Array(schedule.batch + 1);
+  for (let n = 1; n <= schedule.batch; n++) {
+    gpuExpertMs[n] = costs.gpuExpert(n);
+    cpuExpertMs[n] = costs.cpuExpert(n);
+  }
   const residency = new Uint8Array(L * E);
   const inflight = new Int32Array(L * E).fill(-1);
   const prefetchedFor = new Int32Array(L * E).fill(-1);
@@ -112,10 +121,9 @@ export function simulateTiming(input: TimingInput): TimingResult {
   let stepStart = 0;
   let pendingExperts = 0;
 
-  const submitGpu = (job: number, duration: number, tokens = 0) => {
+  const submitGpu = (job: number, duration: number) => {
     const id = gpu.submit(now, duration, 0);
     gpuJob[id] = job;
-    gpuJobTokens[id] = tokens;
     if (job === JOB_EXPERT) r.busyMs.gpuExpert += duration;
     else r.busyMs.gpuNonExpert += duration;
   };
@@ -191,7 +199,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
         if (prefetchedFor[key] === step) r.prefetch.useful++;
         if (residency[key] === READY) {
           r.readyHits++;
-          submitGpu(JOB_EXPERT, costs.gpuExpert(n), n);
+          submitGpu(JOB_EXPERT, gpuExpertMs[n]);
         } else {
           r.lateHits++;
           const id = inflight[key];
@@ -207,13 +215,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
       if (!cached) r.bypasses++;
       let onCpu = miss === 'cpu';
       if (miss === 'hybrid') {
-        const viaCopy = copy.estimateFinish(now, copyMs, PRIO_DEMAND) + costs.gpuExpert(n);
-        const viaCpu = cpu.estimateFinish(now, costs.cpuExpert(n));
+        const viaCopy = copy.estimateFinish(now, copyMs, PRIO_DEMAND) + gpuExpertMs[n];
+        const viaCpu = cpu.estimateFinish(now, cpuExpertMs[n]);
         onCpu = viaCpu < viaCopy;
       }
       if (onCpu) {
         r.cpuExperts++;
-        const d = costs.cpuExpert(n);
+        const d = cpuExpertMs[n];
         cpu.submit(now, d, 0);
         r.busyMs.cpu += d;
         if (cached) submitCopy(key, PRIO_BACKGROUND, 0);
@@ -270,7 +278,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
         inflight[key] = -1;
       }
       const n = copyWaiter[id];
-      if (n > 0) submitGpu(JOB_EXPERT, costs.gpuExpert(n), n);
+      if (n > 0) submitGpu(JOB_EXPERT, gpuExpertMs[n]);
     } else {
       cpu.finished(now);
       expertDone();
