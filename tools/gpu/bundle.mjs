@@ -18,10 +18,30 @@ if (!existsSync(nodeXz)) {
   execFileSync('bash', ['-c', `xz -T2 -9 -c "$(command -v node)" > "${nodeXz}.tmp" && mv "${nodeXz}.tmp" "${nodeXz}"`], { stdio: 'inherit' });
 }
 
-// Native npm packages cannot travel (platform binaries, tens of MB); commands that need them load them
-// lazily, so the bundle starts without them and only those commands fail there.
-const external = ['@duckdb/node-api', '@resvg/resvg-js', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'];
+// Native npm packages cannot travel (platform binaries, tens of MB). Each is replaced by a stub module
+// exporting the same names, each of which throws when used, so the bundle starts and only the commands
+// that really need such a package (traces info, sweeps, charts) fail there, with a message saying why.
+const stubbed = ['@duckdb/node-api', '@resvg/resvg-js'];
+const optional = ['@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'];
+const stubPlugin = {
+  name: 'stub-native-packages',
+  setup(build) {
+    const filter = new RegExp(`^(${stubbed.map((n) => n.replace(/[/.]/g, '\\$&')).join('|')})$`);
+    build.onResolve({ filter }, (args) => ({ path: args.path, namespace: 'native-stub' }));
+    build.onLoad({ filter: /.*/, namespace: 'native-stub' }, async (args) => {
+      const names = Object.keys(await import(args.path)).filter((n) => /^[A-Za-z_$][\w$]*$/.test(n) && n !== 'default');
+      const body = [
+        `const fail = (what) => { throw new Error(what + ': ' + ${JSON.stringify(`${args.path} is a native package that the GPU bundle does not carry`)}); };`,
+        `const stub = (name) => new Proxy(function () {}, { apply: () => fail(name), construct: () => fail(name), get: (_t, p) => (p === 'prototype' ? {} : stub(name + '.' + String(p))) });`,
+        ...names.map((n) => `export const ${n} = stub(${JSON.stringify(n)});`),
+        'export default stub("default");',
+      ];
+      return { contents: body.join('\n'), loader: 'js' };
+    });
+  },
+};
 await esbuild.build({
+  plugins: [stubPlugin],
   stdin: {
     contents: "import { run } from './runtime/src/cli/main.ts';\nprocess.exitCode = await run(process.argv);\n",
     resolveDir: root,
@@ -33,7 +53,7 @@ await esbuild.build({
   format: 'esm',
   target: 'node20',
   outfile: join(out, 'moe-offload.mjs'),
-  external,
+  external: optional,
   // Bundled CommonJS dependencies call require(); give the ESM bundle one.
   banner: { js: "import { createRequire as __cr } from 'node:module'; const require = __cr(import.meta.url);" },
   logLevel: 'warning',

@@ -17,12 +17,12 @@ mkdir -p "$OUT"
 build=/tmp/native-build
 if [ "${MOE_SKIP_NATIVE:-0}" != 1 ] && [ -f native/CMakeLists.txt ]; then
   echo "on-device: building the native engine" >&2
-  t0=$(date +%s.%N)
+  t0=$(date +%s)
   cmake -S native -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_JS_VERSION=carried -DCMAKE_JS_INC="$gpu/include/node-api-headers" \
     -DNODE_ADDON_API_DIR="$gpu/include/node-addon-api" ${MOE_CMAKE_ARGS:-} > "$OUT/cmake-configure.log" 2>&1 || { tail -40 "$OUT/cmake-configure.log"; exit 1; }
   cmake --build "$build" -j 16 > "$OUT/cmake-build.log" 2>&1 || { grep -m20 -A3 error "$OUT/cmake-build.log"; tail -20 "$OUT/cmake-build.log"; exit 1; }
-  echo "on-device: native build took $(echo "$(date +%s.%N) - $t0" | bc) s" >&2
+  echo "on-device: native build took $(( $(date +%s) - t0 )) s" >&2
   addon=$(find "$build" -name '*.node' | head -1)
   [ -n "$addon" ] && export MOE_NATIVE_ADDON="$addon"
 fi
