@@ -117,7 +117,9 @@ describe.skipIf(!ready)('engine behaviour', () => {
     expect(text.stdout.endsWith('\n')).toBe(true);
     const chat = runCli(['chat', '--model', model, '--max-new-tokens', '4', '--threads', '2'], { input: 'hi\nhow are you\n' });
     expect(chat.status, chat.stderr).toBe(0);
-    expect(chat.stdout.split('Assistant:').length - 1).toBe(2);
+    expect(chat.stdout.startsWith('Assistant:')).toBe(true);
+    // two replies (a random-weight reply may itself spell 'Assistant:', hence at least)
+    expect(chat.stdout.split('Assistant:').length - 1).toBeGreaterThanOrEqual(2);
     const both = runCli(['generate', '--model', model, '--prompt', 'x', '--prompt-ids', '1,2']);
     expect(both.status).toBe(2);
     expect(both.stderr).toMatch(/either --prompt or --prompt-ids/);
@@ -132,5 +134,5 @@ describe.skipIf(!ready)('engine behaviour', () => {
     const noAddon = runCli(['generate', '--model', model, '--prompt-ids', '500,1'], { env: { MOE_NATIVE_ADDON: join(tmp.path, 'missing.node') } });
     expect(noAddon.status).toBe(2);
     expect(noAddon.stderr).toMatch(/MOE_NATIVE_ADDON=.*missing.node: no such file/);
-  });
+  }, 300_000); // nine CLI runs: slow when the suite shares a small machine with the oracle tests
 });
