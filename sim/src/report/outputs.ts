@@ -82,10 +82,12 @@ function chartSpecs(rows: ResultRow[], traceName: string): Array<[string, TopLev
   const facetCol = varies('prefetch') ? { column: { field: 'prefetch', type: 'nominal' as const, title: 'prefetch' } } : {};
   const dash = varies('miss') ? { strokeDash: { field: 'miss', type: 'nominal' as const, title: 'miss' } } : {};
   const data = { values: rows as unknown as Record<string, unknown>[] };
+  // Subtitle lines: the trace and its routing, then the calibration profile (every chart names it).
+  const subtitle = [`${traceName}: ${rows[0]?.routing ?? ''}`.slice(0, 110), `calibration ${rows[0]?.calibration ?? ''}`.slice(0, 150)];
   const line = (y: keyof ResultRow, yTitle: string, title: string, format?: string): TopLevelSpec =>
     ({
       $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-      title: { text: title, subtitle: `${traceName}: ${rows[0]?.routing ?? ''}; ${rows[0]?.calibration ?? ''}`.slice(0, 160) },
+      title: { text: title, subtitle },
       data,
       mark: { type: 'line', point: true },
       encoding: {
@@ -101,15 +103,15 @@ function chartSpecs(rows: ResultRow[], traceName: string): Array<[string, TopLev
     }) as TopLevelSpec;
   const base = rows.filter((r) => r.batch === rows[0].batch && r.prefetch === rows[0].prefetch && r.miss === rows[0].miss);
   const breakdownValues = base.flatMap((r) => [
-    { policy: r.policy, cache: r.cache, part: '1 GPU attention/router/shared/head', ms: r.gpu_non_expert_ms },
-    { policy: r.policy, cache: r.cache, part: '2 GPU routed experts', ms: r.gpu_expert_ms },
-    { policy: r.policy, cache: r.cache, part: '3 GPU idle (waiting for copies/CPU)', ms: r.gpu_idle_ms },
+    { policy: r.policy, cache: r.cache, part: '1 GPU other', ms: r.gpu_non_expert_ms },
+    { policy: r.policy, cache: r.cache, part: '2 GPU experts', ms: r.gpu_expert_ms },
+    { policy: r.policy, cache: r.cache, part: '3 GPU idle', ms: r.gpu_idle_ms },
   ]);
   const breakdown = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: {
       text: 'Predicted time per step, by where it goes',
-      subtitle: `${traceName}; batch ${rows[0]?.batch}, prefetch ${rows[0]?.prefetch}, miss ${rows[0]?.miss}; ${rows[0]?.calibration ?? ''}`.slice(0, 160),
+      subtitle: [`batch ${rows[0]?.batch}, prefetch ${rows[0]?.prefetch}, miss ${rows[0]?.miss}`, ...subtitle],
     },
     data: { values: breakdownValues },
     mark: 'bar',
@@ -117,7 +119,7 @@ function chartSpecs(rows: ResultRow[], traceName: string): Array<[string, TopLev
       column: { field: 'policy', type: 'nominal', title: 'policy' },
       x: { field: 'cache', type: 'ordinal', title: 'cache size' },
       y: { field: 'ms', type: 'quantitative', title: 'ms per step', stack: 'zero' },
-      color: { field: 'part', type: 'nominal', title: 'part' },
+      color: { field: 'part', type: 'nominal', title: 'GPU time (other = attention, router, shared experts, dense layer, head; idle = waiting for copies or CPU)', legend: { orient: 'bottom', titleLimit: 900 } },
     },
     width: 140,
     height: 220,
