@@ -3,6 +3,10 @@
  * prefetcher: for token t at MoE layer l, the `budget` experts the predictor named at layer l - k (its
  * lookahead), best first. Layers l < k have no prediction (NO_EXPERT padding): nothing runs k layers
  * earlier. Uses the pure-TypeScript inference (infer.ts), so no TensorFlow.js is loaded.
+ *
+ * minProbability gates the prediction by confidence: an expert whose predicted probability
+ * (sigmoid of its logit) is below it is left out (NO_EXPERT), so a prefetcher spends no transfer on it.
+ * A wrong prefetch is not free: it takes copy bandwidth from demand fetches and a cache slot.
  */
 import { BadInputError, UserError } from '../../runtime/src/util/errors.js';
 import { NO_EXPERT, type RoutingCorpus } from '../../traces/src/sequences.js';
@@ -10,11 +14,29 @@ import { corpusGeometry, describeGeometry, sameGeometry } from './dataset.js';
 import { usesScores } from './features.js';
 import { PredictorRuntime } from './infer.js';
 
-export function annotateCorpus(corpus: RoutingCorpus, predictorDir: string, budget = 6): void {
-  annotateWith(corpus, PredictorRuntime.load(predictorDir), budget, predictorDir);
+export interface AnnotateOptions {
+  /** Keep only experts predicted with at least this probability (0..1; default 0 = keep all `budget`). */
+  minProbability?: number;
 }
 
-export function annotateWith(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor'): void {
+/** Per sequence, the top-`budget` ids and their logits, laid out like SequenceRouting.predictions.ids. */
+export interface RankedPredictions {
+  lookahead: number;
+  budget: number;
+  ids: Uint16Array[];
+  logits: Float32Array[];
+}
+
+export function annotateCorpus(corpus: RoutingCorpus, predictorDir: string, budget = 6, opts: AnnotateOptions = {}): void {
+  annotateWith(corpus, PredictorRuntime.load(predictorDir), budget, predictorDir, opts);
+}
+
+export function annotateWith(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor', opts: AnnotateOptions = {}): void {
+  applyPredictions(corpus, rankPredictions(corpus, runtime, budget, what), opts.minProbability ?? 0);
+}
+
+/** Runs the predictor on every (token, layer) of the corpus; checks geometry, features and budget first. */
+export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor'): RankedPredictions {
   const m = runtime.manifest;
   const pg = { moeLayers: m.geometry.moeLayers, numMoeLayers: m.geometry.moeLayers.length, numExperts: m.geometry.numExperts, topK: m.geometry.topK };
   const cg = corpusGeometry(corpus);
@@ -24,14 +46,37 @@ export function annotateWith(corpus: RoutingCorpus, runtime: PredictorRuntime, b
   const L = pg.numMoeLayers;
   const k = m.lookahead;
   const out = new Uint16Array(budget);
+  const logits = new Float32Array(pg.numExperts);
+  const ranked: RankedPredictions = { lookahead: k, budget, ids: [], logits: [] };
   for (const s of corpus.sequences) {
     const ids = new Uint16Array(s.length * L * budget).fill(NO_EXPERT);
+    const lg = new Float32Array(s.length * L * budget).fill(-Infinity);
     for (let t = 0; t < s.length; t++) {
       for (let i = 0; i + k < L; i++) {
-        runtime.predict(s, t, i, budget, out);
-        ids.set(out, (t * L + i + k) * budget);
+        runtime.predict(s, t, i, budget, out, logits);
+        const base = (t * L + i + k) * budget;
+        for (let j = 0; j < budget; j++) {
+          ids[base + j] = out[j];
+          lg[base + j] = logits[out[j]];
+        }
       }
     }
-    s.predictions = { lookahead: k, width: budget, ids };
+    ranked.ids.push(ids);
+    ranked.logits.push(lg);
   }
+  return ranked;
+}
+
+/** Sets each sequence's predictions to the ranked ids whose probability is at least minProbability. */
+export function applyPredictions(corpus: RoutingCorpus, ranked: RankedPredictions, minProbability: number): void {
+  if (!(minProbability >= 0 && minProbability <= 1)) throw new UserError(`minimum prediction probability ${minProbability} must be in [0, 1]`);
+  // sigmoid(logit) >= p  <=>  logit >= log(p / (1 - p)): compare logits, no exp per expert.
+  const minLogit = minProbability <= 0 ? -Infinity : minProbability >= 1 ? Infinity : Math.log(minProbability / (1 - minProbability));
+  corpus.sequences.forEach((s, n) => {
+    const src = ranked.ids[n];
+    const lg = ranked.logits[n];
+    const ids = new Uint16Array(src.length).fill(NO_EXPERT);
+    for (let i = 0; i < src.length; i++) if (src[i] !== NO_EXPERT && lg[i] >= minLogit) ids[i] = src[i];
+    s.predictions = { lookahead: ranked.lookahead, width: ranked.budget, ids };
+  });
 }

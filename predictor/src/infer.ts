@@ -74,10 +74,14 @@ export class PredictorRuntime {
     return out;
   }
 
-  /** The `budget` experts predicted for token t at MoE layer i + k, best first, into out[0 .. budget). */
-  predict(s: SequenceRouting, t: number, i: number, budget: number, out: Uint16Array): void {
+  /**
+   * The `budget` experts predicted for token t at MoE layer i + k, best first, into out[0 .. budget);
+   * all numExperts logits into `logits` when given.
+   */
+  predict(s: SequenceRouting, t: number, i: number, budget: number, out: Uint16Array, logits?: Float32Array): void {
     writeFeatures(s, t, i, this.spec, this.features, 0);
     this.forwardRow(this.features, 0, this.logits, 0);
     topIndices(this.logits, 0, this.logits.length, budget, out);
+    logits?.set(this.logits);
   }
 }

@@ -64,6 +64,44 @@ describe('annotateCorpus', () => {
     }
   });
 
+  it('keeps only experts at or above the probability gate, best first', () => {
+    const dir = join(d.path, 'k2');
+    const corpus = tinyCorpus(g, structuredSequences(g, 2, 3, 1));
+    const runtime = PredictorRuntime.load(dir);
+    const ids = new Uint16Array(4);
+    const logits = new Float32Array(8);
+    // An untrained predictor's probabilities sit near 0.5: put the gate at their median so it cuts.
+    const probs: number[] = [];
+    for (const s of corpus.sequences) for (let t = 0; t < s.length; t++) for (let i = 0; i < 2; i++) {
+      runtime.predict(s, t, i, 4, ids, logits);
+      for (const e of ids) probs.push(1 / (1 + Math.exp(-logits[e])));
+    }
+    // Halfway between two neighbours, so no probability sits on the gate (f32 logits vs f64 here).
+    probs.sort((a, b) => a - b);
+    const mid = Math.floor(probs.length / 2);
+    const gate = (probs[mid] + probs.slice(mid).find((p) => p > probs[mid])!) / 2;
+    annotateCorpus(corpus, dir, 4, { minProbability: gate });
+    let kept = 0;
+    let dropped = 0;
+    for (const s of corpus.sequences) {
+      for (let t = 0; t < s.length; t++) {
+        for (let l = 2; l < 4; l++) {
+          runtime.predict(s, t, l - 2, 4, ids, logits);
+          const want = Array.from(ids).map((e) => (1 / (1 + Math.exp(-logits[e])) >= gate ? e : NO_EXPERT));
+          kept += want.filter((e) => e !== NO_EXPERT).length;
+          dropped += want.filter((e) => e === NO_EXPERT).length;
+          expect(Array.from(s.predictions!.ids.subarray((t * 4 + l) * 4, (t * 4 + l + 1) * 4))).toEqual(want);
+        }
+      }
+    }
+    // The gate must have cut something and kept something, or the comparison proves little.
+    expect(kept).toBeGreaterThan(0);
+    expect(dropped).toBeGreaterThan(0);
+    annotateCorpus(corpus, dir, 4, { minProbability: 1 });
+    expect(corpus.sequences.every((s) => s.predictions!.ids.every((e) => e === NO_EXPERT))).toBe(true);
+    expect(() => annotateCorpus(corpus, dir, 4, { minProbability: 1.5 })).toThrow(/must be in \[0, 1\]/);
+  });
+
   it('refuses a predictor trained for another geometry, and a bad budget', () => {
     const dir = join(d.path, 'k1');
     tinyPredictor(dir, 1);
