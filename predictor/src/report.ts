@@ -5,7 +5,7 @@
  * provenance are in it), writes README.md, report.json (every number shown) and charts (writeChart).
  */
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { join, relative } from 'node:path';
+import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
 import { UserError } from '../../runtime/src/util/errors.js';
 import { writeFileAtomic } from '../../runtime/src/util/atomic-file.js';
@@ -271,7 +271,7 @@ export async function writePredictorReport(o: ReportOptions): Promise<string> {
   md.push('');
   md.push('Timings are wall-clock on the 2-core development machine while other work ran beside it; they show scale, not speed.');
   md.push('');
-  md.push(`Every number above is in [report.json](report.json). Predictors were read from \`${relative(process.cwd(), o.runsDir) || o.runsDir}\`.`);
+  md.push(`Every number above is in [report.json](report.json). Predictors were read from \`${o.runsDir}\` (not committed: weights are about 2 MB each; the script regenerates them).`);
   md.push('');
   writeFileAtomic(join(o.outDir, 'report.json'), JSON.stringify(data, null, 2) + '\n');
   const readme = join(o.outDir, 'README.md');
