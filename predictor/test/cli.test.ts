@@ -1,4 +1,4 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { runCli, tempDir } from '../../runtime/test/helpers.js';
@@ -49,6 +49,23 @@ describe('train-predictor CLI', () => {
     const text = runCli(['train-predictor', '--eval', out, '--traces', c, '--quiet']);
     expect(text.stdout).toMatch(/recall@2 \(%\) by target layer, k = 1/);
     expect(text.stdout).toMatch(/smallest per-layer margin/);
+  });
+
+  it('writes the report (tables, charts, report.json) from trained predictors', () => {
+    const runs = join(d.path, 'runs');
+    const r1 = runCli(['train-predictor', '--traces', `${a},${b}`, '--test-traces', c, '--out', join(runs, 'k1-task'), '--epochs', '1', '--hidden', '8', '--quiet']);
+    expect(r1.status).toBe(0);
+    const report = join(d.path, 'report');
+    const r = runCli(['train-predictor', '--report', report, '--runs', runs, '--quiet']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const md = readFileSync(join(report, 'README.md'), 'utf8');
+    expect(md).toMatch(/\| k1-task \| task held out: trained on tiny\/a \+ tiny\/b, tested on tiny\/c \| 216 \|/);
+    expect(md).toMatch(/predicted top-2/);
+    for (const f of ['recall-per-layer-k1-task.svg', 'sim-gain.svg', 'report.json']) expect(existsSync(join(report, f)), f).toBe(true);
+    const data = JSON.parse(readFileSync(join(report, 'report.json'), 'utf8'));
+    expect(data.runs['k1-task'].evaluation.samples).toBe(216);
+    refused(['--report', report, '--runs', join(d.path, 'no-runs-here')], /option --runs: .*no-runs-here: no such directory/);
   });
 
   it('splits by sequence by default', () => {
