@@ -33,7 +33,6 @@ export async function writeSweepOutputs(dir: string, results: SimResult[], meta:
         warmup: results.find((r) => r.warmupLabel)?.warmupLabel ?? null,
         generatedBy: meta.generatedBy,
         rows,
-        results,
       },
       null,
       1,
