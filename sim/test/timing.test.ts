@@ -112,3 +112,11 @@ describe('with prefetch none, hits and requests are the canonical replay', () =>
     });
   }
 });
+
+describe('predictions are checked', () => {
+  it('refuses predicted ids outside the expert range', () => {
+    const c = handCorpus([[[[1, 2]], [[1, 3]]]]);
+    c.sequences[0].predictions = { lookahead: 1, width: 2, ids: Uint16Array.from([1, 2, 3, 99]) };
+    expect(() => runSimulation(c, { ...base, prefetch: 'predicted', miss: 'fetch', calibration: roundCosts() })).toThrow(/predicts expert 99, but the trace has 8 experts/);
+  });
+});

@@ -9,7 +9,7 @@
  *   oracle     P(s, l) = R(s, l), the true request set; lookahead `oracleLookahead` (default 1).
  */
 import { UserError } from '../../../runtime/src/util/errors.js';
-import type { RoutingCorpus } from '../../../traces/src/sequences.js';
+import { NO_EXPERT, type RoutingCorpus } from '../../../traces/src/sequences.js';
 import { collectSets, type RequestSets } from '../replay/requests.js';
 import type { Schedule } from '../replay/schedule.js';
 
@@ -64,6 +64,8 @@ export function buildPrefetchPlan(
         const p = s.predictions!;
         if (p.lookahead !== first.lookahead || p.width !== first.width) throw new UserError(`--prefetch predicted: sequences disagree on prediction lookahead or width`);
         if (p.ids.length !== s.length * L * p.width) throw new UserError(`--prefetch predicted: sequence ${s.seq} has ${p.ids.length} prediction ids, expected ${s.length * L * p.width}`);
+        const bad = p.ids.findIndex((id) => id !== NO_EXPERT && id >= E);
+        if (bad >= 0) throw new UserError(`--prefetch predicted: sequence ${s.seq} predicts expert ${p.ids[bad]}, but the trace has ${E} experts`);
       }
       if (!Number.isInteger(first.lookahead) || first.lookahead < 1) throw new UserError(`--prefetch predicted: lookahead must be a positive integer, got ${first.lookahead}`);
       const w = first.width;
