@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "convert.h"
+#include "offload_binding.h"
 #include "moe/cpu_features.h"
 #include "moe/engine.h"
 #include "moe/kernels.h"
@@ -47,6 +48,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                         InstanceMethod<&NativeEngine::logits>("logits"), InstanceMethod<&NativeEngine::info>("info"),
                         InstanceMethod<&NativeEngine::set_debug_capture>("setDebugCapture"),
                         InstanceMethod<&NativeEngine::take_debug_capture>("takeDebugCapture"),
+                        InstanceMethod<&NativeEngine::set_offload>("setOffload"),
+                        InstanceMethod<&NativeEngine::take_record>("takeRecord"),
+                        InstanceMethod<&NativeEngine::cache_stats>("cacheStats"),
                         InstanceMethod<&NativeEngine::close>("close")});
   }
 
@@ -66,8 +70,49 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   bool busy_ = false;
   std::unique_ptr<moe::Engine> engine_;
   std::vector<Capture> captures_;
+  // Offloading runtime (issue 6): when set, begin/step go through its session. Declared after
+  // engine_ so that it is destroyed first.
+  std::unique_ptr<OffloadHolder> offload_;
+
+  moe::StepOutput run(const moe::GenerationRequest* request) {
+    if (offload_) return request ? offload_->session->begin(*request) : offload_->session->step();
+    return request ? engine_->begin(*request) : engine_->step();
+  }
 
  private:
+  // spec object (see offload_binding.h) or null to detach.
+  Napi::Value set_offload(const Napi::CallbackInfo& info) {
+    moe::Engine& e = engine(info.Env());
+    captures_.clear();
+    offload_.reset();
+    e.set_debug_hook(nullptr);
+    if (info.Length() < 1 || info[0].IsNull() || info[0].IsUndefined()) return info.Env().Undefined();
+    if (!info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "setOffload: expected a spec object or null");
+    try {
+      offload_ = make_offload(e, info[0].As<Napi::Object>());
+    } catch (const std::exception& err) {
+      throw Napi::Error::New(info.Env(), err.what());
+    }
+    return info.Env().Undefined();
+  }
+
+  Napi::Value take_record(const Napi::CallbackInfo& info) {
+    engine(info.Env());
+    if (!offload_) throw Napi::Error::New(info.Env(), "takeRecord: no offloading session (setOffload first)");
+    return take_recorded(info.Env(), offload_->session->controller());
+  }
+
+  Napi::Value cache_stats(const Napi::CallbackInfo& info) {
+    engine(info.Env());
+    if (!offload_) return info.Env().Null();
+    return moe_addon::cache_stats(info.Env(), offload_->session->controller());
+  }
+
+  void install_hook(moe::Engine& e, moe::DebugHook hook) {
+    if (offload_) offload_->session->set_user_hook(std::move(hook));
+    else e.set_debug_hook(std::move(hook));
+  }
+
   Napi::Value begin(const Napi::CallbackInfo& info);
   Napi::Value step(const Napi::CallbackInfo& info);
 
@@ -93,14 +138,14 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     moe::Engine& e = engine(info.Env());
     captures_.clear();
     if (info.Length() < 1 || info[0].IsNull() || info[0].IsUndefined()) {
-      e.set_debug_hook(nullptr);
+      install_hook(e, nullptr);
       return info.Env().Undefined();
     }
     if (!info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "setDebugCapture: expected an array of names or null");
     std::set<std::string> names;
     Napi::Array a = info[0].As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i) names.insert(a.Get(i).ToString().Utf8Value());
-    e.set_debug_hook([this, names](const char* name, int layer, const float* data, int rows, int cols) {
+    install_hook(e, [this, names](const char* name, int layer, const float* data, int rows, int cols) {
       if (!names.count("*") && !names.count(name)) return;
       captures_.push_back(Capture{name, layer, rows, cols, std::vector<float>(data, data + static_cast<size_t>(rows) * cols)});
     });
@@ -128,6 +173,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   Napi::Value close(const Napi::CallbackInfo& info) {
     if (busy_) throw Napi::Error::New(info.Env(), "engine is busy: close it after the pending begin()/step() settles");
+    offload_.reset();
     engine_.reset();
     captures_.clear();
     return info.Env().Undefined();
@@ -145,7 +191,7 @@ class StepWorker : public Napi::AsyncWorker {
 
   void Execute() override {
     try {
-      out_ = request_ ? owner_->engine_->begin(*request_) : owner_->engine_->step();
+      out_ = owner_->run(request_.get());
     } catch (const std::exception& e) {
       SetError(e.what());
     }

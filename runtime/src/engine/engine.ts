@@ -2,7 +2,8 @@ import { openCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { UserError } from '../util/errors.js';
-import { loadNativeAddon, type NativeCapture, type NativeEngineHandle, type NativeStepResult } from './native-binding.js';
+import { buildOffloadSpec } from '../offload/offload-spec.js';
+import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
 import {
   checkGenerateShape,
@@ -80,7 +81,28 @@ export class Engine {
     const handle = await native(`loading ${ckpt.dir}`, () =>
       addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: { device: opts.device, threads: opts.threads } }),
     );
+    const offload = buildOffloadSpec(ckpt, options ?? {});
+    if (offload) {
+      try {
+        handle.setOffload(offload);
+      } catch (err) {
+        handle.close();
+        throw new EngineError(`offloading setup: ${(err as Error).message}`);
+      }
+    }
     return new Engine(ckpt, handle);
+  }
+
+  /** Expert-cache counts per MoE layer since load (null without `cache`). */
+  cacheStats(): NativeCacheStats | null {
+    this.assertOpen();
+    return this.handle.cacheStats();
+  }
+
+  /** Rows recorded (load option `record`) since the last call, in trace order. */
+  takeRecord(): NativeRecord {
+    this.assertOpen();
+    return this.handle.takeRecord();
   }
 
   /** The checkpoint's tokenizer (loaded on first use; a missing tokenizer is a clear error). */

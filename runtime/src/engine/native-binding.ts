@@ -89,7 +89,53 @@ export interface NativeEngineHandle {
   info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string };
   setDebugCapture(names: string[] | null): void;
   takeDebugCapture(): NativeCapture[];
+  /** offloading runtime (runtime/src/offload/offload-spec.ts builds the spec); null detaches */
+  setOffload(spec: NativeOffloadSpec | null): void;
+  takeRecord(): NativeRecord;
+  cacheStats(): NativeCacheStats | null;
   close(): void;
+}
+
+export interface NativeOffloadSpec {
+  cache?: {
+    slotsPerLayer: number;
+    policy: string;
+    lfruDecay: number;
+    pinned?: Int32Array[];
+    plannedOffsets?: Int32Array;
+    plannedExperts?: Int32Array;
+  };
+  replay?: { length: number; experts: Int32Array; weights: Float32Array }[];
+  record?: { scores: boolean; gateNext: boolean; timings: boolean };
+  tensors?: NativeTensor[];
+}
+
+/** Rows recorded since the last takeRecord(), trace order; k- and E-wide columns are flat. */
+export interface NativeRecord {
+  rows: number;
+  step: Int32Array;
+  phase: Uint8Array;
+  layer: Uint16Array;
+  seq: Int32Array;
+  pos: Int32Array;
+  token: Int32Array;
+  experts: Int32Array;
+  weights: Float32Array;
+  scores: Float32Array;
+  gateNext: Int32Array;
+  gateNextValid: Uint8Array;
+  layerUs: Float32Array;
+  hits: Uint16Array;
+  misses: Uint16Array;
+}
+
+/** Per MoE layer (index into the model's MoE layers). */
+export interface NativeCacheStats {
+  requests: Float64Array;
+  hits: Float64Array;
+  inserts: Float64Array;
+  evictions: Float64Array;
+  bypasses: Float64Array;
 }
 
 export interface NativeAddon {

@@ -1,3 +1,6 @@
+import type { CacheOptions } from '../offload/cache-options.js';
+import type { RecordOptions } from '../offload/offload-spec.js';
+import type { RoutingReplay } from '../offload/routing-replay.js';
 import { UserError } from '../util/errors.js';
 
 /** Options of Engine.load. */
@@ -6,6 +9,12 @@ export interface EngineLoadOptions {
   device?: 'cpu' | 'cuda';
   /** CPU threads for the forward; default: all cores */
   threads?: number;
+  /** expert cache per MoE layer (offloading runtime, issue 6; on the CPU engine an accounting layer) */
+  cache?: CacheOptions;
+  /** force every token's routing from a recorded trace (see runtime/src/offload/routing-replay.ts) */
+  routing?: RoutingReplay;
+  /** record routing, router scores, gate_next and timings of every forward (takeRecord()) */
+  record?: RecordOptions;
 }
 
 export type Sampling = 'greedy' | { temperature: number; topP?: number; seed?: number };
@@ -27,6 +36,9 @@ export interface ResolvedLoadOptions {
   device: 'cpu' | 'cuda';
   threads: number;
 }
+
+/** Offloading options are checked against the model in runtime/src/offload/offload-spec.ts. */
+export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record'];
 
 export interface ResolvedSampling {
   greedy: boolean;
@@ -52,7 +64,7 @@ function rejectUnknownKeys(o: Record<string, unknown>, known: string[], where: s
 export function resolveLoadOptions(o: EngineLoadOptions | undefined): ResolvedLoadOptions {
   if (o === undefined) return { device: 'cpu', threads: 0 };
   if (!isPlainObject(o)) fail('options', 'must be an object');
-  rejectUnknownKeys(o as unknown as Record<string, unknown>, ['device', 'threads'], '');
+  rejectUnknownKeys(o as unknown as Record<string, unknown>, ['device', 'threads', ...OFFLOAD_LOAD_KEYS], '');
   const device = o.device ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') fail('device', `unknown value '${String(device)}' (choose from cpu, cuda)`);
   const threads = o.threads ?? 0;

@@ -1,0 +1,130 @@
+#include "offload_binding.h"
+
+#include <string>
+
+#include "convert.h"
+#include "moe/error.h"
+
+namespace moe_addon {
+
+namespace {
+
+template <typename T, typename Arr>
+std::vector<T> to_vector(const Napi::Value& v, const char* what) {
+  if (!v.IsTypedArray()) throw moe::Error(std::string("offload spec: ") + what + " must be a typed array");
+  Arr a = v.As<Arr>();
+  return std::vector<T>(a.Data(), a.Data() + a.ElementLength());
+}
+
+template <typename Arr, typename T>
+Arr to_typed(Napi::Env env, const std::vector<T>& v) {
+  Arr a = Arr::New(env, v.size());
+  std::copy(v.begin(), v.end(), a.Data());
+  return a;
+}
+
+}  // namespace
+
+std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Object& spec) {
+  const moe::ModelConfig& c = engine.config();
+  moe::offload::OffloadOptions o;
+  o.num_layers = c.num_hidden_layers;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    if (c.is_moe_layer(l)) o.moe_layers.push_back(l);
+  }
+  o.num_experts = c.n_routed_experts;
+  o.k = c.num_experts_per_tok;
+  o.norm_topk_prob = c.norm_topk_prob;
+  o.routed_scaling_factor = c.routed_scaling_factor;
+  auto holder = std::make_unique<OffloadHolder>();
+  if (spec.Get("cache").IsObject()) {
+    Napi::Object cache = spec.Get("cache").As<Napi::Object>();
+    o.use_cache = true;
+    o.cache.slots_per_layer = cache.Get("slotsPerLayer").As<Napi::Number>().Int32Value();
+    o.cache.policy = moe::offload::parse_policy(cache.Get("policy").As<Napi::String>().Utf8Value());
+    o.cache.lfru_decay = cache.Get("lfruDecay").As<Napi::Number>().DoubleValue();
+    if (cache.Get("pinned").IsArray()) {
+      Napi::Array p = cache.Get("pinned").As<Napi::Array>();
+      for (uint32_t l = 0; l < p.Length(); ++l) {
+        const std::vector<int32_t> ids = to_vector<int32_t, Napi::Int32Array>(p.Get(l), "cache.pinned[l]");
+        o.cache.pinned.emplace_back(ids.begin(), ids.end());
+      }
+    }
+    if (cache.Get("plannedOffsets").IsTypedArray()) {
+      o.planned_offsets = to_vector<int32_t, Napi::Int32Array>(cache.Get("plannedOffsets"), "cache.plannedOffsets");
+      o.planned_experts = to_vector<int32_t, Napi::Int32Array>(cache.Get("plannedExperts"), "cache.plannedExperts");
+    }
+  }
+  if (spec.Get("replay").IsArray()) {
+    Napi::Array r = spec.Get("replay").As<Napi::Array>();
+    for (uint32_t g = 0; g < r.Length(); ++g) {
+      Napi::Object s = r.Get(g).As<Napi::Object>();
+      moe::offload::ReplaySequence seq;
+      seq.length = s.Get("length").As<Napi::Number>().Int32Value();
+      seq.experts = to_vector<int32_t, Napi::Int32Array>(s.Get("experts"), "replay[g].experts");
+      seq.weights = to_vector<float, Napi::Float32Array>(s.Get("weights"), "replay[g].weights");
+      o.replay.push_back(std::move(seq));
+    }
+  }
+  if (spec.Get("record").IsObject()) {
+    Napi::Object r = spec.Get("record").As<Napi::Object>();
+    o.record = true;
+    o.record_options.scores = r.Get("scores").ToBoolean();
+    o.record_options.gate_next = r.Get("gateNext").ToBoolean();
+    o.record_options.timings = r.Get("timings").ToBoolean();
+    if (o.record_options.gate_next) {
+      if (!spec.Get("tensors").IsArray()) throw moe::Error("offload spec: recording gate_next needs the checkpoint's tensors");
+      holder->routers = moe::WeightStore::open(c, to_tensors(spec.Get("tensors").As<Napi::Array>()));
+      o.weights = &holder->routers->weights();
+    }
+  }
+  holder->session = std::make_unique<moe::offload::OffloadSession>(engine, std::make_unique<moe::offload::OffloadController>(std::move(o)));
+  return holder;
+}
+
+Napi::Object take_recorded(Napi::Env env, moe::offload::OffloadController& c) {
+  moe::offload::RecordedRows& r = c.recorded();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("rows", static_cast<double>(r.rows()));
+  o.Set("step", to_typed<Napi::Int32Array>(env, r.step));
+  o.Set("phase", to_typed<Napi::Uint8Array>(env, r.phase));
+  o.Set("layer", to_typed<Napi::Uint16Array>(env, r.layer));
+  o.Set("seq", to_typed<Napi::Int32Array>(env, r.seq));
+  o.Set("pos", to_typed<Napi::Int32Array>(env, r.pos));
+  o.Set("token", to_typed<Napi::Int32Array>(env, r.token));
+  o.Set("experts", to_typed<Napi::Int32Array>(env, r.experts));
+  o.Set("weights", to_typed<Napi::Float32Array>(env, r.weights));
+  o.Set("scores", to_typed<Napi::Float32Array>(env, r.scores));
+  o.Set("gateNext", to_typed<Napi::Int32Array>(env, r.gate_next));
+  o.Set("gateNextValid", to_typed<Napi::Uint8Array>(env, r.gate_next_valid));
+  o.Set("layerUs", to_typed<Napi::Float32Array>(env, r.layer_us));
+  o.Set("hits", to_typed<Napi::Uint16Array>(env, r.hits));
+  o.Set("misses", to_typed<Napi::Uint16Array>(env, r.misses));
+  r.clear();
+  return o;
+}
+
+Napi::Value cache_stats(Napi::Env env, const moe::offload::OffloadController& c) {
+  if (!c.has_cache()) return env.Null();
+  const moe::offload::ExpertCache& cache = c.cache();
+  const size_t L = static_cast<size_t>(cache.layers());
+  Napi::Float64Array req = Napi::Float64Array::New(env, L), hits = Napi::Float64Array::New(env, L), ins = Napi::Float64Array::New(env, L),
+                     ev = Napi::Float64Array::New(env, L), by = Napi::Float64Array::New(env, L);
+  for (size_t l = 0; l < L; ++l) {
+    const moe::offload::LayerCacheStats& s = cache.stats(static_cast<int>(l));
+    req[l] = static_cast<double>(s.requests);
+    hits[l] = static_cast<double>(s.hits);
+    ins[l] = static_cast<double>(s.inserts);
+    ev[l] = static_cast<double>(s.evictions);
+    by[l] = static_cast<double>(s.bypasses);
+  }
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("requests", req);
+  o.Set("hits", hits);
+  o.Set("inserts", ins);
+  o.Set("evictions", ev);
+  o.Set("bypasses", by);
+  return o;
+}
+
+}  // namespace moe_addon
