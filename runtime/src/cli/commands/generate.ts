@@ -2,8 +2,11 @@ import type { Command } from 'commander';
 import { Engine, type FinishReason } from '../../engine/index.js';
 import { loadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
 import type { ModelTokenizer } from '../../model/tokenizer.js';
+import { POLICY_NAMES } from '../../../../sim/src/cache/types.js';
+import { loadModelConfig } from '../../model/config.js';
+import { checkReplayCoverage, loadRoutingReplay } from '../../offload/routing-replay.js';
 import { UserError } from '../../util/errors.js';
-import { parseIntListOption, parseIntOption } from '../../util/options.js';
+import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
 
 interface GenerateCliOptions extends RawEngineCliOptions {
   model: string;
@@ -12,6 +15,9 @@ interface GenerateCliOptions extends RawEngineCliOptions {
   maxNewTokens: string;
   json?: boolean;
   stopOnEos: boolean;
+  cache?: string;
+  policy: string;
+  routing?: string;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -31,18 +37,25 @@ export function register(program: Command): void {
     .option('--no-stop-on-eos', 'keep generating after the end-of-sequence token')
     .option('--device <d>', 'cpu or cuda', 'cpu')
     .option('--threads <n>', 'CPU threads (0: all cores)')
+    .option('--cache <C>', 'expert cache of C slots per MoE layer (accounting on the CPU engine); per-layer hits/misses on stderr')
+    .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady').join(', ')} (belady: record-trace --routing)`, 'lru')
+    .option('--routing <trace>', 'replay the routing of this trace (sequence g drives prompt g)')
     .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})')
     .action(async (o: GenerateCliOptions) => {
       if (!!o.prompt === !!o.promptIds) throw new UserError('give the prompt with either --prompt or --prompt-ids (not both)');
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
-      const loadOptions = loadOptionsFromCli(o);
+      const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
+      const cache = o.cache === undefined ? undefined : { slotsPerLayer: parseIntOption('--cache', o.cache, 1, 65535), policy };
+      const routing = o.routing === undefined ? undefined : loadRoutingReplay(o.routing, loadModelConfig(o.model));
+      const loadOptions = { ...loadOptionsFromCli(o), cache, routing };
       const engine = await Engine.load(o.model, loadOptions);
       try {
         const tokenizer = tryTokenizer(engine, !!o.prompt);
         const prompts: number[][] = o.prompt
           ? o.prompt.map((p) => tokenizer!.encode(p, { addBos: true }))
           : o.promptIds!.map((s) => parseIntListOption('--prompt-ids', s, 0, engine.config.vocabSize - 1));
+        if (routing) checkReplayCoverage(routing, prompts.map((p) => p.length + maxNewTokens - 1));
         const decode = (ids: number[]) => (tokenizer ? tokenizer.decode(ids, { skipSpecialTokens: true }) : '');
         const streamText = !o.json && prompts.length === 1;
         const streams = prompts.map(() => new TextStream(decode));
@@ -60,6 +73,12 @@ export function register(program: Command): void {
           promptTokens: p,
           finish: finish[i],
         }));
+        const stats = engine.cacheStats();
+        if (stats) {
+          const layers = engine.config.moeLayers;
+          const line = layers.map((l, i) => `L${l} ${stats.hits[i]}/${stats.requests[i]}`).join(', ');
+          process.stderr.write(`expert cache (${policy}, ${cache!.slotsPerLayer} slots/layer) hits/requests: ${line}\n`);
+        }
         if (o.json) {
           const doc = results.length === 1 ? results[0] : { results };
           process.stdout.write(JSON.stringify(doc) + '\n');
