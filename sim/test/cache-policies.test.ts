@@ -156,3 +156,24 @@ describe('LayerCache guards', () => {
     expect(c.contents()).toEqual([2, 3]);
   });
 });
+
+describe('opt (Belady with bypass)', () => {
+  it('declines to admit an expert needed no sooner than its would-be victim, where belady must admit', () => {
+    // C = 1; steps s0{0} s1{1} s2{0}.
+    // belady: s0 insert 0; s1 miss 1, the only candidate 0 (next at s2) is evicted; s2 miss 0 evicts 1. 0 hits.
+    // opt:    s1 miss 1, next use of 1 is never, of the victim 0 is s2: never is not sooner -> bypass; s2 hit.
+    const trace = [[0], [1], [0]];
+    expect(summary(replayCache(trace, 'belady', 1))).toEqual(['0:0:insert', '1:1:evict>0', '2:0:evict>1']);
+    const opt = replayCache(trace, 'opt', 1);
+    expect(summary(opt)).toEqual(['0:0:insert', '1:1:bypass', '2:0:hit']);
+    expect(opt.hits).toBe(1);
+  });
+
+  it('admits when the new expert is needed strictly sooner, evicting the farthest like belady', () => {
+    // C = 2; s0{0,1} s1{2} s2{2} s3{0} s4{1}: at s1, 2 is next needed at s2; candidates 0 (s3) and 1 (s4):
+    // victim 1 (farthest), and s2 < s4 so 2 is admitted. s2 hit; s3 hit; s4 miss 1: candidates {0 never,
+    // 2 never}: victim 0 (tie -> lowest id); 1 is never needed again either: never < never is false -> bypass.
+    const r = replayCache([[0, 1], [2], [2], [0], [1]], 'opt', 2);
+    expect(summary(r)).toEqual(['0:0:insert', '0:1:insert', '1:2:evict>1', '2:2:hit', '3:0:hit', '4:1:bypass']);
+  });
+});

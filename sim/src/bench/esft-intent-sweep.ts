@@ -19,7 +19,7 @@ import { formatTable } from '../report/table.js';
 import { runSweep, sweepSize, type SweepGrid } from '../sweep.js';
 
 export const ESFT_INTENT_GRID: SweepGrid = {
-  policies: ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'static'],
+  policies: ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'opt', 'static'],
   caches: [4, 6, 8, 12, 16, 20, 24, 32, 40, 48],
   batches: [1],
   prefetchers: ['none'],

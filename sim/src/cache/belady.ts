@@ -11,12 +11,26 @@ export const NEVER = 0x7fffffff;
  * nextStep[r] is then exactly its next request after the current step.
  */
 export class BeladyPolicy implements EvictionPolicy {
-  readonly name = 'belady' as const;
   readonly evicts = true;
   /** Next request step of each expert as of its last request; NEVER before its first request. */
   private readonly next: Int32Array;
-  constructor(numExperts: number, private readonly nextStep: Int32Array) {
+  constructor(
+    numExperts: number,
+    private readonly nextStep: Int32Array,
+    readonly name: 'belady' | 'opt' = 'belady',
+  ) {
     this.next = new Int32Array(numExperts).fill(NEVER);
+  }
+
+  /**
+   * `opt` only: admit `expert` in place of `victim` when it is needed strictly sooner than the victim.
+   * The canonical semantics make every policy admit on a miss when a victim exists, so `belady` is optimal
+   * only among policies that must admit; a policy allowed to bypass (like `static`, which never admits)
+   * can beat it when the cache is no larger than a step's request set. `opt` is Belady's MIN with bypass,
+   * the offline optimum for caches that may decline to admit. It is a simulator policy (it needs the future).
+   */
+  admitsOver(expert: number, victim: number): boolean {
+    return this.next[expert] < this.next[victim];
   }
   requested(expert: number, _step: number, requestIndex: number): void {
     this.next[expert] = this.nextStep[requestIndex];

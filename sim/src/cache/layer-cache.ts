@@ -23,7 +23,7 @@ import {
 } from './types.js';
 
 export interface LayerCacheOptions {
-  /** belady: next request step of the expert of each request index (see BeladyPolicy). */
+  /** belady and opt: next request step of the expert of each request index (see BeladyPolicy). */
   nextStep?: Int32Array;
   /** static: the pinned experts (at most `capacity`). */
   pinned?: readonly number[];
@@ -39,7 +39,8 @@ const K_FIFO = 2;
 const K_LFRU = 3;
 const K_BELADY = 4;
 const K_STATIC = 5;
-const KIND: Record<PolicyName, number> = { lru: K_LRU, lfu: K_LFU, fifo: K_FIFO, lfru: K_LFRU, belady: K_BELADY, static: K_STATIC };
+const K_OPT = 6;
+const KIND: Record<PolicyName, number> = { lru: K_LRU, lfu: K_LFU, fifo: K_FIFO, lfru: K_LFRU, belady: K_BELADY, opt: K_OPT, static: K_STATIC };
 
 export class LayerCache {
   readonly capacity: number;
@@ -113,6 +114,7 @@ export class LayerCache {
         (this.policy as LfruPolicy).requested(expert, this.step);
         break;
       case K_BELADY:
+      case K_OPT:
         (this.policy as BeladyPolicy).requested(expert, this.step, requestIndex);
         break;
       default:
@@ -146,6 +148,8 @@ export class LayerCache {
     if (!this.policy.evicts) return OUTCOME_BYPASS;
     const victim = this.pickVictim();
     if (victim < 0) return OUTCOME_BYPASS;
+    // opt declines to admit an expert that is needed no sooner than the victim would be again.
+    if (this.kind === K_OPT && !(this.policy as BeladyPolicy).admitsOver(expert, victim)) return OUTCOME_BYPASS;
     const slot = this.slotOf[victim];
     this.slotOf[victim] = -1;
     this.state.insertedAt[victim] = -1;
@@ -171,6 +175,7 @@ export class LayerCache {
       case K_LFRU:
         return (this.policy as LfruPolicy).pickVictim(slots, used, protectedAt, stamp, step);
       case K_BELADY:
+      case K_OPT:
         return (this.policy as BeladyPolicy).pickVictim(slots, used, protectedAt, stamp);
       default:
         return -1;
@@ -208,8 +213,9 @@ function makePolicy(name: PolicyName, state: CacheState, numExperts: number, opt
     case 'lfru':
       return new LfruPolicy(numExperts, state.lastAccess, opts.lfruDecay ?? LFRU_DEFAULT_DECAY);
     case 'belady':
-      if (!opts.nextStep) throw new Error('belady needs the next-request table (nextStep)');
-      return new BeladyPolicy(numExperts, opts.nextStep);
+    case 'opt':
+      if (!opts.nextStep) throw new Error(`${name} needs the next-request table (nextStep)`);
+      return new BeladyPolicy(numExperts, opts.nextStep, name);
     case 'static':
       return new StaticPolicy();
     default:

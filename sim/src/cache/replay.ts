@@ -64,7 +64,7 @@ export function nextRequestSteps(sets: RequestSets): Int32Array {
 }
 
 export function makeLayerCaches(sets: RequestSets, policy: PolicyName, capacity: number, opts: ReplayOptions = {}): LayerCache[] {
-  const nextStep = policy === 'belady' ? nextRequestSteps(sets) : undefined;
+  const nextStep = policy === 'belady' || policy === 'opt' ? nextRequestSteps(sets) : undefined;
   if (policy === 'static' && (!opts.pinned || opts.pinned.length !== sets.layers)) {
     throw new Error(`static needs pinned experts for each of the ${sets.layers} layers`);
   }

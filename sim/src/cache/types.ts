@@ -4,7 +4,7 @@
  * decision on every request, so nothing here may depend on anything but the request sequence.
  */
 
-export const POLICY_NAMES = ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'static'] as const;
+export const POLICY_NAMES = ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'opt', 'static'] as const;
 export type PolicyName = (typeof POLICY_NAMES)[number];
 
 /** What one request did to a layer's cache (decision log codes, stable: the C++ test compares them). */
