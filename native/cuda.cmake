@@ -19,6 +19,8 @@ add_library(moe_cuda_kernels STATIC
   ${MOE_CUDA_DIR}/router_topk.cu
   ${MOE_CUDA_DIR}/silu_mul.cu
   ${MOE_CUDA_DIR}/expert_ffn_grouped.cu
+  ${MOE_CUDA_DIR}/expert_ffn_decode.cu
+  ${MOE_CUDA_DIR}/moe_gather.cu
   ${MOE_CUDA_DIR}/linear_cublas.cu
   ${MOE_CUDA_DIR}/embedding.cu
   ${MOE_CUDA_DIR}/sampling.cu)

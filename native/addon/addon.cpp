@@ -51,6 +51,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                         InstanceMethod<&NativeEngine::set_offload>("setOffload"),
                         InstanceMethod<&NativeEngine::take_record>("takeRecord"),
                         InstanceMethod<&NativeEngine::cache_stats>("cacheStats"),
+                        InstanceMethod<&NativeEngine::score>("score"),
                         InstanceMethod<&NativeEngine::close>("close")});
   }
 
@@ -115,6 +116,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
 
   Napi::Value begin(const Napi::CallbackInfo& info);
   Napi::Value step(const Napi::CallbackInfo& info);
+  Napi::Value score(const Napi::CallbackInfo& info);
 
   Napi::Value logits(const Napi::CallbackInfo& info) {
     const std::vector<float>& l = engine(info.Env()).last_logits();
@@ -130,6 +132,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     o.Set("weightBytes", static_cast<double>(e.weight_bytes()));
     o.Set("cpuFeatures", moe::cpu_features().describe());
     o.Set("linearKernel", moe::linear_isa_name(moe::best_exact_isa()));
+    o.Set("device", e.device_info());
     return o;
   }
 
@@ -226,6 +229,47 @@ Napi::Value NativeEngine::begin(const Napi::CallbackInfo& info) {
 Napi::Value NativeEngine::step(const Napi::CallbackInfo& info) {
   engine(info.Env());
   auto* worker = new StepWorker(info.Env(), this, info.This().As<Napi::Object>(), nullptr);
+  busy_ = true;
+  worker->Queue();
+  return worker->promise();
+}
+
+// score(request) -> Promise<void>: teacher-forced logits of every position of request.prompts (read
+// them with logits()), off the JS thread.
+class ScoreWorker : public Napi::AsyncWorker {
+ public:
+  ScoreWorker(Napi::Env env, NativeEngine* owner, Napi::Object self, moe::GenerationRequest request)
+      : Napi::AsyncWorker(env, "moe.score"), owner_(owner), self_(Napi::Persistent(self)), request_(std::move(request)),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      owner_->engine_->score(request_.prompts);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    owner_->busy_ = false;
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->busy_ = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  NativeEngine* owner_;
+  Napi::ObjectReference self_;
+  moe::GenerationRequest request_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value NativeEngine::score(const Napi::CallbackInfo& info) {
+  engine(info.Env());
+  if (offload_) throw Napi::Error::New(info.Env(), "score: not available while an offloading session is attached");
+  if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "score: expected a request object");
+  auto* worker = new ScoreWorker(info.Env(), this, info.This().As<Napi::Object>(), to_request(info[0].As<Napi::Object>()));
   busy_ = true;
   worker->Queue();
   return worker->promise();

@@ -5,6 +5,7 @@
 // backend of issue 5 implements the same interface.
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "moe/config.h"
@@ -34,6 +35,8 @@ class Backend {
   virtual void forward(const StepBatch& batch, float* logits) = 0;
   virtual void set_debug_hook(DebugHook hook) = 0;
   virtual void set_moe_interceptor(MoeInterceptor* interceptor) = 0;  // not owned; nullptr: none
+  // A JSON object describing the device (the CUDA backend: GPU name, memory figures); "{}" on the CPU.
+  virtual std::string device_info() const { return "{}"; }
 };
 
 struct CpuBackendOptions {

@@ -44,10 +44,15 @@ class Engine {
   const ModelConfig& config() const { return config_; }
   const char* backend_name() const { return backend_->name(); }
   uint64_t weight_bytes() const { return store_->total_bytes(); }
+  std::string device_info() const { return backend_->device_info(); }
 
   StepOutput begin(const GenerationRequest& request);
   StepOutput step();
   bool done() const;
+  // Teacher forcing (agreement checks): runs the sequences as one prefill batch and keeps the logits
+  // of every position in last_logits() ([sum of lengths, vocab], sequences in order). Ends any
+  // generation in progress.
+  void score(const std::vector<std::vector<int32_t>>& sequences);
   // Logits of the last begin()/step(): [rows, vocab], rows as StepOutput::logits_seq says.
   const std::vector<float>& last_logits() const { return logits_; }
 

@@ -101,7 +101,7 @@ struct AttendSmem {
 };
 
 __global__ void __launch_bounds__(ATT_THREADS)
-    attend_kernel(const bf16* __restrict__ q, const float* __restrict__ q_lat, const bf16* __restrict__ cache,
+    attend_kernel(const bf16* __restrict__ q, int q_stride, const float* __restrict__ q_lat, const bf16* __restrict__ cache,
                   int cache_stride, const int64_t* __restrict__ cache_start, const int32_t* __restrict__ seq_len,
                   int heads, int splits, int chunk, float scale, float* __restrict__ o_part,
                   float* __restrict__ ml_part) {
@@ -119,7 +119,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
   }
   for (int i = tid; i < HG * ROPE; i += ATT_THREADS) {
     const int h = i / ROPE, c = i % ROPE;
-    S.q_pe[h][c] = __bfloat162float(q[(static_cast<int64_t>(b) * heads + hg * HG + h) * QK + NOPE + c]);
+    S.q_pe[h][c] = __bfloat162float(q[static_cast<int64_t>(b) * q_stride + (hg * HG + h) * QK + NOPE + c]);
   }
 
   // Running softmax state of head 2*warp + {0,1}, kept by every lane of that warp.
@@ -291,11 +291,101 @@ void mla_attention_decode(const bf16* q, const bf16* kv_b, const bf16* cache, in
   const size_t smem = sizeof(AttendSmem);
   CUDA_CHECK(cudaFuncSetAttribute(attend_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   attend_kernel<<<dim3(p.splits, batch, heads / HG), ATT_THREADS, smem, stream>>>(
-      q, ws.q_lat, cache, cache_stride, cache_start, seq_len, heads, p.splits, p.chunk, scale, ws.o, ws.ml);
+      q, heads * QK, ws.q_lat, cache, cache_stride, cache_start, seq_len, heads, p.splits, p.chunk, scale, ws.o, ws.ml);
   CUDA_CHECK_LAUNCH();
 
   absorb_v_kernel<<<absorb_grid, 128, 0, stream>>>(ws.o, ws.ml, kv_b, batch, heads, p.splits, out);
   CUDA_CHECK_LAUNCH();
+}
+
+// ---- variant with the absorbed projections on cuBLAS (strided-batched over heads) ----------------
+// absorb_q_kernel / absorb_v_kernel above stream W_kv_b with one block per head (16 blocks on a
+// 132-SM chip): latency-bound, ~30 us each at batch 1. cuBLAS spreads the same 4 MB over the chip.
+namespace {
+
+struct Ws2 {
+  float *q_lat, *o, *ml;
+  bf16* o_lat;
+};
+size_t ws2_bytes(int batch, int heads, const Plan& p, Ws2* ws, void* base) {
+  Ws w1{};
+  const size_t first = ws_bytes(batch, heads, p, ws ? &w1 : nullptr, base);
+  const size_t extra = align_up(static_cast<size_t>(batch) * heads * LORA * sizeof(bf16));
+  if (ws != nullptr) {
+    ws->q_lat = w1.q_lat;
+    ws->o = w1.o;
+    ws->ml = w1.ml;
+    ws->o_lat = reinterpret_cast<bf16*>(static_cast<char*>(base) + first);
+  }
+  return first + extra;
+}
+
+// Log-sum-exp combine of the splits into the normalised latent output, bf16 (the operand of the
+// W_vb GEMM). One block of 128 threads per (row, head), 4 latent dims per thread.
+__global__ void __launch_bounds__(128) combine_splits_kernel(const float* __restrict__ o_part,
+                                                             const float* __restrict__ ml_part, int splits,
+                                                             bf16* __restrict__ o_lat) {
+  const int64_t bh = blockIdx.x;
+  const float* ml = ml_part + bh * splits * 2;
+  float M = -INFINITY;
+  for (int s = 0; s < splits; ++s) M = fmaxf(M, ml[2 * s]);
+  float L = 0.f;
+  for (int s = 0; s < splits; ++s)
+    if (ml[2 * s + 1] > 0.f) L += __expf(ml[2 * s] - M) * ml[2 * s + 1];
+  const float invL = L > 0.f ? 1.f / L : 0.f;  // seq_len 0: zeros
+  const int c = threadIdx.x * 4;
+  float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+  for (int s = 0; s < splits; ++s) {
+    if (!(ml[2 * s + 1] > 0.f)) continue;
+    const float a = __expf(ml[2 * s] - M);
+    const float4 o = *reinterpret_cast<const float4*>(o_part + (bh * splits + s) * LORA + c);
+    v.x += a * o.x; v.y += a * o.y; v.z += a * o.z; v.w += a * o.w;
+  }
+  __nv_bfloat162* dst = reinterpret_cast<__nv_bfloat162*>(o_lat + bh * LORA + c);
+  dst[0] = __floats2bfloat162_rn(v.x * invL, v.y * invL);
+  dst[1] = __floats2bfloat162_rn(v.z * invL, v.w * invL);
+}
+
+}  // namespace
+
+size_t mla_decode_cublas_workspace_bytes(int batch, int heads, int max_ctx) {
+  return ws2_bytes(batch, heads, plan(batch, heads, max_ctx), nullptr, nullptr);
+}
+
+void mla_attention_decode_cublas(cublasHandle_t handle, const bf16* q, int q_stride, const bf16* kv_b,
+                                 const bf16* cache, int cache_stride, const int64_t* cache_start,
+                                 const int32_t* seq_len, int batch, int heads, int max_ctx, float scale, bf16* out,
+                                 int out_stride, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(handle != nullptr && batch >= 0 && heads > 0 && heads % HG == 0 && max_ctx >= 0);
+  MOE_CUDA_REQUIRE(cache_stride >= WIDTH && cache_stride % 8 == 0);
+  MOE_CUDA_REQUIRE(q_stride >= heads * QK && q_stride % 8 == 0 && out_stride >= heads * VD);
+  if (batch == 0) return;
+  const Plan p = plan(batch, heads, max_ctx);
+  Ws2 ws{};
+  const size_t need = ws2_bytes(batch, heads, p, &ws, workspace);
+  MOE_CUDA_REQUIRE(workspace != nullptr && workspace_bytes >= need);
+  CUBLAS_CHECK(cublasSetStream(handle, stream));
+  const float one = 1.f, zero = 0.f;
+  // q_lat[b, h] (512) = W_kb[h]^T q_nope[b, h]: column-major C[512, B] = A[512, 128] * B[128, B], where A
+  // is W_kb[h] ([128, 512] row-major) read as column-major 512 x 128.
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, CUBLAS_OP_N, CUBLAS_OP_N, LORA, batch, NOPE, &one, kv_b, CUDA_R_16BF,
+                                          LORA, static_cast<long long>(KVB) * LORA, q, CUDA_R_16BF, q_stride, QK,
+                                          &zero, ws.q_lat, CUDA_R_32F, heads * LORA, LORA, heads, CUBLAS_COMPUTE_32F,
+                                          CUBLAS_GEMM_DEFAULT));
+  const size_t smem = sizeof(AttendSmem);
+  CUDA_CHECK(cudaFuncSetAttribute(attend_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
+  attend_kernel<<<dim3(p.splits, batch, heads / HG), ATT_THREADS, smem, stream>>>(
+      q, q_stride, ws.q_lat, cache, cache_stride, cache_start, seq_len, heads, p.splits, p.chunk, scale, ws.o, ws.ml);
+  CUDA_CHECK_LAUNCH();
+  combine_splits_kernel<<<batch * heads, 128, 0, stream>>>(ws.o, ws.ml, p.splits, ws.o_lat);
+  CUDA_CHECK_LAUNCH();
+  // out[b, h] (128) = W_vb[h] o_lat[b, h]: C[128, B] = A^T[128, 512] * B[512, B], A = W_vb[h] read as
+  // column-major 512 x 128.
+  CUBLAS_CHECK(cublasGemmStridedBatchedEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, VD, batch, LORA, &one,
+                                          kv_b + static_cast<int64_t>(NOPE) * LORA, CUDA_R_16BF, LORA,
+                                          static_cast<long long>(KVB) * LORA, ws.o_lat, CUDA_R_16BF, heads * LORA, LORA,
+                                          &zero, out, CUDA_R_16BF, out_stride, VD, heads, CUBLAS_COMPUTE_32F,
+                                          CUBLAS_GEMM_DEFAULT));
 }
 
 }  // namespace moe::cuda

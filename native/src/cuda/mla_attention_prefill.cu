@@ -32,7 +32,7 @@ __device__ __forceinline__ void load4(const bf16* p, float* f) {
 }
 
 __global__ void __launch_bounds__(THREADS)
-    prefill_kernel(const bf16* __restrict__ q, const bf16* __restrict__ kv, const bf16* __restrict__ k_pe,
+    prefill_kernel(const bf16* __restrict__ q, int q_stride, const bf16* __restrict__ kv, const bf16* __restrict__ k_pe,
                    int k_pe_stride, const int32_t* __restrict__ seq_start, int heads, float scale,
                    bf16* __restrict__ out) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(THREADS)
   for (int i = tid; i < TQ * (QK / 8); i += THREADS) {
     const int r = i % TQ, dc = (i / TQ) * 8;
     float f[8] = {0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f, 0.f};
-    if (q0 + r < len) detail::load8(q + (static_cast<int64_t>(start + q0 + r) * heads + h) * QK + dc, f);
+    if (q0 + r < len) detail::load8(q + static_cast<int64_t>(start + q0 + r) * q_stride + h * QK + dc, f);
 #pragma unroll
     for (int j = 0; j < 8; ++j) S.qt[dc + j][r] = __float2bfloat16(f[j]);
   }
@@ -154,16 +154,24 @@ __global__ void __launch_bounds__(THREADS)
 
 }  // namespace
 
-void mla_attention_prefill(const bf16* q, const bf16* kv, const bf16* k_pe, int k_pe_stride,
-                           const int32_t* seq_start, int seqs, int max_len, int heads, float scale, bf16* out,
-                           cudaStream_t stream) {
+void mla_attention_prefill_strided(const bf16* q, int q_stride, const bf16* kv, const bf16* k_pe, int k_pe_stride,
+                                   const int32_t* seq_start, int seqs, int max_len, int heads, float scale, bf16* out,
+                                   cudaStream_t stream) {
   MOE_CUDA_REQUIRE(seqs >= 0 && max_len >= 0 && heads > 0 && k_pe_stride >= ROPE && k_pe_stride % 8 == 0);
+  MOE_CUDA_REQUIRE(q_stride >= heads * QK && q_stride % 8 == 0);
   if (seqs == 0 || max_len == 0) return;
   const size_t smem = sizeof(PrefillSmem);
   CUDA_CHECK(cudaFuncSetAttribute(prefill_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)));
   const dim3 grid((max_len + TQ - 1) / TQ, heads, seqs);
-  prefill_kernel<<<grid, THREADS, smem, stream>>>(q, kv, k_pe, k_pe_stride, seq_start, heads, scale, out);
+  prefill_kernel<<<grid, THREADS, smem, stream>>>(q, q_stride, kv, k_pe, k_pe_stride, seq_start, heads, scale, out);
   CUDA_CHECK_LAUNCH();
+}
+
+void mla_attention_prefill(const bf16* q, const bf16* kv, const bf16* k_pe, int k_pe_stride,
+                           const int32_t* seq_start, int seqs, int max_len, int heads, float scale, bf16* out,
+                           cudaStream_t stream) {
+  mla_attention_prefill_strided(q, heads * QK, kv, k_pe, k_pe_stride, seq_start, seqs, max_len, heads, scale, out,
+                                stream);
 }
 
 }  // namespace moe::cuda

@@ -60,6 +60,11 @@ void mla_attention_prefill(const bf16* q, const bf16* kv, const bf16* k_pe, int 
                            const int32_t* seq_start, int seqs, int max_len, int heads, float scale, bf16* out,
                            cudaStream_t stream);
 
+// The same with q rows q_stride elements apart (e.g. a fused [q | kv_a] projection output).
+void mla_attention_prefill_strided(const bf16* q, int q_stride, const bf16* kv, const bf16* k_pe, int k_pe_stride,
+                                   const int32_t* seq_start, int seqs, int max_len, int heads, float scale, bf16* out,
+                                   cudaStream_t stream);
+
 // ---- MLA attention, decode on the compact cache (mla_attention_decode.cu) ---------------------
 // One query row per entry b of the batch (a decode step, or the rows of a chunked prefill: each
 // row has its own length). Query row b attends to cache rows cache_start[b] .. + seq_len[b]
@@ -76,6 +81,16 @@ size_t mla_decode_workspace_bytes(int batch, int heads, int max_ctx);
 void mla_attention_decode(const bf16* q, const bf16* kv_b, const bf16* cache, int cache_stride,
                           const int64_t* cache_start, const int32_t* seq_len, int batch, int heads, int max_ctx,
                           float scale, bf16* out, void* workspace, size_t workspace_bytes, cudaStream_t stream);
+
+// Same computation with the absorbed projections as two cuBLAS strided-batched GEMMs over the heads
+// (bf16 operands, fp32 accumulation; the latent output is rounded to bf16 once, as the GEMM operand),
+// q with an explicit row stride (q_stride elements, e.g. a fused [q | kv_a] projection output) and
+// out with row stride out_stride. Graph-capturable (no host sync; cuBLAS needs a workspace set).
+size_t mla_decode_cublas_workspace_bytes(int batch, int heads, int max_ctx);
+void mla_attention_decode_cublas(cublasHandle_t handle, const bf16* q, int q_stride, const bf16* kv_b,
+                                 const bf16* cache, int cache_stride, const int64_t* cache_start,
+                                 const int32_t* seq_len, int batch, int heads, int max_ctx, float scale, bf16* out,
+                                 int out_stride, void* workspace, size_t workspace_bytes, cudaStream_t stream);
 
 // ---- router (router_topk.cu) -------------------------------------------------------------------
 // Per row: scores = softmax(logits[row, :n_experts]) in fp32; the top-k by score (greedy, ties to the
@@ -104,6 +119,30 @@ void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* ex
                         int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                         const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
                         size_t workspace_bytes, cudaStream_t stream);
+
+// ---- routed-expert FFN for small batches (expert_ffn_decode.cu) ---------------------------------------
+// Same contract as expert_ffn_grouped (including the per-expert pointer arrays and accumulate), as
+// grouped GEMVs: each weight row is read once per step and reused for all of the expert's tokens.
+// For decode (up to a few tokens per expert); shapes: expert_ffn_decode_supported().
+bool expert_ffn_decode_supported(int hidden, int d_ff, int n_experts);
+size_t expert_ffn_decode_workspace_bytes(int rows, int k, int n_experts, int hidden, int d_ff);
+void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
+                       int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
+                       const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
+                       size_t workspace_bytes, cudaStream_t stream);
+
+// ---- prefill MoE helpers (expert_ffn_decode.cu, moe_gather.cu) -------------------------------------------
+// expert_group: entries = rows * k routing slots grouped by expert (n_experts <= 256): offsets
+// [n_experts + 1], sorted[p] = the slot at sorted position p, inv[slot] = its position (inv may be
+// null). gather_routed_rows: out[p] = x[sorted[p] / k]. scatter_combine_routed: y[t] (+)= sum_j
+// weight[t, j] * ys[inv[t * k + j]] in the order j = 0..k-1 (ys fp32 [entries, hidden]).
+size_t expert_group_workspace_bytes(int entries);
+void expert_group(const int32_t* expert, int entries, int n_experts, int32_t* offsets, int32_t* sorted, int32_t* inv,
+                  void* workspace, size_t workspace_bytes, cudaStream_t stream);
+void gather_routed_rows(const bf16* x, int x_stride, const int32_t* sorted, int k, int entries, int hidden, bf16* out,
+                        cudaStream_t stream);
+void scatter_combine_routed(const float* ys, const int32_t* inv, const float* weight, int rows, int k, int hidden,
+                            float* y, int y_stride, bool accumulate, cudaStream_t stream);
 
 // ---- dense linear through cuBLAS (linear_cublas.cu) ---------------------------------------------------
 // y[t, o] = sum_k x[t, k] * W[o, k]: bf16 inputs, fp32 accumulation (CUBLAS_COMPUTE_32F), y bf16 or fp32.

@@ -3,17 +3,29 @@
 #include <string>
 
 #include "moe/error.h"
+#ifdef MOE_WITH_CUDA
+#include "../cuda_backend/cuda_backend.h"
+#endif
 
 namespace moe {
 
 Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tensors, const EngineOptions& options)
     : config_(config) {
-  if (options.device == "cuda") {
-    throw Error("device 'cuda': the CUDA backend is not built/not implemented yet (issue 5); use device 'cpu'");
-  }
-  if (options.device != "cpu") throw Error("device '" + options.device + "' is unknown (cpu or cuda)");
+  if (options.device != "cpu" && options.device != "cuda") throw Error("device '" + options.device + "' is unknown (cpu or cuda)");
   if (options.threads < 0) throw Error("threads must be >= 0");
+#ifndef MOE_WITH_CUDA
+  if (options.device == "cuda") {
+    throw Error("device 'cuda': this build of the native engine has no CUDA backend (it is built when CMake finds "
+                "nvcc, the CUDA toolkit and cuBLAS; option MOE_CUDA); use device 'cpu'");
+  }
+#endif
   store_ = WeightStore::open(config_, tensors);
+#ifdef MOE_WITH_CUDA
+  if (options.device == "cuda") {
+    backend_ = make_cuda_backend(config_, store_->weights(), CudaBackendOptions{});
+    return;
+  }
+#endif
   CpuBackendOptions cpu;
   cpu.threads = options.threads;
   backend_ = make_cpu_backend(config_, store_->weights(), cpu);
@@ -72,6 +84,30 @@ StepOutput Engine::step() {
     batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
   }
   return sample_rows(batch);
+}
+
+void Engine::score(const std::vector<std::vector<int32_t>>& sequences) {
+  if (sequences.empty()) throw Error("score: no sequences");
+  StepBatch batch;
+  std::vector<int> capacity;
+  for (size_t s = 0; s < sequences.size(); ++s) {
+    if (sequences[s].empty()) throw Error("score: sequence " + std::to_string(s) + " is empty");
+    capacity.push_back(static_cast<int>(sequences[s].size()));
+    for (size_t i = 0; i < sequences[s].size(); ++i) {
+      const int32_t id = sequences[s][i];
+      if (id < 0 || id >= config_.vocab_size) {
+        throw Error("score: sequence " + std::to_string(s) + " has token id " + std::to_string(id) + " outside the vocabulary");
+      }
+      batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size()));
+      batch.tokens.push_back(id);
+      batch.seq.push_back(static_cast<int32_t>(s));
+      batch.pos.push_back(static_cast<int32_t>(i));
+    }
+  }
+  active_request_ = false;
+  backend_->reset_sequences(capacity);
+  logits_.resize(batch.tokens.size() * static_cast<size_t>(config_.vocab_size));
+  backend_->forward(batch, logits_.data());
 }
 
 bool Engine::done() const {

@@ -78,7 +78,9 @@ struct DecodeCase {
   std::vector<int> lens;  // 0: an idle row (zeros expected)
 };
 
-void run_decode_case(Context& ctx, Random& rnd, CheckResult& r, const DecodeCase& c) {
+// use_cublas: the cuBLAS-absorbed variant, with q rows inside a wider fused row (stride > heads * QK,
+// as the backend's [q | c_kv | k_pe] projection output) and out rows strided too.
+void run_decode_case(Context& ctx, Random& rnd, CheckResult& r, const DecodeCase& c, bool use_cublas = false) {
   const int B = static_cast<int>(c.lens.size()), heads = c.heads;
   const float scale = mla_softmax_scale_v2_lite();
   int max_ctx = 1;
@@ -93,7 +95,9 @@ void run_decode_case(Context& ctx, Random& rnd, CheckResult& r, const DecodeCase
   }
   total += 8;
   HostBf16 cache = rnd.bf16_tensor(static_cast<size_t>(total) * WIDTH, 1.5f);
-  HostBf16 q = rnd.bf16_tensor(static_cast<size_t>(B) * heads * QK, 1.5f);
+  const int q_stride = use_cublas ? heads * QK + WIDTH : heads * QK;
+  const int out_stride = use_cublas ? heads * VD + 64 : heads * VD;
+  HostBf16 q = rnd.bf16_tensor(static_cast<size_t>(B) * q_stride, 1.5f);
   HostBf16 kvb = rnd.bf16_tensor(static_cast<size_t>(heads) * KVB * LORA, 1.f / std::sqrt(512.f) * 1.7f);
   DeviceBuffer<bf16> dcache = upload_bf16(cache), dq = upload_bf16(q), dkvb = upload_bf16(kvb);
   std::vector<int32_t> lens(c.lens.begin(), c.lens.end());
@@ -101,20 +105,29 @@ void run_decode_case(Context& ctx, Random& rnd, CheckResult& r, const DecodeCase
   dlen.upload(lens);
   DeviceBuffer<int64_t> dstart(B);
   dstart.upload(cstart);
-  const size_t ws_bytes = mla_decode_workspace_bytes(B, heads, max_ctx);
+  const size_t ws_bytes = use_cublas ? mla_decode_cublas_workspace_bytes(B, heads, max_ctx)
+                                     : mla_decode_workspace_bytes(B, heads, max_ctx);
   DeviceBuffer<unsigned char> ws(ws_bytes);
   ws.poison();
-  DeviceBuffer<bf16> out(static_cast<size_t>(B) * heads * VD);
+  DeviceBuffer<bf16> out(static_cast<size_t>(B) * out_stride);
   out.poison();
-  mla_attention_decode(dq.get(), dkvb.get(), dcache.get(), WIDTH, dstart.get(), dlen.get(), B, heads, max_ctx, scale,
-                       out.get(), ws.get(), ws_bytes, ctx.stream);
+  if (use_cublas) {
+    mla_attention_decode_cublas(ctx.cublas, dq.get(), q_stride, dkvb.get(), dcache.get(), WIDTH, dstart.get(), dlen.get(),
+                                B, heads, max_ctx, scale, out.get(), out_stride, ws.get(), ws_bytes, ctx.stream);
+  } else {
+    mla_attention_decode(dq.get(), dkvb.get(), dcache.get(), WIDTH, dstart.get(), dlen.get(), B, heads, max_ctx, scale,
+                         out.get(), ws.get(), ws_bytes, ctx.stream);
+  }
   CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
-  std::vector<float> got = download_bf16(out, out.size());
+  std::vector<float> all = download_bf16(out, out.size()), got;
+  for (int b = 0; b < B; ++b)
+    got.insert(got.end(), all.begin() + static_cast<size_t>(b) * out_stride,
+               all.begin() + static_cast<size_t>(b) * out_stride + heads * VD);
   std::vector<double> ref(got.size(), 0.0);
   for (int b = 0; b < B; ++b)
     for (int h = 0; h < heads; ++h) {
       if (c.lens[b] == 0) continue;  // zeros
-      const float* qv = &q.f[(static_cast<size_t>(b) * heads + h) * QK];
+      const float* qv = &q.f[static_cast<size_t>(b) * q_stride + static_cast<size_t>(h) * QK];
       const float* wkb = &kvb.f[static_cast<size_t>(h) * KVB * LORA];  // rows 0..127: W_kb, 128..255: W_vb
       std::vector<double> sc;
       std::vector<std::vector<double>> vals;
@@ -140,7 +153,8 @@ void run_decode_case(Context& ctx, Random& rnd, CheckResult& r, const DecodeCase
       for (auto& v : vals) vp.push_back(v.data());
       ref_attend(sc, vp, VD, &ref[(static_cast<size_t>(b) * heads + h) * VD]);
     }
-  std::string what = "B=" + std::to_string(B) + " heads=" + std::to_string(heads) + " max_ctx=" + std::to_string(max_ctx);
+  std::string what = std::string(use_cublas ? "cublas " : "") + "B=" + std::to_string(B) + " heads=" +
+                     std::to_string(heads) + " max_ctx=" + std::to_string(max_ctx);
   compare(r, got, ref, 3e-3, 1.5e-2, what.c_str());
 }
 
@@ -152,6 +166,13 @@ void test_decode(Context& ctx, Random& rnd) {
   for (auto& L : many) L = rnd.integer(20, 150);
   if (!ctx.quick) run_decode_case(ctx, rnd, r, {16, many});
   ctx.checks.push_back(r);
+  // The variant the engine uses: absorbed projections on cuBLAS, strided q / out. The latent output
+  // is rounded to bf16 once more (GEMM operand): same tolerance.
+  CheckResult rc{"mla_attention_decode_cublas"};
+  run_decode_case(ctx, rnd, rc, {16, {1, 37, 300, 0, 64, 33}}, true);
+  run_decode_case(ctx, rnd, rc, {32, {300, 2, 129}}, true);
+  run_decode_case(ctx, rnd, rc, {16, many}, true);
+  ctx.checks.push_back(rc);
 }
 
 }  // namespace
@@ -202,6 +223,13 @@ void run_attention_bench(Context& ctx) {
     b.flops = 2.0 * B * heads * ctx_len * (WIDTH + LORA) + 2.0 * B * heads * LORA * (NOPE + VD);
     time_it(b, ctx.stream, [&] { mla_attention_decode(q.get(), kvb.get(), cache.get(), WIDTH, dcs.get(), dlen.get(), B, heads, ctx_len, scale, out.get(), ws.get(), wsb, ctx.stream); });
     ctx.benches.push_back(b);
+    const size_t wsc = mla_decode_cublas_workspace_bytes(B, heads, ctx_len);
+    DeviceBuffer<unsigned char> ws2(wsc);
+    BenchResult bc{"mla_attention_decode_cublas", "B=" + std::to_string(B) + " ctx=640"};
+    bc.bytes = b.bytes;
+    bc.flops = b.flops;
+    time_it(bc, ctx.stream, [&] { mla_attention_decode_cublas(ctx.cublas, q.get(), heads * QK, kvb.get(), cache.get(), WIDTH, dcs.get(), dlen.get(), B, heads, ctx_len, scale, out.get(), heads * VD, ws2.get(), wsc, ctx.stream); });
+    ctx.benches.push_back(bc);
   }
 }
 

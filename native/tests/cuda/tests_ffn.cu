@@ -62,8 +62,45 @@ void random_routing(Random& rnd, int rows, int k, int n_experts, std::vector<int
   }
 }
 
+enum class FfnImpl { Grouped, Gemv, CublasPerExpert };
+
+// The prefill path of the CUDA backend, built from the helpers: group, gather, one cuBLAS GEMM per
+// expert for gate|up (stacked here from the separate test tensors' pointers: two GEMMs), SiLU-mul,
+// down, scatter-combine. Needs the group sizes on the host (one sync), as the backend does.
+void cublas_per_expert(Context& ctx, Experts& ex, const bf16* x, int rows, int x_stride, const int32_t* ids,
+                       const float* w, int k, int n_experts, int hidden, int d_ff, float* y, int y_stride,
+                       bool accumulate) {
+  const int entries = rows * k;
+  DeviceBuffer<int32_t> offsets(n_experts + 1), sorted(entries), inv(entries);
+  DeviceBuffer<unsigned char> gws(expert_group_workspace_bytes(entries));
+  expert_group(ids, entries, n_experts, offsets.get(), sorted.get(), inv.get(), gws.get(), gws.size(), ctx.stream);
+  DeviceBuffer<bf16> xs(static_cast<size_t>(entries) * hidden), gu(static_cast<size_t>(entries) * 2 * d_ff),
+      hs(static_cast<size_t>(entries) * d_ff);
+  DeviceBuffer<float> ys(static_cast<size_t>(entries) * hidden);
+  gather_routed_rows(x, x_stride, sorted.get(), k, entries, hidden, xs.get(), ctx.stream);
+  CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  std::vector<int32_t> off = offsets.download();
+  for (int e = 0; e < n_experts; ++e) {
+    const int n = off[e + 1] - off[e];
+    if (n == 0) continue;
+    const bf16* xe = xs.get() + static_cast<size_t>(off[e]) * hidden;
+    bf16* ge = gu.get() + static_cast<size_t>(off[e]) * 2 * d_ff;
+    linear_bf16_out_bf16(ctx.cublas, xe, n, hidden, hidden, ex.dgate[e].get(), d_ff, ge, 2 * d_ff, ctx.stream);
+    linear_bf16_out_bf16(ctx.cublas, xe, n, hidden, hidden, ex.dup[e].get(), d_ff, ge + d_ff, 2 * d_ff, ctx.stream);
+  }
+  silu_mul(gu.get(), entries, d_ff, 2 * d_ff, hs.get(), d_ff, ctx.stream);
+  for (int e = 0; e < n_experts; ++e) {
+    const int n = off[e + 1] - off[e];
+    if (n == 0) continue;
+    linear_bf16_out_f32(ctx.cublas, hs.get() + static_cast<size_t>(off[e]) * d_ff, n, d_ff, d_ff, ex.ddown[e].get(),
+                        hidden, ys.get() + static_cast<size_t>(off[e]) * hidden, hidden, false, ctx.stream);
+  }
+  scatter_combine_routed(ys.get(), inv.get(), w, rows, k, hidden, y, y_stride, accumulate, ctx.stream);
+  CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+}
+
 void check_ffn_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int rows, int k, int n_experts, int hidden,
-                    int d_ff, bool skewed, bool accumulate) {
+                    int d_ff, bool skewed, bool accumulate, FfnImpl impl = FfnImpl::Grouped) {
   const int x_stride = hidden + 64, y_stride = hidden + 32;
   HostBf16 x = rnd.bf16_tensor(static_cast<size_t>(rows) * x_stride, 1.f);
   std::vector<int32_t> ids;
@@ -77,11 +114,19 @@ void check_ffn_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int 
   std::vector<float> y0 = rnd.f32_tensor(static_cast<size_t>(rows) * y_stride, 1.f);
   DeviceBuffer<float> dy(y0.size());
   if (accumulate) dy.upload(y0); else dy.poison();
-  const size_t wsb = expert_ffn_workspace_bytes(rows, k, n_experts, hidden, d_ff);
-  DeviceBuffer<unsigned char> ws(wsb);
-  ws.poison();
-  expert_ffn_grouped(dx.get(), rows, x_stride, dids.get(), dw.get(), k, n_experts, hidden, d_ff, ex.pg.get(), ex.pu.get(),
-                     ex.pd.get(), dy.get(), y_stride, accumulate, ws.get(), wsb, ctx.stream);
+  if (impl == FfnImpl::CublasPerExpert) {
+    cublas_per_expert(ctx, ex, dx.get(), rows, x_stride, dids.get(), dw.get(), k, n_experts, hidden, d_ff, dy.get(),
+                      y_stride, accumulate);
+  } else {
+    const bool gemv = impl == FfnImpl::Gemv;
+    const size_t wsb = gemv ? expert_ffn_decode_workspace_bytes(rows, k, n_experts, hidden, d_ff)
+                            : expert_ffn_workspace_bytes(rows, k, n_experts, hidden, d_ff);
+    DeviceBuffer<unsigned char> ws(wsb);
+    ws.poison();
+    (gemv ? expert_ffn_decode : expert_ffn_grouped)(dx.get(), rows, x_stride, dids.get(), dw.get(), k, n_experts, hidden,
+                                                    d_ff, ex.pg.get(), ex.pu.get(), ex.pd.get(), dy.get(), y_stride,
+                                                    accumulate, ws.get(), wsb, ctx.stream);
+  }
   CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
   std::vector<float> all = dy.download(), got;
   std::vector<double> ref;
@@ -129,6 +174,17 @@ void test_expert_ffn(Context& ctx, Random& rnd) {
   Experts small = make_experts(rnd, 8, 256, 192, true);
   check_ffn_case(ctx, rnd, r, small, 300, 2, 8, 256, 192, true, false);    // groups of > 64 rows (several m-tiles)
   ctx.checks.push_back(r);
+  // The engine's decode path (grouped GEMV) and prefill path (cuBLAS per expert), same reference.
+  CheckResult rg{"expert_ffn_decode"};
+  check_ffn_case(ctx, rnd, rg, real, 1, 6, 64, 2048, 1408, false, false, FfnImpl::Gemv);
+  check_ffn_case(ctx, rnd, rg, real, 16, 6, 64, 2048, 1408, false, true, FfnImpl::Gemv);
+  check_ffn_case(ctx, rnd, rg, real, 32, 6, 64, 2048, 1408, true, true, FfnImpl::Gemv);   // one expert with 24+ tokens
+  check_ffn_case(ctx, rnd, rg, small, 40, 2, 8, 256, 192, true, false, FfnImpl::Gemv);   // d_ff not a multiple of 256
+  ctx.checks.push_back(rg);
+  CheckResult rc{"expert_ffn_cublas_per_expert"};
+  check_ffn_case(ctx, rnd, rc, real, 300, 6, 64, 2048, 1408, true, true, FfnImpl::CublasPerExpert);
+  check_ffn_case(ctx, rnd, rc, small, 300, 2, 8, 256, 192, false, false, FfnImpl::CublasPerExpert);
+  ctx.checks.push_back(rc);
 }
 
 void test_linear(Context& ctx, Random& rnd) {
@@ -190,6 +246,15 @@ void run_ffn_bench(Context& ctx) {
     b.flops = 2.0 * rows * k * 3.0 * hidden * d_ff;
     time_it(b, ctx.stream, [&] { expert_ffn_grouped(x.get(), rows, hidden, dids.get(), dw.get(), k, E, hidden, d_ff, ex.pg.get(), ex.pu.get(), ex.pd.get(), y.get(), hidden, false, ws.get(), wsb, ctx.stream); }, 5, rows > 16 ? 20 : 50);
     ctx.benches.push_back(b);
+    if (rows <= 32) {
+      const size_t wsg = expert_ffn_decode_workspace_bytes(rows, k, E, hidden, d_ff);
+      DeviceBuffer<unsigned char> wg(wsg);
+      BenchResult bg{"expert_ffn_decode", b.shape};
+      bg.bytes = b.bytes;
+      bg.flops = b.flops;
+      time_it(bg, ctx.stream, [&] { expert_ffn_decode(x.get(), rows, hidden, dids.get(), dw.get(), k, E, hidden, d_ff, ex.pg.get(), ex.pu.get(), ex.pd.get(), y.get(), hidden, false, wg.get(), wsg, ctx.stream); }, 5, 50);
+      ctx.benches.push_back(bg);
+    }
   }
   // cuBLAS reference points: a projection at decode and prefill, and lm_head at decode.
   struct Shape { const char* name; int out, in; };

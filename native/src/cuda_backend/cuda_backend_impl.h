@@ -1,0 +1,148 @@
+#pragma once
+// The CUDA backend's class, shared by cuda_backend.cpp (lifecycle, batches, buffers, graphs) and
+// cuda_layers.cpp (the forward's math). Private to this folder.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <map>
+#include <set>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "cuda_backend.h"
+#include "device_memory.h"
+#include "device_weights.h"
+#include "moe/kernels.h"
+
+namespace moe::cuda_backend {
+
+// What one forward looks like, derived on the host from the StepBatch.
+struct StepPlan {
+  int T = 0;                  // rows
+  int R = 0;                  // logit rows
+  int S = 0;                  // runs of rows (sequences) for the prefill attention
+  bool fresh_prompts = false; // every sequence in the batch starts at position 0, its rows contiguous
+  bool decode_rows = false;   // one row per sequence, each continuing its cache (graph-eligible)
+  bool logits_identity = false;  // logit rows are exactly 0..T-1
+  int max_len = 0;            // longest run (prefill attention grid)
+  int max_ctx = 0;            // attention length bound (host): exact when eager, the graph's bound when captured
+};
+
+// Device arrays of one step, in the inputs region (layout depends on T, R, S only).
+struct StepInputs {
+  int64_t* cache_row = nullptr;    // [T] row of the layer cache each new token is written to
+  int64_t* cache_start = nullptr;  // [T] first cache row of the row's sequence
+  int32_t* tokens = nullptr;       // [T]
+  int32_t* pos = nullptr;          // [T]
+  int32_t* seq_len = nullptr;      // [T] pos + 1: keys the row attends to
+  int32_t* logit_idx = nullptr;    // [R]
+  int32_t* seq_start = nullptr;    // [S + 1] prefill runs
+};
+
+// Activation buffers, sized for up to `rows` rows and `logit_rows` logit rows.
+struct Workspace {
+  int rows = 0, logit_rows = 0, ctx = 0;
+  DeviceMemory memory;
+  float* h = nullptr;      // [T, hidden] fp32 residual stream
+  bf16* x = nullptr;       // [T, hidden] normalised
+  bf16* qkv = nullptr;     // [T, qkv_width] = [q | c_kv | k_pe]
+  bf16* kvrows = nullptr;  // [T, kv_lora + rope] prefill: cache rows in batch order
+  bf16* kv = nullptr;      // [T, heads * (nope + v)] prefill: kv_b output
+  bf16* attn = nullptr;    // [T, heads * v]
+  float* router = nullptr; // [T, n_experts]
+  int32_t* ids = nullptr;  // [T, k]
+  float* rw = nullptr;     // [T, k]
+  bf16* gu = nullptr;      // gate|up outputs (dense, shared, routed prefill)
+  bf16* hbuf = nullptr;    // silu(gate) * up
+  bf16* xs = nullptr;      // [T * k, hidden] routed prefill: rows in expert order
+  float* ys = nullptr;     // [T * k, hidden] routed prefill: expert outputs
+  int32_t *offsets = nullptr, *sorted = nullptr, *inv = nullptr;
+  void* group_ws = nullptr;
+  size_t group_ws_bytes = 0;
+  void* expert_ws = nullptr;
+  size_t expert_ws_bytes = 0;
+  void* attn_ws = nullptr;
+  size_t attn_ws_bytes = 0;
+  float* hl = nullptr;     // [R, hidden] gathered logit rows
+  bf16* xl = nullptr;      // [R, hidden]
+  float* logits = nullptr; // [R, vocab]
+  int64_t* iota = nullptr; // [T] 0, 1, 2, ...
+  void* inputs = nullptr;  // StepInputs region
+  size_t inputs_bytes = 0;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  CudaBackend(const ModelConfig& c, const ModelWeights& w, const CudaBackendOptions& o);
+  ~CudaBackend() override;
+
+  const char* name() const override { return "cuda"; }
+  void reset_sequences(const std::vector<int>& capacity) override;
+  int sequence_length(int slot) const override { return length_.at(static_cast<size_t>(slot)); }
+  void forward(const StepBatch& b, float* logits) override;
+  void set_debug_hook(DebugHook hook) override { hook_ = std::move(hook); }
+  void set_moe_interceptor(MoeInterceptor* i) override { interceptor_ = i; }
+  std::string device_info() const override;
+
+  // Rows per chunk of the decode-attention kernel (its workspace is sized for this many rows).
+  static constexpr int kAttnChunk = 64;
+  // Largest decode batch replayed as a CUDA graph.
+  static constexpr int kGraphMaxRows = 64;
+  // Routed experts: grouped GEMV up to this many rows, the WMMA tile kernel up to kCublasRows rows,
+  // cuBLAS per expert (one host sync per layer for the group sizes) beyond.
+  static constexpr int kGemvMaxRows = 32;
+  static constexpr int kCublasRows = 256;
+
+ private:
+  // cuda_backend.cpp
+  void check_batch(const StepBatch& b, std::vector<int>& new_length) const;
+  StepPlan make_plan(const StepBatch& b) const;
+  void ensure_workspace(int rows, int logit_rows);
+  void ensure_cache(size_t rows);
+  StepInputs upload_inputs(const StepBatch& b, const StepPlan& p);
+  void run_graph(const StepPlan& p, const StepInputs& in);
+  void drop_graphs();
+
+  // cuda_layers.cpp
+  void run_model(const StepPlan& p, const StepInputs& in, bool capturing);
+  void attention(int layer, const StepPlan& p, const StepInputs& in);
+  void ffn(int layer, const StepPlan& p, bool capturing);
+  void mlp(const bf16* gu_w, const bf16* down_w, int d_ff, int rows);
+  void routed_cublas(int layer, int rows);
+  void intercept(int layer, int rows);
+  void dump_f32(const char* name, int layer, const float* d, int rows, int cols);
+  void dump_bf16(const char* name, int layer, const bf16* d, int rows, int cols);
+
+  const ModelConfig& c_;
+  CudaBackendOptions opt_;
+  DeviceWeights* w_ = nullptr;  // owned (unique_ptr would need the full type in every TU)
+  RopeTable rope_;
+  float scale_ = 1.f;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t cublas_ = nullptr;
+  DeviceMemory cublas_ws_;
+  DeviceMemory rope_inv_freq_;
+  bool gemv_ok_ = false;
+
+  // Sequences: slot s owns cache rows [base_[s], base_[s] + capacity_[s]) of every layer.
+  std::vector<int> capacity_, length_;
+  std::vector<int64_t> base_;
+  size_t cache_rows_ = 0;  // allocated rows per layer
+  DeviceMemory cache_;     // [layers, cache_rows_, kv_lora + rope] bf16
+  int ctx_bound_ = 0;      // attention bound baked into graphs: max capacity rounded up to 256
+
+  Workspace ws_;
+  PinnedMemory inputs_host_, logits_host_, offsets_host_;
+  // Graphs by (rows, ctx bound); a key runs eagerly once before it is captured (cuBLAS picks and
+  // loads its kernels outside the capture). Any reallocation drops them all.
+  std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
+  std::set<std::pair<int, int>> seen_;
+
+  DebugHook hook_;
+  MoeInterceptor* interceptor_ = nullptr;
+  MoePlan plan_;
+  std::vector<float> dump_buf_;
+};
+
+}  // namespace moe::cuda_backend
