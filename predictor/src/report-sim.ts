@@ -17,7 +17,10 @@ import type { PartFile } from './dataset.js';
 import type { PredictorRuntime } from './infer.js';
 import type { PredictorManifest } from './predictor-dir.js';
 
-export const SIM_SETTINGS = { policy: 'lru', cacheSize: 16, batch: 1, miss: 'fetch' } as const;
+export const SIM_SETTINGS = { policy: 'lru', cacheSize: 16, batch: 1 } as const;
+/** 'fetch' (the issue's setting: a miss copies the expert) first; 'cpu' (a miss runs on the CPU) as a second view. */
+export const SIM_MISS_MODES = ['fetch', 'cpu'] as const;
+export type SimMiss = (typeof SIM_MISS_MODES)[number];
 /** Minimum predicted probabilities tried on the validation sequences (0 = the plain top-k). */
 export const GATE_GRID = [0, 0.5, 0.7, 0.8, 0.9, 0.95] as const;
 
@@ -26,9 +29,12 @@ export interface SimPoint {
   timePerTokenMs: number;
   prefetchPrecision: number;
   prefetchIssued: number;
+  /** Share of the step during which the host-to-device copy engine is busy. */
+  copyBusyShare: number;
 }
 
 export interface SimGain {
+  miss: SimMiss;
   tokens: number;
   sequences: number;
   budget: number;
@@ -64,40 +70,63 @@ export function heldOutCorpus(m: PredictorManifest): RoutingCorpus | string {
 }
 
 function point(r: SimResult): SimPoint {
-  return { hitRate: r.hitRate, timePerTokenMs: r.timePerToken.mean, prefetchPrecision: r.prefetch.precision, prefetchIssued: r.prefetch.issued };
+  return {
+    hitRate: r.hitRate,
+    timePerTokenMs: r.timePerToken.mean,
+    prefetchPrecision: r.prefetch.precision,
+    prefetchIssued: r.prefetch.issued,
+    copyBusyShare: r.breakdown.stepMs > 0 ? r.breakdown.copyBusyMs / r.breakdown.stepMs : 0,
+  };
 }
 
 const tokensOf = (c: RoutingCorpus) => c.sequences.reduce((n, s) => n + s.length, 0);
 
-export function simulateGain(m: PredictorManifest, runtime: PredictorRuntime, log: (line: string) => void = () => {}): SimGain | string {
+/** One simulation per miss mode; predictions are computed once and shared. */
+export function simulateGain(m: PredictorManifest, runtime: PredictorRuntime, log: (line: string) => void = () => {}): SimGain[] | string {
   const test = partCorpus(m.training.split.test);
   if (typeof test === 'string') return `test sequences: ${test}`;
   const val = partCorpus(m.training.split.val);
   if (typeof val === 'string') return `validation sequences: ${val}`;
   const budget = m.geometry.topK;
   const calibration: CostModel = defaultCalibration();
-  const sim = (corpus: RoutingCorpus, prefetch: SimConfig['prefetch']) => point(runSimulation(corpus, { ...SIM_SETTINGS, prefetch, calibration }));
-
-  log(`  choosing the confidence gate on ${val.sequences.length} validation sequences`);
   const valRanked = rankPredictions(val, runtime, budget);
-  const gates = GATE_GRID.map((gate) => {
-    applyPredictions(val, valRanked, gate);
-    return { gate, result: sim(val, 'predicted') };
-  });
-  const best = gates.reduce((a, b) => (b.result.timePerTokenMs < a.result.timePerTokenMs ? b : a));
-
-  log(`  simulating ${test.sequences.length} held-out sequences (gate ${best.gate})`);
   const ranked = rankPredictions(test, runtime, budget);
-  applyPredictions(test, ranked, 0);
-  const topK = sim(test, 'predicted');
-  applyPredictions(test, ranked, best.gate);
-  const gated = sim(test, 'predicted');
+  return SIM_MISS_MODES.map((miss) => {
+    const sim = (corpus: RoutingCorpus, prefetch: SimConfig['prefetch']) => point(runSimulation(corpus, { ...SIM_SETTINGS, miss, prefetch, calibration }));
+    log(`  miss ${miss}: choosing the confidence gate on ${val.sequences.length} validation sequences`);
+    const gates = GATE_GRID.map((gate) => {
+      applyPredictions(val, valRanked, gate);
+      return { gate, result: sim(val, 'predicted') };
+    });
+    const best = gates.reduce((a, b) => (b.result.timePerTokenMs < a.result.timePerTokenMs ? b : a));
+    log(`  miss ${miss}: simulating ${test.sequences.length} held-out sequences (gate ${best.gate})`);
+    applyPredictions(test, ranked, 0);
+    const topK = sim(test, 'predicted');
+    applyPredictions(test, ranked, best.gate);
+    const gated = sim(test, 'predicted');
+    return gain(miss, test, val, budget, calibration, best.gate, gates, sim, topK, gated);
+  });
+}
+
+function gain(
+  miss: SimMiss,
+  test: RoutingCorpus,
+  val: RoutingCorpus,
+  budget: number,
+  calibration: CostModel,
+  gate: number,
+  gates: SimGain['validation']['gates'],
+  sim: (c: RoutingCorpus, p: SimConfig['prefetch']) => SimPoint,
+  topK: SimPoint,
+  gated: SimPoint,
+): SimGain {
   return {
+    miss,
     tokens: tokensOf(test),
     sequences: test.sequences.length,
     budget,
     calibration: calibrationLabel(calibration),
-    gate: best.gate,
+    gate,
     validation: { tokens: tokensOf(val), none: sim(val, 'none'), gates },
     none: sim(test, 'none'),
     oracle: sim(test, 'oracle'),

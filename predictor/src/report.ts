@@ -31,7 +31,7 @@ interface Run {
   runtime: PredictorRuntime;
   report: EvalReport;
   label: string;
-  sim?: SimGain | string;
+  sim?: SimGain[] | string;
 }
 
 const pct = (x: number) => (100 * x).toFixed(1);
@@ -126,7 +126,7 @@ function recallVsKChart(rows: { k: number; split: string; method: string; recall
 function simChart(rows: { run: string; prefetch: string; metric: string; value: number }[]): TopLevelSpec {
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: { text: 'Simulated prefetching with the predictor (k = 1)', subtitle: `held-out sequences, ${SIM_SETTINGS.policy}, ${SIM_SETTINGS.cacheSize} experts cached per layer, batch ${SIM_SETTINGS.batch}, misses fetched; real ESFT-vanilla-lite routing` },
+    title: { text: 'Simulated prefetching with the predictor (k = 1)', subtitle: `held-out sequences, ${SIM_SETTINGS.policy}, ${SIM_SETTINGS.cacheSize} experts cached per layer, batch ${SIM_SETTINGS.batch}; real ESFT-vanilla-lite routing` },
     data: { values: rows },
     facet: { column: { field: 'metric', type: 'nominal', title: null }, row: { field: 'run', type: 'nominal', title: null, header: { labelAngle: 0, labelAlign: 'left', labelLimit: 300 } } },
     resolve: { scale: { x: 'independent' } },
@@ -141,6 +141,26 @@ function simChart(rows: { run: string; prefetch: string; metric: string; value: 
       },
     },
   };
+}
+
+/** The findings in a few lines, from the numbers (nothing here is written by hand). */
+function summary(k1: Run[], topK: number): string[] {
+  const out = ['## Summary', ''];
+  for (const r of k1) {
+    const mm = minMargin(r.report, topK);
+    const everyLayer = mm.margin > 0;
+    out.push(`- **${r.name}** (${r.label}): recall@${topK} ${pct(r.report.predictor!.overall.at[topK].recall)}% against ${pct(r.report.baselines.previousToken!.overall.at[topK].recall)}% (previous token) and ${pct(r.report.baselines.popularity!.overall.at[topK].recall)}% (most popular); ${everyLayer ? 'above both on every target layer' : 'NOT above both on every target layer'}, smallest margin ${signed(mm.margin)} points (layer ${mm.layer}).`);
+    if (r.sim && typeof r.sim !== 'string') {
+      for (const s of r.sim) {
+        const dt = (p: SimPoint) => signed((p.timePerTokenMs - s.none.timePerTokenMs) / s.none.timePerTokenMs);
+        out.push(`  - simulated, misses ${s.miss}: gated prefetch (p >= ${s.gate}) hit rate ${pct(s.none.hitRate)}% -> ${pct(s.gated.hitRate)}%, time per token ${dt(s.gated)}%; plain top-${topK}: ${pct(s.topK.hitRate)}%, ${dt(s.topK)}%; oracle bound: ${dt(s.oracle)}%; without prefetch the copy engine is busy ${pct(s.none.copyBusyShare)}% of each step.`);
+      }
+    }
+  }
+  out.push('');
+  out.push('How to read the simulation: a correct prefetch does not save a transfer, it only starts it earlier, so its gain is bounded by the compute it can overlap (the oracle row); a wrong one costs a whole transfer and a cache slot. Where the copy engine is the bottleneck (misses fetched), that bound is small and only very confident predictions break even; where misses run on the CPU, a prefetched expert saves CPU work.');
+  out.push('');
+  return out;
 }
 
 export async function writePredictorReport(o: ReportOptions): Promise<string> {
@@ -168,6 +188,8 @@ export async function writePredictorReport(o: ReportOptions): Promise<string> {
   md.push(`Recall@B = |top-B ∩ true top-${topK}| / ${topK}; precision@B = |top-B ∩ true top-${topK}| / B. All numbers are on held-out data: whole tasks never seen in training, or 20% of the sequences of each task (seeded). The ESFT sequences of one task share prompt prefixes, so the split by sequence is the easier one; the split by task is the honest test of generalisation.`);
   md.push('');
 
+  // The summary is filled in at the end, once the simulations have run.
+  const summaryAt = md.length;
   // Must show: k = 1, per layer.
   const k1 = runs.filter((r) => r.manifest.lookahead === 1);
   md.push(`## k = 1: recall@${topK} per target layer (the issue's must-show)`);
@@ -220,23 +242,25 @@ export async function writePredictorReport(o: ReportOptions): Promise<string> {
   if (o.simulate === false) {
     md.push('_Not run (report written with simulate = false)._');
   } else {
-    md.push(`Held-out sequences of each k = 1 run replayed by the simulator (sim/, \`runSimulation\`): ${SIM_SETTINGS.policy}, ${SIM_SETTINGS.cacheSize} experts cached per MoE layer, batch ${SIM_SETTINGS.batch}, misses fetched from host memory. Prefetchers: *none*; *oracle* (the true experts of layer i+1, issued at layer i: the most any lookahead-1 predictor can give); *predicted top-${topK}* (the predictor's ${topK} best, issued at layer i for layer i+1); *predicted, gated* (the same, keeping only experts whose predicted probability reaches a gate; the gate is the one of ${GATE_GRID.join(', ')} with the lowest time per token on the run's **validation** sequences, then applied unchanged to the test sequences). Same routing as above.`);
+    md.push(`Held-out sequences of each k = 1 run replayed by the simulator (sim/, \`runSimulation\`): ${SIM_SETTINGS.policy}, ${SIM_SETTINGS.cacheSize} experts cached per MoE layer, batch ${SIM_SETTINGS.batch}. Prefetchers: *none*; *oracle* (the true experts of layer i+1, issued at layer i: the most any lookahead-1 predictor can give); *predicted top-${topK}* (the predictor's ${topK} best, issued at layer i for layer i+1); *predicted, gated* (the same, keeping only experts whose predicted probability reaches a gate; the gate is the one of ${GATE_GRID.join(', ')} with the lowest time per token on the run's **validation** sequences, then applied unchanged to the test sequences). Misses: *fetch* (the issue's setting: a missing expert is copied from host memory) and, as a second view, *cpu* (a missing expert runs on the CPU). Same routing as above.`);
     md.push('');
-    md.push('| run | held out | tokens | prefetch | hit rate | time per token (ms) | vs none | prefetches issued | prefetch precision |');
-    md.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    md.push('| run | held out | tokens | misses | prefetch | hit rate | time per token (ms) | vs none | prefetches issued | prefetch precision |');
+    md.push('| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |');
     for (const r of k1) {
       log(`simulating ${r.name}`);
       r.sim = simulateGain(r.manifest, r.runtime, log);
       if (typeof r.sim === 'string') {
-        md.push(`| ${r.name} | ${r.label} | not simulated: ${r.sim} | | | | | | |`);
+        md.push(`| ${r.name} | ${r.label} | not simulated: ${r.sim} | | | | | | | |`);
         continue;
       }
-      const s = r.sim;
-      const rows: [string, SimPoint][] = [['none', s.none], [`predicted top-${topK}`, s.topK], [`predicted, gated p >= ${s.gate}`, s.gated], ['oracle', s.oracle]];
-      for (const [name, p] of rows) {
-        const vs = name === 'none' ? '' : `${signed((p.timePerTokenMs - s.none.timePerTokenMs) / s.none.timePerTokenMs)}% time, ${signed(p.hitRate - s.none.hitRate)} points hit rate`;
-        md.push(`| ${r.name} | ${r.label} | ${s.tokens} | ${name} | ${pct(p.hitRate)}% | ${p.timePerTokenMs.toFixed(2)} | ${vs} | ${name === 'none' ? 0 : p.prefetchIssued} | ${name === 'none' ? '' : pct(p.prefetchPrecision) + '%'} |`);
-        simRows.push({ run: r.name, prefetch: name.startsWith('predicted, gated') ? 'predicted, gated' : name, metric: 'hit rate', value: p.hitRate }, { run: r.name, prefetch: name.startsWith('predicted, gated') ? 'predicted, gated' : name, metric: 'time per token (ms)', value: p.timePerTokenMs });
+      for (const s of r.sim) {
+        const rows: [string, SimPoint][] = [['none', s.none], [`predicted top-${topK}`, s.topK], [`predicted, gated p >= ${s.gate}`, s.gated], ['oracle', s.oracle]];
+        for (const [name, p] of rows) {
+          const vs = name === 'none' ? '' : `${signed((p.timePerTokenMs - s.none.timePerTokenMs) / s.none.timePerTokenMs)}% time, ${signed(p.hitRate - s.none.hitRate)} points hit rate`;
+          md.push(`| ${r.name} | ${r.label} | ${s.tokens} | ${s.miss} | ${name} | ${pct(p.hitRate)}% | ${p.timePerTokenMs.toFixed(2)} | ${vs} | ${name === 'none' ? 0 : p.prefetchIssued} | ${name === 'none' ? '' : pct(p.prefetchPrecision) + '%'} |`);
+          const prefetch = name.startsWith('predicted, gated') ? 'predicted, gated' : name;
+          simRows.push({ run: `${r.name}, misses ${s.miss}`, prefetch, metric: 'hit rate', value: p.hitRate }, { run: `${r.name}, misses ${s.miss}`, prefetch, metric: 'time per token (ms)', value: p.timePerTokenMs });
+        }
       }
     }
     md.push('');
@@ -244,15 +268,16 @@ export async function writePredictorReport(o: ReportOptions): Promise<string> {
     if (sims.length > 0) {
       md.push(await chart(simChart(simRows), 'sim-gain'));
       md.push('');
-      md.push(`Cost model: ${(sims[0].sim as SimGain).calibration}.`);
+      md.push(`Cost model: ${(sims[0].sim as SimGain[])[0].calibration}.`);
       md.push('');
       md.push('The gate on the validation sequences (time per token in ms, hit rate):');
       md.push('');
-      md.push(`| run | none | ${GATE_GRID.map((g) => (g === 0 ? `top-${topK}` : `p >= ${g}`)).join(' | ')} |`);
-      md.push(`|${' --- |'.repeat(GATE_GRID.length + 2)}`);
+      md.push(`| run | misses | none | ${GATE_GRID.map((g) => (g === 0 ? `top-${topK}` : `p >= ${g}`)).join(' | ')} |`);
+      md.push(`|${' --- |'.repeat(GATE_GRID.length + 3)}`);
       for (const r of sims) {
-        const s = r.sim as SimGain;
-        md.push(`| ${r.name} | ${s.validation.none.timePerTokenMs.toFixed(2)}, ${pct(s.validation.none.hitRate)}% | ${s.validation.gates.map((g) => `${g.result.timePerTokenMs.toFixed(2)}, ${pct(g.result.hitRate)}%${g.gate === s.gate ? ' (chosen)' : ''}`).join(' | ')} |`);
+        for (const s of r.sim as SimGain[]) {
+          md.push(`| ${r.name} | ${s.miss} | ${s.validation.none.timePerTokenMs.toFixed(2)}, ${pct(s.validation.none.hitRate)}% | ${s.validation.gates.map((g) => `${g.result.timePerTokenMs.toFixed(2)}, ${pct(g.result.hitRate)}%${g.gate === s.gate ? ' (chosen)' : ''}`).join(' | ')} |`);
+        }
       }
     }
   }
@@ -273,6 +298,7 @@ export async function writePredictorReport(o: ReportOptions): Promise<string> {
   md.push('');
   md.push(`Every number above is in [report.json](report.json). Predictors were read from \`${o.runsDir}\` (not committed: weights are about 2 MB each; the script regenerates them).`);
   md.push('');
+  md.splice(summaryAt, 0, ...summary(k1, topK));
   writeFileAtomic(join(o.outDir, 'report.json'), JSON.stringify(data, null, 2) + '\n');
   const readme = join(o.outDir, 'README.md');
   writeFileAtomic(readme, md.join('\n'));
