@@ -1,7 +1,7 @@
 /**
  * The simulated gain of prefetching with a predictor. Its held-out sequences (read back from the traces
  * named in predictor.json) are replayed by the simulator at cache 16 per layer, batch 1, LRU, misses
- * fetched: without prefetch, with the oracle (the true experts, the bound for lookahead 1), with the
+ * fetched (the issue's setting) and, as a second view, run on the CPU: without prefetch, with the oracle (the true experts, the bound for lookahead 1), with the
  * predictor's top-k, and with the top-k gated by confidence.
  *
  * Why a gate: in this cost model the copy engine is the bottleneck at cache 16, so a wrong prefetch costs
@@ -104,33 +104,18 @@ export function simulateGain(m: PredictorManifest, runtime: PredictorRuntime, lo
     const topK = sim(test, 'predicted');
     applyPredictions(test, ranked, best.gate);
     const gated = sim(test, 'predicted');
-    return gain(miss, test, val, budget, calibration, best.gate, gates, sim, topK, gated);
+    return {
+      miss,
+      tokens: tokensOf(test),
+      sequences: test.sequences.length,
+      budget,
+      calibration: calibrationLabel(calibration),
+      gate: best.gate,
+      validation: { tokens: tokensOf(val), none: sim(val, 'none'), gates },
+      none: sim(test, 'none'),
+      oracle: sim(test, 'oracle'),
+      topK,
+      gated,
+    };
   });
-}
-
-function gain(
-  miss: SimMiss,
-  test: RoutingCorpus,
-  val: RoutingCorpus,
-  budget: number,
-  calibration: CostModel,
-  gate: number,
-  gates: SimGain['validation']['gates'],
-  sim: (c: RoutingCorpus, p: SimConfig['prefetch']) => SimPoint,
-  topK: SimPoint,
-  gated: SimPoint,
-): SimGain {
-  return {
-    miss,
-    tokens: tokensOf(test),
-    sequences: test.sequences.length,
-    budget,
-    calibration: calibrationLabel(calibration),
-    gate,
-    validation: { tokens: tokensOf(val), none: sim(val, 'none'), gates },
-    none: sim(test, 'none'),
-    oracle: sim(test, 'oracle'),
-    topK,
-    gated,
-  };
 }
