@@ -235,16 +235,17 @@ Napi::Value NativeEngine::step(const Napi::CallbackInfo& info) {
 }
 
 // score(request) -> Promise<void>: teacher-forced logits of every position of request.prompts (read
-// them with logits()), off the JS thread.
+// them with logits()), off the JS thread; request.prefillTokens > 0: that many by prefill, the rest
+// by decode steps (Engine::score).
 class ScoreWorker : public Napi::AsyncWorker {
  public:
-  ScoreWorker(Napi::Env env, NativeEngine* owner, Napi::Object self, moe::GenerationRequest request)
+  ScoreWorker(Napi::Env env, NativeEngine* owner, Napi::Object self, moe::GenerationRequest request, int prefill_tokens)
       : Napi::AsyncWorker(env, "moe.score"), owner_(owner), self_(Napi::Persistent(self)), request_(std::move(request)),
-        deferred_(Napi::Promise::Deferred::New(env)) {}
+        prefill_tokens_(prefill_tokens), deferred_(Napi::Promise::Deferred::New(env)) {}
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      owner_->engine_->score(request_.prompts);
+      owner_->engine_->score(request_.prompts, prefill_tokens_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -262,6 +263,7 @@ class ScoreWorker : public Napi::AsyncWorker {
   NativeEngine* owner_;
   Napi::ObjectReference self_;
   moe::GenerationRequest request_;
+  int prefill_tokens_;
   Napi::Promise::Deferred deferred_;
 };
 
@@ -269,7 +271,10 @@ Napi::Value NativeEngine::score(const Napi::CallbackInfo& info) {
   engine(info.Env());
   if (offload_) throw Napi::Error::New(info.Env(), "score: not available while an offloading session is attached");
   if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "score: expected a request object");
-  auto* worker = new ScoreWorker(info.Env(), this, info.This().As<Napi::Object>(), to_request(info[0].As<Napi::Object>()));
+  Napi::Object req = info[0].As<Napi::Object>();
+  const Napi::Value pt = req.Get("prefillTokens");
+  const int prefill_tokens = pt.IsNumber() ? pt.As<Napi::Number>().Int32Value() : 0;
+  auto* worker = new ScoreWorker(info.Env(), this, info.This().As<Napi::Object>(), to_request(req), prefill_tokens);
   busy_ = true;
   worker->Queue();
   return worker->promise();

@@ -49,10 +49,11 @@ class Engine {
   StepOutput begin(const GenerationRequest& request);
   StepOutput step();
   bool done() const;
-  // Teacher forcing (agreement checks): runs the sequences as one prefill batch and keeps the logits
-  // of every position in last_logits() ([sum of lengths, vocab], sequences in order). Ends any
-  // generation in progress.
-  void score(const std::vector<std::vector<int32_t>>& sequences);
+  // Teacher forcing (agreement checks): keeps the logits of every position of every sequence in
+  // last_logits() ([sum of lengths, vocab], sequences in order). prefill_tokens 0: the sequences run
+  // as one prefill batch; n > 0: their first n tokens do, then the rest one decode step per position
+  // (all sequences together), so the decode path is checked on the same tokens. Ends any generation.
+  void score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens = 0);
   // Logits of the last begin()/step(): [rows, vocab], rows as StepOutput::logits_seq says.
   const std::vector<float>& last_logits() const { return logits_; }
 

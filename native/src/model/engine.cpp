@@ -1,5 +1,6 @@
 #include "moe/engine.h"
 
+#include <algorithm>
 #include <string>
 
 #include "moe/error.h"
@@ -86,28 +87,50 @@ StepOutput Engine::step() {
   return sample_rows(batch);
 }
 
-void Engine::score(const std::vector<std::vector<int32_t>>& sequences) {
+void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens) {
   if (sequences.empty()) throw Error("score: no sequences");
-  StepBatch batch;
+  if (prefill_tokens < 0) throw Error("score: prefill_tokens must be >= 0");
+  const size_t V = static_cast<size_t>(config_.vocab_size);
   std::vector<int> capacity;
+  std::vector<size_t> offset;  // first output row of each sequence
+  size_t total = 0, longest = 0;
   for (size_t s = 0; s < sequences.size(); ++s) {
     if (sequences[s].empty()) throw Error("score: sequence " + std::to_string(s) + " is empty");
-    capacity.push_back(static_cast<int>(sequences[s].size()));
-    for (size_t i = 0; i < sequences[s].size(); ++i) {
-      const int32_t id = sequences[s][i];
+    for (int32_t id : sequences[s]) {
       if (id < 0 || id >= config_.vocab_size) {
         throw Error("score: sequence " + std::to_string(s) + " has token id " + std::to_string(id) + " outside the vocabulary");
       }
-      batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size()));
-      batch.tokens.push_back(id);
-      batch.seq.push_back(static_cast<int32_t>(s));
-      batch.pos.push_back(static_cast<int32_t>(i));
     }
+    capacity.push_back(static_cast<int>(sequences[s].size()));
+    offset.push_back(total);
+    total += sequences[s].size();
+    longest = std::max(longest, sequences[s].size());
   }
   active_request_ = false;
   backend_->reset_sequences(capacity);
-  logits_.resize(batch.tokens.size() * static_cast<size_t>(config_.vocab_size));
-  backend_->forward(batch, logits_.data());
+  logits_.resize(total * V);
+  const size_t first = prefill_tokens > 0 ? static_cast<size_t>(prefill_tokens) : longest;
+  std::vector<float> step_logits;
+  // Runs positions [p0, p1) of every sequence that has them, as one batch, and files the logits.
+  auto run = [&](size_t p0, size_t p1) {
+    StepBatch batch;
+    std::vector<size_t> dest;
+    for (size_t s = 0; s < sequences.size(); ++s) {
+      for (size_t i = p0; i < std::min(p1, sequences[s].size()); ++i) {
+        batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size()));
+        batch.tokens.push_back(sequences[s][i]);
+        batch.seq.push_back(static_cast<int32_t>(s));
+        batch.pos.push_back(static_cast<int32_t>(i));
+        dest.push_back(offset[s] + i);
+      }
+    }
+    if (batch.tokens.empty()) return;
+    step_logits.resize(batch.tokens.size() * V);
+    backend_->forward(batch, step_logits.data());
+    for (size_t r = 0; r < dest.size(); ++r) std::copy_n(step_logits.data() + r * V, V, logits_.data() + dest[r] * V);
+  };
+  run(0, first);
+  for (size_t p = first; p < longest; ++p) run(p, p + 1);
 }
 
 bool Engine::done() const {

@@ -73,9 +73,6 @@ export class Engine {
 
   static async load(dir: string, options?: EngineLoadOptions): Promise<Engine> {
     const opts = resolveLoadOptions(options);
-    if (opts.device === 'cuda') {
-      throw new UserError('option device: the CUDA backend is not built/not implemented yet (issue 5); use device cpu');
-    }
     const ckpt = openCheckpoint(dir);
     const addon = loadNativeAddon();
     const handle = await native(`loading ${ckpt.dir}`, () =>
@@ -111,9 +108,37 @@ export class Engine {
     return this.tokenizerCache;
   }
 
-  info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string } {
+  info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string; device: string } {
     this.assertOpen();
     return this.handle.info();
+  }
+
+  /** The device as the backend describes it: for 'cuda' the GPU's name and memory figures; {} on the CPU. */
+  deviceInfo(): Record<string, unknown> {
+    return JSON.parse(this.info().device || '{}') as Record<string, unknown>;
+  }
+
+  /**
+   * Teacher forcing: runs each token sequence through the model and returns the logits of every
+   * position, [sum of lengths, vocab] row-major, sequences in order. prefillTokens 0 (default): one
+   * prefill batch; n > 0: the first n tokens by prefill, then one decode step per position (the
+   * decode path on the same tokens). Call it between generations.
+   */
+  async score(sequences: number[][], prefillTokens = 0): Promise<Float32Array> {
+    this.assertOpen();
+    if (!Array.isArray(sequences) || sequences.length === 0) throw new UserError('score: sequences must be a non-empty array of token-id arrays');
+    const ids = checkPromptIds(sequences, this.config.vocabSize);
+    if (!Number.isInteger(prefillTokens) || prefillTokens < 0) throw new UserError(`score: prefillTokens must be an integer >= 0, got ${prefillTokens}`);
+    if (this.busy) throw new UserError('engine is busy: one operation at a time');
+    this.busy = true;
+    try {
+      await native('score', () =>
+        this.handle.score({ prompts: ids, maxNewTokens: 1, greedy: true, temperature: 1, topP: 1, seed: 0, stopOnEos: false, prefillTokens }),
+      );
+      return this.handle.logits();
+    } finally {
+      this.busy = false;
+    }
   }
 
   /**

@@ -86,7 +86,9 @@ export interface NativeEngineHandle {
   begin(request: NativeRequest): Promise<NativeStepResult>;
   step(): Promise<NativeStepResult>;
   logits(): Float32Array;
-  info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string };
+  info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string; device: string };
+  /** teacher forcing: logits of every position of request.prompts, read with logits() */
+  score(request: NativeRequest & { prefillTokens: number }): Promise<void>;
   setDebugCapture(names: string[] | null): void;
   takeDebugCapture(): NativeCapture[];
   /** offloading runtime (runtime/src/offload/offload-spec.ts builds the spec); null detaches */

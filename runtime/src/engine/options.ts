@@ -5,7 +5,7 @@ import { UserError } from '../util/errors.js';
 
 /** Options of Engine.load. */
 export interface EngineLoadOptions {
-  /** 'cpu' (default) or 'cuda' (not built yet: issue 5) */
+  /** 'cpu' (default) or 'cuda' (needs a native build with the CUDA backend: native/src/cuda_backend) */
   device?: 'cpu' | 'cuda';
   /** CPU threads for the forward; default: all cores */
   threads?: number;

@@ -7,6 +7,7 @@ import { register as registerValidate } from './validate.js';
 import { register as registerGenerate } from './generate.js';
 import { register as registerChat } from './chat.js';
 import { register as registerSynthModel } from './synth-model.js';
+import { register as registerBench } from './bench.js';
 
 /** One file per command; each file's `register` adds the command and its options. */
 export function registerAll(program: Command): void {
@@ -18,4 +19,5 @@ export function registerAll(program: Command): void {
   registerTrainPredictor(program);
   registerValidate(program);
   registerTraces(program);
+  registerBench(program);
 }

@@ -1,0 +1,64 @@
+import { performance } from 'node:perf_hooks';
+import type { Engine } from '../engine/index.js';
+import type { GridPoint } from './grid.js';
+import { summarize, type Summary } from './stats.js';
+
+/** Figures of one grid point on the engine (all times in milliseconds, wall clock, end to end). */
+export interface PointResult extends GridPoint {
+  repeats: number;
+  /** begin(): prefill of every prompt plus sampling of the first tokens */
+  prefillMs: Summary;
+  /** one decode step: one new token for every sequence (the time per output token of each) */
+  msPerToken: Summary;
+  /** batch / mean decode step time */
+  decodeTokensPerSecond: number;
+  /** all generated tokens / whole generation time (prefill included) */
+  endToEndTokensPerSecond: number;
+  /** the device's own figures after this point (CUDA: engine and device memory, bytes) */
+  device: Record<string, unknown>;
+}
+
+interface OneRun {
+  prefillMs: number;
+  stepMs: number[];
+  totalMs: number;
+}
+
+/** One generation with timestamps at the end of the prefill and of every decode step. */
+async function timedGeneration(engine: Engine, prompts: number[][], newTokens: number): Promise<OneRun> {
+  const t0 = performance.now();
+  let last = t0;
+  let prefillMs = 0;
+  let index = -1;
+  const stepMs: number[] = [];
+  // Sequences advance in lockstep (no eos stop) and each step yields sequence 0 first, so the
+  // arrival of sequence 0's token k marks the end of step k.
+  for await (const t of engine.generate({ prompts, maxNewTokens: newTokens, stopOnEos: false })) {
+    if (t.sequence !== 0 || t.index === index) continue;
+    const now = performance.now();
+    if (t.index === 0) prefillMs = now - t0;
+    else stepMs.push(now - last);
+    last = now;
+    index = t.index;
+  }
+  return { prefillMs, stepMs, totalMs: performance.now() - t0 };
+}
+
+/** Warm-up generations first (graph capture, buffer growth), then `repeats` timed ones. */
+export async function benchPoint(engine: Engine, point: GridPoint, prompts: number[][], repeats: number, warmup: number): Promise<PointResult> {
+  for (let i = 0; i < warmup; i++) await timedGeneration(engine, prompts, point.newTokens);
+  const runs: OneRun[] = [];
+  for (let i = 0; i < repeats; i++) runs.push(await timedGeneration(engine, prompts, point.newTokens));
+  const steps = runs.flatMap((r) => r.stepMs);
+  const msPerToken = summarize(steps);
+  const totalMs = runs.reduce((a, r) => a + r.totalMs, 0);
+  return {
+    ...point,
+    repeats,
+    prefillMs: summarize(runs.map((r) => r.prefillMs)),
+    msPerToken,
+    decodeTokensPerSecond: (point.batch * 1e3) / msPerToken.mean,
+    endToEndTokensPerSecond: (point.batch * point.newTokens * runs.length * 1e3) / totalMs,
+    device: engine.deviceInfo(),
+  };
+}

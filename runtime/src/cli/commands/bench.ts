@@ -1,0 +1,90 @@
+import { mkdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import type { Command } from 'commander';
+import { agreementTable, gridTable, targetsTable } from '../../bench/report.js';
+import { runBench } from '../../bench/run-bench.js';
+import { resolvePython } from '../../bench/transformers-baseline.js';
+import { writeFileAtomic } from '../../util/atomic-file.js';
+import { UserError } from '../../util/errors.js';
+import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
+
+interface BenchCliOptions {
+  model: string;
+  device: string;
+  threads?: string;
+  batch: string;
+  prompt: string;
+  newTokens: string;
+  repeats: string;
+  warmup: string;
+  seed: string;
+  baseline?: string;
+  check?: string;
+  checkSequences: string;
+  checkLength: string;
+  checkPrefill: string;
+  checkFp32?: boolean;
+  python?: string;
+  out?: string;
+}
+
+export function register(program: Command): void {
+  program
+    .command('bench')
+    .description('time the engine over a grid (prefill, ms per output token mean/p50/p99, tokens/s, peak GPU memory); optionally against transformers')
+    .requiredOption('--model <dir>', 'checkpoint directory (Hub layout)')
+    .option('--device <d>', 'cpu or cuda', 'cuda')
+    .option('--threads <n>', 'CPU threads (device cpu; 0: all cores)')
+    .option('--batch <list>', 'batch sizes (comma-separated)', '1,16')
+    .option('--prompt <list>', 'prompt lengths in tokens (comma-separated)', '128,512')
+    .option('--new-tokens <list>', 'tokens generated per sequence (comma-separated)', '64')
+    .option('--repeats <n>', 'timed generations per grid point', '3')
+    .option('--warmup <n>', 'untimed generations per grid point first', '1')
+    .option('--seed <n>', 'seed of the random prompts', '1')
+    .option('--baseline <name>', "also time 'transformers' on the same checkpoint, same prompts, in the same run")
+    .option('--check <name>', "agreement with 'transformers' (bf16 on the GPU): logits, per-layer hidden states, top-1")
+    .option('--check-sequences <n>', 'sequences of the agreement check', '8')
+    .option('--check-length <n>', 'tokens per check sequence', '128')
+    .option('--check-prefill <n>', 'the check decodes positions from this one on, one step each (the decode path)', '64')
+    .option('--check-fp32', 'the check also against transformers in float32 (and bf16 vs float32: the reference noise)')
+    .option('--python <path>', 'Python with torch + transformers (default: $MOE_PYTHON, .venv, python3)')
+    .option('--out <dir>', 'write bench.json and bench.md here')
+    .action(async (o: BenchCliOptions) => {
+      const device = parseChoiceOption('--device', o.device, ['cpu', 'cuda'] as const);
+      const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';
+      const check = o.check === undefined ? false : parseChoiceOption('--check', o.check, ['transformers'] as const) === 'transformers';
+      const checkLength = parseIntOption('--check-length', o.checkLength, 2, 4096);
+      const checkPrefill = parseIntOption('--check-prefill', o.checkPrefill, 1, 4096);
+      if (checkPrefill >= checkLength) throw new UserError(`option --check-prefill: must be below --check-length (${checkLength}), got ${checkPrefill}`);
+      const doc = await runBench({
+        model: o.model,
+        device,
+        threads: o.threads === undefined ? 0 : parseIntOption('--threads', o.threads, 0, 1024),
+        batches: parseIntListOption('--batch', o.batch, 1, 4096),
+        prompts: parseIntListOption('--prompt', o.prompt, 1, 1 << 20),
+        newTokens: parseIntListOption('--new-tokens', o.newTokens, 2, 1 << 20),
+        repeats: parseIntOption('--repeats', o.repeats, 1, 1000),
+        warmup: parseIntOption('--warmup', o.warmup, 0, 1000),
+        seed: parseIntOption('--seed', o.seed, 0, 2 ** 31 - 1),
+        baseline,
+        check,
+        checkSequences: parseIntOption('--check-sequences', o.checkSequences, 1, 1024),
+        checkLength,
+        checkPrefill,
+        checkFp32: o.checkFp32 === true,
+        python: resolvePython(o.python),
+        log: (line) => process.stderr.write(line + '\n'),
+      });
+      const sections = [`# moe bench: ${doc.engine.device} (${doc.engine.backend})`, '', doc.timing, '', gridTable(doc.grid, doc.baseline?.grid.length ? doc.baseline.grid : null)];
+      if (doc.agreement) sections.push('', `Agreement with ${doc.agreement.reference}:`, '', agreementTable(doc.agreement.paths));
+      if (doc.targets.length) sections.push('', targetsTable(doc.targets));
+      const md = sections.join('\n') + '\n';
+      if (o.out) {
+        const dir = resolve(o.out);
+        mkdirSync(dir, { recursive: true });
+        writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc, null, 1) + '\n');
+        writeFileAtomic(join(dir, 'bench.md'), md);
+      }
+      process.stdout.write(md);
+    });
+}
