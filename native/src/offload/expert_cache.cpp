@@ -24,7 +24,9 @@ ExpertCache::ExpertCache(const ExpertCacheOptions& o) {
 
 StepCounts ExpertCache::run_step(int l, int32_t step, const int32_t* set, int n, const int32_t* next_use, CacheOutcome* outcomes) {
   LayerCache& cache = layer(l);
-  if (cache.policy() == CachePolicy::Belady && n > 0 && !next_use) throw Error("expert cache: belady needs the next use of every request");
+  if ((cache.policy() == CachePolicy::Belady || cache.policy() == CachePolicy::Opt) && n > 0 && !next_use) {
+    throw Error(std::string("expert cache: ") + policy_name(cache.policy()) + " needs the next use of every request");
+  }
   LayerCacheStats& st = stats_[static_cast<size_t>(l)];
   cache.begin_step(step, set, n);
   StepCounts counts;

@@ -12,7 +12,7 @@ namespace offload {
 
 namespace {
 
-const char* const kPolicyNames[] = {"lru", "lfu", "fifo", "lfru", "belady", "static"};
+const char* const kPolicyNames[] = {"lru", "lfu", "fifo", "lfru", "belady", "static", "opt"};
 
 // LFRU decay powers precomputed at construction: d^n underflows to exactly 0 after a few thousand
 // steps for the default d, and the table stops there; for d very close to 1 it stops at this many
@@ -24,10 +24,10 @@ constexpr size_t kDecayTablePrecomputed = 1u << 16;
 const char* policy_name(CachePolicy p) { return kPolicyNames[static_cast<int>(p)]; }
 
 CachePolicy parse_policy(const std::string& name) {
-  for (int i = 0; i < 6; ++i) {
+  for (int i = 0; i < 7; ++i) {
     if (name == kPolicyNames[i]) return static_cast<CachePolicy>(i);
   }
-  throw Error("unknown cache policy '" + name + "' (known: lru, lfu, fifo, lfru, belady, static)");
+  throw Error("unknown cache policy '" + name + "' (known: lru, lfu, fifo, lfru, belady, opt, static)");
 }
 
 LayerCache::LayerCache(int num_experts, int capacity, CachePolicy policy, const LayerCacheOptions& options)
@@ -61,6 +61,7 @@ LayerCache::LayerCache(int num_experts, int capacity, CachePolicy policy, const 
       break;
     }
     case CachePolicy::Belady:
+    case CachePolicy::Opt:
       next_use_.assign(E, kNever);
       break;
     case CachePolicy::Static:
@@ -128,6 +129,7 @@ CacheOutcome LayerCache::request(int expert, int32_t next_use) {
       last_step_[e] = step_;
       break;
     case CachePolicy::Belady:  // belady.ts requested()
+    case CachePolicy::Opt:
       next_use_[e] = next_use;
       break;
     default:
@@ -162,6 +164,8 @@ CacheOutcome LayerCache::admit(int expert) {
   }
   const int victim = pick_victim();
   if (victim < 0) return CacheOutcome{};
+  // opt declines to admit an expert needed no sooner than the victim (belady.ts admitsOver).
+  if (policy_ == CachePolicy::Opt && !(next_use_[static_cast<size_t>(expert)] < next_use_[static_cast<size_t>(victim)])) return CacheOutcome{};
   const size_t v = static_cast<size_t>(victim);
   const int slot = slot_of_[v];
   slot_of_[v] = -1;
@@ -228,7 +232,8 @@ int LayerCache::pick_victim() const {
       }
       return victim;
     }
-    case CachePolicy::Belady: {
+    case CachePolicy::Belady:
+    case CachePolicy::Opt: {
       // belady.ts: next request farthest away (never = kNever), ties to the lowest id.
       int victim = -1;
       int32_t farthest = -1;

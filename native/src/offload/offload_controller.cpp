@@ -46,10 +46,10 @@ OffloadController::OffloadController(OffloadOptions o) : options_(std::move(o)) 
     options_.cache.layers = L;
     options_.cache.num_experts = E;
     cache_ = std::make_unique<ExpertCache>(options_.cache);
-    if (options_.cache.policy == CachePolicy::Belady) {
+    if (options_.cache.policy == CachePolicy::Belady || options_.cache.policy == CachePolicy::Opt) {
       const size_t n = options_.planned_offsets.size();
       if (n < 1 || (n - 1) % static_cast<size_t>(L) != 0) {
-        throw Error("cache policy belady needs the future request sets of the run (routing replay with a planned schedule)");
+        throw Error(std::string("cache policy ") + policy_name(options_.cache.policy) + " needs the future request sets of the run (routing replay with a planned schedule)");
       }
       planned_next_ = next_request_steps(static_cast<int>((n - 1) / L), L, E, options_.planned_offsets, options_.planned_experts);
     }

@@ -11,7 +11,7 @@ import { UserError } from '../util/errors.js';
 export interface CacheOptions {
   /** expert slots per MoE layer (the simulator's --cache C) */
   slotsPerLayer: number;
-  /** lru, lfu, fifo, lfru, belady (needs routing replay), static (needs pinned experts) */
+  /** lru, lfu, fifo, lfru, belady and opt (need routing replay), static (needs pinned experts) */
   policy: PolicyName;
   /** lfru decay per step, in (0, 1] (default the simulator's) */
   lfruDecay?: number;

@@ -45,7 +45,7 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions): Native
       }
       spec.cache.pinned = pinned.map((p) => Int32Array.from(p));
     }
-    if (cache.policy === 'belady') {
+    if (cache.policy === 'belady' || cache.policy === 'opt') {
       const planned = plannedRequestSets(routing, o.cache?.schedule);
       spec.cache.plannedOffsets = planned.offsets;
       spec.cache.plannedExperts = planned.experts;
@@ -66,7 +66,7 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions): Native
  */
 function plannedRequestSets(routing: RoutingReplay | undefined, schedule: { batch: number; lengths: number[] } | undefined): { offsets: Int32Array; experts: Int32Array } {
   if (!routing || !schedule) {
-    throw new UserError('option cache.policy: belady needs the future, i.e. a routing replay (--routing) and the run\'s schedule (cache.schedule: {batch, lengths})');
+    throw new UserError('option cache.policy: belady and opt need the future, i.e. a routing replay (--routing) and the run\'s schedule (cache.schedule: {batch, lengths})');
   }
   checkReplayCoverage(routing, schedule.lengths);
   const corpus: RoutingCorpus = { ...routing.corpus, sequences: schedule.lengths.map((n, g) => truncate(routing.corpus, g, n)) };

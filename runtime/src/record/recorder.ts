@@ -65,7 +65,7 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
   const perSequence = o.promptLen + o.gen - 1;
   if (replay) checkReplayCoverage(replay, new Array<number>(S).fill(perSequence));
   const cache: CacheOptions | undefined = o.cache
-    ? { ...o.cache, schedule: o.cache.policy === 'belady' ? { batch: o.batch, lengths: new Array<number>(S).fill(perSequence) } : undefined }
+    ? { ...o.cache, schedule: o.cache.policy === 'belady' || o.cache.policy === 'opt' ? { batch: o.batch, lengths: new Array<number>(S).fill(perSequence) } : undefined }
     : undefined;
   if (cache && !cache.schedule) delete cache.schedule;
 

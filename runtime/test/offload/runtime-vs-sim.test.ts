@@ -36,7 +36,7 @@ describe.skipIf(!ready)('runtime expert cache = simulator', () => {
   });
   afterAll(() => tmp.cleanup());
 
-  const policies: PolicyName[] = ['lru', 'lfu', 'fifo', 'lfru', 'static', 'belady'];
+  const policies: PolicyName[] = ['lru', 'lfu', 'fifo', 'lfru', 'static', 'belady', 'opt'];
   for (const policy of policies) {
     for (const C of [1, 3, 6]) {
       it(`${policy}, ${C} slots, batch ${B}: per-layer hits and requests equal the simulator's`, async () => {

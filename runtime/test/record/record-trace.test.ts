@@ -181,7 +181,7 @@ describe.skipIf(!ready)('record-trace', () => {
       [['--cache', '99'], /cache\.slotsPerLayer: must be an integer in \[1, 8\]/],
       [['--device', 'cuda'], /CUDA/],
       [['--routing', join(tmp.path, 'missing.arrow')], /missing\.arrow/],
-      [['--cache', '2', '--policy', 'belady'], /belady needs the future/],
+      [['--cache', '2', '--policy', 'belady'], /belady and opt need the future/],
     ];
     for (const [args, msg] of cases) {
       const out = join(tmp.path, `never-${cases.findIndex((c) => c[0] === args)}.arrow`);

@@ -19,9 +19,11 @@
 namespace moe {
 namespace offload {
 
-enum class CachePolicy : int { Lru = 0, Lfu = 1, Fifo = 2, Lfru = 3, Belady = 4, Static = 5 };
+// Opt: Belady's MIN with bypass (sim/src/cache/belady.ts admitsOver): admits a missed expert only when it
+// is needed strictly sooner than the victim; the offline optimum when a cache may decline to admit.
+enum class CachePolicy : int { Lru = 0, Lfu = 1, Fifo = 2, Lfru = 3, Belady = 4, Static = 5, Opt = 6 };
 
-// The simulator's policy names (sim/src/cache/types.ts POLICY_NAMES), in the same order.
+// The simulator's policy names (sim/src/cache/types.ts POLICY_NAMES).
 const char* policy_name(CachePolicy p);
 // Throws moe::Error listing the known names.
 CachePolicy parse_policy(const std::string& name);
@@ -58,7 +60,7 @@ class LayerCache {
   // Adds experts to the current step's protected set (prefetch targets being brought in).
   void protect(const int32_t* experts, int n);
   // One request of the current step (e must be in the step's request set). `next_use`: the step of
-  // this expert's next request at this layer, strictly later (kNever if none); read by belady only.
+  // this expert's next request at this layer, strictly later (kNever if none); read by belady and opt only.
   CacheOutcome request(int expert, int32_t next_use = kNever);
   // Brings `expert` in ahead of its request: no request is counted, the insertion is an access and
   // takes a slot by the same rule as a miss. Already cached: kOutcomeHit.
@@ -111,7 +113,7 @@ class LayerCache {
   std::vector<double> crf_;
   std::vector<int32_t> last_step_;
   mutable std::vector<double> pow_;  // grown only when a gap exceeds the precomputed range (see decay_over)
-  // belady: next request step of each expert as of its last request
+  // belady / opt: next request step of each expert as of its last request
   std::vector<int32_t> next_use_;
 };
 

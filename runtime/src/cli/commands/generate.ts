@@ -38,7 +38,7 @@ export function register(program: Command): void {
     .option('--device <d>', 'cpu or cuda', 'cpu')
     .option('--threads <n>', 'CPU threads (0: all cores)')
     .option('--cache <C>', 'expert cache of C slots per MoE layer (accounting on the CPU engine); per-layer hits/misses on stderr')
-    .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady').join(', ')} (belady: record-trace --routing)`, 'lru')
+    .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt').join(', ')} (belady, opt: record-trace --routing)`, 'lru')
     .option('--routing <trace>', 'replay the routing of this trace (sequence g drives prompt g)')
     .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})')
     .action(async (o: GenerateCliOptions) => {
