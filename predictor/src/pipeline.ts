@@ -3,6 +3,7 @@
  * export) and evaluate a trained predictor on other traces. Pure functions of their options; the CLI
  * only parses and prints.
  */
+import { existsSync, statSync } from 'node:fs';
 import { BadInputError, UserError } from '../../runtime/src/util/errors.js';
 import { buildSamples, corpusGeometry, describeGeometry, loadTraces, splitBySequence, splitByTask, type Geometry, type LoadedTrace, type Split } from './dataset.js';
 import { countPopularity } from './baselines.js';
@@ -66,6 +67,8 @@ function chooseSplit(o: TrainPredictorOptions, log: (l: string) => void): { spli
 
 export async function trainPredictor(o: TrainPredictorOptions): Promise<TrainPredictorResult> {
   const log = o.log ?? (() => {});
+  // Before minutes of training, not after.
+  if (existsSync(o.out) && !statSync(o.out).isDirectory()) throw new UserError(`option --out: ${o.out} exists and is not a directory`);
   const { split, all } = chooseSplit(o, log);
   const g: Geometry = corpusGeometry(all[0].corpus);
   if (o.lookahead >= g.numMoeLayers) throw new UserError(`option --k: ${o.lookahead} must be below the ${g.numMoeLayers} MoE layers of the traces`);

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { run } from '../../runtime/src/cli/main.js';
 import { runCli, tempDir } from '../../runtime/test/helpers.js';
 import { structuredSequences, writeTinyTrace } from './fixtures.js';
 
@@ -18,12 +19,25 @@ const c = trace('c', 3);
 const wide = trace('wide', 4, { L: 4, k: 2, E: 10 });
 const out = join(d.path, 'pred');
 
-/** Runs the CLI expecting a clean refusal: exit 2, one line naming the problem, no stack trace. */
-function refused(args: string[], message: RegExp): void {
-  const r = runCli(['train-predictor', ...args, '--quiet']);
-  expect(r.stderr).toMatch(message);
-  expect(r.stderr).not.toMatch(/internal error|\n\s+at /);
-  expect(r.status).toBe(2);
+/**
+ * Runs the CLI entry point in this process (a spawned CLI per refusal costs seconds) expecting a clean
+ * refusal: exit 2, one line naming the problem, no stack trace.
+ */
+async function refused(args: string[], message: RegExp): Promise<void> {
+  let stderr = '';
+  const spy = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    stderr += String(chunk);
+    return true;
+  });
+  let status: number;
+  try {
+    status = await run(['node', 'moe-offload', 'train-predictor', ...args, '--quiet']);
+  } finally {
+    spy.mockRestore();
+  }
+  expect(stderr).toMatch(message);
+  expect(stderr).not.toMatch(/internal error|\n\s+at /);
+  expect(status).toBe(2);
 }
 
 describe('train-predictor CLI', () => {
@@ -51,7 +65,7 @@ describe('train-predictor CLI', () => {
     expect(text.stdout).toMatch(/smallest per-layer margin/);
   });
 
-  it('writes the report (tables, charts, report.json) from trained predictors', () => {
+  it('writes the report (tables, charts, report.json) from trained predictors', async () => {
     const runs = join(d.path, 'runs');
     const r1 = runCli(['train-predictor', '--traces', `${a},${b}`, '--test-traces', c, '--out', join(runs, 'k1-task'), '--epochs', '1', '--hidden', '8', '--quiet']);
     expect(r1.status).toBe(0);
@@ -65,7 +79,7 @@ describe('train-predictor CLI', () => {
     for (const f of ['recall-per-layer-k1-task.svg', 'sim-gain.svg', 'report.json']) expect(existsSync(join(report, f)), f).toBe(true);
     const data = JSON.parse(readFileSync(join(report, 'report.json'), 'utf8'));
     expect(data.runs['k1-task'].evaluation.samples).toBe(216);
-    refused(['--report', report, '--runs', join(d.path, 'no-runs-here')], /option --runs: .*no-runs-here: no such directory/);
+    await refused(['--report', report, '--runs', join(d.path, 'no-runs-here')], /option --runs: .*no-runs-here: no such directory/);
   });
 
   it('splits by sequence by default', () => {
@@ -80,35 +94,36 @@ describe('train-predictor CLI', () => {
     for (const f of [0, 1]) expect(new Set([...seqsOf('train', f), ...seqsOf('val', f), ...seqsOf('test', f)]).size).toBe(6);
   });
 
-  it('refuses bad options with a message naming the option', () => {
-    refused(['--traces', a], /option --out: required/);
-    refused(['--out', out], /option --traces: required/);
-    refused(['--traces', a, '--out', out, '--k', '0'], /option --k: 0 is out of range/);
-    refused(['--traces', a, '--out', out, '--k', '4'], /option --k: 4 must be below the 4 MoE layers/);
-    refused(['--traces', a, '--out', out, '--split', 'bogus'], /option --split: unknown value 'bogus'/);
-    refused(['--traces', a, '--out', out, '--hidden', '16,x'], /option --hidden: 'x' is not an integer/);
-    refused(['--traces', a, '--out', out, '--learning-rate', 'fast'], /option --learning-rate: 'fast' is not a number/);
-    refused(['--traces', a, '--test-traces', b, '--split', 'sequence', '--out', out], /held-out traces make a split by task/);
-    refused(['--traces', a, '--split', 'task', '--out', out], /needs at least two traces/);
-    refused(['--traces', `${a},${b}`, '--test-traces', a, '--out', out], /is also a training trace/);
-    refused(['--eval', out, '--traces', c, '--k', '2'], /option --k: not used with --eval/);
-    refused(['--report', d.path], /needs --runs/);
+  it('refuses bad options with a message naming the option', async () => {
+    await refused(['--traces', a], /option --out: required/);
+    await refused(['--out', out], /option --traces: required/);
+    await refused(['--traces', a, '--out', out, '--k', '0'], /option --k: 0 is out of range/);
+    await refused(['--traces', a, '--out', out, '--k', '4'], /option --k: 4 must be below the 4 MoE layers/);
+    await refused(['--traces', a, '--out', out, '--split', 'bogus'], /option --split: unknown value 'bogus'/);
+    await refused(['--traces', a, '--out', out, '--hidden', '16,x'], /option --hidden: 'x' is not an integer/);
+    await refused(['--traces', a, '--out', out, '--learning-rate', 'fast'], /option --learning-rate: 'fast' is not a number/);
+    await refused(['--traces', a, '--test-traces', b, '--split', 'sequence', '--out', out], /held-out traces make a split by task/);
+    await refused(['--traces', a, '--split', 'task', '--out', out], /needs at least two traces/);
+    await refused(['--traces', `${a},${b}`, '--test-traces', a, '--out', out], /is also a training trace/);
+    await refused(['--eval', out, '--traces', c, '--k', '2'], /option --k: not used with --eval/);
+    await refused(['--report', d.path], /needs --runs/);
   });
 
-  it('refuses missing, foreign and mismatched files by name', () => {
-    refused(['--traces', join(d.path, 'missing.arrow'), '--out', out], /missing\.arrow: no such file/);
+  it('refuses missing, foreign and mismatched files by name', async () => {
+    await refused(['--traces', join(d.path, 'missing.arrow'), '--out', out], /missing\.arrow: no such file/);
     const junk = join(d.path, 'junk.arrow');
     writeFileSync(junk, 'not a trace at all');
-    refused(['--traces', junk, '--out', out], /junk\.arrow: not an Arrow IPC file/);
-    refused(['--traces', `${a},${b}`, '--test-traces', wide, '--out', out], /wide\.arrow: geometry 4 MoE layers \(1\.\.4\), 10 experts, top-2 differs/);
+    await refused(['--traces', junk, '--out', out], /junk\.arrow: not an Arrow IPC file/);
+    await refused(['--traces', a, '--out', junk], /option --out: .*junk\.arrow exists and is not a directory/);
+    await refused(['--traces', `${a},${b}`, '--test-traces', wide, '--out', out], /wide\.arrow: geometry 4 MoE layers \(1\.\.4\), 10 experts, top-2 differs/);
     const sameTask = join(d.path, 'a-again.arrow');
     writeTinyTrace(sameTask, g, structuredSequences(g, 3, 5, 9), 'tiny/a');
-    refused(['--traces', `${a},${b}`, '--test-traces', sameTask, '--out', out], /task 'tiny\/a' is also in the training traces/);
+    await refused(['--traces', `${a},${b}`, '--test-traces', sameTask, '--out', out], /task 'tiny\/a' is also in the training traces/);
   });
 
-  it('refuses to evaluate a predictor on traces of another geometry, or a folder that is no predictor', () => {
-    refused(['--eval', out, '--traces', wide], /wide\.arrow: geometry .* differs from the predictor/);
-    refused(['--eval', d.path, '--traces', c], /not a predictor directory \(no predictor\.json\)/);
-    refused(['--eval', join(d.path, 'nowhere'), '--traces', c], /nowhere: not a predictor directory/);
+  it('refuses to evaluate a predictor on traces of another geometry, or a folder that is no predictor', async () => {
+    await refused(['--eval', out, '--traces', wide], /wide\.arrow: geometry .* differs from the predictor/);
+    await refused(['--eval', d.path, '--traces', c], /not a predictor directory \(no predictor\.json\)/);
+    await refused(['--eval', join(d.path, 'nowhere'), '--traces', c], /nowhere: not a predictor directory/);
   });
 });
