@@ -1,4 +1,4 @@
-/** Runs the C++ kernel tests (native/tests/kernel_tests.cpp, built with the addon) from vitest. */
+/** Runs the C++ test executables (kernel tests and the offload cache tests, built with the addon) from vitest. */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -6,9 +6,10 @@ import { describe, expect, it } from 'vitest';
 import { repoRoot } from '../helpers.js';
 
 const exe = join(repoRoot, 'native', 'build', 'moe_kernel_tests');
-const built = existsSync(exe);
+const offloadExe = join(repoRoot, 'native', 'build', 'moe_offload_tests');
+const built = existsSync(exe) && existsSync(offloadExe);
 if (!built) {
-  const msg = `native kernel tests: ${exe} is not built; run \`npm run build:native\``;
+  const msg = `native tests: ${exe} or ${offloadExe} is not built; run \`npm run build:native\``;
   if (process.env.CI === 'true') throw new Error(msg);
   console.warn(`[skip] ${msg}`);
 }
@@ -19,5 +20,11 @@ describe.skipIf(!built)('native kernels against their references', () => {
     console.log(r.stdout.split('\n').filter((l) => /CPU|skipped|FAIL/.test(l)).join('\n'));
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/all kernel tests passed/);
+  });
+
+  it('the C++ expert cache passes its hand-worked policy tests', () => {
+    const r = spawnSync(offloadExe, [], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/all offload cache tests passed/);
   });
 });
