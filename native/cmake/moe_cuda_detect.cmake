@@ -35,6 +35,8 @@ if(NOT _moe_cuda_mode STREQUAL "OFF")
     endif()
     message(STATUS "moe: CUDA backend off (not found: ${_moe_missing})")
   else()
+    # One CUDA runtime in the process: the shared one, which CUDA::cudart and cuBLAS use too.
+    set(CMAKE_CUDA_RUNTIME_LIBRARY Shared)
     enable_language(CUDA)
     set(MOE_CUDA_ENABLED ON)
     message(STATUS "moe: CUDA backend on (nvcc ${CMAKE_CUDA_COMPILER_VERSION})")

@@ -9,6 +9,16 @@
 #include "moe_cuda_kernels.h"
 
 namespace moe::cuda {
+
+// cublasSetStream() also resets a user-set workspace to cuBLAS's default pool (cuBLAS docs), which a
+// CUDA graph capture must not allocate from: switch streams only when the stream really changes, and
+// set the workspace after the stream (the CUDA backend does).
+void bind_stream(cublasHandle_t handle, cudaStream_t stream) {
+  cudaStream_t current = nullptr;
+  CUBLAS_CHECK(cublasGetStream(handle, &current));
+  if (current != stream) CUBLAS_CHECK(cublasSetStream(handle, stream));
+}
+
 namespace {
 
 void gemm(cublasHandle_t handle, const bf16* x, int rows, int in, int x_stride, const bf16* W, int out, void* y,
@@ -16,7 +26,7 @@ void gemm(cublasHandle_t handle, const bf16* x, int rows, int in, int x_stride, 
   MOE_CUDA_REQUIRE(handle != nullptr && rows >= 0 && in > 0 && out > 0);
   MOE_CUDA_REQUIRE(x_stride >= in && y_stride >= out);
   if (rows == 0) return;
-  CUBLAS_CHECK(cublasSetStream(handle, stream));
+  bind_stream(handle, stream);
   const float alpha = 1.f;
   CUBLAS_CHECK(cublasGemmEx(handle, CUBLAS_OP_T, CUBLAS_OP_N, out, rows, in, &alpha, W, CUDA_R_16BF, in, x,
                             CUDA_R_16BF, x_stride, &beta, y, y_type, y_stride, CUBLAS_COMPUTE_32F,

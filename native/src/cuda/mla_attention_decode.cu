@@ -364,7 +364,7 @@ void mla_attention_decode_cublas(cublasHandle_t handle, const bf16* q, int q_str
   Ws2 ws{};
   const size_t need = ws2_bytes(batch, heads, p, &ws, workspace);
   MOE_CUDA_REQUIRE(workspace != nullptr && workspace_bytes >= need);
-  CUBLAS_CHECK(cublasSetStream(handle, stream));
+  bind_stream(handle, stream);
   const float one = 1.f, zero = 0.f;
   // q_lat[b, h] (512) = W_kb[h]^T q_nope[b, h]: column-major C[512, B] = A[512, 128] * B[128, B], where A
   // is W_kb[h] ([128, 512] row-major) read as column-major 512 x 128.

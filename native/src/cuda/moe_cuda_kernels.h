@@ -144,6 +144,10 @@ void gather_routed_rows(const bf16* x, int x_stride, const int32_t* sorted, int 
 void scatter_combine_routed(const float* ys, const int32_t* inv, const float* weight, int rows, int k, int hidden,
                             float* y, int y_stride, bool accumulate, cudaStream_t stream);
 
+// Makes `stream` the handle's stream, calling cublasSetStream only when it changes (that call resets
+// a workspace set with cublasSetWorkspace; linear_cublas.cu).
+void bind_stream(cublasHandle_t handle, cudaStream_t stream);
+
 // ---- dense linear through cuBLAS (linear_cublas.cu) ---------------------------------------------------
 // y[t, o] = sum_k x[t, k] * W[o, k]: bf16 inputs, fp32 accumulation (CUBLAS_COMPUTE_32F), y bf16 or fp32.
 // For the dense projections (q, kv_a, kv_b, o, shared experts, layer-0 MLP, lm_head).

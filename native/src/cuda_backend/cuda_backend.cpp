@@ -43,9 +43,10 @@ CudaBackend::CudaBackend(const ModelConfig& c, const ModelWeights& w, const Cuda
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas_));
   cublas_ws_ = DeviceMemory(kCublasWorkspace);
-  // An explicit workspace: cuBLAS then allocates nothing inside a graph capture.
-  CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace));
+  // The stream first (setting it resets the workspace), then an explicit workspace: cuBLAS then
+  // allocates nothing inside a graph capture. The launchers never switch the stream again.
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+  CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace));
   w_ = new DeviceWeights(c, w);
   rope_ = make_rope_table(c);
   scale_ = attention_softmax_scale(c);
