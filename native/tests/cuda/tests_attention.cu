@@ -149,9 +149,31 @@ void run_decode_case(Context& ctx, Random& rnd, CheckResult& r, const DecodeCase
         sc.push_back(s * scale);
         vals.push_back(v);
       }
+      double* dst = &ref[(static_cast<size_t>(b) * heads + h) * VD];
+      if (use_cublas) {
+        // The cuBLAS variant rounds the latent output o_lat = sum_t p_t c_kv[t] to bf16 (the operand of
+        // its W_vb GEMM), as transformers-bf16 rounds its attention output: model that rounding here
+        // (scores still from the non-absorbed keys, so the absorption itself stays independently checked).
+        std::vector<std::vector<double>> lat;
+        for (int t = 0; t < c.lens[b]; ++t) {
+          const float* row = &cache.f[static_cast<size_t>(cstart[b] + t) * WIDTH];
+          lat.emplace_back(row, row + LORA);
+        }
+        std::vector<const double*> lp;
+        for (auto& v : lat) lp.push_back(v.data());
+        std::vector<double> o_lat(LORA);
+        ref_attend(sc, lp, LORA, o_lat.data());
+        for (double& v : o_lat) v = round_bf16(static_cast<float>(v));
+        for (int d = 0; d < VD; ++d) {
+          double acc = 0;
+          for (int x = 0; x < LORA; ++x) acc += static_cast<double>(wkb[(NOPE + d) * LORA + x]) * o_lat[x];
+          dst[d] = acc;
+        }
+        continue;
+      }
       std::vector<const double*> vp;
       for (auto& v : vals) vp.push_back(v.data());
-      ref_attend(sc, vp, VD, &ref[(static_cast<size_t>(b) * heads + h) * VD]);
+      ref_attend(sc, vp, VD, dst);
     }
   std::string what = std::string(use_cublas ? "cublas " : "") + "B=" + std::to_string(B) + " heads=" +
                      std::to_string(heads) + " max_ctx=" + std::to_string(max_ctx);

@@ -1,4 +1,4 @@
-import type { PathAgreement } from './agreement.js';
+import { MARGIN_BINS, type NoiseFloor, type PathAgreement } from './agreement.js';
 import type { PointResult } from './engine-bench.js';
 import type { TargetResult } from './targets.js';
 import type { BaselinePoint } from './transformers-baseline.js';
@@ -38,4 +38,21 @@ export function targetsTable(t: readonly TargetResult[]): string {
   const head = ['target', 'value', 'limit', 'pass'];
   const rows = t.map((x) => [x.name, f(x.value), `${x.limit} ${x.unit}`, x.pass ? 'yes' : 'NO']);
   return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+/** Top-1 agreement by the reference's top-1/top-2 logit gap, one column per bin. */
+export function marginTable(a: readonly PathAgreement[]): string {
+  const head = ['compared', 'path', ...a[0].byReferenceMargin.map((b) => `gap ${b.margin}`)];
+  const rows = a.map((x) => [x.compared, x.path, ...x.byReferenceMargin.map((b) => (b.positions ? `${(100 * b.top1Agreement).toFixed(1)}% of ${b.positions}` : '-'))]);
+  void MARGIN_BINS;
+  return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+export function noiseFloorText(n: NoiseFloor): string {
+  const f = (x: { logitsRelErrorMean: number; hiddenRelErrorMax: number; top1Agreement: number }) =>
+    `logits rel err mean ${x.logitsRelErrorMean.toExponential(2)}, worst layer ${x.hiddenRelErrorMax.toExponential(2)}, top-1 ${(100 * x.top1Agreement).toFixed(2)}%`;
+  return [
+    `Against transformers in float32: engine ${f(n.engineVsFp32)}; transformers-bf16 ${f(n.bf16VsFp32)}.`,
+    `Engine at least as accurate as transformers-bf16: ${n.engineAtLeastAsAccurate ? 'yes' : 'NO'}.`,
+  ].join('\n');
 }

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Engine } from '../engine/index.js';
 import { openCheckpoint } from '../model/checkpoint.js';
-import { checkAgreement, TOLERANCE, type PathAgreement } from './agreement.js';
+import { checkAgreement, noiseFloor, TOLERANCE, type NoiseFloor, type PathAgreement } from './agreement.js';
 import { benchPoint, type PointResult } from './engine-bench.js';
 import { makeGrid, makePrompts, seededIds, type GridPoint } from './grid.js';
 import { evaluateTargets, type TargetResult } from './targets.js';
@@ -41,7 +41,15 @@ export interface BenchDocument {
   timing: string;
   grid: PointResult[];
   baseline: BaselineResult | null;
-  agreement: { tolerance: typeof TOLERANCE; reference: string; sequences: number; length: number; prefillTokens: number; paths: PathAgreement[] } | null;
+  agreement: {
+    tolerance: typeof TOLERANCE;
+    reference: string;
+    sequences: number;
+    length: number;
+    prefillTokens: number;
+    paths: PathAgreement[];
+    noiseFloor: NoiseFloor | null;
+  } | null;
   targets: TargetResult[];
 }
 
@@ -94,6 +102,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
           length: o.checkLength,
           prefillTokens: o.checkPrefill,
           paths,
+          noiseFloor: noiseFloor(paths),
         };
       }
       const points: PointResult[] = [];

@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { agreementTable, gridTable, targetsTable } from '../../bench/report.js';
+import { agreementTable, gridTable, marginTable, noiseFloorText, targetsTable } from '../../bench/report.js';
 import { runBench } from '../../bench/run-bench.js';
 import { resolvePython } from '../../bench/transformers-baseline.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
@@ -76,7 +76,12 @@ export function register(program: Command): void {
         log: (line) => process.stderr.write(line + '\n'),
       });
       const sections = [`# moe bench: ${doc.engine.device} (${doc.engine.backend})`, '', doc.timing, '', gridTable(doc.grid, doc.baseline?.grid.length ? doc.baseline.grid : null)];
-      if (doc.agreement) sections.push('', `Agreement with ${doc.agreement.reference}:`, '', agreementTable(doc.agreement.paths));
+      if (doc.agreement) {
+        const a = doc.agreement;
+        sections.push('', `Agreement with ${a.reference} (teacher forcing, ${a.sequences} x ${a.length} tokens; decode path from position ${a.prefillTokens}):`, '', agreementTable(a.paths));
+        sections.push('', 'Top-1 agreement by the reference\'s top-1/top-2 logit gap:', '', marginTable(a.paths));
+        if (a.noiseFloor) sections.push('', noiseFloorText(a.noiseFloor));
+      }
       if (doc.targets.length) sections.push('', targetsTable(doc.targets));
       const md = sections.join('\n') + '\n';
       if (o.out) {
