@@ -89,10 +89,13 @@ class CudaBackend final : public Backend {
   static constexpr int kAttnChunk = 64;
   // Largest decode batch replayed as a CUDA graph.
   static constexpr int kGraphMaxRows = 64;
-  // Routed experts: grouped GEMV up to this many rows, the WMMA tile kernel up to kCublasRows rows,
-  // cuBLAS per expert (one host sync per layer for the group sizes) beyond.
+  // Routed experts: grouped GEMV up to this many rows, the WMMA tile kernel below kCublasRows rows,
+  // cuBLAS per expert (one host sync per layer for the group sizes) from there on. The cuBLAS path
+  // issues 2 x 64 GEMMs per layer from the host: ~35 ms of launches over 26 layers, which a 512-token
+  // prefill measured (H200, 2026-11-22: 48.7 ms vs 13.6 ms for 128 tokens on the tile kernel); the
+  // tile kernel runs at ~170 TFLOP/s, so it wins below ~2048 rows and cuBLAS (~600) above.
   static constexpr int kGemvMaxRows = 32;
-  static constexpr int kCublasRows = 256;
+  static constexpr int kCublasRows = 2048;
 
  private:
   // cuda_backend.cpp

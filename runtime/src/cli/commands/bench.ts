@@ -1,11 +1,12 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { agreementTable, gridTable, marginTable, noiseFloorText, targetsTable } from '../../bench/report.js';
-import { runBench } from '../../bench/run-bench.js';
+import { writeBenchChart } from '../../bench/chart.js';
+import { runBench, type BenchDocument } from '../../bench/run-bench.js';
 import { resolvePython } from '../../bench/transformers-baseline.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
-import { UserError } from '../../util/errors.js';
+import { BadInputError, UserError } from '../../util/errors.js';
 import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
 
 interface BenchCliOptions {
@@ -26,13 +27,27 @@ interface BenchCliOptions {
   checkFp32?: boolean;
   python?: string;
   out?: string;
+  replot?: string;
+}
+
+/** A bench.json written earlier (e.g. on the GPU machine), checked enough to re-render it. */
+function readBenchDocument(path: string): BenchDocument {
+  if (!existsSync(path)) throw new BadInputError(path, 'no such file');
+  let doc: BenchDocument;
+  try {
+    doc = JSON.parse(readFileSync(path, 'utf8')) as BenchDocument;
+  } catch (err) {
+    throw new BadInputError(path, `not JSON (${(err as Error).message})`);
+  }
+  if (doc?.format !== 'moe-offload-bench-v1' || !Array.isArray(doc.grid)) throw new BadInputError(path, "not a bench.json (format 'moe-offload-bench-v1')");
+  return doc;
 }
 
 export function register(program: Command): void {
   program
     .command('bench')
     .description('time the engine over a grid (prefill, ms per output token mean/p50/p99, tokens/s, peak GPU memory); optionally against transformers')
-    .requiredOption('--model <dir>', 'checkpoint directory (Hub layout)')
+    .option('--model <dir>', 'checkpoint directory (Hub layout)')
     .option('--device <d>', 'cpu or cuda', 'cuda')
     .option('--threads <n>', 'CPU threads (device cpu; 0: all cores)')
     .option('--batch <list>', 'batch sizes (comma-separated)', '1,16')
@@ -48,8 +63,15 @@ export function register(program: Command): void {
     .option('--check-prefill <n>', 'the check decodes positions from this one on, one step each (the decode path)', '64')
     .option('--check-fp32', 'the check also against transformers in float32 (and bf16 vs float32: the reference noise)')
     .option('--python <path>', 'Python with torch + transformers (default: $MOE_PYTHON, .venv, python3)')
-    .option('--out <dir>', 'write bench.json and bench.md here')
+    .option('--out <dir>', 'write bench.json, bench.md and the chart (bench.vl.json/.svg/.png) here')
+    .option('--replot <bench.json>', 'no run: re-render the tables and the chart of an earlier bench.json')
     .action(async (o: BenchCliOptions) => {
+      if (o.replot !== undefined) {
+        const doc = readBenchDocument(resolve(o.replot));
+        await publish(doc, o.out);
+        return;
+      }
+      if (o.model === undefined) throw new UserError('option --model: required (or --replot)');
       const device = parseChoiceOption('--device', o.device, ['cpu', 'cuda'] as const);
       const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';
       const check = o.check === undefined ? false : parseChoiceOption('--check', o.check, ['transformers'] as const) === 'transformers';
@@ -75,21 +97,31 @@ export function register(program: Command): void {
         python: resolvePython(o.python),
         log: (line) => process.stderr.write(line + '\n'),
       });
-      const sections = [`# moe bench: ${doc.engine.device} (${doc.engine.backend})`, '', doc.timing, '', gridTable(doc.grid, doc.baseline?.grid.length ? doc.baseline.grid : null)];
-      if (doc.agreement) {
-        const a = doc.agreement;
-        sections.push('', `Agreement with ${a.reference} (teacher forcing, ${a.sequences} x ${a.length} tokens; decode path from position ${a.prefillTokens}):`, '', agreementTable(a.paths));
-        sections.push('', 'Top-1 agreement by the reference\'s top-1/top-2 logit gap:', '', marginTable(a.paths));
-        if (a.noiseFloor) sections.push('', noiseFloorText(a.noiseFloor));
-      }
-      if (doc.targets.length) sections.push('', targetsTable(doc.targets));
-      const md = sections.join('\n') + '\n';
-      if (o.out) {
-        const dir = resolve(o.out);
-        mkdirSync(dir, { recursive: true });
-        writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc, null, 1) + '\n');
-        writeFileAtomic(join(dir, 'bench.md'), md);
-      }
-      process.stdout.write(md);
+      await publish(doc, o.out);
     });
+}
+
+function render(doc: BenchDocument): string {
+  const sections = [`# moe bench: ${doc.engine.device} (${doc.engine.backend})`, '', doc.timing, '', gridTable(doc.grid, doc.baseline?.grid.length ? doc.baseline.grid : null)];
+  if (doc.agreement) {
+    const a = doc.agreement;
+    sections.push('', `Agreement with ${a.reference} (teacher forcing, ${a.sequences} x ${a.length} tokens; decode path from position ${a.prefillTokens}):`, '', agreementTable(a.paths));
+    sections.push('', "Top-1 agreement by the reference's top-1/top-2 logit gap:", '', marginTable(a.paths));
+    if (a.noiseFloor) sections.push('', noiseFloorText(a.noiseFloor));
+  }
+  if (doc.targets.length) sections.push('', targetsTable(doc.targets));
+  return sections.join('\n') + '\n';
+}
+
+/** Prints the tables; with --out also writes bench.json, bench.md and the chart. */
+async function publish(doc: BenchDocument, out: string | undefined): Promise<void> {
+  const md = render(doc);
+  if (out) {
+    const dir = resolve(out);
+    mkdirSync(dir, { recursive: true });
+    writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc, null, 1) + '\n');
+    writeFileAtomic(join(dir, 'bench.md'), md);
+    await writeBenchChart(doc, join(dir, 'bench'), (line) => process.stderr.write(line + '\n'));
+  }
+  process.stdout.write(md);
 }
