@@ -115,7 +115,7 @@ function recallVsKChart(rows: { k: number; split: string; method: string; recall
       height: 220,
       mark: { type: 'line', point: true },
       encoding: {
-        x: { field: 'k', type: 'ordinal', title: 'lookahead k (layers)' },
+        x: { field: 'k', type: 'ordinal', title: 'lookahead k (layers)', axis: { labelAngle: 0 } },
         y: { field: 'recall', type: 'quantitative', title: `recall@${topK}`, axis: { format: '%' }, scale: { domain: [0, 1] } },
         color: { field: 'method', type: 'nominal', title: null },
       },
@@ -216,7 +216,9 @@ export async function writePredictorReport(o: ReportOptions): Promise<string> {
   }
 
   // Recall against k.
-  const kRows = runs.flatMap((r) => METHODS(r.report).map((m) => ({ k: r.manifest.lookahead, split: r.label, method: methodLabel(m), recall: metricsOf(r.report, m).overall.at[topK].recall })));
+  const shortLabel = (m: PredictorManifest) =>
+    m.training.split.kind === 'task' ? `tested on ${[...new Set(m.training.split.test.map((p) => p.task))].join(' + ')} (task unseen)` : 'sequences held out';
+  const kRows = runs.flatMap((r) => METHODS(r.report).map((m) => ({ k: r.manifest.lookahead, split: shortLabel(r.manifest), method: methodLabel(m), recall: metricsOf(r.report, m).overall.at[topK].recall })));
   const splitsWithSeveralK = new Set(kRows.map((x) => x.split).filter((s) => new Set(kRows.filter((y) => y.split === s).map((y) => y.k)).size > 1));
   md.push(`## Recall@${topK} against the lookahead k`);
   md.push('');
@@ -295,6 +297,11 @@ export async function writePredictorReport(o: ReportOptions): Promise<string> {
   }
   md.push('');
   md.push('Timings are wall-clock on the 2-core development machine while other work ran beside it; they show scale, not speed.');
+  const stillLearning = runs.filter((r) => r.manifest.training.bestEpoch === r.manifest.training.history.length && !r.manifest.training.stoppedEarly);
+  if (stillLearning.length > 0) {
+    md.push('');
+    md.push(`${stillLearning.length} of ${runs.length} runs had their best validation loss in their last epoch (${stillLearning.map((r) => r.name).join(', ')}): they were still improving when the epoch limit stopped them, so the recall figures above are a floor for this architecture, not its limit.`);
+  }
   md.push('');
   md.push(`Every number above is in [report.json](report.json). Predictors were read from \`${o.runsDir}\` (not committed: weights are about 2 MB each; the script regenerates them).`);
   md.push('');
