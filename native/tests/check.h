@@ -1,6 +1,7 @@
 #pragma once
 // A tiny test harness for the kernel tests: every comparison uses atol + rtol * |ref| and, on
 // failure, prints the first mismatches and the largest difference.
+#include <cstdint>
 #include <cmath>
 #include <cstdio>
 #include <functional>
