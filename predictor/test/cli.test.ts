@@ -2,6 +2,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { run } from '../../runtime/src/cli/main.js';
+import { readTrace } from '../../traces/src/reader.js';
+import { toSequences } from '../../traces/src/sequences.js';
+import { runSimulation } from '../../sim/src/index.js';
+import { defaultCalibration } from '../../sim/src/cost/calibration.js';
+import { annotateCorpus } from '../src/annotate.js';
 import { runCli, tempDir } from '../../runtime/test/helpers.js';
 import { structuredSequences, writeTinyTrace } from './fixtures.js';
 
@@ -63,6 +68,25 @@ describe('train-predictor CLI', () => {
     const text = runCli(['train-predictor', '--eval', out, '--traces', c, '--quiet']);
     expect(text.stdout).toMatch(/recall@2 \(%\) by target layer, k = 1/);
     expect(text.stdout).toMatch(/smallest per-layer margin/);
+  });
+
+  it('simulate --predictor DIR prefetches what the exported predictor names (same figures as annotating by hand)', () => {
+    expect(existsSync(join(out, 'predictor.json')), 'the first test exports the predictor').toBe(true);
+    const args = ['simulate', '--trace', c, '--policy', 'lru', '--cache', '3', '--prefetch', 'predicted', '--json', '--quiet'];
+    const r = runCli([...args, '--predictor', out, '--predictor-budget', '2']);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const viaCli = JSON.parse(r.stdout);
+    const corpus = toSequences(readTrace(c));
+    annotateCorpus(corpus, out, 2);
+    const direct = runSimulation(corpus, { policy: 'lru', cacheSize: 3, batch: 1, prefetch: 'predicted', miss: 'fetch', calibration: defaultCalibration() });
+    expect(viaCli.prefetch.issued).toBeGreaterThan(0);
+    expect(viaCli.prefetch.issued).toBe(direct.prefetch.issued);
+    expect(viaCli.hits).toBe(direct.hits);
+    // A confidence floor of 1 leaves nothing to prefetch: the option reaches the predictions.
+    const none = JSON.parse(runCli([...args, '--predictor', out, '--predictor-min-prob', '1']).stdout);
+    expect(none.prefetch.issued).toBe(0);
+    expect(runCli([...args.slice(0, -2), '--predictor-budget', '3', '--quiet']).stderr).toMatch(/need --predictor DIR/);
   });
 
   it('writes the report (tables, charts, report.json) from trained predictors', async () => {

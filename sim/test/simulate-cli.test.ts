@@ -71,7 +71,7 @@ describe('simulate refuses bad input with one clean line', () => {
     ['missing warm-up', ['--warmup', '/nonexistent/w.arrow'], /option --warmup: .*no such file/],
     ['bad sweep list', ['--sweep', '--caches', '4,x'], /option --caches: 'x' is not an integer/],
     ['predicted without predictions', ['--prefetch', 'predicted'], /carries no predictions \(pass --predictor DIR, or use a trace with a 'predicted' column\)/],
-    ['predictor not wired', ['--predictor', '.', '--prefetch', 'predicted'], /--predictor: loading a predictor .* not wired yet/],
+    ['not a predictor directory', ['--predictor', '.', '--prefetch', 'predicted'], /\.: not a predictor directory \(no predictor\.json\)/],
   ];
   for (const [name, args, message] of cases) {
     it(name, async () => {

@@ -6,10 +6,10 @@ import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { basename, extname, join, relative, resolve } from 'node:path';
 import { UserError } from '../../util/errors.js';
-import { parseChoiceListOption, parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
+import { parseChoiceListOption, parseChoiceOption, parseFloatOption, parseIntListOption, parseIntOption } from '../../util/options.js';
 import { startProgress } from '../../util/progress.js';
 import { readTrace } from '../../../../traces/src/reader.js';
-import { toSequences, type RoutingCorpus } from '../../../../traces/src/sequences.js';
+import { toSequences } from '../../../../traces/src/sequences.js';
 import { POLICY_NAMES, type PolicyName } from '../../../../sim/src/cache/types.js';
 import { defaultCalibration, loadCalibration } from '../../../../sim/src/cost/calibration.js';
 import { attachPredictedColumn } from '../../../../sim/src/prefetch/predicted-column.js';
@@ -20,20 +20,9 @@ import { sampleTracePath } from '../../../../sim/src/sample.js';
 import { runSweep, sweepSize, type SweepGrid } from '../../../../sim/src/sweep.js';
 import { MISS_MODES, type MissMode } from '../../../../sim/src/timing/engine.js';
 
-/**
- * Hook for `--predictor DIR`: fills `predictions` on the corpus's sequences from a trained predictor.
- * The predictor (predictor/) provides it; until the lead wires it in registerAll, --predictor is refused
- * with a message saying so (no fake predictions).
- */
-export type PredictorLoader = (dir: string, corpus: RoutingCorpus) => void | Promise<void>;
-
-export interface SimulateDeps {
-  loadPredictor?: PredictorLoader;
-}
-
 const ALL_POLICIES = POLICY_NAMES.join(',');
 
-export function register(program: Command, deps: SimulateDeps = {}): void {
+export function register(program: Command): void {
   program
     .command('simulate')
     .description('replay a routing trace through the expert-offloading simulator: hit rate, bytes moved, predicted time per token (sim/README.md)')
@@ -45,7 +34,9 @@ export function register(program: Command, deps: SimulateDeps = {}): void {
     .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')}`, 'fetch')
     .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/default-h200-pcie5.json)')
     .option('--warmup <file>', 'trace whose expert popularity pins the static policy (default: first half of the sequences of --trace)')
-    .option('--predictor <dir>', 'trained predictor whose predictions feed --prefetch predicted')
+    .option('--predictor <dir>', 'trained predictor (train-predictor --out DIR) whose predictions feed --prefetch predicted')
+    .option('--predictor-budget <n>', 'experts the predictor names per token and layer', '6')
+    .option('--predictor-min-prob <p>', 'leave out predicted experts below this probability (0: keep all)', '0')
     .option('--json', 'print JSON (one object for one configuration, a list otherwise)')
     .option('--sweep', 'run a grid (--policies, --caches, --batches, --prefetchers, --misses) and write results and charts to --out')
     .option('--policies <list>', 'sweep: policies', ALL_POLICIES)
@@ -56,7 +47,7 @@ export function register(program: Command, deps: SimulateDeps = {}): void {
     .option('--out <dir>', 'sweep: output folder (default reports/sim/<trace name>/)')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
-      await simulateAction(o, deps);
+      await simulateAction(o);
     });
 }
 
@@ -70,6 +61,8 @@ interface SimulateOptions {
   calibration?: string;
   warmup?: string;
   predictor?: string;
+  predictorBudget: string;
+  predictorMinProb: string;
   json?: boolean;
   sweep?: boolean;
   policies: string;
@@ -81,7 +74,7 @@ interface SimulateOptions {
   quiet?: boolean;
 }
 
-async function simulateAction(o: SimulateOptions, deps: SimulateDeps): Promise<void> {
+async function simulateAction(o: SimulateOptions): Promise<void> {
   // Parse every option before reading anything, so a typo fails at once.
   const grid: SweepGrid = o.sweep
     ? {
@@ -98,6 +91,11 @@ async function simulateAction(o: SimulateOptions, deps: SimulateDeps): Promise<v
         prefetchers: [parseChoiceOption('--prefetch', o.prefetch, PREFETCH_NAMES)],
         misses: [parseChoiceOption('--miss', o.miss, MISS_MODES)],
       };
+  const predictorBudget = parseIntOption('--predictor-budget', o.predictorBudget, 1, 65535);
+  const predictorMinProb = parseFloatOption('--predictor-min-prob', o.predictorMinProb, 0, 1);
+  if (o.predictor === undefined && (o.predictorBudget !== '6' || o.predictorMinProb !== '0')) {
+    throw new UserError('options --predictor-budget and --predictor-min-prob need --predictor DIR');
+  }
   const tracePath = o.trace ?? sampleTracePath();
   if (o.trace !== undefined && !existsSync(o.trace)) throw new UserError(`option --trace: ${o.trace}: no such file`);
   if (o.warmup !== undefined && !existsSync(o.warmup)) throw new UserError(`option --warmup: ${o.warmup}: no such file`);
@@ -110,10 +108,9 @@ async function simulateAction(o: SimulateOptions, deps: SimulateDeps): Promise<v
   const corpus = toSequences(table);
   attachPredictedColumn(table, corpus);
   if (o.predictor !== undefined) {
-    if (!deps.loadPredictor) {
-      throw new UserError('option --predictor: loading a predictor into the simulator is not wired yet (hook: SimulateDeps.loadPredictor in runtime/src/cli/commands/simulate.ts)');
-    }
-    await deps.loadPredictor(o.predictor, corpus);
+    // Loaded on demand: the predictor's inference is pure TypeScript, but only this option needs it.
+    const { annotateCorpus } = await import('../../../../predictor/src/annotate.js');
+    annotateCorpus(corpus, o.predictor, predictorBudget, { minProbability: predictorMinProb });
   }
   const warmup = o.warmup ? toSequences(readTrace(o.warmup)) : undefined;
   const base = { calibration, warmup };
