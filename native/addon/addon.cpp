@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "calibrate_binding.h"
 #include "convert.h"
 #include "offload_binding.h"
 #include "moe/cpu_features.h"
@@ -332,6 +333,7 @@ Napi::Object init_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("NativeEngine", ctor);
   exports.Set("load", Napi::Function::New(env, load, "load"));
   exports.Set("cpuFeatures", Napi::Function::New(env, cpu_features, "cpuFeatures"));
+  register_calibrate(env, exports);
   return exports;
 }
 

@@ -1,0 +1,149 @@
+// CPU side of `calibrate`: one routed expert through moe::mlp_forward (the CPU expert path), alone or
+// with several experts running at once, on a pool of random bf16 experts cycled so that weights come
+// from DRAM (a pool larger than the last-level cache), as a missed expert's do.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "calibrate.h"
+#include "moe/cpu_features.h"
+#include "moe/error.h"
+#include "moe/kernels.h"
+#include "moe/thread_pool.h"
+#include "moe/weights.h"
+
+namespace moe::calibrate {
+
+namespace {
+
+LinearIsa auto_isa() { return isa_supported(LinearIsa::Avx512Bf16) ? LinearIsa::Avx512Bf16 : best_exact_isa(); }
+
+LinearIsa parse_isa(const std::string& name) {
+  if (name == "auto") return auto_isa();
+  for (LinearIsa isa : {LinearIsa::Scalar, LinearIsa::Avx2, LinearIsa::Avx512, LinearIsa::Avx512Bf16}) {
+    if (name == linear_isa_name(isa)) {
+      if (!isa_supported(isa)) throw Error("calibrate: kernel " + name + " is not supported by this CPU");
+      return isa;
+    }
+  }
+  throw Error("calibrate: unknown CPU kernel '" + name + "' (auto, scalar, avx2, avx512, avx512bf16)");
+}
+
+uint64_t lcg(uint64_t& s) {
+  s = s * 6364136223846793005ull + 1442695040888963407ull;
+  return s >> 33;
+}
+
+}  // namespace
+
+CpuInfo cpu_info() {
+  CpuInfo i;
+  i.hardware_threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  i.features = cpu_features().describe();
+  i.best_isa = linear_isa_name(auto_isa());
+  return i;
+}
+
+struct CpuCalibrator::Impl {
+  int hidden = 0, d_ff = 0;
+  LinearIsa isa = LinearIsa::Scalar;
+  std::string isa_name;
+  std::vector<std::vector<uint16_t>> storage;  // per expert: gate | up | down
+  std::vector<MlpWeights> experts;
+};
+
+CpuCalibrator::CpuCalibrator(const ModelConfig& c, int pool, const std::string& isa) : impl_(std::make_unique<Impl>()) {
+  if (pool < 1) throw Error("calibrate: the CPU expert pool must hold at least 1 expert");
+  if (c.hidden_size <= 0 || c.moe_intermediate_size <= 0) throw Error("calibrate: the model has no routed-expert shape");
+  Impl& m = *impl_;
+  m.hidden = c.hidden_size;
+  m.d_ff = c.moe_intermediate_size;
+  m.isa = parse_isa(isa);
+  m.isa_name = linear_isa_name(m.isa);
+  const size_t per = static_cast<size_t>(m.d_ff) * m.hidden;
+  uint64_t seed = 12345;
+  m.storage.resize(static_cast<size_t>(pool));
+  m.experts.resize(static_cast<size_t>(pool));
+  for (int e = 0; e < pool; ++e) {
+    std::vector<uint16_t>& s = m.storage[static_cast<size_t>(e)];
+    s.resize(3 * per);
+    // Random values of a trained expert's scale (|w| up to ~0.02); only the timing matters here.
+    for (uint16_t& v : s) v = f32_to_bf16((static_cast<float>(lcg(seed) % 2001) - 1000.f) * 2e-5f);
+    MlpWeights& w = m.experts[static_cast<size_t>(e)];
+    w.gate = Matrix{s.data(), DType::BF16, m.d_ff, m.hidden};
+    w.up = Matrix{s.data() + per, DType::BF16, m.d_ff, m.hidden};
+    w.down = Matrix{s.data() + 2 * per, DType::BF16, m.hidden, m.d_ff};
+  }
+}
+
+CpuCalibrator::~CpuCalibrator() = default;
+
+const std::string& CpuCalibrator::isa_name() const { return impl_->isa_name; }
+
+std::vector<double> CpuCalibrator::expert_ms(int tokens, int threads, int concurrent, int iters, int repeats) {
+  if (tokens < 1 || threads < 1 || concurrent < 1 || iters < 1 || repeats < 1) {
+    throw Error("calibrate: CPU expert timing needs tokens, threads, concurrent, iters and repeats >= 1");
+  }
+  Impl& m = *impl_;
+  const int pool = static_cast<int>(m.experts.size());
+  struct Worker {
+    std::unique_ptr<ThreadPool> tp;
+    FfnScratch scratch;
+    std::vector<float> x, y;
+    int next = 0;
+  };
+  std::vector<Worker> workers(static_cast<size_t>(concurrent));
+  for (int w = 0; w < concurrent; ++w) {
+    Worker& k = workers[static_cast<size_t>(w)];
+    k.tp = std::make_unique<ThreadPool>(threads);
+    k.x.resize(static_cast<size_t>(tokens) * m.hidden);
+    k.y.resize(k.x.size());
+    for (size_t i = 0; i < k.x.size(); ++i) k.x[i] = (static_cast<float>((i * 7 + w) % 97) - 48.f) * 0.01f;
+    k.next = (w * pool) / concurrent;  // workers start at different experts of the pool
+  }
+  auto run_worker = [&](Worker& k, int n) {
+    for (int i = 0; i < n; ++i) {
+      const MlpWeights& e = m.experts[static_cast<size_t>(k.next)];
+      k.next = (k.next + 1) % pool;
+      mlp_forward(k.x.data(), tokens, e, k.y.data(), false, 1.f, k.tp.get(), k.scratch, m.isa);
+    }
+  };
+  // All workers run `n` experts at once; returns the wall time in ms.
+  auto round = [&](int n) {
+    std::atomic<int> ready{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> ts;
+    for (int w = 1; w < concurrent; ++w) {
+      ts.emplace_back([&, w] {
+        ready.fetch_add(1);
+        while (!go.load(std::memory_order_acquire)) std::this_thread::yield();
+        run_worker(workers[static_cast<size_t>(w)], n);
+      });
+    }
+    while (ready.load() < concurrent - 1) std::this_thread::yield();
+    const auto t0 = std::chrono::steady_clock::now();
+    go.store(true, std::memory_order_release);
+    run_worker(workers[0], n);
+    for (std::thread& t : ts) t.join();
+    return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  };
+  round(1);  // warm-up: page in the scratch buffers, wake the pools
+  std::vector<double> out;
+  out.reserve(static_cast<size_t>(repeats));
+  for (int r = 0; r < repeats; ++r) out.push_back(round(iters) / iters);
+  return out;
+}
+
+#ifndef MOE_WITH_CUDA
+bool cuda_built() { return false; }
+std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig&, int, int) {
+  throw Error("this build has no CUDA backend (the native engine was built without CUDA: no nvcc, CUDA toolkit or "
+              "cuBLAS found); GPU figures can only be measured on a machine with a GPU (tools/gpu/README.md), "
+              "or use --device cpu --cpu-only --base <profile> to measure the CPU figures only");
+}
+#endif
+
+}  // namespace moe::calibrate

@@ -1,0 +1,520 @@
+// GPU side of `calibrate` (built only with MOE_WITH_CUDA). Everything is timed with CUDA events on
+// random data of the model's real shapes, through the kernel API of native/src/cuda/moe_cuda_kernels.h,
+// in the order the CUDA backend (native/src/cuda_backend/cuda_layers.cpp) runs them; the backend
+// itself is not used (it is owned elsewhere and changes independently). Where the backend's choices
+// matter they are restated here: the decode attention in chunks of 64 rows (kAttnChunk), a cuBLAS
+// workspace of 32 MB set once after the stream, CUDA graphs for decode steps.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "calibrate.h"
+#include "cuda_check.h"
+#include "moe/error.h"
+#include "moe/kernels.h"
+#include "moe/tensor.h"
+#include "moe_cuda_kernels.h"
+
+namespace moe::calibrate {
+
+namespace {
+
+using cuda::bf16;
+
+constexpr int kAttnChunk = 64;                      // CudaBackend::kAttnChunk
+constexpr size_t kCublasWorkspace = size_t(32) << 20;  // CudaBackend's kCublasWorkspace
+constexpr double kTargetSampleMs = 2.0;             // each sample spans at least this much GPU time
+
+struct Dev {
+  void* p = nullptr;
+  Dev() = default;
+  explicit Dev(size_t bytes) { CUDA_CHECK(cudaMalloc(&p, std::max<size_t>(bytes, 256))); }
+  ~Dev() {
+    if (p) cudaFree(p);
+  }
+  Dev(const Dev&) = delete;
+  Dev& operator=(const Dev&) = delete;
+  Dev(Dev&& o) noexcept : p(o.p) { o.p = nullptr; }
+  Dev& operator=(Dev&& o) noexcept {
+    if (this != &o) {
+      if (p) cudaFree(p);
+      p = o.p;
+      o.p = nullptr;
+    }
+    return *this;
+  }
+  template <typename T>
+  T* as() const { return static_cast<T*>(p); }
+};
+
+struct Pinned {
+  void* p = nullptr;
+  explicit Pinned(size_t bytes) { CUDA_CHECK(cudaHostAlloc(&p, std::max<size_t>(bytes, 256), cudaHostAllocDefault)); }
+  ~Pinned() {
+    if (p) cudaFreeHost(p);
+  }
+  Pinned(const Pinned&) = delete;
+  Pinned& operator=(const Pinned&) = delete;
+};
+
+struct Event {
+  cudaEvent_t e = nullptr;
+  Event() { CUDA_CHECK(cudaEventCreate(&e)); }
+  ~Event() {
+    if (e) cudaEventDestroy(e);
+  }
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+};
+
+uint64_t lcg(uint64_t& s) {
+  s = s * 6364136223846793005ull + 1442695040888963407ull;
+  return s >> 33;
+}
+
+// Weights of one attention block (+ what follows it in a MoE or dense layer).
+struct LayerW {
+  Dev qkv_a, kv_b, o_proj;          // bf16
+  Dev router, shared_gu, shared_down; // MoE layer
+  Dev dense_gu, dense_down;         // dense layer
+};
+
+class CudaCalibratorImpl final : public CudaCalibrator {
+ public:
+  CudaCalibratorImpl(const ModelConfig& c, int expert_pool, int layer_copies) : c_(c) {
+    if (expert_pool < 16) expert_pool = 16;  // copies of 16 experts back to back need 16 slots
+    if (layer_copies < 1) layer_copies = 1;
+    int count = 0;
+    CUDA_CHECK(cudaGetDeviceCount(&count));
+    if (count < 1) throw Error("calibrate: no CUDA device is visible");
+    CUDA_CHECK(cudaSetDevice(0));
+    H_ = c.hidden_size;
+    heads_ = c.num_attention_heads;
+    QK_ = c.qk_head_dim();
+    q_out_ = heads_ * QK_;
+    QW_ = q_out_ + c.kv_lora_rank + c.qk_rope_head_dim;
+    width_ = c.kv_cache_width();
+    vd_ = c.v_head_dim;
+    dff_ = c.moe_intermediate_size;
+    sff_ = c.n_shared_experts * c.moe_intermediate_size;
+    E_ = c.n_routed_experts;
+    k_ = c.num_experts_per_tok;
+    eps_ = static_cast<float>(c.rms_norm_eps);
+    expert_elems_ = static_cast<size_t>(3) * dff_ * H_;
+    pool_ = expert_pool;
+
+    CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&copy_[0], cudaStreamNonBlocking));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&copy_[1], cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&cublas_));
+    cublas_ws_ = Dev(kCublasWorkspace);
+    CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
+    CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.p, kCublasWorkspace));
+
+    // A random bf16 chunk tiled over every weight buffer (values of a trained model's scale).
+    chunk_.resize(size_t(1) << 22);
+    uint64_t seed = 7;
+    for (uint16_t& v : chunk_) v = f32_to_bf16((static_cast<float>(lcg(seed) % 2001) - 1000.f) * 2e-5f);
+
+    rope_ = make_rope_table(c);
+    scale_ = attention_softmax_scale(c);
+    inv_freq_ = upload_f32(rope_.inv_freq);
+    input_norm_ = upload_f32(std::vector<float>(static_cast<size_t>(H_), 1.f));
+    post_norm_ = upload_f32(std::vector<float>(static_cast<size_t>(H_), 1.f));
+    kv_a_norm_ = upload_f32(std::vector<float>(static_cast<size_t>(c.kv_lora_rank), 1.f));
+
+    // MoE-layer copies, cycled so that consecutive layers read different weights (as 26 real layers do).
+    moe_.resize(static_cast<size_t>(layer_copies));
+    for (LayerW& L : moe_) {
+      attention_weights(L);
+      L.router = rand_bf16(static_cast<size_t>(E_) * H_);
+      if (sff_ > 0) {
+        L.shared_gu = rand_bf16(static_cast<size_t>(2) * sff_ * H_);
+        L.shared_down = rand_bf16(static_cast<size_t>(H_) * sff_);
+      }
+    }
+    if (c.intermediate_size > 0) {
+      attention_weights(dense_);
+      dense_.dense_gu = rand_bf16(static_cast<size_t>(2) * c.intermediate_size * H_);
+      dense_.dense_down = rand_bf16(static_cast<size_t>(H_) * c.intermediate_size);
+    }
+    final_norm_ = upload_f32(std::vector<float>(static_cast<size_t>(H_), 1.f));
+    lm_head_ = rand_bf16(static_cast<size_t>(c.vocab_size) * H_);
+
+    // Routed experts: [gate | up | down] each, pool_ of them. Pointer table j maps every expert id to
+    // pool expert j, so a kernel call routed to expert 0 reads pool expert j.
+    experts_ = rand_bf16(expert_elems_ * pool_);
+    std::vector<const bf16*> tg, tu, td;
+    for (int j = 0; j < pool_; ++j) {
+      const bf16* base = experts_.as<bf16>() + expert_elems_ * j;
+      for (int e = 0; e < E_; ++e) {
+        tg.push_back(base);
+        tu.push_back(base + static_cast<size_t>(dff_) * H_);
+        td.push_back(base + static_cast<size_t>(2) * dff_ * H_);
+      }
+    }
+    p_gate_ = upload(tg.data(), tg.size() * sizeof(bf16*));
+    p_up_ = upload(tu.data(), tu.size() * sizeof(bf16*));
+    p_down_ = upload(td.data(), td.size() * sizeof(bf16*));
+    host_experts_ = std::make_unique<Pinned>(expert_bytes() * 16);
+    for (size_t off = 0; off < expert_bytes() * 16; off += chunk_.size() * 2) {
+      std::memcpy(static_cast<char*>(host_experts_->p) + off, chunk_.data(), std::min(chunk_.size() * 2, expert_bytes() * 16 - off));
+    }
+    CUDA_CHECK(cudaDeviceSynchronize());
+  }
+
+  ~CudaCalibratorImpl() override {
+    cudaDeviceSynchronize();
+    if (cublas_) cublasDestroy(cublas_);
+    for (cudaStream_t s : {stream_, copy_[0], copy_[1]}) {
+      if (s) cudaStreamDestroy(s);
+    }
+  }
+
+  DeviceInfo device() const override {
+    cudaDeviceProp p{};
+    CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
+    DeviceInfo d;
+    d.name = p.name;
+    d.total_gib = static_cast<double>(p.totalGlobalMem) / (1024.0 * 1024.0 * 1024.0);
+    d.sm_count = p.multiProcessorCount;
+    d.cc_major = p.major;
+    d.cc_minor = p.minor;
+    d.async_engines = p.asyncEngineCount;
+    CUDA_CHECK(cudaRuntimeGetVersion(&d.runtime_version));
+    CUDA_CHECK(cudaDriverGetVersion(&d.driver_version));
+    return d;
+  }
+
+  std::vector<double> copy_ms(int experts, bool one_copy, int streams, int repeats) override {
+    if (experts < 1 || experts > 16 || (streams != 1 && streams != 2) || repeats < 1) {
+      throw Error("calibrate: copy_ms needs 1..16 experts, 1 or 2 streams, repeats >= 1");
+    }
+    const size_t B = expert_bytes();
+    const char* src = static_cast<const char*>(host_experts_->p);
+    char* dst = experts_.as<char>();
+    Event start, end, joined;
+    auto once = [&]() {
+      CUDA_CHECK(cudaEventRecord(start.e, copy_[0]));
+      if (streams == 2) CUDA_CHECK(cudaStreamWaitEvent(copy_[1], start.e, 0));
+      if (one_copy) {
+        // One copy per stream: the whole group, or its two halves.
+        const size_t total = B * experts;
+        const size_t first = streams == 2 ? (total / 2 + 255) & ~size_t(255) : total;
+        CUDA_CHECK(cudaMemcpyAsync(dst, src, first, cudaMemcpyHostToDevice, copy_[0]));
+        if (streams == 2) CUDA_CHECK(cudaMemcpyAsync(dst + first, src + first, total - first, cudaMemcpyHostToDevice, copy_[1]));
+      } else {
+        for (int i = 0; i < experts; ++i) {
+          CUDA_CHECK(cudaMemcpyAsync(dst + B * i, src + B * i, B, cudaMemcpyHostToDevice, copy_[i % streams]));
+        }
+      }
+      if (streams == 2) {
+        CUDA_CHECK(cudaEventRecord(joined.e, copy_[1]));
+        CUDA_CHECK(cudaStreamWaitEvent(copy_[0], joined.e, 0));
+      }
+      CUDA_CHECK(cudaEventRecord(end.e, copy_[0]));
+      CUDA_CHECK(cudaEventSynchronize(end.e));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, start.e, end.e));
+      return static_cast<double>(ms);
+    };
+    once();
+    once();
+    std::vector<double> out;
+    for (int r = 0; r < repeats; ++r) out.push_back(once());
+    return out;
+  }
+
+  std::vector<double> expert_ms(const std::string& kernel, int tokens, int repeats) override {
+    const bool decode = kernel == "decode";
+    if (!decode && kernel != "grouped") throw Error("calibrate: expert kernel must be decode or grouped, not " + kernel);
+    if (decode && !cuda::expert_ffn_decode_supported(H_, dff_, E_)) {
+      throw Error("calibrate: expert_ffn_decode does not support this model's shape");
+    }
+    if (tokens < 1 || repeats < 1) throw Error("calibrate: expert_ms needs tokens >= 1 and repeats >= 1");
+    Dev x = rand_bf16(static_cast<size_t>(tokens) * H_);
+    Dev y(sizeof(float) * tokens * H_);
+    Dev ids = upload(std::vector<int32_t>(static_cast<size_t>(tokens), 0));
+    Dev w = upload_f32(std::vector<float>(static_cast<size_t>(tokens), 1.f));
+    const size_t ws_bytes = decode ? cuda::expert_ffn_decode_workspace_bytes(tokens, 1, E_, H_, dff_)
+                                   : cuda::expert_ffn_workspace_bytes(tokens, 1, E_, H_, dff_);
+    Dev ws(ws_bytes);
+    int next = 0;
+    auto launch = [&]() {
+      const size_t t = static_cast<size_t>(next) * E_;
+      next = (next + 1) % pool_;
+      const bf16* const* g = p_gate_.as<const bf16*>() + t;
+      const bf16* const* u = p_up_.as<const bf16*>() + t;
+      const bf16* const* d = p_down_.as<const bf16*>() + t;
+      if (decode) {
+        cuda::expert_ffn_decode(x.as<bf16>(), tokens, H_, ids.as<int32_t>(), w.as<float>(), 1, E_, H_, dff_, g, u, d,
+                                y.as<float>(), H_, false, ws.p, ws_bytes, stream_);
+      } else {
+        cuda::expert_ffn_grouped(x.as<bf16>(), tokens, H_, ids.as<int32_t>(), w.as<float>(), 1, E_, H_, dff_, g, u, d,
+                                 y.as<float>(), H_, false, ws.p, ws_bytes, stream_);
+      }
+    };
+    return time_runs(launch, repeats);
+  }
+
+  std::vector<double> part_ms(const std::string& part, int batch, int context, bool graph, int repeats) override {
+    const bool moe = part == "moe", dense = part == "dense", head = part == "head";
+    if (!moe && !dense && !head) throw Error("calibrate: part must be moe, dense or head, not " + part);
+    if (batch < 1 || context < 1 || repeats < 1) throw Error("calibrate: part_ms needs batch, context, repeats >= 1");
+    if (dense && c_.intermediate_size <= 0) throw Error("calibrate: the model has no dense layer");
+    if (!head && (c_.kv_lora_rank != 512 || c_.qk_nope_head_dim != 128 || c_.qk_rope_head_dim != 64 ||
+                  c_.v_head_dim != 128 || heads_ % 16 != 0)) {
+      throw Error("calibrate: the decode attention kernel needs DeepSeek-V2's MLA shape (kv_lora 512, nope 128, rope 64, "
+                  "v 128, heads a multiple of 16)");
+    }
+    const int T = batch;
+    const int ff = std::max(sff_, dense ? c_.intermediate_size : 0);
+    Step s;
+    s.h = rand_f32_like(static_cast<size_t>(T) * H_);
+    s.x = Dev(sizeof(bf16) * T * H_);
+    s.qkv = Dev(sizeof(bf16) * T * QW_);
+    s.attn = Dev(sizeof(bf16) * T * heads_ * vd_);
+    s.router = Dev(sizeof(float) * T * std::max(E_, 1));
+    s.ids = Dev(sizeof(int32_t) * T * std::max(k_, 1));
+    s.rw = Dev(sizeof(float) * T * std::max(k_, 1));
+    s.gu = Dev(sizeof(bf16) * T * 2 * std::max(ff, 1));
+    s.hbuf = Dev(sizeof(bf16) * T * std::max(ff, 1));
+    // Every row is a sequence at position context - 1 whose earlier context - 1 tokens are cached;
+    // its own row is appended at that position, so it attends to `context` rows.
+    std::vector<int32_t> pos(static_cast<size_t>(T), context - 1), len(static_cast<size_t>(T), context);
+    std::vector<int64_t> row(static_cast<size_t>(T)), start(static_cast<size_t>(T));
+    for (int b = 0; b < T; ++b) {
+      start[static_cast<size_t>(b)] = static_cast<int64_t>(b) * context;
+      row[static_cast<size_t>(b)] = start[static_cast<size_t>(b)] + context - 1;
+    }
+    s.pos = upload(pos);
+    s.seq_len = upload(len);
+    s.cache_row = upload(row);
+    s.cache_start = upload(start);
+    const int chunk = std::min(T, kAttnChunk);
+    s.attn_ws_bytes = cuda::mla_decode_cublas_workspace_bytes(chunk, heads_, context);
+    s.attn_ws = Dev(s.attn_ws_bytes);
+    if (head) {
+      s.logits = Dev(sizeof(float) * T * c_.vocab_size);
+      s.temp = upload_f32(std::vector<float>(static_cast<size_t>(T), 0.f));  // greedy
+      s.top_p = upload_f32(std::vector<float>(static_cast<size_t>(T), 1.f));
+      s.rng = upload(std::vector<uint64_t>(static_cast<size_t>(T), 1));
+      s.token = Dev(sizeof(int32_t) * T);
+    }
+    // One KV cache per layer copy (random rows: attention reads them all whatever they hold).
+    const size_t cache_elems = static_cast<size_t>(T) * context * width_;
+    const int copies = head ? 0 : dense ? 1 : static_cast<int>(moe_.size());
+    for (int i = 0; i < copies; ++i) s.caches.push_back(rand_bf16(cache_elems));
+
+    int layer = 0;
+    auto launch = [&]() {
+      if (head) {
+        run_head(s, T);
+        return;
+      }
+      const LayerW& L = dense ? dense_ : moe_[static_cast<size_t>(layer)];
+      bf16* cache = s.caches[static_cast<size_t>(dense ? 0 : layer)].as<bf16>();
+      if (!dense) layer = (layer + 1) % static_cast<int>(moe_.size());
+      run_attention(s, L, cache, T, context);
+      cuda::rmsnorm_f32_to_bf16(s.h.as<float>(), H_, post_norm_.as<float>(), eps_, T, H_, s.x.as<bf16>(), H_, stream_);
+      if (dense) {
+        run_mlp(s, L.dense_gu.as<bf16>(), L.dense_down.as<bf16>(), c_.intermediate_size, T);
+      } else {
+        cuda::linear_bf16_out_f32(cublas_, s.x.as<bf16>(), T, H_, H_, L.router.as<bf16>(), E_, s.router.as<float>(), E_,
+                                  false, stream_);
+        cuda::router_topk(s.router.as<float>(), T, E_, k_, c_.norm_topk_prob, static_cast<float>(c_.routed_scaling_factor),
+                          s.ids.as<int32_t>(), s.rw.as<float>(), stream_);
+        if (sff_ > 0) run_mlp(s, L.shared_gu.as<bf16>(), L.shared_down.as<bf16>(), sff_, T);
+      }
+    };
+    // A graph holds one pass over the layer copies (the order a real model runs its layers in).
+    const int per_graph = head || dense ? 1 : static_cast<int>(moe_.size());
+    if (!graph) return time_runs(launch, repeats);
+    // Eager runs first: cuBLAS picks and loads its kernels outside the capture (as the backend does).
+    for (int i = 0; i < 2 * per_graph; ++i) launch();
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      for (int i = 0; i < per_graph; ++i) launch();
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
+    }
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    const cudaError_t inst = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    CUDA_CHECK(inst);
+    auto replay = [&]() { CUDA_CHECK(cudaGraphLaunch(exec, stream_)); };
+    std::vector<double> out;
+    try {
+      out = time_runs(replay, repeats);
+    } catch (...) {
+      cudaGraphExecDestroy(exec);
+      throw;
+    }
+    cudaGraphExecDestroy(exec);
+    for (double& v : out) v /= per_graph;  // per layer
+    return out;
+  }
+
+  std::vector<double> activation_ms(int tokens, int repeats) override {
+    if (tokens < 1 || repeats < 1) throw Error("calibrate: activation_ms needs tokens >= 1 and repeats >= 1");
+    Dev x = rand_bf16(static_cast<size_t>(tokens) * H_);
+    Dev y(sizeof(float) * tokens * H_);
+    Pinned hx(sizeof(bf16) * tokens * H_), hy(sizeof(float) * tokens * H_);
+    std::memset(hy.p, 0, sizeof(float) * tokens * H_);
+    // Host wall clock: the CPU path pays the host synchronisation too, not only the copy time.
+    auto once = [&]() {
+      const auto t0 = std::chrono::steady_clock::now();
+      CUDA_CHECK(cudaMemcpyAsync(hx.p, x.p, sizeof(bf16) * tokens * H_, cudaMemcpyDeviceToHost, copy_[0]));
+      CUDA_CHECK(cudaStreamSynchronize(copy_[0]));
+      CUDA_CHECK(cudaMemcpyAsync(y.p, hy.p, sizeof(float) * tokens * H_, cudaMemcpyHostToDevice, copy_[0]));
+      CUDA_CHECK(cudaStreamSynchronize(copy_[0]));
+      return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+    };
+    for (int i = 0; i < 3; ++i) once();
+    std::vector<double> out;
+    for (int r = 0; r < repeats; ++r) out.push_back(once());
+    return out;
+  }
+
+ private:
+  struct Step {
+    Dev h, x, qkv, attn, router, ids, rw, gu, hbuf, pos, seq_len, cache_row, cache_start, attn_ws;
+    size_t attn_ws_bytes = 0;
+    Dev logits, temp, top_p, rng, token;
+    std::vector<Dev> caches;
+  };
+
+  size_t expert_bytes() const { return expert_elems_ * sizeof(bf16); }
+
+  void attention_weights(LayerW& L) {
+    L.qkv_a = rand_bf16(static_cast<size_t>(QW_) * H_);
+    L.kv_b = rand_bf16(static_cast<size_t>(heads_) * (c_.qk_nope_head_dim + vd_) * c_.kv_lora_rank);
+    L.o_proj = rand_bf16(static_cast<size_t>(H_) * heads_ * vd_);
+  }
+
+  // cuda_layers.cpp's attention() for decode rows (absorbed MLA on the compact cache).
+  void run_attention(Step& s, const LayerW& L, bf16* cache, int T, int context) {
+    const int nope = c_.qk_nope_head_dim, rope = c_.qk_rope_head_dim, lora = c_.kv_lora_rank;
+    const float* inv_freq = inv_freq_.as<float>();
+    cuda::rmsnorm_f32_to_bf16(s.h.as<float>(), H_, input_norm_.as<float>(), eps_, T, H_, s.x.as<bf16>(), H_, stream_);
+    cuda::linear_bf16_out_bf16(cublas_, s.x.as<bf16>(), T, H_, H_, L.qkv_a.as<bf16>(), QW_, s.qkv.as<bf16>(), QW_, stream_);
+    cuda::rope_yarn_inplace(s.qkv.as<bf16>(), T, QW_, heads_, QK_, nope, rope, s.pos.as<int32_t>(), inv_freq,
+                            rope_.attention_factor, stream_);
+    cuda::mla_cache_append(s.qkv.as<bf16>() + q_out_, T, QW_, kv_a_norm_.as<float>(), eps_, lora, rope,
+                           s.pos.as<int32_t>(), inv_freq, rope_.attention_factor, s.cache_row.as<int64_t>(), cache, stream_);
+    for (int r0 = 0; r0 < T; r0 += kAttnChunk) {
+      const int n = std::min(kAttnChunk, T - r0);
+      cuda::mla_attention_decode_cublas(cublas_, s.qkv.as<bf16>() + static_cast<size_t>(r0) * QW_, QW_, L.kv_b.as<bf16>(),
+                                        cache, width_, s.cache_start.as<int64_t>() + r0, s.seq_len.as<int32_t>() + r0, n,
+                                        heads_, context, scale_, s.attn.as<bf16>() + static_cast<size_t>(r0) * heads_ * vd_,
+                                        heads_ * vd_, s.attn_ws.p, s.attn_ws_bytes, stream_);
+    }
+    cuda::linear_bf16_out_f32(cublas_, s.attn.as<bf16>(), T, heads_ * vd_, heads_ * vd_, L.o_proj.as<bf16>(), H_,
+                              s.h.as<float>(), H_, true, stream_);
+  }
+
+  // cuda_layers.cpp's mlp(): residual += down(silu(gate x) * up x).
+  void run_mlp(Step& s, const bf16* gu_w, const bf16* down_w, int d_ff, int T) {
+    cuda::linear_bf16_out_bf16(cublas_, s.x.as<bf16>(), T, H_, H_, gu_w, 2 * d_ff, s.gu.as<bf16>(), 2 * d_ff, stream_);
+    cuda::silu_mul(s.gu.as<bf16>(), T, d_ff, 2 * d_ff, s.hbuf.as<bf16>(), d_ff, stream_);
+    cuda::linear_bf16_out_f32(cublas_, s.hbuf.as<bf16>(), T, d_ff, d_ff, down_w, H_, s.h.as<float>(), H_, true, stream_);
+  }
+
+  // run_model()'s tail: final norm, lm_head (fp32 logits), then greedy sampling of every row.
+  void run_head(Step& s, int T) {
+    cuda::rmsnorm_f32_to_bf16(s.h.as<float>(), H_, final_norm_.as<float>(), eps_, T, H_, s.x.as<bf16>(), H_, stream_);
+    cuda::linear_bf16_out_f32(cublas_, s.x.as<bf16>(), T, H_, H_, lm_head_.as<bf16>(), c_.vocab_size, s.logits.as<float>(),
+                              c_.vocab_size, false, stream_);
+    cuda::sample_tokens(s.logits.as<float>(), T, c_.vocab_size, s.temp.as<float>(), s.top_p.as<float>(), s.rng.as<uint64_t>(),
+                        s.token.as<int32_t>(), stream_);
+  }
+
+  // Warm-up, then `repeats` samples; each sample is the event time of `inner` back-to-back runs
+  // divided by `inner`, with `inner` chosen so that a sample spans about kTargetSampleMs.
+  template <typename F>
+  std::vector<double> time_runs(F&& run, int repeats) {
+    Event a, b;
+    for (int i = 0; i < 3; ++i) run();
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    auto timed = [&](int inner) {
+      CUDA_CHECK(cudaEventRecord(a.e, stream_));
+      for (int i = 0; i < inner; ++i) run();
+      CUDA_CHECK(cudaEventRecord(b.e, stream_));
+      CUDA_CHECK(cudaEventSynchronize(b.e));
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, a.e, b.e));
+      return static_cast<double>(ms);
+    };
+    const double one = std::max(timed(1), 1e-3);
+    const int inner = static_cast<int>(std::clamp(std::ceil(kTargetSampleMs / one), 1.0, 200.0));
+    std::vector<double> out;
+    for (int r = 0; r < repeats; ++r) out.push_back(timed(inner) / inner);
+    return out;
+  }
+
+  Dev rand_bf16(size_t n) {
+    Dev d(n * sizeof(bf16));
+    const size_t step = chunk_.size();
+    for (size_t off = 0; off < n; off += step) {
+      CUDA_CHECK(cudaMemcpy(d.as<bf16>() + off, chunk_.data(), std::min(step, n - off) * sizeof(bf16), cudaMemcpyHostToDevice));
+    }
+    return d;
+  }
+  Dev rand_f32_like(size_t n) {
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = bf16_to_f32(chunk_[i % chunk_.size()]) * 50.f;
+    return upload_f32(v);
+  }
+  Dev upload(const void* data, size_t bytes) {
+    Dev d(bytes);
+    CUDA_CHECK(cudaMemcpy(d.p, data, bytes, cudaMemcpyHostToDevice));
+    return d;
+  }
+  template <typename T>
+  Dev upload(const std::vector<T>& v) {
+    return upload(v.data(), v.size() * sizeof(T));
+  }
+  Dev upload_f32(const std::vector<float>& v) { return upload(v); }
+
+  ModelConfig c_;
+  int H_ = 0, heads_ = 0, QK_ = 0, q_out_ = 0, QW_ = 0, width_ = 0, vd_ = 0, dff_ = 0, sff_ = 0, E_ = 0, k_ = 0, pool_ = 0;
+  size_t expert_elems_ = 0;
+  float eps_ = 1e-6f, scale_ = 1.f;
+  RopeTable rope_;
+  cudaStream_t stream_ = nullptr;
+  cudaStream_t copy_[2] = {nullptr, nullptr};
+  cublasHandle_t cublas_ = nullptr;
+  Dev cublas_ws_;
+  std::vector<uint16_t> chunk_;
+  Dev inv_freq_, input_norm_, post_norm_, kv_a_norm_, final_norm_, lm_head_;
+  std::vector<LayerW> moe_;
+  LayerW dense_;
+  Dev experts_, p_gate_, p_up_, p_down_;
+  std::unique_ptr<Pinned> host_experts_;
+};
+
+}  // namespace
+
+bool cuda_built() { return true; }
+
+std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig& config, int expert_pool, int layer_copies) {
+  try {
+    return std::make_unique<CudaCalibratorImpl>(config, expert_pool, layer_copies);
+  } catch (const cuda::CudaError& e) {
+    throw Error(std::string("calibrate: CUDA setup failed: ") + e.what());
+  }
+}
+
+}  // namespace moe::calibrate
