@@ -33,7 +33,8 @@ CachePolicy parse_policy(const std::string& name) {
 LayerCache::LayerCache(int num_experts, int capacity, CachePolicy policy, const LayerCacheOptions& options)
     : num_experts_(num_experts), capacity_(capacity), policy_(policy), evicts_(policy != CachePolicy::Static) {
   if (num_experts < 1) throw Error("expert cache: num_experts must be >= 1, got " + std::to_string(num_experts));
-  if (capacity < 1) throw Error("cache capacity must be a positive integer, got " + std::to_string(capacity));
+  // capacity 0 is allowed (the simulator's twin allows it too): every request bypasses.
+  if (capacity < 0) throw Error("cache capacity must be a non-negative integer, got " + std::to_string(capacity));
   const size_t E = static_cast<size_t>(num_experts);
   slots_.assign(static_cast<size_t>(capacity), -1);
   slot_of_.assign(E, -1);

@@ -150,17 +150,17 @@ function randomSets(seed: number, steps: number, layers: number, numExperts: num
 }
 
 describe.skipIf(!built)('C++ expert cache = simulator LayerCache, request by request', () => {
-  it('hand-made sequences (every policy, capacities 1..4)', () => {
+  it('hand-made sequences (every policy, capacities 0..4; 0: every request bypasses)', () => {
     const lists = [[1, 2], [3], [1], [2, 3], [4, 1], [0, 2, 4], [1], [3, 4], [0], [2], [1, 3], [4]];
     const sets = requestSetsFromLists(lists, 5);
-    expectAgreement('hand-made', sets, configsFor([1, 2, 3, 4], (c) => [[0, 1, 2, 3].slice(0, c)]));
+    expectAgreement('hand-made', sets, configsFor([0, 1, 2, 3, 4], (c) => [[0, 1, 2, 3].slice(0, c)]));
   });
 
-  it('random skewed sequences (3 layers, 12 experts, 400 steps, capacities 1, 3, 6, 11)', () => {
+  it('random skewed sequences (3 layers, 12 experts, 400 steps, capacities 0, 1, 3, 6, 11)', () => {
     for (const seed of [1, 2, 3]) {
       const sets = randomSets(seed, 400, 3, 12, 5);
       const pinned = (c: number) => Array.from({ length: 3 }, (_, l) => Array.from({ length: c }, (_, i) => (i * 5 + l) % 12).sort((a, b) => a - b)).map((p) => [...new Set(p)]);
-      expectAgreement(`random seed ${seed}`, sets, configsFor([1, 3, 6, 11], pinned));
+      expectAgreement(`random seed ${seed}`, sets, configsFor([0, 1, 3, 6, 11], pinned));
     }
   });
 

@@ -61,7 +61,8 @@ export class LayerCache {
   lastVictim = NO_VICTIM;
 
   constructor(readonly numExperts: number, capacity: number, policy: PolicyName, opts: LayerCacheOptions = {}) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`cache capacity must be a positive integer, got ${capacity}`);
+    // capacity 0 is allowed: nothing is ever cached, every request bypasses (naive on-demand loading).
+    if (!Number.isInteger(capacity) || capacity < 0) throw new Error(`cache capacity must be a non-negative integer, got ${capacity}`);
     this.capacity = capacity;
     this.state = {
       numExperts,
