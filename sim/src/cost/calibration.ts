@@ -27,10 +27,29 @@ export interface CostModel {
   /** Bytes of one routed expert's weights. */
   expertBytes: number;
   transfer: { h2dGBps: number; perCopyMs: number; copyEngines: number };
-  gpu: { expertMs: TokenCurve; moeLayerOtherMs: TokenCurve; denseLayerMs: TokenCurve; headMs: TokenCurve };
+  gpu: {
+    expertMs: TokenCurve;
+    moeLayerOtherMs: TokenCurve;
+    denseLayerMs: TokenCurve;
+    headMs: TokenCurve;
+    /** Optional: the non-expert curves at several context lengths (measured profiles). */
+    byContext?: ContextCurves;
+  };
   cpu: { workers: number; expertMs: TokenCurve; activationCopyMs: number };
   /** Where each number comes from (measured, computed or estimate). */
   sources?: Record<string, string>;
+}
+
+/**
+ * The non-expert GPU curves at several context lengths (cached tokens each decode row attends to), for a
+ * cost model that knows each step's context. The main curves (gpu.moeLayerOtherMs, gpu.denseLayerMs) are
+ * the ones at referenceContext, so a consumer that ignores context gets that context's times.
+ */
+export interface ContextCurves {
+  referenceContext: number;
+  /** [[context, curve], ...], context ascending */
+  moeLayerOtherMs: Array<[number, TokenCurve]>;
+  denseLayerMs?: Array<[number, TokenCurve]>;
 }
 
 /** Returns the problems of a parsed profile (empty when valid). */
@@ -66,7 +85,31 @@ export function calibrationProblems(x: unknown): string[] {
     pos(o.transfer.copyEngines, 'transfer.copyEngines', true);
   }
   if (typeof o.gpu !== 'object' || !o.gpu) p.push('gpu must be an object');
-  else for (const k of ['expertMs', 'moeLayerOtherMs', 'denseLayerMs', 'headMs'] as const) curve(o.gpu[k], `gpu.${k}`);
+  else {
+    for (const k of ['expertMs', 'moeLayerOtherMs', 'denseLayerMs', 'headMs'] as const) curve(o.gpu[k], `gpu.${k}`);
+    if (o.gpu.byContext !== undefined) {
+      const b = o.gpu.byContext as Partial<ContextCurves> | null;
+      if (typeof b !== 'object' || b === null || Array.isArray(b)) p.push('gpu.byContext must be an object');
+      else {
+        pos(b.referenceContext, 'gpu.byContext.referenceContext', true);
+        const byCtx = (v: unknown, name: string) => {
+          if (!Array.isArray(v) || v.length === 0) return p.push(`${name} must be a non-empty list of [context, curve] pairs`);
+          let prev = 0;
+          v.forEach((e, i) => {
+            if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !Number.isInteger(e[0]) || e[0] < 1) {
+              p.push(`${name}[${i}] must be [context >= 1, [[tokens, ms], ...]]`);
+            } else if (e[0] <= prev) p.push(`${name}: contexts must be strictly ascending`);
+            else {
+              prev = e[0];
+              curve(e[1], `${name}[${i}][1]`);
+            }
+          });
+        };
+        byCtx(b.moeLayerOtherMs, 'gpu.byContext.moeLayerOtherMs');
+        if (b.denseLayerMs !== undefined) byCtx(b.denseLayerMs, 'gpu.byContext.denseLayerMs');
+      }
+    }
+  }
   if (typeof o.cpu !== 'object' || !o.cpu) p.push('cpu must be an object');
   else {
     pos(o.cpu.workers, 'cpu.workers', true);

@@ -1,6 +1,7 @@
 /** Durations (ms) from a calibration profile. */
 import type { CostModel, TokenCurve } from './calibration.js';
 
+
 export function interpolate(curve: TokenCurve, tokens: number): number {
   if (curve.length === 1) return curve[0][1];
   let i = 1;
@@ -8,6 +9,22 @@ export function interpolate(curve: TokenCurve, tokens: number): number {
   const [x0, y0] = curve[i - 1];
   const [x1, y1] = curve[i];
   return Math.max(0, y0 + ((y1 - y0) * (tokens - x0)) / (x1 - x0));
+}
+
+/**
+ * A [[context, curve], ...] table at (tokens, context): each curve at `tokens`, then piecewise linear in
+ * the context between the two bracketing contexts, extrapolated linearly past the ends (attention's
+ * cost grows about linearly with the context), never below 0.
+ */
+export function interpolateContext(table: Array<[number, TokenCurve]>, tokens: number, context: number): number {
+  if (table.length === 1) return interpolate(table[0][1], tokens);
+  let i = 1;
+  while (i < table.length - 1 && table[i][0] < context) i++;
+  const [c0, k0] = table[i - 1];
+  const [c1, k1] = table[i];
+  const y0 = interpolate(k0, tokens);
+  const y1 = interpolate(k1, tokens);
+  return Math.max(0, y0 + ((y1 - y0) * (context - c0)) / (c1 - c0));
 }
 
 export class Costs {
@@ -21,10 +38,15 @@ export class Costs {
   cpuExpert(tokens: number): number {
     return interpolate(this.model.cpu.expertMs, tokens) + this.model.cpu.activationCopyMs;
   }
-  moeLayerOther(tokens: number): number {
+  /** With `context` (cached tokens per row) and a profile with gpu.byContext: that context's time. */
+  moeLayerOther(tokens: number, context?: number): number {
+    const t = this.model.gpu.byContext?.moeLayerOtherMs;
+    if (context !== undefined && t) return interpolateContext(t, tokens, context);
     return interpolate(this.model.gpu.moeLayerOtherMs, tokens);
   }
-  denseLayer(tokens: number): number {
+  denseLayer(tokens: number, context?: number): number {
+    const t = this.model.gpu.byContext?.denseLayerMs;
+    if (context !== undefined && t) return interpolateContext(t, tokens, context);
     return interpolate(this.model.gpu.denseLayerMs, tokens);
   }
   head(tokens: number): number {

@@ -8,6 +8,7 @@ import { register as registerGenerate } from './generate.js';
 import { register as registerChat } from './chat.js';
 import { register as registerSynthModel } from './synth-model.js';
 import { register as registerBench } from './bench.js';
+import { register as registerCalibrate } from './calibrate.js';
 
 /** One file per command; each file's `register` adds the command and its options. */
 export function registerAll(program: Command): void {
@@ -20,4 +21,5 @@ export function registerAll(program: Command): void {
   registerValidate(program);
   registerTraces(program);
   registerBench(program);
+  registerCalibrate(program);
 }

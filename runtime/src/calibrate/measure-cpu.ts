@@ -1,0 +1,75 @@
+/**
+ * CPU measurements: one routed expert through the CPU expert path (moe::mlp_forward, AVX-512/BF16 where
+ * the CPU has it) for each token count and thread count alone, then, for each thread count t, floor(N / t)
+ * experts at once (N hardware threads) to find how many the CPU runs at once to best effect.
+ */
+import type { NativeModelConfig } from '../engine/native-binding.js';
+import type { Progress } from '../util/progress.js';
+import { chooseCpuWorkers, median, type CpuWorkerCandidate } from './fit.js';
+import type { NativeCalibrate } from './native.js';
+import type { CalibratePlan } from './plan.js';
+import { sampled, type RawCpu, type RawCpuExpert } from './raw.js';
+
+export interface CpuResult {
+  raw: RawCpu;
+  /** the chosen configuration and its per-expert curve */
+  workers: number;
+  threadsPerWorker: number;
+  makespanMs: number;
+  candidates: CpuWorkerCandidate[];
+  expertMs: Array<[number, number]>;
+}
+
+/** How many measurements measureCpu makes (for the progress bar). */
+export function cpuSteps(plan: CalibratePlan, threads: number[]): number {
+  return threads.length * plan.cpuTokens.length + threads.length + plan.cpuTokens.length;
+}
+
+export function measureCpu(
+  native: NativeCalibrate,
+  config: NativeModelConfig,
+  expertBytes: number,
+  plan: CalibratePlan,
+  threads: number[],
+  topK: number,
+  progress: Progress,
+): CpuResult {
+  const info = native.cpuInfo();
+  const pool = Math.max(2, Math.min(64, Math.ceil(plan.cpuPoolBytes / expertBytes)));
+  const cal = new native.CpuCalibrator(config, pool, 'auto');
+  const experts: RawCpuExpert[] = [];
+  const time = (tokens: number, t: number, workers: number): RawCpuExpert => {
+    // Size a sample to about plan.cpuSampleMs from one untimed estimate.
+    const est = median(cal.expertMs(tokens, t, workers, 1, 1));
+    const iters = Math.max(2, Math.min(500, Math.ceil(plan.cpuSampleMs / Math.max(est, 1e-3))));
+    const r = { tokens, threads: t, workers, ...sampled(cal.expertMs(tokens, t, workers, iters, plan.repeats), median) };
+    experts.push(r);
+    progress.tick();
+    return r;
+  };
+  for (const t of threads) for (const n of plan.cpuTokens) time(n, t, 1);
+  const candidates: CpuWorkerCandidate[] = [];
+  const tokens1 = plan.cpuTokens[0];
+  for (const t of threads) {
+    const workers = Math.max(1, Math.floor(info.hardwareThreads / t));
+    const r = workers === 1 ? experts.find((e) => e.threads === t && e.tokens === tokens1 && e.workers === 1)! : time(tokens1, t, workers);
+    if (workers === 1) progress.tick();
+    candidates.push({ workers, threads: t, msPerExpert: r.medianMs });
+  }
+  const best = chooseCpuWorkers(candidates, topK);
+  const curve: Array<[number, number]> = [];
+  for (const n of plan.cpuTokens) {
+    const have = experts.find((e) => e.tokens === n && e.threads === best.threads && e.workers === best.workers);
+    const r = have ?? time(n, best.threads, best.workers);
+    if (have) progress.tick();
+    curve.push([n, r.medianMs]);
+  }
+  return {
+    raw: { info, isa: cal.isa(), poolExperts: pool, threads, experts },
+    workers: best.workers,
+    threadsPerWorker: best.threads,
+    makespanMs: best.makespanMs,
+    candidates,
+    expertMs: curve,
+  };
+}

@@ -1,0 +1,58 @@
+/**
+ * The typed surface of the addon's `calibrate` export (native/addon/calibrate_binding.cpp). Every method
+ * returns raw samples in ms; runtime/src/calibrate/ takes the medians and builds the profile.
+ */
+import type { NativeModelConfig } from '../engine/native-binding.js';
+import { loadNativeAddon } from '../engine/native-binding.js';
+import { UserError } from '../util/errors.js';
+
+export interface NativeCpuInfo {
+  hardwareThreads: number;
+  features: string;
+  bestIsa: string;
+}
+
+export interface NativeDeviceInfo {
+  name: string;
+  totalGiB: number;
+  smCount: number;
+  computeCapability: string;
+  asyncEngines: number;
+  runtimeVersion: number;
+  driverVersion: number;
+}
+
+export interface NativeCpuCalibrator {
+  isa(): string;
+  expertMs(tokens: number, threads: number, concurrent: number, iters: number, repeats: number): Float64Array;
+}
+
+export type GpuPart = 'moe' | 'dense' | 'head';
+
+export interface NativeCudaCalibrator {
+  device(): NativeDeviceInfo;
+  copyMs(experts: number, oneCopy: boolean, streams: number, repeats: number): Float64Array;
+  expertMs(kernel: 'decode' | 'grouped', tokens: number, repeats: number): Float64Array;
+  partMs(part: GpuPart, batch: number, context: number, graph: boolean, repeats: number): Float64Array;
+  activationMs(tokens: number, repeats: number): Float64Array;
+  close(): void;
+}
+
+export interface NativeCalibrate {
+  cpuInfo(): NativeCpuInfo;
+  cudaBuilt(): boolean;
+  CpuCalibrator: new (config: NativeModelConfig, pool: number, isa: string) => NativeCpuCalibrator;
+  CudaCalibrator: new (config: NativeModelConfig, expertPool: number, layerCopies: number) => NativeCudaCalibrator;
+}
+
+export function loadCalibrateNative(): NativeCalibrate {
+  const addon = loadNativeAddon() as unknown as { calibrate?: NativeCalibrate };
+  if (!addon.calibrate) throw new UserError('the native engine was built without calibrate support: rebuild it with `npm run build:native`');
+  return addon.calibrate;
+}
+
+/** The clear refusal for `--device cuda` on a build without the CUDA backend (CI, machines without a GPU). */
+export const NO_CUDA_MESSAGE =
+  'this build has no CUDA backend (the native engine was built where nvcc, the CUDA toolkit or cuBLAS were missing), ' +
+  'so calibrate cannot measure GPU figures here; run it on the GPU machine (tools/gpu/README.md), or measure the CPU ' +
+  'figures only with --device cpu --cpu-only --base <profile>';

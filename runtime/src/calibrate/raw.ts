@@ -1,0 +1,68 @@
+/** The raw-measurements document written next to the profile (`<profile>.raw.json`). */
+import type { NativeCpuInfo, NativeDeviceInfo } from './native.js';
+
+export const RAW_FORMAT = 'moe-offload-calibrate-raw-v1';
+
+export interface Sampled {
+  /** every timed sample (ms) */
+  samples: number[];
+  medianMs: number;
+}
+
+export interface RawCopy extends Sampled {
+  experts: number;
+  oneCopy: boolean;
+  streams: number;
+}
+export interface RawGpuExpert extends Sampled {
+  kernel: 'decode' | 'grouped';
+  tokens: number;
+}
+export interface RawPart extends Sampled {
+  part: 'moe' | 'dense' | 'head';
+  batch: number;
+  context: number;
+  graph: boolean;
+}
+export interface RawActivation extends Sampled {
+  tokens: number;
+}
+export interface RawCpuExpert extends Sampled {
+  tokens: number;
+  threads: number;
+  /** experts running at once (1: alone) */
+  workers: number;
+}
+
+export interface RawGpu {
+  device: NativeDeviceInfo;
+  copies: RawCopy[];
+  experts: RawGpuExpert[];
+  parts: RawPart[];
+  activation: RawActivation[];
+}
+
+export interface RawCpu {
+  info: NativeCpuInfo;
+  isa: string;
+  poolExperts: number;
+  threads: number[];
+  experts: RawCpuExpert[];
+}
+
+export interface RawDocument {
+  format: typeof RAW_FORMAT;
+  createdAt: string;
+  command: string;
+  model: { source: string; expertBytes: number };
+  quick: boolean;
+  gpu: RawGpu | null;
+  cpu: RawCpu;
+  /** numbers derived from the samples (fits and choices), as written into the profile */
+  derived: Record<string, unknown>;
+}
+
+export function sampled(samples: Float64Array | number[], med: (s: ArrayLike<number>) => number): Sampled {
+  const s = Array.from(samples);
+  return { samples: s, medianMs: med(s) };
+}
