@@ -1,7 +1,8 @@
 #pragma once
 // Row-block kernels of the bf16 matmul, one instruction set per source file. The SIMD files are
-// compiled with their own -m flags and must not use any inline function from a shared header (the
-// linker could keep their AVX-512 copy for the whole program); they include only <immintrin.h>.
+// compiled with their own -m flags and must not use any inline function with external linkage from a
+// shared header (the linker could keep their AVX-512 copy for the whole program); the tiling they
+// share, linear_tiles.h, is in an unnamed namespace so each file gets its own copy.
 // All compute y[t * O + o] = sum_k x[t * K + k] * W[o * K + k] for o in [o0, o1), t in [0, T).
 #include <cstdint>
 
