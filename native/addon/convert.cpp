@@ -120,6 +120,13 @@ moe::EngineOptions to_engine_options(const Napi::Object& o) {
   moe::EngineOptions e;
   e.device = str(o, "device");
   e.threads = integer(o, "threads");
+  // Offloading (device 'cuda'); absent: everything resident, no budget.
+  if (o.Has("offloadSlots") && !o.Get("offloadSlots").IsUndefined()) e.offload_slots = integer(o, "offloadSlots");
+  if (o.Has("gpuBudgetBytes") && !o.Get("gpuBudgetBytes").IsUndefined()) {
+    const double b = o.Get("gpuBudgetBytes").ToNumber().DoubleValue();
+    if (!(b >= 0)) fail(o.Env(), "native: gpuBudgetBytes must be >= 0");
+    e.gpu_budget_bytes = static_cast<uint64_t>(b);
+  }
   return e;
 }
 

@@ -18,6 +18,10 @@ namespace moe {
 struct EngineOptions {
   std::string device = "cpu";  // "cpu" ("cuda": issue 5)
   int threads = 0;             // CPU threads; 0: all
+  // device 'cuda' only (issue 6): >= 0 offloads the routed experts to pinned host memory with this many
+  // GPU slots per MoE layer; -1 keeps every weight on the GPU. Ignored on the CPU.
+  int offload_slots = -1;
+  uint64_t gpu_budget_bytes = 0;  // device 'cuda': > 0 caps the engine's device allocations (checked)
 };
 
 struct GenerationRequest {

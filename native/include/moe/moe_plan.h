@@ -38,6 +38,9 @@ class MoeInterceptor {
   virtual void on_plan(MoePlan& plan) = 0;
   // Weights to compute expert `expert` of `layer` with; nullptr: the checkpoint's own.
   virtual const MlpWeights* expert_weights(int layer, int expert) = 0;
+  // Offloading backends (CUDA, issue 6): the expert cache's slot of `expert` at `layer` after the last
+  // on_plan, -1 when it is not cached. The backend keeps its device slots equal to this.
+  virtual int cached_slot(int /*layer*/, int /*expert*/) const { return -1; }
 };
 
 }  // namespace moe

@@ -8,7 +8,10 @@
 //   2. gate_up_gemv: warp = one intermediate row i of one active expert: g = Wg[i].x, u = Wu[i].x
 //      for each of the expert's tokens; h[p, i] = bf16(silu(g) * u).
 //   3. down_gemv: warp = two output rows of one active expert: ybuf[entry, c] = w * (Wd[c] . h[p]).
-//   4. combine (shared with the tile path's convention): y[t] (+)= sum_j ybuf[t * k + j], fixed order.
+//   4. combine_expert_outputs (expert_ffn_grouped.cu, shared with the tile path): y[t] (+)= sum_j ybuf[t * k + j],
+//      fixed order j = 0..k-1. With a caller's expert_out the combine is left to the caller (offloading:
+//      several launches fill disjoint entries, one combine sums them in the same order as one launch would).
+// Entries whose expert id is negative are skipped (not computed, their ybuf rows not written).
 //
 // Floor (DeepSeek-V2-Lite, batch 1): 6 experts x 17.3 MB = 104 MB per layer: ~24 us at 4.3 TB/s.
 // Grids are sized by host bounds (min(rows * k, n_experts) active experts); blocks past the device's
@@ -59,7 +62,8 @@ __global__ void __launch_bounds__(256) group_small_kernel(const int32_t* __restr
   __syncthreads();
   for (int i = threadIdx.x; i < entries; i += blockDim.x) {
     int e = expert[i];
-    e = e < 0 ? 0 : (e >= n_experts ? n_experts - 1 : e);  // launcher contract: ids in range
+    if (e < 0) continue;  // a skipped entry (id -1): computed by another launch, or not at all
+    e = e >= n_experts ? n_experts - 1 : e;  // launcher contract: ids in range
     pos[i] = atomicAdd(&cnt[e], 1);
   }
   __syncthreads();
@@ -79,7 +83,11 @@ __global__ void __launch_bounds__(256) group_small_kernel(const int32_t* __restr
   __syncthreads();
   for (int i = threadIdx.x; i < entries; i += blockDim.x) {
     int e = expert[i];
-    e = e < 0 ? 0 : (e >= n_experts ? n_experts - 1 : e);
+    if (e < 0) {
+      if (inv != nullptr) inv[i] = -1;
+      continue;
+    }
+    e = e >= n_experts ? n_experts - 1 : e;
     sorted[off[e] + pos[i]] = i;
     if (inv != nullptr) inv[i] = off[e] + pos[i];
   }
@@ -191,26 +199,6 @@ __global__ void __launch_bounds__(THREADS) down_gemv(const bf16* __restrict__ h,
   }
 }
 
-__global__ void combine_small_kernel(const float* __restrict__ ybuf, int rows, int k, int hidden, float* y,
-                                     int y_stride, bool accumulate) {
-  const int per_row = hidden / 4;
-  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (idx >= static_cast<int64_t>(rows) * per_row) return;
-  const int64_t t = idx / per_row;
-  const int c = static_cast<int>(idx % per_row) * 4;
-  float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-  for (int j = 0; j < k; ++j) {
-    const float4 v = *reinterpret_cast<const float4*>(ybuf + (t * k + j) * hidden + c);
-    s.x += v.x; s.y += v.y; s.z += v.z; s.w += v.w;
-  }
-  float4* dst = reinterpret_cast<float4*>(y + t * y_stride + c);
-  if (accumulate) {
-    const float4 o = *dst;
-    s.x += o.x; s.y += o.y; s.z += o.z; s.w += o.w;
-  }
-  *dst = s;
-}
-
 template <int NCH>
 void launch_gate_up(dim3 grid, cudaStream_t s, const bf16* x, int x_stride, int k, const int32_t* off,
                     const int32_t* act, const int32_t* na, const int32_t* sorted, const bf16* const* wg,
@@ -250,7 +238,7 @@ size_t expert_ffn_decode_workspace_bytes(int rows, int k, int n_experts, int hid
 void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                        int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                        const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
-                       size_t workspace_bytes, cudaStream_t stream) {
+                       size_t workspace_bytes, cudaStream_t stream, float* expert_out) {
   MOE_CUDA_REQUIRE(rows >= 0 && k > 0 && k <= n_experts);
   MOE_CUDA_REQUIRE(expert_ffn_decode_supported(hidden, d_ff, n_experts));
   MOE_CUDA_REQUIRE(x_stride >= hidden && x_stride % 8 == 0 && y_stride >= hidden && y_stride % 4 == 0);
@@ -266,7 +254,7 @@ void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* exp
 
   const int max_active = std::min(n_experts, entries);
   bf16* h = reinterpret_cast<bf16*>(ws + L.h);
-  float* ybuf = reinterpret_cast<float*>(ws + L.ybuf);
+  float* ybuf = expert_out != nullptr ? expert_out : reinterpret_cast<float*>(ws + L.ybuf);
   const dim3 g1(max_active, (d_ff + WARPS - 1) / WARPS);
   switch (hidden / 256) {
     case 1: launch_gate_up<1>(g1, stream, x, x_stride, k, i32(L.offsets), i32(L.active), i32(L.n_active), i32(L.sorted), w_gate, w_up, d_ff, h); break;
@@ -291,10 +279,7 @@ void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* exp
   }
   CUDA_CHECK_LAUNCH();
 
-  const int64_t total = static_cast<int64_t>(rows) * (hidden / 4);
-  combine_small_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(ybuf, rows, k, hidden, y,
-                                                                                       y_stride, accumulate);
-  CUDA_CHECK_LAUNCH();
+  if (expert_out == nullptr) combine_expert_outputs(ybuf, expert, rows, k, hidden, y, y_stride, accumulate, stream);
 }
 
 }  // namespace moe::cuda

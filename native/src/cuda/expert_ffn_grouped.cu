@@ -6,7 +6,8 @@
 //      of (expert, 64-row tile) pairs. No host round trip: graph-capturable.
 //   2. grouped_gemm<2>: h[p] = silu(x[tok(p)] Wg_e^T) * (x[tok(p)] Wu_e^T), bf16, for sorted rows p.
 //   3. grouped_gemm<1>: ybuf[entry(p)] = weight(p) * (h[p] Wd_e^T), fp32.
-//   4. combine_kernel: y[t] (+)= sum_j ybuf[t * k + j] (fixed order j = 0..k-1: deterministic).
+//   4. combine_expert_outputs: y[t] (+)= sum_j ybuf[t * k + j] (fixed order j = 0..k-1: deterministic).
+// Entries with a negative expert id are skipped; with a caller's expert_out the combine is the caller's.
 //
 // Floors (DeepSeek-V2-Lite: hidden 2048, d_ff 1408, 6 of 64 experts, one 17.3 MB expert):
 // - decode, batch 1: 6 distinct experts, 104 MB of weights per layer -> ~31 us at ~3.3 TB/s (H100),
@@ -67,7 +68,8 @@ __global__ void __launch_bounds__(1024) group_kernel(GroupArgs a) {
   __syncthreads();
   for (int i = threadIdx.x; i < a.entries; i += blockDim.x) {
     int e = a.expert[i];
-    e = e < 0 ? 0 : (e >= a.n_experts ? a.n_experts - 1 : e);  // launcher contract: ids in range
+    if (e < 0) continue;  // a skipped entry (id -1): computed by another launch, or not at all
+    e = e >= a.n_experts ? a.n_experts - 1 : e;  // launcher contract: ids in range
     a.pos[i] = atomicAdd(&a.counts[e], 1);
   }
   __syncthreads();
@@ -89,7 +91,8 @@ __global__ void __launch_bounds__(1024) group_kernel(GroupArgs a) {
   __syncthreads();
   for (int i = threadIdx.x; i < a.entries; i += blockDim.x) {
     int e = a.expert[i];
-    e = e < 0 ? 0 : (e >= a.n_experts ? a.n_experts - 1 : e);
+    if (e < 0) continue;
+    e = e >= a.n_experts ? a.n_experts - 1 : e;
     a.sorted[a.offsets[e] + a.pos[i]] = i;
   }
 }
@@ -247,8 +250,10 @@ __global__ void __launch_bounds__(THREADS) grouped_gemm(GemmArgs g) {
   }
 }
 
-__global__ void combine_kernel(const float* __restrict__ ybuf, int rows, int k, int hidden, float* y, int y_stride,
-                               bool accumulate) {
+// y[t] (+)= sum_j ybuf[t * k + j] in the fixed order j = 0..k-1 (deterministic, and the same sum whichever
+// launches filled the entries); entries with a negative expert id are left out.
+__global__ void combine_kernel(const float* __restrict__ ybuf, const int32_t* __restrict__ expert, int rows, int k,
+                               int hidden, float* y, int y_stride, bool accumulate) {
   const int per_row = hidden / 4;
   const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (idx >= static_cast<int64_t>(rows) * per_row) return;
@@ -256,6 +261,7 @@ __global__ void combine_kernel(const float* __restrict__ ybuf, int rows, int k, 
   const int c = static_cast<int>(idx % per_row) * 4;
   float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
   for (int j = 0; j < k; ++j) {
+    if (expert[t * k + j] < 0) continue;
     const float4 v = *reinterpret_cast<const float4*>(ybuf + (t * k + j) * hidden + c);
     s.x += v.x; s.y += v.y; s.z += v.z; s.w += v.w;
   }
@@ -281,6 +287,16 @@ void launch_gemm(const GemmArgs& g, int max_tiles, cudaStream_t stream) {
 
 }  // namespace
 
+void combine_expert_outputs(const float* expert_out, const int32_t* expert, int rows, int k, int hidden, float* y,
+                            int y_stride, bool accumulate, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(rows >= 0 && k > 0 && hidden % 4 == 0 && y_stride >= hidden && y_stride % 4 == 0);
+  if (rows == 0) return;
+  const int64_t total = static_cast<int64_t>(rows) * (hidden / 4);
+  combine_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(expert_out, expert, rows, k, hidden, y,
+                                                                                 y_stride, accumulate);
+  CUDA_CHECK_LAUNCH();
+}
+
 size_t expert_ffn_workspace_bytes(int rows, int k, int n_experts, int hidden, int d_ff) {
   return layout(rows, k, n_experts, hidden, d_ff).total;
 }
@@ -288,7 +304,7 @@ size_t expert_ffn_workspace_bytes(int rows, int k, int n_experts, int hidden, in
 void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                         int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                         const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
-                        size_t workspace_bytes, cudaStream_t stream) {
+                        size_t workspace_bytes, cudaStream_t stream, float* expert_out) {
   MOE_CUDA_REQUIRE(rows >= 0 && k > 0 && n_experts > 0 && k <= n_experts);
   MOE_CUDA_REQUIRE(hidden % BN == 0 && hidden % BK == 0 && d_ff % BN == 0 && d_ff % BK == 0);
   MOE_CUDA_REQUIRE(x_stride >= hidden && x_stride % 8 == 0 && y_stride >= hidden && y_stride % 4 == 0);
@@ -304,7 +320,7 @@ void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* ex
   CUDA_CHECK_LAUNCH();
 
   bf16* h = reinterpret_cast<bf16*>(ws + L.h);
-  float* ybuf = reinterpret_cast<float*>(ws + L.ybuf);
+  float* ybuf = expert_out != nullptr ? expert_out : reinterpret_cast<float*>(ws + L.ybuf);
   GemmArgs g{};
   g.sorted = i32(L.sorted);
   g.offsets = i32(L.offsets);
@@ -335,10 +351,7 @@ void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* ex
   g.y_out = ybuf;
   launch_gemm<1>(g, L.max_tiles, stream);
 
-  const int64_t total = static_cast<int64_t>(rows) * (hidden / 4);
-  combine_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(ybuf, rows, k, hidden, y, y_stride,
-                                                                                 accumulate);
-  CUDA_CHECK_LAUNCH();
+  if (expert_out == nullptr) combine_expert_outputs(ybuf, expert, rows, k, hidden, y, y_stride, accumulate, stream);
 }
 
 }  // namespace moe::cuda

@@ -114,11 +114,18 @@ void silu_mul(const bf16* gu, int rows, int d_ff, int gu_stride, bf16* out, int 
 // overwritten or accumulated into (accumulate: y += ..., e.g. onto the shared experts' output).
 // Grouping (tokens by expert) runs on the device: no host round trip, graph-capturable.
 // hidden % 64 == 0, d_ff % 64 == 0.
+// Subsets (offloading: hits now, misses when their copies land): an entry whose expert id is negative is
+// skipped. expert_out (optional, fp32 [rows * k, hidden], entry t * k + j): when given, each computed
+// entry's weight * expert(x) is written there and nothing is combined (y, y_stride, accumulate unused);
+// combine_expert_outputs then sums the entries in the same fixed order as the single-launch path, so the
+// result is bitwise the same however the entries were split over launches.
+void combine_expert_outputs(const float* expert_out, const int32_t* expert, int rows, int k, int hidden, float* y,
+                            int y_stride, bool accumulate, cudaStream_t stream);
 size_t expert_ffn_workspace_bytes(int rows, int k, int n_experts, int hidden, int d_ff);
 void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                         int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                         const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
-                        size_t workspace_bytes, cudaStream_t stream);
+                        size_t workspace_bytes, cudaStream_t stream, float* expert_out = nullptr);
 
 // ---- routed-expert FFN for small batches (expert_ffn_decode.cu) ---------------------------------------
 // Same contract as expert_ffn_grouped (including the per-expert pointer arrays and accumulate), as
@@ -129,7 +136,7 @@ size_t expert_ffn_decode_workspace_bytes(int rows, int k, int n_experts, int hid
 void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                        int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                        const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
-                       size_t workspace_bytes, cudaStream_t stream);
+                       size_t workspace_bytes, cudaStream_t stream, float* expert_out = nullptr);
 
 // ---- prefill MoE helpers (expert_ffn_decode.cu, moe_gather.cu) -------------------------------------------
 // expert_group: entries = rows * k routing slots grouped by expert (n_experts <= 256): offsets

@@ -47,13 +47,54 @@ CudaBackend::CudaBackend(const ModelConfig& c, const ModelWeights& w, const Cuda
   // allocates nothing inside a graph capture. The launchers never switch the stream again.
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace));
-  w_ = new DeviceWeights(c, w);
+  const bool offload = opt_.offload_slots >= 0 && c.n_routed_experts > 0;
+  w_ = new DeviceWeights(c, w, offload);
+  moe_index_.assign(static_cast<size_t>(c.num_hidden_layers), -1);
+  std::vector<int> moe_layers;
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    if (!w_->layers[static_cast<size_t>(l)].moe) continue;
+    moe_index_[static_cast<size_t>(l)] = static_cast<int>(moe_layers.size());
+    moe_layers.push_back(l);
+  }
+  if (offload) {
+    // The device pool first: a GPU too small for it fails before the long host copy.
+    pool_ = std::make_unique<ExpertPool>(static_cast<int>(moe_layers.size()), opt_.offload_slots, opt_.staging_buffers,
+                                         c.n_routed_experts, w_->expert_stride);
+    check_budget("after the weights and the expert pool");
+    host_experts_ = std::make_unique<HostExperts>(c, w, moe_layers, w_->expert_stride);
+    cached_slot_.assign(static_cast<size_t>(c.n_routed_experts), -1);
+    launch_of_.assign(static_cast<size_t>(c.n_routed_experts), -1);
+  }
   rope_ = make_rope_table(c);
   scale_ = attention_softmax_scale(c);
   rope_inv_freq_ = DeviceMemory(rope_.inv_freq.size() * sizeof(float));
   CUDA_CHECK(cudaMemcpy(rope_inv_freq_.get(), rope_.inv_freq.data(), rope_.inv_freq.size() * sizeof(float), cudaMemcpyHostToDevice));
   gemv_ok_ = c.n_routed_experts > 0 && cuda::expert_ffn_decode_supported(c.hidden_size, c.moe_intermediate_size, c.n_routed_experts);
   offsets_host_ = PinnedMemory(sizeof(int32_t) * (static_cast<size_t>(std::max(c.n_routed_experts, 1)) + 1));
+  sample_device_used();
+}
+
+void CudaBackend::check_budget(const char* when) const {
+  if (opt_.gpu_budget_bytes == 0) return;
+  const DeviceMemoryStats st = device_memory_stats();
+  if (st.current <= opt_.gpu_budget_bytes) return;
+  const double gib = 1.0 / (1 << 30);
+  std::ostringstream o;
+  o.precision(2);
+  o << std::fixed << "GPU memory budget exceeded " << when << ": the engine holds " << st.current * gib << " GiB of "
+    << opt_.gpu_budget_bytes * gib << " GiB (weights " << w_->bytes() * gib << ", expert pool "
+    << (pool_ ? pool_->device_bytes() : 0) * gib << ", KV cache " << cache_.bytes() * gib << ", workspace "
+    << ws_.memory.bytes() * gib << "); give a larger --gpu-memory or fewer cache slots, a smaller batch or shorter sequences";
+  throw Error(o.str());
+}
+
+void CudaBackend::sample_device_used() {
+  size_t free_b = 0, total_b = 0;
+  if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+    cudaGetLastError();
+    return;
+  }
+  device_used_peak_ = std::max<uint64_t>(device_used_peak_, total_b - free_b);
 }
 
 CudaBackend::~CudaBackend() {
@@ -86,6 +127,7 @@ void CudaBackend::reset_sequences(const std::vector<int>& capacity) {
     at += capacity[s];
   }
   ensure_cache(total);
+  check_budget("for the KV cache");
   const int bound = round_up(std::max(longest, 1), 256);
   if (bound != ctx_bound_) {
     ctx_bound_ = bound;
@@ -124,6 +166,10 @@ void CudaBackend::ensure_workspace(int rows, int logit_rows) {
     attn_ws = std::max(attn_ws, cuda::mla_decode_cublas_workspace_bytes(b, heads, ctx_bound_));
   }
   const size_t inputs = 2 * (static_cast<size_t>(T) * 8 + 256) + 5 * (static_cast<size_t>(T + 1) * 4 + 256);
+  // Offloading: ids, weights, the pointer table and up to 2 + E launch masks (kernel paths only).
+  const size_t mask_entries = static_cast<size_t>(std::min(T, kCublasRows - 1)) * k;
+  const size_t offload_inputs =
+      pool_ ? 2 * (TK * 4 + 256) + (3 * static_cast<size_t>(E) * sizeof(void*) + 256) + (2 + static_cast<size_t>(E)) * (mask_entries * 4 + 256) : 0;
 
   Workspace n;
   n.rows = T;
@@ -161,6 +207,11 @@ void CudaBackend::ensure_workspace(int rows, int logit_rows) {
     n.iota = cv.take<int64_t>(T);
     n.inputs_bytes = inputs;
     n.inputs = cv.take<char>(inputs);
+    if (pool_) {
+      n.offload_inputs_bytes = offload_inputs;
+      n.offload_inputs = cv.take<char>(offload_inputs);
+      n.expert_out = cv.take<float>(mask_entries * H);
+    }
     if (pass == 0) {
       ws_ = Workspace();  // free the old buffers before taking the new ones
       n.memory = DeviceMemory(cv.used());
@@ -172,6 +223,9 @@ void CudaBackend::ensure_workspace(int rows, int logit_rows) {
   ws_ = std::move(n);
   inputs_host_ = PinnedMemory(inputs);
   logits_host_ = PinnedMemory(static_cast<size_t>(R) * c_.vocab_size * sizeof(float));
+  if (pool_) offload_host_ = PinnedMemory(offload_inputs);
+  check_budget("for the workspace");
+  sample_device_used();
 }
 
 void CudaBackend::check_batch(const StepBatch& b, std::vector<int>& new_length) const {
@@ -264,8 +318,10 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
   StepPlan p = make_plan(b);
   ensure_workspace(p.T, p.R);
   const StepInputs in = upload_inputs(b, p);
+  // Offloaded experts: every MoE layer goes through the host (placement, copies), so no graphs.
   const bool graph =
-      opt_.use_graphs && !hook_ && !interceptor_ && p.decode_rows && p.logits_identity && p.T <= kGraphMaxRows;
+      opt_.use_graphs && !hook_ && !interceptor_ && !pool_ && p.decode_rows && p.logits_identity && p.T <= kGraphMaxRows;
+  if (pool_) pool_->begin_forward();
   if (graph) {
     // A graph serves every step of its key: attention on the cache (also right at position 0) up to
     // the generation's bound.
@@ -284,6 +340,8 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
   } else {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  if (pool_) pool_->end_forward();
+  sample_device_used();
   length_ = new_length;
 }
 
@@ -329,7 +387,18 @@ std::string CudaBackend::device_info() const {
     << ",\"enginePeakBytes\":" << st.peak << ",\"weightBytes\":" << w_->bytes()
     << ",\"cacheBytes\":" << cache_.bytes() << ",\"workspaceBytes\":" << ws_.memory.bytes()
     << ",\"uploadSeconds\":" << w_->upload_seconds << ",\"graphs\":" << graphs_.size()
-    << ",\"graphsEnabled\":" << (opt_.use_graphs ? "true" : "false") << "}";
+    << ",\"graphsEnabled\":" << (opt_.use_graphs ? "true" : "false") << ",\"deviceUsedPeakBytes\":" << device_used_peak_
+    << ",\"gpuBudgetBytes\":" << opt_.gpu_budget_bytes;
+  if (pool_) {
+    const OffloadCounters& k = pool_->counters;
+    o << ",\"offload\":{\"slotsPerLayer\":" << pool_->slots() << ",\"stagingBuffers\":" << pool_->staging()
+      << ",\"expertBytes\":" << host_experts_->expert_bytes() << ",\"hostExpertBytes\":" << host_experts_->bytes()
+      << ",\"poolBytes\":" << pool_->device_bytes() << ",\"hostCopySeconds\":" << host_experts_->copy_seconds
+      << ",\"hostPinSeconds\":" << host_experts_->pin_seconds << ",\"forwards\":" << k.forwards
+      << ",\"slotCopies\":" << k.slot_copies << ",\"stagedCopies\":" << k.staged_copies << ",\"bytesH2D\":" << k.bytes
+      << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << "}";
+  }
+  o << "}";
   return o.str();
 }
 

@@ -11,6 +11,13 @@ namespace moe {
 struct CudaBackendOptions {
   int device = 0;           // CUDA device ordinal
   bool use_graphs = true;   // decode steps replay captured CUDA graphs (env MOE_CUDA_GRAPHS=0: off)
+  // Offloading (issue 6): >= 0: routed experts stay in pinned host memory and the GPU holds this many
+  // expert slots per MoE layer (0: every expert streamed through staging); -1: everything resident.
+  int offload_slots = -1;
+  int staging_buffers = 4;  // staging ring for experts the cache bypasses
+  // > 0: the engine's device allocations may not exceed this many bytes (checked after every
+  // allocation; the arithmetic that chose the slot count is runtime/src/offload/gpu-budget.ts).
+  uint64_t gpu_budget_bytes = 0;
 };
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& config, const ModelWeights& weights,

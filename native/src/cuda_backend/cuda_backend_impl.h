@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <map>
+#include <memory>
 #include <set>
 #include <string>
 #include <utility>
@@ -13,6 +14,8 @@
 #include "cuda_backend.h"
 #include "device_memory.h"
 #include "device_weights.h"
+#include "expert_pool.h"
+#include "host_experts.h"
 #include "moe/kernels.h"
 
 namespace moe::cuda_backend {
@@ -68,6 +71,11 @@ struct Workspace {
   bf16* xl = nullptr;      // [R, hidden]
   float* logits = nullptr; // [R, vocab]
   int64_t* iota = nullptr; // [T] 0, 1, 2, ...
+  // Offloading only: the step's routing, pointer table and launch masks (one upload per MoE layer), and
+  // the per-entry expert outputs that several launches fill and one combine sums.
+  void* offload_inputs = nullptr;
+  size_t offload_inputs_bytes = 0;
+  float* expert_out = nullptr;  // [min(T, kCublasRows - 1) * k, hidden]
   void* inputs = nullptr;  // StepInputs region
   size_t inputs_bytes = 0;
 };
@@ -82,7 +90,10 @@ class CudaBackend final : public Backend {
   int sequence_length(int slot) const override { return length_.at(static_cast<size_t>(slot)); }
   void forward(const StepBatch& b, float* logits) override;
   void set_debug_hook(DebugHook hook) override { hook_ = std::move(hook); }
-  void set_moe_interceptor(MoeInterceptor* i) override { interceptor_ = i; }
+  void set_moe_interceptor(MoeInterceptor* i) override {
+    interceptor_ = i;
+    if (pool_) pool_->forget();  // a new cache starts cold, and so do the slots
+  }
   std::string device_info() const override;
 
   // Rows per chunk of the decode-attention kernel (its workspace is sized for this many rows).
@@ -114,6 +125,12 @@ class CudaBackend final : public Backend {
   void mlp(const bf16* gu_w, const bf16* down_w, int d_ff, int rows);
   void routed_cublas(int layer, int rows);
   void intercept(int layer, int rows);
+  void check_budget(const char* when) const;
+  void sample_device_used();
+
+  // cuda_offload_layer.cpp: the MoE block with offloaded routed experts (shared experts included)
+  void moe_offloaded(int layer, int rows);
+  void fetch_plan(int layer, int rows);
   void dump_f32(const char* name, int layer, const float* d, int rows, int cols);
   void dump_bf16(const char* name, int layer, const bf16* d, int rows, int cols);
 
@@ -141,6 +158,16 @@ class CudaBackend final : public Backend {
   // loads its kernels outside the capture). Any reallocation drops them all.
   std::map<std::pair<int, int>, cudaGraphExec_t> graphs_;
   std::set<std::pair<int, int>> seen_;
+
+  // Offloading (opt_.offload_slots >= 0): routed experts in pinned host memory, slots on the GPU.
+  std::unique_ptr<HostExperts> host_experts_;
+  std::unique_ptr<ExpertPool> pool_;
+  std::vector<int> moe_index_;  // model layer -> MoE layer index, -1 for dense layers
+  LayerPlacement placement_;
+  std::vector<int32_t> cached_slot_;
+  std::vector<int32_t> launch_of_;  // [E] launch index of each active expert this layer
+  PinnedMemory offload_host_;       // host side of Workspace::offload_inputs
+  uint64_t device_used_peak_ = 0;   // cudaMemGetInfo: total - free, sampled after allocations and forwards
 
   DebugHook hook_;
   MoeInterceptor* interceptor_ = nullptr;

@@ -96,6 +96,14 @@ void CudaBackend::ffn(int l, const StepPlan& p, bool capturing) {
     mlp(D.dense_gu, D.dense_down, c_.intermediate_size, T);
     return;
   }
+  if (pool_) {  // routed experts offloaded: cuda_offload_layer.cpp (router, shared and routed experts)
+    cuda::linear_bf16_out_f32(cublas_, ws_.x, T, H, H, D.router, E, ws_.router, E, false, stream_);
+    dump_f32("router_logits", l, ws_.router, T, E);
+    cuda::router_topk(ws_.router, T, E, k, c_.norm_topk_prob, static_cast<float>(c_.routed_scaling_factor), ws_.ids,
+                      ws_.rw, stream_);
+    moe_offloaded(l, T);
+    return;
+  }
   // Router logits in fp32 (bf16 operands, fp32 accumulation and output), softmax + greedy top-k.
   cuda::linear_bf16_out_f32(cublas_, ws_.x, T, H, H, D.router, E, ws_.router, E, false, stream_);
   dump_f32("router_logits", l, ws_.router, T, E);

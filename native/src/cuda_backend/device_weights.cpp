@@ -135,7 +135,7 @@ void run_copies(const std::vector<CopyJob>& jobs, int device, int threads) {
 
 }  // namespace
 
-DeviceWeights::DeviceWeights(const ModelConfig& c, const ModelWeights& w) {
+DeviceWeights::DeviceWeights(const ModelConfig& c, const ModelWeights& w, bool routed_on_host) {
   const auto t0 = std::chrono::steady_clock::now();
   check_geometry(c);
   const int H = c.hidden_size, heads = c.num_attention_heads;
@@ -211,6 +211,7 @@ DeviceWeights::DeviceWeights(const ModelConfig& c, const ModelWeights& w) {
         D.shared_down = cv.take<bf16>(static_cast<size_t>(H) * shared_ff);
         add_matrix(jobs, L.shared.down, D.shared_down);
       }
+      if (routed_on_host) continue;  // offloaded: HostExperts checks and holds them
       if (L.experts.size() != static_cast<size_t>(E)) throw Error("CUDA backend: " + at + "expert count differs from the config");
       D.experts = cv.take<bf16>(expert_stride * E);
       for (int e = 0; e < E; ++e) {
@@ -239,7 +240,7 @@ DeviceWeights::DeviceWeights(const ModelConfig& c, const ModelWeights& w) {
 
   // Per-expert pointer tables (device pointers, written from the host once).
   for (DeviceLayer& D : layers) {
-    if (!D.moe) continue;
+    if (!D.moe || D.experts == nullptr) continue;
     std::vector<const bf16*> ptrs(static_cast<size_t>(3) * E);
     for (int e = 0; e < E; ++e) {
       const bf16* base = D.experts + expert_stride * e;

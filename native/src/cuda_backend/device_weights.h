@@ -43,7 +43,9 @@ struct DeviceLayer {
 class DeviceWeights {
  public:
   // Uploads everything; throws moe::Error on an unsupported geometry and CudaError on a CUDA failure.
-  DeviceWeights(const ModelConfig& c, const ModelWeights& w);
+  // routed_on_host: the routed experts are not uploaded (offloading: HostExperts holds them), their
+  // DeviceLayer fields stay null.
+  DeviceWeights(const ModelConfig& c, const ModelWeights& w, bool routed_on_host = false);
 
   const bf16* embed = nullptr;    // [vocab, hidden]
   const bf16* lm_head = nullptr;  // [vocab, hidden]

@@ -14,6 +14,9 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
     : config_(config) {
   if (options.device != "cpu" && options.device != "cuda") throw Error("device '" + options.device + "' is unknown (cpu or cuda)");
   if (options.threads < 0) throw Error("threads must be >= 0");
+  if (options.offload_slots < -1 || options.offload_slots > config.n_routed_experts) {
+    throw Error("offload_slots must be -1 (all resident) or in [0, " + std::to_string(config.n_routed_experts) + "]");
+  }
 #ifndef MOE_WITH_CUDA
   if (options.device == "cuda") {
     throw Error("device 'cuda': this build of the native engine has no CUDA backend (it is built when CMake finds "
@@ -23,7 +26,10 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
   store_ = WeightStore::open(config_, tensors);
 #ifdef MOE_WITH_CUDA
   if (options.device == "cuda") {
-    backend_ = make_cuda_backend(config_, store_->weights(), CudaBackendOptions{});
+    CudaBackendOptions cuda;
+    cuda.offload_slots = options.offload_slots;
+    cuda.gpu_budget_bytes = options.gpu_budget_bytes;
+    backend_ = make_cuda_backend(config_, store_->weights(), cuda);
     return;
   }
 #endif

@@ -87,6 +87,11 @@ class OffloadController final : public MoeInterceptor {
 
   void on_plan(MoePlan& plan) override;
   const MlpWeights* expert_weights(int layer, int expert) override { return nullptr; }  // host-resident
+  // The cache's slot of the expert (what the CUDA backend mirrors on the device); -1 without a cache.
+  int cached_slot(int layer, int expert) const override {
+    const int mi = moe_index(layer);
+    return cache_ && mi >= 0 ? cache_->layer(mi).slot_of(expert) : -1;
+  }
 
   // The debug hook recording needs; forwards every call to `user` (e.g. the addon's capture).
   DebugHook make_hook();

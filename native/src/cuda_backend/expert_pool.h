@@ -1,0 +1,93 @@
+#pragma once
+// The GPU side of offloaded routed experts (issue 6): C slots per MoE layer (one device allocation),
+// a ring of staging buffers for experts the cache bypasses, a dedicated copy stream with its events,
+// and the placement of one MoE layer's step (which expert is computed from where, what is copied).
+//
+// Who decides: the expert cache (moe::offload::LayerCache behind the MoeInterceptor, the simulator's
+// twin) decides which expert occupies which slot; this pool only mirrors that on the device. It keeps
+// `physical_[mi][s]`, the expert whose weights slot s of MoE layer mi really holds, and after each
+// step makes the slots hold what the cache says (copies host -> slot), streaming the rest through
+// staging. Nothing here allocates after construction (the step's vectors are reserved up front).
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "device_memory.h"
+#include "host_experts.h"
+
+namespace moe::cuda_backend {
+
+using bf16 = __nv_bfloat16;
+
+// Cumulative since load; the bench takes differences.
+struct OffloadCounters {
+  uint64_t forwards = 0;
+  uint64_t slot_copies = 0;    // experts copied into a cache slot (the cache's inserts, as data)
+  uint64_t staged_copies = 0;  // experts streamed through staging (bypasses, cache 0)
+  uint64_t bytes = 0;          // host -> device expert bytes
+  uint64_t waits = 0;          // times the compute stream waited for a copy
+  double copy_wait_ms = 0;     // time it waited (CUDA events around each wait)
+};
+
+// Where each active expert of one layer step is computed from.
+struct LayerPlacement {
+  std::vector<int32_t> resident;  // in a slot before the step: computed at once from it
+  std::vector<int32_t> loaded;    // copied into the slot the cache gave it: computed when the copies land
+  std::vector<int32_t> staged;    // not cached after the step: through the staging ring, one by one
+  std::vector<int32_t> copy_slot, copy_expert;  // slot copies, those that need no wait first
+  std::vector<int32_t> late_slot, late_expert;  // slot copies whose old occupant this step still reads
+  std::vector<const bf16*> source;              // [E] device weights of each active expert (gate|up|down)
+};
+
+class ExpertPool {
+ public:
+  ExpertPool(int moe_layers, int slots, int staging, int num_experts, size_t expert_stride);
+  ~ExpertPool();
+  ExpertPool(const ExpertPool&) = delete;
+  ExpertPool& operator=(const ExpertPool&) = delete;
+
+  int slots() const { return slots_; }
+  int staging() const { return staging_; }
+  uint64_t device_bytes() const { return memory_.bytes(); }
+  bf16* slot(int mi, int s) const { return base_ + (static_cast<size_t>(mi) * slots_ + static_cast<size_t>(s)) * stride_; }
+  bf16* staging_buffer(int b) const { return base_ + (static_cast<size_t>(layers_) * slots_ + static_cast<size_t>(b)) * stride_; }
+  cudaStream_t copy_stream() const { return copy_; }
+
+  // Forget what the slots hold (a new cache starts cold: every expert it wants is copied again).
+  void forget();
+  // cached_slot[e]: the cache's slot of expert e after this step (-1: not cached); active: the step's
+  // distinct experts (ascending). Fills `out` and records the new contents of the slots.
+  void place(int mi, const std::vector<int32_t>& active, const std::vector<int32_t>& cached_slot, LayerPlacement& out);
+
+  // Events (created once). ready/free: per staging buffer; resident_done: after the resident launch;
+  // slots_done: after the layer's slot copies.
+  cudaEvent_t ready(int b) const { return ready_[static_cast<size_t>(b)]; }
+  cudaEvent_t freed(int b) const { return free_[static_cast<size_t>(b)]; }
+  cudaEvent_t resident_done() const { return resident_done_; }
+  cudaEvent_t slots_done() const { return slots_done_; }
+
+  // The compute stream waits for `ev`; the wait is timed (a pair of timing events) and counted.
+  void timed_wait(cudaStream_t compute, cudaEvent_t ev);
+  // After the forward's final synchronisation: adds up the waits' durations.
+  void end_forward();
+  // Before a forward: drops the timing pairs of a forward that threw before end_forward().
+  void begin_forward() { timing_used_ = 0; }
+  OffloadCounters counters;
+
+ private:
+  int layers_, slots_, staging_, experts_;
+  size_t stride_;
+  DeviceMemory memory_;
+  bf16* base_ = nullptr;
+  cudaStream_t copy_ = nullptr;
+  std::vector<cudaEvent_t> ready_, free_, timing_;
+  size_t timing_used_ = 0;
+  cudaEvent_t resident_done_ = nullptr, slots_done_ = nullptr;
+  std::vector<std::vector<int32_t>> physical_;  // [mi][slot] expert held, -1 empty
+  std::vector<int32_t> where_, in_step_;         // scratch [E]
+  std::vector<int32_t> wanted_;                  // scratch [slots]
+};
+
+}  // namespace moe::cuda_backend
