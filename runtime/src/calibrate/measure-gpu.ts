@@ -80,8 +80,20 @@ export function measureGpu(
       const contexts = part === 'head' ? [plan.referenceContext] : plan.contexts;
       for (const batch of plan.batches) {
         for (const context of contexts) {
-          const graph = usesGraph(plan, batch);
-          parts.push({ part, batch, context, graph, ...sampled(cal.partMs(part, batch, context, graph, R), median) });
+          // Replayed as a graph where the backend would; if capturing fails here, eager launches are
+          // timed instead and the raw file keeps the error (the profile's sources say so).
+          let graph = usesGraph(plan, batch);
+          let graphError: string | undefined;
+          let samples: Float64Array;
+          try {
+            samples = cal.partMs(part, batch, context, graph, R);
+          } catch (err) {
+            if (!graph) throw err;
+            graphError = (err as Error).message;
+            graph = false;
+            samples = cal.partMs(part, batch, context, false, R);
+          }
+          parts.push({ part, batch, context, graph, ...(graphError ? { graphError } : {}), ...sampled(samples, median) });
           progress.tick();
         }
       }

@@ -72,7 +72,10 @@ export function buildProfile(inp: ProfileInput): CostModel {
       };
       sources['gpu.byContext'] = `${where}, the same non-expert measurements at contexts ${plan.contexts.join(', ')} (the main curves are the ones at ${ref})`;
     }
-    const graphNote = `CUDA graph replay up to ${plan.graphMaxRows} rows, eager launches above (as the CUDA backend does)`;
+    const fellBack = gpu.raw.parts.filter((p) => p.graphError !== undefined);
+    const graphNote =
+      `CUDA graph replay up to ${plan.graphMaxRows} rows, eager launches above (as the CUDA backend does)` +
+      (fellBack.length > 0 ? `; graph capture failed for ${fellBack.map((p) => `${p.part}@${p.batch}/ctx ${p.context}`).join(', ')}, timed eagerly there (errors in the raw file)` : '');
     sources['gpu.expertMs'] = `${where}, one routed expert with n tokens through the project's kernels: expert_ffn_decode up to ${plan.gemvMaxRows} tokens, expert_ffn_grouped above (the backend's choice), eager launches cycling ${plan.gpuExpertPool} experts (cold in L2), CUDA events, median of ${plan.repeats}${quick}`;
     const common = `random bf16 data of the real shapes, decode rows at context ${ref}, ${plan.layerCopies} layer copies cycled, ${graphNote}, CUDA events, median of ${plan.repeats}${quick}`;
     sources['gpu.moeLayerOtherMs'] = `${where}, one MoE layer's non-expert part from the kernel API (rmsnorm, fused q/kv_a GEMM, YaRN RoPE, MLA cache append, absorbed decode attention on the compact cache, o_proj, rmsnorm, router GEMM + top-k, shared-expert MLP), ${common}`;

@@ -23,6 +23,8 @@ export interface RawPart extends Sampled {
   batch: number;
   context: number;
   graph: boolean;
+  /** set when the graph replay failed and eager launches were timed instead */
+  graphError?: string;
 }
 export interface RawActivation extends Sampled {
   tokens: number;
