@@ -1,5 +1,5 @@
-import { RecencyList } from './recency-list.js';
-import type { CacheState, EvictionPolicy } from './types.js';
+import { RecencyOrderedPolicy } from './recency-policy.js';
+import type { EvictionPolicy } from './types.js';
 
 /**
  * Least recently used. Accesses are ordered by (step, expert id) because requests are processed in
@@ -7,40 +7,13 @@ import type { CacheState, EvictionPolicy } from './types.js';
  * The cache reports accesses, insertions and evictions so a recency list (oldest first) gives the victim
  * without scanning; pickVictimByScan is the same rule stated on the clock (tests compare the two).
  */
-export class LruPolicy implements EvictionPolicy {
+export class LruPolicy extends RecencyOrderedPolicy implements EvictionPolicy {
   readonly name = 'lru' as const;
-  readonly evicts = true;
-  private readonly order: RecencyList;
-  constructor(private readonly state: CacheState) {
-    this.order = new RecencyList(state.numExperts);
-  }
-  requested(): void {}
   /** Hit on a cached expert. */
   accessed(e: number): void {
-    this.order.moveToNewest(e);
+    this.refresh(e);
   }
-  inserted(e: number): void {
-    this.order.append(e);
-  }
-  evicted(e: number): void {
-    this.order.remove(e);
-  }
-  pickVictim(_slots: Int32Array, _used: number, protectedAt: Int32Array, stamp: number): number {
-    return this.order.oldestUnprotected(protectedAt, stamp);
-  }
-  pickVictimByScan(slots: Int32Array, used: number, protectedAt: Int32Array, stamp: number): number {
-    const last = this.state.lastAccess;
-    let victim = -1;
-    let oldest = Infinity;
-    for (let s = 0; s < used; s++) {
-      const e = slots[s];
-      if (protectedAt[e] === stamp) continue;
-      const v = last[e];
-      if (v < oldest) {
-        oldest = v;
-        victim = e;
-      }
-    }
-    return victim;
+  protected orderKey(): Float64Array {
+    return this.state.lastAccess;
   }
 }
