@@ -139,7 +139,8 @@ describe('static', () => {
 
 describe('LayerCache guards', () => {
   it('refuses a capacity below 1 and pinned experts for a non-static policy', () => {
-    expect(() => new LayerCache(8, 0, 'lru')).toThrow(/capacity/);
+    expect(() => new LayerCache(8, -1, 'lru')).toThrow(/capacity/);
+    expect(() => new LayerCache(8, 1.5, 'lru')).toThrow(/capacity/);
     expect(() => new LayerCache(8, 2, 'lru', { pinned: [1] })).toThrow(/static/);
     expect(() => new LayerCache(8, 1, 'static', { pinned: [1, 2] })).toThrow(/exceed/);
   });

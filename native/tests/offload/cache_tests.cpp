@@ -133,7 +133,15 @@ int main() {
            "per-layer counts");
   }
   // Broken preconditions throw.
-  expect_throws([] { LayerCache c(8, 0, CachePolicy::Lru); }, "capacity", "capacity 0");
+  expect_throws([] { LayerCache c(8, -1, CachePolicy::Lru); }, "capacity", "capacity -1");
+  {
+    // Capacity 0 (naive on-demand loading): every request bypasses, nothing is ever cached.
+    LayerCache c(8, 0, CachePolicy::Lru);
+    const int32_t r[] = {2, 5};
+    c.begin_step(0, r, 2);
+    const CacheOutcome o1 = c.request(2), o2 = c.request(5);
+    expect(o1.code == kOutcomeBypass && o2.code == kOutcomeBypass && o1.slot == kNoSlot && c.size() == 0 && !c.has(2), "capacity 0 bypasses");
+  }
   expect_throws([] { parse_policy("mru"); }, "unknown cache policy 'mru'", "unknown policy");
   expect_throws([] { LayerCacheOptions o; o.pinned = {1, 2, 3}; LayerCache c(8, 2, CachePolicy::Static, o); }, "exceed capacity", "static over capacity");
   expect_throws([] { LayerCacheOptions o; o.pinned = {1}; LayerCache c(8, 2, CachePolicy::Lru, o); }, "static policy only", "pinned for lru");

@@ -9,6 +9,9 @@ import { benchPoint, type PointResult } from './engine-bench.js';
 import { makeGrid, makePrompts, seededIds, type GridPoint } from './grid.js';
 import { evaluateTargets, type TargetResult } from './targets.js';
 import { runTransformers, type BaselineResult } from './transformers-baseline.js';
+import type { PolicyName } from '../../../sim/src/cache/types.js';
+import { checkOffloadTokens, type OffloadCheck } from './offload-check.js';
+import { offloadTargets, runOffloadGrid, type OffloadBenchOptions } from './offload-bench.js';
 
 export interface BenchOptions {
   model: string;
@@ -29,6 +32,12 @@ export interface BenchOptions {
   checkFp32: boolean;
   python: string;
   log: (line: string) => void;
+  /** issue 6: routed experts offloaded, grid over cache sizes and policies (device cuda) */
+  offload?: OffloadBenchOptions | null;
+  /** issue 6: tokens identical between all-resident and offloaded runs (device cuda) */
+  checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number } | null;
+  /** no timing grid (e.g. only the offload check) */
+  skipGrid?: boolean;
 }
 
 export interface BenchDocument {
@@ -51,6 +60,9 @@ export interface BenchDocument {
     noiseFloor: NoiseFloor | null;
   } | null;
   targets: TargetResult[];
+  /** offload mode: the grid's points are OffloadPointResult (cache, policy, hit rates, bytes moved) */
+  offload?: { caches: number[]; policies: string[]; gpuMemoryBytes: number | null; routing: string[] } | null;
+  offloadCheck?: OffloadCheck | null;
 }
 
 /** The reference sequences of the agreement check: <bos> + seeded random ids. */
@@ -82,6 +94,33 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
         repeats: Math.max(1, Math.min(o.repeats, 2)),
         warmupTokens: 4,
       }, work);
+    }
+
+    let offloadCheck: OffloadCheck | null = null;
+    if (o.checkOffload) {
+      o.log('bench: offload check (tokens identical: all-resident vs offloaded)');
+      offloadCheck = await checkOffloadTokens(ckpt.dir, o.checkOffload.caches, o.checkOffload.policies, o.checkOffload.newTokens, o.seed, o.log);
+    }
+    if (o.offload || o.skipGrid) {
+      const points = o.offload && !o.skipGrid ? await runOffloadGrid(ckpt.dir, cfg, grid, promptsOf, o.repeats, o.warmup, o.offload, o.log) : [];
+      const deviceInfo = points.at(-1)?.device ?? {};
+      return {
+        format: 'moe-offload-bench-v1',
+        date: new Date().toISOString(),
+        model: ckpt.dir,
+        configSha256: ckpt.configHash,
+        engine: { device: typeof deviceInfo.name === 'string' ? deviceInfo.name : o.device, backend: o.device, loadSeconds: 0, deviceInfo, host: `${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}` },
+        options: { batches: o.batches, prompts: o.prompts, newTokens: o.newTokens, repeats: o.repeats, warmup: o.warmup, seed: o.seed },
+        timing:
+          'wall clock through the Engine API (Node -> addon -> device and back, host sampling included); routed experts offloaded to pinned host memory; ' +
+          'each grid point starts with a cold cache and cold GPU slots; prefill = begin() of all prompts; ms/token = one decode step; greedy, no eos stop; prompts are seeded random ids, routing as the routing column says',
+        grid: points,
+        baseline,
+        agreement: null,
+        targets: offloadTargets(points),
+        offload: o.offload ? { caches: o.offload.caches, policies: o.offload.policies, gpuMemoryBytes: o.offload.gpuMemory, routing: o.offload.routing.map((r) => r.path) } : null,
+        offloadCheck,
+      };
     }
 
     o.log(`bench: loading the engine on ${o.device}`);

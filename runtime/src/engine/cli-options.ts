@@ -1,3 +1,6 @@
+import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
+import type { ModelConfig } from '../model/config.js';
+import { parseByteSize, planGpuMemory, type RunShape } from '../offload/gpu-budget.js';
 import { UserError } from '../util/errors.js';
 import { parseChoiceOption, parseFloatOption, parseIntOption } from '../util/options.js';
 import type { EngineLoadOptions, Sampling } from './options.js';
@@ -60,4 +63,29 @@ export class TextStream {
   get text(): string {
     return this.decode(this.ids);
   }
+}
+
+/** Raw commander values of the offloading options (`generate`, `chat`, `bench`). */
+export interface RawOffloadCliOptions {
+  cache?: string;
+  policy: string;
+  gpuMemory?: string;
+}
+
+/**
+ * `--cache C --policy P --gpu-memory SIZE` -> Engine.load's cache / gpuMemory / runShape. With only
+ * --gpu-memory the cache gets the slots that fit (policy --policy); both: C must fit. The budget needs the
+ * run's shape (batch, tokens per sequence), so callers pass it. --gpu-memory is for device cuda only.
+ */
+export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConfig, device: 'cpu' | 'cuda', shape: RunShape): Pick<EngineLoadOptions, 'cache' | 'gpuMemory' | 'runShape'> {
+  const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
+  const gpuMemory = o.gpuMemory === undefined ? undefined : parseByteSize('--gpu-memory', o.gpuMemory);
+  if (gpuMemory !== undefined && device !== 'cuda') throw new UserError('option --gpu-memory: only with --device cuda (the CPU engine keeps every weight in host memory)');
+  let slotsPerLayer = o.cache === undefined ? undefined : parseIntOption('--cache', o.cache, 0, config.nRoutedExperts);
+  if (slotsPerLayer === undefined && gpuMemory !== undefined) slotsPerLayer = planGpuMemory(config, gpuMemory, shape).slotsPerLayer;
+  return {
+    cache: slotsPerLayer === undefined ? undefined : { slotsPerLayer, policy },
+    gpuMemory,
+    runShape: shape,
+  };
 }

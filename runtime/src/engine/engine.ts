@@ -3,6 +3,7 @@ import type { ModelConfig } from '../model/config.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { UserError } from '../util/errors.js';
 import { buildOffloadSpec } from '../offload/offload-spec.js';
+import { resolvePlacement, type Placement } from '../offload/placement.js';
 import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
 import {
@@ -13,6 +14,23 @@ import {
   type EngineLoadOptions,
   type GenerateOptions,
 } from './options.js';
+
+/** Counters of the CUDA backend's offloaded experts (device_info().offload), cumulative since load. */
+export interface OffloadStats {
+  slotsPerLayer: number;
+  stagingBuffers: number;
+  expertBytes: number;
+  hostExpertBytes: number;
+  poolBytes: number;
+  hostCopySeconds: number;
+  hostPinSeconds: number;
+  forwards: number;
+  slotCopies: number;
+  stagedCopies: number;
+  bytesH2D: number;
+  copyWaits: number;
+  copyWaitMs: number;
+}
 
 /** An error of the native engine (bad weights, a bug): rethrown here so it carries a JS stack. */
 export class EngineError extends UserError {
@@ -74,11 +92,14 @@ export class Engine {
   static async load(dir: string, options?: EngineLoadOptions): Promise<Engine> {
     const opts = resolveLoadOptions(options);
     const ckpt = openCheckpoint(dir);
+    // Placement (issue 6): offloaded routed experts and the budget, refused before anything loads.
+    const placement = resolvePlacement(ckpt.config, opts.device, options ?? {});
+    const load = { ...(options ?? {}), cache: placement.cache };
+    const offload = buildOffloadSpec(ckpt, load);
     const addon = loadNativeAddon();
     const handle = await native(`loading ${ckpt.dir}`, () =>
-      addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: { device: opts.device, threads: opts.threads } }),
+      addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: { device: opts.device, threads: opts.threads, ...placement.native } }),
     );
-    const offload = buildOffloadSpec(ckpt, options ?? {});
     if (offload) {
       try {
         handle.setOffload(offload);
@@ -87,7 +108,40 @@ export class Engine {
         throw new EngineError(`offloading setup: ${(err as Error).message}`);
       }
     }
-    return new Engine(ckpt, handle);
+    const engine = new Engine(ckpt, handle);
+    engine.placement = placement;
+    return engine;
+  }
+
+  /** Where the routed experts are (offloaded or not), the slots and the budget's breakdown. */
+  placement: Placement = { cache: undefined, native: {}, plan: null };
+
+  /**
+   * Replaces the offloading session: a new cache (cold; on the GPU the slots start cold too) and/or routing
+   * replay, whose sequence counting starts again at 0. On device 'cuda' with offloaded experts the cache's
+   * slots may not exceed the pool's (load option poolSlots). null options detach offloading.
+   */
+  resetOffload(options: Pick<EngineLoadOptions, 'cache' | 'routing' | 'record'> | null): void {
+    this.assertOpen();
+    if (this.busy) throw new UserError('engine is busy: one operation at a time');
+    const spec = options === null ? null : buildOffloadSpec(this.checkpoint, options);
+    const pool = this.placement.native.offloadSlots;
+    const slots = options?.cache?.slotsPerLayer;
+    if (pool !== undefined && slots !== undefined && slots > pool) {
+      throw new UserError(`option cache.slotsPerLayer: ${slots} exceeds the ${pool} GPU slots per layer this engine was loaded with (load option poolSlots)`);
+    }
+    try {
+      this.handle.setOffload(spec);
+    } catch (err) {
+      throw new EngineError(`offloading setup: ${(err as Error).message}`);
+    }
+    this.placement = { ...this.placement, cache: options?.cache };
+  }
+
+  /** The CUDA backend's offloading counters (cumulative since load): copies, bytes, copy-wait time; null when nothing is offloaded. */
+  offloadStats(): OffloadStats | null {
+    const o = this.deviceInfo().offload;
+    return o && typeof o === 'object' ? (o as OffloadStats) : null;
   }
 
   /** Expert-cache counts per MoE layer since load (null without `cache`). */

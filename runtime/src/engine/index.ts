@@ -1,3 +1,3 @@
-export { Engine, EngineError, type FinishReason, type GeneratedToken, type RecordedLogits } from './engine.js';
+export { Engine, EngineError, type OffloadStats, type FinishReason, type GeneratedToken, type RecordedLogits } from './engine.js';
 export type { EngineLoadOptions, GenerateOptions, Sampling } from './options.js';
 export { loadNativeAddon } from './native-binding.js';

@@ -140,8 +140,17 @@ export interface NativeCacheStats {
   bypasses: Float64Array;
 }
 
+export interface NativeLoadOptions {
+  device: string;
+  threads: number;
+  /** device 'cuda': routed experts offloaded, this many GPU slots per MoE layer (absent: all resident) */
+  offloadSlots?: number;
+  /** device 'cuda': cap on the engine's own device allocations (checked natively) */
+  gpuBudgetBytes?: number;
+}
+
 export interface NativeAddon {
-  load(spec: { config: NativeModelConfig; tensors: NativeTensor[]; options: { device: string; threads: number } }): Promise<NativeEngineHandle>;
+  load(spec: { config: NativeModelConfig; tensors: NativeTensor[]; options: NativeLoadOptions }): Promise<NativeEngineHandle>;
   cpuFeatures(): string;
 }
 

@@ -1,4 +1,5 @@
 import type { CacheOptions } from '../offload/cache-options.js';
+import type { RunShape } from '../offload/gpu-budget.js';
 import type { RecordOptions } from '../offload/offload-spec.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { UserError } from '../util/errors.js';
@@ -15,6 +16,16 @@ export interface EngineLoadOptions {
   routing?: RoutingReplay;
   /** record routing, router scores, gate_next and timings of every forward (takeRecord()) */
   record?: RecordOptions;
+  /**
+   * device 'cuda': total GPU memory in bytes the run may use (issue 6). The routed experts are offloaded to
+   * pinned host memory and the expert slots per MoE layer are what fits (runtime/src/offload/gpu-budget.ts);
+   * with `cache` the cache's slots must fit. A budget too small for the non-expert part is refused.
+   */
+  gpuMemory?: number;
+  /** the run the budget must hold (default batch 1, 4096 tokens per sequence) */
+  runShape?: RunShape;
+  /** device 'cuda' with a cache: GPU slots per MoE layer (default: the cache's); more lets one load serve smaller caches (resetOffload) */
+  poolSlots?: number;
 }
 
 export type Sampling = 'greedy' | { temperature: number; topP?: number; seed?: number };
@@ -38,7 +49,7 @@ export interface ResolvedLoadOptions {
 }
 
 /** Offloading options are checked against the model in runtime/src/offload/offload-spec.ts. */
-export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record'];
+export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots'];
 
 export interface ResolvedSampling {
   greedy: boolean;

@@ -9,7 +9,7 @@ import { POLICY_NAMES, type PolicyName } from '../../../sim/src/cache/types.js';
 import { UserError } from '../util/errors.js';
 
 export interface CacheOptions {
-  /** expert slots per MoE layer (the simulator's --cache C) */
+  /** expert slots per MoE layer (the simulator's --cache C; 0: nothing cached, every expert loaded on demand) */
   slotsPerLayer: number;
   /** lru, lfu, fifo, lfru, belady and opt (need routing replay), static (needs pinned experts) */
   policy: PolicyName;
@@ -39,8 +39,8 @@ export function resolveCacheOptions(o: CacheOptions | undefined, numExperts: num
     if (!['slotsPerLayer', 'policy', 'lfruDecay', 'pinned', 'schedule'].includes(k)) fail(`cache.${k}`, 'unknown option (known: slotsPerLayer, policy, lfruDecay, pinned)');
   }
   const { slotsPerLayer, policy } = o;
-  if (!Number.isInteger(slotsPerLayer) || slotsPerLayer < 1 || slotsPerLayer > numExperts) {
-    fail('cache.slotsPerLayer', `must be an integer in [1, ${numExperts}] (the model has ${numExperts} routed experts per layer), got ${String(slotsPerLayer)}`);
+  if (!Number.isInteger(slotsPerLayer) || slotsPerLayer < 0 || slotsPerLayer > numExperts) {
+    fail('cache.slotsPerLayer', `must be an integer in [0, ${numExperts}] (the model has ${numExperts} routed experts per layer; 0: nothing cached), got ${String(slotsPerLayer)}`);
   }
   if (!POLICY_NAMES.includes(policy)) fail('cache.policy', `unknown policy '${String(policy)}' (choose from ${POLICY_NAMES.join(', ')})`);
   const lfruDecay = o.lfruDecay ?? LFRU_DEFAULT_DECAY;

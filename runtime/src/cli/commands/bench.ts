@@ -7,7 +7,11 @@ import { runBench, type BenchDocument } from '../../bench/run-bench.js';
 import { resolvePython } from '../../bench/transformers-baseline.js';
 import { writeFileAtomic } from '../../util/atomic-file.js';
 import { BadInputError, UserError } from '../../util/errors.js';
-import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
+import { parseChoiceListOption, parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
+import { offloadTable, type OffloadPointResult } from '../../bench/offload-bench.js';
+import { loadModelConfig } from '../../model/config.js';
+import { parseByteSize } from '../../offload/gpu-budget.js';
+import { loadRoutingReplay } from '../../offload/routing-replay.js';
 
 interface BenchCliOptions {
   model: string;
@@ -28,6 +32,14 @@ interface BenchCliOptions {
   python?: string;
   out?: string;
   replot?: string;
+  cache?: string;
+  policy: string;
+  gpuMemory?: string;
+  routing?: string;
+  checkOffload?: boolean;
+  checkOffloadCaches: string;
+  checkOffloadPolicies: string;
+  checkOffloadTokens: string;
 }
 
 /** A bench.json written earlier (e.g. on the GPU machine), checked enough to re-render it. */
@@ -65,6 +77,14 @@ export function register(program: Command): void {
     .option('--python <path>', 'Python with torch + transformers (default: $MOE_PYTHON, .venv, python3)')
     .option('--out <dir>', 'write bench.json, bench.md and the chart (bench.vl.json/.svg/.png) here')
     .option('--replot <bench.json>', 'no run: re-render the tables and the chart of an earlier bench.json')
+    .option('--cache <list>', 'offload mode (device cuda): routed experts in host memory, these GPU slots per MoE layer (comma-separated; 0: naive on-demand loading)')
+    .option('--policy <list>', 'offload mode: cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
+    .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
+    .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
+    .option('--check-offload', 'issue 6 invariant: tokens identical between all-resident and offloaded runs (alone: no timing grid)')
+    .option('--check-offload-caches <list>', 'cache sizes of --check-offload', '0,8,16,32')
+    .option('--check-offload-policies <list>', 'policies of --check-offload', 'lru,lfu,fifo')
+    .option('--check-offload-tokens <n>', 'tokens generated per sequence by --check-offload', '12')
     .action(async (o: BenchCliOptions) => {
       if (o.replot !== undefined) {
         const doc = readBenchDocument(resolve(o.replot));
@@ -78,7 +98,32 @@ export function register(program: Command): void {
       const checkLength = parseIntOption('--check-length', o.checkLength, 2, 4096);
       const checkPrefill = parseIntOption('--check-prefill', o.checkPrefill, 1, 4096);
       if (checkPrefill >= checkLength) throw new UserError(`option --check-prefill: must be below --check-length (${checkLength}), got ${checkPrefill}`);
+      const config = loadModelConfig(o.model);
+      const offloadMode = o.cache !== undefined;
+      if ((offloadMode || o.checkOffload) && device !== 'cuda') throw new UserError('options --cache / --check-offload: offloading needs --device cuda');
+      if (!offloadMode && (o.gpuMemory !== undefined || o.routing !== undefined)) throw new UserError('options --gpu-memory / --routing: only in offload mode (with --cache)');
+      if (offloadMode && check) throw new UserError('option --check: the agreement check runs on the all-resident engine; run it without --cache');
+      const benchPolicies = ['lru', 'lfu', 'fifo', 'lfru', 'static'] as const;
+      const offload = offloadMode
+        ? {
+            caches: parseIntListOption('--cache', o.cache!, 0, config.nRoutedExperts),
+            policies: parseChoiceListOption('--policy', o.policy, benchPolicies),
+            gpuMemory: o.gpuMemory === undefined ? null : parseByteSize('--gpu-memory', o.gpuMemory),
+            routing: o.routing === undefined ? [] : o.routing.split(',').map((f) => loadRoutingReplay(resolve(f.trim()), config)),
+          }
+        : null;
+      if (offload?.policies.includes('static') && offload.routing.length === 0) throw new UserError('option --policy: static needs --routing (pinned experts come from the replayed trace)');
+      const checkOffload = o.checkOffload
+        ? {
+            caches: parseIntListOption('--check-offload-caches', o.checkOffloadCaches, 0, config.nRoutedExperts),
+            policies: parseChoiceListOption('--check-offload-policies', o.checkOffloadPolicies, benchPolicies.filter((p) => p !== 'static')),
+            newTokens: parseIntOption('--check-offload-tokens', o.checkOffloadTokens, 1, 4096),
+          }
+        : null;
       const doc = await runBench({
+        offload,
+        checkOffload,
+        skipGrid: !!checkOffload && !offloadMode,
         model: o.model,
         device,
         threads: o.threads === undefined ? 0 : parseIntOption('--threads', o.threads, 0, 1024),
@@ -102,12 +147,21 @@ export function register(program: Command): void {
 }
 
 function render(doc: BenchDocument): string {
-  const sections = [`# moe bench: ${doc.engine.device} (${doc.engine.backend})`, '', doc.timing, '', gridTable(doc.grid, doc.baseline?.grid.length ? doc.baseline.grid : null)];
+  const sections = [`# moe bench: ${doc.engine.device} (${doc.engine.backend})`, '', doc.timing];
+  if (doc.grid.length) sections.push('', gridTable(doc.grid, doc.baseline?.grid.length ? doc.baseline.grid : null));
   if (doc.agreement) {
     const a = doc.agreement;
     sections.push('', `Agreement with ${a.reference} (teacher forcing, ${a.sequences} x ${a.length} tokens; decode path from position ${a.prefillTokens}):`, '', agreementTable(a.paths));
     sections.push('', "Top-1 agreement by the reference's top-1/top-2 logit gap:", '', marginTable(a.paths));
     if (a.noiseFloor) sections.push('', noiseFloorText(a.noiseFloor));
+  }
+  if (doc.offload && doc.grid.length) {
+    sections.push('', `Offloaded routed experts (routing: ${[...new Set((doc.grid as OffloadPointResult[]).map((p) => p.routing))].join('; ')}):`, '', offloadTable(doc.grid as OffloadPointResult[]));
+  }
+  if (doc.offloadCheck) {
+    const c = doc.offloadCheck;
+    const bad = c.cases.filter((x) => !x.identical);
+    sections.push('', `Tokens identical, all-resident vs offloaded (${c.cases.length} runs: caches ${[...new Set(c.cases.map((x) => x.cache))].join('/')}, policies ${[...new Set(c.cases.map((x) => x.policy))].join('/')}, ${c.batches.map((b) => b.label).join(', ')}; ${c.newTokens} tokens each): ${c.allIdentical ? 'yes, every run' : `NO: ${bad.map((x) => `${x.label} cache ${x.cache} ${x.policy}`).join('; ')}`}`);
   }
   if (doc.targets.length) sections.push('', targetsTable(doc.targets));
   return sections.join('\n') + '\n';
@@ -121,7 +175,7 @@ async function publish(doc: BenchDocument, out: string | undefined): Promise<voi
     mkdirSync(dir, { recursive: true });
     writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc, null, 1) + '\n');
     writeFileAtomic(join(dir, 'bench.md'), md);
-    await writeBenchChart(doc, join(dir, 'bench'), (line) => process.stderr.write(line + '\n'));
+    if (doc.grid.length) await writeBenchChart(doc, join(dir, "bench"), (line) => process.stderr.write(line + "\n"));
   }
   process.stdout.write(md);
 }

@@ -1,14 +1,21 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Engine } from '../../engine/index.js';
-import { loadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
+import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
+import { POLICY_NAMES } from '../../../../sim/src/cache/types.js';
+import { loadModelConfig } from '../../model/config.js';
 import type { ChatMessage } from '../../model/chat-template.js';
+import { UserError } from '../../util/errors.js';
 import { parseIntOption } from '../../util/options.js';
 
 interface ChatCliOptions extends RawEngineCliOptions {
   model: string;
   maxNewTokens: string;
   system?: string;
+  cache?: string;
+  policy: string;
+  gpuMemory?: string;
+  context: string;
 }
 
 export function register(program: Command): void {
@@ -24,10 +31,20 @@ export function register(program: Command): void {
     .option('--seed <n>', 'sampling seed (with --temperature)')
     .option('--device <d>', 'cpu or cuda', 'cpu')
     .option('--threads <n>', 'CPU threads (0: all cores)')
+    .option('--cache <C>', 'device cuda: routed experts offloaded to host memory, C GPU slots per MoE layer (0: all loaded on demand)')
+    .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt' && p !== 'static').join(', ')}`, 'lru')
+    .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); the cache gets the expert slots that fit')
+    .option('--context <n>', 'longest conversation in tokens the GPU memory budget must hold', '4096')
     .action(async (o: ChatCliOptions) => {
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
-      const engine = await Engine.load(o.model, loadOptionsFromCli(o));
+      const base = loadOptionsFromCli(o);
+      const shape = { batch: 1, contextTokens: parseIntOption('--context', o.context, 1, 1 << 24) + maxNewTokens };
+      const offload = offloadOptionsFromCli(o, loadModelConfig(o.model), base.device ?? 'cpu', shape);
+      if (offload.cache && (offload.cache.policy === 'belady' || offload.cache.policy === 'opt' || offload.cache.policy === 'static')) {
+        throw new UserError(`option --policy: ${offload.cache.policy} needs a routing replay; chat uses lru, lfu, fifo or lfru`);
+      }
+      const engine = await Engine.load(o.model, { ...base, ...offload });
       try {
         const tokenizer = engine.tokenizer;
         const interactive = process.stdin.isTTY === true;

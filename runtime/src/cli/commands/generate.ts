@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { Engine, type FinishReason } from '../../engine/index.js';
-import { loadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
-import type { ModelTokenizer } from '../../model/tokenizer.js';
+import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
+import { loadTokenizer, type ModelTokenizer } from '../../model/tokenizer.js';
 import { POLICY_NAMES } from '../../../../sim/src/cache/types.js';
 import { loadModelConfig } from '../../model/config.js';
 import { checkReplayCoverage, loadRoutingReplay } from '../../offload/routing-replay.js';
@@ -18,6 +18,7 @@ interface GenerateCliOptions extends RawEngineCliOptions {
   cache?: string;
   policy: string;
   routing?: string;
+  gpuMemory?: string;
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -37,7 +38,8 @@ export function register(program: Command): void {
     .option('--no-stop-on-eos', 'keep generating after the end-of-sequence token')
     .option('--device <d>', 'cpu or cuda', 'cpu')
     .option('--threads <n>', 'CPU threads (0: all cores)')
-    .option('--cache <C>', 'expert cache of C slots per MoE layer (accounting on the CPU engine); per-layer hits/misses on stderr')
+    .option('--cache <C>', 'expert cache of C slots per MoE layer (device cuda: routed experts offloaded to host memory, C GPU slots per layer, 0: all loaded on demand; CPU: accounting); hits/misses on stderr')
+    .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); routed experts offloaded, the cache gets the slots that fit')
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt').join(', ')} (belady, opt: record-trace --routing)`, 'lru')
     .option('--routing <trace>', 'replay the routing of this trace (sequence g drives prompt g)')
     .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})')
@@ -46,16 +48,20 @@ export function register(program: Command): void {
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
       const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
-      const cache = o.cache === undefined ? undefined : { slotsPerLayer: parseIntOption('--cache', o.cache, 1, 65535), policy };
-      const routing = o.routing === undefined ? undefined : loadRoutingReplay(o.routing, loadModelConfig(o.model));
-      const loadOptions = { ...loadOptionsFromCli(o), cache, routing };
-      const engine = await Engine.load(o.model, loadOptions);
+      const config = loadModelConfig(o.model);
+      const routing = o.routing === undefined ? undefined : loadRoutingReplay(o.routing, config);
+      // Prompts first: the GPU memory budget needs the run's shape before loading.
+      const tokenizer = tryTokenizer(o.model, !!o.prompt);
+      const prompts: number[][] = o.prompt
+        ? o.prompt.map((p) => tokenizer!.encode(p, { addBos: true }))
+        : o.promptIds!.map((s) => parseIntListOption('--prompt-ids', s, 0, config.vocabSize - 1));
+      if (routing) checkReplayCoverage(routing, prompts.map((p) => p.length + maxNewTokens - 1));
+      const base = loadOptionsFromCli(o);
+      const shape = { batch: prompts.length, contextTokens: Math.max(...prompts.map((p) => p.length)) + maxNewTokens };
+      const offload = offloadOptionsFromCli(o, config, base.device ?? 'cpu', shape);
+      const cache = offload.cache;
+      const engine = await Engine.load(o.model, { ...base, ...offload, routing });
       try {
-        const tokenizer = tryTokenizer(engine, !!o.prompt);
-        const prompts: number[][] = o.prompt
-          ? o.prompt.map((p) => tokenizer!.encode(p, { addBos: true }))
-          : o.promptIds!.map((s) => parseIntListOption('--prompt-ids', s, 0, engine.config.vocabSize - 1));
-        if (routing) checkReplayCoverage(routing, prompts.map((p) => p.length + maxNewTokens - 1));
         const decode = (ids: number[]) => (tokenizer ? tokenizer.decode(ids, { skipSpecialTokens: true }) : '');
         const streamText = !o.json && prompts.length === 1;
         const streams = prompts.map(() => new TextStream(decode));
@@ -78,6 +84,8 @@ export function register(program: Command): void {
           const layers = engine.config.moeLayers;
           const line = layers.map((l, i) => `L${l} ${stats.hits[i]}/${stats.requests[i]}`).join(', ');
           process.stderr.write(`expert cache (${policy}, ${cache!.slotsPerLayer} slots/layer) hits/requests: ${line}\n`);
+          const moved = engine.offloadStats();
+          if (moved) process.stderr.write(`expert copies to the GPU: ${moved.slotCopies} into slots, ${moved.stagedCopies} streamed, ${(moved.bytesH2D / 1e9).toFixed(2)} GB, compute waited ${moved.copyWaitMs.toFixed(1)} ms\n`);
         }
         if (o.json) {
           const doc = results.length === 1 ? results[0] : { results };
@@ -94,9 +102,9 @@ export function register(program: Command): void {
 }
 
 /** The tokenizer when the checkpoint has one; text prompts require it, token-id prompts do not. */
-function tryTokenizer(engine: Engine, required: boolean): ModelTokenizer | null {
+function tryTokenizer(dir: string, required: boolean): ModelTokenizer | null {
   try {
-    return engine.tokenizer;
+    return loadTokenizer(dir);
   } catch (err) {
     if (required) throw err;
     process.stderr.write(`moe-offload: no tokenizer (${(err as Error).message}); printing token ids only\n`);

@@ -1,0 +1,84 @@
+/**
+ * Issue 6 invariant on the GPU: generated tokens are identical (greedy) between the all-resident engine
+ * and the offloaded one at every cache size and policy. One all-resident engine gives the reference; one
+ * offloaded engine with a pool of max(caches) slots then runs every (cache, policy) with a fresh, cold
+ * session (Engine.resetOffload). Batches cover the three routed-expert paths of the CUDA backend: a
+ * single prompt (decode GEMV), four prompts of unequal length (tile kernel at prefill), and four long
+ * prompts (>= 2048 prefill rows: cuBLAS per expert).
+ */
+import type { PolicyName } from '../../../sim/src/cache/types.js';
+import { Engine } from '../engine/index.js';
+import { seededIds } from './grid.js';
+
+export interface OffloadCheckCase {
+  label: string;
+  cache: number;
+  policy: PolicyName;
+  identical: boolean;
+  /** first (sequence, index) whose token differs */
+  firstDifference: { sequence: number; index: number } | null;
+  bytesH2D: number;
+}
+
+export interface OffloadCheck {
+  newTokens: number;
+  batches: { label: string; promptLengths: number[] }[];
+  cases: OffloadCheckCase[];
+  allIdentical: boolean;
+}
+
+const BATCHES = [
+  { label: 'batch 1', promptLengths: [40] },
+  { label: 'batch 4', promptLengths: [40, 33, 57, 21] },
+  { label: 'batch 4 long (cuBLAS prefill)', promptLengths: [600, 590, 610, 620] },
+];
+
+function firstDifference(a: number[][], b: number[][]): { sequence: number; index: number } | null {
+  for (let s = 0; s < a.length; s++) {
+    for (let i = 0; i < Math.max(a[s].length, b[s]?.length ?? 0); i++) if (a[s][i] !== b[s]?.[i]) return { sequence: s, index: i };
+  }
+  return null;
+}
+
+export async function checkOffloadTokens(
+  model: string,
+  caches: number[],
+  policies: PolicyName[],
+  newTokens: number,
+  seed: number,
+  log: (line: string) => void,
+): Promise<OffloadCheck> {
+  const ref = await Engine.load(model, { device: 'cuda' });
+  const vocab = ref.config.vocabSize;
+  const avoid = new Set([ref.config.bosTokenId, ref.config.eosTokenId]);
+  const prompts = BATCHES.map((b, bi) => b.promptLengths.map((n, s) => [ref.config.bosTokenId, ...seededIds(seed * 977 + bi * 131 + s, n - 1, vocab, avoid)]));
+  const run = async (e: Engine, i: number) => (await e.generateAll({ prompts: prompts[i], maxNewTokens: newTokens, stopOnEos: false })).tokens;
+  const reference: number[][][] = [];
+  try {
+    for (let i = 0; i < BATCHES.length; i++) reference.push(await run(ref, i));
+  } finally {
+    ref.close();
+  }
+  log(`offload check: all-resident reference done (${BATCHES.length} batches x ${newTokens} tokens)`);
+  const pool = Math.max(...caches);
+  const shape = { batch: 4, contextTokens: 620 + newTokens, prefillRows: 2420 };
+  const eng = await Engine.load(model, { device: 'cuda', cache: { slotsPerLayer: pool, policy: policies[0] }, poolSlots: pool, runShape: shape });
+  const cases: OffloadCheckCase[] = [];
+  try {
+    for (const cache of caches) {
+      for (const policy of policies) {
+        for (let i = 0; i < BATCHES.length; i++) {
+          eng.resetOffload({ cache: { slotsPerLayer: cache, policy } });
+          const before = eng.offloadStats()?.bytesH2D ?? 0;
+          const tokens = await run(eng, i);
+          const diff = firstDifference(reference[i], tokens);
+          cases.push({ label: BATCHES[i].label, cache, policy, identical: diff === null, firstDifference: diff, bytesH2D: (eng.offloadStats()?.bytesH2D ?? 0) - before });
+          log(`offload check: cache ${cache} ${policy} ${BATCHES[i].label}: ${diff === null ? 'identical' : `DIFFERS at sequence ${diff.sequence} token ${diff.index}`}`);
+        }
+      }
+    }
+  } finally {
+    eng.close();
+  }
+  return { newTokens, batches: BATCHES, cases, allIdentical: cases.every((c) => c.identical) };
+}
