@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 // Assembles what a GPU-machine run needs into .gpu/ (ignored by git, carried with `carry: [".gpu"]`):
-// the Node binary (xz), the CLI bundled into one ESM file, and the Node-API headers for the addon build.
+// the Node binary (xz), the CLI bundled into one ESM file, the Node-API headers for the addon build, and
+// the ESFT routing traces (xz-compressed trace v1, bundle-traces.mjs). Needs `npm run build` for the import.
 // The GPU machine has no Node.js, no npm and no network (../shared/docs/gpu-workflow.md).
 import { execFileSync } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as esbuild from 'esbuild';
+import { bundleTraces } from './bundle-traces.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const out = join(root, '.gpu');
@@ -67,5 +69,11 @@ mkdirSync(join(include, 'node-addon-api'), { recursive: true });
 for (const f of ['napi.h', 'napi-inl.h', 'napi-inl.deprecated.h']) {
   if (existsSync(join(addonApi, f))) cpSync(join(addonApi, f), join(include, 'node-addon-api', f));
 }
+// ESFT routing traces (issue 6 replays them on the device): .gpu/traces/<task>.arrow.xz.
+const esft = join(root, '..', 'shared', 'traces', 'esft');
+const cli = (args) => execFileSync(process.execPath, [join(root, 'bin', 'moe-offload.js'), ...args], { stdio: 'inherit' });
+const traces = bundleTraces(esft, join(out, 'traces'), cli, (line) => process.stderr.write(line + '\n'));
+if (traces.missing.length) process.stderr.write(`bundle: no ESFT traces for ${traces.missing.join(', ')} (${esft} missing): device runs cannot replay them\n`);
+
 const mb = (p) => (statSync(p).size / 1e6).toFixed(1) + ' MB';
 process.stdout.write(`bundle: ${join(out, 'moe-offload.mjs')} (${mb(join(out, 'moe-offload.mjs'))}), node.xz (${mb(nodeXz)}), headers in .gpu/include\n`);

@@ -11,6 +11,11 @@ gpu=$root/.gpu
 export MOE_NODE=/tmp/moe-node
 if [ ! -x "$MOE_NODE" ]; then xz -dc "$gpu/node.xz" > "$MOE_NODE" && chmod +x "$MOE_NODE"; fi
 export PATH="/usr/local/cuda/bin:$PATH"
+# ESFT traces carried xz-compressed (tools/gpu/bundle-traces.mjs): unpack once.
+for t in "$gpu"/traces/*.arrow.xz; do
+  [ -f "$t" ] || continue
+  [ -f "${t%.xz}" ] || xz -dc "$t" > "${t%.xz}"
+done
 export OUT=${OUT:-/tmp/out}
 mkdir -p "$OUT"
 

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Issue 6 on the GPU machine in one command (device tool: carry .gpu, made by `node tools/gpu/bundle.mjs`,
+# which also packs the ESFT traces):
+#   1. the full-size synthetic checkpoint (moe synth-model --geometry lite) in the background,
+#   2. meanwhile the native build with the CUDA backend (addon + cuda_kernel_tests) and the kernels'
+#      reference checks (the routed-expert kernels changed: -1 entries, caller-side combine),
+#   3. the invariant: tokens identical between all-resident and offloaded runs, caches 0/8/16/32 x
+#      lru/lfu/fifo, batch 1, batch 4 and batch 4 with >= 2048 prefill rows (moe bench --check-offload),
+#   4. the offload bench: batch 1, prompt 128, caches 0 (naive on-demand) and 16, lru and lfu, routing
+#      replayed from ESFT summary, under a 12 GiB budget: ms/token, hit rate vs the simulator, bytes
+#      moved, copy wait, peak GPU memory (engine and device-wide).
+# Results: $OUT/check.json, $OUT/bench.json, $OUT/bench.md, $OUT/cuda_kernels.log, $OUT/logs.tgz; the
+# tables are printed last. Extra arguments go to the offload bench (e.g. --new-tokens 64 --repeats 3).
+#   bash tools/gpu/issue6.sh [extra moe bench options...]
+set -uo pipefail
+REAL_OUT=${OUT:-/tmp/out}
+LOG=/tmp/issue6-logs
+rm -rf "$LOG"
+mkdir -p "$REAL_OUT" "$LOG/check" "$LOG/bench"
+start=$(date +%s)
+stamp() { echo "[issue6 $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"; }
+finish() {
+  tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
+  cp "$LOG/check/bench.json" "$REAL_OUT/check.json" 2>/dev/null
+  cp "$LOG/check/bench.md" "$REAL_OUT/check.md" 2>/dev/null
+  cp "$LOG/bench/bench.json" "$LOG/bench/bench.md" "$REAL_OUT/" 2>/dev/null
+  [ -f "$LOG/check/bench.md" ] && tail -4 "$LOG/check/bench.md"
+  [ -f "$LOG/bench/bench.md" ] && cat "$LOG/bench/bench.md"
+  stamp "done"
+}
+trap finish EXIT
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOG/gpu.txt" 2>&1
+cat "$LOG/gpu.txt"
+export MOE_NODE=/tmp/moe-node
+xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"
+
+stamp "synth-model lite (background)"
+if [ ! -f /tmp/lite/config.json ]; then
+  ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 150 bash tools/gpu/on-device.sh \
+      'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > "$LOG/synth.rc" ) &
+  synth_pid=$!
+else
+  echo 0 > "$LOG/synth.rc"; synth_pid=
+fi
+
+stamp "native build (CUDA backend: addon + cuda_kernel_tests)"
+export PATH="/usr/local/cuda/bin:$PATH"
+build=/tmp/native-build
+( cmake -S native -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_CUDA=ON \
+    -DCMAKE_JS_VERSION=carried -DCMAKE_JS_INC="$PWD/.gpu/include/node-api-headers" \
+    -DNODE_ADDON_API_DIR="$PWD/.gpu/include/node-addon-api" \
+  && timeout 240 cmake --build $build -j 16 --target moe_addon cuda_kernel_tests ) > "$LOG/build.log" 2>&1 \
+  || { stamp "build FAILED"; grep -m20 -B2 -A6 "error" "$LOG/build.log"; tail -20 "$LOG/build.log"; exit 1; }
+stamp "build done"
+addon=$(find $build -name '*.node' | head -1)
+
+stamp "cuda_kernel_tests (reference checks, no timings)"
+timeout 60 $build/cuda_kernel_tests > "$LOG/cuda_kernels.log" 2>&1
+echo "cuda_kernel_tests exit $?" | tee -a "$LOG/steps.log"
+cp "$LOG/cuda_kernels.log" "$REAL_OUT/" 2>/dev/null
+grep -E "FAIL|passed|failed" "$LOG/cuda_kernels.log" | tail -8
+
+[ -n "$synth_pid" ] && wait $synth_pid
+stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log" 2>/dev/null)"
+[ "$(cat "$LOG/synth.rc" 2>/dev/null)" = 0 ] || exit 1
+
+run_moe() {  # label, timeout, command
+  OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$addon PYTHONUNBUFFERED=1 timeout "$2" bash tools/gpu/on-device.sh "$3" > "$LOG/$1.log" 2>&1
+  echo "$1 exit $?" | tee -a "$LOG/steps.log"
+  grep -v "^|" "$LOG/$1.log" | tail -12
+}
+
+stamp "invariant: tokens identical, all-resident vs offloaded"
+run_moe check 150 "moe bench --model /tmp/lite --device cuda --check-offload --check-offload-tokens 8 --out $LOG/check"
+
+stamp "offload bench: batch 1, prompt 128, cache 0 and 16, lru and lfu, ESFT summary routing, 12 GiB"
+run_moe bench 150 "moe bench --model /tmp/lite --device cuda --cache 0,16 --policy lru,lfu --batch 1 --prompt 128 --new-tokens 32 --repeats 2 --warmup 1 --routing .gpu/traces/summary.arrow --gpu-memory 12GiB --out $LOG/bench $*"
