@@ -48,8 +48,9 @@ describe('safetensors', () => {
 
   it('refuses truncated, foreign and non-f32 files by name', () => {
     const bytes = encodeSafetensors([{ name: 'a', shape: [4], data: new Float32Array(4) }]);
-    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), 'w.st')).toThrow(/w\.st: tensor a: data runs past the end/);
-    expect(() => decodeSafetensors(Buffer.from('hello world, not safetensors'), 'x.st')).toThrow(/x\.st: not a safetensors file/);
+    expect(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), 'w.st')).toThrow(/w\.st: tensor a: data ends at byte \d+ but the file has only \d+ bytes/);
+    expect(() => decodeSafetensors(Buffer.from('hello world, not safetensors'), 'x.st')).toThrow(/x\.st: header length \d+ exceeds .*not a safetensors file/);
+    expect(() => decodeSafetensors(Buffer.from('short'), 's.st')).toThrow(/s\.st: truncated: 5 bytes/);
     const header = Buffer.from(JSON.stringify({ a: { dtype: 'F16', shape: [2], data_offsets: [0, 4] } }));
     const f16 = Buffer.concat([Buffer.from(new BigUint64Array([BigInt(header.length)]).buffer), header, Buffer.alloc(4)]);
     expect(() => decodeSafetensors(f16, 'h.st')).toThrow(/dtype F16 is not supported/);

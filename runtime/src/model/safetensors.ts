@@ -2,8 +2,9 @@ import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { BadInputError } from '../util/errors.js';
 
 /**
- * Reading the header of a .safetensors file, with every field bound-checked so that a corrupt or
- * hostile file yields an error naming the file and the tensor, never an out-of-bounds read later.
+ * The header of a .safetensors file: read with every field bound-checked, so that a corrupt or hostile
+ * file yields an error naming the file and the tensor, never an out-of-bounds read later; and written
+ * (encodeSafetensorsHeader) for the files this project produces (synthetic checkpoints, predictor weights).
  *
  * Layout: u64 little-endian N, then N bytes of JSON {name: {dtype, shape, data_offsets: [begin, end]},
  * "__metadata__"?: {string: string}}, then the data region; offsets are relative to its start (8 + N).
@@ -51,20 +52,34 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     if (fileSize < 8) throw new BadInputError(file, `truncated: ${fileSize} bytes, too short for a safetensors header`);
     const lenBuf = Buffer.alloc(8);
     readExactly(fd, lenBuf, 0, file);
-    const headerLen = lenBuf.readBigUInt64LE(0);
-    if (headerLen > BigInt(MAX_HEADER_BYTES)) {
-      throw new BadInputError(file, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file, or corrupt)`);
-    }
-    if (headerLen > BigInt(fileSize - 8)) {
-      throw new BadInputError(file, `header length ${headerLen} is larger than the file (${fileSize} bytes): truncated or corrupt`);
-    }
-    const n = Number(headerLen);
-    const headerBuf = Buffer.alloc(n);
+    const headerBuf = Buffer.alloc(checkedHeaderLength(file, lenBuf.readBigUInt64LE(0), fileSize));
     readExactly(fd, headerBuf, 8, file);
     return parseHeader(file, headerBuf, fileSize);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The same checks on a whole file already in memory (`bytes`, read from `file`, which only names it in
+ * errors): for callers that need the bytes anyway, e.g. to hash them.
+ */
+export function parseSafetensorsBytes(file: string, bytes: Uint8Array): SafetensorsHeader {
+  const fileSize = bytes.length;
+  if (fileSize < 8) throw new BadInputError(file, `truncated: ${fileSize} bytes, too short for a safetensors header`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const n = checkedHeaderLength(file, view.getBigUint64(0, true), fileSize);
+  return parseHeader(file, Buffer.from(bytes.buffer, bytes.byteOffset + 8, n), fileSize);
+}
+
+function checkedHeaderLength(file: string, headerLen: bigint, fileSize: number): number {
+  if (headerLen > BigInt(MAX_HEADER_BYTES)) {
+    throw new BadInputError(file, `header length ${headerLen} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file, or corrupt)`);
+  }
+  if (headerLen > BigInt(fileSize - 8)) {
+    throw new BadInputError(file, `header length ${headerLen} is larger than the file (${fileSize} bytes): truncated or corrupt`);
+  }
+  return Number(headerLen);
 }
 
 function readExactly(fd: number, buf: Buffer, position: number, file: string): void {
@@ -154,4 +169,35 @@ function checkCoverage(file: string, ranges: { name: string; begin: number; end:
   if (cursor !== dataSize) {
     throw new BadInputError(file, `the tensors cover ${cursor} bytes of data but the file holds ${dataSize}: ${dataSize - cursor} trailing bytes unaccounted for`);
   }
+}
+
+/** A tensor of a file being written; the data follows the header in this order, back to back. */
+export interface HeaderTensor {
+  name: string;
+  dtype: TensorDtype;
+  shape: readonly number[];
+}
+
+/**
+ * The header bytes (u64 length + JSON) for `tensors` laid out back to back in the given order, with
+ * `metadata` first when there is any. The JSON is padded with spaces (the format allows trailing
+ * whitespace) so that the data region starts 8-byte aligned.
+ */
+export function encodeSafetensorsHeader(tensors: readonly HeaderTensor[], metadata: Readonly<Record<string, string>> = {}): Buffer {
+  const obj: Record<string, unknown> = {};
+  if (Object.keys(metadata).length > 0) obj.__metadata__ = metadata;
+  let offset = 0;
+  for (const t of tensors) {
+    if (t.name === '__metadata__' || Object.hasOwn(obj, t.name)) throw new Error(`internal: tensor name ${t.name} is reserved or used twice`);
+    const nbytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype];
+    obj[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + nbytes] };
+    offset += nbytes;
+  }
+  let json = JSON.stringify(obj);
+  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  const body = Buffer.from(json, 'utf8');
+  const header = Buffer.alloc(8 + body.length);
+  header.writeBigUInt64LE(BigInt(body.length), 0);
+  body.copy(header, 8);
+  return header;
 }

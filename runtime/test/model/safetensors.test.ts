@@ -1,7 +1,7 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readSafetensorsHeader } from '../../src/model/safetensors.js';
+import { encodeSafetensorsHeader, parseSafetensorsBytes, readSafetensorsHeader } from '../../src/model/safetensors.js';
 import { BadInputError } from '../../src/util/errors.js';
 import { tempDir } from '../helpers.js';
 import { writeShardRaw, type RawEntry } from './fixtures.js';
@@ -33,14 +33,40 @@ describe('safetensors header: well-formed files', () => {
     expect(a).toMatchObject({ name: 'a', dtype: 'BF16', shape: [2, 3], offset: h.dataStart, nbytes: 12 });
     expect(b).toMatchObject({ name: 'b', dtype: 'F32', shape: [4], offset: h.dataStart + 12, nbytes: 16 });
     expect(h.fileSize).toBe(h.dataStart + 28);
+    expect(parseSafetensorsBytes(p, readFileSync(p))).toEqual(h);
+  });
+
+  it('reads back what encodeSafetensorsHeader writes, data 8-byte aligned', () => {
+    const header = encodeSafetensorsHeader(
+      [{ name: 'w', dtype: 'BF16', shape: [3, 5] }, { name: 'b', dtype: 'F32', shape: [3] }, { name: 'e', dtype: 'F16', shape: [0] }],
+      { format: 'pt' },
+    );
+    expect(header.length % 8).toBe(0);
+    const p = path();
+    writeFileSync(p, Buffer.concat([header, Buffer.alloc(30 + 12)]));
+    const h = readSafetensorsHeader(p);
+    expect(h.dataStart).toBe(header.length);
+    expect(h.metadata).toEqual({ format: 'pt' });
+    expect(h.tensors.map((t) => [t.name, t.dtype, t.shape, t.offset - h.dataStart, t.nbytes])).toEqual([
+      ['w', 'BF16', [3, 5], 0, 30],
+      ['b', 'F32', [3], 30, 12],
+      ['e', 'F16', [0], 42, 0],
+    ]);
+    expect(() => encodeSafetensorsHeader([{ name: 'w', dtype: 'F32', shape: [1] }, { name: 'w', dtype: 'F32', shape: [1] }])).toThrow(/w is reserved or used twice/);
   });
 });
 
 describe('safetensors header: bad input gives an error naming the file and the tensor', () => {
+  // Each case also goes through parseSafetensorsBytes (the same checks on a file read into memory).
   const expectBad = (p: string, message: RegExp) => {
     expect(() => readSafetensorsHeader(p)).toThrow(BadInputError);
     expect(() => readSafetensorsHeader(p)).toThrow(message);
     expect(() => readSafetensorsHeader(p)).toThrow(p);
+    if (!existsSync(p)) return;
+    const bytes = readFileSync(p);
+    expect(() => parseSafetensorsBytes(p, bytes)).toThrow(BadInputError);
+    expect(() => parseSafetensorsBytes(p, bytes)).toThrow(message);
+    expect(() => parseSafetensorsBytes(p, bytes)).toThrow(p);
   };
 
   it('missing file', () => expectBad(join(d.path, 'nope.safetensors'), /missing safetensors file/));

@@ -1,3 +1,4 @@
+import { encodeSafetensorsHeader } from '../safetensors.js';
 import type { ExpectedTensor } from '../tensor-names.js';
 import { bf16Table, BLOCK_ELEMS, tensorSeed, type Distribution } from './random-weights.js';
 
@@ -63,20 +64,13 @@ export function planShards(tensors: ExpectedTensor[], seed: number, maxShardByte
       begin += 2 * elems;
       return p;
     });
-    return { fileName: shardFileName(i, groups.length), tensors: planned, header: encodeHeader(planned), dataBytes: begin };
+    // The tensors' `begin`s above are the back-to-back layout the header encodes.
+    const header = encodeSafetensorsHeader(
+      planned.map((t) => ({ name: t.name, dtype: 'BF16' as const, shape: t.shape })),
+      { format: 'pt' },
+    );
+    return { fileName: shardFileName(i, groups.length), tensors: planned, header, dataBytes: begin };
   });
-}
-
-function encodeHeader(tensors: PlannedTensor[]): Buffer {
-  const obj: Record<string, unknown> = { __metadata__: { format: 'pt' } };
-  for (const t of tensors) obj[t.name] = { dtype: 'BF16', shape: t.shape, data_offsets: [t.begin, t.begin + 2 * t.elems] };
-  let json = JSON.stringify(obj);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
-  const body = Buffer.from(json, 'utf8');
-  const header = Buffer.alloc(8 + body.length);
-  header.writeBigUInt64LE(BigInt(body.length), 0);
-  body.copy(header, 8);
-  return header;
 }
 
 export function elemsOf(shape: number[]): number {
