@@ -235,7 +235,7 @@ size_t expert_ffn_decode_workspace_bytes(int rows, int k, int n_experts, int hid
   return layout(rows, k, n_experts, hidden, d_ff).total;
 }
 
-void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
+void expert_ffn_decode_entries(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                        int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                        const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
                        size_t workspace_bytes, cudaStream_t stream, float* expert_out) {
@@ -280,6 +280,13 @@ void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* exp
   CUDA_CHECK_LAUNCH();
 
   if (expert_out == nullptr) combine_expert_outputs(ybuf, expert, rows, k, hidden, y, y_stride, accumulate, stream);
+}
+
+void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k, int n_experts,
+        int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up, const bf16* const* w_down, float* y,
+        int y_stride, bool accumulate, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  expert_ffn_decode_entries(x, rows, x_stride, expert, weight, k, n_experts, hidden, d_ff, w_gate, w_up, w_down, y, y_stride, accumulate,
+             workspace, workspace_bytes, stream, nullptr);
 }
 
 }  // namespace moe::cuda

@@ -301,7 +301,7 @@ size_t expert_ffn_workspace_bytes(int rows, int k, int n_experts, int hidden, in
   return layout(rows, k, n_experts, hidden, d_ff).total;
 }
 
-void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
+void expert_ffn_grouped_entries(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                         int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                         const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
                         size_t workspace_bytes, cudaStream_t stream, float* expert_out) {
@@ -352,6 +352,13 @@ void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* ex
   launch_gemm<1>(g, L.max_tiles, stream);
 
   if (expert_out == nullptr) combine_expert_outputs(ybuf, expert, rows, k, hidden, y, y_stride, accumulate, stream);
+}
+
+void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k, int n_experts,
+        int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up, const bf16* const* w_down, float* y,
+        int y_stride, bool accumulate, void* workspace, size_t workspace_bytes, cudaStream_t stream) {
+  expert_ffn_grouped_entries(x, rows, x_stride, expert, weight, k, n_experts, hidden, d_ff, w_gate, w_up, w_down, y, y_stride, accumulate,
+             workspace, workspace_bytes, stream, nullptr);
 }
 
 }  // namespace moe::cuda

@@ -125,7 +125,13 @@ size_t expert_ffn_workspace_bytes(int rows, int k, int n_experts, int hidden, in
 void expert_ffn_grouped(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                         int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                         const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
-                        size_t workspace_bytes, cudaStream_t stream, float* expert_out = nullptr);
+                        size_t workspace_bytes, cudaStream_t stream);
+// The same writing each entry's output to expert_out (see above) instead of combining (expert_out null:
+// exactly expert_ffn_grouped).
+void expert_ffn_grouped_entries(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
+                                int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
+                                const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
+                                size_t workspace_bytes, cudaStream_t stream, float* expert_out);
 
 // ---- routed-expert FFN for small batches (expert_ffn_decode.cu) ---------------------------------------
 // Same contract as expert_ffn_grouped (including the per-expert pointer arrays and accumulate), as
@@ -136,7 +142,11 @@ size_t expert_ffn_decode_workspace_bytes(int rows, int k, int n_experts, int hid
 void expert_ffn_decode(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
                        int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
                        const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
-                       size_t workspace_bytes, cudaStream_t stream, float* expert_out = nullptr);
+                       size_t workspace_bytes, cudaStream_t stream);
+void expert_ffn_decode_entries(const bf16* x, int rows, int x_stride, const int32_t* expert, const float* weight, int k,
+                               int n_experts, int hidden, int d_ff, const bf16* const* w_gate, const bf16* const* w_up,
+                               const bf16* const* w_down, float* y, int y_stride, bool accumulate, void* workspace,
+                               size_t workspace_bytes, cudaStream_t stream, float* expert_out);
 
 // ---- prefill MoE helpers (expert_ffn_decode.cu, moe_gather.cu) -------------------------------------------
 // expert_group: entries = rows * k routing slots grouped by expert (n_experts <= 256): offsets

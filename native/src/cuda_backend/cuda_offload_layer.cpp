@@ -144,10 +144,10 @@ void CudaBackend::moe_offloaded(int l, int T) {
     if (kernel_path) {
       const int32_t* mask = masks_d + static_cast<size_t>(launch) * n;
       if (T <= kGemvMaxRows && gemv_ok_) {
-        cuda::expert_ffn_decode(ws_.x, T, H, mask, rw_d, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws,
+        cuda::expert_ffn_decode_entries(ws_.x, T, H, mask, rw_d, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws,
                                 ws_.expert_ws_bytes, stream_, ws_.expert_out);
       } else {
-        cuda::expert_ffn_grouped(ws_.x, T, H, mask, rw_d, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws,
+        cuda::expert_ffn_grouped_entries(ws_.x, T, H, mask, rw_d, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws,
                                  ws_.expert_ws_bytes, stream_, ws_.expert_out);
       }
       return;
