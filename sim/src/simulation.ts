@@ -51,7 +51,8 @@ export interface SimResult {
   timePerToken: { mean: number; p50: number; p99: number };
   /** Output tokens per second. */
   throughput: number;
-  prefetch: { issued: number; useful: number; precision: number; recall: number; dropped: number; lookahead: number | null };
+  /** promoted: prefetches still queued when a late hit needed them, moved to demand priority (sim/README.md) */
+  prefetch: { issued: number; useful: number; precision: number; recall: number; dropped: number; promoted: number; lookahead: number | null };
   /** Mean per step, ms: gpuNonExpert + gpuExpert + gpuIdle = step time; copy and cpu are busy times that overlap. */
   breakdown: { gpuNonExpertMs: number; gpuExpertMs: number; gpuIdleMs: number; copyBusyMs: number; cpuBusyMs: number; stepMs: number };
   totalMs: number;
@@ -143,6 +144,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
       precision: t.prefetch.issued > 0 ? t.prefetch.useful / t.prefetch.issued : 0,
       recall: t.prefetch.needed > 0 ? t.prefetch.useful / t.prefetch.needed : 0,
       dropped: t.prefetch.dropped,
+      promoted: t.copies.promoted,
       lookahead: plan ? plan.lookahead : null,
     },
     breakdown: {

@@ -100,6 +100,37 @@ describe('prefetch from a trace predicted column', () => {
   });
 });
 
+describe('prefetch copies yield to demand copies (worked by hand)', () => {
+  // copy 1 ms per expert (three pieces of 1/3 when prefetched), GPU expert 0.5, dense 0.7, MoE-layer other 0.5,
+  // head 1: the router's choice is known at 1.2. One token, one MoE layer, top-2, cache 4.
+  const costs = (): CostModel => ({ ...roundCosts(), gpu: { expertMs: [[1, 0.5]], moeLayerOtherMs: [[1, 0.5]], denseLayerMs: [[1, 0.7]], headMs: [[1, 1]] } });
+  const predicted = (routed: number[], predictedIds: number[]) => {
+    const c = handCorpus([[[routed]]]);
+    c.sequences[0].predictions = { lookahead: 1, width: 2, ids: Uint16Array.from(predictedIds) };
+    return runSimulation(c, { policy: 'lru', cacheSize: 4, batch: 1, prefetch: 'predicted', miss: 'fetch', calibration: costs() });
+  };
+
+  it('a demand miss waits for one piece of a prefetch on the link, not the whole expert', () => {
+    // P = {1, 5} issued at 0: pieces of 1 at 0-1/3-2/3-1, of 5 at 1-4/3-5/3-2. R = {1, 2} at 1.2: 1 hit (ready
+    // at 1), GPU 1.2-1.7; 2 misses while 5's first piece runs: its copy 4/3-7/3, GPU 7/3-17/6; 5's other pieces
+    // 7/3-3. Head 17/6-23/6. (A whole-expert prefetch would hold the link to 2: the token would end at 4.5.)
+    const r = predicted([1, 2], [1, 5]);
+    expect([r.hits, r.readyHits, r.prefetch.issued, r.prefetch.useful]).toEqual([1, 1, 2, 1]);
+    expect(r.totalMs).toBeCloseTo(23 / 6, 9);
+    expect(r.bytesMoved).toBe(3_000_000);
+  });
+
+  it('a late hit on a prefetch still queued promotes its pieces to demand priority', () => {
+    // P = {1, 6} at 0: pieces of 1 at 0-1, of 6 queued from 1. At 1.2, R = {4, 6}: 4 misses (demand copy queued);
+    // 6 is a late hit: its first piece runs (1-4/3), the two queued pieces become demand work and, submitted
+    // first, go before 4: 4/3-5/3-2; 6 GPU 2-2.5; 4 copies 2-3, GPU 3-3.5; head 3.5-4.5.
+    const r = predicted([4, 6], [1, 6]);
+    expect([r.hits, r.lateHits, r.prefetch.issued, r.prefetch.useful]).toEqual([1, 1, 2, 1]);
+    expect(r.prefetch.promoted).toBe(1);
+    expect(r.totalMs).toBeCloseTo(4.5, 9);
+  });
+});
+
 describe('with prefetch none, hits and requests are the canonical replay', () => {
   const sample = toSequences(readTrace(resolve(import.meta.dirname, '..', '..', 'traces', 'samples', 'synthetic-zipf-sticky.arrow')));
   for (const policy of ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'static'] as const) {

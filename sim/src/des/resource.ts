@@ -50,6 +50,28 @@ export class Resource {
     return id;
   }
 
+  /**
+   * Moves a job that is still waiting to a better (lower) priority, keeping its submission order among
+   * equals; returns false when it already started (or already has that priority or better).
+   */
+  promote(id: number, priority: number): boolean {
+    let i = 0;
+    while (i < this.waiting && this.waitIds[i] !== id) i++;
+    if (i === this.waiting || this.waitPrio[i] <= priority) return false;
+    this.waitingWork[this.waitPrio[i]] -= this.durations[id];
+    this.waitingWork[priority] += this.durations[id];
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.waitPrio[p] < priority || (this.waitPrio[p] === priority && this.waitIds[p] < id)) break;
+      this.waitIds[i] = this.waitIds[p];
+      this.waitPrio[i] = this.waitPrio[p];
+      i = p;
+    }
+    this.waitIds[i] = id;
+    this.waitPrio[i] = priority;
+    return true;
+  }
+
   /** Called when a completion event of this resource is handled. */
   finished(now: number): void {
     this.busy--;

@@ -42,7 +42,7 @@ export interface TimingResult {
   cpuExperts: number;
   /** Expert-weight bytes copied host to device (demand, staging, prefetch, background fill). */
   bytesMoved: number;
-  copies: { demand: number; prefetch: number; background: number };
+  copies: { demand: number; prefetch: number; background: number; /** queued prefetches a late hit turned into demand copies */ promoted: number };
   prefetch: { issued: number; useful: number; dropped: number; needed: number };
   totalMs: number;
   tokens: number;
@@ -65,6 +65,8 @@ const JOB_HEAD = 3;
 const PRIO_DEMAND = 0;
 const PRIO_PREFETCH = 1;
 const PRIO_BACKGROUND = 2;
+/** Pieces a prefetch copy is split into (an expert's three matrices). */
+export const PREFETCH_CHUNKS = 3;
 // residency of (layer, expert)
 const NOT_CACHED = 0;
 const READY = 1;
@@ -77,7 +79,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const S = schedule.steps;
   // Job tables sized once from upper bounds: nothing grows during the run.
   const maxGpuJobs = S * (L + 2) + sets.experts.length + 1;
-  const maxCopies = sets.experts.length + (prefetch ? prefetch.sets.experts.length : 0) + 1;
+  const maxCopies = sets.experts.length + (prefetch ? PREFETCH_CHUNKS * prefetch.sets.experts.length : 0) + 1;
   const q = new EventQueue();
   const gpu = new Resource('gpu', 1, q, EV_GPU, 0, maxGpuJobs);
   const copy = new Resource('copy', costs.model.transfer.copyEngines, q, EV_COPY, 1, maxCopies);
@@ -100,7 +102,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const neededDoneAt = new Int32Array(L).fill(-1);
   const r: TimingResult = {
     hits: 0, readyHits: 0, lateHits: 0, requests: 0, misses: 0, bypasses: 0, cpuExperts: 0, bytesMoved: 0,
-    copies: { demand: 0, prefetch: 0, background: 0 },
+    copies: { demand: 0, prefetch: 0, background: 0, promoted: 0 },
     prefetch: { issued: 0, useful: 0, dropped: 0, needed: 0 },
     totalMs: 0, tokens: 0,
     stepMs: new Float64Array(S), stepTokens: new Int32Array(S),
@@ -112,6 +114,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     for (const e of c.contents()) residency[l * E + e] = READY;
   });
   const copyMs = costs.copyMs;
+  const prefetchChunkMs = costs.model.transfer.perCopyMs + (copyMs - costs.model.transfer.perCopyMs) / PREFETCH_CHUNKS;
   const bytes = costs.model.expertBytes;
 
   let now = 0;
@@ -128,7 +131,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
     else r.busyMs.gpuNonExpert += duration;
   };
   const submitCopy = (key: number, prio: number, waiterTokens: number) => {
-    const id = copy.submit(now, copyMs, prio);
+    // A prefetch moves in PREFETCH_CHUNKS pieces (gate, up, down), so a demand copy waits for at most one
+    // piece of a prefetch already on the link; the expert is resident when its last piece lands.
+    let id: number;
+    if (prio === PRIO_PREFETCH) {
+      for (let c = 1; c < PREFETCH_CHUNKS; c++) copyKey[copy.submit(now, prefetchChunkMs, prio)] = -2;
+      id = copy.submit(now, prefetchChunkMs, prio);
+    } else id = copy.submit(now, copyMs, prio);
     copyKey[id] = key;
     copyWaiter[id] = waiterTokens;
     r.bytesMoved += bytes;
@@ -205,6 +214,11 @@ export function simulateTiming(input: TimingInput): TimingResult {
           const id = inflight[key];
           if (id < 0 || copyWaiter[id] !== 0) throw new Error('internal: late hit without a free in-flight copy');
           copyWaiter[id] = n;
+          // The compute now waits for this copy: a prefetch still queued becomes demand work (a runtime
+          // would issue it on the demand stream), instead of waiting behind every demand copy.
+          let promoted = false;
+          for (let c = 0; c < PREFETCH_CHUNKS; c++) promoted = copy.promote(id - c, PRIO_DEMAND) || promoted;
+          if (promoted) r.copies.promoted++;
         }
         continue;
       }
