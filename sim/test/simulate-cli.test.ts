@@ -28,7 +28,7 @@ describe('simulate on the sample trace', () => {
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/synthetic-zipf-sticky\.arrow/);
     expect(r.out).toMatch(/SYNTHETIC/);
-    expect(r.out).toMatch(/default-h200-pcie5 \(default: derived from shared docs/);
+    expect(r.out).toMatch(/h200-measured \(measured by calibrate on NVIDIA H200/);
     for (const p of ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'static']) expect(r.out).toMatch(new RegExp(`^${p}\\s+16\\s+1\\s`, 'm'));
   });
 
@@ -43,7 +43,7 @@ describe('simulate on the sample trace', () => {
     expect(j.bytesMoved).toBe((j.requests - j.hits) * 17301504);
     expect(j.timePerToken.mean).toBeGreaterThan(0);
     expect(j.timePerToken.p99).toBeGreaterThanOrEqual(j.timePerToken.p50);
-    expect(j.calibrationLabel).toMatch(/not measured by this project/);
+    expect(j.calibrationLabel).toMatch(/^h200-measured \(measured by calibrate/);
   });
 
   it('--sweep writes results.json, results.parquet and the three charts', async () => {

@@ -30,7 +30,9 @@ describe('gpu.byContext: non-expert curves by context length', () => {
     expect(c.moeLayerOther(1, 320)).toBeCloseTo(1.5, 12);
     expect(c.denseLayer(1, 320)).toBeCloseTo(1.5, 12);
     expect(c.moeLayerOther(1)).toBe(base.gpu.moeLayerOtherMs[0][1]);
-    expect(new Costs(base).moeLayerOther(1, 4096)).toBe(base.gpu.moeLayerOtherMs[0][1]);
+    const estimates = loadCalibration(join(repoRoot, 'sim', 'calibration', 'default-h200-pcie5.json'));
+    expect(estimates.gpu.byContext).toBeUndefined();
+    expect(new Costs(estimates).moeLayerOther(1, 4096)).toBe(estimates.gpu.moeLayerOtherMs[0][1]);
   });
 
   it('is validated: ascending integer contexts, each with a valid curve', () => {
@@ -43,7 +45,7 @@ describe('gpu.byContext: non-expert curves by context length', () => {
     expect(bad({ referenceContext: 512 })).toContain('gpu.byContext.moeLayerOtherMs must be a non-empty list of [context, curve] pairs');
   });
 
-  it('keeps the shipped profiles valid (the default has no byContext; the measured H200 one has)', () => {
+  it('keeps the shipped profiles valid (the measured H200 default has byContext)', () => {
     expect(calibrationProblems(defaultCalibration())).toEqual([]);
     const measured = loadCalibration(join(repoRoot, 'sim', 'calibration', 'h200-measured.json'));
     expect(measured.measured).toBe(true);

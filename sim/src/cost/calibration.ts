@@ -10,7 +10,7 @@ import { BadInputError } from '../../../runtime/src/util/errors.js';
 
 export const CALIBRATION_SCHEMA = 'moe-offload.calibration';
 export const CALIBRATION_VERSION = 1;
-export const DEFAULT_PROFILE_FILE = 'default-h200-pcie5.json';
+export const DEFAULT_PROFILE_FILE = 'h200-measured.json';
 
 /** Piecewise-linear table of (tokens, ms) points, tokens ascending; linear extrapolation past the ends. */
 export type TokenCurve = Array<[number, number]>;

@@ -32,7 +32,7 @@ export function register(program: Command): void {
     .option('--batch <n>', 'sequences decoded together (lanes)', '1')
     .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')}`, 'none')
     .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')}`, 'fetch')
-    .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/default-h200-pcie5.json)')
+    .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/h200-measured.json, measured by calibrate on an H200)')
     .option('--warmup <file>', 'trace whose expert popularity pins the static policy (default: first half of the sequences of --trace)')
     .option('--predictor <dir>', 'trained predictor (train-predictor --out DIR) whose predictions feed --prefetch predicted')
     .option('--predictor-budget <n>', 'experts the predictor names per token and layer', '6')
