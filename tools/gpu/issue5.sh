@@ -35,15 +35,8 @@ rm -rf /tmp/lite
 synth_pid=$!
 
 stamp "native build (CUDA backend: addon + cuda_kernel_tests only)"
-# Configured as tools/gpu/on-device.sh does (cmake-js variables set by hand to the carried headers),
-# but only the targets this run needs are built.
-export PATH="/usr/local/cuda/bin:$PATH"
 build=/tmp/native-build
-( cmake -S native -B $build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMOE_CUDA=ON \
-    -DCMAKE_JS_VERSION=carried -DCMAKE_JS_INC="$PWD/.gpu/include/node-api-headers" \
-    -DNODE_ADDON_API_DIR="$PWD/.gpu/include/node-addon-api" \
-  && timeout 240 cmake --build $build -j 16 --target moe_addon cuda_kernel_tests ) > "$LOG/build.log" 2>&1 \
-  || { stamp "build FAILED"; grep -m20 -B2 -A6 "error" "$LOG/build.log"; tail -20 "$LOG/build.log"; exit 1; }
+bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; }
 stamp "build done"
 
 stamp "cuda_kernel_tests"

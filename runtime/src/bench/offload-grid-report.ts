@@ -64,6 +64,23 @@ function offloadPoints(path: string): OffloadPoint[] {
   return j.grid;
 }
 
+/** One panel of the grid chart: a measure against batch size, a line per prompt length and policy. */
+function lineByBatch(title: string, field: string, yTitle: string) {
+  return {
+    title,
+    mark: { type: 'line' as const, point: true },
+    encoding: {
+      x: { field: 'batch', type: 'quantitative' as const, scale: { type: 'log' as const, base: 2 }, axis: { values: [1, 4, 8, 16] } },
+      y: { field, type: 'quantitative' as const, title: yTitle },
+      color: { field: 'prompt', type: 'nominal' as const },
+      strokeDash: { field: 'policy', type: 'nominal' as const },
+      shape: { field: 'policy', type: 'nominal' as const },
+    },
+    width: 300,
+    height: 220,
+  };
+}
+
 const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -115,34 +132,7 @@ export async function writeOffloadGridReport(o: { bench: string[]; naive: string
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: `moe-offload on ${device}, cache 16, ESFT routing replayed`,
     data: { values: rows },
-    hconcat: [
-      {
-        title: 'ms per output token',
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'batch', type: 'quantitative', scale: { type: 'log', base: 2 }, axis: { values: [1, 4, 8, 16] } },
-          y: { field: 'ms', type: 'quantitative', title: 'ms (mean)' },
-          color: { field: 'prompt', type: 'nominal' },
-          strokeDash: { field: 'policy', type: 'nominal' },
-          shape: { field: 'policy', type: 'nominal' },
-        },
-        width: 300,
-        height: 220,
-      },
-      {
-        title: 'decode throughput',
-        mark: { type: 'line', point: true },
-        encoding: {
-          x: { field: 'batch', type: 'quantitative', scale: { type: 'log', base: 2 }, axis: { values: [1, 4, 8, 16] } },
-          y: { field: 'tokS', type: 'quantitative', title: 'output tokens / s' },
-          color: { field: 'prompt', type: 'nominal' },
-          strokeDash: { field: 'policy', type: 'nominal' },
-          shape: { field: 'policy', type: 'nominal' },
-        },
-        width: 300,
-        height: 220,
-      },
-    ],
+    hconcat: [lineByBatch('ms per output token', 'ms', 'ms (mean)'), lineByBatch('decode throughput', 'tokS', 'output tokens / s')],
   };
   const sideSpec: TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',

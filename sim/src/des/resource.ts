@@ -13,6 +13,8 @@ export class Resource {
   private waitPrio = new Int32Array(256);
   private waiting = 0;
   private durations = new Float64Array(1024);
+  /** Heap position of each waiting job (by id); -1 when it is not waiting. Makes promote O(log n). */
+  private heapPos = new Int32Array(1024).fill(-1);
   private jobs = 0;
   /** Total server-busy time (ms), for the breakdown. */
   busyTime = 0;
@@ -33,6 +35,7 @@ export class Resource {
     if (!Number.isInteger(servers) || servers < 1) throw new Error(`${name}: servers must be a positive integer`);
     this.freeAt = new Float64Array(servers);
     this.durations = new Float64Array(Math.max(16, jobsHint));
+    this.heapPos = new Int32Array(this.durations.length).fill(-1);
   }
 
   /** Submits a job; returns its id (the `arg` of its completion event). */
@@ -43,6 +46,9 @@ export class Resource {
       const d = new Float64Array(this.durations.length * 2);
       d.set(this.durations);
       this.durations = d;
+      const pos = new Int32Array(d.length).fill(-1);
+      pos.set(this.heapPos);
+      this.heapPos = pos;
     }
     this.durations[id] = duration;
     if (this.busy < this.servers) this.start(now, id);
@@ -55,20 +61,11 @@ export class Resource {
    * equals; returns false when it already started (or already has that priority or better).
    */
   promote(id: number, priority: number): boolean {
-    let i = 0;
-    while (i < this.waiting && this.waitIds[i] !== id) i++;
-    if (i === this.waiting || this.waitPrio[i] <= priority) return false;
+    const i = id >= 0 && id < this.jobs ? this.heapPos[id] : -1;
+    if (i < 0 || this.waitPrio[i] <= priority) return false;
     this.waitingWork[this.waitPrio[i]] -= this.durations[id];
     this.waitingWork[priority] += this.durations[id];
-    while (i > 0) {
-      const p = (i - 1) >> 1;
-      if (this.waitPrio[p] < priority || (this.waitPrio[p] === priority && this.waitIds[p] < id)) break;
-      this.waitIds[i] = this.waitIds[p];
-      this.waitPrio[i] = this.waitPrio[p];
-      i = p;
-    }
-    this.waitIds[i] = id;
-    this.waitPrio[i] = priority;
+    this.siftUp(i, id, priority);
     return true;
   }
 
@@ -112,22 +109,32 @@ export class Resource {
     if (prio < 0 || !Number.isInteger(prio)) throw new Error(`${this.name}: priority must be a non-negative integer`);
     while (this.waitingWork.length <= prio) this.waitingWork.push(0);
     this.waitingWork[prio] += this.durations[id];
-    let i = this.waiting++;
+    this.siftUp(this.waiting++, id, prio);
+  }
+
+  /** Places (id, prio) at heap position i or above, moving worse entries down. */
+  private siftUp(i: number, id: number, prio: number): void {
     while (i > 0) {
       const p = (i - 1) >> 1;
       if (this.waitPrio[p] < prio || (this.waitPrio[p] === prio && this.waitIds[p] < id)) break;
-      this.waitIds[i] = this.waitIds[p];
-      this.waitPrio[i] = this.waitPrio[p];
+      this.place(i, this.waitIds[p], this.waitPrio[p]);
       i = p;
     }
+    this.place(i, id, prio);
+  }
+
+  private place(i: number, id: number, prio: number): void {
     this.waitIds[i] = id;
     this.waitPrio[i] = prio;
+    this.heapPos[id] = i;
   }
 
   private dequeue(): number {
     const top = this.waitIds[0];
     this.waitingWork[this.waitPrio[0]] -= this.durations[top];
+    this.heapPos[top] = -1;
     const last = --this.waiting;
+    if (last === 0) return top;
     const lid = this.waitIds[last];
     const lp = this.waitPrio[last];
     let i = 0;
@@ -136,12 +143,10 @@ export class Resource {
       if (c >= last) break;
       if (c + 1 < last && (this.waitPrio[c + 1] < this.waitPrio[c] || (this.waitPrio[c + 1] === this.waitPrio[c] && this.waitIds[c + 1] < this.waitIds[c]))) c++;
       if (lp < this.waitPrio[c] || (lp === this.waitPrio[c] && lid < this.waitIds[c])) break;
-      this.waitIds[i] = this.waitIds[c];
-      this.waitPrio[i] = this.waitPrio[c];
+      this.place(i, this.waitIds[c], this.waitPrio[c]);
       i = c;
     }
-    this.waitIds[i] = lid;
-    this.waitPrio[i] = lp;
+    this.place(i, lid, lp);
     return top;
   }
 }
