@@ -151,31 +151,12 @@ void CudaBackend::routed_cublas(int l, int rows) {
   cuda::scatter_combine_routed(ws_.ys, ws_.inv, ws_.rw, rows, k, H, ws_.h, H, true, stream_);
 }
 
-// The MoeInterceptor contract on the GPU: the plan goes to the host, the interceptor may rewrite
-// it (routing replay, recording), and the rewritten routing goes back. Replacing an expert's
-// weights (expert_weights() != nullptr) is not supported here yet: the experts are all resident.
+// The MoeInterceptor contract on the GPU (all experts resident): the plan goes to the host
+// (fetch_plan: the interceptor may rewrite it - routing replay, recording), and the rewritten routing
+// goes back to the device.
 void CudaBackend::intercept(int l, int rows) {
-  const int E = c_.n_routed_experts, k = c_.num_experts_per_tok;
-  const size_t n = static_cast<size_t>(rows) * k;
-  plan_.layer = l;
-  plan_.tokens = rows;
-  plan_.k = k;
-  plan_.expert.resize(n);
-  plan_.weight.resize(n);
-  CUDA_CHECK(cudaMemcpyAsync(plan_.expert.data(), ws_.ids, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
-  CUDA_CHECK(cudaMemcpyAsync(plan_.weight.data(), ws_.rw, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
-  CUDA_CHECK(cudaStreamSynchronize(stream_));
-  interceptor_->on_plan(plan_);
-  if (plan_.expert.size() != n || plan_.weight.size() != n) {
-    throw Error("MoE interceptor changed the size of the plan of layer " + std::to_string(l));
-  }
-  plan_.group(E);
-  for (int32_t e : plan_.active) {
-    if (interceptor_->expert_weights(l, e) != nullptr) {
-      throw Error("CUDA backend: MoeInterceptor::expert_weights() replacing expert weights is not supported on device "
-                  "'cuda' (all experts are resident on the GPU); return nullptr");
-    }
-  }
+  fetch_plan(l, rows);
+  const size_t n = plan_.expert.size();
   CUDA_CHECK(cudaMemcpyAsync(ws_.ids, plan_.expert.data(), n * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaMemcpyAsync(ws_.rw, plan_.weight.data(), n * sizeof(float), cudaMemcpyHostToDevice, stream_));
   CUDA_CHECK(cudaStreamSynchronize(stream_));  // the host vectors may change before the next copy

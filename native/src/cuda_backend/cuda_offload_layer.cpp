@@ -23,6 +23,9 @@
 
 namespace moe::cuda_backend {
 
+// The layer's routing to the host, through the interceptor (which may rewrite it), grouped by expert;
+// when offloading, cached_slot_ says where the cache holds each expert. Used by both MoE paths
+// (resident: through intercept(); offloaded: moe_offloaded()).
 void CudaBackend::fetch_plan(int l, int rows) {
   const int E = c_.n_routed_experts, k = c_.num_experts_per_tok;
   const size_t n = static_cast<size_t>(rows) * k;
@@ -41,8 +44,9 @@ void CudaBackend::fetch_plan(int l, int rows) {
     }
   }
   plan_.group(E);  // also checks every id is in range
-  for (int e = 0; e < E; ++e) {
-    cached_slot_[static_cast<size_t>(e)] = interceptor_ ? interceptor_->cached_slot(l, e) : -1;
+  // Only the offloaded path sizes cached_slot_ (all-resident runs have no slots to look up).
+  for (size_t e = 0; e < cached_slot_.size(); ++e) {
+    cached_slot_[e] = interceptor_ ? interceptor_->cached_slot(l, static_cast<int>(e)) : -1;
   }
   if (interceptor_) {
     for (int32_t e : plan_.active) {
