@@ -158,7 +158,7 @@ function summary(k1: Run[], topK: number): string[] {
     }
   }
   out.push('');
-  out.push('How to read the simulation: a correct prefetch does not save a transfer, it only starts it earlier, so its gain is bounded by the compute it can overlap (the oracle row); a wrong one costs a whole transfer and a cache slot. Where the copy engine is the bottleneck (misses fetched), that bound is small and only very confident predictions break even; where misses run on the CPU, a prefetched expert saves CPU work.');
+  out.push('How to read the simulation: a correct prefetch does not save a transfer, it only starts it earlier, so its gain is bounded by the compute it can overlap (the oracle row); a wrong one costs a whole transfer and a cache slot. Where the copy engine is the bottleneck (misses fetched), that bound is small (the oracle row) and only very confident predictions break even. Where misses run on the CPU, the copy engine is busy filling the cache in the background, and prefetches compete with those fills: with the measured H200 profile (two CPU experts at a time) even the oracle is slower there, so the CPU view shows a cost, not a gain.');
   out.push('');
   return out;
 }
