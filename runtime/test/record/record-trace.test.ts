@@ -178,7 +178,7 @@ describe.skipIf(!ready)('record-trace', () => {
       [['--dataset', 'sharegpt'], /option --dataset: give the path/],
       [['--batch', '0'], /--batch/],
       [['--policy', 'mru', '--cache', '2'], /--policy/],
-      [['--cache', '99'], /cache\.slotsPerLayer: must be an integer in \[1, 8\]/],
+      [['--cache', '99'], /cache\.slotsPerLayer: must be an integer in \[0, 8\]/],
       [['--device', 'cuda'], /CUDA/],
       [['--routing', join(tmp.path, 'missing.arrow')], /missing\.arrow/],
       [['--cache', '2', '--policy', 'belady'], /belady and opt need the future/],
