@@ -4,10 +4,10 @@ import { NotImplementedError } from '../../util/errors.js';
 export function register(program: Command): void {
   program
     .command('validate')
-    .description('re-run the best simulated configurations on the GPU and compare (not implemented yet: after the offloading runtime, #6)')
+    .description('re-run the best simulated configurations on the GPU and compare (not implemented yet: the runtime and the simulator exist, the comparison loop does not)')
     .allowUnknownOption(true)
     .allowExcessArguments(true)
     .action(() => {
-      throw new NotImplementedError('validate', 'after the offloading runtime, #6');
+      throw new NotImplementedError('validate', 'the offloading runtime and the simulator exist; the loop that re-runs the best simulated configurations on the GPU does not yet');
     });
 }
