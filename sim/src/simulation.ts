@@ -32,6 +32,8 @@ export interface SimConfig {
   oracleLookahead?: number;
   /** Lanes and request sets built by prepareReplay for this batch (sweeps share them). */
   prepared?: PreparedReplay;
+  /** Also return every step's duration and where its first token sits (result.perStep). */
+  keepSteps?: boolean;
 }
 
 export interface SimResult {
@@ -59,6 +61,8 @@ export interface SimResult {
   events: number;
   calibrationLabel: string;
   warmupLabel?: string;
+  /** With keepSteps: step s took ms[s]; its first token is position pos[s] of corpus sequence seq[s]. */
+  perStep?: { ms: Float64Array; pos: Int32Array; seq: Int32Array };
 }
 
 export function validateSimConfig(c: SimConfig): void {
@@ -160,5 +164,9 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     calibrationLabel: calibrationLabel(config.calibration),
   };
   if (warmupLabel) result.warmupLabel = warmupLabel;
+  if (config.keepSteps) {
+    const first = schedule.tokenOffsets.subarray(0, schedule.steps);
+    result.perStep = { ms: t.stepMs, pos: Int32Array.from(first, (i) => schedule.tokenPos[i]), seq: Int32Array.from(first, (i) => schedule.tokenSeq[i]) };
+  }
   return result;
 }

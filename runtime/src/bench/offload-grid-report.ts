@@ -4,13 +4,18 @@
  * (tools/oracle/bench_accelerate.py), side by side. Writes README.md (tables), summary.json and charts.
  *
  *   node dist/runtime/src/bench/offload-grid-report.js --bench a.json,b.json --naive n.json \
- *        --accelerate acc.json --out reports/bench/offload-h200-grid
+ *        --accelerate acc.json --out reports/bench/offload-h200-grid [--sim-traces summary.arrow,translation.arrow,intent.arrow]
  *
  * Nothing is measured here: every figure is read from the files named, and the files are named in the output.
  */
 import { mkdirSync, readFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
+import { readTrace } from '../../../traces/src/reader.js';
+import { toSequences } from '../../../traces/src/sequences.js';
+import { defaultCalibration, runSimulation } from '../../../sim/src/index.js';
+import { fillLanes } from '../offload/replay-lanes.js';
+import type { RoutingReplay } from '../offload/routing-replay.js';
 import { writeChart } from '../report/charts.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
 import { UserError } from '../util/errors.js';
@@ -31,7 +36,12 @@ interface OffloadPoint {
   enginePeakBytes: number;
   deviceUsedPeakBytes: number;
   routing: string;
+  repeats: number;
+  /** untimed generations before the timed ones (the bench's --warmup) */
+  warmup: number;
   device: { name: string };
+  /** set by this report: the simulator's time per decode step on the same lanes (simTraces) */
+  simMsPerToken?: number;
 }
 
 interface AccelerateResult {
@@ -59,9 +69,33 @@ function readJson(path: string, what: string): unknown {
 }
 
 function offloadPoints(path: string): OffloadPoint[] {
-  const j = readJson(path, 'bench result') as { offload?: unknown; grid?: OffloadPoint[] };
+  const j = readJson(path, 'bench result') as { offload?: unknown; grid?: OffloadPoint[]; options?: { warmup?: number } };
   if (!j.offload || !Array.isArray(j.grid) || j.grid.length === 0) throw new UserError(`bench result ${path}: no offload grid (run moe bench with --cache)`);
-  return j.grid;
+  return j.grid.map((p) => ({ ...p, warmup: j.options?.warmup ?? 0 }));
+}
+
+/**
+ * The simulator's prediction for a measured point: the same lanes (fillLanes, as the bench built them from
+ * the same traces), the default (measured H200) profile, misses fetched; the mean over the decode steps the
+ * bench timed (warm-up generations and prompt positions left out). The lanes are checked to be the bench's
+ * by the simulator's hit rate, which must equal the one the bench recorded.
+ */
+function simulatedMsPerToken(p: OffloadPoint, replays: RoutingReplay[]): number {
+  const lanes = fillLanes(replays, (p.warmup + p.repeats) * p.batch, p.prompt + p.newTokens - 1);
+  const r = runSimulation(lanes.replay.corpus, { policy: p.policy as 'lru', cacheSize: p.cache, batch: p.batch, prefetch: 'none', miss: 'fetch', calibration: defaultCalibration(), keepSteps: true });
+  if (Math.abs(r.hitRate - p.simHitRate) > 1e-12) {
+    throw new UserError(`--sim-traces: the lanes rebuilt for ${p.policy} B${p.batch} P${p.prompt} give hit rate ${r.hitRate}, the bench recorded ${p.simHitRate}: not the bench's traces or order`);
+  }
+  const { ms, pos, seq } = r.perStep!;
+  let sum = 0;
+  let n = 0;
+  for (let s = 0; s < ms.length; s++) {
+    if (pos[s] >= p.prompt && Math.floor(seq[s] / p.batch) >= p.warmup) {
+      sum += ms[s];
+      n++;
+    }
+  }
+  return sum / n;
 }
 
 /** One panel of the grid chart: a measure against batch size, a line per prompt length and policy. */
@@ -85,8 +119,12 @@ const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
-export async function writeOffloadGridReport(o: { bench: string[]; naive: string; accelerate: string; out: string }): Promise<string[]> {
+export async function writeOffloadGridReport(o: { bench: string[]; naive: string; accelerate: string; out: string; simTraces?: string[] }): Promise<string[]> {
   const points = o.bench.flatMap(offloadPoints).filter((p) => p.cache > 0);
+  if (o.simTraces?.length) {
+    const replays: RoutingReplay[] = o.simTraces.map((path) => ({ path, corpus: toSequences(readTrace(path)) }));
+    for (const p of points) p.simMsPerToken = simulatedMsPerToken(p, replays);
+  }
   const naive = offloadPoints(o.naive).find((p) => p.cache === 0);
   if (!naive) throw new UserError(`--naive ${o.naive}: no cache-0 point`);
   const acc = readJson(o.accelerate, 'accelerate result') as AccelerateResult;
@@ -117,12 +155,14 @@ export async function writeOffloadGridReport(o: { bench: string[]; naive: string
     '',
     '## The grid (cache 16 per MoE layer)',
     '',
-    '| policy | batch | prompt | ms/token mean | p50 | p99 | decode tok/s | prefill ms | hit rate | simulator | equal | GB moved | peak GPU GiB |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    'Simulated ms/token: the simulator on the same lanes with the measured H200 profile (sim/calibration/h200-measured.json), decode steps only; error = simulated / measured - 1.',
+    '',
+    '| policy | batch | prompt | ms/token mean | p50 | p99 | simulated ms/token | error | decode tok/s | prefill ms | hit rate | simulator | equal | GB moved | peak GPU GiB |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |',
     ...points
       .slice()
       .sort((a, b) => a.policy.localeCompare(b.policy) || a.batch - b.batch || a.prompt - b.prompt)
-      .map((p) => `| ${p.policy} | ${p.batch} | ${p.prompt} | ${f2(p.msPerToken.mean)} | ${f2(p.msPerToken.p50)} | ${f2(p.msPerToken.p99)} | ${f1(p.decodeTokensPerSecond)} | ${f1(p.prefillMs.mean)} | ${pct(p.hitRate)} | ${pct(p.simHitRate)} | ${p.hitsMatchSim ? 'yes' : 'NO'} | ${f1(p.bytesH2D / 1e9)} | ${f2(p.deviceUsedPeakBytes / GIB)} |`),
+      .map((p) => `| ${p.policy} | ${p.batch} | ${p.prompt} | ${f2(p.msPerToken.mean)} | ${f2(p.msPerToken.p50)} | ${f2(p.msPerToken.p99)} | ${p.simMsPerToken !== undefined ? f2(p.simMsPerToken) : '-'} | ${p.simMsPerToken !== undefined ? `${((p.simMsPerToken / p.msPerToken.mean - 1) * 100).toFixed(1)}%` : '-'} | ${f1(p.decodeTokensPerSecond)} | ${f1(p.prefillMs.mean)} | ${pct(p.hitRate)} | ${pct(p.simHitRate)} | ${p.hitsMatchSim ? 'yes' : 'NO'} | ${f1(p.bytesH2D / 1e9)} | ${f2(p.deviceUsedPeakBytes / GIB)} |`),
     '',
     `Every point's hits equal the simulator's on the same lanes: ${points.every((p) => p.hitsMatchSim) && naive.hitsMatchSim ? 'yes, all' : 'NO, see the table'}.`,
     '',
@@ -167,7 +207,8 @@ function arg(name: string): string {
 }
 
 if (process.argv[1] && process.argv[1].endsWith('offload-grid-report.js')) {
-  writeOffloadGridReport({ bench: arg('--bench').split(','), naive: arg('--naive'), accelerate: arg('--accelerate'), out: arg('--out') })
+  const simTraces = process.argv.includes('--sim-traces') ? arg('--sim-traces').split(',') : undefined;
+  writeOffloadGridReport({ bench: arg('--bench').split(','), naive: arg('--naive'), accelerate: arg('--accelerate'), out: arg('--out'), simTraces })
     .then((files) => process.stdout.write(`wrote ${files.length} files\n`))
     .catch((err: Error) => {
       process.stderr.write(`offload-grid-report: ${err.message}\n`);

@@ -3,7 +3,11 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeOffloadGridReport } from '../../src/bench/offload-grid-report.js';
-import { tempDir } from '../helpers.js';
+import { repoRoot, tempDir } from '../helpers.js';
+import { readTrace } from '../../../traces/src/reader.js';
+import { toSequences } from '../../../traces/src/sequences.js';
+import { replayCorpus } from '../../../sim/src/replay/replay-corpus.js';
+import { fillLanes } from '../../src/offload/replay-lanes.js';
 
 const d = tempDir('offload-report-');
 afterAll(() => d.cleanup());
@@ -40,5 +44,24 @@ describe('offload grid report', () => {
     const plain = write('plain.json', { grid: [] });
     await expect(writeOffloadGridReport({ bench: [plain], naive, accelerate: acc, out: join(d.path, 'x') })).rejects.toThrow(/plain\.json: no offload grid/);
     await expect(writeOffloadGridReport({ bench: [bench], naive: bench, accelerate: acc, out: join(d.path, 'x') })).rejects.toThrow(/--naive .*bench\.json: no cache-0 point/);
+  });
+
+  it('adds the simulator\'s time per token on the bench\'s lanes, and refuses lanes that are not the bench\'s', async () => {
+    const sample = join(repoRoot, 'traces', 'samples', 'synthetic-zipf-sticky.arrow');
+    const lanes = fillLanes([{ path: sample, corpus: toSequences(readTrace(sample)) }], 2 * 2, 128 + 32 - 1);
+    const hitRate = (() => {
+      const r = replayCorpus(lanes.replay.corpus, { policy: 'lru', cacheSize: 16, batch: 2 });
+      return r.hits / r.requests;
+    })();
+    const p = { ...point(16, 'lru', 2, 40, hitRate), repeats: 1 };
+    const b = write('bench-sim.json', { offload: {}, options: { warmup: 1 }, grid: [p] });
+    const out = join(d.path, 'with-sim');
+    await writeOffloadGridReport({ bench: [b], naive, accelerate: acc, out, simTraces: [sample] });
+    const row = readFileSync(join(out, 'README.md'), 'utf8').split('\n').find((l) => l.startsWith('| lru | 2 | 128 |'))!;
+    const [sim, err] = row.split('|').slice(7, 9).map((c) => c.trim());
+    expect(Number(sim)).toBeGreaterThan(0);
+    expect(err).toBe(`${((Number(sim) / 40 - 1) * 100).toFixed(1)}%`);
+    const wrong = write('bench-wrong.json', { offload: {}, options: { warmup: 1 }, grid: [{ ...p, simHitRate: hitRate / 2 }] });
+    await expect(writeOffloadGridReport({ bench: [wrong], naive, accelerate: acc, out, simTraces: [sample] })).rejects.toThrow(/not the bench's traces or order/);
   });
 });
