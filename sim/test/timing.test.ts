@@ -131,6 +131,18 @@ describe('prefetch copies yield to demand copies (worked by hand)', () => {
   });
 });
 
+describe('only prefetches are promoted', () => {
+  it('a late hit on a background fill (misses on the CPU) keeps its priority', () => {
+    // dense, other and head 0.1 ms, CPU expert 0.1, copy 1. Step 0: 1 and 2 run on the CPU (0.2-0.4); their
+    // background fills: 1 at 0.2-1.2, 2 queued to 1.2-2.2. Step 1 at 0.5 routes {2, 3} at 0.7: 2 is a late
+    // hit on a background fill that has not started, which stays background work; 3 runs on the CPU.
+    const costs: CostModel = { ...roundCosts(0.1), gpu: { expertMs: [[1, 0.5]], moeLayerOtherMs: [[1, 0.1]], denseLayerMs: [[1, 0.1]], headMs: [[1, 0.1]] } };
+    const r = runSimulation(handCorpus([[[[1, 2]], [[2, 3]]]]), { policy: 'lru', cacheSize: 4, batch: 1, prefetch: 'none', miss: 'cpu', calibration: costs });
+    expect([r.hits, r.lateHits, r.cpuExperts]).toEqual([1, 1, 3]);
+    expect(r.prefetch.promoted).toBe(0);
+  });
+});
+
 describe('with prefetch none, hits and requests are the canonical replay', () => {
   const sample = toSequences(readTrace(resolve(import.meta.dirname, '..', '..', 'traces', 'samples', 'synthetic-zipf-sticky.arrow')));
   for (const policy of ['lru', 'lfu', 'fifo', 'lfru', 'belady', 'static'] as const) {

@@ -89,6 +89,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const copyKey = new Int32Array(maxCopies);
   /** copy job -> tokens of the GPU expert job to start when it lands (0: none). */
   const copyWaiter = new Int32Array(maxCopies);
+  /** copy job -> 1 when it is the last piece of a prefetch (its other pieces are the ids just before). */
+  const lastPrefetchPiece = new Uint8Array(maxCopies);
   // Expert compute times by token count (an expert serves at most `batch` tokens of a step).
   const gpuExpertMs = new Float64Array(schedule.batch + 1);
   const cpuExpertMs = new Float64Array(schedule.batch + 1);
@@ -137,6 +139,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     if (prio === PRIO_PREFETCH) {
       for (let c = 1; c < PREFETCH_CHUNKS; c++) copyKey[copy.submit(now, prefetchChunkMs, prio)] = -2;
       id = copy.submit(now, prefetchChunkMs, prio);
+      lastPrefetchPiece[id] = 1;
     } else id = copy.submit(now, copyMs, prio);
     copyKey[id] = key;
     copyWaiter[id] = waiterTokens;
@@ -215,10 +218,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
           if (id < 0 || copyWaiter[id] !== 0) throw new Error('internal: late hit without a free in-flight copy');
           copyWaiter[id] = n;
           // The compute now waits for this copy: a prefetch still queued becomes demand work (a runtime
-          // would issue it on the demand stream), instead of waiting behind every demand copy.
-          let promoted = false;
-          for (let c = 0; c < PREFETCH_CHUNKS; c++) promoted = copy.promote(id - c, PRIO_DEMAND) || promoted;
-          if (promoted) r.copies.promoted++;
+          // would issue it on the demand stream), instead of waiting behind every demand copy. (A late hit
+          // on a background fill keeps its priority.)
+          if (lastPrefetchPiece[id]) {
+            let promoted = false;
+            for (let c = 0; c < PREFETCH_CHUNKS; c++) promoted = copy.promote(id - c, PRIO_DEMAND) || promoted;
+            if (promoted) r.copies.promoted++;
+          }
         }
         continue;
       }
