@@ -22,6 +22,9 @@ import os
 import sys
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_transformers import percentile  # noqa: E402
+
 
 def fail(msg: str) -> None:
     print(f"bench_accelerate: {msg}", file=sys.stderr)
@@ -41,11 +44,6 @@ def parse_args() -> argparse.Namespace:
     if a.batch < 1 or a.prompt < 1 or a.new_tokens < 2:
         fail("--batch and --prompt must be >= 1, --new-tokens >= 2")
     return a
-
-
-def percentile(values: list[float], q: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(q / 100.0 * (len(s) - 1)))))]
 
 
 def main() -> None:

@@ -172,9 +172,9 @@ export function offloadTargets(points: readonly OffloadPointResult[]): TargetRes
   return out;
 }
 
-const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(1)}%`);
+export const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixed(1)}%`);
 const gb = (b: number) => (b / 1e9).toFixed(2);
-const gib = (b: number) => (b / 2 ** 30).toFixed(2);
+export const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {

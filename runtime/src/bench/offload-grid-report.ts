@@ -15,6 +15,7 @@ import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import { defaultCalibration, runSimulation } from '../../../sim/src/index.js';
 import { fillLanes } from '../offload/replay-lanes.js';
+import { gib, pct } from './offload-bench.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { writeChart } from '../report/charts.js';
 import { writeFileAtomic } from '../util/atomic-file.js';
@@ -58,7 +59,6 @@ interface AccelerateResult {
   accelerate: string;
 }
 
-const GIB = 1024 ** 3;
 
 function readJson(path: string, what: string): unknown {
   try {
@@ -117,7 +117,6 @@ function lineByBatch(title: string, field: string, yTitle: string) {
 
 const f1 = (x: number) => x.toFixed(1);
 const f2 = (x: number) => x.toFixed(2);
-const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
 
 export async function writeOffloadGridReport(o: { bench: string[]; naive: string; accelerate: string; out: string; simTraces?: string[] }): Promise<string[]> {
   const points = o.bench.flatMap(offloadPoints).filter((p) => p.cache > 0);
@@ -134,10 +133,10 @@ export async function writeOffloadGridReport(o: { bench: string[]; naive: string
   const sideBySide = [
     ...['lru', 'lfu'].flatMap((policy) => {
       const p = ref(policy);
-      return p ? [{ system: `moe-offload, cache ${p.cache} ${policy}`, ms: p.msPerToken.mean, p99: p.msPerToken.p99, peakGiB: p.deviceUsedPeakBytes / GIB, hitRate: p.hitRate, routing: p.routing }] : [];
+      return p ? [{ system: `moe-offload, cache ${p.cache} ${policy}`, ms: p.msPerToken.mean, p99: p.msPerToken.p99, peakBytes: p.deviceUsedPeakBytes, hitRate: p.hitRate, routing: p.routing }] : [];
     }),
-    { system: 'moe-offload, naive on-demand (cache 0)', ms: naive.msPerToken.mean, p99: naive.msPerToken.p99, peakGiB: naive.deviceUsedPeakBytes / GIB, hitRate: 0, routing: naive.routing },
-    { system: `transformers ${acc.transformers} + accelerate ${acc.accelerate} CPU offload (max_memory ${acc.budget})`, ms: acc.msPerToken.mean, p99: acc.msPerToken.p99, peakGiB: acc.peakDeviceUsedBytes / GIB, hitRate: NaN, routing: acc.routing },
+    { system: 'moe-offload, naive on-demand (cache 0)', ms: naive.msPerToken.mean, p99: naive.msPerToken.p99, peakBytes: naive.deviceUsedPeakBytes, hitRate: 0, routing: naive.routing },
+    { system: `transformers ${acc.transformers} + accelerate ${acc.accelerate} CPU offload (max_memory ${acc.budget})`, ms: acc.msPerToken.mean, p99: acc.msPerToken.p99, peakBytes: acc.peakDeviceUsedBytes, hitRate: NaN, routing: acc.routing },
   ];
   const best = Math.min(...sideBySide.map((r) => r.ms));
   const md: string[] = [
@@ -151,7 +150,7 @@ export async function writeOffloadGridReport(o: { bench: string[]; naive: string
     '',
     '| system | ms/token mean | p99 | x slower than the best | peak GPU GiB | hit rate |',
     '| --- | --- | --- | --- | --- | --- |',
-    ...sideBySide.map((r) => `| ${r.system} | ${f2(r.ms)} | ${f2(r.p99)} | ${f1(r.ms / best)} | ${f2(r.peakGiB)} | ${Number.isNaN(r.hitRate) ? '-' : pct(r.hitRate)} |`),
+    ...sideBySide.map((r) => `| ${r.system} | ${f2(r.ms)} | ${f2(r.p99)} | ${f1(r.ms / best)} | ${gib(r.peakBytes)} | ${Number.isNaN(r.hitRate) ? '-' : pct(r.hitRate)} |`),
     '',
     '## The grid (cache 16 per MoE layer)',
     '',
@@ -162,7 +161,7 @@ export async function writeOffloadGridReport(o: { bench: string[]; naive: string
     ...points
       .slice()
       .sort((a, b) => a.policy.localeCompare(b.policy) || a.batch - b.batch || a.prompt - b.prompt)
-      .map((p) => `| ${p.policy} | ${p.batch} | ${p.prompt} | ${f2(p.msPerToken.mean)} | ${f2(p.msPerToken.p50)} | ${f2(p.msPerToken.p99)} | ${p.simMsPerToken !== undefined ? f2(p.simMsPerToken) : '-'} | ${p.simMsPerToken !== undefined ? `${((p.simMsPerToken / p.msPerToken.mean - 1) * 100).toFixed(1)}%` : '-'} | ${f1(p.decodeTokensPerSecond)} | ${f1(p.prefillMs.mean)} | ${pct(p.hitRate)} | ${pct(p.simHitRate)} | ${p.hitsMatchSim ? 'yes' : 'NO'} | ${f1(p.bytesH2D / 1e9)} | ${f2(p.deviceUsedPeakBytes / GIB)} |`),
+      .map((p) => `| ${p.policy} | ${p.batch} | ${p.prompt} | ${f2(p.msPerToken.mean)} | ${f2(p.msPerToken.p50)} | ${f2(p.msPerToken.p99)} | ${p.simMsPerToken !== undefined ? f2(p.simMsPerToken) : '-'} | ${p.simMsPerToken !== undefined ? `${((p.simMsPerToken / p.msPerToken.mean - 1) * 100).toFixed(1)}%` : '-'} | ${f1(p.decodeTokensPerSecond)} | ${f1(p.prefillMs.mean)} | ${pct(p.hitRate)} | ${pct(p.simHitRate)} | ${p.hitsMatchSim ? 'yes' : 'NO'} | ${f1(p.bytesH2D / 1e9)} | ${gib(p.deviceUsedPeakBytes)} |`),
     '',
     `Every point's hits equal the simulator's on the same lanes: ${points.every((p) => p.hitsMatchSim) && naive.hitsMatchSim ? 'yes, all' : 'NO, see the table'}.`,
     '',

@@ -35,8 +35,8 @@ export function register(program: Command): void {
     .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/h200-measured.json, measured by calibrate on an H200)')
     .option('--warmup <file>', 'trace whose expert popularity pins the static policy (default: first half of the sequences of --trace)')
     .option('--predictor <dir>', 'trained predictor (train-predictor --out DIR) whose predictions feed --prefetch predicted')
-    .option('--predictor-budget <n>', 'experts the predictor names per token and layer', '6')
-    .option('--predictor-min-prob <p>', 'leave out predicted experts below this probability (0: keep all)', '0')
+    .option('--predictor-budget <n>', 'experts the predictor names per token and layer (default 6)')
+    .option('--predictor-min-prob <p>', 'leave out predicted experts below this probability (default 0: keep all)')
     .option('--json', 'print JSON (one object for one configuration, a list otherwise)')
     .option('--sweep', 'run a grid (--policies, --caches, --batches, --prefetchers, --misses) and write results and charts to --out')
     .option('--policies <list>', 'sweep: policies', ALL_POLICIES)
@@ -61,8 +61,8 @@ interface SimulateOptions {
   calibration?: string;
   warmup?: string;
   predictor?: string;
-  predictorBudget: string;
-  predictorMinProb: string;
+  predictorBudget?: string;
+  predictorMinProb?: string;
   json?: boolean;
   sweep?: boolean;
   policies: string;
@@ -91,9 +91,9 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
         prefetchers: [parseChoiceOption('--prefetch', o.prefetch, PREFETCH_NAMES)],
         misses: [parseChoiceOption('--miss', o.miss, MISS_MODES)],
       };
-  const predictorBudget = parseIntOption('--predictor-budget', o.predictorBudget, 1, 65535);
-  const predictorMinProb = parseFloatOption('--predictor-min-prob', o.predictorMinProb, 0, 1);
-  if (o.predictor === undefined && (o.predictorBudget !== '6' || o.predictorMinProb !== '0')) {
+  const predictorBudget = parseIntOption('--predictor-budget', o.predictorBudget ?? '6', 1, 65535);
+  const predictorMinProb = parseFloatOption('--predictor-min-prob', o.predictorMinProb ?? '0', 0, 1);
+  if (o.predictor === undefined && (o.predictorBudget !== undefined || o.predictorMinProb !== undefined)) {
     throw new UserError('options --predictor-budget and --predictor-min-prob need --predictor DIR');
   }
   const tracePath = o.trace ?? sampleTracePath();
