@@ -2,11 +2,11 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['{runtime,sim,predictor,traces}/test/**/*.test.ts'],
+    include: ['{cli,runtime,predictor,sim,traces,core}/test/**/*.test.ts'],
     testTimeout: 180_000,
     hookTimeout: 600_000,
     pool: 'forks',
     // CLI tests run the compiled CLI: build it once before any test file runs.
-    globalSetup: ['runtime/test/global-setup.ts'],
+    globalSetup: ['cli/test/global-setup.ts'],
   },
 });

@@ -8,7 +8,7 @@
  * (sigmoid of its logit) is below it is left out (NO_EXPERT), so a prefetcher spends no transfer on it.
  * A wrong prefetch is not free: it takes copy bandwidth from demand fetches and a cache slot.
  */
-import { BadInputError, UserError } from '../../runtime/src/util/errors.js';
+import { BadInputError, UserError } from '../../core/src/errors.js';
 import { NO_EXPERT, type RoutingCorpus } from '../../traces/src/sequences.js';
 import { corpusGeometry, describeGeometry, sameGeometry } from './dataset.js';
 import { usesScores } from './features.js';

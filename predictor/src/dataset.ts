@@ -6,7 +6,7 @@
 import { existsSync } from 'node:fs';
 import { readTrace } from '../../traces/src/reader.js';
 import { toSequences, type RoutingCorpus, type SequenceRouting } from '../../traces/src/sequences.js';
-import { BadInputError, UserError } from '../../runtime/src/util/errors.js';
+import { BadInputError, UserError } from '../../core/src/errors.js';
 import type { FeatureGeometry } from './features.js';
 import { mulberry32, shuffleInPlace } from './random.js';
 

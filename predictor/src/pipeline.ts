@@ -4,7 +4,7 @@
  * only parses and prints.
  */
 import { existsSync, statSync } from 'node:fs';
-import { BadInputError, UserError } from '../../runtime/src/util/errors.js';
+import { BadInputError, UserError } from '../../core/src/errors.js';
 import { buildSamples, corpusGeometry, describeGeometry, loadTraces, splitBySequence, splitByTask, type Geometry, type LoadedTrace, type Split } from './dataset.js';
 import { countPopularity } from './baselines.js';
 import { evaluate, type EvalReport } from './evaluate.js';

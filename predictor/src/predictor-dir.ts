@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BadInputError, UserError } from '../../runtime/src/util/errors.js';
-import { writeFileAtomic } from '../../runtime/src/util/atomic-file.js';
+import { BadInputError, UserError } from '../../core/src/errors.js';
+import { writeFileAtomic } from '../../core/src/atomic-file.js';
 import { featureSpecProblems, featureWidth, type FeatureSpec } from './features.js';
 import { layerWidths, tensorName, type MlpArchitecture, type MlpWeights } from './mlp.js';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.js';

@@ -7,9 +7,9 @@
 import { existsSync, mkdirSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
-import { UserError } from '../../runtime/src/util/errors.js';
-import { writeFileAtomic } from '../../runtime/src/util/atomic-file.js';
-import { writeChart } from '../../runtime/src/report/charts.js';
+import { UserError } from '../../core/src/errors.js';
+import { writeFileAtomic } from '../../core/src/atomic-file.js';
+import { writeChart } from '../../core/src/charts.js';
 import { BASELINE_LABELS, type BaselineName } from './baselines.js';
 import type { EvalReport } from './evaluate.js';
 import { minMargin } from './format.js';

@@ -1,11 +1,11 @@
 /**
  * The predictor's weights file: f32 tensors in a safetensors container. The container's header is the
- * runtime's (runtime/src/model/safetensors.ts: bound-checked reader, aligned writer); this file adds only
+ * project's (core/src/safetensors.ts: bound-checked reader, aligned writer); this file adds only
  * the f32 data and the predictor's rule that every tensor is F32.
  * Readable by the Python `safetensors` package, by torch, and by a few lines of C++.
  */
-import { DTYPE_BYTES, encodeSafetensorsHeader, parseSafetensorsBytes } from '../../runtime/src/model/safetensors.js';
-import { BadInputError } from '../../runtime/src/util/errors.js';
+import { DTYPE_BYTES, encodeSafetensorsHeader, parseSafetensorsBytes } from '../../core/src/safetensors.js';
+import { BadInputError } from '../../core/src/errors.js';
 
 export interface NamedTensor {
   name: string;

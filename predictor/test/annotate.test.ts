@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { tempDir } from '../../runtime/test/helpers.js';
+import { tempDir } from '../../core/test/helpers.js';
 import { NO_EXPERT } from '../../traces/src/sequences.js';
 import { annotateCorpus } from '../src/annotate.js';
 import { PredictorRuntime } from '../src/infer.js';

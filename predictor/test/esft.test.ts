@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { esftRoot, tempDir } from '../../runtime/test/helpers.js';
+import { esftRoot, tempDir } from '../../core/test/helpers.js';
 import { importEsft } from '../../traces/src/import-esft.js';
 import { buildSamples, corpusGeometry, loadTraces, splitBySequence } from '../src/dataset.js';
 import { countPopularity } from '../src/baselines.js';

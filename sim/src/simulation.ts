@@ -2,7 +2,7 @@
  * runSimulation: one configuration over one corpus: canonical cache replay inside the timing model.
  * With prefetch 'none' its hits and requests are exactly those of replayCorpus (tested).
  */
-import { UserError } from '../../runtime/src/util/errors.js';
+import { UserError } from '../../core/src/errors.js';
 import type { RoutingCorpus } from '../../traces/src/sequences.js';
 import { makeLayerCaches } from './cache/replay.js';
 import { POLICY_NAMES, type PolicyName } from './cache/types.js';

@@ -45,7 +45,7 @@ const stubPlugin = {
 await esbuild.build({
   plugins: [stubPlugin],
   stdin: {
-    contents: "import { run } from './runtime/src/cli/main.ts';\nprocess.exitCode = await run(process.argv);\n",
+    contents: "import { run } from './cli/main.ts';\nprocess.exitCode = await run(process.argv);\n",
     resolveDir: root,
     sourcefile: 'gpu-entry.ts',
     loader: 'ts',

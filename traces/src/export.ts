@@ -1,5 +1,5 @@
 /** `traces export`: a trace as Parquet or CSV through DuckDB, published atomically. */
-import { discard, partialPathFor, publish } from '../../runtime/src/util/atomic-file.js';
+import { discard, partialPathFor, publish } from '../../core/src/atomic-file.js';
 import { loadTrace, openAnalysisDb } from './duckdb.js';
 import type { TraceTable } from './reader.js';
 

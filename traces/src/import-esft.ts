@@ -7,8 +7,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { BadInputError, UserError } from '../../runtime/src/util/errors.js';
-import { startProgress } from '../../runtime/src/util/progress.js';
+import { BadInputError, UserError } from '../../core/src/errors.js';
+import { startProgress } from '../../core/src/progress.js';
 import { PHASE_DECODE, type RunMeta } from './schema.js';
 import { TraceWriter } from './writer.js';
 

@@ -5,7 +5,7 @@
  */
 import { readFileSync, statSync } from 'node:fs';
 import { RecordBatchFileReader, type Data, type Table, tableFromIPC } from 'apache-arrow';
-import { BadInputError } from '../../runtime/src/util/errors.js';
+import { BadInputError } from '../../core/src/errors.js';
 import { META_RUN_KEY, META_VERSION_KEY, TRACE_SCHEMA_VERSION, runMetaProblems, type RunMeta } from './schema.js';
 
 export interface TraceTable {

@@ -3,7 +3,7 @@
  * MoE layer. This is the view the simulator (which re-batches sequences into lanes) and the predictor
  * (which learns along a token's path through the layers) both need.
  */
-import { BadInputError } from '../../runtime/src/util/errors.js';
+import { BadInputError } from '../../core/src/errors.js';
 import type { RunMeta } from './schema.js';
 import type { TraceTable } from './reader.js';
 

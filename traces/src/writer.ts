@@ -20,7 +20,7 @@ import {
   makeData,
   type DataType,
 } from 'apache-arrow';
-import { discard, partialPathFor, publish } from '../../runtime/src/util/atomic-file.js';
+import { discard, partialPathFor, publish } from '../../core/src/atomic-file.js';
 import { buildSchema, runMetaProblems, type OptionalColumns, type RunMeta } from './schema.js';
 
 /** Columnar rows to append: every per-row array has one entry per row; k-wide ones have k per row. */

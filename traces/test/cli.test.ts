@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { esftRoot, hasEsft, pythonBin, requirePythonOrSkip, runCli, tempDir, warnIfNoEsft } from '../../runtime/test/helpers.js';
+import { esftRoot, hasEsft, pythonBin, requirePythonOrSkip, runCli, tempDir, warnIfNoEsft } from '../../core/test/helpers.js';
 import { writeEsftDir } from './fixtures.js';
 
 describe('traces CLI on hand-made data', () => {

@@ -3,7 +3,7 @@ import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { readTrace } from '../src/reader.js';
-import { repoRoot, tempDir } from '../../runtime/test/helpers.js';
+import { repoRoot, tempDir } from '../../core/test/helpers.js';
 
 /**
  * A writer process killed with SIGKILL mid-run must leave no file at the target path (only its hidden

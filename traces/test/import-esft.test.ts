@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { importEsft } from '../src/import-esft.js';
 import { readTrace } from '../src/reader.js';
 import { toSequences } from '../src/sequences.js';
-import { tempDir } from '../../runtime/test/helpers.js';
+import { tempDir } from '../../core/test/helpers.js';
 import { writeEsftDir } from './fixtures.js';
 
 const geometry = { numLayers: 3, firstMoeLayer: 1, numExperts: 8, topK: 2 };

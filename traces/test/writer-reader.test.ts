@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { readTrace } from '../src/reader.js';
 import { toSequences } from '../src/sequences.js';
 import { TraceWriter } from '../src/writer.js';
-import { tempDir } from '../../runtime/test/helpers.js';
+import { tempDir } from '../../core/test/helpers.js';
 import { tinyMeta } from './fixtures.js';
 
 const dirs: Array<{ cleanup(): void }> = [];

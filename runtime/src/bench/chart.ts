@@ -1,5 +1,5 @@
 import type { TopLevelSpec } from 'vega-lite';
-import { writeChart } from '../report/charts.js';
+import { writeChart } from '../../../core/src/charts.js';
 import type { BenchDocument } from './run-bench.js';
 
 /** Decode ms per token and prefill ms, engine vs transformers, per grid point. */

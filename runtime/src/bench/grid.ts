@@ -1,4 +1,4 @@
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 /** One point of the benchmark grid: `batch` prompts of `prompt` tokens, `newTokens` generated each. */
 export interface GridPoint {

@@ -18,7 +18,7 @@ import type { ModelConfig } from '../model/config.js';
 import { gpuMemoryFor, type GpuMemoryPlan, type RunShape } from '../offload/gpu-budget.js';
 import { fillLanes } from '../offload/replay-lanes.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 import { benchPoint, type PointResult } from './engine-bench.js';
 import type { GridPoint } from './grid.js';
 import type { TargetResult } from './targets.js';

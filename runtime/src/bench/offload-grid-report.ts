@@ -17,9 +17,9 @@ import { defaultCalibration, runSimulation } from '../../../sim/src/index.js';
 import { fillLanes } from '../offload/replay-lanes.js';
 import { gib, pct } from './offload-bench.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
-import { writeChart } from '../report/charts.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
-import { UserError } from '../util/errors.js';
+import { writeChart } from '../../../core/src/charts.js';
+import { writeFileAtomic } from '../../../core/src/atomic-file.js';
+import { UserError } from '../../../core/src/errors.js';
 
 interface OffloadPoint {
   cache: number;

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { findRepoRoot } from '../engine/native-binding.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 import type { GridPoint } from './grid.js';
 
 /** What tools/oracle/bench_transformers.py returns for one grid point (times in ms). */

@@ -4,7 +4,7 @@
  * experts at once (N hardware threads) to find how many the CPU runs at once to best effect.
  */
 import type { NativeModelConfig } from '../engine/native-binding.js';
-import type { Progress } from '../util/progress.js';
+import type { Progress } from '../../../core/src/progress.js';
 import { chooseCpuWorkers, median, type CpuWorkerCandidate } from './fit.js';
 import type { NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';

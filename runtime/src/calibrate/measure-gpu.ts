@@ -4,7 +4,7 @@
  * CPU-computed expert. Derives the copy fit and the copy-engine count; curves are taken in profile.ts.
  */
 import type { NativeModelConfig } from '../engine/native-binding.js';
-import type { Progress } from '../util/progress.js';
+import type { Progress } from '../../../core/src/progress.js';
 import { chooseCopyEngines, fitCopyCost, median, type CopyFit, type CopyPoint } from './fit.js';
 import type { GpuPart, NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';

@@ -4,7 +4,7 @@
  */
 import type { NativeModelConfig } from '../engine/native-binding.js';
 import { loadNativeAddon } from '../engine/native-binding.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 export interface NativeCpuInfo {
   hardwareThreads: number;

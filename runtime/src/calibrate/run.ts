@@ -9,9 +9,9 @@ import { calibrationProblems, defaultCalibration, loadCalibration, type CostMode
 import { toNativeConfig } from '../engine/native-config.js';
 import { loadModelConfig, parseModelConfig, type ModelConfig } from '../model/config.js';
 import { resolveGeometry } from '../model/synth/geometries.js';
-import { writeFileAtomic } from '../util/atomic-file.js';
-import { UserError } from '../util/errors.js';
-import { startProgress } from '../util/progress.js';
+import { writeFileAtomic } from '../../../core/src/atomic-file.js';
+import { UserError } from '../../../core/src/errors.js';
+import { startProgress } from '../../../core/src/progress.js';
 import { cpuSteps, measureCpu } from './measure-cpu.js';
 import { gpuSteps, measureGpu } from './measure-gpu.js';
 import { loadCalibrateNative, NO_CUDA_MESSAGE, type NativeCalibrate } from './native.js';

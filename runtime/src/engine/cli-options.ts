@@ -1,8 +1,8 @@
 import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
 import type { ModelConfig } from '../model/config.js';
 import { parseByteSize, planGpuMemory, type RunShape } from '../offload/gpu-budget.js';
-import { UserError } from '../util/errors.js';
-import { parseChoiceOption, parseFloatOption, parseIntOption } from '../util/options.js';
+import { UserError } from '../../../core/src/errors.js';
+import { parseChoiceOption, parseFloatOption, parseIntOption } from '../../../core/src/options.js';
 import type { EngineLoadOptions, Sampling } from './options.js';
 
 /** Raw commander values of the options `generate` and `chat` share. */

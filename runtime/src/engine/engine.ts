@@ -1,7 +1,7 @@
 import { openCheckpoint, type Checkpoint } from '../model/checkpoint.js';
 import type { ModelConfig } from '../model/config.js';
 import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 import { buildOffloadSpec } from '../offload/offload-spec.js';
 import { resolvePlacement, type Placement } from '../offload/placement.js';
 import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';

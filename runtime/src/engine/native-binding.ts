@@ -2,7 +2,7 @@ import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 /**
  * The typed surface of the native addon (native/addon/addon.cpp). Only this module touches it;

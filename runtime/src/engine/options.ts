@@ -2,7 +2,7 @@ import type { CacheOptions } from '../offload/cache-options.js';
 import type { RunShape } from '../offload/gpu-budget.js';
 import type { RecordOptions } from '../offload/offload-spec.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 /** Options of Engine.load. */
 export interface EngineLoadOptions {

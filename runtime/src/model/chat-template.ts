@@ -1,4 +1,4 @@
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 /**
  * The DeepSeek-V2(-Lite)-Chat chat template, implemented in code. The Jinja source below is what

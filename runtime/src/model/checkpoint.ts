@@ -1,8 +1,8 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import { BadInputError } from '../util/errors.js';
+import { BadInputError } from '../../../core/src/errors.js';
 import { configHash, loadModelConfig, type ModelConfig } from './config.js';
-import { readSafetensorsHeader, type SafetensorsHeader, type TensorDtype } from './safetensors.js';
+import { readSafetensorsHeader, type SafetensorsHeader, type TensorDtype } from '../../../core/src/safetensors.js';
 import { expectedTensors } from './tensor-names.js';
 
 /**

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { BadInputError } from '../util/errors.js';
+import { BadInputError } from '../../../core/src/errors.js';
 
 /**
  * The blueprint of a DeepSeek-V2 model, read from the checkpoint's config.json (Hub layout).

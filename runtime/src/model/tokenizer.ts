@@ -1,7 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
-import { BadInputError, UserError } from '../util/errors.js';
+import { BadInputError, UserError } from '../../../core/src/errors.js';
 import { isKnownChatTemplate, renderChat, type ChatMessage, type ChatTemplateOptions } from './chat-template.js';
 
 /**

@@ -6,7 +6,7 @@
  */
 import { LFRU_DEFAULT_DECAY } from '../../../sim/src/cache/lfru.js';
 import { POLICY_NAMES, type PolicyName } from '../../../sim/src/cache/types.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 export interface CacheOptions {
   /** expert slots per MoE layer (the simulator's --cache C; 0: nothing cached, every expert loaded on demand) */

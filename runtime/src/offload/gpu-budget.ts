@@ -12,7 +12,7 @@
  * with the figures if they ever exceed it.
  */
 import type { ModelConfig } from '../model/config.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;

@@ -9,7 +9,7 @@ import type { NativeOffloadSpec } from '../engine/native-binding.js';
 import { toNativeTensors } from '../engine/native-config.js';
 import type { EngineLoadOptions } from '../engine/options.js';
 import type { Checkpoint } from '../model/checkpoint.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 import { resolveCacheOptions } from './cache-options.js';
 import { checkReplayCoverage, checkReplayGeometry, toNativeReplay, type RoutingReplay } from './routing-replay.js';
 

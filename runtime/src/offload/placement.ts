@@ -6,7 +6,7 @@
  */
 import type { EngineLoadOptions } from '../engine/options.js';
 import type { ModelConfig } from '../model/config.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 import type { CacheOptions } from './cache-options.js';
 import { checkSlotsFit, CONTEXT_RESERVE_BYTES, planGpuMemory, type GpuMemoryPlan, type RunShape } from './gpu-budget.js';
 

@@ -12,7 +12,7 @@
  * each token is real, the switch between documents is not something the model saw.
  */
 import type { RoutingCorpus, SequenceRouting } from '../../../traces/src/sequences.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 import type { RoutingReplay } from './routing-replay.js';
 
 export interface LaneFill {

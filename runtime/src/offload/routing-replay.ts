@@ -17,7 +17,7 @@
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences, type RoutingCorpus } from '../../../traces/src/sequences.js';
 import type { ModelConfig } from '../model/config.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 export interface RoutingReplay {
   path: string;

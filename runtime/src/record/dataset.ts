@@ -5,7 +5,7 @@
  */
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { basename } from 'node:path';
-import { BadInputError, UserError } from '../util/errors.js';
+import { BadInputError, UserError } from '../../../core/src/errors.js';
 import { BUILTIN_PROMPTS } from './prompts/builtin.js';
 
 export interface PromptTexts {

@@ -5,7 +5,7 @@
  * used: the engine has no attention mask, so every token of a prompt is real text the model reads.
  */
 import type { ModelTokenizer } from '../model/tokenizer.js';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 export function buildPromptIds(texts: readonly string[], tokenizer: ModelTokenizer, promptLen: number, count: number): number[][] {
   if (texts.length === 0) throw new UserError('the dataset has no prompts');

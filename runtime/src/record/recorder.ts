@@ -21,8 +21,8 @@ import { configHash, loadModelConfig } from '../model/config.js';
 import type { CacheOptions } from '../offload/cache-options.js';
 import { checkReplayCoverage, loadRoutingReplay } from '../offload/routing-replay.js';
 import { findRepoRoot } from '../engine/native-binding.js';
-import { UserError } from '../util/errors.js';
-import { startProgress } from '../util/progress.js';
+import { UserError } from '../../../core/src/errors.js';
+import { startProgress } from '../../../core/src/progress.js';
 import { loadPromptTexts } from './dataset.js';
 import { buildPromptIds } from './prompt-tokens.js';
 

@@ -6,7 +6,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
-import { runCli, tempDir } from '../helpers.js';
+import { runCli, tempDir } from '../../../core/test/helpers.js';
 import { makeCheckpoint, relativeError, requireAddonOrSkip } from '../engine/helpers.js';
 
 const ready = requireAddonOrSkip('moe bench');

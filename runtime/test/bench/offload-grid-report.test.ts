@@ -3,7 +3,7 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { writeOffloadGridReport } from '../../src/bench/offload-grid-report.js';
-import { repoRoot, tempDir } from '../helpers.js';
+import { repoRoot, tempDir } from '../../../core/test/helpers.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import { replayCorpus } from '../../../sim/src/replay/replay-corpus.js';

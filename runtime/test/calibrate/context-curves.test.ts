@@ -3,7 +3,7 @@ import { calibrationProblems, defaultCalibration, type CostModel } from '../../.
 import { Costs, interpolateContext } from '../../../sim/src/cost/cost-model.js';
 import { loadCalibration } from '../../../sim/src/cost/calibration.js';
 import { join } from 'node:path';
-import { repoRoot } from '../helpers.js';
+import { repoRoot } from '../../../core/test/helpers.js';
 
 const table: Array<[number, Array<[number, number]>]> = [
   [128, [[1, 1], [16, 2]]],

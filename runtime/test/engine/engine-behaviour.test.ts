@@ -7,7 +7,7 @@ import { copyFileSync, mkdirSync, readdirSync, readFileSync, writeFileSync } fro
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine, type GenerateOptions } from '../../src/engine/index.js';
-import { runCli, tempDir } from '../helpers.js';
+import { runCli, tempDir } from '../../../core/test/helpers.js';
 import { makeCheckpoint, requireAddonOrSkip } from './helpers.js';
 
 const ready = requireAddonOrSkip('engine behaviour');

@@ -4,7 +4,7 @@ import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { resolveGeometry } from '../../src/model/synth/geometries.js';
 import { writeSyntheticCheckpoint } from '../../src/model/synth/write-checkpoint.js';
-import { pythonBin, repoRoot } from '../helpers.js';
+import { pythonBin, repoRoot } from '../../../core/test/helpers.js';
 
 export const addonDir = join(repoRoot, 'native', 'build', 'Release');
 export const addonBuilt = existsSync(addonDir) && readdirSync(addonDir).some((f) => f.endsWith('.node'));

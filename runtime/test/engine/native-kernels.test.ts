@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { repoRoot } from '../helpers.js';
+import { repoRoot } from '../../../core/test/helpers.js';
 
 const exe = join(repoRoot, 'native', 'build', 'moe_kernel_tests');
 const offloadExe = join(repoRoot, 'native', 'build', 'moe_offload_tests');

@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
 import { TINY_VARIANTS } from '../../src/model/synth/geometries.js';
-import { requirePythonOrSkip, runCli, tempDir } from '../helpers.js';
+import { requirePythonOrSkip, runCli, tempDir } from '../../../core/test/helpers.js';
 import { makeCheckpoint, relativeError, requireAddonOrSkip, runOracle, type OracleResult } from './helpers.js';
 
 const TOLERANCE = 1e-4;

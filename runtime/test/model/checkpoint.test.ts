@@ -6,8 +6,8 @@ import { expectedTensors } from '../../src/model/tensor-names.js';
 import { BLOCK_ELEMS, bf16BitsToF32, bf16Table, fillBlock, tensorSeed } from '../../src/model/synth/random-weights.js';
 import { distributionFor } from '../../src/model/synth/shard-plan.js';
 import { TINY_VARIANTS } from '../../src/model/synth/geometries.js';
-import { BadInputError } from '../../src/util/errors.js';
-import { tempDir } from '../helpers.js';
+import { BadInputError } from '../../../core/src/errors.js';
+import { tempDir } from '../../../core/test/helpers.js';
 import { copyDir, editJson, makeTiny, readShardRaw, shardOf, writeShardRaw } from './fixtures.js';
 
 const d = tempDir();

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { configHash, loadModelConfig, parseModelConfig } from '../../src/model/config.js';
 import { LITE_CONFIG, TINY_GEOMETRIES } from '../../src/model/synth/geometries.js';
-import { BadInputError } from '../../src/util/errors.js';
-import { tempDir } from '../helpers.js';
+import { BadInputError } from '../../../core/src/errors.js';
+import { tempDir } from '../../../core/test/helpers.js';
 
 const parse = (overrides: Record<string, unknown>) => parseModelConfig({ ...structuredClone(LITE_CONFIG), ...overrides }, 'cfg.json');
 

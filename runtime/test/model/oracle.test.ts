@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { openCheckpoint } from '../../src/model/checkpoint.js';
 import { TINY_VARIANTS } from '../../src/model/synth/geometries.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
-import { pythonBin, repoRoot, requirePythonOrSkip, tempDir } from '../helpers.js';
+import { pythonBin, repoRoot, requirePythonOrSkip, tempDir } from '../../../core/test/helpers.js';
 import { makeTiny } from './fixtures.js';
 
 /**

@@ -1,9 +1,9 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { encodeSafetensorsHeader, parseSafetensorsBytes, readSafetensorsHeader } from '../../src/model/safetensors.js';
-import { BadInputError } from '../../src/util/errors.js';
-import { tempDir } from '../helpers.js';
+import { encodeSafetensorsHeader, parseSafetensorsBytes, readSafetensorsHeader } from '../../../core/src/safetensors.js';
+import { BadInputError } from '../../../core/src/errors.js';
+import { tempDir } from '../../../core/test/helpers.js';
 import { writeShardRaw, type RawEntry } from './fixtures.js';
 
 const d = tempDir();

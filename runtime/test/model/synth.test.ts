@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelConfig } from '../../src/model/config.js';
 import { LITE_CONFIG } from '../../src/model/synth/geometries.js';
-import { repoRoot, runCli, tempDir } from '../helpers.js';
+import { repoRoot, runCli, tempDir } from '../../../core/test/helpers.js';
 import { makeTiny } from './fixtures.js';
 
 const d = tempDir();

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DEEPSEEK_V2_CHAT_TEMPLATE, isKnownChatTemplate, renderChat } from '../../src/model/chat-template.js';
 import { loadTokenizer } from '../../src/model/tokenizer.js';
 import { BOS_TOKEN, EOS_TOKEN } from '../../src/model/synth/tokenizer-files.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../../../core/test/helpers.js';
 import { copyDir, editJson, makeTiny } from './fixtures.js';
 
 describe('DeepSeek-V2-Chat template', () => {

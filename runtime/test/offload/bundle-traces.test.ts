@@ -10,7 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import { importEsft } from '../../../traces/src/import-esft.js';
-import { repoRoot, tempDir } from '../helpers.js';
+import { repoRoot, tempDir } from '../../../core/test/helpers.js';
 // @ts-expect-error plain JS module of the tools folder
 import { bundleTraces, ESFT_TASKS } from '../../../tools/gpu/bundle-traces.mjs';
 

@@ -19,7 +19,7 @@ import { firstHalf, pinnedForCorpus } from '../../../sim/src/replay/warmup.js';
 import { importEsft } from '../../../traces/src/import-esft.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences, type RoutingCorpus } from '../../../traces/src/sequences.js';
-import { esftRoot, hasEsft, repoRoot, tempDir, warnIfNoEsft } from '../helpers.js';
+import { esftRoot, hasEsft, repoRoot, tempDir, warnIfNoEsft } from '../../../core/test/helpers.js';
 
 const exe = join(repoRoot, 'native', 'build', 'moe_cache_replay');
 const built = existsSync(exe);

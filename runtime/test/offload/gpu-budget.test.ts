@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { parseModelConfig } from '../../src/model/config.js';
 import { LITE_CONFIG } from '../../src/model/synth/geometries.js';
 import { checkSlotsFit, expertBytes, gpuMemoryFor, nonExpertBytes, parseByteSize, planGpuMemory } from '../../src/offload/gpu-budget.js';
-import { UserError } from '../../src/util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 const lite = parseModelConfig(structuredClone(LITE_CONFIG), 'config.json');
 const GiB = 2 ** 30;

@@ -17,7 +17,7 @@ import { toSequences } from '../../../traces/src/sequences.js';
 import { Engine } from '../../src/engine/index.js';
 import { recordTrace } from '../../src/record/recorder.js';
 import { makeCheckpoint, requireAddonOrSkip } from '../engine/helpers.js';
-import { tempDir } from '../helpers.js';
+import { tempDir } from '../../../core/test/helpers.js';
 
 const ready = requireAddonOrSkip('runtime vs simulator cache tests');
 

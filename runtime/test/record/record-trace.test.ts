@@ -13,7 +13,7 @@ import { Engine } from '../../src/engine/index.js';
 import { openCheckpoint } from '../../src/model/checkpoint.js';
 import { recordTrace } from '../../src/record/recorder.js';
 import { makeCheckpoint, requireAddonOrSkip } from '../engine/helpers.js';
-import { repoRoot, runCli, tempDir } from '../helpers.js';
+import { repoRoot, runCli, tempDir } from '../../../core/test/helpers.js';
 
 const ready = requireAddonOrSkip('record-trace tests');
 

@@ -9,7 +9,7 @@ import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startProgress } from '../../../runtime/src/util/progress.js';
+import { startProgress } from '../../../core/src/progress.js';
 import { importEsft } from '../../../traces/src/import-esft.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';

@@ -9,7 +9,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeFileAtomic } from '../../../runtime/src/util/atomic-file.js';
+import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { importEsft } from '../../../traces/src/import-esft.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences, type RoutingCorpus } from '../../../traces/src/sequences.js';

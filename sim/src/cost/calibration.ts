@@ -6,7 +6,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { BadInputError } from '../../../runtime/src/util/errors.js';
+import { BadInputError } from '../../../core/src/errors.js';
 
 export const CALIBRATION_SCHEMA = 'moe-offload.calibration';
 export const CALIBRATION_VERSION = 1;

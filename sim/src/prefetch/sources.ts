@@ -8,7 +8,7 @@
  *              from a predictor or the trace's `predicted` column); its own lookahead.
  *   oracle     P(s, l) = R(s, l), the true request set; lookahead `oracleLookahead` (default 1).
  */
-import { UserError } from '../../../runtime/src/util/errors.js';
+import { UserError } from '../../../core/src/errors.js';
 import { NO_EXPERT, type RoutingCorpus } from '../../../traces/src/sequences.js';
 import { collectSets, type RequestSets } from '../replay/requests.js';
 import type { Schedule } from '../replay/schedule.js';

@@ -6,8 +6,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { TopLevelSpec } from 'vega-lite';
-import { writeChart } from '../../../runtime/src/report/charts.js';
-import { discard, partialPathFor, publish, writeFileAtomic } from '../../../runtime/src/util/atomic-file.js';
+import { writeChart } from '../../../core/src/charts.js';
+import { discard, partialPathFor, publish, writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { openAnalysisDb } from '../../../traces/src/duckdb.js';
 import type { SimResult } from '../simulation.js';
 import { ROW_COLUMNS, toRow, type ResultRow } from './rows.js';

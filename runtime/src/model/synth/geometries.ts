@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { BadInputError, UserError } from '../../util/errors.js';
+import { BadInputError, UserError } from '../../../../core/src/errors.js';
 
 /**
  * Geometries of synthetic checkpoints, as config.json objects. Every geometry starts from the

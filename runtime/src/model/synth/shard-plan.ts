@@ -1,4 +1,4 @@
-import { encodeSafetensorsHeader } from '../safetensors.js';
+import { encodeSafetensorsHeader } from '../../../../core/src/safetensors.js';
 import type { ExpectedTensor } from '../tensor-names.js';
 import { bf16Table, BLOCK_ELEMS, tensorSeed, type Distribution } from './random-weights.js';
 

@@ -2,8 +2,8 @@ import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:f
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism, endianness } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { startProgress } from '../../util/progress.js';
-import { BadInputError, UserError } from '../../util/errors.js';
+import { startProgress } from '../../../../core/src/progress.js';
+import { BadInputError, UserError } from '../../../../core/src/errors.js';
 import { INDEX_FILE } from '../checkpoint.js';
 import { parseModelConfig, type ModelConfig } from '../config.js';
 import { expectedTensors } from '../tensor-names.js';

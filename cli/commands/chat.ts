@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
-import { Engine } from '../../engine/index.js';
-import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
-import { POLICY_NAMES } from '../../../../sim/src/cache/types.js';
-import { loadModelConfig } from '../../model/config.js';
-import type { ChatMessage } from '../../model/chat-template.js';
-import { UserError } from '../../util/errors.js';
-import { parseIntOption } from '../../util/options.js';
+import { Engine } from '../../runtime/src/engine/index.js';
+import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { POLICY_NAMES } from '../../sim/src/cache/types.js';
+import { loadModelConfig } from '../../runtime/src/model/config.js';
+import type { ChatMessage } from '../../runtime/src/model/chat-template.js';
+import { UserError } from '../../core/src/errors.js';
+import { parseIntOption } from '../../core/src/options.js';
 
 interface ChatCliOptions extends RawEngineCliOptions {
   model: string;

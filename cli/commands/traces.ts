@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
-import { UserError } from '../../util/errors.js';
-import { parseChoiceOption, parseIntOption } from '../../util/options.js';
-import { DEEPSEEK_V2_LITE_GEOMETRY, importEsft } from '../../../../traces/src/import-esft.js';
-import { readTrace } from '../../../../traces/src/reader.js';
-import { traceColumns } from '../../../../traces/src/columns.js';
+import { UserError } from '../../core/src/errors.js';
+import { parseChoiceOption, parseIntOption } from '../../core/src/options.js';
+import { DEEPSEEK_V2_LITE_GEOMETRY, importEsft } from '../../traces/src/import-esft.js';
+import { readTrace } from '../../traces/src/reader.js';
+import { traceColumns } from '../../traces/src/columns.js';
 
 // DuckDB is a native package: it is loaded only by the subcommands that use it, so that the CLI bundle
 // carried to the GPU machine (which has no DuckDB binding) still starts.
@@ -43,7 +43,7 @@ export function register(program: Command): void {
     .argument('<file>', 'trace v1 file')
     .option('--json', 'print JSON')
     .action(async (file: string, o) => {
-      const { formatTraceInfo, traceInfo } = await import('../../../../traces/src/info.js');
+      const { formatTraceInfo, traceInfo } = await import('../../traces/src/info.js');
       const t = readTrace(file);
       const info = await traceInfo(t, traceColumns(t));
       process.stdout.write(o.json ? JSON.stringify(info, null, 2) + '\n' : formatTraceInfo(info) + '\n');
@@ -59,7 +59,7 @@ export function register(program: Command): void {
     .action(async (file: string, o) => {
       const format = parseChoiceOption('--format', o.format, ['parquet', 'csv'] as const);
       if (!existsSync(file)) throw new UserError(`${file}: no such file`);
-      const { exportTrace } = await import('../../../../traces/src/export.js');
+      const { exportTrace } = await import('../../traces/src/export.js');
       await exportTrace(readTrace(file), o.out, format, !!o.long);
       process.stdout.write(`wrote ${o.out}\n`);
     });

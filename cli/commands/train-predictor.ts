@@ -1,10 +1,10 @@
 import type { Command } from 'commander';
-import { UserError } from '../../util/errors.js';
-import { parseChoiceOption, parseFloatOption, parseIntListOption, parseIntOption } from '../../util/options.js';
-import { startProgress } from '../../util/progress.js';
-import { evalPredictor, trainPredictor } from '../../../../predictor/src/pipeline.js';
-import { formatEvalReport, minMargin } from '../../../../predictor/src/format.js';
-import { writePredictorReport } from '../../../../predictor/src/report.js';
+import { UserError } from '../../core/src/errors.js';
+import { parseChoiceOption, parseFloatOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
+import { startProgress } from '../../core/src/progress.js';
+import { evalPredictor, trainPredictor } from '../../predictor/src/pipeline.js';
+import { formatEvalReport, minMargin } from '../../predictor/src/format.js';
+import { writePredictorReport } from '../../predictor/src/report.js';
 
 interface Options {
   traces?: string;

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
-import { repoRoot } from './helpers.js';
+import { repoRoot } from '../../core/test/helpers.js';
 
 /**
  * Compiles the TypeScript once so that CLI tests exercise exactly what users run. tsc emits even when a

@@ -1,8 +1,8 @@
 import type { Command } from 'commander';
-import { POLICY_NAMES } from '../../../../sim/src/cache/types.js';
-import { samplingFromCli } from '../../engine/cli-options.js';
-import { recordTrace } from '../../record/recorder.js';
-import { parseChoiceOption, parseIntOption } from '../../util/options.js';
+import { POLICY_NAMES } from '../../sim/src/cache/types.js';
+import { samplingFromCli } from '../../runtime/src/engine/cli-options.js';
+import { recordTrace } from '../../runtime/src/record/recorder.js';
+import { parseChoiceOption, parseIntOption } from '../../core/src/options.js';
 
 interface RecordTraceCli {
   model: string;

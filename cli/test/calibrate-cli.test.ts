@@ -1,12 +1,12 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadCalibration } from '../../../sim/src/cost/calibration.js';
-import { parseCalibrateOptions } from '../../src/cli/commands/calibrate.js';
-import { rawPathFor } from '../../src/calibrate/run.js';
-import { loadCalibrateNative } from '../../src/calibrate/native.js';
-import { addonBuilt, requireAddonOrSkip } from '../engine/helpers.js';
-import { repoRoot, runCli, tempDir } from '../helpers.js';
+import { loadCalibration } from '../../sim/src/cost/calibration.js';
+import { parseCalibrateOptions } from '../commands/calibrate.js';
+import { rawPathFor } from '../../runtime/src/calibrate/run.js';
+import { loadCalibrateNative } from '../../runtime/src/calibrate/native.js';
+import { addonBuilt, requireAddonOrSkip } from '../../runtime/test/engine/helpers.js';
+import { repoRoot, runCli, tempDir } from '../../core/test/helpers.js';
 
 // A build with the CUDA backend measures instead of refusing: the refusal test needs a CPU-only build.
 const cudaBuilt = addonBuilt && loadCalibrateNative().cudaBuilt();

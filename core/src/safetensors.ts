@@ -1,5 +1,5 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
-import { BadInputError } from '../util/errors.js';
+import { BadInputError } from './errors.js';
 
 /**
  * The header of a .safetensors file: read with every field bound-checked, so that a corrupt or hostile

@@ -1,12 +1,12 @@
 import type { Command } from 'commander';
-import { Engine, type FinishReason } from '../../engine/index.js';
-import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../engine/cli-options.js';
-import { loadTokenizer, type ModelTokenizer } from '../../model/tokenizer.js';
-import { POLICY_NAMES } from '../../../../sim/src/cache/types.js';
-import { loadModelConfig } from '../../model/config.js';
-import { checkReplayCoverage, loadRoutingReplay } from '../../offload/routing-replay.js';
-import { UserError } from '../../util/errors.js';
-import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
+import { Engine, type FinishReason } from '../../runtime/src/engine/index.js';
+import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadTokenizer, type ModelTokenizer } from '../../runtime/src/model/tokenizer.js';
+import { POLICY_NAMES } from '../../sim/src/cache/types.js';
+import { loadModelConfig } from '../../runtime/src/model/config.js';
+import { checkReplayCoverage, loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
+import { UserError } from '../../core/src/errors.js';
+import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
 
 interface GenerateCliOptions extends RawEngineCliOptions {
   model: string;

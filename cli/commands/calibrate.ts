@@ -1,9 +1,9 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { runCalibrate, type CalibrateOptions } from '../../calibrate/run.js';
-import { UserError } from '../../util/errors.js';
-import { parseChoiceOption, parseIntListOption } from '../../util/options.js';
+import { runCalibrate, type CalibrateOptions } from '../../runtime/src/calibrate/run.js';
+import { UserError } from '../../core/src/errors.js';
+import { parseChoiceOption, parseIntListOption } from '../../core/src/options.js';
 
 interface CalibrateCliOptions {
   out?: string;

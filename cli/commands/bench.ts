@@ -1,17 +1,17 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
-import { agreementTable, gridTable, marginTable, noiseFloorText, targetsTable } from '../../bench/report.js';
-import { writeBenchChart } from '../../bench/chart.js';
-import { runBench, type BenchDocument } from '../../bench/run-bench.js';
-import { resolvePython } from '../../bench/transformers-baseline.js';
-import { writeFileAtomic } from '../../util/atomic-file.js';
-import { BadInputError, UserError } from '../../util/errors.js';
-import { parseChoiceListOption, parseChoiceOption, parseIntListOption, parseIntOption } from '../../util/options.js';
-import { offloadTable, type OffloadPointResult } from '../../bench/offload-bench.js';
-import { loadModelConfig } from '../../model/config.js';
-import { parseByteSize } from '../../offload/gpu-budget.js';
-import { loadRoutingReplay } from '../../offload/routing-replay.js';
+import { agreementTable, gridTable, marginTable, noiseFloorText, targetsTable } from '../../runtime/src/bench/report.js';
+import { writeBenchChart } from '../../runtime/src/bench/chart.js';
+import { runBench, type BenchDocument } from '../../runtime/src/bench/run-bench.js';
+import { resolvePython } from '../../runtime/src/bench/transformers-baseline.js';
+import { writeFileAtomic } from '../../core/src/atomic-file.js';
+import { BadInputError, UserError } from '../../core/src/errors.js';
+import { parseChoiceListOption, parseChoiceOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
+import { offloadTable, type OffloadPointResult } from '../../runtime/src/bench/offload-bench.js';
+import { loadModelConfig } from '../../runtime/src/model/config.js';
+import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
+import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
 
 interface BenchCliOptions {
   model: string;

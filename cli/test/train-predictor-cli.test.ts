@@ -1,14 +1,14 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { run } from '../../runtime/src/cli/main.js';
+import { run } from '../main.js';
 import { readTrace } from '../../traces/src/reader.js';
 import { toSequences } from '../../traces/src/sequences.js';
 import { runSimulation } from '../../sim/src/index.js';
 import { defaultCalibration } from '../../sim/src/cost/calibration.js';
-import { annotateCorpus } from '../src/annotate.js';
-import { runCli, tempDir } from '../../runtime/test/helpers.js';
-import { structuredSequences, writeTinyTrace } from './fixtures.js';
+import { annotateCorpus } from '../../predictor/src/annotate.js';
+import { runCli, tempDir } from '../../core/test/helpers.js';
+import { structuredSequences, writeTinyTrace } from '../../predictor/test/fixtures.js';
 
 const d = tempDir('predictor-cli-');
 afterAll(() => d.cleanup());

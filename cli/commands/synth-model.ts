@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
-import { resolveGeometry, TINY_VARIANTS } from '../../model/synth/geometries.js';
-import { writeSyntheticCheckpoint } from '../../model/synth/write-checkpoint.js';
-import { parseIntOption } from '../../util/options.js';
+import { resolveGeometry, TINY_VARIANTS } from '../../runtime/src/model/synth/geometries.js';
+import { writeSyntheticCheckpoint } from '../../runtime/src/model/synth/write-checkpoint.js';
+import { parseIntOption } from '../../core/src/options.js';
 
 export function register(program: Command): void {
   program

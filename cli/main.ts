@@ -1,5 +1,5 @@
 import { Command, CommanderError } from 'commander';
-import { UserError } from '../util/errors.js';
+import { UserError } from '../core/src/errors.js';
 import { registerAll } from './commands/index.js';
 
 export function buildProgram(): Command {

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { NotImplementedError } from '../../util/errors.js';
+import { NotImplementedError } from '../../core/src/errors.js';
 
 export function register(program: Command): void {
   program

@@ -5,20 +5,20 @@
 import type { Command } from 'commander';
 import { existsSync, statSync } from 'node:fs';
 import { basename, extname, join, relative, resolve } from 'node:path';
-import { UserError } from '../../util/errors.js';
-import { parseChoiceListOption, parseChoiceOption, parseFloatOption, parseIntListOption, parseIntOption } from '../../util/options.js';
-import { startProgress } from '../../util/progress.js';
-import { readTrace } from '../../../../traces/src/reader.js';
-import { toSequences } from '../../../../traces/src/sequences.js';
-import { POLICY_NAMES, type PolicyName } from '../../../../sim/src/cache/types.js';
-import { defaultCalibration, loadCalibration } from '../../../../sim/src/cost/calibration.js';
-import { attachPredictedColumn } from '../../../../sim/src/prefetch/predicted-column.js';
-import { PREFETCH_NAMES, type PrefetchName } from '../../../../sim/src/prefetch/sources.js';
-import { formatHeader, formatTable, TABLE_NOTES } from '../../../../sim/src/report/table.js';
-import { writeSweepOutputs } from '../../../../sim/src/report/outputs.js';
-import { sampleTracePath } from '../../../../sim/src/sample.js';
-import { runSweep, sweepSize, type SweepGrid } from '../../../../sim/src/sweep.js';
-import { MISS_MODES, type MissMode } from '../../../../sim/src/timing/engine.js';
+import { UserError } from '../../core/src/errors.js';
+import { parseChoiceListOption, parseChoiceOption, parseFloatOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
+import { startProgress } from '../../core/src/progress.js';
+import { readTrace } from '../../traces/src/reader.js';
+import { toSequences } from '../../traces/src/sequences.js';
+import { POLICY_NAMES, type PolicyName } from '../../sim/src/cache/types.js';
+import { defaultCalibration, loadCalibration } from '../../sim/src/cost/calibration.js';
+import { attachPredictedColumn } from '../../sim/src/prefetch/predicted-column.js';
+import { PREFETCH_NAMES, type PrefetchName } from '../../sim/src/prefetch/sources.js';
+import { formatHeader, formatTable, TABLE_NOTES } from '../../sim/src/report/table.js';
+import { writeSweepOutputs } from '../../sim/src/report/outputs.js';
+import { sampleTracePath } from '../../sim/src/sample.js';
+import { runSweep, sweepSize, type SweepGrid } from '../../sim/src/sweep.js';
+import { MISS_MODES, type MissMode } from '../../sim/src/timing/engine.js';
 
 const ALL_POLICIES = POLICY_NAMES.join(',');
 
@@ -109,7 +109,7 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
   attachPredictedColumn(table, corpus);
   if (o.predictor !== undefined) {
     // Loaded on demand: the predictor's inference is pure TypeScript, but only this option needs it.
-    const { annotateCorpus } = await import('../../../../predictor/src/annotate.js');
+    const { annotateCorpus } = await import('../../predictor/src/annotate.js');
     annotateCorpus(corpus, o.predictor, predictorBudget, { minProbability: predictorMinProb });
   }
   const warmup = o.warmup ? toSequences(readTrace(o.warmup)) : undefined;
