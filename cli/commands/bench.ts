@@ -12,6 +12,7 @@ import { offloadTable, type OffloadPointResult } from '../../runtime/src/bench/o
 import { loadModelConfig } from '../../runtime/src/model/config.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
+import { missGridFromCli } from '../../runtime/src/engine/cli-options.js';
 
 interface BenchCliOptions {
   model: string;
@@ -35,6 +36,11 @@ interface BenchCliOptions {
   cache?: string;
   policy: string;
   gpuMemory?: string;
+  miss: string;
+  checkMiss?: string;
+  cpuWorkers?: string;
+  cpuThreads?: string;
+  calibration?: string;
   routing?: string;
   checkOffload?: boolean;
   checkOffloadCaches: string;
@@ -81,6 +87,11 @@ export function register(program: Command): void {
     .option('--policy <list>', 'offload mode: cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
     .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
     .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
+    .option('--miss <list>', 'offload mode: what to do with a missed expert, each a grid dimension (comma-separated: fetch, cpu, hybrid; cpu/hybrid compute misses on the CPU)', 'fetch')
+    .option('--cpu-workers <n>', 'offload mode, --miss cpu/hybrid: CPU experts computed at once (default: the calibration profile\'s choice)')
+    .option('--cpu-threads <n>', 'offload mode, --miss cpu/hybrid: threads per CPU worker (default: the machine\'s threads / workers)')
+    .option('--calibration <file>', 'offload mode: cost model of the hybrid rule and of the simulated column (default: sim/calibration/h200-measured.json)')
+    .option('--check-miss <list>', 'issue 12 numerics: logits with misses computed on the CPU (cpu, hybrid) against all-resident (alone: no timing grid)')
     .option('--check-offload', 'issue 6 invariant: tokens identical between all-resident and offloaded runs (alone: no timing grid)')
     .option('--check-offload-caches <list>', 'cache sizes of --check-offload', '0,8,16,32')
     .option('--check-offload-policies <list>', 'policies of --check-offload', 'lru,lfu,fifo')
@@ -102,6 +113,9 @@ export function register(program: Command): void {
       const offloadMode = o.cache !== undefined;
       if ((offloadMode || o.checkOffload) && device !== 'cuda') throw new UserError('options --cache / --check-offload: offloading needs --device cuda');
       if (!offloadMode && (o.gpuMemory !== undefined || o.routing !== undefined)) throw new UserError('options --gpu-memory / --routing: only in offload mode (with --cache)');
+      if (!offloadMode && (o.miss !== 'fetch' || o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.calibration !== undefined)) {
+        throw new UserError('options --miss / --cpu-workers / --cpu-threads / --calibration: only in offload mode (with --cache)');
+      }
       if (offloadMode && check) throw new UserError('option --check: the agreement check runs on the all-resident engine; run it without --cache');
       const benchPolicies = ['lru', 'lfu', 'fifo', 'lfru', 'static'] as const;
       const offload = offloadMode
@@ -110,6 +124,7 @@ export function register(program: Command): void {
             policies: parseChoiceListOption('--policy', o.policy, benchPolicies),
             gpuMemory: o.gpuMemory === undefined ? null : parseByteSize('--gpu-memory', o.gpuMemory),
             routing: o.routing === undefined ? [] : o.routing.split(',').map((f) => loadRoutingReplay(resolve(f.trim()), config)),
+            ...missGridFromCli(o),
           }
         : null;
       if (offload?.policies.includes('static') && offload.routing.length === 0) throw new UserError('option --policy: static needs --routing (pinned experts come from the replayed trace)');
@@ -120,10 +135,13 @@ export function register(program: Command): void {
             newTokens: parseIntOption('--check-offload-tokens', o.checkOffloadTokens, 1, 4096),
           }
         : null;
+      if (o.checkMiss !== undefined && device !== 'cuda') throw new UserError('option --check-miss: needs --device cuda');
+      const checkMiss = o.checkMiss === undefined ? null : { misses: parseChoiceListOption('--check-miss', o.checkMiss, ['cpu', 'hybrid'] as const), cache: 16, newTokens: 24 };
       const doc = await runBench({
         offload,
         checkOffload,
-        skipGrid: !!checkOffload && !offloadMode,
+        checkMiss,
+        skipGrid: (!!checkOffload || !!checkMiss) && !offloadMode,
         model: o.model,
         device,
         threads: o.threads === undefined ? 0 : parseIntOption('--threads', o.threads, 0, 1024),
@@ -162,6 +180,12 @@ function render(doc: BenchDocument): string {
     const c = doc.offloadCheck;
     const bad = c.cases.filter((x) => !x.identical);
     sections.push('', `Tokens identical, all-resident vs offloaded (${c.cases.length} runs: caches ${[...new Set(c.cases.map((x) => x.cache))].join('/')}, policies ${[...new Set(c.cases.map((x) => x.policy))].join('/')}, ${c.batches.map((b) => b.label).join(', ')}; ${c.newTokens} tokens each): ${c.allIdentical ? 'yes, every run' : `NO: ${bad.map((x) => `${x.label} cache ${x.cache} ${x.policy}`).join('; ')}`}`);
+  }
+  if (doc.cpuMissCheck) {
+    const c = doc.cpuMissCheck;
+    sections.push('', `Misses computed on the CPU against all-resident logits (cache ${c.cache}, ${c.newTokens} tokens, greedy; top-1 compared while the tokens so far agree): ${c.pass ? 'pass' : 'FAIL'}`, '',
+      '| miss | batch | CPU experts | top-1 where gap >= 0.1 | top-1 overall | max relative logit error | tokens |', '| --- | --- | --- | --- | --- | --- | --- |',
+      ...c.cases.map((x) => `| ${x.miss} | ${x.label} | ${x.cpuExperts} | ${x.confidentAgree}/${x.confident} | ${x.agree}/${x.steps} | ${x.maxRelLogitError.toExponential(2)} | ${x.identicalTokens ? 'identical' : 'diverge'} |`));
   }
   if (doc.targets.length) sections.push('', targetsTable(doc.targets));
   return sections.join('\n') + '\n';

@@ -1,14 +1,15 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Engine } from '../../runtime/src/engine/index.js';
-import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { addMissFlags } from '../miss-flags.js';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
 import type { ChatMessage } from '../../runtime/src/model/chat-template.js';
 import { UserError } from '../../core/src/errors.js';
 import { parseIntOption } from '../../core/src/options.js';
 
-interface ChatCliOptions extends RawEngineCliOptions {
+interface ChatCliOptions extends RawEngineCliOptions, RawMissCliOptions {
   model: string;
   maxNewTokens: string;
   system?: string;
@@ -19,7 +20,7 @@ interface ChatCliOptions extends RawEngineCliOptions {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('chat')
     .description('chat with a checkpoint using its chat template: one user message per input line, replies streamed')
     .requiredOption('--model <dir>', 'checkpoint directory (Hub layout, with tokenizer)')
@@ -34,17 +35,18 @@ export function register(program: Command): void {
     .option('--cache <C>', 'device cuda: routed experts offloaded to host memory, C GPU slots per MoE layer (0: all loaded on demand)')
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt' && p !== 'static').join(', ')}`, 'lru')
     .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); the cache gets the expert slots that fit')
-    .option('--context <n>', 'longest conversation in tokens the GPU memory budget must hold', '4096')
-    .action(async (o: ChatCliOptions) => {
+    .option('--context <n>', 'longest conversation in tokens the GPU memory budget must hold', '4096');
+  addMissFlags(cmd).action(async (o: ChatCliOptions) => {
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
       const base = loadOptionsFromCli(o);
       const shape = { batch: 1, contextTokens: parseIntOption('--context', o.context, 1, 1 << 24) + maxNewTokens };
       const offload = offloadOptionsFromCli(o, loadModelConfig(o.model), base.device ?? 'cpu', shape);
+      const miss = missOptionsFromCli(o);
       if (offload.cache && (offload.cache.policy === 'belady' || offload.cache.policy === 'opt' || offload.cache.policy === 'static')) {
         throw new UserError(`option --policy: ${offload.cache.policy} needs a routing replay; chat uses lru, lfu, fifo or lfru`);
       }
-      const engine = await Engine.load(o.model, { ...base, ...offload });
+      const engine = await Engine.load(o.model, { ...base, ...offload, ...(miss ? { miss } : {}) });
       try {
         const tokenizer = engine.tokenizer;
         const interactive = process.stdin.isTTY === true;

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { Engine, type FinishReason } from '../../runtime/src/engine/index.js';
-import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { addMissFlags } from '../miss-flags.js';
 import { loadTokenizer, type ModelTokenizer } from '../../runtime/src/model/tokenizer.js';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
@@ -8,7 +9,7 @@ import { checkReplayCoverage, loadRoutingReplay } from '../../runtime/src/offloa
 import { UserError } from '../../core/src/errors.js';
 import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
 
-interface GenerateCliOptions extends RawEngineCliOptions {
+interface GenerateCliOptions extends RawEngineCliOptions, RawMissCliOptions {
   model: string;
   prompt?: string[];
   promptIds?: string[];
@@ -24,7 +25,7 @@ interface GenerateCliOptions extends RawEngineCliOptions {
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('generate')
     .description('generate text with a checkpoint on the native engine (streams to stdout)')
     .requiredOption('--model <dir>', 'checkpoint directory (Hub layout)')
@@ -42,8 +43,8 @@ export function register(program: Command): void {
     .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); routed experts offloaded, the cache gets the slots that fit')
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt').join(', ')} (belady, opt: record-trace --routing)`, 'lru')
     .option('--routing <trace>', 'replay the routing of this trace (sequence g drives prompt g)')
-    .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})')
-    .action(async (o: GenerateCliOptions) => {
+    .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})');
+  addMissFlags(cmd).action(async (o: GenerateCliOptions) => {
       if (!!o.prompt === !!o.promptIds) throw new UserError('give the prompt with either --prompt or --prompt-ids (not both)');
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
@@ -59,8 +60,9 @@ export function register(program: Command): void {
       const base = loadOptionsFromCli(o);
       const shape = { batch: prompts.length, contextTokens: Math.max(...prompts.map((p) => p.length)) + maxNewTokens };
       const offload = offloadOptionsFromCli(o, config, base.device ?? 'cpu', shape);
+      const miss = missOptionsFromCli(o);
       const cache = offload.cache;
-      const engine = await Engine.load(o.model, { ...base, ...offload, routing });
+      const engine = await Engine.load(o.model, { ...base, ...offload, routing, ...(miss ? { miss } : {}) });
       try {
         const decode = (ids: number[]) => (tokenizer ? tokenizer.decode(ids, { skipSpecialTokens: true }) : '');
         const streamText = !o.json && prompts.length === 1;
@@ -86,6 +88,7 @@ export function register(program: Command): void {
           process.stderr.write(`expert cache (${policy}, ${cache!.slotsPerLayer} slots/layer) hits/requests: ${line}\n`);
           const moved = engine.offloadStats();
           if (moved) process.stderr.write(`expert copies to the GPU: ${moved.slotCopies} into slots, ${moved.stagedCopies} streamed, ${(moved.bytesH2D / 1e9).toFixed(2)} GB, compute waited ${moved.copyWaitMs.toFixed(1)} ms\n`);
+          if (moved && miss) process.stderr.write(`misses on the CPU (--miss ${miss.mode}): ${moved.cpuExperts} experts (${moved.cpuRows} token rows), ${moved.fillCopies} background fills, CPU busy ${moved.cpuMs.toFixed(1)} ms, waited ${moved.cpuWaitMs.toFixed(1)} ms\n`);
         }
         if (o.json) {
           const doc = results.length === 1 ? results[0] : { results };

@@ -51,6 +51,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                         InstanceMethod<&NativeEngine::take_debug_capture>("takeDebugCapture"),
                         InstanceMethod<&NativeEngine::set_offload>("setOffload"),
                         InstanceMethod<&NativeEngine::take_record>("takeRecord"),
+                        InstanceMethod<&NativeEngine::take_miss_log>("takeMissLog"),
                         InstanceMethod<&NativeEngine::cache_stats>("cacheStats"),
                         InstanceMethod<&NativeEngine::score>("score"),
                         InstanceMethod<&NativeEngine::close>("close")});
@@ -102,6 +103,12 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     engine(info.Env());
     if (!offload_) throw Napi::Error::New(info.Env(), "takeRecord: no offloading session (setOffload first)");
     return take_recorded(info.Env(), offload_->session->controller());
+  }
+
+  Napi::Value take_miss_log(const Napi::CallbackInfo& info) {
+    engine(info.Env());
+    if (!offload_) throw Napi::Error::New(info.Env(), "takeMissLog: no offloading session (setOffload first)");
+    return moe_addon::take_miss_log(info.Env(), offload_->session->controller());
   }
 
   Napi::Value cache_stats(const Napi::CallbackInfo& info) {

@@ -66,6 +66,26 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
       o.replay.push_back(std::move(seq));
     }
   }
+  if (spec.Get("miss").IsObject()) {
+    Napi::Object m = spec.Get("miss").As<Napi::Object>();
+    moe::offload::MissPolicy& p = o.miss;
+    p.mode = moe::offload::parse_miss_mode(m.Get("mode").As<Napi::String>().Utf8Value());
+    p.workers = m.Get("workers").As<Napi::Number>().Int32Value();
+    p.threads_per_worker = m.Get("threadsPerWorker").As<Napi::Number>().Int32Value();
+    p.log = m.Get("log").ToBoolean();
+    p.costs.copy_ms = m.Get("copyMs").As<Napi::Number>().DoubleValue();
+    p.costs.activation_copy_ms = m.Get("activationCopyMs").As<Napi::Number>().DoubleValue();
+    auto curve = [&](const char* name) {
+      const std::vector<double> flat = to_vector<double, Napi::Float64Array>(m.Get(name), name);
+      if (flat.empty() || flat.size() % 2 != 0) throw moe::Error(std::string("offload spec: miss.") + name + " must hold (tokens, ms) pairs");
+      moe::offload::TokenCurve c;
+      for (size_t i = 0; i < flat.size(); i += 2) c.emplace_back(flat[i], flat[i + 1]);
+      return c;
+    };
+    p.costs.gpu_expert_ms = curve("gpuExpertMs");
+    p.costs.cpu_expert_ms = curve("cpuExpertMs");
+    if (p.workers < 1 || p.threads_per_worker < 1) throw moe::Error("offload spec: miss.workers and miss.threadsPerWorker must be >= 1");
+  }
   if (spec.Get("record").IsObject()) {
     Napi::Object r = spec.Get("record").As<Napi::Object>();
     o.record = true;
@@ -100,6 +120,26 @@ Napi::Object take_recorded(Napi::Env env, moe::offload::OffloadController& c) {
   o.Set("layerUs", to_typed<Napi::Float32Array>(env, r.layer_us));
   o.Set("hits", to_typed<Napi::Uint16Array>(env, r.hits));
   o.Set("misses", to_typed<Napi::Uint16Array>(env, r.misses));
+  r.clear();
+  return o;
+}
+
+Napi::Object take_miss_log(Napi::Env env, moe::offload::OffloadController& c) {
+  Napi::Object o = Napi::Object::New(env);
+  moe::offload::MissLog* log = c.miss_log();
+  moe::offload::MissLog empty;
+  moe::offload::MissLog& r = log ? *log : empty;
+  o.Set("rows", static_cast<double>(r.rows()));
+  o.Set("step", to_typed<Napi::Int32Array>(env, r.step));
+  o.Set("layer", to_typed<Napi::Int32Array>(env, r.layer));
+  o.Set("expert", to_typed<Napi::Int32Array>(env, r.expert));
+  o.Set("tokens", to_typed<Napi::Int32Array>(env, r.tokens));
+  o.Set("copyBacklogMs", to_typed<Napi::Float32Array>(env, r.copy_backlog_ms));
+  o.Set("viaCopyMs", to_typed<Napi::Float32Array>(env, r.via_copy_ms));
+  o.Set("viaCpuMs", to_typed<Napi::Float32Array>(env, r.via_cpu_ms));
+  o.Set("cpuMeasuredMs", to_typed<Napi::Float32Array>(env, r.cpu_measured_ms));
+  o.Set("onCpu", to_typed<Napi::Uint8Array>(env, r.on_cpu));
+  o.Set("firstOfLayer", to_typed<Napi::Uint8Array>(env, r.first_of_layer));
   r.clear();
   return o;
 }

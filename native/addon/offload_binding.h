@@ -20,10 +20,13 @@ struct OffloadHolder {
 
 // spec: {cache?: {slotsPerLayer, policy, lfruDecay, pinned?: Int32Array[], plannedOffsets?, plannedExperts?},
 //        replay?: [{length, experts: Int32Array, weights: Float32Array}], record?: {scores, gateNext, timings},
-//        tensors?: [...] (for gateNext)}
+//        miss?: {mode, workers, threadsPerWorker, log, copyMs, activationCopyMs, gpuExpertMs, cpuExpertMs
+//                (Float64Array of (tokens, ms) pairs)}, tensors?: [...] (for gateNext)}
 std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Object& spec);
 // Recorded rows since the last call (then cleared), as typed arrays.
 Napi::Object take_recorded(Napi::Env env, moe::offload::OffloadController& c);
+// The miss decisions logged since the last call (then cleared), as typed arrays; empty without a log.
+Napi::Object take_miss_log(Napi::Env env, moe::offload::OffloadController& c);
 // Per MoE layer: {requests, hits, inserts, evictions, bypasses} as Float64Arrays; null without a cache.
 Napi::Value cache_stats(Napi::Env env, const moe::offload::OffloadController& c);
 

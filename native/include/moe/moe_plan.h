@@ -10,6 +10,11 @@
 
 namespace moe {
 
+namespace offload {
+struct MissPolicy;
+struct MissLog;
+}  // namespace offload
+
 struct MoePlan {
   int layer = 0;
   int tokens = 0;  // rows of the step batch
@@ -41,6 +46,10 @@ class MoeInterceptor {
   // Offloading backends (CUDA, issue 6): the expert cache's slot of `expert` at `layer` after the last
   // on_plan, -1 when it is not cached. The backend keeps its device slots equal to this.
   virtual int cached_slot(int /*layer*/, int /*expert*/) const { return -1; }
+  // Offloading backends (issue 12): what to do with a missed expert (nullptr: fetch it), and where to
+  // log each decision with its estimates (nullptr: no log).
+  virtual const offload::MissPolicy* miss_policy() const { return nullptr; }
+  virtual offload::MissLog* miss_log() { return nullptr; }
 };
 
 }  // namespace moe

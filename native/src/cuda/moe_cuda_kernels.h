@@ -160,6 +160,9 @@ void gather_routed_rows(const bf16* x, int x_stride, const int32_t* sorted, int 
                         cudaStream_t stream);
 void scatter_combine_routed(const float* ys, const int32_t* inv, const float* weight, int rows, int k, int hidden,
                             float* y, int y_stride, bool accumulate, cudaStream_t stream);
+// CPU experts (issue 12): dst[entry[r] * hidden ..] = src[r * hidden ..] for r < rows (the per-entry
+// outputs computed on the host, joined to the GPU's before the one combine). Entries are distinct.
+void scatter_entry_rows(const float* src, const int32_t* entry, int rows, int hidden, float* dst, cudaStream_t stream);
 
 // Makes `stream` the handle's stream, calling cublasSetStream only when it changes (that call resets
 // a workspace set with cublasSetWorkspace; linear_cublas.cu).

@@ -42,6 +42,18 @@ __global__ void scatter_combine_kernel(const float* __restrict__ ys, const int32
   *dst = s;
 }
 
+// dst[entry[r]] = src[r], one float4 per thread.
+__global__ void scatter_entry_rows_kernel(const float* __restrict__ src, const int32_t* __restrict__ entry, int rows,
+                                          int hidden, float* __restrict__ dst) {
+  const int per_row = hidden / 4;
+  const int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (idx >= static_cast<int64_t>(rows) * per_row) return;
+  const int64_t r = idx / per_row;
+  const int c = static_cast<int>(idx % per_row) * 4;
+  *reinterpret_cast<float4*>(dst + static_cast<int64_t>(entry[r]) * hidden + c) =
+      *reinterpret_cast<const float4*>(src + r * hidden + c);
+}
+
 }  // namespace
 
 void gather_routed_rows(const bf16* x, int x_stride, const int32_t* sorted, int k, int entries, int hidden, bf16* out,
@@ -62,6 +74,14 @@ void scatter_combine_routed(const float* ys, const int32_t* inv, const float* we
   scatter_combine_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(ys, inv, weight, rows, k,
                                                                                           hidden, y, y_stride,
                                                                                           accumulate);
+  CUDA_CHECK_LAUNCH();
+}
+
+void scatter_entry_rows(const float* src, const int32_t* entry, int rows, int hidden, float* dst, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(hidden % 4 == 0 && rows >= 0);
+  if (rows == 0) return;
+  const int64_t total = static_cast<int64_t>(rows) * (hidden / 4);
+  scatter_entry_rows_kernel<<<static_cast<unsigned>((total + 255) / 256), 256, 0, stream>>>(src, entry, rows, hidden, dst);
   CUDA_CHECK_LAUNCH();
 }
 

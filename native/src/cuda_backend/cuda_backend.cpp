@@ -64,6 +64,10 @@ CudaBackend::CudaBackend(const ModelConfig& c, const ModelWeights& w, const Cuda
     host_experts_ = std::make_unique<HostExperts>(c, w, moe_layers, w_->expert_stride);
     cached_slot_.assign(static_cast<size_t>(c.n_routed_experts), -1);
     launch_of_.assign(static_cast<size_t>(c.n_routed_experts), -1);
+    CUDA_CHECK(cudaEventCreateWithFlags(&copy_tail_, cudaEventDisableTiming));
+    fill_done_.resize(moe_layers.size());
+    for (cudaEvent_t& e : fill_done_) CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+    fill_pending_.assign(moe_layers.size(), 0);
   }
   rope_ = make_rope_table(c);
   scale_ = attention_softmax_scale(c);
@@ -99,6 +103,10 @@ void CudaBackend::sample_device_used() {
 
 CudaBackend::~CudaBackend() {
   drop_graphs();
+  cpu_exec_.reset();  // joins the CPU workers
+  if (pool_) cudaStreamSynchronize(pool_->copy_stream());
+  for (cudaEvent_t e : fill_done_) cudaEventDestroy(e);
+  if (copy_tail_) cudaEventDestroy(copy_tail_);
   delete w_;
   if (cublas_) cublasDestroy(cublas_);
   if (stream_) cudaStreamDestroy(stream_);
@@ -396,7 +404,9 @@ std::string CudaBackend::device_info() const {
       << ",\"poolBytes\":" << pool_->device_bytes() << ",\"hostCopySeconds\":" << host_experts_->copy_seconds
       << ",\"hostPinSeconds\":" << host_experts_->pin_seconds << ",\"forwards\":" << k.forwards
       << ",\"slotCopies\":" << k.slot_copies << ",\"stagedCopies\":" << k.staged_copies << ",\"bytesH2D\":" << k.bytes
-      << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << "}";
+      << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << ",\"cpuExperts\":" << k.cpu_experts
+      << ",\"cpuRows\":" << k.cpu_rows << ",\"fillCopies\":" << k.fill_copies << ",\"cpuMs\":" << k.cpu_ms
+      << ",\"cpuWaitMs\":" << k.cpu_wait_ms << "}";
   }
   o << "}";
   return o.str();

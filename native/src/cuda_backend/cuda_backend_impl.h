@@ -17,6 +17,8 @@
 #include "expert_pool.h"
 #include "host_experts.h"
 #include "moe/kernels.h"
+#include "moe/offload/cpu_expert_executor.h"
+#include "moe/offload/miss_policy.h"
 
 namespace moe::cuda_backend {
 
@@ -107,6 +109,9 @@ class CudaBackend final : public Backend {
   // tile kernel runs at ~170 TFLOP/s, so it wins below ~2048 rows and cuBLAS (~600) above.
   static constexpr int kGemvMaxRows = 32;
   static constexpr int kCublasRows = 2048;
+  // Misses computed on the CPU (issue 12) in forwards of at most this many rows (decode batches; a
+  // prefill forward fetches its misses: its experts see many tokens, where the GPU wins by far).
+  static constexpr int kCpuMaxRows = 64;
 
  private:
   // cuda_backend.cpp
@@ -131,6 +136,14 @@ class CudaBackend final : public Backend {
   // cuda_offload_layer.cpp: the MoE block with offloaded routed experts (shared experts included)
   void moe_offloaded(int layer, int rows);
   void fetch_plan(int layer, int rows);
+  // cuda_cpu_experts.cpp: the misses the policy sends to the CPU (removed from P.loaded / P.staged,
+  // their slot copies turned into background fills), their jobs started; and the results joined.
+  bool cpu_path(int rows) const;
+  void choose_cpu_experts(int layer, int mi, int rows, const offload::MissPolicy& policy);
+  void start_cpu_experts(int rows);
+  void issue_fills(int mi);
+  void join_cpu_experts();
+  void note_copies(int count);
   void dump_f32(const char* name, int layer, const float* d, int rows, int cols);
   void dump_bf16(const char* name, int layer, const bf16* d, int rows, int cols);
 
@@ -168,6 +181,29 @@ class CudaBackend final : public Backend {
   std::vector<int32_t> launch_of_;  // [E] launch index of each active expert this layer
   PinnedMemory offload_host_;       // host side of Workspace::offload_inputs
   uint64_t device_used_peak_ = 0;   // cudaMemGetInfo: total - free, sampled after allocations and forwards
+
+  // CPU experts (issue 12). Host x of the layer, the compact CPU rows (inputs, outputs, entries, weights)
+  // and their device copy; sized for kCpuMaxRows rows once, on first use.
+  std::unique_ptr<offload::CpuExpertExecutor> cpu_exec_;
+  PinnedMemory x_host_;           // [kCpuMaxRows, hidden] bf16: the layer's MoE input
+  PinnedMemory cpu_out_host_;     // [kCpuMaxRows * k, hidden] fp32 outputs, then [kCpuMaxRows * k] int32 entries
+  DeviceMemory cpu_out_dev_;      // the same layout on the device
+  std::vector<float> cpu_x_, cpu_scale_;   // [rows, hidden] fp32 inputs, [rows] routing weights
+  std::vector<offload::CpuExpertJob> cpu_jobs_;
+  std::vector<int32_t> cpu_experts_;       // this layer's CPU experts, in decision order
+  std::vector<int32_t> fill_slot_, fill_expert_;  // background fills of CPU experts the cache keeps
+  bool fill_late_ = false;                 // a fill overwrites an expert this step still reads
+  int cpu_rows_ = 0;                       // compact rows of this layer's CPU jobs
+  std::vector<uint8_t> is_miss_;           // [E] scratch
+  std::vector<int32_t> miss_ids_, miss_tokens_;
+  std::vector<offload::MissDecision> decisions_;
+  std::vector<double> cpu_free_;
+  // The copy engine's backlog as the cost model sees it (host clock, ms), corrected to 0 whenever the
+  // last copy issued has finished (copy_tail_).
+  double copy_free_at_ms_ = 0;
+  cudaEvent_t copy_tail_ = nullptr;
+  std::vector<cudaEvent_t> fill_done_;     // [moe layers] the layer's last background fills
+  std::vector<uint8_t> fill_pending_;
 
   DebugHook hook_;
   MoeInterceptor* interceptor_ = nullptr;

@@ -36,6 +36,12 @@ void CudaBackend::fetch_plan(int l, int rows) {
   plan_.weight.resize(n);
   CUDA_CHECK(cudaMemcpyAsync(plan_.expert.data(), ws_.ids, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaMemcpyAsync(plan_.weight.data(), ws_.rw, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  if (cpu_path(rows)) {
+    // Misses may be computed on the CPU: their inputs come to the host in the same synchronisation.
+    const size_t xb = static_cast<size_t>(rows) * c_.hidden_size * sizeof(bf16);
+    if (x_host_.bytes() == 0) x_host_ = PinnedMemory(static_cast<size_t>(kCpuMaxRows) * c_.hidden_size * sizeof(bf16));
+    CUDA_CHECK(cudaMemcpyAsync(x_host_.get(), ws_.x, xb, cudaMemcpyDeviceToHost, stream_));
+  }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   if (interceptor_) {
     interceptor_->on_plan(plan_);
@@ -67,6 +73,17 @@ void CudaBackend::moe_offloaded(int l, int T) {
   LayerPlacement& P = placement_;
   X.place(mi, plan_.active, cached_slot_, P);
   const bool kernel_path = T < kCublasRows;
+  // Background fills of this layer from the last step must have landed before its slots are read.
+  if (fill_pending_[static_cast<size_t>(mi)]) {
+    CUDA_CHECK(cudaStreamWaitEvent(stream_, fill_done_[static_cast<size_t>(mi)], 0));
+    fill_pending_[static_cast<size_t>(mi)] = 0;
+  }
+  cpu_experts_.clear();
+  fill_slot_.clear();
+  if (cpu_path(T)) {
+    choose_cpu_experts(l, mi, T, *interceptor_->miss_policy());
+    start_cpu_experts(T);  // the CPU works while the GPU's part is queued below
+  }
 
   // One upload: routing (as the interceptor left it), pointer table, launch masks.
   const int launches = 2 + static_cast<int>(P.staged.size());
@@ -100,7 +117,10 @@ void CudaBackend::moe_offloaded(int l, int T) {
   for (size_t i = 0; i < P.staged.size(); ++i) launch_of_[static_cast<size_t>(P.staged[i])] = 2 + static_cast<int>(i);
   if (kernel_path) {
     std::memset(masks_h, 0xff, static_cast<size_t>(launches) * n * sizeof(int32_t));  // all -1
-    for (size_t j = 0; j < n; ++j) masks_h[static_cast<size_t>(launch_of_[static_cast<size_t>(ids_h[j])]) * n + j] = ids_h[j];
+    for (size_t j = 0; j < n; ++j) {
+      const int launch = launch_of_[static_cast<size_t>(ids_h[j])];
+      if (launch >= 0) masks_h[static_cast<size_t>(launch) * n + j] = ids_h[j];  // -1: computed on the CPU
+    }
   }
   CUDA_CHECK(cudaMemcpyAsync(ws_.offload_inputs, offload_host_.get(), used, cudaMemcpyHostToDevice, stream_));
 
@@ -126,6 +146,7 @@ void CudaBackend::moe_offloaded(int l, int T) {
     ++X.counters.staged_copies;
   };
   for (size_t i = 0; i < std::min(P.staged.size(), static_cast<size_t>(S)); ++i) stage(i);
+  note_copies(static_cast<int>(P.copy_slot.size() + std::min(P.staged.size(), static_cast<size_t>(S))));
 
   // The large-batch path needs the group sizes on the host (as routed_cublas): group, gather, sync.
   const int32_t* off = nullptr;
@@ -181,7 +202,9 @@ void CudaBackend::moe_offloaded(int l, int T) {
       ++X.counters.slot_copies;
     }
     CUDA_CHECK(cudaEventRecord(X.slots_done(), cs));
+    note_copies(static_cast<int>(P.late_slot.size()));
   }
+  issue_fills(mi);  // after the demand copies: the fetched misses are not queued behind them
   if (!P.loaded.empty()) {
     X.timed_wait(stream_, X.slots_done());
     compute(1, P.loaded.data(), P.loaded.size());
@@ -191,12 +214,16 @@ void CudaBackend::moe_offloaded(int l, int T) {
     X.timed_wait(stream_, X.ready(b));
     compute(2 + static_cast<int>(i), &P.staged[i], 1);
     CUDA_CHECK(cudaEventRecord(X.freed(b), stream_));
-    if (i + static_cast<size_t>(S) < P.staged.size()) stage(i + static_cast<size_t>(S));
+    if (i + static_cast<size_t>(S) < P.staged.size()) {
+      stage(i + static_cast<size_t>(S));
+      note_copies(1);
+    }
   }
   // Slot copies nobody computed from this step (e.g. static's pinned experts) must land before a later
   // step reads the slot without waiting.
   if (slot_copies && P.loaded.empty()) CUDA_CHECK(cudaStreamWaitEvent(stream_, X.slots_done(), 0));
 
+  join_cpu_experts();  // the host waits for the CPU experts only now, with the GPU's work queued
   if (kernel_path) {
     cuda::combine_expert_outputs(ws_.expert_out, ids_d, T, k, H, ws_.h, H, true, stream_);
   } else {

@@ -29,6 +29,11 @@ struct OffloadCounters {
   uint64_t bytes = 0;          // host -> device expert bytes
   uint64_t waits = 0;          // times the compute stream waited for a copy
   double copy_wait_ms = 0;     // time it waited (CUDA events around each wait)
+  uint64_t cpu_experts = 0;    // misses computed on the CPU (issue 12)
+  uint64_t cpu_rows = 0;       // their token rows
+  uint64_t fill_copies = 0;    // background fills of CPU-computed experts into their cache slots
+  double cpu_ms = 0;           // CPU workers' busy time (sum over jobs)
+  double cpu_wait_ms = 0;      // host time the forward waited for the CPU experts after the GPU work was queued
 };
 
 // Where each active expert of one layer step is computed from.

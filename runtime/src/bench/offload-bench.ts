@@ -12,14 +12,19 @@
 import { performance } from 'node:perf_hooks';
 import { replayCorpus } from '../../../sim/src/replay/replay-corpus.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
+import type { CostModel } from '../../../sim/src/cost/calibration.js';
+import type { MissMode } from '../../../sim/src/timing/engine.js';
 import type { RoutingCorpus } from '../../../traces/src/sequences.js';
 import { Engine, type OffloadStats } from '../engine/index.js';
 import type { ModelConfig } from '../model/config.js';
 import { gpuMemoryFor, type GpuMemoryPlan, type RunShape } from '../offload/gpu-budget.js';
+import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
+import { resolveMissOptions, type NativeMissSpec } from '../offload/miss-options.js';
 import { fillLanes } from '../offload/replay-lanes.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { UserError } from '../../../core/src/errors.js';
 import { benchPoint, type PointResult } from './engine-bench.js';
+import { simulatePoint } from './sim-prediction.js';
 import type { GridPoint } from './grid.js';
 import type { TargetResult } from './targets.js';
 
@@ -30,11 +35,30 @@ export interface OffloadBenchOptions {
   gpuMemory: number | null;
   /** traces to replay (lanes filled per point, see replay-lanes.ts); empty: the router decides */
   routing: RoutingReplay[];
+  /** what to do with a missed expert, each a grid dimension (issue 12) */
+  misses: MissMode[];
+  /** CPU worker pool shape for cpu / hybrid (default: the profile's workers, the machine's threads shared) */
+  cpuWorkers?: number;
+  cpuThreads?: number;
+  /** the cost model the hybrid rule and the simulated column use */
+  calibration: CostModel;
 }
+
+/** The first logged miss decisions of a point, committed with the results so a CPU test can replay them. */
+export interface MissLogSample {
+  spec: Omit<NativeMissSpec, 'gpuExpertMs' | 'cpuExpertMs'> & { gpuExpertMs: number[]; cpuExpertMs: number[] };
+  rows: number;
+  columns: Record<string, number[]>;
+}
+
+const MISS_LOG_SAMPLE_ROWS = 4000;
 
 export interface OffloadPointResult extends PointResult {
   cache: number;
   policy: PolicyName;
+  miss: MissMode;
+  cpuWorkers: number | null;
+  cpuThreadsPerWorker: number | null;
   routing: string;
   /** runtime counters over the point's generations (warm-up included; cold start) */
   hits: number;
@@ -57,6 +81,27 @@ export interface OffloadPointResult extends PointResult {
   enginePeakBytes: number;
   deviceUsedPeakBytes: number;
   plan: GpuMemoryPlan;
+  /** misses computed on the CPU, their fills, per output token; CPU busy share of the timed wall time */
+  cpuExperts: number;
+  cpuExpertsPerToken: number;
+  fillCopies: number;
+  cpuBusyShare: number;
+  cpuWaitMs: number;
+  /** the simulator on the same lanes, policy, cache, batch and miss mode (null without a routing replay) */
+  simMsPerToken: number | null;
+  simError: number | null;
+  /** the runtime's miss decisions replayed through the simulator's rule (null for fetch) */
+  missRule: MissLogCheck | null;
+  missLogSample: MissLogSample | null;
+}
+
+function sampleOf(log: ReturnType<Engine['takeMissLog']>, spec: NativeMissSpec): MissLogSample {
+  const n = Math.min(log.rows, MISS_LOG_SAMPLE_ROWS);
+  const cols: Record<string, number[]> = {};
+  for (const k of ['step', 'layer', 'expert', 'tokens', 'copyBacklogMs', 'viaCopyMs', 'viaCpuMs', 'cpuMeasuredMs', 'onCpu', 'firstOfLayer'] as const) {
+    cols[k] = Array.from(log[k].subarray(0, n));
+  }
+  return { spec: { ...spec, gpuExpertMs: Array.from(spec.gpuExpertMs), cpuExpertMs: Array.from(spec.cpuExpertMs) }, rows: n, columns: cols };
 }
 
 function diff(a: OffloadStats | null, b: OffloadStats | null, key: keyof OffloadStats): number {
@@ -102,55 +147,79 @@ export async function runOffloadGrid(
     log(`bench: loaded in ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
     try {
       for (const policy of o.policies) {
-        for (const p of grid) {
-          const gens = warmup + repeats;
-          const lanes = o.routing.length ? fillLanes(o.routing, gens * p.batch, p.prompt + p.newTokens - 1) : null;
-          engine.resetOffload({ cache: { slotsPerLayer: C, policy }, ...(lanes ? { routing: lanes.replay } : {}) });
-          const before = engine.offloadStats();
-          const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup);
-          const after = engine.offloadStats();
-          const stats = engine.cacheStats();
-          if (!stats) throw new UserError('bench: the offloaded engine reports no cache counts');
-          const hits = sum(stats.hits);
-          const requests = sum(stats.requests);
-          let sim: { hits: number; requests: number; layerHits: Float64Array } | null = null;
-          if (lanes) {
-            const corpus: RoutingCorpus = lanes.replay.corpus;
-            const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
-            sim = { hits: s.hits, requests: s.requests, layerHits: s.layerHits };
+        for (const miss of o.misses) {
+          for (const p of grid) {
+            const gens = warmup + repeats;
+            const lanes = o.routing.length ? fillLanes(o.routing, gens * p.batch, p.prompt + p.newTokens - 1) : null;
+            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, profile: o.calibration, log: miss !== 'fetch' };
+            const missSpec = resolveMissOptions(missOptions, 'cuda', true);
+            engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(lanes ? { routing: lanes.replay } : {}) });
+            const before = engine.offloadStats();
+            const t1 = performance.now();
+            const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup);
+            const wallMs = performance.now() - t1;
+            const after = engine.offloadStats();
+            const stats = engine.cacheStats();
+            if (!stats) throw new UserError('bench: the offloaded engine reports no cache counts');
+            const missLog = missSpec ? engine.takeMissLog() : null;
+            const hits = sum(stats.hits);
+            const requests = sum(stats.requests);
+            let sim: { hits: number; requests: number; layerHits: Float64Array; ms: number } | null = null;
+            if (lanes) {
+              const corpus: RoutingCorpus = lanes.replay.corpus;
+              const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
+              const t = simulatePoint(corpus, { policy, cache: C, batch: p.batch, prompt: p.prompt, warmup, miss, calibration: o.calibration, cpuWorkers: missSpec?.workers });
+              sim = { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken };
+            }
+            const steps = r.msPerToken.n;
+            const bytes = diff(before, after, 'bytesH2D');
+            const wait = diff(before, after, 'copyWaitMs');
+            const cpuExperts = diff(before, after, 'cpuExperts');
+            const dev = r.device;
+            const tokens = gens * p.newTokens * p.batch;
+            const point: OffloadPointResult = {
+              ...r,
+              cache: C,
+              policy,
+              miss,
+              cpuWorkers: missSpec?.workers ?? null,
+              cpuThreadsPerWorker: missSpec?.threadsPerWorker ?? null,
+              routing: lanes ? lanes.description : 'router (random weights)',
+              hits,
+              requests,
+              hitRate: requests ? hits / requests : 0,
+              simHits: sim?.hits ?? null,
+              simRequests: sim?.requests ?? null,
+              simHitRate: sim ? (sim.requests ? sim.hits / sim.requests : 0) : null,
+              hitsMatchSim: sim ? Array.from(sim.layerHits).every((h, l) => h === stats.hits[l]) && sim.requests === requests : null,
+              slotCopies: diff(before, after, 'slotCopies'),
+              stagedCopies: diff(before, after, 'stagedCopies'),
+              bytesH2D: bytes,
+              copyWaitMs: wait,
+              bytesPerForward: bytes / (gens * p.newTokens),
+              copyWaitMsPerForward: wait / (gens * p.newTokens),
+              enginePeakBytes: Number(dev.enginePeakBytes ?? 0),
+              deviceUsedPeakBytes: Number(dev.deviceUsedPeakBytes ?? 0),
+              plan: gpuMemoryFor(config, C, shape, o.gpuMemory ?? 0),
+              cpuExperts,
+              cpuExpertsPerToken: cpuExperts / tokens,
+              fillCopies: diff(before, after, 'fillCopies'),
+              cpuBusyShare: missSpec ? diff(before, after, 'cpuMs') / (missSpec.workers * wallMs) : 0,
+              cpuWaitMs: diff(before, after, 'cpuWaitMs'),
+              simMsPerToken: sim ? sim.ms : null,
+              simError: sim && r.msPerToken.mean > 0 ? sim.ms / r.msPerToken.mean - 1 : null,
+              missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
+              missLogSample: missLog && missSpec ? sampleOf(missLog, missSpec) : null,
+            };
+            log(
+              `bench: cache ${C} ${policy} miss ${miss} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
+                `${point.simMsPerToken !== null ? ` (sim ${point.simMsPerToken.toFixed(2)})` : ''}, prefill ${r.prefillMs.mean.toFixed(1)} ms, ` +
+                `hit rate ${(point.hitRate * 100).toFixed(1)}%${point.simHitRate !== null ? ` (sim ${(point.simHitRate * 100).toFixed(1)}%)` : ''}, ${(bytes / 1e9).toFixed(2)} GB moved, copy wait ${wait.toFixed(0)} ms` +
+                (missSpec ? `, ${point.cpuExpertsPerToken.toFixed(1)} CPU experts/token, rule ${point.missRule!.agree}/${point.missRule!.rows} agree` : '') +
+                (steps === 0 ? ' (no timed steps)' : ''),
+            );
+            out.push(point);
           }
-          const steps = r.msPerToken.n;
-          const bytes = diff(before, after, 'bytesH2D');
-          const wait = diff(before, after, 'copyWaitMs');
-          const dev = r.device;
-          const point: OffloadPointResult = {
-            ...r,
-            cache: C,
-            policy,
-            routing: lanes ? lanes.description : 'router (random weights)',
-            hits,
-            requests,
-            hitRate: requests ? hits / requests : 0,
-            simHits: sim?.hits ?? null,
-            simRequests: sim?.requests ?? null,
-            simHitRate: sim ? (sim.requests ? sim.hits / sim.requests : 0) : null,
-            hitsMatchSim: sim ? Array.from(sim.layerHits).every((h, l) => h === stats.hits[l]) && sim.requests === requests : null,
-            slotCopies: diff(before, after, 'slotCopies'),
-            stagedCopies: diff(before, after, 'stagedCopies'),
-            bytesH2D: bytes,
-            copyWaitMs: wait,
-            bytesPerForward: bytes / (gens * p.newTokens),
-            copyWaitMsPerForward: wait / (gens * p.newTokens),
-            enginePeakBytes: Number(dev.enginePeakBytes ?? 0),
-            deviceUsedPeakBytes: Number(dev.deviceUsedPeakBytes ?? 0),
-            plan: gpuMemoryFor(config, C, shape, o.gpuMemory ?? 0),
-          };
-          log(
-            `bench: cache ${C} ${policy} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token, prefill ${r.prefillMs.mean.toFixed(1)} ms, ` +
-              `hit rate ${(point.hitRate * 100).toFixed(1)}%${point.simHitRate !== null ? ` (sim ${(point.simHitRate * 100).toFixed(1)}%)` : ''}, ${(bytes / 1e9).toFixed(2)} GB moved, copy wait ${wait.toFixed(0)} ms` +
-              (steps === 0 ? ' (no timed steps)' : ''),
-          );
-          out.push(point);
         }
       }
     } finally {
@@ -178,11 +247,15 @@ export const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {
-  const head = ['cache', 'policy', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'tok/s', 'hit rate', 'sim hit rate', '= sim', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
+  const head = ['cache', 'policy', 'miss', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
+    'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
-    String(p.cache), p.policy, String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
-    p.msPerToken.p50.toFixed(2), p.msPerToken.p99.toFixed(2), p.decodeTokensPerSecond.toFixed(1), pct(p.hitRate), pct(p.simHitRate),
-    p.hitsMatchSim === null ? '-' : p.hitsMatchSim ? 'yes' : 'NO', gb(p.bytesH2D), p.copyWaitMs.toFixed(0), gib(p.enginePeakBytes), gib(p.deviceUsedPeakBytes),
+    String(p.cache), p.policy, p.miss ?? 'fetch', String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
+    p.msPerToken.p50.toFixed(2), p.msPerToken.p99.toFixed(2), p.simMsPerToken == null ? '-' : p.simMsPerToken.toFixed(2), p.simError == null ? '-' : `${(100 * p.simError).toFixed(1)}%`,
+    p.decodeTokensPerSecond.toFixed(1), pct(p.hitRate), pct(p.simHitRate), p.hitsMatchSim === null ? '-' : p.hitsMatchSim ? 'yes' : 'NO',
+    p.cpuExpertsPerToken === undefined ? '-' : p.cpuExpertsPerToken.toFixed(1), String(p.fillCopies ?? '-'), p.miss && p.miss !== 'fetch' ? pct(p.cpuBusyShare) : '-',
+    p.missRule ? `${p.missRule.agree}/${p.missRule.rows}${p.missRule.ties ? ` (+${p.missRule.ties} ties)` : ''}` : '-',
+    gb(p.bytesH2D), p.copyWaitMs.toFixed(0), gib(p.enginePeakBytes), gib(p.deviceUsedPeakBytes),
   ]);
   return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
 }

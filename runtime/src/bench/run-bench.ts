@@ -11,6 +11,8 @@ import { evaluateTargets, type TargetResult } from './targets.js';
 import { runTransformers, type BaselineResult } from './transformers-baseline.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { checkOffloadTokens, type OffloadCheck } from './offload-check.js';
+import { checkCpuMisses, type CpuMissCheck } from './cpu-miss-check.js';
+import type { MissMode } from '../../../sim/src/timing/engine.js';
 import { offloadTargets, runOffloadGrid, type OffloadBenchOptions } from './offload-bench.js';
 
 export interface BenchOptions {
@@ -36,6 +38,8 @@ export interface BenchOptions {
   offload?: OffloadBenchOptions | null;
   /** issue 6: tokens identical between all-resident and offloaded runs (device cuda) */
   checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number } | null;
+  /** issue 12: logits with misses computed on the CPU against all-resident (device cuda) */
+  checkMiss?: { misses: MissMode[]; cache: number; newTokens: number } | null;
   /** no timing grid (e.g. only the offload check) */
   skipGrid?: boolean;
 }
@@ -63,6 +67,7 @@ export interface BenchDocument {
   /** offload mode: the grid's points are OffloadPointResult (cache, policy, hit rates, bytes moved) */
   offload?: { caches: number[]; policies: string[]; gpuMemoryBytes: number | null; routing: string[] } | null;
   offloadCheck?: OffloadCheck | null;
+  cpuMissCheck?: CpuMissCheck | null;
 }
 
 /** The reference sequences of the agreement check: <bos> + seeded random ids. */
@@ -101,6 +106,11 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
       o.log('bench: offload check (tokens identical: all-resident vs offloaded)');
       offloadCheck = await checkOffloadTokens(ckpt.dir, o.checkOffload.caches, o.checkOffload.policies, o.checkOffload.newTokens, o.seed, o.log);
     }
+    let cpuMissCheck: CpuMissCheck | null = null;
+    if (o.checkMiss) {
+      o.log(`bench: CPU-miss check (${o.checkMiss.misses.join(', ')} against all-resident logits)`);
+      cpuMissCheck = await checkCpuMisses(ckpt.dir, o.checkMiss.cache, o.checkMiss.misses, o.checkMiss.newTokens, o.seed, o.log);
+    }
     if (o.offload || o.skipGrid) {
       const points = o.offload && !o.skipGrid ? await runOffloadGrid(ckpt.dir, cfg, grid, promptsOf, o.repeats, o.warmup, o.offload, o.log) : [];
       const deviceInfo = points.at(-1)?.device ?? {};
@@ -120,6 +130,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
         targets: offloadTargets(points),
         offload: o.offload ? { caches: o.offload.caches, policies: o.offload.policies, gpuMemoryBytes: o.offload.gpuMemory, routing: o.offload.routing.map((r) => r.path) } : null,
         offloadCheck,
+        cpuMissCheck,
       };
     }
 

@@ -1,8 +1,11 @@
 import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
+import { defaultCalibration, loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
+import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
+import type { MissOptions } from '../offload/miss-options.js';
 import type { ModelConfig } from '../model/config.js';
 import { parseByteSize, planGpuMemory, type RunShape } from '../offload/gpu-budget.js';
 import { UserError } from '../../../core/src/errors.js';
-import { parseChoiceOption, parseFloatOption, parseIntOption } from '../../../core/src/options.js';
+import { parseChoiceListOption, parseChoiceOption, parseFloatOption, parseIntOption } from '../../../core/src/options.js';
 import type { EngineLoadOptions, Sampling } from './options.js';
 
 /** Raw commander values of the options `generate` and `chat` share. */
@@ -88,4 +91,37 @@ export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConf
     gpuMemory,
     runShape: shape,
   };
+}
+
+/** Raw commander values of the miss options (`generate`, `chat`, `record-trace`, `bench`). */
+export interface RawMissCliOptions {
+  miss?: string;
+  cpuWorkers?: string;
+  cpuThreads?: string;
+  calibration?: string;
+}
+
+function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: number; calibration: CostModel } {
+  return {
+    cpuWorkers: o.cpuWorkers === undefined ? undefined : parseIntOption('--cpu-workers', o.cpuWorkers, 1, 1024),
+    cpuThreads: o.cpuThreads === undefined ? undefined : parseIntOption('--cpu-threads', o.cpuThreads, 1, 1024),
+    calibration: o.calibration === undefined ? defaultCalibration() : loadCalibration(o.calibration),
+  };
+}
+
+/** `--miss fetch|cpu|hybrid [--cpu-workers N] [--cpu-threads N] [--calibration F]` -> Engine.load's miss; undefined for fetch. */
+export function missOptionsFromCli(o: RawMissCliOptions): MissOptions | undefined {
+  const mode = parseChoiceOption('--miss', o.miss ?? 'fetch', MISS_MODES);
+  if (mode === 'fetch') {
+    if (o.cpuWorkers !== undefined || o.cpuThreads !== undefined) throw new UserError('options --cpu-workers / --cpu-threads: only with --miss cpu or hybrid');
+    return undefined;
+  }
+  const s = missShape(o);
+  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, profile: s.calibration };
+}
+
+/** bench: `--miss` is a list (a grid dimension). */
+export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuWorkers?: number; cpuThreads?: number; calibration: CostModel } {
+  const misses = parseChoiceListOption('--miss', o.miss ?? 'fetch', MISS_MODES);
+  return { misses, ...missShape(o) };
 }

@@ -4,7 +4,7 @@ import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { UserError } from '../../../core/src/errors.js';
 import { buildOffloadSpec } from '../offload/offload-spec.js';
 import { resolvePlacement, type Placement } from '../offload/placement.js';
-import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
+import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
 import {
   checkGenerateShape,
@@ -30,6 +30,13 @@ export interface OffloadStats {
   bytesH2D: number;
   copyWaits: number;
   copyWaitMs: number;
+  /** misses computed on the CPU (issue 12), their token rows, background fills of those the cache keeps */
+  cpuExperts: number;
+  cpuRows: number;
+  fillCopies: number;
+  /** CPU workers' busy time (sum over jobs), and the time the forward waited for them after queuing the GPU's work */
+  cpuMs: number;
+  cpuWaitMs: number;
 }
 
 /** An error of the native engine (bad weights, a bug): rethrown here so it carries a JS stack. */
@@ -95,7 +102,7 @@ export class Engine {
     // Placement (issue 6): offloaded routed experts and the budget, refused before anything loads.
     const placement = resolvePlacement(ckpt.config, opts.device, options ?? {});
     const load = { ...(options ?? {}), cache: placement.cache };
-    const offload = buildOffloadSpec(ckpt, load);
+    const offload = buildOffloadSpec(ckpt, load, placement.native.offloadSlots !== undefined);
     const addon = loadNativeAddon();
     const handle = await native(`loading ${ckpt.dir}`, () =>
       addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: { device: opts.device, threads: opts.threads, ...placement.native } }),
@@ -121,10 +128,10 @@ export class Engine {
    * replay, whose sequence counting starts again at 0. On device 'cuda' with offloaded experts the cache's
    * slots may not exceed the pool's (load option poolSlots). null options detach offloading.
    */
-  resetOffload(options: Pick<EngineLoadOptions, 'cache' | 'routing' | 'record'> | null): void {
+  resetOffload(options: Pick<EngineLoadOptions, 'cache' | 'routing' | 'record' | 'miss'> | null): void {
     this.assertOpen();
     if (this.busy) throw new UserError('engine is busy: one operation at a time');
-    const spec = options === null ? null : buildOffloadSpec(this.checkpoint, options);
+    const spec = options === null ? null : buildOffloadSpec(this.checkpoint, options, this.placement.native.offloadSlots !== undefined);
     const pool = this.placement.native.offloadSlots;
     const slots = options?.cache?.slotsPerLayer;
     if (pool !== undefined && slots !== undefined && slots > pool) {
@@ -148,6 +155,12 @@ export class Engine {
   cacheStats(): NativeCacheStats | null {
     this.assertOpen();
     return this.handle.cacheStats();
+  }
+
+  /** The miss decisions (load option miss.log) since the last call, with the estimates they used. */
+  takeMissLog(): NativeMissLog {
+    this.assertOpen();
+    return this.handle.takeMissLog();
   }
 
   /** Rows recorded (load option `record`) since the last call, in trace order. */

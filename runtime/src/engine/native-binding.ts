@@ -1,3 +1,4 @@
+import type { NativeMissSpec } from '../offload/miss-options.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -94,6 +95,7 @@ export interface NativeEngineHandle {
   /** offloading runtime (runtime/src/offload/offload-spec.ts builds the spec); null detaches */
   setOffload(spec: NativeOffloadSpec | null): void;
   takeRecord(): NativeRecord;
+  takeMissLog(): NativeMissLog;
   cacheStats(): NativeCacheStats | null;
   close(): void;
 }
@@ -109,7 +111,24 @@ export interface NativeOffloadSpec {
   };
   replay?: { length: number; experts: Int32Array; weights: Float32Array }[];
   record?: { scores: boolean; gateNext: boolean; timings: boolean };
+  miss?: NativeMissSpec;
   tensors?: NativeTensor[];
+}
+
+/** The miss decisions logged since the last takeMissLog() (issue 12), one row per missed expert. */
+export interface NativeMissLog {
+  rows: number;
+  step: Int32Array;
+  layer: Int32Array;
+  expert: Int32Array;
+  tokens: Int32Array;
+  copyBacklogMs: Float32Array;
+  viaCopyMs: Float32Array;
+  viaCpuMs: Float32Array;
+  /** the CPU job's measured time; -1 for fetched experts */
+  cpuMeasuredMs: Float32Array;
+  onCpu: Uint8Array;
+  firstOfLayer: Uint8Array;
 }
 
 /** Rows recorded since the last takeRecord(), trace order; k- and E-wide columns are flat. */

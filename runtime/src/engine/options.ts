@@ -1,4 +1,5 @@
 import type { CacheOptions } from '../offload/cache-options.js';
+import type { MissOptions } from '../offload/miss-options.js';
 import type { RunShape } from '../offload/gpu-budget.js';
 import type { RecordOptions } from '../offload/offload-spec.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
@@ -24,6 +25,8 @@ export interface EngineLoadOptions {
   gpuMemory?: number;
   /** the run the budget must hold (default batch 1, 4096 tokens per sequence) */
   runShape?: RunShape;
+  /** device 'cuda', offloaded: what to do with a missed expert (fetch, cpu, hybrid; issue 12) */
+  miss?: MissOptions;
   /** device 'cuda' with a cache: GPU slots per MoE layer (default: the cache's); more lets one load serve smaller caches (resetOffload) */
   poolSlots?: number;
 }
@@ -49,7 +52,7 @@ export interface ResolvedLoadOptions {
 }
 
 /** Offloading options are checked against the model in runtime/src/offload/offload-spec.ts. */
-export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots'];
+export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss'];
 
 export interface ResolvedSampling {
   greedy: boolean;

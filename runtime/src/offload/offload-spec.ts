@@ -11,6 +11,7 @@ import type { EngineLoadOptions } from '../engine/options.js';
 import type { Checkpoint } from '../model/checkpoint.js';
 import { UserError } from '../../../core/src/errors.js';
 import { resolveCacheOptions } from './cache-options.js';
+import { resolveMissOptions } from './miss-options.js';
 import { checkReplayCoverage, checkReplayGeometry, toNativeReplay, type RoutingReplay } from './routing-replay.js';
 
 export interface RecordOptions {
@@ -22,7 +23,8 @@ export interface RecordOptions {
   timings?: boolean;
 }
 
-export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions): NativeOffloadSpec | null {
+/** `offloaded`: the engine keeps its routed experts in host memory (device cuda with a GPU slot pool). */
+export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions, offloaded = false): NativeOffloadSpec | null {
   const config = ckpt.config;
   const L = config.moeLayers.length;
   const cache = resolveCacheOptions(o.cache, config.nRoutedExperts, L);
@@ -33,8 +35,10 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions): Native
   }
   const record = o.record;
   if (record !== undefined && (record === null || typeof record !== 'object')) throw new UserError('option record: must be an object {scores, gateNext, timings}');
-  if (!cache && !routing && !record) return null;
+  const miss = resolveMissOptions(o.miss, offloaded ? 'cuda' : (o.device ?? 'cpu'), offloaded);
+  if (!cache && !routing && !record && !miss) return null;
   const spec: NativeOffloadSpec = {};
+  if (miss) spec.miss = miss;
   if (cache) {
     spec.cache = { slotsPerLayer: cache.slotsPerLayer, policy: cache.policy, lfruDecay: cache.lfruDecay };
     if (cache.policy === 'static') {

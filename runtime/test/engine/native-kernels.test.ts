@@ -7,9 +7,10 @@ import { repoRoot } from '../../../core/test/helpers.js';
 
 const exe = join(repoRoot, 'native', 'build', 'moe_kernel_tests');
 const offloadExe = join(repoRoot, 'native', 'build', 'moe_offload_tests');
-const built = existsSync(exe) && existsSync(offloadExe);
+const missExe = join(repoRoot, 'native', 'build', 'moe_miss_tests');
+const built = existsSync(exe) && existsSync(offloadExe) && existsSync(missExe);
 if (!built) {
-  const msg = `native tests: ${exe} or ${offloadExe} is not built; run \`npm run build:native\``;
+  const msg = `native tests: ${exe}, ${offloadExe} or ${missExe} is not built; run \`npm run build:native\``;
   if (process.env.CI === 'true') throw new Error(msg);
   console.warn(`[skip] ${msg}`);
 }
@@ -26,5 +27,11 @@ describe.skipIf(!built)('native kernels against their references', () => {
     const r = spawnSync(offloadExe, [], { encoding: 'utf8' });
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/all offload cache tests passed/);
+  });
+
+  it('the miss rule and the CPU expert executor pass their hand-worked and reference tests', () => {
+    const r = spawnSync(missExe, [], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/all miss policy tests passed/);
   });
 });

@@ -79,6 +79,13 @@ export class Resource {
    * Estimated finish of a new job of this duration and priority submitted now: the earliest server frees
    * up, then the waiting work that goes before it (same or better priority) is shared by the servers.
    */
+  /** Each server's remaining busy time at `now` (ms, 0 when idle), into `out`; queued work is not included. */
+  serverFreeIn(now: number, out: number[]): number[] {
+    out.length = this.servers;
+    for (let i = 0; i < this.servers; i++) out[i] = Math.max(0, this.freeAt[i] - now);
+    return out;
+  }
+
   estimateFinish(now: number, duration: number, priority = 0): number {
     let earliest = Infinity;
     for (let i = 0; i < this.servers; i++) earliest = Math.min(earliest, Math.max(now, this.freeAt[i]));

@@ -10,6 +10,7 @@
 import type { LayerCache } from '../cache/layer-cache.js';
 import { OUTCOME_BYPASS, OUTCOME_EVICT, OUTCOME_HIT } from '../cache/types.js';
 import type { Costs } from '../cost/cost-model.js';
+import { decideMisses, type MissDecision } from '../cost/miss-rule.js';
 import { EventQueue } from '../des/event-queue.js';
 import { Resource } from '../des/resource.js';
 import type { PrefetchPlan } from '../prefetch/sources.js';
@@ -64,7 +65,6 @@ const JOB_HEAD = 3;
 // copy queue priorities (lower first)
 const PRIO_DEMAND = 0;
 const PRIO_PREFETCH = 1;
-const PRIO_BACKGROUND = 2;
 /** Pieces a prefetch copy is split into (an expert's three matrices). */
 export const PREFETCH_CHUNKS = 3;
 // residency of (layer, expert)
@@ -117,6 +117,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
   });
   const copyMs = costs.copyMs;
   const prefetchChunkMs = costs.model.transfer.perCopyMs + (copyMs - costs.model.transfer.perCopyMs) / PREFETCH_CHUNKS;
+  const missCosts = { copyMs, gpuMs: (n: number) => gpuExpertMs[n], cpuMs: (n: number) => cpuExpertMs[n] };
+  // One layer's misses, decided together by the shared rule (scratch, reused).
+  const missKey: number[] = [];
+  const missTokens: number[] = [];
+  const missCached: boolean[] = [];
+  const decisions: MissDecision[] = [];
+  const cpuFree: number[] = [];
   const bytes = costs.model.expertBytes;
 
   let now = 0;
@@ -132,7 +139,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     if (job === JOB_EXPERT) r.busyMs.gpuExpert += duration;
     else r.busyMs.gpuNonExpert += duration;
   };
-  const submitCopy = (key: number, prio: number, waiterTokens: number) => {
+  const submitCopy = (key: number, prio: number, waiterTokens: number, fill = false) => {
     // A prefetch moves in PREFETCH_CHUNKS pieces (gate, up, down), so a demand copy waits for at most one
     // piece of a prefetch already on the link; the expert is resident when its last piece lands.
     let id: number;
@@ -148,9 +155,11 @@ export function simulateTiming(input: TimingInput): TimingResult {
       residency[key] = IN_FLIGHT;
       inflight[key] = id;
     }
-    if (prio === PRIO_DEMAND) r.copies.demand++;
-    else if (prio === PRIO_PREFETCH) r.copies.prefetch++;
-    else r.copies.background++;
+    // A fill (of a CPU-computed expert the cache keeps) queues FIFO with the demand copies, as the runtime
+    // issues it, but is counted apart: nothing waits for it.
+    if (fill) r.copies.background++;
+    else if (prio === PRIO_DEMAND) r.copies.demand++;
+    else r.copies.prefetch++;
   };
   const evicted = (l: number, victim: number) => {
     residency[l * E + victim] = NOT_CACHED;
@@ -219,7 +228,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
           copyWaiter[id] = n;
           // The compute now waits for this copy: a prefetch still queued becomes demand work (a runtime
           // would issue it on the demand stream), instead of waiting behind every demand copy. (A late hit
-          // on a background fill keeps its priority.)
+          // on a background fill finds it in the demand queue already.)
           if (lastPrefetchPiece[id]) {
             let promoted = false;
             for (let c = 0; c < PREFETCH_CHUNKS; c++) promoted = copy.promote(id - c, PRIO_DEMAND) || promoted;
@@ -233,21 +242,31 @@ export function simulateTiming(input: TimingInput): TimingResult {
       if (o === OUTCOME_EVICT) evicted(l, cache.lastVictim);
       const cached = o !== OUTCOME_BYPASS;
       if (!cached) r.bypasses++;
-      let onCpu = miss === 'cpu';
-      if (miss === 'hybrid') {
-        const viaCopy = copy.estimateFinish(now, copyMs, PRIO_DEMAND) + gpuExpertMs[n];
-        const viaCpu = cpu.estimateFinish(now, cpuExpertMs[n]);
-        onCpu = viaCpu < viaCopy;
+      missKey.push(key);
+      missTokens.push(n);
+      missCached.push(cached);
+    }
+    if (missKey.length > 0) {
+      // The runtime's order (cuda_cpu_experts.cpp): all of the layer's misses decided by the shared rule,
+      // the fetched ones' copies queued first, then the background fills of the CPU experts the cache keeps
+      // (FIFO on the copy engine, so they delay the next layers' demand copies, not this layer's).
+      const backlog = copy.estimateFinish(now, 0, PRIO_DEMAND) - now;
+      decideMisses(miss, missCosts, backlog, cpu.serverFreeIn(now, cpuFree), missTokens, decisions);
+      for (let m = 0; m < missKey.length; m++) {
+        const n = missTokens[m];
+        if (decisions[m].onCpu) {
+          r.cpuExperts++;
+          const d = cpuExpertMs[n];
+          cpu.submit(now, d, 0);
+          r.busyMs.cpu += d;
+        } else {
+          submitCopy(missCached[m] ? missKey[m] : -1, PRIO_DEMAND, n);
+        }
       }
-      if (onCpu) {
-        r.cpuExperts++;
-        const d = cpuExpertMs[n];
-        cpu.submit(now, d, 0);
-        r.busyMs.cpu += d;
-        if (cached) submitCopy(key, PRIO_BACKGROUND, 0);
-      } else {
-        submitCopy(cached ? key : -1, PRIO_DEMAND, n);
-      }
+      for (let m = 0; m < missKey.length; m++) if (decisions[m].onCpu && missCached[m]) submitCopy(missKey[m], PRIO_DEMAND, 0, true);
+      missKey.length = 0;
+      missTokens.length = 0;
+      missCached.length = 0;
     }
     if (pendingExperts === 0) layerDone();
   };

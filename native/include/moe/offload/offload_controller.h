@@ -18,6 +18,7 @@
 #include "moe/engine.h"
 #include "moe/moe_plan.h"
 #include "moe/offload/expert_cache.h"
+#include "moe/offload/miss_policy.h"
 #include "moe/thread_pool.h"
 #include "moe/weights.h"
 
@@ -55,6 +56,8 @@ struct OffloadOptions {
   std::vector<ReplaySequence> replay;
   bool record = false;
   RecordOptions record_options;
+  // Misses (issue 12; the CUDA backend acts on it): fetch, cpu or hybrid, with the cost model's estimates.
+  MissPolicy miss;
   // Router weights of every layer (only the MoE layers' are read), for gate_next.
   const ModelWeights* weights = nullptr;
 };
@@ -92,6 +95,8 @@ class OffloadController final : public MoeInterceptor {
     const int mi = moe_index(layer);
     return cache_ && mi >= 0 ? cache_->layer(mi).slot_of(expert) : -1;
   }
+  const MissPolicy* miss_policy() const override { return &options_.miss; }
+  MissLog* miss_log() override { return options_.miss.log ? &miss_log_ : nullptr; }
 
   // The debug hook recording needs; forwards every call to `user` (e.g. the addon's capture).
   DebugHook make_hook();
@@ -132,6 +137,7 @@ class OffloadController final : public MoeInterceptor {
   std::chrono::steady_clock::time_point moe_start_;
   double overhead_us_ = 0;
   RecordedRows rows_;
+  MissLog miss_log_;
 };
 
 // Drives an Engine with an OffloadController attached (see the header comment). The engine must

@@ -1,0 +1,10 @@
+/** The miss options that generate, chat and record-trace share (bench takes --miss as a list: bench.ts). */
+import type { Command } from 'commander';
+
+export function addMissFlags(cmd: Command): Command {
+  return cmd
+    .option('--miss <mode>', 'device cuda, offloaded: what to do with a missed expert: fetch (copy it to the GPU), cpu (compute it on the CPU), hybrid (whichever the cost model says finishes first)', 'fetch')
+    .option('--cpu-workers <n>', '--miss cpu/hybrid: CPU experts computed at once (default: the calibration profile\'s choice)')
+    .option('--cpu-threads <n>', '--miss cpu/hybrid: threads per CPU worker (default: the machine\'s threads / workers)')
+    .option('--calibration <file>', '--miss hybrid: the cost model (default: sim/calibration/h200-measured.json)');
+}

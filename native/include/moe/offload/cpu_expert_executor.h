@@ -1,0 +1,67 @@
+#pragma once
+// Routed experts computed on the CPU (issue 12, Fiddler's idea): `workers` experts at once, each on its own
+// pool of `threads_per_worker` threads (calibrate chooses that shape by measurement). start() hands a list
+// of jobs to the workers and returns at once, so the caller keeps the GPU busy meanwhile; wait() blocks
+// until every job is done and rethrows the first job's exception (a throwing job never hangs the caller).
+// Jobs are taken in list order by whichever worker is free first: list scheduling, as the miss rule
+// (miss_policy.h) assumes. Worker threads sleep between batches; nothing allocates per job.
+#include <condition_variable>
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "moe/kernels.h"
+#include "moe/thread_pool.h"
+#include "moe/weights.h"
+
+namespace moe::offload {
+
+struct CpuExpertJob {
+  MlpWeights weights;         // the expert's gate/up/down (bf16 views of the pinned host copy)
+  const float* x = nullptr;   // [rows, hidden] fp32 inputs
+  int rows = 0;
+  float* y = nullptr;         // [rows, hidden] outputs, row r multiplied by row_scale[r]
+  const float* row_scale = nullptr;  // [rows] routing weights; nullptr: 1
+  double ms = 0;              // measured wall time of the job (filled by the worker)
+};
+
+class CpuExpertExecutor {
+ public:
+  CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff);
+  ~CpuExpertExecutor();
+  CpuExpertExecutor(const CpuExpertExecutor&) = delete;
+  CpuExpertExecutor& operator=(const CpuExpertExecutor&) = delete;
+
+  int workers() const { return static_cast<int>(threads_.size()); }
+  int threads_per_worker() const { return threads_per_worker_; }
+  LinearIsa isa() const { return isa_; }
+  // The jobs must stay alive and unchanged until wait() returns. One batch at a time.
+  void start(std::vector<CpuExpertJob>* jobs);
+  void wait();
+  // Waits for a batch a failed forward left running, dropping its error (the forward already failed).
+  void drain() noexcept;
+
+ private:
+  void worker_loop(int w);
+
+  int threads_per_worker_;
+  LinearIsa isa_;
+  int max_rows_;
+  std::vector<std::thread> threads_;
+  std::vector<std::unique_ptr<ThreadPool>> pools_;
+  std::vector<FfnScratch> scratch_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<CpuExpertJob>* jobs_ = nullptr;
+  size_t next_ = 0;
+  int running_ = 0;       // workers inside the current batch
+  uint64_t batch_ = 0;
+  bool stopping_ = false;
+  bool active_ = false;   // a batch was started and not yet waited for
+  std::exception_ptr error_;
+};
+
+}  // namespace moe::offload

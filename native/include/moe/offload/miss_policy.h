@@ -1,0 +1,68 @@
+#pragma once
+// What the offloading runtime does with a missed expert (issue 12): fetch it over PCIe and run it on the
+// GPU (`fetch`, issue 6's behaviour), run it on the CPU from the pinned host copy (`cpu`), or choose per
+// expert by the cost model (`hybrid`). The names and the rule are the simulator's (sim/src/cost/miss-rule.ts
+// is the same rule in TypeScript; a test feeds the runtime's logged decisions to it).
+//
+// The rule (list scheduling, in the layer's miss order = ascending expert id): the copy engine is free in
+// `copy_backlog_ms`; each CPU worker w is free in cpu_free[w] (0 at a layer's start: a layer waits for all
+// its experts). For a miss with n tokens:
+//   via_copy = copy_free + copy_ms + gpu_ms(n)             (the expert's copy, then its GPU launch)
+//   via_cpu  = min_w cpu_free[w] + cpu_ms(n)               (cpu_ms includes the activations' round trip)
+// hybrid takes the CPU when via_cpu < via_copy; cpu always; fetch never. The chosen resource's free time
+// advances (copy_free += copy_ms, or the earliest worker's += cpu_ms(n)). The background fill of a
+// CPU-computed expert the cache keeps is issued after the layer's demand copies and does not enter this
+// layer's estimates (it enters the next layer's backlog).
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace moe::offload {
+
+enum class MissMode : int8_t { Fetch = 0, Cpu = 1, Hybrid = 2 };
+MissMode parse_miss_mode(const std::string& name);  // throws naming the value
+const char* miss_mode_name(MissMode m);
+
+// A calibration curve: (tokens, ms) points, tokens ascending; piecewise linear, extrapolated linearly
+// past the ends, never below 0 (sim/src/cost/cost-model.ts interpolate(), the same arithmetic).
+using TokenCurve = std::vector<std::pair<double, double>>;
+double interpolate_curve(const TokenCurve& curve, double tokens);
+
+struct MissCosts {
+  double copy_ms = 0;          // one expert host -> device (per-copy overhead + bytes / bandwidth)
+  TokenCurve gpu_expert_ms;    // one routed expert with n tokens on the GPU
+  TokenCurve cpu_expert_ms;    // one routed expert with n tokens on one CPU worker
+  double activation_copy_ms = 0;  // the CPU expert's activations to the host and its output back
+  double cpu_ms(int tokens) const { return interpolate_curve(cpu_expert_ms, tokens) + activation_copy_ms; }
+  double gpu_ms(int tokens) const { return interpolate_curve(gpu_expert_ms, tokens); }
+};
+
+struct MissPolicy {
+  MissMode mode = MissMode::Fetch;
+  int workers = 1;             // CPU experts computed at once
+  int threads_per_worker = 1;  // threads each
+  MissCosts costs;
+  bool log = false;            // keep every decision with its estimates (MissLog)
+};
+
+struct MissDecision {
+  bool on_cpu = false;
+  double via_copy_ms = 0, via_cpu_ms = 0;
+};
+
+// Decides `tokens.size()` misses in order (see the header comment). cpu_free: each worker's free time
+// (ms from now), updated; the return value's copy backlog after the layer's demand copies.
+double decide_misses(const MissPolicy& policy, double copy_backlog_ms, std::vector<double>& cpu_free,
+                     const std::vector<int32_t>& tokens, std::vector<MissDecision>& out);
+
+// The runtime's decisions with the estimates they used, for the simulator's rule to replay.
+struct MissLog {
+  std::vector<int32_t> step, layer, expert, tokens;
+  std::vector<float> copy_backlog_ms, via_copy_ms, via_cpu_ms, cpu_measured_ms;
+  std::vector<uint8_t> on_cpu, first_of_layer;  // first_of_layer: a new layer's decisions start here
+  size_t rows() const { return step.size(); }
+  void clear();
+};
+
+}  // namespace moe::offload

@@ -1,0 +1,265 @@
+// Missed experts computed on the CPU (issue 12; Fiddler's idea), inside the offloaded MoE layer
+// (cuda_offload_layer.cpp):
+//   1. fetch_plan also brings the layer's MoE input x to pinned host memory (one small copy, in the
+//      same synchronisation as the routing);
+//   2. choose_cpu_experts: for the misses ExpertPool::place found (loaded: the cache admitted them;
+//      staged: bypassed), the miss rule (moe/offload/miss_policy.h, the simulator's rule) decides per
+//      expert: fetch, or compute on the CPU. CPU experts leave the GPU launches; a CPU expert the cache
+//      admitted still gets its slot filled, as a background copy issued after the layer's demand copies
+//      (issue_fills), so the cache's contents stay what the policy decided;
+//   3. start_cpu_experts: the jobs (each expert's token rows, fp32) go to the CpuExpertExecutor, which
+//      computes them from the pinned host copy while the host goes on queuing the GPU's work (shared
+//      experts, hits, fetched misses);
+//   4. join_cpu_experts: after the GPU work is queued the host waits for the CPU jobs, copies their
+//      outputs (already multiplied by the routing weights, as the GPU kernels do) to the device, and
+//      scatters them into the per-entry buffer before the one combine.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <string>
+
+#include "cuda_backend_impl.h"
+#include "cuda_check.h"
+#include "moe/error.h"
+#include "moe_cuda_kernels.h"
+
+namespace moe::cuda_backend {
+
+namespace {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+float bf16_bits_to_f32(uint16_t v) {
+  const uint32_t bits = static_cast<uint32_t>(v) << 16;
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+LinearIsa cpu_expert_isa() { return isa_supported(LinearIsa::Avx512Bf16) ? LinearIsa::Avx512Bf16 : best_exact_isa(); }
+
+}  // namespace
+
+bool CudaBackend::cpu_path(int rows) const {
+  if (!interceptor_ || !pool_) return false;
+  const offload::MissPolicy* p = interceptor_->miss_policy();
+  return p != nullptr && p->mode != offload::MissMode::Fetch && rows <= kCpuMaxRows && rows < kCublasRows;
+}
+
+void CudaBackend::note_copies(int count) {
+  if (count <= 0 || !interceptor_) return;
+  const offload::MissPolicy* p = interceptor_->miss_policy();
+  const double copy_ms = p ? p->costs.copy_ms : 0.0;
+  copy_free_at_ms_ = std::max(copy_free_at_ms_, now_ms()) + count * copy_ms;
+  CUDA_CHECK(cudaEventRecord(copy_tail_, pool_->copy_stream()));
+}
+
+void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPolicy& policy) {
+  const int E = c_.n_routed_experts, H = c_.hidden_size, k = c_.num_experts_per_tok;
+  LayerPlacement& P = placement_;
+  cpu_experts_.clear();
+  fill_slot_.clear();
+  fill_expert_.clear();
+  fill_late_ = false;
+  cpu_rows_ = 0;
+  if (cpu_exec_) cpu_exec_->drain();  // a forward that failed mid-layer may have left jobs running
+  if (P.loaded.empty() && P.staged.empty()) return;
+
+  // First use: the executor in the policy's shape and the buffers, sized once.
+  if (!cpu_exec_ || cpu_exec_->workers() != policy.workers || cpu_exec_->threads_per_worker() != policy.threads_per_worker) {
+    cpu_exec_.reset();
+    cpu_exec_ = std::make_unique<offload::CpuExpertExecutor>(policy.workers, policy.threads_per_worker, cpu_expert_isa(), kCpuMaxRows, H,
+                                                            c_.moe_intermediate_size);
+  }
+  const size_t max_entries = static_cast<size_t>(kCpuMaxRows) * k;
+  if (cpu_out_dev_.bytes() == 0) {
+    const size_t bytes = max_entries * H * sizeof(float) + max_entries * sizeof(int32_t);
+    cpu_out_dev_ = DeviceMemory(bytes);
+    check_budget("for the CPU experts' output buffer");
+    cpu_out_host_ = PinnedMemory(bytes);
+    cpu_x_.resize(max_entries * H);
+    cpu_scale_.resize(max_entries);
+    is_miss_.assign(static_cast<size_t>(E), 0);
+  }
+
+  // The misses in ascending expert order (the simulator's request order), with their token counts.
+  for (int32_t e : P.loaded) is_miss_[static_cast<size_t>(e)] = 1;
+  for (int32_t e : P.staged) is_miss_[static_cast<size_t>(e)] = 2;
+  miss_ids_.clear();
+  miss_tokens_.clear();
+  for (size_t i = 0; i < plan_.active.size(); ++i) {
+    const int32_t e = plan_.active[i];
+    if (!is_miss_[static_cast<size_t>(e)]) continue;
+    miss_ids_.push_back(e);
+    miss_tokens_.push_back(plan_.group_begin[i + 1] - plan_.group_begin[i]);
+  }
+  // The copy engine's backlog: none once the last copy issued has landed, else the model's estimate.
+  const double now = now_ms();
+  double backlog = std::max(0.0, copy_free_at_ms_ - now);
+  const cudaError_t q = cudaEventQuery(copy_tail_);
+  if (q == cudaSuccess) backlog = 0.0;
+  else if (q != cudaErrorNotReady) CUDA_CHECK(q);
+  cpu_free_.assign(static_cast<size_t>(policy.workers), 0.0);
+  offload::decide_misses(policy, backlog, cpu_free_, miss_tokens_, decisions_);
+
+  offload::MissLog* log = interceptor_->miss_log();
+  for (size_t i = 0; i < miss_ids_.size(); ++i) {
+    const int32_t e = miss_ids_[i];
+    const offload::MissDecision& d = decisions_[i];
+    if (log) {
+      log->step.push_back(static_cast<int32_t>(pool_->counters.forwards));
+      log->layer.push_back(l);
+      log->expert.push_back(e);
+      log->tokens.push_back(miss_tokens_[i]);
+      log->copy_backlog_ms.push_back(static_cast<float>(backlog));
+      log->via_copy_ms.push_back(static_cast<float>(d.via_copy_ms));
+      log->via_cpu_ms.push_back(static_cast<float>(d.via_cpu_ms));
+      log->cpu_measured_ms.push_back(-1.f);  // filled when the job has run
+      log->on_cpu.push_back(d.on_cpu ? 1 : 0);
+      log->first_of_layer.push_back(i == 0 ? 1 : 0);
+    }
+    if (d.on_cpu) cpu_experts_.push_back(e);
+    else is_miss_[static_cast<size_t>(e)] = 0;  // fetched: stays in loaded / staged
+  }
+  if (cpu_experts_.empty()) {
+    for (int32_t e : miss_ids_) is_miss_[static_cast<size_t>(e)] = 0;
+    return;
+  }
+
+  // CPU experts leave the GPU's lists; the slot copies of those the cache admitted become fills.
+  auto keep_gpu = [&](std::vector<int32_t>& v) {
+    v.erase(std::remove_if(v.begin(), v.end(), [&](int32_t e) { return is_miss_[static_cast<size_t>(e)] != 0; }), v.end());
+  };
+  auto move_fills = [&](std::vector<int32_t>& slots, std::vector<int32_t>& experts, bool late) {
+    size_t w = 0;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      if (is_miss_[static_cast<size_t>(experts[i])] == 1) {
+        fill_slot_.push_back(slots[i]);
+        fill_expert_.push_back(experts[i]);
+        fill_late_ = fill_late_ || late;
+      } else {
+        slots[w] = slots[i];
+        experts[w] = experts[i];
+        ++w;
+      }
+    }
+    slots.resize(w);
+    experts.resize(w);
+  };
+  move_fills(P.copy_slot, P.copy_expert, false);
+  move_fills(P.late_slot, P.late_expert, true);
+  keep_gpu(P.loaded);
+  keep_gpu(P.staged);
+  // The staging ring is assigned by position among the staged experts that remain.
+  for (size_t i = 0; i < P.staged.size(); ++i) {
+    P.source[static_cast<size_t>(P.staged[i])] = pool_->staging_buffer(static_cast<int>(i % static_cast<size_t>(pool_->staging())));
+  }
+  for (int32_t e : cpu_experts_) P.source[static_cast<size_t>(e)] = nullptr;
+  for (int32_t e : miss_ids_) is_miss_[static_cast<size_t>(e)] = 0;
+  (void)T;
+  (void)mi;
+}
+
+void CudaBackend::start_cpu_experts(int T) {
+  if (cpu_experts_.empty()) return;
+  const int H = c_.hidden_size, k = c_.num_experts_per_tok, dff = c_.moe_intermediate_size;
+  const int mi = moe_index_[static_cast<size_t>(plan_.layer)];
+  const size_t max_entries = static_cast<size_t>(kCpuMaxRows) * k;
+  float* out = cpu_out_host_.as<float>();
+  int32_t* entries = reinterpret_cast<int32_t*>(out + max_entries * H);
+  const uint16_t* x = x_host_.as<uint16_t>();
+  cpu_jobs_.clear();
+  int r = 0;
+  for (int32_t e : cpu_experts_) {
+    const auto it = std::lower_bound(plan_.active.begin(), plan_.active.end(), e);
+    const size_t gi = static_cast<size_t>(it - plan_.active.begin());
+    const int r0 = r;
+    for (int p = plan_.group_begin[gi]; p < plan_.group_begin[gi + 1]; ++p) {
+      const int t = plan_.group_token[static_cast<size_t>(p)];
+      int entry = -1;
+      for (int j = 0; j < k; ++j) {
+        if (plan_.expert[static_cast<size_t>(t) * k + j] == e) {
+          entry = t * k + j;
+          break;
+        }
+      }
+      if (entry < 0) throw Error("CPU experts: token " + std::to_string(t) + " does not route to expert " + std::to_string(e) + " (internal error)");
+      const uint16_t* xr = x + static_cast<size_t>(t) * H;
+      float* xf = cpu_x_.data() + static_cast<size_t>(r) * H;
+      for (int c = 0; c < H; ++c) xf[c] = bf16_bits_to_f32(xr[c]);
+      entries[r] = entry;
+      cpu_scale_[static_cast<size_t>(r)] = plan_.weight[static_cast<size_t>(entry)];
+      ++r;
+    }
+    const uint16_t* base = reinterpret_cast<const uint16_t*>(host_experts_->expert(mi, e));
+    offload::CpuExpertJob job;
+    job.weights.gate = Matrix{base, DType::BF16, dff, H};
+    job.weights.up = Matrix{base + static_cast<size_t>(dff) * H, DType::BF16, dff, H};
+    job.weights.down = Matrix{base + static_cast<size_t>(2) * dff * H, DType::BF16, H, dff};
+    job.x = cpu_x_.data() + static_cast<size_t>(r0) * H;
+    job.rows = r - r0;
+    job.y = out + static_cast<size_t>(r0) * H;
+    job.row_scale = cpu_scale_.data() + r0;
+    cpu_jobs_.push_back(job);
+  }
+  cpu_rows_ = r;
+  (void)T;
+  pool_->counters.cpu_experts += cpu_experts_.size();
+  pool_->counters.cpu_rows += static_cast<uint64_t>(r);
+  cpu_exec_->start(&cpu_jobs_);
+}
+
+void CudaBackend::issue_fills(int mi) {
+  if (fill_slot_.empty()) return;
+  ExpertPool& X = *pool_;
+  const cudaStream_t cs = X.copy_stream();
+  if (fill_late_) {
+    // A fill overwrites an expert this step's resident launch reads: after that launch.
+    CUDA_CHECK(cudaEventRecord(X.resident_done(), stream_));
+    CUDA_CHECK(cudaStreamWaitEvent(cs, X.resident_done(), 0));
+  }
+  const size_t eb = host_experts_->expert_bytes();
+  for (size_t i = 0; i < fill_slot_.size(); ++i) {
+    CUDA_CHECK(cudaMemcpyAsync(X.slot(mi, fill_slot_[i]), host_experts_->expert(mi, fill_expert_[i]), eb, cudaMemcpyHostToDevice, cs));
+    X.counters.bytes += eb;
+    ++X.counters.fill_copies;
+  }
+  CUDA_CHECK(cudaEventRecord(fill_done_[static_cast<size_t>(mi)], cs));
+  fill_pending_[static_cast<size_t>(mi)] = 1;
+  note_copies(static_cast<int>(fill_slot_.size()));
+}
+
+void CudaBackend::join_cpu_experts() {
+  if (cpu_experts_.empty()) return;
+  const int H = c_.hidden_size, k = c_.num_experts_per_tok;
+  const auto t0 = std::chrono::steady_clock::now();
+  cpu_exec_->wait();  // rethrows a job's error: the forward fails with it
+  pool_->counters.cpu_wait_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  offload::MissLog* log = interceptor_->miss_log();
+  for (size_t i = 0; i < cpu_jobs_.size(); ++i) {
+    pool_->counters.cpu_ms += cpu_jobs_[i].ms;
+    if (log) {
+      // the job's decision row: the last rows of the log hold this layer's decisions
+      for (size_t row = log->rows(); row-- > 0;) {
+        if (log->expert[row] == cpu_experts_[i] && log->on_cpu[row] && log->cpu_measured_ms[row] < 0) {
+          log->cpu_measured_ms[row] = static_cast<float>(cpu_jobs_[i].ms);
+          break;
+        }
+        if (log->first_of_layer[row]) break;
+      }
+    }
+  }
+  const size_t max_entries = static_cast<size_t>(kCpuMaxRows) * k;
+  const size_t rows = static_cast<size_t>(cpu_rows_);
+  float* out_h = cpu_out_host_.as<float>();
+  float* out_d = cpu_out_dev_.as<float>();
+  int32_t* ent_h = reinterpret_cast<int32_t*>(out_h + max_entries * H);
+  int32_t* ent_d = reinterpret_cast<int32_t*>(out_d + max_entries * H);
+  CUDA_CHECK(cudaMemcpyAsync(out_d, out_h, rows * H * sizeof(float), cudaMemcpyHostToDevice, stream_));
+  CUDA_CHECK(cudaMemcpyAsync(ent_d, ent_h, rows * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+  cuda::scatter_entry_rows(out_d, ent_d, cpu_rows_, H, ws_.expert_out, stream_);
+}
+
+}  // namespace moe::cuda_backend

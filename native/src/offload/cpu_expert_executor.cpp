@@ -1,0 +1,107 @@
+#include "moe/offload/cpu_expert_executor.h"
+
+#include <chrono>
+#include <string>
+
+#include "moe/error.h"
+
+namespace moe::offload {
+
+CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff)
+    : threads_per_worker_(threads_per_worker), isa_(isa), max_rows_(max_rows) {
+  if (workers < 1 || threads_per_worker < 1) {
+    throw Error("CPU experts: workers and threads per worker must be >= 1 (got " + std::to_string(workers) + " x " +
+                std::to_string(threads_per_worker) + ")");
+  }
+  if (!isa_supported(isa)) throw Error(std::string("CPU experts: kernel ") + linear_isa_name(isa) + " is not supported by this CPU");
+  scratch_.resize(static_cast<size_t>(workers));
+  for (FfnScratch& s : scratch_) {  // sized once for the largest job: nothing grows per step
+    s.h.resize(static_cast<size_t>(max_rows) * d_ff);
+    s.up.resize(static_cast<size_t>(max_rows) * d_ff);
+    s.xb.resize(static_cast<size_t>(max_rows) * hidden);
+    s.hb.resize(static_cast<size_t>(max_rows) * d_ff);
+  }
+  for (int w = 0; w < workers; ++w) pools_.push_back(std::make_unique<ThreadPool>(threads_per_worker));
+  for (int w = 0; w < workers; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
+}
+
+CpuExpertExecutor::~CpuExpertExecutor() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  for (std::thread& t : threads_) t.join();
+}
+
+void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (active_) throw Error("CPU experts: start() while a batch is still running (internal error)");
+  for (const CpuExpertJob& j : *jobs) {
+    if (j.rows < 1 || j.rows > max_rows_) throw Error("CPU experts: a job of " + std::to_string(j.rows) + " rows (1.." + std::to_string(max_rows_) + ")");
+  }
+  jobs_ = jobs;
+  next_ = 0;
+  error_ = nullptr;
+  running_ = workers();
+  active_ = true;
+  ++batch_;
+  wake_.notify_all();
+}
+
+void CpuExpertExecutor::wait() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  if (!active_) return;
+  done_.wait(lock, [this] { return running_ == 0; });
+  active_ = false;
+  jobs_ = nullptr;
+  if (error_) {
+    std::exception_ptr e = error_;
+    error_ = nullptr;
+    std::rethrow_exception(e);
+  }
+}
+
+void CpuExpertExecutor::drain() noexcept {
+  try {
+    wait();
+  } catch (...) {
+  }
+}
+
+void CpuExpertExecutor::worker_loop(int w) {
+  uint64_t seen = 0;
+  ThreadPool* pool = pools_[static_cast<size_t>(w)].get();
+  FfnScratch& scratch = scratch_[static_cast<size_t>(w)];
+  std::unique_lock<std::mutex> lock(mutex_);
+  for (;;) {
+    wake_.wait(lock, [&] { return stopping_ || batch_ != seen; });
+    if (stopping_) return;
+    seen = batch_;
+    for (;;) {
+      if (error_ || next_ >= jobs_->size()) break;  // after an error the rest are skipped: wait() rethrows it
+      CpuExpertJob& job = (*jobs_)[next_++];
+      lock.unlock();
+      try {
+        const auto t0 = std::chrono::steady_clock::now();
+        mlp_forward(job.x, job.rows, job.weights, job.y, false, 1.f, pool, scratch, isa_);
+        if (job.row_scale) {
+          const int H = job.weights.down.rows;
+          for (int r = 0; r < job.rows; ++r) {
+            float* y = job.y + static_cast<size_t>(r) * H;
+            const float s = job.row_scale[r];
+            for (int c = 0; c < H; ++c) y[c] *= s;
+          }
+        }
+        job.ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        lock.lock();
+      } catch (...) {
+        lock.lock();
+        if (!error_) error_ = std::current_exception();
+      }
+    }
+    if (--running_ == 0) done_.notify_all();
+  }
+}
+
+}  // namespace moe::offload

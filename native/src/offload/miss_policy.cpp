@@ -1,0 +1,66 @@
+#include "moe/offload/miss_policy.h"
+
+#include <algorithm>
+
+#include "moe/error.h"
+
+namespace moe::offload {
+
+MissMode parse_miss_mode(const std::string& name) {
+  if (name == "fetch") return MissMode::Fetch;
+  if (name == "cpu") return MissMode::Cpu;
+  if (name == "hybrid") return MissMode::Hybrid;
+  throw Error("miss mode '" + name + "': expected fetch, cpu or hybrid");
+}
+
+const char* miss_mode_name(MissMode m) {
+  switch (m) {
+    case MissMode::Fetch: return "fetch";
+    case MissMode::Cpu: return "cpu";
+    case MissMode::Hybrid: return "hybrid";
+  }
+  return "?";
+}
+
+double interpolate_curve(const TokenCurve& curve, double tokens) {
+  if (curve.empty()) throw Error("cost curve is empty");
+  if (curve.size() == 1) return curve[0].second;
+  size_t i = 1;
+  while (i < curve.size() - 1 && curve[i].first < tokens) ++i;
+  const auto [x0, y0] = curve[i - 1];
+  const auto [x1, y1] = curve[i];
+  return std::max(0.0, y0 + ((y1 - y0) * (tokens - x0)) / (x1 - x0));
+}
+
+double decide_misses(const MissPolicy& p, double copy_backlog_ms, std::vector<double>& cpu_free,
+                     const std::vector<int32_t>& tokens, std::vector<MissDecision>& out) {
+  if (cpu_free.empty()) throw Error("miss policy: at least one CPU worker is needed");
+  out.resize(tokens.size());
+  double copy_free = std::max(0.0, copy_backlog_ms);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    const int n = tokens[i];
+    const size_t w = static_cast<size_t>(std::min_element(cpu_free.begin(), cpu_free.end()) - cpu_free.begin());
+    MissDecision& d = out[i];
+    d.via_copy_ms = copy_free + p.costs.copy_ms + p.costs.gpu_ms(n);
+    d.via_cpu_ms = cpu_free[w] + p.costs.cpu_ms(n);
+    d.on_cpu = p.mode == MissMode::Cpu || (p.mode == MissMode::Hybrid && d.via_cpu_ms < d.via_copy_ms);
+    if (d.on_cpu) cpu_free[w] = d.via_cpu_ms;
+    else copy_free += p.costs.copy_ms;
+  }
+  return copy_free;
+}
+
+void MissLog::clear() {
+  step.clear();
+  layer.clear();
+  expert.clear();
+  tokens.clear();
+  copy_backlog_ms.clear();
+  via_copy_ms.clear();
+  via_cpu_ms.clear();
+  cpu_measured_ms.clear();
+  on_cpu.clear();
+  first_of_layer.clear();
+}
+
+}  // namespace moe::offload

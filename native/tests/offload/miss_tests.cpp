@@ -1,0 +1,152 @@
+// Hand-worked checks of the miss rule (moe/offload/miss_policy.h) and of the CPU expert executor: every
+// job's output equals a single-threaded mlp_forward reference, whatever the worker shape, and a job that
+// throws makes wait() rethrow (never a hang). The same hand-worked rule cases are in
+// sim/test/miss-rule.test.ts, so both languages' rules are held to the same numbers.
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <vector>
+
+#include "../check.h"
+#include "moe/error.h"
+#include "moe/kernels.h"
+#include "moe/offload/cpu_expert_executor.h"
+#include "moe/offload/miss_policy.h"
+
+using namespace moe;
+using namespace moe::offload;
+using moe_test::expect;
+using moe_test::expect_throws;
+
+namespace {
+
+MissPolicy policy(MissMode mode, int workers) {
+  MissPolicy p;
+  p.mode = mode;
+  p.workers = workers;
+  p.costs.copy_ms = 0.3;
+  p.costs.gpu_expert_ms = {{1, 0.02}, {16, 0.07}};
+  p.costs.cpu_expert_ms = {{1, 0.4}, {4, 0.55}};
+  p.costs.activation_copy_ms = 0.01;
+  return p;
+}
+
+void rule_tests() {
+  // interpolation: inside, at the ends, extrapolated linearly, never below 0
+  const TokenCurve c = {{1, 1.0}, {3, 2.0}, {5, 6.0}};
+  expect(std::fabs(interpolate_curve(c, 2) - 1.5) < 1e-12, "interpolate inside");
+  expect(std::fabs(interpolate_curve(c, 7) - 10.0) < 1e-12, "interpolate past the end");
+  expect(interpolate_curve({{1, 1.0}, {2, 0.5}}, 10) == 0.0, "interpolate clamps at 0");
+
+  // hybrid, 2 workers, backlog 0, misses of 1, 1, 1, 4 tokens:
+  //  #0 copy 0.3+0.02=0.32 vs cpu 0.41 -> copy (copy_free 0.3)
+  //  #1 copy 0.62 vs cpu 0.41 -> cpu w0 (0.41)
+  //  #2 copy 0.62 vs cpu 0.41 (w1) -> cpu w1 (0.41)
+  //  #3 (4 tokens) copy 0.3+0.3+gpu(4)=0.6+0.03=0.63 vs cpu 0.41+0.56=0.97 -> copy
+  MissPolicy p = policy(MissMode::Hybrid, 2);
+  std::vector<double> cpu_free(2, 0.0);
+  std::vector<MissDecision> d;
+  const double backlog = decide_misses(p, 0.0, cpu_free, {1, 1, 1, 4}, d);
+  const bool want[4] = {false, true, true, false};
+  for (int i = 0; i < 4; ++i) expect(d[static_cast<size_t>(i)].on_cpu == want[i], "hybrid decision " + std::to_string(i));
+  expect(std::fabs(d[3].via_copy_ms - 0.63) < 1e-9, "hybrid via_copy of the 4-token miss");
+  expect(std::fabs(d[3].via_cpu_ms - 0.97) < 1e-9, "hybrid via_cpu of the 4-token miss");
+  expect(std::fabs(backlog - 0.6) < 1e-9, "copy backlog after the layer");
+  expect(std::fabs(cpu_free[0] - 0.41) < 1e-9 && std::fabs(cpu_free[1] - 0.41) < 1e-9, "workers' free times");
+
+  // a copy backlog of 1 ms sends the first miss to the CPU too
+  std::vector<double> f2(2, 0.0);
+  decide_misses(p, 1.0, f2, {1}, d);
+  expect(d[0].on_cpu, "hybrid with a busy copy engine");
+
+  // fetch never, cpu always
+  std::vector<double> f3(1, 0.0);
+  decide_misses(policy(MissMode::Fetch, 1), 5.0, f3, {1, 1}, d);
+  expect(!d[0].on_cpu && !d[1].on_cpu, "fetch never computes on the CPU");
+  decide_misses(policy(MissMode::Cpu, 1), 0.0, f3, {1, 1}, d);
+  expect(d[0].on_cpu && d[1].on_cpu, "cpu always computes on the CPU");
+  expect_throws([] { parse_miss_mode("gpu"); }, "expected fetch, cpu or hybrid", "unknown miss mode");
+  std::vector<double> none;
+  expect_throws([&] { decide_misses(p, 0, none, {1}, d); }, "at least one CPU worker", "no workers");
+}
+
+uint16_t bf16_of(float v) { return f32_to_bf16(v); }
+
+void executor_tests() {
+  const int H = 64, F = 48, experts = 5;
+  std::mt19937 rng(7);
+  std::normal_distribution<float> nd(0.f, 0.2f);
+  std::vector<std::vector<uint16_t>> w(static_cast<size_t>(experts), std::vector<uint16_t>(static_cast<size_t>(3) * F * H));
+  for (auto& v : w)
+    for (auto& x : v) x = bf16_of(nd(rng));
+  auto weights = [&](int e) {
+    const uint16_t* base = w[static_cast<size_t>(e)].data();
+    MlpWeights m;
+    m.gate = Matrix{base, DType::BF16, F, H};
+    m.up = Matrix{base + static_cast<size_t>(F) * H, DType::BF16, F, H};
+    m.down = Matrix{base + static_cast<size_t>(2) * F * H, DType::BF16, H, F};
+    return m;
+  };
+  const int rows[experts] = {1, 3, 2, 4, 1};
+  std::vector<std::vector<float>> x(experts), y(experts), scale(experts);
+  for (int e = 0; e < experts; ++e) {
+    x[static_cast<size_t>(e)].resize(static_cast<size_t>(rows[e]) * H);
+    for (float& v : x[static_cast<size_t>(e)]) v = nd(rng) * 5.f;
+    y[static_cast<size_t>(e)].assign(static_cast<size_t>(rows[e]) * H, 0.f);
+    for (int r = 0; r < rows[e]; ++r) scale[static_cast<size_t>(e)].push_back(0.1f * static_cast<float>(r + 1));
+  }
+  const LinearIsa isa = best_exact_isa();
+  for (int workers : {1, 2, 3}) {
+    for (int threads : {1, 2}) {
+      CpuExpertExecutor ex(workers, threads, isa, 4, H, F);
+      std::vector<CpuExpertJob> jobs;
+      for (int e = 0; e < experts; ++e) {
+        std::fill(y[static_cast<size_t>(e)].begin(), y[static_cast<size_t>(e)].end(), 0.f);
+        jobs.push_back({weights(e), x[static_cast<size_t>(e)].data(), rows[e], y[static_cast<size_t>(e)].data(), scale[static_cast<size_t>(e)].data()});
+      }
+      for (int batch = 0; batch < 2; ++batch) {  // the same executor serves batch after batch
+        ex.start(&jobs);
+        ex.wait();
+      }
+      for (int e = 0; e < experts; ++e) {
+        FfnScratch s;
+        std::vector<float> ref(static_cast<size_t>(rows[e]) * H);
+        mlp_forward(x[static_cast<size_t>(e)].data(), rows[e], weights(e), ref.data(), false, 1.f, nullptr, s, isa);
+        std::vector<double> want(ref.size());
+        for (int r = 0; r < rows[e]; ++r)
+          for (int c = 0; c < H; ++c) want[static_cast<size_t>(r) * H + c] = static_cast<double>(ref[static_cast<size_t>(r) * H + c]) * scale[static_cast<size_t>(e)][static_cast<size_t>(r)];
+        moe_test::close_all("executor " + std::to_string(workers) + "x" + std::to_string(threads) + " expert " + std::to_string(e),
+                            y[static_cast<size_t>(e)].data(), want.data(), want.size(), 1e-6, 1e-5);
+        expect(jobs[static_cast<size_t>(e)].ms >= 0, "job time measured");
+      }
+    }
+  }
+  // a job that throws (shapes that do not fit) is rethrown by wait(); the executor then still works
+  CpuExpertExecutor ex(2, 1, isa, 4, H, F);
+  std::vector<CpuExpertJob> bad;
+  MlpWeights broken = weights(0);
+  broken.down.rows = H + 1;
+  bad.push_back({weights(1), x[1].data(), rows[1], y[1].data(), nullptr});
+  bad.push_back({broken, x[0].data(), rows[0], y[0].data(), nullptr});
+  ex.start(&bad);
+  expect_throws([&] { ex.wait(); }, "shapes do not fit", "a throwing job fails the batch");
+  std::vector<CpuExpertJob> ok = {{weights(2), x[2].data(), rows[2], y[2].data(), nullptr}};
+  ex.start(&ok);
+  ex.wait();
+  std::vector<CpuExpertJob> too_big = {{weights(2), x[3].data(), 5, y[3].data(), nullptr}};
+  expect_throws([&] { ex.start(&too_big); }, "a job of 5 rows", "rows beyond the executor's bound");
+  expect_throws([&] { CpuExpertExecutor(0, 1, isa, 4, H, F); }, "must be >= 1", "no workers");
+}
+
+}  // namespace
+
+int main() {
+  rule_tests();
+  executor_tests();
+  if (moe_test::failures() == 0) {
+    std::printf("all miss policy tests passed\n");
+    return 0;
+  }
+  std::printf("%d miss policy check(s) failed\n", moe_test::failures());
+  return 1;
+}

@@ -1,0 +1,75 @@
+/**
+ * What the offloading runtime does with a missed expert (issue 12), as Engine.load / resetOffload take it:
+ * `fetch` (copy it to the GPU, issue 6's behaviour), `cpu` (compute it on the CPU from the pinned host
+ * copy) or `hybrid` (per expert, whichever the cost model says finishes first: the rule of
+ * sim/src/cost/miss-rule.ts, which native/include/moe/offload/miss_policy.h implements in C++).
+ * The cost model is a calibration profile (default: the simulator's, measured by `calibrate` on an H200);
+ * the CPU worker pool takes its shape (experts at once x threads each) from it unless told otherwise.
+ */
+import { availableParallelism } from 'node:os';
+import { Costs } from '../../../sim/src/cost/cost-model.js';
+import { defaultCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
+import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
+import { UserError } from '../../../core/src/errors.js';
+
+export interface MissOptions {
+  /** fetch (default), cpu or hybrid */
+  mode: MissMode;
+  /** CPU experts computed at once (default: the profile's cpu.workers) */
+  workers?: number;
+  /** threads per CPU worker (default: the machine's threads / workers) */
+  threadsPerWorker?: number;
+  /** the cost model the hybrid rule uses (default: the simulator's default profile) */
+  profile?: CostModel;
+  /** keep every decision with its estimates (Engine.takeMissLog) */
+  log?: boolean;
+}
+
+/** The addon's `miss` spec (native/addon/offload_binding.h). Curves are flat (tokens, ms) pairs. */
+export interface NativeMissSpec {
+  mode: MissMode;
+  workers: number;
+  threadsPerWorker: number;
+  log: boolean;
+  copyMs: number;
+  activationCopyMs: number;
+  gpuExpertMs: Float64Array;
+  cpuExpertMs: Float64Array;
+}
+
+function flat(curve: Array<[number, number]>): Float64Array {
+  return Float64Array.from(curve.flat());
+}
+
+function positiveInt(option: string, v: unknown, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new UserError(`option ${option}: must be a whole number from 1 to ${max} (got ${String(v)})`);
+  return v;
+}
+
+/** Checks the options against the device; null: fetch (nothing to send). */
+export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | 'cuda', offloading: boolean): NativeMissSpec | null {
+  if (o === undefined) return null;
+  if (o === null || typeof o !== 'object') throw new UserError('option miss: must be an object {mode, workers?, threadsPerWorker?, profile?, log?}');
+  if (!(MISS_MODES as readonly string[]).includes(o.mode)) throw new UserError(`option --miss: unknown mode '${String(o.mode)}' (choose from ${MISS_MODES.join(', ')})`);
+  if (o.mode === 'fetch') return null;
+  if (device !== 'cuda') throw new UserError(`option --miss ${o.mode}: needs --device cuda (on the CPU engine every expert is computed on the CPU already)`);
+  if (!offloading) throw new UserError(`option --miss ${o.mode}: needs offloaded experts (--cache C or --gpu-memory SIZE)`);
+  const profile = o.profile ?? defaultCalibration();
+  const hw = availableParallelism();
+  const workers = o.workers === undefined ? Math.min(profile.cpu.workers, hw) : positiveInt('--cpu-workers', o.workers, hw);
+  const threadsPerWorker = o.threadsPerWorker === undefined ? Math.max(1, Math.floor(hw / workers)) : positiveInt('--cpu-threads', o.threadsPerWorker, hw);
+  if (workers * threadsPerWorker > hw) {
+    throw new UserError(`options --cpu-workers ${workers} x --cpu-threads ${threadsPerWorker}: ${workers * threadsPerWorker} threads, more than this machine's ${hw}`);
+  }
+  const costs = new Costs(profile);
+  return {
+    mode: o.mode,
+    workers,
+    threadsPerWorker,
+    log: o.log ?? false,
+    copyMs: costs.copyMs,
+    activationCopyMs: profile.cpu.activationCopyMs,
+    gpuExpertMs: flat(profile.gpu.expertMs),
+    cpuExpertMs: flat(profile.cpu.expertMs),
+  };
+}

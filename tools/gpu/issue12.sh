@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Issue 12 (misses computed on the CPU) on the GPU machine in one command (device tool: carry .gpu, made by
+# `node tools/gpu/bundle.mjs`, which also packs the ESFT traces):
+#   1. the full-size synthetic checkpoint in the background; meanwhile the CUDA build (addon,
+#      cuda_kernel_tests, moe_miss_tests) and both test executables (kernels on the GPU; the miss rule and
+#      the CPU expert executor on this host's CPU, AVX512-BF16 included);
+#   2. unless MOE_SKIP_CHECK=1: the numerics (moe bench --check-miss cpu,hybrid: logits against
+#      all-resident) and the issue-6 invariant (tokens identical, fetch) on a short grid;
+#   3. the offload bench with the arguments given (e.g. --cache 19 --miss fetch,cpu,hybrid --batch 1,16
+#      --prompt 128 --routing R --gpu-memory 12GiB), every point with the simulator beside it.
+# Env: MOE_BENCH_TIMEOUT (s, default 300) bounds step 3.
+# Results: $OUT/bench.json, bench.md, check.json, check.md, cuda_kernels.log, miss_tests.log, logs.tgz.
+#   bash tools/gpu/issue12.sh [moe bench options for step 3...]
+set -uo pipefail
+REAL_OUT=${OUT:-/tmp/out}
+LOG=/tmp/issue12-logs
+rm -rf "$LOG"
+mkdir -p "$REAL_OUT" "$LOG/check" "$LOG/bench"
+start=$(date +%s)
+stamp() { echo "[issue12 $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"; }
+finish() {
+  tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
+  cp "$LOG/check/bench.json" "$REAL_OUT/check.json" 2>/dev/null
+  cp "$LOG/check/bench.md" "$REAL_OUT/check.md" 2>/dev/null
+  cp "$LOG/bench/bench.json" "$LOG/bench/bench.md" "$REAL_OUT/" 2>/dev/null
+  [ -f "$LOG/check/bench.md" ] && cat "$LOG/check/bench.md"
+  [ -f "$LOG/bench/bench.md" ] && cat "$LOG/bench/bench.md"
+  stamp "done"
+}
+trap finish EXIT
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOG/gpu.txt" 2>&1
+cat "$LOG/gpu.txt"
+export MOE_NODE=/tmp/moe-node
+xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"
+
+stamp "synth-model lite (background)"
+if [ ! -f /tmp/lite/config.json ]; then
+  ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 150 bash tools/gpu/on-device.sh \
+      'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > "$LOG/synth.rc" ) &
+  synth_pid=$!
+else
+  echo 0 > "$LOG/synth.rc"; synth_pid=
+fi
+
+stamp "native build (CUDA backend: addon, cuda_kernel_tests, moe_miss_tests)"
+build=/tmp/native-build
+MOE_EXTRA_TARGETS=moe_miss_tests bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; }
+stamp "build done"
+addon=$(find $build -name '*.node' | head -1)
+
+timeout 60 $build/cuda_kernel_tests > "$LOG/cuda_kernels.log" 2>&1
+echo "cuda_kernel_tests exit $?" | tee -a "$LOG/steps.log"
+grep -E "FAIL|passed|failed" "$LOG/cuda_kernels.log" | tail -4
+timeout 120 $build/moe_miss_tests > "$LOG/miss_tests.log" 2>&1
+echo "moe_miss_tests exit $?" | tee -a "$LOG/steps.log"
+tail -3 "$LOG/miss_tests.log"
+cp "$LOG/cuda_kernels.log" "$LOG/miss_tests.log" "$REAL_OUT/" 2>/dev/null
+
+[ -n "$synth_pid" ] && wait $synth_pid
+stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log" 2>/dev/null)"
+[ "$(cat "$LOG/synth.rc" 2>/dev/null)" = 0 ] || exit 1
+
+run_moe() {  # label, timeout, command
+  OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$addon PYTHONUNBUFFERED=1 timeout "$2" bash tools/gpu/on-device.sh "$3" > "$LOG/$1.log" 2>&1
+  echo "$1 exit $?" | tee -a "$LOG/steps.log"
+  grep -v "^|" "$LOG/$1.log" | tail -14
+}
+
+if [ "${MOE_SKIP_CHECK:-0}" != 1 ]; then
+  stamp "numerics: misses on the CPU against all-resident logits; tokens identical with misses fetched"
+  run_moe check 200 "moe bench --model /tmp/lite --device cuda --check-miss cpu,hybrid --check-offload --check-offload-caches 0,16 --check-offload-policies lru --check-offload-tokens 8 --out $LOG/check"
+fi
+
+if [ $# -gt 0 ]; then
+  stamp "offload bench: $*"
+  run_moe bench "${MOE_BENCH_TIMEOUT:-300}" "moe bench --model /tmp/lite --device cuda --out $LOG/bench $*"
+fi
