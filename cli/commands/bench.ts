@@ -40,6 +40,8 @@ interface BenchCliOptions {
   checkMiss?: string;
   cpuWorkers?: string;
   cpuThreads?: string;
+  cpuSpinUs?: string;
+  cpuFill: string;
   calibration?: string;
   routing?: string;
   checkOffload?: boolean;
@@ -90,6 +92,8 @@ export function register(program: Command): void {
     .option('--miss <list>', 'offload mode: what to do with a missed expert, each a grid dimension (comma-separated: fetch, cpu, hybrid; cpu/hybrid compute misses on the CPU)', 'fetch')
     .option('--cpu-workers <n>', 'offload mode, --miss cpu/hybrid: CPU experts computed at once (default: the calibration profile\'s choice)')
     .option('--cpu-threads <n>', 'offload mode, --miss cpu/hybrid: threads per CPU worker (default: the machine\'s threads / workers)')
+    .option('--cpu-fill <list>', 'offload mode, --miss cpu/hybrid: a CPU-computed expert the cache keeps is copied to its slot in the background, or lazily when the GPU needs it (comma-separated: background, lazy; a grid dimension)', 'background')
+    .option('--cpu-spin-us <us>', 'offload mode, --miss cpu/hybrid: idle CPU threads poll this long for the next layer before sleeping (default 2000)')
     .option('--calibration <file>', 'offload mode: cost model of the hybrid rule and of the simulated column (default: sim/calibration/h200-measured.json)')
     .option('--check-miss <list>', 'issue 12 numerics: logits with misses computed on the CPU (cpu, hybrid) against all-resident (alone: no timing grid)')
     .option('--check-offload', 'issue 6 invariant: tokens identical between all-resident and offloaded runs (alone: no timing grid)')
@@ -113,7 +117,7 @@ export function register(program: Command): void {
       const offloadMode = o.cache !== undefined;
       if ((offloadMode || o.checkOffload) && device !== 'cuda') throw new UserError('options --cache / --check-offload: offloading needs --device cuda');
       if (!offloadMode && (o.gpuMemory !== undefined || o.routing !== undefined)) throw new UserError('options --gpu-memory / --routing: only in offload mode (with --cache)');
-      if (!offloadMode && (o.miss !== 'fetch' || o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.calibration !== undefined)) {
+      if (!offloadMode && (o.miss !== 'fetch' || o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.cpuSpinUs !== undefined || o.cpuFill !== 'background' || o.calibration !== undefined)) {
         throw new UserError('options --miss / --cpu-workers / --cpu-threads / --calibration: only in offload mode (with --cache)');
       }
       if (offloadMode && check) throw new UserError('option --check: the agreement check runs on the all-resident engine; run it without --cache');
@@ -186,6 +190,10 @@ function render(doc: BenchDocument): string {
     sections.push('', `Misses computed on the CPU against all-resident logits (cache ${c.cache}, ${c.newTokens} tokens, greedy; top-1 compared while the tokens so far agree): ${c.pass ? 'pass' : 'FAIL'}`, '',
       '| miss | batch | CPU experts | top-1 where gap >= 0.1 | top-1 overall | max relative logit error | tokens |', '| --- | --- | --- | --- | --- | --- | --- |',
       ...c.cases.map((x) => `| ${x.miss} | ${x.label} | ${x.cpuExperts} | ${x.confidentAgree}/${x.confident} | ${x.agree}/${x.steps} | ${x.maxRelLogitError.toExponential(2)} | ${x.identicalTokens ? 'identical' : 'diverge'} |`));
+  }
+  const host = (doc.offload as { hostProfile?: { layerMs: Array<[number, number]>; stepMs: Array<[number, number]> } | null } | null)?.hostProfile;
+  if (host) {
+    sections.push('', `Host work on the critical path (misses fetched; the simulator's profile section \`host\`): per MoE layer ${host.layerMs.map(([b, ms]) => `batch ${b} ${ms.toFixed(3)} ms`).join(', ')}; per step outside the forward ${host.stepMs.map(([b, ms]) => `batch ${b} ${ms.toFixed(2)} ms`).join(', ')}`);
   }
   if (doc.targets.length) sections.push('', targetsTable(doc.targets));
   return sections.join('\n') + '\n';

@@ -73,6 +73,8 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
     p.workers = m.Get("workers").As<Napi::Number>().Int32Value();
     p.threads_per_worker = m.Get("threadsPerWorker").As<Napi::Number>().Int32Value();
     p.log = m.Get("log").ToBoolean();
+    if (m.Get("spinUs").IsNumber()) p.spin_us = m.Get("spinUs").As<Napi::Number>().Int32Value();
+    if (m.Get("fill").IsBoolean()) p.fill = m.Get("fill").As<Napi::Boolean>().Value();
     p.costs.copy_ms = m.Get("copyMs").As<Napi::Number>().DoubleValue();
     p.costs.activation_copy_ms = m.Get("activationCopyMs").As<Napi::Number>().DoubleValue();
     auto curve = [&](const char* name) {

@@ -34,6 +34,12 @@ export interface SimConfig {
   prepared?: PreparedReplay;
   /** Also return every step's duration and where its first token sits (result.perStep). */
   keepSteps?: boolean;
+  /**
+   * --miss cpu/hybrid: a CPU-computed expert the cache admitted is copied into its slot in the background
+   * (true, default), or its slot stays empty until the GPU needs it (false: "lazy"; a later cache hit on
+   * it is a physical miss, decided by the miss rule again). The runtime's --cpu-fill.
+   */
+  cpuFill?: boolean;
 }
 
 export interface SimResult {
@@ -44,6 +50,8 @@ export interface SimResult {
   hitRate: number;
   /** Hits whose copy had finished when the compute needed the expert (see sim/README.md). */
   readyHits: number;
+  /** cpuFill false: cache hits on experts whose slot was never filled (physical misses). */
+  unfilledHits: number;
   lateHits: number;
   misses: number;
   bypasses: number;
@@ -110,6 +118,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     caches,
     costs: new Costs(config.calibration),
     miss: config.miss,
+    cpuFill: config.cpuFill ?? true,
     prefetch: plan,
     denseLayers: corpus.meta.numLayers - corpus.moeLayers.length,
   });
@@ -132,6 +141,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     hitRate: t.requests > 0 ? t.hits / t.requests : 0,
     readyHits: t.readyHits,
     lateHits: t.lateHits,
+    unfilledHits: t.unfilledHits,
     misses: t.misses,
     bypasses: t.bypasses,
     cpuExperts: t.cpuExperts,

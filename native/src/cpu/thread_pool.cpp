@@ -1,10 +1,35 @@
 #include "moe/thread_pool.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
+
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#define MOE_CPU_RELAX() _mm_pause()
+#else
+#define MOE_CPU_RELAX() std::this_thread::yield()
+#endif
 
 namespace moe {
 
-ThreadPool::ThreadPool(int threads) {
+namespace {
+
+// Polls `ready` for at most `us` microseconds; true as soon as it holds.
+template <typename F>
+bool spin_until(int us, F ready) {
+  if (us <= 0) return ready();
+  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
+  for (int i = 0;; ++i) {
+    if (ready()) return true;
+    MOE_CPU_RELAX();
+    if ((i & 255) == 255 && std::chrono::steady_clock::now() >= end) return ready();
+  }
+}
+
+}  // namespace
+
+ThreadPool::ThreadPool(int threads, int spin_us) : spin_us_(std::max(0, spin_us)) {
   const int n = std::max(1, threads);
   for (int i = 1; i < n; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
 }
@@ -36,11 +61,14 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain, const std::function<void
     chunk_ = (n + n_chunks - 1) / n_chunks;
     next_chunk_ = 0;
     busy_ = static_cast<int>(workers_.size());
+    pending_.store(busy_, std::memory_order_release);
     error_ = nullptr;
     ++generation_;
+    published_.store(generation_, std::memory_order_release);
   }
   wake_.notify_all();
   run_chunks();
+  spin_until(spin_us_, [this] { return pending_.load(std::memory_order_acquire) == 0; });
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [this] { return busy_ == 0; });
   job_ = nullptr;
@@ -69,6 +97,7 @@ void ThreadPool::run_chunks() {
 void ThreadPool::worker_loop(int) {
   uint64_t seen = 0;
   for (;;) {
+    spin_until(spin_us_, [&] { return published_.load(std::memory_order_acquire) != seen; });
     {
       std::unique_lock<std::mutex> lock(mutex_);
       wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
@@ -79,6 +108,7 @@ void ThreadPool::worker_loop(int) {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       --busy_;
+      pending_.store(busy_, std::memory_order_release);
     }
     done_.notify_one();
   }

@@ -2,6 +2,7 @@
 // when a generation needs more, per-step inputs (one host-to-device copy), decode steps replayed as
 // CUDA graphs, logits back to the host (one device-to-host copy, one synchronisation per step).
 #include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <sstream>
@@ -330,6 +331,8 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
   const bool graph =
       opt_.use_graphs && !hook_ && !interceptor_ && !pool_ && p.decode_rows && p.logits_identity && p.T <= kGraphMaxRows;
   if (pool_) pool_->begin_forward();
+  decode_forward_ = p.decode_rows;
+  const auto forward_start = std::chrono::steady_clock::now();
   if (graph) {
     // A graph serves every step of its key: attention on the cache (also right at position 0) up to
     // the generation's bound.
@@ -347,6 +350,10 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
     if (hook_) hook_("logits", -1, logits, p.R, c_.vocab_size);
   } else {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  if (pool_ && p.decode_rows) {
+    ++pool_->counters.decode_forwards;
+    pool_->counters.decode_forward_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - forward_start).count();
   }
   if (pool_) pool_->end_forward();
   sample_device_used();
@@ -406,7 +413,8 @@ std::string CudaBackend::device_info() const {
       << ",\"slotCopies\":" << k.slot_copies << ",\"stagedCopies\":" << k.staged_copies << ",\"bytesH2D\":" << k.bytes
       << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << ",\"cpuExperts\":" << k.cpu_experts
       << ",\"cpuRows\":" << k.cpu_rows << ",\"fillCopies\":" << k.fill_copies << ",\"cpuMs\":" << k.cpu_ms
-      << ",\"cpuWaitMs\":" << k.cpu_wait_ms << "}";
+      << ",\"cpuWaitMs\":" << k.cpu_wait_ms << ",\"decodeForwards\":" << k.decode_forwards
+      << ",\"decodeForwardMs\":" << k.decode_forward_ms << ",\"decodeHostLayerMs\":" << k.decode_host_layer_ms << "}";
   }
   o << "}";
   return o.str();

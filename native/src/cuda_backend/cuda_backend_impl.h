@@ -201,6 +201,9 @@ class CudaBackend final : public Backend {
   // The copy engine's backlog as the cost model sees it (host clock, ms), corrected to 0 whenever the
   // last copy issued has finished (copy_tail_).
   double copy_free_at_ms_ = 0;
+  // Host clock (ms) when this layer's routing reached the host; and whether the forward is a decode step.
+  double plan_on_host_ms_ = 0;
+  bool decode_forward_ = false;
   cudaEvent_t copy_tail_ = nullptr;
   std::vector<cudaEvent_t> fill_done_;     // [moe layers] the layer's last background fills
   std::vector<uint8_t> fill_pending_;

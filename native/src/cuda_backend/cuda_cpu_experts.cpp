@@ -71,7 +71,7 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
   if (!cpu_exec_ || cpu_exec_->workers() != policy.workers || cpu_exec_->threads_per_worker() != policy.threads_per_worker) {
     cpu_exec_.reset();
     cpu_exec_ = std::make_unique<offload::CpuExpertExecutor>(policy.workers, policy.threads_per_worker, cpu_expert_isa(), kCpuMaxRows, H,
-                                                            c_.moe_intermediate_size);
+                                                            c_.moe_intermediate_size, policy.spin_us);
   }
   const size_t max_entries = static_cast<size_t>(kCpuMaxRows) * k;
   if (cpu_out_dev_.bytes() == 0) {
@@ -136,9 +136,13 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
     size_t w = 0;
     for (size_t i = 0; i < slots.size(); ++i) {
       if (is_miss_[static_cast<size_t>(experts[i])] == 1) {
-        fill_slot_.push_back(slots[i]);
-        fill_expert_.push_back(experts[i]);
-        fill_late_ = fill_late_ || late;
+        if (policy.fill) {
+          fill_slot_.push_back(slots[i]);
+          fill_expert_.push_back(experts[i]);
+          fill_late_ = fill_late_ || late;
+        } else {
+          pool_->mark_empty(mi, slots[i]);  // lazy: copied when the GPU needs it (a later hit finds it in loaded)
+        }
       } else {
         slots[w] = slots[i];
         experts[w] = experts[i];
@@ -159,7 +163,6 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
   for (int32_t e : cpu_experts_) P.source[static_cast<size_t>(e)] = nullptr;
   for (int32_t e : miss_ids_) is_miss_[static_cast<size_t>(e)] = 0;
   (void)T;
-  (void)mi;
 }
 
 void CudaBackend::start_cpu_experts(int T) {

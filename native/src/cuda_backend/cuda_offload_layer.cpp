@@ -13,6 +13,7 @@
 // Launches compute a subset through masked expert ids (-1: skipped) and per-entry outputs
 // (expert_out); the >= kCublasRows path runs cuBLAS per expert from each expert's own source.
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 #include <string>
 
@@ -43,6 +44,7 @@ void CudaBackend::fetch_plan(int l, int rows) {
     CUDA_CHECK(cudaMemcpyAsync(x_host_.get(), ws_.x, xb, cudaMemcpyDeviceToHost, stream_));
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
+  plan_on_host_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
   if (interceptor_) {
     interceptor_->on_plan(plan_);
     if (plan_.expert.size() != n || plan_.weight.size() != n) {
@@ -123,6 +125,10 @@ void CudaBackend::moe_offloaded(int l, int T) {
     }
   }
   CUDA_CHECK(cudaMemcpyAsync(ws_.offload_inputs, offload_host_.get(), used, cudaMemcpyHostToDevice, stream_));
+  if (decode_forward_) {  // the GPU has idled since the routing reached the host
+    X.counters.decode_host_layer_ms +=
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count() - plan_on_host_ms_;
+  }
 
   // Copies: slot copies that need no wait, then the first staged experts (one per staging buffer).
   const cudaStream_t cs = X.copy_stream();

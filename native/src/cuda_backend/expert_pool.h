@@ -34,6 +34,12 @@ struct OffloadCounters {
   uint64_t fill_copies = 0;    // background fills of CPU-computed experts into their cache slots
   double cpu_ms = 0;           // CPU workers' busy time (sum over jobs)
   double cpu_wait_ms = 0;      // host time the forward waited for the CPU experts after the GPU work was queued
+  // Decode forwards (one row per sequence): how many, their wall time inside the backend, and the host
+  // work on their critical path per MoE layer (routing on the host -> the layer's upload queued), for
+  // the simulator's profile `host` (bench reports them).
+  uint64_t decode_forwards = 0;
+  double decode_forward_ms = 0;
+  double decode_host_layer_ms = 0;
 };
 
 // Where each active expert of one layer step is computed from.
@@ -65,6 +71,8 @@ class ExpertPool {
   // cached_slot[e]: the cache's slot of expert e after this step (-1: not cached); active: the step's
   // distinct experts (ascending). Fills `out` and records the new contents of the slots.
   void place(int mi, const std::vector<int32_t>& active, const std::vector<int32_t>& cached_slot, LayerPlacement& out);
+  // The slot's copy was not made (a CPU-computed expert under lazy fill): it holds nothing usable.
+  void mark_empty(int mi, int s) { physical_.at(static_cast<size_t>(mi)).at(static_cast<size_t>(s)) = -1; }
 
   // Events (created once). ready/free: per staging buffer; resident_done: after the resident launch;
   // slots_done: after the layer's slot copies.

@@ -2,13 +2,17 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
 
 #include "moe/error.h"
 
 namespace moe::offload {
 
-CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff)
-    : threads_per_worker_(threads_per_worker), isa_(isa), max_rows_(max_rows) {
+CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff, int spin_us)
+    : threads_per_worker_(threads_per_worker), isa_(isa), max_rows_(max_rows), spin_us_(std::max(0, spin_us)) {
   if (workers < 1 || threads_per_worker < 1) {
     throw Error("CPU experts: workers and threads per worker must be >= 1 (got " + std::to_string(workers) + " x " +
                 std::to_string(threads_per_worker) + ")");
@@ -21,7 +25,7 @@ CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, Linear
     s.xb.resize(static_cast<size_t>(max_rows) * hidden);
     s.hb.resize(static_cast<size_t>(max_rows) * d_ff);
   }
-  for (int w = 0; w < workers; ++w) pools_.push_back(std::make_unique<ThreadPool>(threads_per_worker));
+  for (int w = 0; w < workers; ++w) pools_.push_back(std::make_unique<ThreadPool>(threads_per_worker, spin_us_));
   for (int w = 0; w < workers; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
 }
 
@@ -46,6 +50,7 @@ void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
   running_ = workers();
   active_ = true;
   ++batch_;
+  published_.store(batch_, std::memory_order_release);
   wake_.notify_all();
 }
 
@@ -75,6 +80,20 @@ void CpuExpertExecutor::worker_loop(int w) {
   FfnScratch& scratch = scratch_[static_cast<size_t>(w)];
   std::unique_lock<std::mutex> lock(mutex_);
   for (;;) {
+    if (spin_us_ > 0 && batch_ == seen && !stopping_) {
+      // Poll for the next batch a while before sleeping (bounded; see the header).
+      lock.unlock();
+      const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
+      for (int i = 0; published_.load(std::memory_order_acquire) == seen; ++i) {
+#if defined(__x86_64__) || defined(_M_X64)
+        _mm_pause();
+#else
+        std::this_thread::yield();
+#endif
+        if ((i & 255) == 255 && std::chrono::steady_clock::now() >= end) break;
+      }
+      lock.lock();
+    }
     wake_.wait(lock, [&] { return stopping_ || batch_ != seen; });
     if (stopping_) return;
     seen = batch_;

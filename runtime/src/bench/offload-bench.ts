@@ -40,6 +40,9 @@ export interface OffloadBenchOptions {
   /** CPU worker pool shape for cpu / hybrid (default: the profile's workers, the machine's threads shared) */
   cpuWorkers?: number;
   cpuThreads?: number;
+  cpuSpinUs?: number;
+  /** cpu/hybrid: background fill of CPU-computed experts (true) and/or lazy (false), a grid dimension */
+  cpuFills?: boolean[];
   /** the cost model the hybrid rule and the simulated column use */
   calibration: CostModel;
 }
@@ -57,6 +60,8 @@ export interface OffloadPointResult extends PointResult {
   cache: number;
   policy: PolicyName;
   miss: MissMode;
+  /** cpu/hybrid: CPU-computed experts filled into their slots in the background (null for fetch) */
+  cpuFill: boolean | null;
   cpuWorkers: number | null;
   cpuThreadsPerWorker: number | null;
   routing: string;
@@ -87,6 +92,11 @@ export interface OffloadPointResult extends PointResult {
   fillCopies: number;
   cpuBusyShare: number;
   cpuWaitMs: number;
+  /** per decode forward: the backend's wall time, and the host work on the critical path per MoE layer;
+   *  the step's time outside the forward (ms/token - forward): what the simulator's profile `host` takes */
+  forwardMs: number;
+  hostLayerMs: number;
+  stepOverheadMs: number;
   /** the simulator on the same lanes, policy, cache, batch and miss mode (null without a routing replay) */
   simMsPerToken: number | null;
   simError: number | null;
@@ -147,11 +157,12 @@ export async function runOffloadGrid(
     log(`bench: loaded in ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
     try {
       for (const policy of o.policies) {
-        for (const miss of o.misses) {
+        const variants: Array<{ miss: MissMode; cpuFill: boolean | null }> = o.misses.flatMap((m): Array<{ miss: MissMode; cpuFill: boolean | null }> => (m === 'fetch' ? [{ miss: m, cpuFill: null }] : (o.cpuFills ?? [true]).map((f) => ({ miss: m, cpuFill: f }))));
+        for (const { miss, cpuFill } of variants) {
           for (const p of grid) {
             const gens = warmup + repeats;
             const lanes = o.routing.length ? fillLanes(o.routing, gens * p.batch, p.prompt + p.newTokens - 1) : null;
-            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, profile: o.calibration, log: miss !== 'fetch' };
+            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, fill: cpuFill ?? true, profile: o.calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
             engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(lanes ? { routing: lanes.replay } : {}) });
             const before = engine.offloadStats();
@@ -168,7 +179,7 @@ export async function runOffloadGrid(
             if (lanes) {
               const corpus: RoutingCorpus = lanes.replay.corpus;
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
-              const t = simulatePoint(corpus, { policy, cache: C, batch: p.batch, prompt: p.prompt, warmup, miss, calibration: o.calibration, cpuWorkers: missSpec?.workers });
+              const t = simulatePoint(corpus, { policy, cache: C, batch: p.batch, prompt: p.prompt, warmup, miss, calibration: o.calibration, cpuWorkers: missSpec?.workers, cpuFill: cpuFill ?? true });
               sim = { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken };
             }
             const steps = r.msPerToken.n;
@@ -177,11 +188,13 @@ export async function runOffloadGrid(
             const cpuExperts = diff(before, after, 'cpuExperts');
             const dev = r.device;
             const tokens = gens * p.newTokens * p.batch;
+            const decodes = diff(before, after, 'decodeForwards');
             const point: OffloadPointResult = {
               ...r,
               cache: C,
               policy,
               miss,
+              cpuFill,
               cpuWorkers: missSpec?.workers ?? null,
               cpuThreadsPerWorker: missSpec?.threadsPerWorker ?? null,
               routing: lanes ? lanes.description : 'router (random weights)',
@@ -206,13 +219,16 @@ export async function runOffloadGrid(
               fillCopies: diff(before, after, 'fillCopies'),
               cpuBusyShare: missSpec ? diff(before, after, 'cpuMs') / (missSpec.workers * wallMs) : 0,
               cpuWaitMs: diff(before, after, 'cpuWaitMs'),
+              forwardMs: decodes ? diff(before, after, 'decodeForwardMs') / decodes : 0,
+              hostLayerMs: decodes ? diff(before, after, 'decodeHostLayerMs') / (decodes * config.moeLayers.length) : 0,
+              stepOverheadMs: decodes ? r.msPerToken.mean - diff(before, after, 'decodeForwardMs') / decodes : 0,
               simMsPerToken: sim ? sim.ms : null,
               simError: sim && r.msPerToken.mean > 0 ? sim.ms / r.msPerToken.mean - 1 : null,
               missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
               missLogSample: missLog && missSpec ? sampleOf(missLog, missSpec) : null,
             };
             log(
-              `bench: cache ${C} ${policy} miss ${miss} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
+              `bench: cache ${C} ${policy} miss ${miss}${cpuFill === false ? ' (lazy fill)' : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
                 `${point.simMsPerToken !== null ? ` (sim ${point.simMsPerToken.toFixed(2)})` : ''}, prefill ${r.prefillMs.mean.toFixed(1)} ms, ` +
                 `hit rate ${(point.hitRate * 100).toFixed(1)}%${point.simHitRate !== null ? ` (sim ${(point.simHitRate * 100).toFixed(1)}%)` : ''}, ${(bytes / 1e9).toFixed(2)} GB moved, copy wait ${wait.toFixed(0)} ms` +
                 (missSpec ? `, ${point.cpuExpertsPerToken.toFixed(1)} CPU experts/token, rule ${point.missRule!.agree}/${point.missRule!.rows} agree` : '') +
@@ -247,10 +263,10 @@ export const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {
-  const head = ['cache', 'policy', 'miss', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
+  const head = ['cache', 'policy', 'miss', 'fill', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
     'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
-    String(p.cache), p.policy, p.miss ?? 'fetch', String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
+    String(p.cache), p.policy, p.miss ?? 'fetch', p.cpuFill === undefined || p.cpuFill === null ? '-' : p.cpuFill ? 'background' : 'lazy', String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
     p.msPerToken.p50.toFixed(2), p.msPerToken.p99.toFixed(2), p.simMsPerToken == null ? '-' : p.simMsPerToken.toFixed(2), p.simError == null ? '-' : `${(100 * p.simError).toFixed(1)}%`,
     p.decodeTokensPerSecond.toFixed(1), pct(p.hitRate), pct(p.simHitRate), p.hitsMatchSim === null ? '-' : p.hitsMatchSim ? 'yes' : 'NO',
     p.cpuExpertsPerToken === undefined ? '-' : p.cpuExpertsPerToken.toFixed(1), String(p.fillCopies ?? '-'), p.miss && p.miss !== 'fetch' ? pct(p.cpuBusyShare) : '-',
@@ -258,4 +274,27 @@ export function offloadTable(points: readonly OffloadPointResult[]): string {
     gb(p.bytesH2D), p.copyWaitMs.toFixed(0), gib(p.enginePeakBytes), gib(p.deviceUsedPeakBytes),
   ]);
   return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
+}
+
+/**
+ * The runtime's host work as the simulator's profile section `host` (calibration.ts): from the fetch points
+ * of a bench, per batch (the step's tokens), the mean host work per MoE layer and the step's time outside
+ * the forward. null when the bench has no fetch point.
+ */
+export function hostProfileOf(points: readonly OffloadPointResult[]): { layerMs: Array<[number, number]>; stepMs: Array<[number, number]> } | null {
+  const by = new Map<number, { layer: number[]; step: number[] }>();
+  for (const p of points) {
+    if (p.miss !== 'fetch' || !(p.forwardMs > 0)) continue;
+    const e = by.get(p.batch) ?? { layer: [], step: [] };
+    e.layer.push(p.hostLayerMs);
+    e.step.push(p.stepOverheadMs);
+    by.set(p.batch, e);
+  }
+  if (by.size === 0) return null;
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const batches = [...by.keys()].sort((a, b) => a - b);
+  return {
+    layerMs: batches.map((b) => [b, Number(mean(by.get(b)!.layer).toFixed(5))]),
+    stepMs: batches.map((b) => [b, Number(Math.max(0, mean(by.get(b)!.step)).toFixed(5))]),
+  };
 }

@@ -12,6 +12,7 @@ import { runTransformers, type BaselineResult } from './transformers-baseline.js
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { checkOffloadTokens, type OffloadCheck } from './offload-check.js';
 import { checkCpuMisses, type CpuMissCheck } from './cpu-miss-check.js';
+import { hostProfileOf } from './offload-bench.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import { offloadTargets, runOffloadGrid, type OffloadBenchOptions } from './offload-bench.js';
 
@@ -65,7 +66,7 @@ export interface BenchDocument {
   } | null;
   targets: TargetResult[];
   /** offload mode: the grid's points are OffloadPointResult (cache, policy, hit rates, bytes moved) */
-  offload?: { caches: number[]; policies: string[]; gpuMemoryBytes: number | null; routing: string[] } | null;
+  offload?: { caches: number[]; policies: string[]; gpuMemoryBytes: number | null; routing: string[]; hostProfile?: { layerMs: Array<[number, number]>; stepMs: Array<[number, number]> } | null } | null;
   offloadCheck?: OffloadCheck | null;
   cpuMissCheck?: CpuMissCheck | null;
 }
@@ -128,7 +129,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
         baseline,
         agreement: null,
         targets: offloadTargets(points),
-        offload: o.offload ? { caches: o.offload.caches, policies: o.offload.policies, gpuMemoryBytes: o.offload.gpuMemory, routing: o.offload.routing.map((r) => r.path) } : null,
+        offload: o.offload ? { caches: o.offload.caches, policies: o.offload.policies, gpuMemoryBytes: o.offload.gpuMemory, routing: o.offload.routing.map((r) => r.path), hostProfile: hostProfileOf(points) } : null,
         offloadCheck,
         cpuMissCheck,
       };

@@ -21,6 +21,8 @@ export interface SimPointSpec {
   calibration: CostModel;
   /** the runtime's CPU workers (the profile's cpu.workers otherwise) */
   cpuWorkers?: number;
+  /** cpu/hybrid: background fills of CPU-computed experts (default true) */
+  cpuFill?: boolean;
 }
 
 export interface SimPrediction {
@@ -32,7 +34,7 @@ export interface SimPrediction {
 
 export function simulatePoint(corpus: RoutingCorpus, s: SimPointSpec): SimPrediction {
   const calibration = s.cpuWorkers === undefined ? s.calibration : { ...s.calibration, cpu: { ...s.calibration.cpu, workers: s.cpuWorkers } };
-  const r = runSimulation(corpus, { policy: s.policy, cacheSize: s.cache, batch: s.batch, prefetch: 'none', miss: s.miss, calibration, keepSteps: true });
+  const r = runSimulation(corpus, { policy: s.policy, cacheSize: s.cache, batch: s.batch, prefetch: 'none', miss: s.miss, calibration, keepSteps: true, cpuFill: s.cpuFill ?? true });
   const { ms, pos, seq } = r.perStep!;
   let sum = 0;
   let n = 0;

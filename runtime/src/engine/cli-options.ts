@@ -98,11 +98,14 @@ export interface RawMissCliOptions {
   miss?: string;
   cpuWorkers?: string;
   cpuThreads?: string;
+  cpuSpinUs?: string;
+  cpuFill?: string;
   calibration?: string;
 }
 
-function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: number; calibration: CostModel } {
+function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
   return {
+    cpuSpinUs: o.cpuSpinUs === undefined ? undefined : parseIntOption('--cpu-spin-us', o.cpuSpinUs, 0, 100_000),
     cpuWorkers: o.cpuWorkers === undefined ? undefined : parseIntOption('--cpu-workers', o.cpuWorkers, 1, 1024),
     cpuThreads: o.cpuThreads === undefined ? undefined : parseIntOption('--cpu-threads', o.cpuThreads, 1, 1024),
     calibration: o.calibration === undefined ? defaultCalibration() : loadCalibration(o.calibration),
@@ -113,15 +116,19 @@ function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: nu
 export function missOptionsFromCli(o: RawMissCliOptions): MissOptions | undefined {
   const mode = parseChoiceOption('--miss', o.miss ?? 'fetch', MISS_MODES);
   if (mode === 'fetch') {
-    if (o.cpuWorkers !== undefined || o.cpuThreads !== undefined) throw new UserError('options --cpu-workers / --cpu-threads: only with --miss cpu or hybrid');
+    if (o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.cpuSpinUs !== undefined || o.cpuFill !== undefined) {
+      throw new UserError('options --cpu-workers / --cpu-threads / --cpu-spin-us / --cpu-fill: only with --miss cpu or hybrid');
+    }
     return undefined;
   }
   const s = missShape(o);
-  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, profile: s.calibration };
+  const fill = parseChoiceOption('--cpu-fill', o.cpuFill ?? 'background', ['background', 'lazy'] as const) === 'background';
+  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, fill, profile: s.calibration };
 }
 
 /** bench: `--miss` is a list (a grid dimension). */
-export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuWorkers?: number; cpuThreads?: number; calibration: CostModel } {
+export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuFills: boolean[]; cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
   const misses = parseChoiceListOption('--miss', o.miss ?? 'fetch', MISS_MODES);
-  return { misses, ...missShape(o) };
+  const cpuFills = parseChoiceListOption('--cpu-fill', o.cpuFill ?? 'background', ['background', 'lazy'] as const).map((f) => f === 'background');
+  return { misses, cpuFills, ...missShape(o) };
 }

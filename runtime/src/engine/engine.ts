@@ -37,6 +37,10 @@ export interface OffloadStats {
   /** CPU workers' busy time (sum over jobs), and the time the forward waited for them after queuing the GPU's work */
   cpuMs: number;
   cpuWaitMs: number;
+  /** decode forwards, their wall time inside the backend, and the host work on their critical path summed over MoE layers */
+  decodeForwards: number;
+  decodeForwardMs: number;
+  decodeHostLayerMs: number;
 }
 
 /** An error of the native engine (bad weights, a bug): rethrown here so it carries a JS stack. */

@@ -17,8 +17,12 @@ export interface MissOptions {
   mode: MissMode;
   /** CPU experts computed at once (default: the profile's cpu.workers) */
   workers?: number;
-  /** threads per CPU worker (default: the machine's threads / workers) */
+  /** threads per CPU worker (default: the machine's threads less one for the host thread, / workers) */
   threadsPerWorker?: number;
+  /** fill a CPU-computed expert's cache slot in the background (default true) or lazily, when the GPU needs it */
+  fill?: boolean;
+  /** how long idle CPU threads poll for the next layer's jobs before sleeping (default 2000 us; 0: sleep at once) */
+  spinUs?: number;
   /** the cost model the hybrid rule uses (default: the simulator's default profile) */
   profile?: CostModel;
   /** keep every decision with its estimates (Engine.takeMissLog) */
@@ -30,6 +34,8 @@ export interface NativeMissSpec {
   mode: MissMode;
   workers: number;
   threadsPerWorker: number;
+  spinUs: number;
+  fill: boolean;
   log: boolean;
   copyMs: number;
   activationCopyMs: number;
@@ -57,7 +63,10 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
   const profile = o.profile ?? defaultCalibration();
   const hw = availableParallelism();
   const workers = o.workers === undefined ? Math.min(profile.cpu.workers, hw) : positiveInt('--cpu-workers', o.workers, hw);
-  const threadsPerWorker = o.threadsPerWorker === undefined ? Math.max(1, Math.floor(hw / workers)) : positiveInt('--cpu-threads', o.threadsPerWorker, hw);
+  // One core stays with the host thread that queues the GPU's work while the CPU experts run.
+  const threadsPerWorker = o.threadsPerWorker === undefined ? Math.max(1, Math.floor((hw - 1) / workers)) : positiveInt('--cpu-threads', o.threadsPerWorker, hw);
+  const spinUs = o.spinUs ?? 2000;
+  if (!Number.isInteger(spinUs) || spinUs < 0 || spinUs > 100_000) throw new UserError(`option --cpu-spin-us: must be a whole number of microseconds from 0 to 100000 (got ${String(spinUs)})`);
   if (workers * threadsPerWorker > hw) {
     throw new UserError(`options --cpu-workers ${workers} x --cpu-threads ${threadsPerWorker}: ${workers * threadsPerWorker} threads, more than this machine's ${hw}`);
   }
@@ -66,6 +75,8 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
     mode: o.mode,
     workers,
     threadsPerWorker,
+    spinUs,
+    fill: o.fill ?? true,
     log: o.log ?? false,
     copyMs: costs.copyMs,
     activationCopyMs: profile.cpu.activationCopyMs,

@@ -36,6 +36,13 @@ export interface CostModel {
     byContext?: ContextCurves;
   };
   cpu: { workers: number; expertMs: TokenCurve; activationCopyMs: number };
+  /**
+   * Optional: the offloading runtime's host work on the critical path, by the step's tokens (rows). layerMs:
+   * per MoE layer, from the routing's arrival on the host to the GPU's next work queued (the cache step,
+   * placement, miss decisions, the upload; the GPU idles meanwhile). stepMs: per step, outside the forward
+   * (sampling, the Engine API round trip). Measured by `bench` in offload mode from the runtime's counters.
+   */
+  host?: { layerMs: TokenCurve; stepMs: TokenCurve };
   /** Where each number comes from (measured, computed or estimate). */
   sources?: Record<string, string>;
 }
@@ -115,6 +122,13 @@ export function calibrationProblems(x: unknown): string[] {
     pos(o.cpu.workers, 'cpu.workers', true);
     curve(o.cpu.expertMs, 'cpu.expertMs');
     nonneg(o.cpu.activationCopyMs, 'cpu.activationCopyMs');
+  }
+  if (o.host !== undefined) {
+    if (typeof o.host !== 'object' || o.host === null || Array.isArray(o.host)) p.push('host must be an object');
+    else {
+      curve(o.host.layerMs, 'host.layerMs');
+      curve(o.host.stepMs, 'host.stepMs');
+    }
   }
   return p;
 }

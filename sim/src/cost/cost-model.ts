@@ -52,4 +52,11 @@ export class Costs {
   head(tokens: number): number {
     return interpolate(this.model.gpu.headMs, tokens);
   }
+  /** The runtime's host work per MoE layer / per step (0 for a profile without `host`). */
+  hostLayer(tokens: number): number {
+    return this.model.host ? interpolate(this.model.host.layerMs, tokens) : 0;
+  }
+  hostStep(tokens: number): number {
+    return this.model.host ? interpolate(this.model.host.stepMs, tokens) : 0;
+  }
 }

@@ -26,6 +26,8 @@ export interface TimingInput {
   caches: LayerCache[];
   costs: Costs;
   miss: MissMode;
+  /** cpu/hybrid: fill CPU-computed experts' cache slots in the background (else lazily, on GPU use) */
+  cpuFill?: boolean;
   prefetch: PrefetchPlan | null;
   /** Dense (non-MoE) layers per step (DeepSeek-V2-Lite: 1). */
   denseLayers: number;
@@ -37,6 +39,8 @@ export interface TimingResult {
   readyHits: number;
   /** Hits on an expert whose copy (prefetch or background fill) was still running: the compute waited. */
   lateHits: number;
+  /** cpuFill false: cache hits on an expert whose slot was never filled (physical misses, decided again). */
+  unfilledHits: number;
   requests: number;
   misses: number;
   bypasses: number;
@@ -49,7 +53,7 @@ export interface TimingResult {
   tokens: number;
   stepMs: Float64Array;
   stepTokens: Int32Array;
-  busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number };
+  busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number; /** host work the GPU waited for */ host: number };
   events: number;
 }
 
@@ -62,6 +66,9 @@ const JOB_DENSE = 0;
 const JOB_MOE_OTHER = 1;
 const JOB_EXPERT = 2;
 const JOB_HEAD = 3;
+// The runtime's host work on the critical path (profile `host`): the GPU waits for it.
+const JOB_HOST_LAYER = 4;
+const JOB_HOST_STEP = 5;
 // copy queue priorities (lower first)
 const PRIO_DEMAND = 0;
 const PRIO_PREFETCH = 1;
@@ -74,11 +81,12 @@ const IN_FLIGHT = 2;
 
 export function simulateTiming(input: TimingInput): TimingResult {
   const { schedule, sets, caches, costs, miss, prefetch, denseLayers } = input;
+  const cpuFill = input.cpuFill ?? true;
   const L = sets.layers;
   const E = sets.numExperts;
   const S = schedule.steps;
   // Job tables sized once from upper bounds: nothing grows during the run.
-  const maxGpuJobs = S * (L + 2) + sets.experts.length + 1;
+  const maxGpuJobs = S * (2 * L + 3) + sets.experts.length + 1;
   const maxCopies = sets.experts.length + (prefetch ? PREFETCH_CHUNKS * prefetch.sets.experts.length : 0) + 1;
   const q = new EventQueue();
   const gpu = new Resource('gpu', 1, q, EV_GPU, 0, maxGpuJobs);
@@ -103,12 +111,12 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const prefetchedFor = new Int32Array(L * E).fill(-1);
   const neededDoneAt = new Int32Array(L).fill(-1);
   const r: TimingResult = {
-    hits: 0, readyHits: 0, lateHits: 0, requests: 0, misses: 0, bypasses: 0, cpuExperts: 0, bytesMoved: 0,
+    hits: 0, readyHits: 0, lateHits: 0, unfilledHits: 0, requests: 0, misses: 0, bypasses: 0, cpuExperts: 0, bytesMoved: 0,
     copies: { demand: 0, prefetch: 0, background: 0, promoted: 0 },
     prefetch: { issued: 0, useful: 0, dropped: 0, needed: 0 },
     totalMs: 0, tokens: 0,
     stepMs: new Float64Array(S), stepTokens: new Int32Array(S),
-    busyMs: { gpuNonExpert: 0, gpuExpert: 0, copy: 0, cpu: 0 },
+    busyMs: { gpuNonExpert: 0, gpuExpert: 0, copy: 0, cpu: 0, host: 0 },
     events: 0,
   };
   // Experts a cache starts with (static's pinned set) are resident before the run.
@@ -137,6 +145,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     const id = gpu.submit(now, duration, 0);
     gpuJob[id] = job;
     if (job === JOB_EXPERT) r.busyMs.gpuExpert += duration;
+    else if (job === JOB_HOST_LAYER || job === JOB_HOST_STEP) r.busyMs.host += duration;
     else r.busyMs.gpuNonExpert += duration;
   };
   const submitCopy = (key: number, prio: number, waiterTokens: number, fill = false) => {
@@ -221,6 +230,12 @@ export function simulateTiming(input: TimingInput): TimingResult {
         if (residency[key] === READY) {
           r.readyHits++;
           submitGpu(JOB_EXPERT, gpuExpertMs[n]);
+        } else if (residency[key] === NOT_CACHED) {
+          // cpuFill false: the cache holds its slot but nothing was copied there: a physical miss.
+          r.unfilledHits++;
+          missKey.push(key);
+          missTokens.push(n);
+          missCached.push(true);
         } else {
           r.lateHits++;
           const id = inflight[key];
@@ -263,7 +278,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
           submitCopy(missCached[m] ? missKey[m] : -1, PRIO_DEMAND, n);
         }
       }
-      for (let m = 0; m < missKey.length; m++) if (decisions[m].onCpu && missCached[m]) submitCopy(missKey[m], PRIO_DEMAND, 0, true);
+      if (cpuFill) for (let m = 0; m < missKey.length; m++) if (decisions[m].onCpu && missCached[m]) submitCopy(missKey[m], PRIO_DEMAND, 0, true);
       missKey.length = 0;
       missTokens.length = 0;
       missCached.length = 0;
@@ -301,8 +316,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
       gpu.finished(now);
       const job = gpuJob[id];
       if (job === JOB_EXPERT) expertDone();
-      else if (job === JOB_MOE_OTHER) routed(layer);
+      else if (job === JOB_MOE_OTHER) {
+        const h = costs.hostLayer(batchTokens);
+        if (h > 0) submitGpu(JOB_HOST_LAYER, h);
+        else routed(layer);
+      } else if (job === JOB_HOST_LAYER) routed(layer);
       else if (job === JOB_DENSE) startLayer(0);
+      else if (job === JOB_HEAD && costs.hostStep(batchTokens) > 0) submitGpu(JOB_HOST_STEP, costs.hostStep(batchTokens));
       else {
         r.stepMs[step] = now - stepStart;
         r.stepTokens[step] = batchTokens;

@@ -4,7 +4,9 @@
 // of jobs to the workers and returns at once, so the caller keeps the GPU busy meanwhile; wait() blocks
 // until every job is done and rethrows the first job's exception (a throwing job never hangs the caller).
 // Jobs are taken in list order by whichever worker is free first: list scheduling, as the miss rule
-// (miss_policy.h) assumes. Worker threads sleep between batches; nothing allocates per job.
+// (miss_policy.h) assumes. Between batches the workers (and their pools' threads) poll for `spin_us`
+// before they sleep (thread_pool.h says why); nothing allocates per job.
+#include <atomic>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -30,7 +32,7 @@ struct CpuExpertJob {
 
 class CpuExpertExecutor {
  public:
-  CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff);
+  CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff, int spin_us = 0);
   ~CpuExpertExecutor();
   CpuExpertExecutor(const CpuExpertExecutor&) = delete;
   CpuExpertExecutor& operator=(const CpuExpertExecutor&) = delete;
@@ -59,6 +61,8 @@ class CpuExpertExecutor {
   size_t next_ = 0;
   int running_ = 0;       // workers inside the current batch
   uint64_t batch_ = 0;
+  std::atomic<uint64_t> published_{0};  // batch_, readable without the lock
+  int spin_us_ = 0;
   bool stopping_ = false;
   bool active_ = false;   // a batch was started and not yet waited for
   std::exception_ptr error_;

@@ -42,6 +42,11 @@ struct MissPolicy {
   MissMode mode = MissMode::Fetch;
   int workers = 1;             // CPU experts computed at once
   int threads_per_worker = 1;  // threads each
+  int spin_us = 2000;          // CPU threads poll this long for the next layer's jobs before sleeping
+  // A CPU-computed expert the cache admitted: copied into its slot in the background (true), or its slot
+  // left empty until the GPU needs it (false, "lazy": a later cache hit on it is a physical miss, decided
+  // by this rule again). The simulator's cpuFill.
+  bool fill = true;
   MissCosts costs;
   bool log = false;            // keep every decision with its estimates (MissLog)
 };
