@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); the cache gets the expert slots that fit')
     .option('--cache <C>', 'device cuda: routed experts offloaded to host memory, C GPU slots per MoE layer')
     .option('--policy <P>', `cache policy: ${SERVE_POLICIES.join(', ')} (static: needs --routing)`, 'lru')
-    .option('--routing <trace>', 'replay the routing of this trace: the g-th admitted request replays lane g mod --routing-lanes (see README)')
+    .option('--routing <trace>', 'replay the routing of these traces (comma-separated): the g-th admitted request replays lane g mod --routing-lanes (see README)')
     .option('--routing-lanes <n>', 'with --routing: lanes of --context tokens cut from the trace\'s sequences (default 4 x --max-batch)')
     .option('--host <addr>', 'address to listen on (loopback unless told otherwise)', '127.0.0.1')
     .option('--port <n>', 'TCP port (0: any free port; the address is printed)', '8000')
@@ -79,7 +79,7 @@ export function register(program: Command): void {
       let lanes: number | undefined;
       if (o.routing !== undefined) {
         lanes = o.routingLanes === undefined ? 4 * maxBatch : parseIntOption('--routing-lanes', o.routingLanes, 1, 1_000_000);
-        const fill = fillLanes([loadRoutingReplay(o.routing, config)], lanes, context);
+        const fill = fillLanes(o.routing.split(',').map((p) => loadRoutingReplay(p.trim(), config)), lanes, context);
         routing = fill.replay;
         process.stderr.write(`routing replay: ${fill.description}\n`);
       } else if (offload.cache?.policy === 'static') {

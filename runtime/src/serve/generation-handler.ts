@@ -81,8 +81,10 @@ export async function handleGeneration(kind: RequestKind, req: IncomingMessage, 
   let answered = false;
 
   const usage = (): Usage => ({ prompt_tokens: spec.promptIds.length, completion_tokens: generated, total_tokens: spec.promptIds.length + generated });
+  // One chunk per generated token, even when its text is held back (an incomplete character, a
+  // possible stop string): clients can time every token, as with OpenAI's own streams.
   const emit = (piece: string): void => {
-    if (sse && piece !== '') sse.send(shapes.chunk(piece, null, spec.includeUsage));
+    if (sse) sse.send(shapes.chunk(piece, null, spec.includeUsage));
   };
   const complete = (finish: Finish): void => {
     if (answered) return;
@@ -118,7 +120,8 @@ export async function handleGeneration(kind: RequestKind, req: IncomingMessage, 
     onEnd(end) {
       if (end.kind === 'finished') {
         const r = stop.push(text.flush());
-        emit(r.stopped ? r.text : r.text + stop.flush());
+        const rest = r.stopped ? r.text : r.text + stop.flush();
+        if (rest !== '') emit(rest);
         complete(r.stopped || end.reason === 'eos' ? 'stop' : 'length');
       } else if (end.kind !== 'cancelled') fail(endError(end));
       else if (!answered && !res.destroyed) fail(endError(end));
