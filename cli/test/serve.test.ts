@@ -6,6 +6,7 @@
  * disconnect mid-stream frees the slot; SIGTERM ends a running stream and exits 0. No timing assertions.
  */
 import { request } from 'node:http';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import OpenAI from 'openai';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -128,6 +129,24 @@ describe.skipIf(!ready)('serve', () => {
     // The official client raises its own error classes from these bodies.
     await expect(client.chat.completions.create({ ...good, model: 'nope' })).rejects.toMatchObject({ status: 404 });
     await expect(client.chat.completions.create({ ...good, max_tokens: 0 })).rejects.toMatchObject({ status: 400 });
+    // Not HTTP at all, and a client that leaves in the middle of its body.
+    const port = Number(new URL(srv.url).port);
+    const garbage = await new Promise<string>((resolve) => {
+      const sock = connect(port, '127.0.0.1', () => sock.write('NOT HTTP\r\n\r\n'));
+      let got = '';
+      sock.on('data', (d) => (got += d.toString()));
+      sock.on('close', () => resolve(got));
+      sock.on('error', () => resolve(got));
+    });
+    expect(garbage).toMatch(/^HTTP\/1\.1 400/);
+    await new Promise<void>((resolve) => {
+      const sock = connect(port, '127.0.0.1', () => {
+        sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{"model": "ti`);
+        setTimeout(() => sock.destroy(), 20);
+      });
+      sock.on('close', () => resolve());
+      sock.on('error', () => resolve());
+    });
     // Still serving.
     expect((await raw(srv.url, 'GET', '/health', undefined, headers)).status).toBe(200);
     const again = await client.chat.completions.create({ ...good, max_tokens: NEW });

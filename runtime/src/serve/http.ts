@@ -52,6 +52,13 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
     const chunks: Buffer[] = [];
     let size = 0;
     let failed = false;
+    let ended = false;
+    // A client that goes away mid-body: settle (nobody reads the answer) instead of waiting forever.
+    req.on('close', () => {
+      if (ended || failed) return;
+      failed = true;
+      reject(new ApiError(400, 'the client closed the connection before the request body ended'));
+    });
     req.on('data', (c: Buffer) => {
       if (failed) return;
       size += c.length;
@@ -67,6 +74,7 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<unkno
       failed = true;
     });
     req.on('end', () => {
+      ended = true;
       if (failed) return;
       const text = Buffer.concat(chunks).toString('utf8');
       if (text.trim() === '') {

@@ -181,55 +181,72 @@ export class Scheduler {
 
   private async loop(): Promise<void> {
     for (;;) {
-      this.rebalance();
-      if (this.bySlot.size === 0) {
-        if (this.stopping) return;
-        await new Promise<void>((r) => (this.wake = r));
-        continue;
-      }
-      const t0 = performance.now();
-      let tokens;
-      this.stepping = true;
       try {
-        tokens = await this.batch.step();
+        if (await this.iteration()) return;
       } catch (err) {
-        // The step failed as a whole (a native error): every running job gets it; the slots are freed.
-        for (const [slot, e] of this.bySlot) {
-          try {
-            this.batch.remove(slot);
-          } catch {
-            // the slot is gone already
-          }
-          this.end(e, { kind: 'error', error: err as Error });
-        }
-        this.bySlot.clear();
-        continue;
-      } finally {
-        this.stepping = false;
-        for (const r of this.idleWaiters.splice(0)) r();
-      }
-      const now = performance.now();
-      this.o.metrics.steps.inc();
-      this.o.metrics.stepSeconds.observe((now - t0) / 1000);
-      for (const t of tokens) {
-        const e = this.bySlot.get(t.slot);
-        if (!e || e.cancelled || e.ended) continue;
-        this.o.metrics.completionTokens.inc();
-        if (t.index === 0) this.o.metrics.ttft.observe((now - e.arrived) / 1000);
-        else this.o.metrics.tpot.observe((now - e.lastToken) / 1000);
-        e.lastToken = now;
-        try {
-          e.job.onToken(t.token, t.index);
-        } catch (err) {
-          e.cancelled = true;
-          this.end(e, { kind: 'error', error: err as Error });
-        }
-        if (t.finished && !e.cancelled) {
-          this.batch.remove(t.slot);
-          this.bySlot.delete(t.slot);
-          this.end(e, { kind: 'finished', reason: t.finished });
-        }
+        // A bug or an engine in a bad state: the running jobs get the error, the loop goes on serving.
+        this.failRunning(err as Error);
       }
     }
+  }
+
+  private failRunning(err: Error): void {
+    for (const [slot, e] of this.bySlot) {
+      try {
+        this.batch.remove(slot);
+      } catch {
+        // the slot is gone already
+      }
+      this.end(e, { kind: 'error', error: err });
+    }
+    this.bySlot.clear();
+    this.o.metrics.batchSize.value = 0;
+  }
+
+  /** One turn: rebalance, then wait for work or run a step. True when the loop is over (shutdown). */
+  private async iteration(): Promise<boolean> {
+    this.rebalance();
+    if (this.bySlot.size === 0) {
+      if (this.stopping) return true;
+      await new Promise<void>((r) => (this.wake = r));
+      return false;
+    }
+    const t0 = performance.now();
+    let tokens;
+    this.stepping = true;
+    try {
+      tokens = await this.batch.step();
+    } catch (err) {
+      // The step failed as a whole (a native error): every running job gets it; the slots are freed.
+      this.stepping = false;
+      this.failRunning(err as Error);
+      return false;
+    } finally {
+      this.stepping = false;
+      for (const r of this.idleWaiters.splice(0)) r();
+    }
+    const now = performance.now();
+    this.o.metrics.steps.inc();
+    this.o.metrics.stepSeconds.observe((now - t0) / 1000);
+    for (const t of tokens) {
+      const e = this.bySlot.get(t.slot);
+      if (!e || e.cancelled || e.ended) continue;
+      this.o.metrics.completionTokens.inc();
+      if (t.index === 0) this.o.metrics.ttft.observe((now - e.arrived) / 1000);
+      else this.o.metrics.tpot.observe((now - e.lastToken) / 1000);
+      e.lastToken = now;
+      try {
+        e.job.onToken(t.token, t.index);
+      } catch (err) {
+        e.cancelled = true;
+        this.end(e, { kind: 'error', error: err as Error });
+      }
+      if (t.finished && !e.cancelled) {
+        this.batch.remove(t.slot);
+        this.bySlot.delete(t.slot);
+        this.end(e, { kind: 'finished', reason: t.finished });
+      }
+    }
+    return false;
   }
 }
