@@ -218,3 +218,35 @@ describe.skipIf(!ready)('serve', () => {
     await expect(raw(srv.url, 'GET', '/health', undefined, headers)).rejects.toThrow();
   });
 });
+
+describe.skipIf(!ready)('serve queue bound', () => {
+  const tmp = tempDir('moe-serve-queue-');
+  let srv: ServeProcess;
+  afterAll(() => {
+    if (srv && srv.child.exitCode === null) srv.child.kill('SIGKILL');
+    tmp.cleanup();
+  });
+
+  it('answers 429 with Retry-After past --max-batch + --max-queue, and serves again once a slot is free', async () => {
+    const model = await makeCheckpoint(join(tmp.path, 'tiny'), 'tiny-a', 3);
+    srv = await startServe(['--model', model, '--threads', '1', '--max-batch', '1', '--max-queue', '0', '--context', '200']);
+    const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'none', maxRetries: 0 });
+    const long = await client.completions.create({ model: 'tiny', prompt: [1, 2, 3], max_tokens: 190, temperature: 0, stream: true });
+    const it = long[Symbol.asyncIterator]();
+    await it.next(); // the long request holds the only slot
+    const r = await raw(srv.url, 'POST', '/v1/completions', JSON.stringify({ model: 'tiny', prompt: 'hi', max_tokens: 2 }));
+    expect(r.status).toBe(429);
+    expect(r.headers['retry-after']).toBe('1');
+    expect((JSON.parse(r.body) as { error: { code: string } }).error.code).toBe('rate_limit_exceeded');
+    long.controller.abort(); // the client leaves: its slot is freed at the next step
+    for (;;) {
+      const h = JSON.parse((await raw(srv.url, 'GET', '/health')).body) as { running: number };
+      if (h.running === 0) break;
+      await new Promise((res) => setTimeout(res, 20));
+    }
+    const ok = await client.completions.create({ model: 'tiny', prompt: 'hi', max_tokens: 2, temperature: 0 });
+    expect(ok.usage?.completion_tokens).toBeGreaterThan(0);
+    srv.child.kill('SIGINT');
+    expect(await srv.exited).toEqual({ code: 0, signal: null });
+  });
+});

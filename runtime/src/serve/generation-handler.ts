@@ -5,12 +5,12 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { TextStream } from '../engine/cli-options.js';
 import { ApiError } from './api-error.js';
 import { readJsonBody, sendError, sendJson } from './http.js';
 import { parseGenerationRequest, type GenerationSpec, type ModelContext, type RequestKind } from './openai-request.js';
 import type { Job, JobEnd, Scheduler } from './scheduler.js';
 import { SseStream } from './sse.js';
+import { Detokenizer } from './detokenizer.js';
 import { StopText } from './stop-text.js';
 
 export interface GenerationDeps {
@@ -75,7 +75,7 @@ export async function handleGeneration(kind: RequestKind, req: IncomingMessage, 
   const spec: GenerationSpec = parseGenerationRequest(kind, body, deps.model);
   const shapes = new Shapes(kind, deps.model.modelId);
   const sse = spec.stream ? new SseStream(res) : null;
-  const text = new TextStream(deps.decode);
+  const text = new Detokenizer(deps.decode);
   const stop = new StopText(spec.stop);
   let generated = 0;
   let answered = false;

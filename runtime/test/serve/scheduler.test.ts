@@ -2,7 +2,7 @@
  * The scheduler against a scripted batch (no engine): the queue bound (429 with Retry-After),
  * FIFO admission into free slots under the prefill budget, cancellation of queued and running jobs
  * (the slot is freed at the next step boundary), trace sequences in admission order, shutdown.
- * Also the stop-string text buffer.
+ * Also the stop-string text buffer and the incremental detokenizer.
  */
 import { describe, expect, it } from 'vitest';
 import type { ContinuousBatch, SequenceOptions, SlotToken } from '../../src/engine/continuous-batch.js';
@@ -10,6 +10,7 @@ import { ApiError } from '../../src/serve/api-error.js';
 import { ServeMetrics } from '../../src/serve/metrics.js';
 import { Scheduler, type Job, type JobEnd } from '../../src/serve/scheduler.js';
 import { StopText } from '../../src/serve/stop-text.js';
+import { Detokenizer } from '../../src/serve/detokenizer.js';
 
 /** Each running slot emits token 100 + slot per step, finishing after maxNewTokens. */
 class FakeBatch {
@@ -148,5 +149,21 @@ describe('stop strings', () => {
     expect(t.flush()).toBe('E');
     const u = new StopText([]);
     expect(u.push('END')).toEqual({ text: 'END', stopped: false });
+  });
+});
+
+describe('incremental detokenizer', () => {
+  it('streams byte tokens into whole characters, equal to decoding everything at once', () => {
+    const text = 'héllo € 𝄞 end';
+    const bytes = Array.from(new TextEncoder().encode(text));
+    const decode = (ids: number[]) => new TextDecoder().decode(Uint8Array.from(ids));
+    const d = new Detokenizer(decode);
+    const pieces = bytes.map((b) => d.push(b));
+    expect(pieces.join('') + d.flush()).toBe(text);
+    expect(pieces.every((p) => !p.includes('\uFFFD'))).toBe(true);
+    // A trailing incomplete character comes out at the end, as the decoder renders it.
+    const e = new Detokenizer(decode);
+    const cut = Array.from(new TextEncoder().encode('a€')).slice(0, 3);
+    expect(cut.map((b) => e.push(b)).join('') + e.flush()).toBe(decode(cut));
   });
 });
