@@ -1,9 +1,10 @@
-// The Node binding: a thin node-addon-api layer over moe::Engine. Loading, prefill and decode steps
-// run on libuv's worker pool (Napi::AsyncWorker) and settle promises; C++ exceptions become
+// The Node binding: a thin node-addon-api layer over moe::Engine. Loading, opening slots, prefill and
+// decode steps run on libuv's worker pool (Napi::AsyncWorker) and settle promises; C++ exceptions become
 // rejected promises or thrown JS errors (the TypeScript layer rethrows them with a JS stack).
 // Nothing here calls exit() or abort(). One operation at a time per engine: a second is refused.
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <set>
 #include <string>
@@ -54,6 +55,9 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
                         InstanceMethod<&NativeEngine::take_miss_log>("takeMissLog"),
                         InstanceMethod<&NativeEngine::cache_stats>("cacheStats"),
                         InstanceMethod<&NativeEngine::score>("score"),
+                        InstanceMethod<&NativeEngine::open_slots>("openSlots"),
+                        InstanceMethod<&NativeEngine::add_sequence>("addSequence"),
+                        InstanceMethod<&NativeEngine::remove_sequence>("removeSequence"),
                         InstanceMethod<&NativeEngine::close>("close")});
   }
 
@@ -77,9 +81,37 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   // engine_ so that it is destroyed first.
   std::unique_ptr<OffloadHolder> offload_;
 
+  // Continuous batching (openSlots since the last begin/score): slots, and the trace sequence each
+  // slot's sequence replays / is recorded as (arrival order unless addSequence names one).
+  bool continuous_ = false;
+  std::vector<int32_t> trace_seq_;
+  int32_t next_trace_seq_ = 0;
+
   moe::StepOutput run(const moe::GenerationRequest* request) {
+    if (request) continuous_ = false;
+    if (continuous_) return offload_ ? continuous_offload_step() : engine_->step();
     if (offload_) return request ? offload_->session->begin(*request) : offload_->session->step();
     return request ? engine_->begin(*request) : engine_->step();
+  }
+
+  // The OffloadSession mirrors begin()'s one-batch layout only; with slots joining and leaving the
+  // controller is told each forward's rows here, from the engine's own next batch. A forward with any
+  // prompt rows is a prefill (phase 0: the cache steps through its positions), otherwise a decode.
+  moe::StepOutput continuous_offload_step() {
+    const moe::StepBatch b = engine_->next_batch();
+    std::vector<int32_t> seq(b.seq.size());
+    for (size_t i = 0; i < b.seq.size(); ++i) seq[i] = trace_seq_.at(static_cast<size_t>(b.seq[i]));
+    moe::offload::OffloadController& c = offload_->session->controller();
+    c.begin_forward(engine_->next_has_prefill() ? 0 : 1, seq, b.pos, b.tokens);
+    moe::StepOutput out;
+    try {
+      out = engine_->step();
+    } catch (...) {
+      c.abort_forward();
+      throw;
+    }
+    c.end_forward();
+    return out;
   }
 
  private:
@@ -125,6 +157,46 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   Napi::Value begin(const Napi::CallbackInfo& info);
   Napi::Value step(const Napi::CallbackInfo& info);
   Napi::Value score(const Napi::CallbackInfo& info);
+  Napi::Value open_slots(const Napi::CallbackInfo& info);
+
+  // addSequence({prompt, maxNewTokens, greedy, temperature, topP, seed, stopOnEos, traceSequence?}) -> slot.
+  // Cheap (the prompt is prefilled by the next step()), so it runs on the JS thread.
+  Napi::Value add_sequence(const Napi::CallbackInfo& info) {
+    moe::Engine& e = engine(info.Env());
+    if (!continuous_) throw Napi::Error::New(info.Env(), "addSequence: no slots open (openSlots first)");
+    if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "addSequence: expected a request object");
+    Napi::Object o = info[0].As<Napi::Object>();
+    const moe::SequenceRequest r = to_sequence_request(o);
+    int32_t trace = next_trace_seq_;
+    const Napi::Value t = o.Get("traceSequence");
+    if (!t.IsUndefined()) {
+      if (!t.IsNumber() || t.As<Napi::Number>().DoubleValue() < 0 || t.As<Napi::Number>().DoubleValue() > 2147483647.0) {
+        throw Napi::TypeError::New(info.Env(), "addSequence: traceSequence must be a non-negative 32-bit integer");
+      }
+      trace = t.As<Napi::Number>().Int32Value();
+    }
+    int slot = -1;
+    try {
+      slot = e.add_sequence(r);
+    } catch (const std::exception& err) {
+      throw Napi::Error::New(info.Env(), err.what());
+    }
+    trace_seq_.at(static_cast<size_t>(slot)) = trace;
+    next_trace_seq_ = std::max(next_trace_seq_, trace + 1);
+    return Napi::Number::New(info.Env(), slot);
+  }
+
+  Napi::Value remove_sequence(const Napi::CallbackInfo& info) {
+    moe::Engine& e = engine(info.Env());
+    if (!continuous_) throw Napi::Error::New(info.Env(), "removeSequence: no slots open (openSlots first)");
+    if (info.Length() != 1 || !info[0].IsNumber()) throw Napi::TypeError::New(info.Env(), "removeSequence: expected a slot number");
+    try {
+      e.remove_sequence(info[0].As<Napi::Number>().Int32Value());
+    } catch (const std::exception& err) {
+      throw Napi::Error::New(info.Env(), err.what());
+    }
+    return info.Env().Undefined();
+  }
 
   Napi::Value logits(const Napi::CallbackInfo& info) {
     const std::vector<float>& l = engine(info.Env()).last_logits();
@@ -280,9 +352,56 @@ Napi::Value NativeEngine::score(const Napi::CallbackInfo& info) {
   if (offload_) throw Napi::Error::New(info.Env(), "score: not available while an offloading session is attached");
   if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "score: expected a request object");
   Napi::Object req = info[0].As<Napi::Object>();
+  continuous_ = false;
   const Napi::Value pt = req.Get("prefillTokens");
   const int prefill_tokens = pt.IsNumber() ? pt.As<Napi::Number>().Int32Value() : 0;
   auto* worker = new ScoreWorker(info.Env(), this, info.This().As<Napi::Object>(), to_request(req), prefill_tokens);
+  busy_ = true;
+  worker->Queue();
+  return worker->promise();
+}
+
+// openSlots(slots, capacity) -> Promise<void>: Engine::open_slots off the JS thread (the KV caches of
+// every slot are allocated here: gigabytes for the full model).
+class OpenSlotsWorker : public Napi::AsyncWorker {
+ public:
+  OpenSlotsWorker(Napi::Env env, NativeEngine* owner, Napi::Object self, int slots, int capacity)
+      : Napi::AsyncWorker(env, "moe.openSlots"), owner_(owner), self_(Napi::Persistent(self)), slots_(slots), capacity_(capacity),
+        deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      owner_->engine_->open_slots(slots_, capacity_);
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+  void OnOK() override {
+    owner_->busy_ = false;
+    owner_->continuous_ = true;
+    owner_->trace_seq_.assign(static_cast<size_t>(slots_), -1);
+    owner_->next_trace_seq_ = 0;
+    deferred_.Resolve(Env().Undefined());
+  }
+  void OnError(const Napi::Error& e) override {
+    owner_->busy_ = false;
+    owner_->continuous_ = false;
+    deferred_.Reject(e.Value());
+  }
+
+ private:
+  NativeEngine* owner_;
+  Napi::ObjectReference self_;
+  int slots_, capacity_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value NativeEngine::open_slots(const Napi::CallbackInfo& info) {
+  engine(info.Env());
+  if (info.Length() != 2 || !info[0].IsNumber() || !info[1].IsNumber()) throw Napi::TypeError::New(info.Env(), "openSlots: expected (slots, capacity)");
+  continuous_ = false;
+  auto* worker = new OpenSlotsWorker(info.Env(), this, info.This().As<Napi::Object>(), info[0].As<Napi::Number>().Int32Value(),
+                                     info[1].As<Napi::Number>().Int32Value());
   busy_ = true;
   worker->Queue();
   return worker->promise();

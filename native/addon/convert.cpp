@@ -154,4 +154,21 @@ moe::GenerationRequest to_request(const Napi::Object& o) {
   return r;
 }
 
+moe::SequenceRequest to_sequence_request(const Napi::Object& o) {
+  moe::SequenceRequest r;
+  Napi::Value p = field(o, "prompt");
+  if (!p.IsTypedArray() || p.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) fail(o.Env(), "native: prompt must be an Int32Array");
+  Napi::Int32Array ids = p.As<Napi::Int32Array>();
+  r.prompt.assign(ids.Data(), ids.Data() + ids.ElementLength());
+  r.max_new_tokens = integer(o, "maxNewTokens");
+  r.sampling.greedy = boolean(o, "greedy");
+  r.sampling.temperature = static_cast<float>(num(o, "temperature"));
+  r.sampling.top_p = static_cast<float>(num(o, "topP"));
+  const double seed = num(o, "seed");
+  if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740991.0) fail(o.Env(), "native: seed must be a non-negative safe integer");
+  r.seed = static_cast<uint64_t>(seed);
+  r.stop_on_eos = boolean(o, "stopOnEos");
+  return r;
+}
+
 }  // namespace moe_addon

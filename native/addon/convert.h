@@ -15,5 +15,7 @@ moe::ModelConfig to_config(const Napi::Object& o);
 std::vector<moe::TensorSource> to_tensors(const Napi::Array& a);
 moe::EngineOptions to_engine_options(const Napi::Object& o);
 moe::GenerationRequest to_request(const Napi::Object& o);
+// {prompt: Int32Array, maxNewTokens, greedy, temperature, topP, seed, stopOnEos}
+moe::SequenceRequest to_sequence_request(const Napi::Object& o);
 
 }  // namespace moe_addon

@@ -31,6 +31,9 @@ class Backend {
   // Drops all sequences and makes capacity.size() empty slots, slot i able to hold capacity[i] tokens.
   virtual void reset_sequences(const std::vector<int>& capacity) = 0;
   virtual int sequence_length(int slot) const = 0;
+  // Empties one slot (length 0) and leaves the others as they are: continuous batching reuses the
+  // slot's cache rows for the next sequence, which overwrites them from position 0.
+  virtual void clear_sequence(int slot) = 0;
   // Runs the model on the batch, appending to the caches; logits: [logit_rows.size(), vocab].
   virtual void forward(const StepBatch& batch, float* logits) = 0;
   virtual void set_debug_hook(DebugHook hook) = 0;

@@ -1,8 +1,14 @@
 #pragma once
 // The engine: a loaded model plus the generation loop's state, independent of the device.
-// Generation is driven step by step from outside (the Node binding streams tokens this way):
-// begin() prefills every prompt and samples each sequence's first token, step() runs one decode
-// step for the sequences still active. Not thread-safe: one call at a time.
+// Generation is driven step by step from outside (the Node binding streams tokens this way).
+// The engine holds sequence slots, each with its own KV cache in the backend; step() runs one
+// forward over every running slot: a slot whose prompt is not prefilled yet contributes all its
+// prompt rows (and samples its first token), the others one decode row. Two ways to use it:
+//  - continuous batching (the server): open_slots() once, then add_sequence() / remove_sequence()
+//    between steps; a sequence joining or leaving changes no other slot's cache or random stream;
+//  - one batch (generate, bench): begin() fills one slot per prompt and runs the first step (the
+//    prefill of every prompt), step() the decode steps until done().
+// Not thread-safe: one call at a time.
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -32,11 +38,22 @@ struct GenerationRequest {
   bool stop_on_eos = true;
 };
 
-enum class FinishReason : int8_t { Running = 0, Eos = 1, Length = 2 };
+// One sequence of continuous batching. Its random stream depends on its seed only (the same as
+// prompt 0 of a begin() with that seed), so a sequence samples the same tokens whatever runs beside it.
+struct SequenceRequest {
+  std::vector<int32_t> prompt;
+  int max_new_tokens = 16;
+  SamplingParams sampling;
+  uint64_t seed = 0;
+  bool stop_on_eos = true;
+};
+
+// Free: the slot holds no sequence (continuous batching).
+enum class FinishReason : int8_t { Running = 0, Eos = 1, Length = 2, Free = 3 };
 
 struct StepOutput {
-  std::vector<int32_t> token;         // per sequence; -1 when it produced nothing this step
-  std::vector<FinishReason> finish;   // per sequence, after this step
+  std::vector<int32_t> token;         // per slot; -1 when it produced nothing this step
+  std::vector<FinishReason> finish;   // per slot, after this step
   std::vector<int32_t> logits_seq;    // sequence of each row of last_logits()
 };
 
@@ -52,7 +69,23 @@ class Engine {
 
   StepOutput begin(const GenerationRequest& request);
   StepOutput step();
+  // No slot is running (every sequence finished, was removed, or none was added).
   bool done() const;
+
+  // Continuous batching. open_slots drops every sequence and makes `slots` empty slots of
+  // `capacity` tokens each (prompt + generated). add_sequence puts a sequence in the lowest free
+  // slot and returns it; its prompt is prefilled by the next step(). remove_sequence frees a slot
+  // (running or finished); the slot's cache is reused by the next sequence added there.
+  void open_slots(int slots, int capacity);
+  int add_sequence(const SequenceRequest& request);
+  void remove_sequence(int slot);
+  int slot_count() const { return static_cast<int>(slots_.size()); }
+  int free_slots() const;
+  int slot_capacity() const { return slot_capacity_; }
+  // The rows the next step() runs (the offloading driver announces them to its controller first),
+  // and whether any of them prefills a prompt.
+  StepBatch next_batch() const;
+  bool next_has_prefill() const;
   // Teacher forcing (agreement checks): keeps the logits of every position of every sequence in
   // last_logits() ([sum of lengths, vocab], sequences in order). prefill_tokens 0: the sequences run
   // as one prefill batch; n > 0: their first n tokens do, then the rest one decode step per position
@@ -65,17 +98,29 @@ class Engine {
   void set_moe_interceptor(MoeInterceptor* interceptor) { backend_->set_moe_interceptor(interceptor); }
 
  private:
+  // Run state of one slot.
+  struct Slot {
+    std::vector<int32_t> pending;  // prompt tokens not prefilled yet (all of them, or none)
+    int32_t last_token = -1;
+    int generated = 0;
+    int max_new_tokens = 0;
+    bool stop_on_eos = true;
+    SamplingParams sampling;
+    Rng rng;
+    FinishReason finish = FinishReason::Free;
+  };
+  void check_params(int max_new_tokens, const SamplingParams& s, const std::string& what) const;
+  void check_prompt(const std::vector<int32_t>& prompt, const std::string& what) const;
+  void fill_slot(int slot, const std::vector<int32_t>& prompt, int max_new_tokens, const SamplingParams& sampling,
+                 bool stop_on_eos, uint64_t rng_seed);
   StepOutput sample_rows(const StepBatch& batch);
 
   ModelConfig config_;
   std::unique_ptr<WeightStore> store_;
   std::unique_ptr<Backend> backend_;
-  GenerationRequest request_;
-  bool active_request_ = false;
-  std::vector<int32_t> last_token_;
-  std::vector<int> generated_;
-  std::vector<FinishReason> finish_;
-  std::vector<Rng> rngs_;
+  bool slots_open_ = false;  // begin() or open_slots() since the last score()
+  int slot_capacity_ = 0;    // open_slots' capacity; 0 after begin() (per-prompt capacities)
+  std::vector<Slot> slots_;
   std::vector<float> logits_;
   std::vector<float> work_;
   std::vector<int32_t> order_;

@@ -48,6 +48,7 @@ class CpuBackend final : public Backend {
   }
 
   int sequence_length(int slot) const override { return seqs_.at(static_cast<size_t>(slot)).length; }
+  void clear_sequence(int slot) override { seqs_.at(static_cast<size_t>(slot)).length = 0; }
 
   void set_debug_hook(DebugHook hook) override { hook_ = std::move(hook); }
   void set_moe_interceptor(MoeInterceptor* i) override { interceptor_ = i; }

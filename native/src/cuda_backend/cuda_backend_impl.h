@@ -90,6 +90,8 @@ class CudaBackend final : public Backend {
   const char* name() const override { return "cuda"; }
   void reset_sequences(const std::vector<int>& capacity) override;
   int sequence_length(int slot) const override { return length_.at(static_cast<size_t>(slot)); }
+  // The slot's cache rows stay allocated; the next sequence there writes them again from position 0.
+  void clear_sequence(int slot) override { length_.at(static_cast<size_t>(slot)) = 0; }
   void forward(const StepBatch& b, float* logits) override;
   void set_debug_hook(DebugHook hook) override { hook_ = std::move(hook); }
   void set_moe_interceptor(MoeInterceptor* i) override {

@@ -40,57 +40,144 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
 
 Engine::~Engine() = default;
 
+namespace {
+// Seed of sequence s's random stream in a begin() with `seed` (add_sequence uses s = 0).
+uint64_t stream_seed(uint64_t seed, size_t s) { return seed + 0x9e3779b97f4a7c15ull * (s + 1); }
+}  // namespace
+
+void Engine::check_params(int max_new_tokens, const SamplingParams& s, const std::string& what) const {
+  if (max_new_tokens < 1) throw Error(what + ": max_new_tokens must be >= 1");
+  if (!s.greedy) {
+    if (!(s.temperature > 0.f)) throw Error(what + ": temperature must be > 0");
+    if (!(s.top_p > 0.f && s.top_p <= 1.f)) throw Error(what + ": top_p must be in (0, 1]");
+  }
+}
+
+void Engine::check_prompt(const std::vector<int32_t>& prompt, const std::string& what) const {
+  if (prompt.empty()) throw Error(what + " is empty");
+  for (int32_t id : prompt) {
+    if (id < 0 || id >= config_.vocab_size) {
+      throw Error(what + " has token id " + std::to_string(id) + " outside the vocabulary [0, " +
+                  std::to_string(config_.vocab_size) + ")");
+    }
+  }
+}
+
+void Engine::fill_slot(int slot, const std::vector<int32_t>& prompt, int max_new_tokens, const SamplingParams& sampling,
+                       bool stop_on_eos, uint64_t rng_seed) {
+  Slot& s = slots_[static_cast<size_t>(slot)];
+  s.pending = prompt;
+  s.last_token = -1;
+  s.generated = 0;
+  s.max_new_tokens = max_new_tokens;
+  s.stop_on_eos = stop_on_eos;
+  s.sampling = sampling;
+  s.rng = Rng(rng_seed);
+  s.finish = FinishReason::Running;
+}
+
 StepOutput Engine::begin(const GenerationRequest& request) {
   if (request.prompts.empty()) throw Error("generate: no prompts");
-  if (request.max_new_tokens < 1) throw Error("generate: max_new_tokens must be >= 1");
-  if (!request.sampling.greedy) {
-    if (!(request.sampling.temperature > 0.f)) throw Error("generate: temperature must be > 0");
-    if (!(request.sampling.top_p > 0.f && request.sampling.top_p <= 1.f)) throw Error("generate: top_p must be in (0, 1]");
-  }
   const size_t n = request.prompts.size();
-  StepBatch batch;
+  check_params(request.max_new_tokens, request.sampling, "generate");
   std::vector<int> capacity(n);
   for (size_t s = 0; s < n; ++s) {
-    const std::vector<int32_t>& p = request.prompts[s];
-    if (p.empty()) throw Error("generate: prompt " + std::to_string(s) + " is empty");
-    for (int32_t id : p) {
-      if (id < 0 || id >= config_.vocab_size) {
-        throw Error("generate: prompt " + std::to_string(s) + " has token id " + std::to_string(id) +
-                    " outside the vocabulary [0, " + std::to_string(config_.vocab_size) + ")");
-      }
-    }
-    capacity[s] = static_cast<int>(p.size()) + request.max_new_tokens;
-    for (size_t i = 0; i < p.size(); ++i) {
-      batch.tokens.push_back(p[i]);
-      batch.seq.push_back(static_cast<int32_t>(s));
-      batch.pos.push_back(static_cast<int32_t>(i));
-    }
-    batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
+    check_prompt(request.prompts[s], "generate: prompt " + std::to_string(s));
+    capacity[s] = static_cast<int>(request.prompts[s].size()) + request.max_new_tokens;
   }
-  active_request_ = false;
+  slots_open_ = false;
   backend_->reset_sequences(capacity);
-  request_ = request;
-  last_token_.assign(n, -1);
-  generated_.assign(n, 0);
-  finish_.assign(n, FinishReason::Running);
-  rngs_.clear();
-  for (size_t s = 0; s < n; ++s) rngs_.emplace_back(request.seed + 0x9e3779b97f4a7c15ull * (s + 1));
-  active_request_ = true;
-  return sample_rows(batch);
+  slots_.assign(n, Slot());
+  slot_capacity_ = 0;
+  for (size_t s = 0; s < n; ++s) {
+    fill_slot(static_cast<int>(s), request.prompts[s], request.max_new_tokens, request.sampling, request.stop_on_eos,
+              stream_seed(request.seed, s));
+  }
+  slots_open_ = true;
+  return sample_rows(next_batch());
 }
 
 StepOutput Engine::step() {
-  if (!active_request_) throw Error("step: no generation in progress (call begin first)");
-  if (done()) throw Error("step: every sequence has finished");
+  if (!slots_open_) throw Error("step: no generation in progress (call begin first)");
+  if (done()) throw Error("step: no sequence is running");
+  return sample_rows(next_batch());
+}
+
+void Engine::open_slots(int slots, int capacity) {
+  if (slots < 1) throw Error("open_slots: slots must be >= 1");
+  if (capacity < 2) throw Error("open_slots: capacity must be >= 2 tokens");
+  slots_open_ = false;
+  backend_->reset_sequences(std::vector<int>(static_cast<size_t>(slots), capacity));
+  slots_.assign(static_cast<size_t>(slots), Slot());
+  slot_capacity_ = capacity;
+  slots_open_ = true;
+}
+
+int Engine::add_sequence(const SequenceRequest& request) {
+  if (!slots_open_ || slot_capacity_ == 0) throw Error("add_sequence: no slots open (call open_slots first)");
+  check_params(request.max_new_tokens, request.sampling, "add_sequence");
+  check_prompt(request.prompt, "add_sequence: prompt");
+  // The last generated token is never fed back, so a slot holds prompt + max_new_tokens - 1 tokens.
+  const size_t need = request.prompt.size() + static_cast<size_t>(request.max_new_tokens) - 1;
+  if (need > static_cast<size_t>(slot_capacity_)) {
+    throw Error("add_sequence: prompt of " + std::to_string(request.prompt.size()) + " tokens plus " +
+                std::to_string(request.max_new_tokens) + " new tokens exceeds the slot capacity of " +
+                std::to_string(slot_capacity_) + " tokens");
+  }
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    if (slots_[i].finish != FinishReason::Free) continue;
+    backend_->clear_sequence(static_cast<int>(i));
+    fill_slot(static_cast<int>(i), request.prompt, request.max_new_tokens, request.sampling, request.stop_on_eos,
+              stream_seed(request.seed, 0));
+    return static_cast<int>(i);
+  }
+  throw Error("add_sequence: all " + std::to_string(slots_.size()) + " slots are in use");
+}
+
+void Engine::remove_sequence(int slot) {
+  if (!slots_open_ || slot < 0 || static_cast<size_t>(slot) >= slots_.size()) {
+    throw Error("remove_sequence: slot " + std::to_string(slot) + " does not exist");
+  }
+  if (slots_[static_cast<size_t>(slot)].finish == FinishReason::Free) throw Error("remove_sequence: slot " + std::to_string(slot) + " is free");
+  slots_[static_cast<size_t>(slot)] = Slot();
+  backend_->clear_sequence(slot);
+}
+
+int Engine::free_slots() const {
+  int n = 0;
+  for (const Slot& s : slots_) n += s.finish == FinishReason::Free ? 1 : 0;
+  return n;
+}
+
+// Slots in ascending order, each with its whole prompt (prefill) or its last token (decode): for
+// begin() this is the one-batch prefill layout the offloading session mirrors.
+StepBatch Engine::next_batch() const {
   StepBatch batch;
-  for (size_t s = 0; s < finish_.size(); ++s) {
-    if (finish_[s] != FinishReason::Running) continue;
-    batch.tokens.push_back(last_token_[s]);
-    batch.seq.push_back(static_cast<int32_t>(s));
-    batch.pos.push_back(backend_->sequence_length(static_cast<int>(s)));
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
+    if (s.finish != FinishReason::Running) continue;
+    const int32_t base = backend_->sequence_length(static_cast<int>(i));
+    if (!s.pending.empty()) {
+      for (size_t p = 0; p < s.pending.size(); ++p) {
+        batch.tokens.push_back(s.pending[p]);
+        batch.seq.push_back(static_cast<int32_t>(i));
+        batch.pos.push_back(base + static_cast<int32_t>(p));
+      }
+    } else {
+      batch.tokens.push_back(s.last_token);
+      batch.seq.push_back(static_cast<int32_t>(i));
+      batch.pos.push_back(base);
+    }
     batch.logit_rows.push_back(static_cast<int32_t>(batch.tokens.size() - 1));
   }
-  return sample_rows(batch);
+  return batch;
+}
+
+bool Engine::next_has_prefill() const {
+  for (const Slot& s : slots_) {
+    if (s.finish == FinishReason::Running && !s.pending.empty()) return true;
+  }
+  return false;
 }
 
 void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens) {
@@ -112,7 +199,8 @@ void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefi
     total += sequences[s].size();
     longest = std::max(longest, sequences[s].size());
   }
-  active_request_ = false;
+  slots_open_ = false;
+  slots_.clear();
   backend_->reset_sequences(capacity);
   logits_.resize(total * V);
   const size_t first = prefill_tokens > 0 ? static_cast<size_t>(prefill_tokens) : longest;
@@ -140,8 +228,8 @@ void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefi
 }
 
 bool Engine::done() const {
-  for (FinishReason f : finish_) {
-    if (f == FinishReason::Running) return false;
+  for (const Slot& s : slots_) {
+    if (s.finish == FinishReason::Running) return false;
   }
   return true;
 }
@@ -151,18 +239,21 @@ StepOutput Engine::sample_rows(const StepBatch& batch) {
   logits_.resize(batch.logit_rows.size() * static_cast<size_t>(V));
   backend_->forward(batch, logits_.data());
   StepOutput out;
-  out.token.assign(finish_.size(), -1);
+  out.token.assign(slots_.size(), -1);
   for (size_t r = 0; r < batch.logit_rows.size(); ++r) {
-    const int s = batch.seq[static_cast<size_t>(batch.logit_rows[r])];
-    const int32_t tok = sample_token(logits_.data() + r * V, V, request_.sampling, rngs_[s], work_, order_);
-    out.token[s] = tok;
-    out.logits_seq.push_back(s);
-    last_token_[s] = tok;
-    ++generated_[s];
-    if (request_.stop_on_eos && tok == config_.eos_token_id) finish_[s] = FinishReason::Eos;
-    else if (generated_[s] >= request_.max_new_tokens) finish_[s] = FinishReason::Length;
+    const int si = batch.seq[static_cast<size_t>(batch.logit_rows[r])];
+    Slot& s = slots_[static_cast<size_t>(si)];
+    const int32_t tok = sample_token(logits_.data() + r * V, V, s.sampling, s.rng, work_, order_);
+    out.token[si] = tok;
+    out.logits_seq.push_back(si);
+    s.pending.clear();
+    s.last_token = tok;
+    ++s.generated;
+    if (s.stop_on_eos && tok == config_.eos_token_id) s.finish = FinishReason::Eos;
+    else if (s.generated >= s.max_new_tokens) s.finish = FinishReason::Length;
   }
-  out.finish = finish_;
+  out.finish.reserve(slots_.size());
+  for (const Slot& s : slots_) out.finish.push_back(s.finish);
   return out;
 }
 

@@ -6,6 +6,7 @@ import { buildOffloadSpec } from '../offload/offload-spec.js';
 import { resolvePlacement, type Placement } from '../offload/placement.js';
 import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
+import { ContinuousBatch } from './continuous-batch.js';
 import {
   checkGenerateShape,
   checkPromptIds,
@@ -89,6 +90,7 @@ export class Engine {
   logits: RecordedLogits | null = null;
   private busy = false;
   private closed = false;
+  private batch: ContinuousBatch | null = null;
   private tokenizerCache: ModelTokenizer | undefined;
 
   private constructor(
@@ -200,7 +202,7 @@ export class Engine {
     if (!Array.isArray(sequences) || sequences.length === 0) throw new UserError('score: sequences must be a non-empty array of token-id arrays');
     const ids = checkPromptIds(sequences, this.config.vocabSize);
     if (!Number.isInteger(prefillTokens) || prefillTokens < 0) throw new UserError(`score: prefillTokens must be an integer >= 0, got ${prefillTokens}`);
-    if (this.busy) throw new UserError('engine is busy: one operation at a time');
+    this.assertIdle();
     this.busy = true;
     try {
       await native('score', () =>
@@ -226,7 +228,7 @@ export class Engine {
         ? (options.prompts as string[]).map((p) => this.tokenizer.encode(p, { addBos: true }))
         : (options.prompts as number[][]);
     const prompts = checkPromptIds(ids, this.config.vocabSize);
-    if (this.busy) throw new UserError('engine is busy: one generate() at a time');
+    this.assertIdle();
     this.busy = true;
     const record = options.recordLogits === true;
     this.logits = record ? { vocabSize: this.config.vocabSize, perSequence: prompts.map(() => []) } : null;
@@ -251,6 +253,50 @@ export class Engine {
     } finally {
       this.busy = false;
     }
+  }
+
+  /**
+   * Continuous batching (the server): `slots` sequence slots of `capacity` tokens each (prompt plus
+   * generated), sequences added and removed between steps. While the batch is open, generate() and
+   * score() are refused; batch.close() ends it.
+   */
+  async openBatch(o: { slots: number; capacity: number }): Promise<ContinuousBatch> {
+    this.assertOpen();
+    if (!o || typeof o !== 'object') throw new UserError('openBatch: options must be an object {slots, capacity}');
+    if (!Number.isInteger(o.slots) || o.slots < 1 || o.slots > 4096) throw new UserError(`openBatch slots: must be an integer in [1, 4096], got ${String(o.slots)}`);
+    const maxCtx = this.config.maxPositionEmbeddings;
+    if (!Number.isInteger(o.capacity) || o.capacity < 2 || o.capacity > maxCtx) {
+      throw new UserError(`openBatch capacity: must be an integer in [2, ${maxCtx}] (the model's max_position_embeddings), got ${String(o.capacity)}`);
+    }
+    this.assertIdle();
+    this.busy = true;
+    try {
+      await native('opening sequence slots', () => this.handle.openSlots(o.slots, o.capacity));
+    } finally {
+      this.busy = false;
+    }
+    const batch = new ContinuousBatch(
+      {
+        handle: this.handle,
+        vocabSize: this.config.vocabSize,
+        acquire: (what) => {
+          this.assertOpen();
+          if (this.busy) throw new UserError(`engine is busy: cannot ${what}`);
+          this.busy = true;
+        },
+        release: () => {
+          this.busy = false;
+        },
+        ended: () => {
+          if (this.batch === batch) this.batch = null;
+        },
+        wrap: (what, err) => (err instanceof UserError ? err : new EngineError(`${what}: ${(err as Error).message}`)),
+      },
+      o.slots,
+      o.capacity,
+    );
+    this.batch = batch;
+    return batch;
   }
 
   /** Collects the whole generation: the generated ids of each prompt. */
@@ -283,6 +329,7 @@ export class Engine {
   close(): void {
     if (this.closed) return;
     if (this.busy) throw new UserError('engine is busy: finish or abandon the generate() loop before close()');
+    this.batch?.close();
     this.handle.close();
     this.closed = true;
   }
@@ -291,6 +338,11 @@ export class Engine {
     const all = this.handle.logits();
     const V = this.config.vocabSize;
     result.logitsSeq.forEach((s, row) => this.logits!.perSequence[s].push(all.slice(row * V, (row + 1) * V)));
+  }
+
+  private assertIdle(): void {
+    if (this.busy) throw new UserError('engine is busy: one operation at a time');
+    if (this.batch) throw new UserError('engine has an open continuous batch: close it before generate() or score()');
   }
 
   private assertOpen(): void {

@@ -68,7 +68,20 @@ export interface NativeRequest {
   stopOnEos: boolean;
 }
 
-/** finish codes: 0 running, 1 eos, 2 length */
+/** One sequence of continuous batching (Engine::add_sequence). */
+export interface NativeSequenceRequest {
+  prompt: Int32Array;
+  maxNewTokens: number;
+  greedy: boolean;
+  temperature: number;
+  topP: number;
+  seed: number;
+  stopOnEos: boolean;
+  /** trace sequence it replays / is recorded as (default: arrival order) */
+  traceSequence?: number;
+}
+
+/** finish codes: 0 running, 1 eos, 2 length, 3 free slot (continuous batching); arrays are per slot */
 export interface NativeStepResult {
   tokens: Int32Array;
   finish: Int8Array;
@@ -90,6 +103,11 @@ export interface NativeEngineHandle {
   info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string; device: string };
   /** teacher forcing: logits of every position of request.prompts, read with logits() */
   score(request: NativeRequest & { prefillTokens: number }): Promise<void>;
+  /** continuous batching: drops every sequence, makes `slots` slots of `capacity` tokens */
+  openSlots(slots: number, capacity: number): Promise<void>;
+  /** the slot the sequence took; its prompt is prefilled by the next step() */
+  addSequence(request: NativeSequenceRequest): number;
+  removeSequence(slot: number): void;
   setDebugCapture(names: string[] | null): void;
   takeDebugCapture(): NativeCapture[];
   /** offloading runtime (runtime/src/offload/offload-spec.ts builds the spec); null detaches */
