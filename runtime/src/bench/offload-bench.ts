@@ -30,6 +30,11 @@ export interface OffloadBenchOptions {
   gpuMemory: number | null;
   /** traces to replay (lanes filled per point, see replay-lanes.ts); empty: the router decides */
   routing: RoutingReplay[];
+  /**
+   * Runs only the (cache, policy, point) combinations this accepts (default: the whole cross product).
+   * validate --best measures a chosen set, and stops early through it when interrupted.
+   */
+  select?: (cache: number, policy: PolicyName, point: GridPoint) => boolean;
 }
 
 export interface OffloadPointResult extends PointResult {
@@ -90,6 +95,7 @@ export async function runOffloadGrid(
   const shape = gridShape(grid);
   const out: OffloadPointResult[] = [];
   for (const C of [...o.caches].sort((a, b) => a - b)) {
+    if (o.select && !o.policies.some((policy) => grid.some((p) => o.select!(C, policy, p)))) continue;
     log(`bench: loading the engine with routed experts offloaded, ${C} GPU slots per MoE layer`);
     const t0 = performance.now();
     const engine = await Engine.load(model, {
@@ -103,6 +109,7 @@ export async function runOffloadGrid(
     try {
       for (const policy of o.policies) {
         for (const p of grid) {
+          if (o.select && !o.select(C, policy, p)) continue;
           const gens = warmup + repeats;
           const lanes = o.routing.length ? fillLanes(o.routing, gens * p.batch, p.prompt + p.newTokens - 1) : null;
           engine.resetOffload({ cache: { slotsPerLayer: C, policy }, ...(lanes ? { routing: lanes.replay } : {}) });
