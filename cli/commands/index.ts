@@ -9,6 +9,7 @@ import { register as registerChat } from './chat.js';
 import { register as registerSynthModel } from './synth-model.js';
 import { register as registerBench } from './bench.js';
 import { register as registerCalibrate } from './calibrate.js';
+import { register as registerReport } from './report.js';
 
 /** One file per command; each file's `register` adds the command and its options. */
 export function registerAll(program: Command): void {
@@ -22,4 +23,5 @@ export function registerAll(program: Command): void {
   registerTraces(program);
   registerBench(program);
   registerCalibrate(program);
+  registerReport(program);
 }
