@@ -3,8 +3,8 @@
  * and compared with what it predicted (runtime/src/validate/). A thin shell: options are checked here before
  * anything runs; without a CUDA backend or a checkpoint it prints the plan and fails saying so.
  */
-import { existsSync, statSync } from 'node:fs';
-import { basename, extname, join, resolve } from 'node:path';
+import { existsSync, mkdirSync, statSync } from 'node:fs';
+import { basename, dirname, extname, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { UserError } from '../../core/src/errors.js';
 import { parseIntListOption, parseIntOption } from '../../core/src/options.js';
@@ -72,6 +72,8 @@ export function register(program: Command): void {
       });
       const unavailable = cudaUnavailable() ?? (o.model === undefined ? 'no --model given (the GPU runs need a checkpoint)' : null);
       const outPath = o.out ?? join('reports', 'validate', traces.map((t) => basename(t, extname(t))).join('+'));
+      // The default folder's parent (reports/validate) is made here; a folder the user names must have one.
+      if (!unavailable && o.out === undefined) mkdirSync(dirname(resolve(outPath)), { recursive: true });
       const out = unavailable ? resolve(outPath) : checkOutputDir(outPath, { option: '--out', force: o.force, inputs: traces });
       const stop = { requested: false };
       const onSigint = () => {
