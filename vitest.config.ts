@@ -2,7 +2,7 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
-    include: ['{cli,runtime,predictor,sim,traces,core}/test/**/*.test.ts'],
+    include: ['{cli,runtime,predictor,sim,traces,core,notebooks}/test/**/*.test.ts'],
     testTimeout: 180_000,
     hookTimeout: 600_000,
     pool: 'forks',

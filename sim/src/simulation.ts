@@ -75,7 +75,8 @@ export interface SimResult {
 
 export function validateSimConfig(c: SimConfig): void {
   if (!(POLICY_NAMES as readonly string[]).includes(c.policy)) throw new UserError(`option --policy: unknown value '${c.policy}' (choose from ${POLICY_NAMES.join(', ')})`);
-  if (!Number.isInteger(c.cacheSize) || c.cacheSize < 1) throw new UserError(`option --cache: ${c.cacheSize} must be an integer >= 1`);
+  // 0 slots is naive on-demand loading (every request bypasses): validate's baseline.
+  if (!Number.isInteger(c.cacheSize) || c.cacheSize < 0) throw new UserError(`option --cache: ${c.cacheSize} must be an integer >= 0`);
   if (!Number.isInteger(c.batch) || c.batch < 1) throw new UserError(`option --batch: ${c.batch} must be an integer >= 1`);
   if (!(PREFETCH_NAMES as readonly string[]).includes(c.prefetch)) throw new UserError(`option --prefetch: unknown value '${c.prefetch}' (choose from ${PREFETCH_NAMES.join(', ')})`);
   if (!(MISS_MODES as readonly string[]).includes(c.miss)) throw new UserError(`option --miss: unknown value '${c.miss}' (choose from ${MISS_MODES.join(', ')})`);

@@ -45,6 +45,11 @@ export interface OffloadBenchOptions {
   cpuFills?: boolean[];
   /** the cost model the hybrid rule and the simulated column use */
   calibration: CostModel;
+  /**
+   * Runs only the (cache, policy, point) combinations this accepts (default: the whole cross product).
+   * validate --best measures a chosen set, and stops early through it when interrupted.
+   */
+  select?: (cache: number, policy: PolicyName, point: GridPoint, miss: MissMode) => boolean;
 }
 
 /** The first logged miss decisions of a point, committed with the results so a CPU test can replay them. */
@@ -145,6 +150,7 @@ export async function runOffloadGrid(
   const shape = gridShape(grid);
   const out: OffloadPointResult[] = [];
   for (const C of [...o.caches].sort((a, b) => a - b)) {
+    if (o.select && !o.policies.some((policy) => grid.some((p) => o.misses.some((m) => o.select!(C, policy, p, m))))) continue;
     log(`bench: loading the engine with routed experts offloaded, ${C} GPU slots per MoE layer`);
     const t0 = performance.now();
     const engine = await Engine.load(model, {
@@ -160,6 +166,7 @@ export async function runOffloadGrid(
         const variants: Array<{ miss: MissMode; cpuFill: boolean | null }> = o.misses.flatMap((m): Array<{ miss: MissMode; cpuFill: boolean | null }> => (m === 'fetch' ? [{ miss: m, cpuFill: null }] : (o.cpuFills ?? [true]).map((f) => ({ miss: m, cpuFill: f }))));
         for (const { miss, cpuFill } of variants) {
           for (const p of grid) {
+            if (o.select && !o.select(C, policy, p, miss)) continue;
             const gens = warmup + repeats;
             const lanes = o.routing.length ? fillLanes(o.routing, gens * p.batch, p.prompt + p.newTokens - 1) : null;
             const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, fill: cpuFill ?? true, profile: o.calibration, log: miss !== 'fetch' };

@@ -14,9 +14,8 @@ import type { TopLevelSpec } from 'vega-lite';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import { defaultCalibration } from '../../../sim/src/index.js';
-import { fillLanes } from '../offload/replay-lanes.js';
+import { benchLanes, predictBenchPoint } from './sim-prediction.js';
 import { gib, pct } from './offload-bench.js';
-import { simulatePoint } from './sim-prediction.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { writeChart } from '../../../core/src/charts.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
@@ -81,12 +80,12 @@ function offloadPoints(path: string): OffloadPoint[] {
  * are checked to be the bench's by the simulator's hit rate, which must equal the one the bench recorded.
  */
 function simulatedMsPerToken(p: OffloadPoint, replays: RoutingReplay[]): number {
-  const lanes = fillLanes(replays, (p.warmup + p.repeats) * p.batch, p.prompt + p.newTokens - 1);
-  const r = simulatePoint(lanes.replay.corpus, { policy: p.policy as 'lru', cache: p.cache, batch: p.batch, prompt: p.prompt, warmup: p.warmup, miss: 'fetch', calibration: defaultCalibration() });
+  const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: p.warmup, repeats: p.repeats };
+  const { result: r, msPerToken } = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy as 'lru', cacheSize: p.cache, prefetch: 'none', miss: 'fetch', calibration: defaultCalibration() });
   if (Math.abs(r.hitRate - p.simHitRate) > 1e-12) {
     throw new UserError(`--sim-traces: the lanes rebuilt for ${p.policy} B${p.batch} P${p.prompt} give hit rate ${r.hitRate}, the bench recorded ${p.simHitRate}: not the bench's traces or order`);
   }
-  return r.msPerToken;
+  return msPerToken.mean;
 }
 
 /** One panel of the grid chart: a measure against batch size, a line per prompt length and policy. */

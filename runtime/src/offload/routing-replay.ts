@@ -44,14 +44,15 @@ export function loadRoutingReplay(path: string, config: ModelConfig): RoutingRep
   return { path, corpus, tokens };
 }
 
-export function checkReplayGeometry(path: string, corpus: RoutingCorpus, config: ModelConfig): void {
+/** `option`: the option that named the trace, for the message. */
+export function checkReplayGeometry(path: string, corpus: RoutingCorpus, config: ModelConfig, option = '--routing'): void {
   const problems: string[] = [];
   if (corpus.numExperts !== config.nRoutedExperts) problems.push(`${corpus.numExperts} experts per layer, the model has ${config.nRoutedExperts}`);
   if (corpus.topK !== config.numExpertsPerTok) problems.push(`top-${corpus.topK} routing, the model routes top-${config.numExpertsPerTok}`);
   if (corpus.moeLayers.join(',') !== config.moeLayers.join(',')) {
     problems.push(`MoE layers [${corpus.moeLayers.join(', ')}], the model's are [${config.moeLayers.join(', ')}]`);
   }
-  if (problems.length > 0) throw new UserError(`option --routing: ${path} does not fit the model: ${problems.join('; ')}`);
+  if (problems.length > 0) throw new UserError(`option ${option}: ${path} does not fit the model: ${problems.join('; ')}`);
 }
 
 /** Refuses a run that needs more than the trace has: `lengths[g]` tokens of sequence g for prompt g. */

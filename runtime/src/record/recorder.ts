@@ -23,12 +23,13 @@ import { checkReplayCoverage, loadRoutingReplay } from '../offload/routing-repla
 import { findRepoRoot } from '../engine/native-binding.js';
 import { UserError } from '../../../core/src/errors.js';
 import { startProgress } from '../../../core/src/progress.js';
-import { loadPromptTexts } from './dataset.js';
+import { loadPromptTexts, type PromptTexts } from './dataset.js';
 import { buildPromptIds } from './prompt-tokens.js';
 
 export interface RecordTraceOptions {
   model: string;
-  dataset: string;
+  /** builtin, sharegpt, a ShareGPT-format file, or prompts already read (the CLI reads them first to report what it read) */
+  dataset: string | PromptTexts;
   batch: number;
   promptLen: number;
   gen: number;
@@ -78,7 +79,7 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
       prompts = replay.tokens.slice(0, S).map((t) => Array.from(t.subarray(0, o.promptLen)));
       dataset = `replay:${replay.corpus.meta.dataset}`;
     } else {
-      const texts = loadPromptTexts(o.dataset);
+      const texts = typeof o.dataset === 'string' ? loadPromptTexts(o.dataset, { quiet: o.quiet }) : o.dataset;
       prompts = buildPromptIds(texts.texts, engine.tokenizer, o.promptLen, S);
       dataset = texts.label;
     }

@@ -170,12 +170,14 @@ describe.skipIf(!ready)('record-trace', () => {
     writeFileSync(bad, '[{"id": 1, "conversations": [{"from": "human"');
     const noConv = join(tmp.path, 'noconv.json');
     writeFileSync(noConv, '[{"id": 1}]');
+    const notArray = join(tmp.path, 'object.json');
+    writeFileSync(notArray, '{"conversations": []}');
     const base = ['record-trace', '--model', model, '--prompt-len', '4', '--gen', '2', '--quiet'];
     const cases: Array<[string[], RegExp]> = [
       [['--dataset', join(tmp.path, 'missing.json')], /missing\.json: no such dataset file/],
-      [['--dataset', bad], /bad\.json: not valid JSON/],
+      [['--dataset', bad], /bad\.json: no complete conversation has a non-empty human turn \(0 complete conversations read\)/],
       [['--dataset', noConv], /entry 0 has no conversations array/],
-      [['--dataset', 'sharegpt'], /option --dataset: give the path/],
+      [['--dataset', notArray], /object\.json: not ShareGPT-shaped/],
       [['--batch', '0'], /--batch/],
       [['--policy', 'mru', '--cache', '2'], /--policy/],
       [['--cache', '99'], /cache\.slotsPerLayer: must be an integer in \[0, 8\]/],

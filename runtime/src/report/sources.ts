@@ -1,0 +1,147 @@
+/**
+ * The committed result files REPORT.md is built from, read and checked just enough to be used. Every number
+ * in the report comes from one of these; a file that is absent makes its section say so.
+ */
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BadInputError } from '../../../core/src/errors.js';
+import type { ValidationResult } from '../validate/result.js';
+
+export interface Stat {
+  mean: number;
+  p50: number;
+  p99: number;
+}
+
+/** A measured point of any system, in one shape. */
+export interface Measured {
+  system: string;
+  batch: number;
+  prompt: number;
+  ms: Stat;
+  tokS: number;
+  /** the file it comes from, relative to the repository root */
+  source: string;
+  routing: string;
+  hitRate?: number;
+  simMs?: number;
+  /**
+   * routed experts missed per cache step (hits and requests of the whole point: its prefill positions count
+   * as cache steps too, runtime/src/offload/README.md), i.e. what one decode step copies on average
+   */
+  missesPerStep?: number;
+}
+
+export interface SimRow {
+  policy: string;
+  cache: number;
+  batch: number;
+  prefetch: string;
+  miss: string;
+  hit_rate: number;
+  tpt_mean_ms: number;
+  copy_busy_ms: number;
+  gpu_idle_ms: number;
+  gpu_expert_ms: number;
+  gpu_non_expert_ms: number;
+  step_ms: number;
+}
+
+export interface Sources {
+  root: string;
+  measured: Measured[];
+  device: string | null;
+  offloadGrid: string | null;
+  sim: { name: string; file: string; routing: string; calibration: string; generatedBy: string; rows: SimRow[] }[];
+  calibration: { file: string; label: string; h2dGBps: number; perCopyMs: number; expertBytes: number; cpuWorkers: number; cpuExpertMs1: number; gpuExpertMs1: number } | null;
+  predictorSim: { file: string; label: string; fetch: Record<string, { hitRate: number; timePerTokenMs: number }>; cpu: Record<string, { hitRate: number; timePerTokenMs: number }> } | null;
+  tokensIdentical: { file: string; runs: number; allIdentical: boolean } | null;
+  validations: { dir: string; result: ValidationResult }[];
+}
+
+function json<T>(root: string, rel: string): T | null {
+  const f = join(root, rel);
+  if (!existsSync(f)) return null;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as T;
+  } catch (err) {
+    throw new BadInputError(rel, `not JSON (${(err as Error).message})`);
+  }
+}
+
+interface BenchPoint {
+  batch: number;
+  prompt: number;
+  msPerToken: Stat;
+  decodeTokensPerSecond: number;
+  cache?: number;
+  policy?: string;
+  routing?: string;
+  hitRate?: number;
+  simMsPerToken?: number;
+  hits?: number;
+  requests?: number;
+  warmup?: number;
+  repeats?: number;
+  newTokens?: number;
+}
+
+const missesPerStep = (p: BenchPoint) => (p.requests! - p.hits!) / ((p.warmup! + p.repeats!) * (p.prompt + p.newTokens! - 1));
+
+export function readSources(root: string): Sources {
+  const measured: Measured[] = [];
+  const gridRel = 'reports/bench/offload-h200-grid/summary.json';
+  const grid = json<{ device: string; grid: BenchPoint[]; naive: BenchPoint }>(root, gridRel);
+  if (grid) {
+    for (const p of grid.grid)
+      measured.push({ system: `cache ${p.cache} ${p.policy}`, batch: p.batch, prompt: p.prompt, ms: p.msPerToken, tokS: p.decodeTokensPerSecond, source: gridRel, routing: p.routing!, hitRate: p.hitRate, simMs: p.simMsPerToken, missesPerStep: missesPerStep(p) });
+    const n = grid.naive;
+    measured.push({ system: 'naive on-demand (cache 0)', batch: n.batch, prompt: n.prompt, ms: n.msPerToken, tokS: n.decodeTokensPerSecond, source: gridRel, routing: n.routing!, hitRate: 0, missesPerStep: missesPerStep(n) });
+  }
+  const accRel = 'reports/bench/offload-h200-grid/accelerate-b1-p128.json';
+  const acc = json<{ batch: number; prompt: number; msPerToken: Stat; routing: string; transformers: string; accelerate: string }>(root, accRel);
+  if (acc) measured.push({ system: 'transformers + accelerate (CPU offload)', batch: acc.batch, prompt: acc.prompt, ms: acc.msPerToken, tokS: (acc.batch * 1e3) / acc.msPerToken.mean, source: accRel, routing: `${acc.routing} (transformers ${acc.transformers}, accelerate ${acc.accelerate})` });
+  const resRel = 'reports/bench/cuda-backend-h200/bench.json';
+  const res = json<{ grid: BenchPoint[]; baseline: { transformers: string; grid: BenchPoint[] } | null }>(root, resRel);
+  if (res) {
+    for (const p of res.grid) measured.push({ system: 'all-resident (moe-offload CUDA)', batch: p.batch, prompt: p.prompt, ms: p.msPerToken, tokS: p.decodeTokensPerSecond, source: resRel, routing: 'router (random weights)' });
+    for (const p of res.baseline?.grid ?? []) measured.push({ system: 'transformers (all resident)', batch: p.batch, prompt: p.prompt, ms: p.msPerToken, tokS: p.decodeTokensPerSecond, source: resRel, routing: `router (random weights) (transformers ${res.baseline!.transformers})` });
+  }
+  const sim: Sources['sim'] = [];
+  for (const name of ['esft-intent', 'synthetic-zipf-sticky']) {
+    const rel = `reports/sim/${name}/results.json`;
+    const j = json<{ routing: string; calibration: string; generatedBy: string; rows: SimRow[] }>(root, rel);
+    if (j) sim.push({ name, file: rel, routing: j.routing, calibration: j.calibration, generatedBy: j.generatedBy, rows: j.rows });
+  }
+  const calRel = 'sim/calibration/h200-measured.json';
+  const cal = json<{ label: string; expertBytes: number; transfer: { h2dGBps: number; perCopyMs: number }; cpu: { workers: number; expertMs: [number, number][] }; gpu: { expertMs: [number, number][] } }>(root, calRel);
+  const predRel = 'reports/predictor/report.json';
+  type Res = { hitRate: number; timePerTokenMs: number };
+  const pred = json<{ runs: Record<string, { label: string; sim: { miss: string; none: Res; oracle: Res; topK: Res; gated: Res }[] }> }>(root, predRel);
+  const run = pred?.runs['k1-sequence'];
+  const pick = (miss: string): Record<string, Res> => {
+    const s = run?.sim.find((x) => x.miss === miss);
+    return s ? { none: s.none, oracle: s.oracle, topK: s.topK, gated: s.gated } : {};
+  };
+  const checkRel = 'reports/bench/offload-h200/check.json';
+  const check = json<{ offloadCheck?: { allIdentical: boolean; cases: unknown[] } }>(root, checkRel);
+  const validations: Sources['validations'] = [];
+  const vdir = join(root, 'reports', 'validate');
+  if (existsSync(vdir)) {
+    for (const d of readdirSync(vdir).sort()) {
+      const r = json<ValidationResult>(root, `reports/validate/${d}/validation.json`);
+      if (r) validations.push({ dir: `reports/validate/${d}`, result: r });
+    }
+  }
+  return {
+    root,
+    measured,
+    device: grid?.device ?? null,
+    offloadGrid: grid ? gridRel : null,
+    sim,
+    calibration: cal ? { file: calRel, label: cal.label, h2dGBps: cal.transfer.h2dGBps, perCopyMs: cal.transfer.perCopyMs, expertBytes: cal.expertBytes, cpuWorkers: cal.cpu.workers, cpuExpertMs1: cal.cpu.expertMs[0][1], gpuExpertMs1: cal.gpu.expertMs[0][1] } : null,
+    predictorSim: run ? { file: predRel, label: run.label, fetch: pick('fetch'), cpu: pick('cpu') } : null,
+    tokensIdentical: check?.offloadCheck ? { file: checkRel, runs: check.offloadCheck.cases.length, allIdentical: check.offloadCheck.allIdentical } : null,
+    validations,
+  };
+}

@@ -1,0 +1,176 @@
+/**
+ * The simulation part of `validate --best`: for each (batch, prompt) point, every configuration of the space
+ * (space.ts) that fits the GPU budget is simulated on exactly the lanes the offload bench will replay
+ * (sim-prediction.ts), ranked by predicted ms per output token (equivalently tokens/s at that batch), and
+ * the plan names what the GPU re-runs: the N best configurations the runtime can run, plus the baselines.
+ */
+import type { CostModel } from '../../../sim/src/cost/calibration.js';
+import { calibrationLabel } from '../../../sim/src/cost/calibration.js';
+import type { PrefetchName } from '../../../sim/src/prefetch/sources.js';
+import { UserError } from '../../../core/src/errors.js';
+import type { ModelConfig } from '../model/config.js';
+import { planGpuMemory, type GpuMemoryPlan } from '../offload/gpu-budget.js';
+import type { RoutingReplay } from '../offload/routing-replay.js';
+import type { LaneFill } from '../offload/replay-lanes.js';
+import { benchLanes, predictBenchPoint, type BenchShape } from '../bench/sim-prediction.js';
+import { baselines, configKey, runtimeGaps, slotLadder, SPACE, type Configuration } from './space.js';
+
+/** Generation shape of every measured point (the issue-6 grid's: 32 new tokens, 1 warm-up + 2 timed generations). */
+export const BENCH_RUN = { newTokens: 32, warmup: 1, repeats: 2 } as const;
+
+export interface ValidateInputs {
+  config: ModelConfig;
+  /** where the geometry came from: the checkpoint folder, or the embedded DeepSeek-V2-Lite config */
+  modelLabel: string;
+  replays: RoutingReplay[];
+  budgetBytes: number;
+  batches: number[];
+  prompts: number[];
+  top: number;
+  calibration: CostModel;
+}
+
+export interface RankedConfig {
+  key: string;
+  config: Configuration;
+  /** 1 = the simulator's best at this point */
+  rank: number;
+  predictedMs: { mean: number; p50: number; p99: number };
+  predictedTokensPerSecond: number;
+  hitRate: number;
+  cpuExperts: number;
+  /** the dimensions the runtime cannot run; empty: runnable */
+  runtimeGaps: string[];
+}
+
+export interface PlannedRun {
+  key: string;
+  config: Configuration;
+  /** why it is validated: 'top 1', 'top 2', ..., and/or a baseline's name */
+  roles: string[];
+  rank: number;
+  predictedMs: { mean: number; p50: number; p99: number };
+  predictedTokensPerSecond: number;
+  /** the simulator's hit rate on these lanes (the bench reports its own replay of the same lanes) */
+  hitRate: number;
+}
+
+export interface PointPlan extends BenchShape {
+  lanes: string;
+  ranked: RankedConfig[];
+  /** prefetchers the sweep left out at this point, with the reason */
+  notSimulated: { prefetch: PrefetchName; reason: string }[];
+  runs: PlannedRun[];
+}
+
+export interface ValidationPlan {
+  model: string;
+  routing: string[];
+  calibration: string;
+  budgetBytes: number;
+  /** the budget for the run's largest point (one engine shape for the whole run, as the bench loads it) */
+  memory: GpuMemoryPlan;
+  slotsMost: number;
+  slots: number[];
+  top: number;
+  space: { dimension: string; simulator: readonly string[]; runtime: readonly string[]; runtimeLacks: string }[];
+  points: PointPlan[];
+}
+
+/** The largest run of the plan: what the budget must hold (gridShape of the offload bench). */
+export function runShape(batches: number[], prompts: number[]) {
+  const batch = Math.max(...batches);
+  const prompt = Math.max(...prompts);
+  return { batch, contextTokens: prompt + BENCH_RUN.newTokens, prefillRows: batch * prompt };
+}
+
+function prefetchersFor(lanes: LaneFill): { use: PrefetchName[]; left: { prefetch: PrefetchName; reason: string }[] } {
+  const seqs = lanes.replay.corpus.sequences;
+  const use: PrefetchName[] = [];
+  const left: { prefetch: PrefetchName; reason: string }[] = [];
+  for (const p of SPACE.prefetch.simulator) {
+    if (p === 'next-gate' && seqs.some((s) => !s.gateNext)) left.push({ prefetch: p, reason: 'the replay lanes carry routing only (no gate_next column)' });
+    else if (p === 'predicted' && seqs.some((s) => !s.predictions)) left.push({ prefetch: p, reason: 'the replay lanes carry no predictor output' });
+    else use.push(p);
+  }
+  return { use, left };
+}
+
+/**
+ * Runs the sweep and chooses the runs. `progress(total)` is called once with the number of simulations,
+ * and returns what to call after each.
+ */
+export function planValidation(inputs: ValidateInputs, progress: (total: number) => () => void = () => () => {}): ValidationPlan {
+  if (!Number.isInteger(inputs.top) || inputs.top < 1) throw new UserError(`option --top: must be an integer >= 1, got ${inputs.top}`);
+  const memory = planGpuMemory(inputs.config, inputs.budgetBytes, runShape(inputs.batches, inputs.prompts));
+  const most = memory.slotsPerLayer;
+  const slots = slotLadder(most);
+  if (slots.length === 0) {
+    throw new UserError(
+      `option --gpu-memory: the budget fits no expert slot for this run: it holds the non-expert part (${(memory.fixedBytes / 2 ** 30).toFixed(2)} GiB) ` +
+        `but not one slot in every MoE layer (${(memory.slotBytes / 2 ** 30).toFixed(2)} GiB more), so there is nothing to choose between`,
+    );
+  }
+  const shapes: { shape: BenchShape; lanes: LaneFill; use: PrefetchName[]; left: { prefetch: PrefetchName; reason: string }[] }[] = [];
+  for (const batch of inputs.batches)
+    for (const prompt of inputs.prompts) {
+      const shape: BenchShape = { batch, prompt, ...BENCH_RUN };
+      const lanes = benchLanes(inputs.replays, shape);
+      shapes.push({ shape, lanes, ...prefetchersFor(lanes) });
+    }
+  const perPrefetcher = SPACE.policy.simulator.length * slots.length * SPACE.miss.simulator.length * SPACE.dtype.simulator.length;
+  const tick = progress(shapes.reduce((a, s) => a + perPrefetcher * s.use.length + 1, 0));
+  const points: PointPlan[] = [];
+  for (const { shape, lanes, use, left } of shapes) {
+    const { batch } = shape;
+    const ranked: RankedConfig[] = [];
+    const simulate = (config: Configuration): RankedConfig => {
+      const p = predictBenchPoint(lanes, shape, { policy: config.policy, cacheSize: config.cache, prefetch: config.prefetch, miss: config.miss, calibration: inputs.calibration });
+      tick();
+      return {
+        key: configKey(config),
+        config,
+        rank: 0,
+        predictedMs: { mean: p.msPerToken.mean, p50: p.msPerToken.p50, p99: p.msPerToken.p99 },
+        predictedTokensPerSecond: (batch * 1e3) / p.msPerToken.mean,
+        hitRate: p.result.hitRate,
+        cpuExperts: p.result.cpuExperts,
+        runtimeGaps: runtimeGaps(config),
+      };
+    };
+    for (const policy of SPACE.policy.simulator)
+      for (const cache of slots)
+        for (const prefetch of use)
+          for (const miss of SPACE.miss.simulator)
+            for (const dtype of SPACE.dtype.simulator) ranked.push(simulate({ policy, cache, prefetch, miss, dtype }));
+    ranked.sort((a, b) => a.predictedMs.mean - b.predictedMs.mean || a.key.localeCompare(b.key));
+    ranked.forEach((r, i) => (r.rank = i + 1));
+    const runs = new Map<string, PlannedRun>();
+    const add = (r: RankedConfig, role: string) => {
+      const have = runs.get(r.key);
+      if (have) have.roles.push(role);
+      else runs.set(r.key, { key: r.key, config: r.config, roles: [role], rank: r.rank, predictedMs: r.predictedMs, predictedTokensPerSecond: r.predictedTokensPerSecond, hitRate: r.hitRate });
+    };
+    ranked.filter((r) => r.runtimeGaps.length === 0).slice(0, inputs.top).forEach((r, i) => add(r, `top ${i + 1}`));
+    // The naive baseline (cache 0) is outside the slot ladder: simulated on its own, unranked (rank 0).
+    for (const b of baselines(most)) add(ranked.find((x) => x.key === configKey(b.config)) ?? simulate(b.config), b.role);
+    points.push({ ...shape, lanes: lanes.description, ranked, notSimulated: left, runs: [...runs.values()] });
+  }
+  return {
+    model: inputs.modelLabel,
+    routing: inputs.replays.map((r) => r.path),
+    calibration: calibrationLabel(inputs.calibration),
+    budgetBytes: inputs.budgetBytes,
+    memory,
+    slotsMost: most,
+    slots,
+    top: inputs.top,
+    space: (Object.entries(SPACE) as [string, { simulator: readonly string[]; runtime: readonly string[]; runtimeLacks: string }][]).map(([dimension, d]) => ({
+      dimension,
+      simulator: d.simulator,
+      runtime: d.runtime,
+      runtimeLacks: d.runtimeLacks,
+    })),
+    points,
+  };
+}
