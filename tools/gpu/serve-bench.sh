@@ -12,7 +12,7 @@
 # Results: $OUT/serve-bench.json, $OUT/serve-bench.md, $OUT/bench.json, $OUT/bench.md, $OUT/serve-metrics.txt
 # (the server's /metrics after the run), $OUT/logs.tgz; the table is printed last.
 # Env: MOE_ROUTING (default .gpu/traces/summary.arrow; comma-separated list allowed), MOE_CACHE (16),
-# MOE_POLICY (lru), MOE_PROMPT (128), MOE_NEW (64), MOE_REQUESTS (requests per client per level, 4),
+# MOE_POLICY (lru), MOE_MISS (fetch; cpu or hybrid: misses computed on the CPU), MOE_PROMPT (128), MOE_NEW (64), MOE_REQUESTS (requests per client per level, 4),
 # MOE_CONCURRENCY (1,4,8,16), MOE_SKIP_BENCH=1 (no step 3).
 #   bash tools/gpu/serve-bench.sh
 set -uo pipefail
@@ -23,6 +23,7 @@ mkdir -p "$REAL_OUT" "$LOG/bench" "$LOG/serve-bench"
 R=${MOE_ROUTING:-.gpu/traces/summary.arrow}
 CACHE=${MOE_CACHE:-16}
 POLICY=${MOE_POLICY:-lru}
+MISS=${MOE_MISS:-fetch}
 P=${MOE_PROMPT:-128}
 N=${MOE_NEW:-64}
 LEVELS=${MOE_CONCURRENCY:-1,4,8,16}
@@ -65,7 +66,7 @@ stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log"
 [ "$(cat "$LOG/synth.rc" 2>/dev/null)" = 0 ] || exit 1
 
 moe_env() { OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$addon PYTHONUNBUFFERED=1 "$@"; }
-PLACE="--device cuda --cache $CACHE --policy $POLICY --gpu-memory 12GiB --routing $R"
+PLACE="--device cuda --cache $CACHE --policy $POLICY --miss $MISS --gpu-memory 12GiB --routing $R"
 
 if [ "${MOE_SKIP_BENCH:-0}" != 1 ]; then
   stamp "bench: batch $LEVELS, prompt $P, $N new tokens, cache $CACHE $POLICY, 12 GiB, routing $R"

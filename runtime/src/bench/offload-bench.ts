@@ -155,7 +155,8 @@ export async function runOffloadGrid(
     const t0 = performance.now();
     const engine = await Engine.load(model, {
       device: 'cuda',
-      cache: { slotsPerLayer: C, policy: o.policies[0] },
+      // The load's cache is replaced per point (resetOffload); lru needs nothing that static or belady would.
+      cache: { slotsPerLayer: C, policy: 'lru' },
       poolSlots: C,
       runShape: shape,
       ...(o.gpuMemory !== null ? { gpuMemory: o.gpuMemory } : {}),
