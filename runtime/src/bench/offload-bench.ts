@@ -107,7 +107,7 @@ export async function runOffloadGrid(
           const lanes = o.routing.length ? fillLanes(o.routing, gens * p.batch, p.prompt + p.newTokens - 1) : null;
           engine.resetOffload({ cache: { slotsPerLayer: C, policy }, ...(lanes ? { routing: lanes.replay } : {}) });
           const before = engine.offloadStats();
-          const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup);
+          const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup, log);
           const after = engine.offloadStats();
           const stats = engine.cacheStats();
           if (!stats) throw new UserError('bench: the offloaded engine reports no cache counts');

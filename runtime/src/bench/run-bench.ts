@@ -146,7 +146,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
       }
       const points: PointResult[] = [];
       for (const p of grid) {
-        const r = await benchPoint(engine, p, promptsOf(p), o.repeats, o.warmup);
+        const r = await benchPoint(engine, p, promptsOf(p), o.repeats, o.warmup, o.log);
         o.log(`bench: batch ${p.batch} prompt ${p.prompt} new ${p.newTokens}: prefill ${r.prefillMs.mean.toFixed(1)} ms, ${r.msPerToken.mean.toFixed(2)} ms/token, ${r.decodeTokensPerSecond.toFixed(0)} tok/s`);
         points.push(r);
       }
