@@ -6,6 +6,7 @@ import { buildOffloadSpec } from '../offload/offload-spec.js';
 import { resolvePlacement, type Placement } from '../offload/placement.js';
 import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
+import { isNonFiniteError, locateNonFinite } from './non-finite.js';
 import {
   checkGenerateShape,
   checkPromptIds,
@@ -79,6 +80,8 @@ export class Engine {
   private busy = false;
   private closed = false;
   private tokenizerCache: ModelTokenizer | undefined;
+  /** the capture the caller asked for, restored after a non-finite diagnosis used the hook */
+  private debugNames: string[] | null = null;
 
   private constructor(
     readonly checkpoint: Checkpoint,
@@ -214,8 +217,9 @@ export class Engine {
     const record = options.recordLogits === true;
     this.logits = record ? { vocabSize: this.config.vocabSize, perSequence: prompts.map(() => []) } : null;
     const counts = prompts.map(() => 0);
+    const generated: number[][] = prompts.map(() => []);
     try {
-      let result = await native('prefill', () =>
+      let result = await this.guardFinite('prefill', prompts, generated, () =>
         this.handle.begin({ prompts, maxNewTokens: options.maxNewTokens, ...sampling, stopOnEos: options.stopOnEos ?? true }),
       );
       for (;;) {
@@ -226,13 +230,45 @@ export class Engine {
           const finished = FINISH[result.finish[s]];
           if (finished === null) running++;
           if (token < 0) continue;
+          generated[s].push(token);
           yield { sequence: s, token, index: counts[s]++, finished };
         }
         if (running === 0) break;
-        result = await native('decode step', () => this.handle.step());
+        result = await this.guardFinite('decode step', prompts, generated, () => this.handle.step());
       }
     } finally {
       this.busy = false;
+    }
+  }
+
+  /**
+   * A native step, with non-finite logits turned into an error that names the first layer whose output is
+   * not finite (one re-run of the failing sequence with the debug hook: runtime/src/engine/non-finite.ts).
+   */
+  private async guardFinite<T>(what: string, prompts: Int32Array[] | number[][], generated: number[][], call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!isNonFiniteError(message)) throw new EngineError(`${what}: ${message}`);
+      const m = /sequence (\d+), position (\d+)/.exec(message);
+      const s = m ? Number(m[1]) : 0;
+      const pos = m ? Number(m[2]) : -1;
+      const tokens = [...Array.from(prompts[s]), ...generated[s]].slice(0, pos + 1);
+      let where: string | null = null;
+      try {
+        where = tokens.length ? await locateNonFinite(this.handle, this.config, tokens) : null;
+      } catch {
+        where = null;
+      } finally {
+        if (this.debugNames) this.handle.setDebugCapture(this.debugNames);
+      }
+      const token = generated[s].length + 1;
+      throw new EngineError(
+        `the model produced non-finite logits (NaN or Inf) for prompt ${s}, generated token ${token}` +
+          (where ? `; the first non-finite output is ${where}` : '') +
+          `. The checkpoint's weights or its config.json are broken (${this.checkpoint.dir})`,
+      );
     }
   }
 
@@ -256,6 +292,7 @@ export class Engine {
   setDebugCapture(names: string[] | null): void {
     this.assertOpen();
     this.handle.setDebugCapture(names);
+    this.debugNames = names;
   }
 
   takeDebugCapture(): NativeCapture[] {
