@@ -74,6 +74,7 @@ function checkSequences(o: BenchOptions, vocab: number, bos: number, eos: number
 export async function runBench(o: BenchOptions): Promise<BenchDocument> {
   const ckpt = openCheckpoint(o.model);
   const cfg = ckpt.config;
+  for (const w of ckpt.warnings) o.log(`moe-offload: warning: ${w}`);
   const grid: GridPoint[] = makeGrid(o.batches, o.prompts, o.newTokens);
   const promptsOf = (p: GridPoint) => makePrompts(p, o.seed, cfg.vocabSize, cfg.bosTokenId, cfg.eosTokenId);
   const sequences = o.check ? checkSequences(o, cfg.vocabSize, cfg.bosTokenId, cfg.eosTokenId) : [];

@@ -79,6 +79,7 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
   if (cache && !cache.schedule) delete cache.schedule;
 
   const engine = await Engine.load(o.model, { device: o.device ?? 'cpu', threads: o.threads ?? 0, cache, routing: replay, record: {} });
+  for (const w of engine.checkpoint.warnings) o.log?.(`moe-offload: warning: ${w}`);
   let writer: TraceWriter | undefined;
   try {
     let prompts: number[][];
