@@ -3,6 +3,7 @@ import { Engine, type FinishReason, type OffloadStats } from '../../runtime/src/
 import type { NativeCacheStats } from '../../runtime/src/engine/native-binding.js';
 import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
 import { refuseUnused } from '../option-rules.js';
+import { heartbeatMs } from '../../core/src/progress.js';
 import { printWarnings } from '../warnings.js';
 import { loadOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions } from '../../runtime/src/engine/cli-options.js';
 import { loadTokenizer, type ModelTokenizer } from '../../runtime/src/model/tokenizer.js';
@@ -26,6 +27,7 @@ interface GenerateCliOptions extends RawEngineCliOptions {
 }
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
+
 
 export function register(program: Command): void {
   program
@@ -79,11 +81,25 @@ export function register(program: Command): void {
         const streams = prompts.map(() => new TextStream(decode));
         const tokens: number[][] = prompts.map(() => []);
         const finish: FinishReason[] = prompts.map(() => 'length');
-        for await (const t of engine.generate({ prompts, maxNewTokens, sampling, stopOnEos: o.stopOnEos })) {
-          tokens[t.sequence].push(t.token);
-          if (t.finished) finish[t.sequence] = t.finished;
-          const delta = streams[t.sequence].push(t.token);
-          if (streamText) process.stdout.write(tokenizer ? delta : `${t.index ? ',' : ''}${t.token}`);
+        // A long prefill, or --json (nothing streams), would be silent for minutes: a line every few seconds.
+        const started = Date.now();
+        let produced = 0;
+        const heartbeat = setInterval(() => {
+          if (streamText && produced > 0) return; // the streamed text shows progress itself
+          const what = produced === 0 ? `prefill of ${prompts.length} x ${Math.max(...prompts.map((p) => p.length))} tokens` : `${produced}/${prompts.length * maxNewTokens} generated tokens`;
+          process.stderr.write(`generate: ${what}, ${Math.round((Date.now() - started) / 1e3)} s so far\n`);
+        }, heartbeatMs());
+        heartbeat.unref();
+        try {
+          for await (const t of engine.generate({ prompts, maxNewTokens, sampling, stopOnEos: o.stopOnEos })) {
+            produced++;
+            tokens[t.sequence].push(t.token);
+            if (t.finished) finish[t.sequence] = t.finished;
+            const delta = streams[t.sequence].push(t.token);
+            if (streamText) process.stdout.write(tokenizer ? delta : `${t.index ? ',' : ''}${t.token}`);
+          }
+        } finally {
+          clearInterval(heartbeat);
         }
         const results = prompts.map((p, i) => ({
           tokens: tokens[i],

@@ -66,6 +66,20 @@ describe.skipIf(!ready)('generate and chat', () => {
     expect(JSON.parse(runCli(['generate', '--model', model, '--prompt', 'a', '--max-new-tokens', '2', '--json']).stdout).expertCache).toBeUndefined();
   });
 
+  it('long work is never silent: generate --json and bench print a heartbeat line (shortened here by MOE_HEARTBEAT_MS)', () => {
+    const env = { MOE_HEARTBEAT_MS: '50' };
+    const g = runCli(['generate', '--model', model, '--prompt-ids', '1', '--max-new-tokens', '3000', '--no-stop-on-eos', '--json'], { env });
+    expect(g.status, g.stderr).toBe(0);
+    expect(g.stderr).toMatch(/^generate: (prefill of 1 x 1 tokens|\d+\/3000 generated tokens), \d+ s so far$/m);
+    expect(JSON.parse(g.stdout).tokens).toHaveLength(3000);
+    const b = runCli(['bench', '--model', model, '--device', 'cpu', '--batch', '1', '--prompt', '1500', '--new-tokens', '400', '--repeats', '1', '--warmup', '0'], { env });
+    expect(b.status, b.stderr).toBe(0);
+    expect(b.stderr).toMatch(/^bench: batch 1 prompt 1500 new 400, timed run 1\/1: (prefill of 1 x 1500 tokens|decode step \d+\/399), \d+ s so far$/m);
+    // Without the variable the heartbeat waits 5 s: a short run prints none.
+    const quiet = runCli(['generate', '--model', model, '--prompt-ids', '1', '--max-new-tokens', '2', '--json']);
+    expect(quiet.stderr).not.toMatch(/so far/);
+  });
+
   it("prints the checkpoint's warnings (an unexpected extra tensor)", () => {
     const dir = withExtraTensor(model, join(tmp.path, 'extra'));
     const r = runCli(['generate', '--model', dir, '--prompt-ids', '1,2', '--max-new-tokens', '2']);

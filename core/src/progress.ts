@@ -11,8 +11,17 @@ export interface ProgressOptions {
   quiet?: boolean;
   /** what is counted ('tokens', 'MiB', 'layers'): printed after the count, so `0/400 tokens` says what 400 is */
   unit?: string;
-  /** non-TTY: the longest silence in milliseconds before a line says the task is still running (default 5000) */
+  /** non-TTY: the longest silence in milliseconds before a line says the task is still running (default heartbeatMs()) */
   heartbeatMs?: number;
+}
+
+/**
+ * The longest silence on stderr during long work, in ms: 5 s, or $MOE_HEARTBEAT_MS (tests shorten it to see
+ * the heartbeat of a run that takes less than 5 s).
+ */
+export function heartbeatMs(): number {
+  const v = Number(process.env.MOE_HEARTBEAT_MS);
+  return Number.isFinite(v) && v >= 50 ? v : 5000;
 }
 
 function seconds(ms: number): string {
@@ -52,10 +61,10 @@ export function startProgress(label: string, total: number, opts: ProgressOption
     }
   };
   // unref: a forgotten done() never keeps the process alive.
-  const heartbeatMs = opts.heartbeatMs ?? 5000;
+  const silence = opts.heartbeatMs ?? heartbeatMs();
   const timer = setInterval(() => {
-    if (Date.now() - lastLine >= heartbeatMs) line();
-  }, Math.max(100, Math.min(1000, heartbeatMs / 2)));
+    if (Date.now() - lastLine >= silence) line();
+  }, Math.max(25, Math.min(1000, silence / 2)));
   timer.unref();
   report();
   return {

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Engine } from '../engine/index.js';
 import type { GridPoint } from './grid.js';
 import { summarize, type Summary } from './stats.js';
+import { heartbeatMs } from '../../../core/src/progress.js';
 
 /** Figures of one grid point on the engine (all times in milliseconds, wall clock, end to end). */
 export interface PointResult extends GridPoint {
@@ -24,8 +25,6 @@ interface OneRun {
   totalMs: number;
 }
 
-/** How long a generation may run silently before a line says what it is doing (a long prompt's prefill takes minutes on the CPU). */
-const HEARTBEAT_MS = 5000;
 
 /** One generation with timestamps at the end of the prefill and of every decode step. */
 async function timedGeneration(engine: Engine, prompts: number[][], newTokens: number, what: string, log?: (line: string) => void): Promise<OneRun> {
@@ -34,12 +33,13 @@ async function timedGeneration(engine: Engine, prompts: number[][], newTokens: n
   let prefillMs = 0;
   let index = -1;
   const stepMs: number[] = [];
-  // A heartbeat every few seconds (never more often, so the timings are not disturbed); unref: never keeps the process alive.
+  // A heartbeat every few seconds (a long prompt's prefill takes minutes on the CPU; never more often, so the
+  // timings are not disturbed); unref: never keeps the process alive.
   const timer = log
     ? setInterval(() => {
         const s = ((performance.now() - t0) / 1e3).toFixed(0);
         log(`bench: ${what}: ${index < 0 ? `prefill of ${prompts.length} x ${prompts[0].length} tokens` : `decode step ${index}/${newTokens - 1}`}, ${s} s so far`);
-      }, HEARTBEAT_MS)
+      }, heartbeatMs())
     : undefined;
   timer?.unref();
   try {
