@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { agreementTable, gridTable, marginTable, noiseFloorText, targetsTable } from '../../runtime/src/bench/report.js';
 import { writeBenchChart } from '../../runtime/src/bench/chart.js';
 import { runBench, type BenchDocument } from '../../runtime/src/bench/run-bench.js';
+import { failedChecks } from '../../runtime/src/bench/checks.js';
 import { resolvePython } from '../../runtime/src/bench/transformers-baseline.js';
 import { writeFileAtomic } from '../../core/src/atomic-file.js';
 import { checkOutputDir } from '../../core/src/output-path.js';
@@ -184,16 +185,6 @@ export function register(program: Command): void {
       const failed = failedChecks(doc);
       if (failed.length) throw new UserError(`bench: ${failed.join('; ')} (the tables above${out ? ` and ${join(out, 'bench.md')}` : ''} have the figures)`, 1);
     });
-}
-
-/** The checks a run asked for that did not pass: a failed check is a failed run (exit status 1), not a table cell. */
-export function failedChecks(doc: BenchDocument): string[] {
-  const failed: string[] = [];
-  for (const p of doc.agreement?.paths ?? []) {
-    if (p.pass === false) failed.push(`the agreement check failed (${p.compared}, ${p.path} path: pass NO)`);
-  }
-  if (doc.offloadCheck && !doc.offloadCheck.allIdentical) failed.push('the offload check failed (tokens differ between all-resident and offloaded runs)');
-  return failed;
 }
 
 /** --out: a new folder, or an existing empty one (made beforehand), or with --force any folder; checked before the run. */

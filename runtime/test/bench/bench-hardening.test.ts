@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchChartSpec } from '../../src/bench/chart.js';
 import type { BenchDocument } from '../../src/bench/run-bench.js';
-import { failedChecks } from '../../../cli/commands/bench.js';
+import { failedChecks } from '../../src/bench/checks.js';
 import { cudaBuilt } from '../../src/engine/devices.js';
 import { makeCheckpoint, requireAddonOrSkip } from '../engine/helpers.js';
 import { runCli, tempDir } from '../../../core/test/helpers.js';
