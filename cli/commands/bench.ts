@@ -15,6 +15,7 @@ import { BadInputError, UserError } from '../../core/src/errors.js';
 import { parseChoiceListOption, parseChoiceOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
 import { offloadTable, type OffloadPointResult } from '../../runtime/src/bench/offload-bench.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
+import { requireRegularFile } from '../../runtime/src/model/regular-file.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
 
@@ -51,6 +52,7 @@ interface BenchCliOptions {
 /** A bench.json written earlier (e.g. on the GPU machine), checked enough to re-render it. */
 function readBenchDocument(path: string): BenchDocument {
   if (!existsSync(path)) throw new BadInputError(path, 'no such file');
+  requireRegularFile(path, 'the bench.json to re-render');
   let doc: BenchDocument;
   try {
     doc = JSON.parse(readFileSync(path, 'utf8')) as BenchDocument;

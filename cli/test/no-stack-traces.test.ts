@@ -82,6 +82,8 @@ const CASES: Array<[string, string[]]> = [
   ['bench: replot missing', ['bench', '--replot', MISSING]],
   ['bench: replot bad JSON', ['bench', '--replot', BADJSON]],
   ['bench: replot a folder', ['bench', '--replot', DIR]],
+  ['bench: replot a FIFO', ['bench', '--replot', FIFO]],
+  ['bench: model with a FIFO config', ['bench', '--model', FIFO_MODEL, '--device', 'cpu']],
   ['bench: prompt list bad', ['bench', '--model', MODEL, '--device', 'cpu', '--prompt', '1,x']],
   ['bench: cache on cpu', ['bench', '--model', MODEL, '--device', 'cpu', '--cache', '2']],
   ['bench: unknown baseline', ['bench', '--model', MODEL, '--device', 'cpu', '--baseline', 'vllm']],
