@@ -28,8 +28,12 @@ export async function run(argv: string[]): Promise<number> {
     return 0;
   } catch (err) {
     if (err instanceof CommanderError) {
-      // Help and version are successful exits; commander already printed the parse error otherwise.
-      return err.exitCode === 0 || err.code === 'commander.helpDisplayed' || err.code === 'commander.help' ? 0 : 2;
+      // Help asked for (--help, `help`) is a successful exit. A missing command (`moe-offload`, `moe-offload
+      // traces`) shows the help as an error (commander exits 1 there): a usage error, like a parse error, which
+      // commander has already printed.
+      if (err.exitCode === 0) return 0;
+      if (err.code === 'commander.help') process.stderr.write('moe-offload: give a command (see the list above)\n');
+      return 2;
     }
     if (err instanceof UserError) {
       process.stderr.write(`moe-offload: ${err.message}\n`);

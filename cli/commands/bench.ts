@@ -1,22 +1,28 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { agreementTable, gridTable, marginTable, noiseFloorText, targetsTable } from '../../runtime/src/bench/report.js';
 import { writeBenchChart } from '../../runtime/src/bench/chart.js';
 import { runBench, type BenchDocument } from '../../runtime/src/bench/run-bench.js';
+import { failedChecks } from '../../runtime/src/bench/checks.js';
 import { resolvePython } from '../../runtime/src/bench/transformers-baseline.js';
 import { writeFileAtomic } from '../../core/src/atomic-file.js';
+import { checkOutputDir } from '../../core/src/output-path.js';
+import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
+import { checkDeviceBuilt, defaultDevice } from '../../runtime/src/engine/devices.js';
+import { given, refuseUnused } from '../option-rules.js';
 import { BadInputError, UserError } from '../../core/src/errors.js';
 import { parseChoiceListOption, parseChoiceOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
 import { offloadTable, type OffloadPointResult } from '../../runtime/src/bench/offload-bench.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
+import { requireRegularFile } from '../../runtime/src/model/regular-file.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
 import { missGridFromCli } from '../../runtime/src/engine/cli-options.js';
 
 interface BenchCliOptions {
   model: string;
-  device: string;
+  device?: string;
   threads?: string;
   batch: string;
   prompt: string;
@@ -32,6 +38,7 @@ interface BenchCliOptions {
   checkFp32?: boolean;
   python?: string;
   out?: string;
+  force?: boolean;
   replot?: string;
   cache?: string;
   policy: string;
@@ -53,6 +60,7 @@ interface BenchCliOptions {
 /** A bench.json written earlier (e.g. on the GPU machine), checked enough to re-render it. */
 function readBenchDocument(path: string): BenchDocument {
   if (!existsSync(path)) throw new BadInputError(path, 'no such file');
+  requireRegularFile(path, 'the bench.json to re-render');
   let doc: BenchDocument;
   try {
     doc = JSON.parse(readFileSync(path, 'utf8')) as BenchDocument;
@@ -63,30 +71,39 @@ function readBenchDocument(path: string): BenchDocument {
   return doc;
 }
 
+/** Options of a timing run; --replot takes none of them. */
+const RUN_OPTIONS = [
+  '--model', '--device', '--threads', '--batch', '--prompt', '--new-tokens', '--repeats', '--warmup', '--seed', '--baseline', '--check',
+  '--check-sequences', '--check-length', '--check-prefill', '--check-fp32', '--python', '--cache', '--policy', '--gpu-memory', '--routing',
+  '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
+  '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--check-miss',
+];
+
 export function register(program: Command): void {
   program
     .command('bench')
     .description('time the engine over a grid (prefill, ms per output token mean/p50/p99, tokens/s, peak GPU memory); optionally against transformers')
     .option('--model <dir>', 'checkpoint directory (Hub layout)')
-    .option('--device <d>', 'cpu or cuda', 'cuda')
+    .option('--device <d>', 'cpu or cuda (default: cuda when this build of the engine has the CUDA backend, else cpu)')
     .option('--threads <n>', 'CPU threads (device cpu; 0: all cores)')
     .option('--batch <list>', 'batch sizes (comma-separated)', '1,16')
-    .option('--prompt <list>', 'prompt lengths in tokens (comma-separated)', '128,512')
+    .option('--prompt <list>', "prompt lengths in tokens (comma-separated; prompt + new tokens must fit the model's context)", '128,512')
     .option('--new-tokens <list>', 'tokens generated per sequence (comma-separated)', '64')
     .option('--repeats <n>', 'timed generations per grid point', '3')
     .option('--warmup <n>', 'untimed generations per grid point first', '1')
     .option('--seed <n>', 'seed of the random prompts', '1')
     .option('--baseline <name>', "also time 'transformers' on the same checkpoint, same prompts, in the same run")
-    .option('--check <name>', "agreement with 'transformers' (bf16 on the GPU): logits, per-layer hidden states, top-1")
-    .option('--check-sequences <n>', 'sequences of the agreement check', '8')
-    .option('--check-length <n>', 'tokens per check sequence', '128')
-    .option('--check-prefill <n>', 'the check decodes positions from this one on, one step each (the decode path)', '64')
-    .option('--check-fp32', 'the check also against transformers in float32 (and bf16 vs float32: the reference noise)')
-    .option('--python <path>', 'Python with torch + transformers (default: $MOE_PYTHON, .venv, python3)')
-    .option('--out <dir>', 'write bench.json, bench.md and the chart (bench.vl.json/.svg/.png) here')
+    .option('--check <name>', "agreement with 'transformers' (bf16 on the GPU): logits, per-layer hidden states, top-1; a failed check exits with status 1")
+    .option('--check-sequences <n>', 'with --check: sequences of the agreement check', '8')
+    .option('--check-length <n>', 'with --check: tokens per check sequence', '128')
+    .option('--check-prefill <n>', 'with --check: the check decodes positions from this one on, one step each (the decode path)', '64')
+    .option('--check-fp32', 'with --check: also against transformers in float32 (and bf16 vs float32: the reference noise)')
+    .option('--python <path>', 'with --baseline or --check: Python with torch + transformers (default: $MOE_PYTHON, .venv, python3)')
+    .option('--out <dir>', 'write bench.json, bench.md and the chart (bench.vl.json/.svg/.png) into this new (or empty) folder')
+    .option('--force', 'with --out: write into a folder that already holds files (same-named files are replaced)')
     .option('--replot <bench.json>', 'no run: re-render the tables and the chart of an earlier bench.json')
     .option('--cache <list>', 'offload mode (device cuda): routed experts in host memory, these GPU slots per MoE layer (comma-separated; 0: naive on-demand loading)')
-    .option('--policy <list>', 'offload mode: cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
+    .option('--policy <list>', 'offload mode (with --cache): cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
     .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
     .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
     .option('--miss <list>', 'offload mode: what to do with a missed expert, each a grid dimension (comma-separated: fetch, cpu, hybrid; cpu/hybrid compute misses on the CPU)', 'fetch')
@@ -96,31 +113,54 @@ export function register(program: Command): void {
     .option('--cpu-spin-us <us>', 'offload mode, --miss cpu/hybrid: idle CPU threads poll this long for the next layer before sleeping (default 2000)')
     .option('--calibration <file>', 'offload mode: cost model of the hybrid rule and of the simulated column (default: sim/calibration/h200-measured.json)')
     .option('--check-miss <list>', 'issue 12 numerics: logits with misses computed on the CPU (cpu, hybrid) against all-resident (alone: no timing grid)')
-    .option('--check-offload', 'issue 6 invariant: tokens identical between all-resident and offloaded runs (alone: no timing grid)')
+    .option('--check-offload', 'issue 6 invariant: tokens identical between all-resident and offloaded runs (alone: no timing grid); a difference exits with status 1')
     .option('--check-offload-caches <list>', 'cache sizes of --check-offload', '0,8,16,32')
     .option('--check-offload-policies <list>', 'policies of --check-offload', 'lru,lfu,fifo')
     .option('--check-offload-tokens <n>', 'tokens generated per sequence by --check-offload', '12')
-    .action(async (o: BenchCliOptions) => {
+    .action(async (o: BenchCliOptions, cmd: Command) => {
       if (o.replot !== undefined) {
-        const doc = readBenchDocument(resolve(o.replot));
-        await publish(doc, o.out);
+        const extra = RUN_OPTIONS.filter((f) => given(cmd, f));
+        if (extra.length) throw new UserError(`option ${extra[0]}: has no effect with --replot (it re-renders ${o.replot} without running anything); remove it`);
+        const replot = resolve(o.replot);
+        const out = o.out === undefined ? undefined : checkBenchOut(o.out, !!o.force, []);
+        await publish(readBenchDocument(replot), out);
         return;
       }
       if (o.model === undefined) throw new UserError('option --model: required (or --replot)');
-      const device = parseChoiceOption('--device', o.device, ['cpu', 'cuda'] as const);
+      const device = o.device === undefined ? defaultDevice() : parseChoiceOption('--device', o.device, ['cpu', 'cuda'] as const);
+      const offloadMode = o.cache !== undefined;
+      const checkOnly = (!!o.checkOffload || o.checkMiss !== undefined) && !offloadMode;
+      refuseUnused(cmd, [
+        { option: '--threads', applies: device === 'cpu', needs: 'with --device cpu' },
+        { option: '--check-sequences', applies: o.check !== undefined, needs: 'with --check' },
+        { option: '--check-length', applies: o.check !== undefined, needs: 'with --check' },
+        { option: '--check-prefill', applies: o.check !== undefined, needs: 'with --check' },
+        { option: '--check-fp32', applies: o.check !== undefined, needs: 'with --check' },
+        { option: '--python', applies: o.check !== undefined || o.baseline !== undefined, needs: 'with --baseline or --check' },
+        { option: '--policy', applies: offloadMode, needs: 'with --cache (offload mode)' },
+        { option: '--check-offload-caches', applies: !!o.checkOffload, needs: 'with --check-offload' },
+        { option: '--check-offload-policies', applies: !!o.checkOffload, needs: 'with --check-offload' },
+        { option: '--check-offload-tokens', applies: !!o.checkOffload, needs: 'with --check-offload' },
+        { option: '--force', applies: o.out !== undefined, needs: 'with --out' },
+        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
+        ...['--batch', '--prompt', '--new-tokens', '--repeats', '--warmup'].map((f) => ({ option: f, applies: !checkOnly, needs: 'by the timing grid, which --check-offload / --check-miss alone do not run (add --cache for both)' })),
+      ]);
       const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';
       const check = o.check === undefined ? false : parseChoiceOption('--check', o.check, ['transformers'] as const) === 'transformers';
       const checkLength = parseIntOption('--check-length', o.checkLength, 2, 4096);
       const checkPrefill = parseIntOption('--check-prefill', o.checkPrefill, 1, 4096);
       if (checkPrefill >= checkLength) throw new UserError(`option --check-prefill: must be below --check-length (${checkLength}), got ${checkPrefill}`);
-      const config = loadModelConfig(o.model);
-      const offloadMode = o.cache !== undefined;
-      if ((offloadMode || o.checkOffload) && device !== 'cuda') throw new UserError('options --cache / --check-offload: offloading needs --device cuda');
-      if (!offloadMode && (o.gpuMemory !== undefined || o.routing !== undefined)) throw new UserError('options --gpu-memory / --routing: only in offload mode (with --cache)');
-      if (!offloadMode && (o.miss !== 'fetch' || o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.cpuSpinUs !== undefined || o.cpuFill !== 'background' || o.calibration !== undefined)) {
-        throw new UserError('options --miss / --cpu-workers / --cpu-threads / --calibration: only in offload mode (with --cache)');
-      }
+      if ((offloadMode || o.checkOffload) && device !== 'cuda') throw new UserError(`option ${offloadMode ? '--cache' : '--check-offload'}: offloading needs --device cuda`);
+      if (!offloadMode && (o.gpuMemory !== undefined || o.routing !== undefined)) throw new UserError(`option ${o.gpuMemory !== undefined ? '--gpu-memory' : '--routing'}: only in offload mode (with --cache)`);
       if (offloadMode && check) throw new UserError('option --check: the agreement check runs on the all-resident engine; run it without --cache');
+      checkDeviceBuilt('--device', device);
+      const config = loadModelConfig(o.model);
+      const batches = parseIntListOption('--batch', o.batch, 1, 4096);
+      const prompts = parseIntListOption('--prompt', o.prompt, 1, 1 << 20);
+      const newTokens = parseIntListOption('--new-tokens', o.newTokens, 2, 1 << 20);
+      if (!checkOnly) checkContextLimit(config, Math.max(...prompts), Math.max(...newTokens), { prompt: '--prompt', newTokens: '--new-tokens' });
+      if (check) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
+      const out = o.out === undefined ? undefined : checkBenchOut(o.out, !!o.force, [o.model, ...(o.routing?.split(',').map((f) => f.trim()) ?? [])]);
       const benchPolicies = ['lru', 'lfu', 'fifo', 'lfru', 'static'] as const;
       const offload = offloadMode
         ? {
@@ -145,13 +185,13 @@ export function register(program: Command): void {
         offload,
         checkOffload,
         checkMiss,
-        skipGrid: (!!checkOffload || !!checkMiss) && !offloadMode,
+        skipGrid: checkOnly,
         model: o.model,
         device,
         threads: o.threads === undefined ? 0 : parseIntOption('--threads', o.threads, 0, 1024),
-        batches: parseIntListOption('--batch', o.batch, 1, 4096),
-        prompts: parseIntListOption('--prompt', o.prompt, 1, 1 << 20),
-        newTokens: parseIntListOption('--new-tokens', o.newTokens, 2, 1 << 20),
+        batches,
+        prompts,
+        newTokens,
         repeats: parseIntOption('--repeats', o.repeats, 1, 1000),
         warmup: parseIntOption('--warmup', o.warmup, 0, 1000),
         seed: parseIntOption('--seed', o.seed, 0, 2 ** 31 - 1),
@@ -164,8 +204,17 @@ export function register(program: Command): void {
         python: resolvePython(o.python),
         log: (line) => process.stderr.write(line + '\n'),
       });
-      await publish(doc, o.out);
+      await publish(doc, out);
+      const failed = failedChecks(doc);
+      if (failed.length) throw new UserError(`bench: ${failed.join('; ')} (the tables above${out ? ` and ${join(out, 'bench.md')}` : ''} have the figures)`, 1);
     });
+}
+
+/** --out: a new folder, or an existing empty one (made beforehand), or with --force any folder; checked before the run. */
+function checkBenchOut(out: string, force: boolean, inputs: string[]): string {
+  const abs = resolve(out);
+  const empty = existsSync(abs) && statSync(abs).isDirectory() && readdirSync(abs).length === 0;
+  return checkOutputDir(out, { option: '--out', force: force || empty, inputs });
 }
 
 function render(doc: BenchDocument): string {
@@ -200,10 +249,9 @@ function render(doc: BenchDocument): string {
 }
 
 /** Prints the tables; with --out also writes bench.json, bench.md and the chart. */
-async function publish(doc: BenchDocument, out: string | undefined): Promise<void> {
+async function publish(doc: BenchDocument, dir: string | undefined): Promise<void> {
   const md = render(doc);
-  if (out) {
-    const dir = resolve(out);
+  if (dir) {
     mkdirSync(dir, { recursive: true });
     writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc, null, 1) + '\n');
     writeFileAtomic(join(dir, 'bench.md'), md);

@@ -1,13 +1,16 @@
 import { existsSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import type { Command } from 'commander';
-import { runCalibrate, type CalibrateOptions } from '../../runtime/src/calibrate/run.js';
+import { rawPathFor, runCalibrate, type CalibrateOptions } from '../../runtime/src/calibrate/run.js';
 import { UserError } from '../../core/src/errors.js';
+import { checkOutputFile } from '../../core/src/output-path.js';
+import { defaultDevice } from '../../runtime/src/engine/devices.js';
 import { parseChoiceOption, parseIntListOption } from '../../core/src/options.js';
 
 interface CalibrateCliOptions {
   out?: string;
-  device: string;
+  force?: boolean;
+  device?: string;
   threads?: string;
   quick?: boolean;
   model?: string;
@@ -21,18 +24,21 @@ interface CalibrateCliOptions {
 /** Checks the options before anything is measured; every refusal names the option. */
 export function parseCalibrateOptions(o: CalibrateCliOptions, command: string): CalibrateOptions {
   if (!o.out) throw new UserError('option --out: required (the calibration profile to write, e.g. sim/calibration/<name>.json)');
-  const out = resolve(o.out);
-  if (!out.toLowerCase().endsWith('.json')) throw new UserError(`option --out: '${o.out}' must end in .json`);
-  if (existsSync(out) && statSync(out).isDirectory()) throw new UserError(`option --out: '${o.out}' is a directory`);
-  if (!existsSync(dirname(out)) || !statSync(dirname(out)).isDirectory()) throw new UserError(`option --out: directory '${dirname(out)}' does not exist`);
-  const device = parseChoiceOption('--device', o.device, ['cuda', 'cpu'] as const);
+  if (!o.out.toLowerCase().endsWith('.json')) throw new UserError(`option --out: '${o.out}' must end in .json`);
+  // The profile and its raw samples beside it: both checked before anything is measured.
+  const out = checkOutputFile(o.out, { option: '--out', force: o.force, inputs: o.base ? [o.base] : [] });
+  checkOutputFile(rawPathFor(out), { option: '--out', force: o.force, inputs: o.base ? [o.base] : [] });
+  const device = o.device === undefined ? defaultDevice() : parseChoiceOption('--device', o.device, ['cuda', 'cpu'] as const);
   if (o.model !== undefined && o.geometry !== undefined) throw new UserError('options --model and --geometry: give one of them, not both');
   if (o.model !== undefined && !(existsSync(o.model) && statSync(o.model).isDirectory())) {
     throw new UserError(`option --model: '${o.model}' is not a directory (a checkpoint directory with config.json)`);
   }
   if (o.cpuOnly && device !== 'cpu') throw new UserError('option --cpu-only: goes with --device cpu (device cuda measures everything)');
   if (device === 'cpu' && !o.cpuOnly) {
-    throw new UserError('option --device cpu: measures the CPU figures only; add --cpu-only --base <profile> to write a profile whose GPU figures come from <profile>');
+    throw new UserError(
+      `${o.device === undefined ? 'this build has no CUDA backend, so calibrate measures on the CPU (--device cpu), which' : 'option --device cpu:'} measures the CPU figures only; ` +
+        'add --cpu-only --base <profile> (e.g. --base sim/calibration/h200-measured.json) to write a profile whose GPU figures come from <profile>',
+    );
   }
   if (o.cpuOnly && !o.base) throw new UserError('option --cpu-only: needs --base <profile>, the calibration profile to take the GPU figures from');
   if (o.base !== undefined && !o.cpuOnly) throw new UserError('option --base: only used with --cpu-only');
@@ -59,7 +65,8 @@ export function register(program: Command): void {
     .command('calibrate')
     .description("measure the simulator's cost model on this machine (copies, GPU and CPU experts, non-expert layer parts) and write a calibration profile for `simulate --calibration`")
     .option('--out <file>', 'calibration profile to write (JSON); the raw measurements go to <file without .json>.raw.json')
-    .option('--device <d>', 'cuda (everything; needs a build with the CUDA backend) or cpu (CPU figures only, with --cpu-only)', 'cuda')
+    .option('--force', 'replace --out (and its .raw.json) if they exist')
+    .option('--device <d>', 'cuda (everything; needs a build with the CUDA backend) or cpu (CPU figures only: needs --cpu-only --base <profile>); default: cuda when this build has the CUDA backend, else cpu')
     .option('--threads <list>', 'CPU thread counts to time the CPU expert with (default: 1,4,8,16 up to the hardware threads)')
     .option('--quick', 'few points and repeats (tests, a first look)')
     .option('--model <dir>', 'checkpoint directory whose config.json gives the shapes (default: DeepSeek-V2-Lite)')

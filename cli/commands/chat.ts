@@ -8,6 +8,9 @@ import { loadModelConfig } from '../../runtime/src/model/config.js';
 import type { ChatMessage } from '../../runtime/src/model/chat-template.js';
 import { UserError } from '../../core/src/errors.js';
 import { parseIntOption } from '../../core/src/options.js';
+import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
+import { given, refuseUnused } from '../option-rules.js';
+import { printWarnings } from '../warnings.js';
 
 interface ChatCliOptions extends RawEngineCliOptions, RawMissCliOptions {
   model: string;
@@ -20,7 +23,7 @@ interface ChatCliOptions extends RawEngineCliOptions, RawMissCliOptions {
 }
 
 export function register(program: Command): void {
-  const cmd = program
+  const chat = program
     .command('chat')
     .description('chat with a checkpoint using its chat template: one user message per input line, replies streamed')
     .requiredOption('--model <dir>', 'checkpoint directory (Hub layout, with tokenizer)')
@@ -36,17 +39,26 @@ export function register(program: Command): void {
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt' && p !== 'static').join(', ')}`, 'lru')
     .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); the cache gets the expert slots that fit')
     .option('--context <n>', 'longest conversation in tokens the GPU memory budget must hold', '4096');
-  addMissFlags(cmd).action(async (o: ChatCliOptions) => {
+  addMissFlags(chat).action(async (o: ChatCliOptions, cmd: Command) => {
+      refuseUnused(cmd, [
+        { option: '--policy', applies: o.cache !== undefined || o.gpuMemory !== undefined, needs: 'with --cache or --gpu-memory' },
+        { option: '--context', applies: o.gpuMemory !== undefined, needs: 'with --gpu-memory (the budget is planned for this many tokens)' },
+        { option: '--threads', applies: (o.device ?? 'cpu') === 'cpu', needs: 'with --device cpu' },
+      ]);
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
       const base = loadOptionsFromCli(o);
-      const shape = { batch: 1, contextTokens: parseIntOption('--context', o.context, 1, 1 << 24) + maxNewTokens };
-      const offload = offloadOptionsFromCli(o, loadModelConfig(o.model), base.device ?? 'cpu', shape);
+      const config = loadModelConfig(o.model);
+      const context = parseIntOption('--context', o.context, 1, 1 << 24);
+      checkContextLimit(config, given(cmd, '--context') ? context : 1, maxNewTokens, { prompt: '--context', newTokens: '--max-new-tokens' });
+      const shape = { batch: 1, contextTokens: context + maxNewTokens };
+      const offload = offloadOptionsFromCli(o, config, base.device ?? 'cpu', shape);
       const miss = missOptionsFromCli(o);
       if (offload.cache && (offload.cache.policy === 'belady' || offload.cache.policy === 'opt' || offload.cache.policy === 'static')) {
         throw new UserError(`option --policy: ${offload.cache.policy} needs a routing replay; chat uses lru, lfu, fifo or lfru`);
       }
       const engine = await Engine.load(o.model, { ...base, ...offload, ...(miss ? { miss } : {}) });
+      printWarnings(engine.checkpoint.warnings);
       try {
         const tokenizer = engine.tokenizer;
         const interactive = process.stdin.isTTY === true;
@@ -62,6 +74,9 @@ export function register(program: Command): void {
           }
           messages.push({ role: 'user', content: text });
           const prompt = tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
+          if (prompt.length + maxNewTokens - 1 > config.maxPositionEmbeddings) {
+            throw new UserError(`the conversation (${prompt.length} tokens) plus a reply of --max-new-tokens ${maxNewTokens} no longer fits the model's context of ${config.maxPositionEmbeddings} tokens; start a new chat`);
+          }
           const stream = new TextStream((ids) => tokenizer.decode(ids, { skipSpecialTokens: true }));
           process.stdout.write('Assistant:');
           for await (const t of engine.generate({ prompts: [prompt], maxNewTokens, sampling })) {

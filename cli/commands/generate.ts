@@ -1,5 +1,10 @@
 import type { Command } from 'commander';
-import { Engine, type FinishReason } from '../../runtime/src/engine/index.js';
+import { Engine, type FinishReason, type OffloadStats } from '../../runtime/src/engine/index.js';
+import type { NativeCacheStats } from '../../runtime/src/engine/native-binding.js';
+import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
+import { refuseUnused } from '../option-rules.js';
+import { heartbeatMs } from '../../core/src/progress.js';
+import { printWarnings } from '../warnings.js';
 import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
 import { addMissFlags } from '../miss-flags.js';
 import { loadTokenizer, type ModelTokenizer } from '../../runtime/src/model/tokenizer.js';
@@ -24,8 +29,9 @@ interface GenerateCliOptions extends RawEngineCliOptions, RawMissCliOptions {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
+
 export function register(program: Command): void {
-  const cmd = program
+  const generate = program
     .command('generate')
     .description('generate text with a checkpoint on the native engine (streams to stdout)')
     .requiredOption('--model <dir>', 'checkpoint directory (Hub layout)')
@@ -44,11 +50,17 @@ export function register(program: Command): void {
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt').join(', ')} (belady, opt: record-trace --routing)`, 'lru')
     .option('--routing <trace>', 'replay the routing of this trace (sequence g drives prompt g)')
     .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})');
-  addMissFlags(cmd).action(async (o: GenerateCliOptions) => {
+  addMissFlags(generate).action(async (o: GenerateCliOptions, cmd: Command) => {
       if (!!o.prompt === !!o.promptIds) throw new UserError('give the prompt with either --prompt or --prompt-ids (not both)');
+      refuseUnused(cmd, [
+        { option: '--policy', applies: o.cache !== undefined || o.gpuMemory !== undefined, needs: 'with --cache or --gpu-memory' },
+        { option: '--threads', applies: (o.device ?? 'cpu') === 'cpu', needs: 'with --device cpu' },
+      ]);
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
       const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
+      if (policy === 'belady' || policy === 'opt') throw new UserError(`option --policy: ${policy} decides from the run's future requests, which generate does not know; use record-trace --routing <trace> --policy ${policy}`);
+      if (policy === 'static' && o.routing === undefined) throw new UserError('option --policy: static pins the most popular experts of a replayed trace; add --routing <trace>');
       const config = loadModelConfig(o.model);
       const routing = o.routing === undefined ? undefined : loadRoutingReplay(o.routing, config);
       // Prompts first: the GPU memory budget needs the run's shape before loading.
@@ -56,6 +68,7 @@ export function register(program: Command): void {
       const prompts: number[][] = o.prompt
         ? o.prompt.map((p) => tokenizer!.encode(p, { addBos: true }))
         : o.promptIds!.map((s) => parseIntListOption('--prompt-ids', s, 0, config.vocabSize - 1));
+      checkContextLimit(config, Math.max(...prompts.map((p) => p.length)), maxNewTokens, { prompt: o.prompt ? '--prompt' : '--prompt-ids', newTokens: '--max-new-tokens' });
       if (routing) checkReplayCoverage(routing, prompts.map((p) => p.length + maxNewTokens - 1));
       const base = loadOptionsFromCli(o);
       const shape = { batch: prompts.length, contextTokens: Math.max(...prompts.map((p) => p.length)) + maxNewTokens };
@@ -63,17 +76,32 @@ export function register(program: Command): void {
       const miss = missOptionsFromCli(o);
       const cache = offload.cache;
       const engine = await Engine.load(o.model, { ...base, ...offload, routing, ...(miss ? { miss } : {}) });
+      printWarnings(engine.checkpoint.warnings);
       try {
         const decode = (ids: number[]) => (tokenizer ? tokenizer.decode(ids, { skipSpecialTokens: true }) : '');
         const streamText = !o.json && prompts.length === 1;
         const streams = prompts.map(() => new TextStream(decode));
         const tokens: number[][] = prompts.map(() => []);
         const finish: FinishReason[] = prompts.map(() => 'length');
-        for await (const t of engine.generate({ prompts, maxNewTokens, sampling, stopOnEos: o.stopOnEos })) {
-          tokens[t.sequence].push(t.token);
-          if (t.finished) finish[t.sequence] = t.finished;
-          const delta = streams[t.sequence].push(t.token);
-          if (streamText) process.stdout.write(tokenizer ? delta : `${t.index ? ',' : ''}${t.token}`);
+        // A long prefill, or --json (nothing streams), would be silent for minutes: a line every few seconds.
+        const started = Date.now();
+        let produced = 0;
+        const heartbeat = setInterval(() => {
+          if (streamText && produced > 0) return; // the streamed text shows progress itself
+          const what = produced === 0 ? `prefill of ${prompts.length} x ${Math.max(...prompts.map((p) => p.length))} tokens` : `${produced}/${prompts.length * maxNewTokens} generated tokens`;
+          process.stderr.write(`generate: ${what}, ${Math.round((Date.now() - started) / 1e3)} s so far\n`);
+        }, heartbeatMs());
+        heartbeat.unref();
+        try {
+          for await (const t of engine.generate({ prompts, maxNewTokens, sampling, stopOnEos: o.stopOnEos })) {
+            produced++;
+            tokens[t.sequence].push(t.token);
+            if (t.finished) finish[t.sequence] = t.finished;
+            const delta = streams[t.sequence].push(t.token);
+            if (streamText) process.stdout.write(tokenizer ? delta : `${t.index ? ',' : ''}${t.token}`);
+          }
+        } finally {
+          clearInterval(heartbeat);
         }
         const results = prompts.map((p, i) => ({
           tokens: tokens[i],
@@ -82,16 +110,18 @@ export function register(program: Command): void {
           finish: finish[i],
         }));
         const stats = engine.cacheStats();
+        const moved = stats ? engine.offloadStats() : null;
         if (stats) {
           const layers = engine.config.moeLayers;
           const line = layers.map((l, i) => `L${l} ${stats.hits[i]}/${stats.requests[i]}`).join(', ');
           process.stderr.write(`expert cache (${policy}, ${cache!.slotsPerLayer} slots/layer) hits/requests: ${line}\n`);
-          const moved = engine.offloadStats();
           if (moved) process.stderr.write(`expert copies to the GPU: ${moved.slotCopies} into slots, ${moved.stagedCopies} streamed, ${(moved.bytesH2D / 1e9).toFixed(2)} GB, compute waited ${moved.copyWaitMs.toFixed(1)} ms\n`);
           if (moved && miss) process.stderr.write(`misses on the CPU (--miss ${miss.mode}): ${moved.cpuExperts} experts (${moved.cpuRows} token rows), ${moved.fillCopies} background fills, CPU busy ${moved.cpuMs.toFixed(1)} ms, waited ${moved.cpuWaitMs.toFixed(1)} ms\n`);
         }
         if (o.json) {
-          const doc = results.length === 1 ? results[0] : { results };
+          // The run's cache figures belong to the whole batch, so they sit beside the results, not in one of them.
+          const run = stats ? { expertCache: cacheJson(policy, cache!.slotsPerLayer, engine.config.moeLayers, stats), ...(moved ? { gpuCopies: copiesJson(moved) } : {}) } : {};
+          const doc = results.length === 1 ? { ...results[0], ...run } : { results, ...run };
           process.stdout.write(JSON.stringify(doc) + '\n');
         } else if (streamText) {
           process.stdout.write((tokenizer ? streams[0].flush() : '') + '\n');
@@ -104,13 +134,26 @@ export function register(program: Command): void {
     });
 }
 
+/** generate --json's cache figures: counts per MoE layer (ids in moeLayers), the hit rate as a fraction. */
+function cacheJson(policy: string, slotsPerLayer: number, moeLayers: readonly number[], stats: NativeCacheStats) {
+  const hits = Array.from(stats.hits);
+  const requests = Array.from(stats.requests);
+  const total = requests.reduce((a, b) => a + b, 0);
+  return { policy, slotsPerLayer, moeLayers: [...moeLayers], hits, requests, hitRate: total ? hits.reduce((a, b) => a + b, 0) / total : null };
+}
+
+/** Device cuda: the expert copies, each key with its unit. */
+function copiesJson(m: OffloadStats) {
+  return { intoSlots: m.slotCopies, streamed: m.stagedCopies, hostToDeviceBytes: m.bytesH2D, copyWaitMs: m.copyWaitMs };
+}
+
 /** The tokenizer when the checkpoint has one; text prompts require it, token-id prompts do not. */
 function tryTokenizer(dir: string, required: boolean): ModelTokenizer | null {
   try {
     return loadTokenizer(dir);
   } catch (err) {
     if (required) throw err;
-    process.stderr.write(`moe-offload: no tokenizer (${(err as Error).message}); printing token ids only\n`);
+    process.stderr.write(`moe-offload: no tokenizer (${(err as Error).message}); printing token ids only (--prompt-ids needs no tokenizer)\n`);
     return null;
   }
 }

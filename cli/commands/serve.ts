@@ -1,7 +1,8 @@
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Engine } from '../../runtime/src/engine/index.js';
-import { loadOptionsFromCli, offloadOptionsFromCli, type RawEngineCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, type RawEngineCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { addMissFlags } from '../miss-flags.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { fillLanes } from '../../runtime/src/offload/replay-lanes.js';
@@ -11,7 +12,7 @@ import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { UserError } from '../../core/src/errors.js';
 import { parseIntOption } from '../../core/src/options.js';
 
-interface ServeCliOptions extends RawEngineCliOptions {
+interface ServeCliOptions extends RawEngineCliOptions, RawMissCliOptions {
   model: string;
   modelName?: string;
   cache?: string;
@@ -32,7 +33,7 @@ interface ServeCliOptions extends RawEngineCliOptions {
 const SERVE_POLICIES = POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt');
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('serve')
     .description('OpenAI-compatible HTTP server (/v1/completions, /v1/chat/completions, /v1/models, /health, /metrics) with continuous batching')
     .requiredOption('--model <dir>', 'checkpoint directory (Hub layout, with tokenizer)')
@@ -51,8 +52,8 @@ export function register(program: Command): void {
     .option('--context <n>', 'tokens per sequence, prompt plus generated (default: min(4096, max_position_embeddings))')
     .option('--max-prefill-tokens <n>', 'prompt tokens admitted into one step (bounds the largest forward)', '4096')
     .option('--api-key <key>', 'require Authorization: Bearer <key> on every request (or env MOE_OFFLOAD_API_KEY)')
-    .option('--max-body <size>', 'largest request body', '1MiB')
-    .action(async (o: ServeCliOptions) => {
+    .option('--max-body <size>', 'largest request body', '1MiB');
+  addMissFlags(cmd).action(async (o: ServeCliOptions) => {
       // From the start: a signal while the model loads stops the server as soon as it is up.
       const signalled = new Promise<string>((r) => {
         process.once('SIGINT', () => r('SIGINT'));
@@ -72,6 +73,7 @@ export function register(program: Command): void {
       // The largest forward: one whole prompt (or the prefill budget) beside every other slot's decode row.
       const shape = { batch: maxBatch, contextTokens: context, prefillRows: Math.max(context, maxPrefillTokens) + maxBatch };
       const offload = offloadOptionsFromCli(o, config, base.device ?? 'cpu', shape);
+      const miss = missOptionsFromCli(o);
       if (offload.cache && (offload.cache.policy === 'belady' || offload.cache.policy === 'opt')) {
         throw new UserError(`option --policy: ${offload.cache.policy} needs the run's future, which a server does not know; use ${SERVE_POLICIES.join(', ')}`);
       }
@@ -85,7 +87,7 @@ export function register(program: Command): void {
       } else if (offload.cache?.policy === 'static') {
         throw new UserError('option --policy: static needs --routing (its pinned experts come from the trace)');
       }
-      const engine = await Engine.load(o.model, { ...base, ...offload, routing });
+      const engine = await Engine.load(o.model, { ...base, ...offload, routing, ...(miss ? { miss } : {}) });
       try {
         const server = await startServer({
           engine,

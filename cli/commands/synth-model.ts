@@ -1,4 +1,7 @@
 import type { Command } from 'commander';
+import { existsSync } from 'node:fs';
+import { resolve, sep } from 'node:path';
+import { UserError } from '../../core/src/errors.js';
 import { resolveGeometry, TINY_VARIANTS } from '../../runtime/src/model/synth/geometries.js';
 import { writeSyntheticCheckpoint } from '../../runtime/src/model/synth/write-checkpoint.js';
 import { parseIntOption } from '../../core/src/options.js';
@@ -15,6 +18,10 @@ export function register(program: Command): void {
     .option('--threads <n>', 'worker threads generating weights (default: 0 for small checkpoints, else cores - 1, at most 8)')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
+      // A geometry file inside --out would be deleted with the old checkpoint that --force replaces.
+      if (existsSync(o.geometry) && resolve(o.geometry).startsWith(resolve(o.out) + sep)) {
+        throw new UserError(`option --geometry: ${o.geometry} is inside --out ${o.out}, which this run replaces; copy it elsewhere first`);
+      }
       const geometry = resolveGeometry(o.geometry, o.tinyVariant);
       const seed = parseIntOption('--seed', o.seed, 0, Number.MAX_SAFE_INTEGER);
       const threads = o.threads === undefined ? undefined : parseIntOption('--threads', o.threads, 0, 256);

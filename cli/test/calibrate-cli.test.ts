@@ -20,7 +20,7 @@ describe('calibrate option checks (before anything is measured)', () => {
   it('refuses bad options with a message naming the option', () => {
     expect(parse({ out: undefined })).toThrow(/option --out: required/);
     expect(parse({ out: join(tmp.path, 'p.txt') })).toThrow(/option --out: .* must end in \.json/);
-    expect(parse({ out: join(tmp.path, 'no-such-dir', 'p.json') })).toThrow(/option --out: directory .* does not exist/);
+    expect(parse({ out: join(tmp.path, 'no-such-dir', 'p.json') })).toThrow(/option --out: the folder .* does not exist/);
     expect(parse({ device: 'gpu' })).toThrow(/option --device: unknown value 'gpu'/);
     expect(parse({ device: 'cpu' })).toThrow(/option --device cpu: measures the CPU figures only; add --cpu-only --base/);
     expect(parse({ device: 'cpu', cpuOnly: true })).toThrow(/option --cpu-only: needs --base/);
@@ -32,6 +32,12 @@ describe('calibrate option checks (before anything is measured)', () => {
     expect(parse({ model: tmp.path, geometry: 'tiny-a' })).toThrow(/options --model and --geometry/);
     expect(parse({ model: join(tmp.path, 'missing') })).toThrow(/option --model: .* is not a directory/);
     expect(parse({ name: 'a/b' })).toThrow(/option --name/);
+    // issue 15: an existing profile (or its raw file) is replaced only with --force; a device is never a profile.
+    writeFileSync(join(tmp.path, 'old.json'), '{}');
+    expect(parse({ out: join(tmp.path, 'old.json') })).toThrow(/option --out: .*old\.json already exists; pass --force/);
+    expect(parse({ out: join(tmp.path, 'old.json'), force: true })).not.toThrow();
+    writeFileSync(join(tmp.path, 'old2.raw.json'), '{}');
+    expect(parse({ out: join(tmp.path, 'old2.json') })).toThrow(/old2\.raw\.json already exists; pass --force/);
   });
   it('accepts a valid CPU-only request', () => {
     const o = parseCalibrateOptions({ device: 'cpu', cpuOnly: true, base, out, threads: '2,1,2', quick: true }, 'test');

@@ -50,7 +50,7 @@ stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log"
 
 stamp "bench"
 OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$(find $build -name '*.node' | head -1) PYTHONUNBUFFERED=1 timeout 330 \
-  bash tools/gpu/on-device.sh "moe bench --model /tmp/lite --device cuda --out $LOG --baseline transformers --check transformers --check-fp32 $*" \
+  bash tools/gpu/on-device.sh "moe bench --model /tmp/lite --device cuda --out $LOG --force --baseline transformers --check transformers --check-fp32 $*" \
   > "$LOG/bench.log" 2>&1
 echo "bench exit $?" | tee -a "$LOG/steps.log"
 grep -v "^|" "$LOG/bench.log" | tail -25

@@ -82,7 +82,7 @@ for bp in ${MOE_NAIVE:-}; do
   b=${bp%%:*}; p=${bp##*:}
   stamp "naive on-demand (cache 0): batch $b, prompt $p"
   mkdir -p "$LOG/naive"
-  run_moe naive 150 "moe bench --model /tmp/lite --device cuda --cache 0 --policy lru --batch $b --prompt $p --new-tokens ${MOE_NAIVE_TOKENS:-32} --repeats 2 --warmup 1 --routing ${MOE_NAIVE_ROUTING:-.gpu/traces/summary.arrow} --gpu-memory 12GiB --out $LOG/naive"
+  run_moe naive 150 "moe bench --model /tmp/lite --device cuda --cache 0 --policy lru --batch $b --prompt $p --new-tokens ${MOE_NAIVE_TOKENS:-32} --repeats 2 --warmup 1 --routing ${MOE_NAIVE_ROUTING:-.gpu/traces/summary.arrow} --gpu-memory 12GiB --out $LOG/naive --force"
   cp "$LOG/naive/bench.json" "$REAL_OUT/naive.json" 2>/dev/null
 done
 

@@ -1,6 +1,7 @@
 #include "moe/engine.h"
 
 #include <algorithm>
+#include <cmath>
 #include <string>
 
 #include "moe/error.h"
@@ -238,6 +239,19 @@ StepOutput Engine::sample_rows(const StepBatch& batch) {
   const int V = config_.vocab_size;
   logits_.resize(batch.logit_rows.size() * static_cast<size_t>(V));
   backend_->forward(batch, logits_.data());
+  // Broken weights (NaN/Inf) or a broken config make every logit NaN and greedy sampling then picks
+  // token 0 without a word: stop instead. The message's prefix is matched by runtime/src/engine/non-finite.ts,
+  // which re-runs the sequence with the debug hook to name the first layer whose output is not finite.
+  for (size_t r = 0; r < batch.logit_rows.size(); ++r) {
+    const float* row = logits_.data() + r * static_cast<size_t>(V);
+    for (int v = 0; v < V; ++v) {
+      if (!std::isfinite(row[v])) {
+        const size_t i = static_cast<size_t>(batch.logit_rows[r]);
+        throw Error("non-finite logits: sequence " + std::to_string(batch.seq[i]) + ", position " + std::to_string(batch.pos[i]) +
+                    ", logit " + std::to_string(v) + " is " + (std::isnan(row[v]) ? "NaN" : "infinite"));
+      }
+    }
+  }
   StepOutput out;
   out.token.assign(slots_.size(), -1);
   for (size_t r = 0; r < batch.logit_rows.size(); ++r) {

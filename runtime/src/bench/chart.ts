@@ -1,12 +1,19 @@
 import type { TopLevelSpec } from 'vega-lite';
 import { writeChart } from '../../../core/src/charts.js';
 import type { BenchDocument } from './run-bench.js';
+import type { OffloadPointResult } from './offload-bench.js';
 
-/** Decode ms per token and prefill ms, engine vs transformers, per grid point. */
+/** Decode ms per token and prefill ms per grid point: the engine, and transformers when the run timed it. */
 export function benchChartSpec(doc: BenchDocument): TopLevelSpec {
+  const withBaseline = doc.grid.some((p) => doc.baseline?.grid.some((x) => x.batch === p.batch && x.prompt === p.prompt && x.newTokens === p.newTokens));
   const values: { point: string; metric: string; system: string; ms: number }[] = [];
+  // Points that differ only in new tokens would share one bar slot: name the new tokens when they vary.
+  const severalNew = new Set(doc.grid.map((p) => p.newTokens)).size > 1;
   for (const p of doc.grid) {
-    const point = `b${p.batch} p${p.prompt}`;
+    // Offload mode: points of one batch/prompt differ in cache and policy; without them the bars would stack.
+    const o = p as Partial<OffloadPointResult>;
+    const offloaded = o.cache !== undefined ? ` c${o.cache} ${o.policy}` : '';
+    const point = `b${p.batch} p${p.prompt}${severalNew ? ` n${p.newTokens}` : ''}${offloaded}`;
     values.push({ point, metric: 'ms per output token', system: 'engine', ms: p.msPerToken.mean });
     values.push({ point, metric: 'prefill ms', system: 'engine', ms: p.prefillMs.mean });
     const b = doc.baseline?.grid.find((x) => x.batch === p.batch && x.prompt === p.prompt && x.newTokens === p.newTokens);
@@ -17,7 +24,8 @@ export function benchChartSpec(doc: BenchDocument): TopLevelSpec {
   }
   return {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: `moe bench on ${doc.engine.device}: engine (${doc.engine.backend}) vs transformers`,
+    // "vs transformers" only when there is a transformers bar to compare with.
+    title: `moe bench on ${doc.engine.device}: engine (${doc.engine.backend})${withBaseline ? ' vs transformers' : ''}`,
     data: { values },
     facet: { column: { field: 'metric', type: 'nominal', title: null } },
     spec: {
@@ -25,10 +33,11 @@ export function benchChartSpec(doc: BenchDocument): TopLevelSpec {
       height: 200,
       mark: 'bar',
       encoding: {
-        x: { field: 'point', type: 'nominal', title: 'batch / prompt' },
+        x: { field: 'point', type: 'nominal', title: `batch / prompt${severalNew ? ' / new tokens' : ''}${doc.offload ? ' / expert slots, policy' : ''}`, sort: null },
         xOffset: { field: 'system' },
         y: { field: 'ms', type: 'quantitative', title: 'ms (mean)' },
-        color: { field: 'system', type: 'nominal' },
+        // One system needs no legend.
+        color: { field: 'system', type: 'nominal', ...(withBaseline ? {} : { legend: null }) },
         tooltip: [{ field: 'ms', type: 'quantitative', format: '.2f' }],
       },
     },

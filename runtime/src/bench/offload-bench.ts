@@ -175,7 +175,7 @@ export async function runOffloadGrid(
             engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(lanes ? { routing: lanes.replay } : {}) });
             const before = engine.offloadStats();
             const t1 = performance.now();
-            const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup);
+            const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup, log);
             const wallMs = performance.now() - t1;
             const after = engine.offloadStats();
             const stats = engine.cacheStats();

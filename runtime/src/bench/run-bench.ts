@@ -80,6 +80,7 @@ function checkSequences(o: BenchOptions, vocab: number, bos: number, eos: number
 export async function runBench(o: BenchOptions): Promise<BenchDocument> {
   const ckpt = openCheckpoint(o.model);
   const cfg = ckpt.config;
+  for (const w of ckpt.warnings) o.log(`moe-offload: warning: ${w}`);
   const grid: GridPoint[] = makeGrid(o.batches, o.prompts, o.newTokens);
   const promptsOf = (p: GridPoint) => makePrompts(p, o.seed, cfg.vocabSize, cfg.bosTokenId, cfg.eosTokenId);
   const sequences = o.check ? checkSequences(o, cfg.vocabSize, cfg.bosTokenId, cfg.eosTokenId) : [];
@@ -158,7 +159,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
       }
       const points: PointResult[] = [];
       for (const p of grid) {
-        const r = await benchPoint(engine, p, promptsOf(p), o.repeats, o.warmup);
+        const r = await benchPoint(engine, p, promptsOf(p), o.repeats, o.warmup, o.log);
         o.log(`bench: batch ${p.batch} prompt ${p.prompt} new ${p.newTokens}: prefill ${r.prefillMs.mean.toFixed(1)} ms, ${r.msPerToken.mean.toFixed(2)} ms/token, ${r.decodeTokensPerSecond.toFixed(0)} tok/s`);
         points.push(r);
       }

@@ -25,10 +25,17 @@ export function samplingFromCli(o: RawEngineCliOptions): Sampling {
   if (!sampled) return 'greedy';
   if (o.temperature === undefined) throw new UserError('option --temperature: required when --top-p or --seed is given');
   return {
-    temperature: parseFloatOption('--temperature', o.temperature, Number.MIN_VALUE, 100),
-    topP: o.topP === undefined ? 1 : parseFloatOption('--top-p', o.topP, Number.MIN_VALUE, 1),
+    temperature: positiveAtMost('--temperature', o.temperature, 100),
+    topP: o.topP === undefined ? 1 : positiveAtMost('--top-p', o.topP, 1),
     seed: o.seed === undefined ? 0 : parseIntOption('--seed', o.seed, 0, Number.MAX_SAFE_INTEGER),
   };
+}
+
+/** A number in (0, max], refused in those words (not as a range starting at the smallest double). */
+function positiveAtMost(name: string, value: string, max: number): number {
+  const v = parseFloatOption(name, value);
+  if (!(v > 0 && v <= max)) throw new UserError(`option ${name}: must be above 0 and at most ${max}, got ${value}`);
+  return v;
 }
 
 export function loadOptionsFromCli(o: RawEngineCliOptions): EngineLoadOptions {

@@ -7,6 +7,7 @@ import { resolvePlacement, type Placement } from '../offload/placement.js';
 import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
 import { ContinuousBatch } from './continuous-batch.js';
+import { isNonFiniteError, locateNonFinite } from './non-finite.js';
 import {
   checkGenerateShape,
   checkPromptIds,
@@ -92,6 +93,8 @@ export class Engine {
   private closed = false;
   private batch: ContinuousBatch | null = null;
   private tokenizerCache: ModelTokenizer | undefined;
+  /** the capture the caller asked for, restored after a non-finite diagnosis used the hook */
+  private debugNames: string[] | null = null;
 
   private constructor(
     readonly checkpoint: Checkpoint,
@@ -233,8 +236,9 @@ export class Engine {
     const record = options.recordLogits === true;
     this.logits = record ? { vocabSize: this.config.vocabSize, perSequence: prompts.map(() => []) } : null;
     const counts = prompts.map(() => 0);
+    const generated: number[][] = prompts.map(() => []);
     try {
-      let result = await native('prefill', () =>
+      let result = await this.guardFinite('prefill', prompts, generated, () =>
         this.handle.begin({ prompts, maxNewTokens: options.maxNewTokens, ...sampling, stopOnEos: options.stopOnEos ?? true }),
       );
       for (;;) {
@@ -245,10 +249,11 @@ export class Engine {
           const finished = FINISH[result.finish[s]];
           if (finished === null) running++;
           if (token < 0) continue;
+          generated[s].push(token);
           yield { sequence: s, token, index: counts[s]++, finished };
         }
         if (running === 0) break;
-        result = await native('decode step', () => this.handle.step());
+        result = await this.guardFinite('decode step', prompts, generated, () => this.handle.step());
       }
     } finally {
       this.busy = false;
@@ -299,6 +304,37 @@ export class Engine {
     return batch;
   }
 
+  /**
+   * A native step, with non-finite logits turned into an error that names the first layer whose output is
+   * not finite (one re-run of the failing sequence with the debug hook: runtime/src/engine/non-finite.ts).
+   */
+  private async guardFinite<T>(what: string, prompts: Int32Array[] | number[][], generated: number[][], call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (err) {
+      const message = (err as Error).message;
+      if (!isNonFiniteError(message)) throw new EngineError(`${what}: ${message}`);
+      const m = /sequence (\d+), position (\d+)/.exec(message);
+      const s = m ? Number(m[1]) : 0;
+      const pos = m ? Number(m[2]) : -1;
+      const tokens = [...Array.from(prompts[s]), ...generated[s]].slice(0, pos + 1);
+      let where: string | null = null;
+      try {
+        where = tokens.length ? await locateNonFinite(this.handle, this.config, tokens) : null;
+      } catch {
+        where = null;
+      } finally {
+        if (this.debugNames) this.handle.setDebugCapture(this.debugNames);
+      }
+      const token = generated[s].length + 1;
+      throw new EngineError(
+        `the model produced non-finite logits (NaN or Inf) for prompt ${s}, generated token ${token}` +
+          (where ? `; the first non-finite output is ${where}` : '') +
+          `. The checkpoint's weights or its config.json are broken (${this.checkpoint.dir})`,
+      );
+    }
+  }
+
   /** Collects the whole generation: the generated ids of each prompt. */
   async generateAll(options: GenerateOptions): Promise<{ tokens: number[][]; finished: FinishReason[] }> {
     const n = options.prompts?.length ?? 0;
@@ -319,6 +355,7 @@ export class Engine {
   setDebugCapture(names: string[] | null): void {
     this.assertOpen();
     this.handle.setDebugCapture(names);
+    this.debugNames = names;
   }
 
   takeDebugCapture(): NativeCapture[] {

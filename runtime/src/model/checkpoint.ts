@@ -4,6 +4,7 @@ import { BadInputError } from '../../../core/src/errors.js';
 import { configHash, loadModelConfig, type ModelConfig } from './config.js';
 import { readSafetensorsHeader, type SafetensorsHeader, type TensorDtype } from '../../../core/src/safetensors.js';
 import { expectedTensors } from './tensor-names.js';
+import { requireRegularFile } from './regular-file.js';
 
 /**
  * A checkpoint directory in the Hugging Face Hub layout (config.json + model.safetensors.index.json
@@ -58,6 +59,7 @@ export function openCheckpoint(dirArg: string, opts: OpenCheckpointOptions = {})
       const example = [...shardOf].find(([, s]) => s === shard)![0];
       throw new BadInputError(path, `missing shard: ${indexFile} maps ${example} (and maybe others) to it`);
     }
+    requireRegularFile(path, `a shard of ${indexFile}`);
     headers.set(shard, readSafetensorsHeader(path));
   }
 
@@ -95,6 +97,7 @@ function readWeightMap(dir: string): { shardOf: Map<string, string>; indexFile: 
   const indexPath = join(dir, INDEX_FILE);
   const singlePath = join(dir, SINGLE_FILE);
   if (existsSync(indexPath)) {
+    requireRegularFile(indexPath, 'the index of the checkpoint\'s shards');
     let raw: unknown;
     try {
       raw = JSON.parse(readFileSync(indexPath, 'utf8'));
@@ -119,6 +122,7 @@ function readWeightMap(dir: string): { shardOf: Map<string, string>; indexFile: 
     return { shardOf, indexFile: INDEX_FILE };
   }
   if (existsSync(singlePath)) {
+    requireRegularFile(singlePath, 'the checkpoint\'s weights');
     const header = readSafetensorsHeader(singlePath);
     return { shardOf: new Map(header.tensors.map((t) => [t.name, SINGLE_FILE])), indexFile: SINGLE_FILE };
   }

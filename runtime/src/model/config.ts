@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BadInputError } from '../../../core/src/errors.js';
+import { requireRegularFile } from './regular-file.js';
 
 /**
  * The blueprint of a DeepSeek-V2 model, read from the checkpoint's config.json (Hub layout).
@@ -74,6 +75,23 @@ export interface YarnRopeScaling {
   mscaleAllDim: number;
 }
 
+/**
+ * Ranges of the numeric hyper-parameters that every DeepSeek-V2/V2-Lite/V3 config lies well inside (V2-Lite:
+ * rms_norm_eps 1e-6, rope_theta 10000, routed_scaling_factor 1.0; V2: 16.0; V3: 2.5; YaRN factor 40, beta_fast 32,
+ * beta_slow 1, mscale 0.707 or 1, mscale_all_dim 0.707 or 0). Values outside pass a type check but make the
+ * forward produce NaN, zeros or garbage (rope_theta 1, rms_norm_eps 1e300, mscale 1e300), so they are refused.
+ */
+export const CONFIG_RANGES = {
+  rms_norm_eps: [1e-10, 1e-3],
+  rope_theta: [100, 1e8],
+  routed_scaling_factor: [0.01, 100],
+  factor: [1, 1024],
+  beta_fast: [1, 1024],
+  beta_slow: [1e-3, 1024],
+  mscale: [0, 10],
+  mscale_all_dim: [0, 10],
+} as const satisfies Record<string, readonly [number, number]>;
+
 /** Generous upper bounds that keep a hostile config from asking for absurd allocations. */
 const MAX_DIM = 1 << 20;
 const MAX_LAYERS = 1024;
@@ -86,7 +104,7 @@ export function configPath(dir: string): string {
 /** Reads, validates and returns the config of the checkpoint in `dir`. */
 export function loadModelConfig(dir: string): ModelConfig {
   const file = configPath(dir);
-  if (!existsSync(file)) throw new BadInputError(file, 'missing: a checkpoint directory needs config.json');
+  requireRegularFile(file, 'a checkpoint directory needs config.json');
   let raw: unknown;
   try {
     raw = JSON.parse(readFileSync(file, 'utf8'));
@@ -99,7 +117,7 @@ export function loadModelConfig(dir: string): ModelConfig {
 /** sha256 (hex) of the config.json bytes: identifies the model blueprint in traces and caches. */
 export function configHash(dir: string): string {
   const file = configPath(dir);
-  if (!existsSync(file)) throw new BadInputError(file, 'missing: a checkpoint directory needs config.json');
+  requireRegularFile(file, 'a checkpoint directory needs config.json');
   return createHash('sha256').update(readFileSync(file)).digest('hex');
 }
 
@@ -141,7 +159,7 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
   const topkGroup = r.optionalIntOrNull('topk_group', 1, MAX_EXPERTS);
   const normTopkProb = r.optionalBool('norm_topk_prob') ?? false;
   const routedScalingFactor = r.optionalNumber('routed_scaling_factor') ?? 1.0;
-  if (!(routedScalingFactor > 0)) r.unsupported('routed_scaling_factor', routedScalingFactor, 'must be > 0');
+  r.inRange('routed_scaling_factor', routedScalingFactor);
   if (normTopkProb && routedScalingFactor !== 1) {
     // DeepSeek-V2's own code skips the scaling factor when it renormalises, V3's applies both, and
     // transformers' port ignores norm_topk_prob: the combination has no single meaning, so refuse it.
@@ -159,14 +177,17 @@ export function parseModelConfig(raw: unknown, file: string): ModelConfig {
   const qkRopeHeadDim = r.int('qk_rope_head_dim', 2, MAX_DIM);
   if (qkRopeHeadDim % 2 !== 0) r.unsupported('qk_rope_head_dim', qkRopeHeadDim, 'must be even (rotary pairs)');
   const vHeadDim = r.int('v_head_dim', 1, MAX_DIM);
-  const rmsNormEps = r.positiveNumber('rms_norm_eps');
+  const rmsNormEps = r.inRange('rms_norm_eps', r.positiveNumber('rms_norm_eps'));
   const maxPositionEmbeddings = r.int('max_position_embeddings', 1, 1 << 30);
 
   // transformers 5 writes rope_parameters {rope_type, rope_theta, ...} instead of rope_theta + rope_scaling.
   const ropeParameters = r.optionalObject('rope_parameters');
   const ropeTheta = r.optionalNumber('rope_theta') ?? numberIn(ropeParameters, 'rope_theta') ?? 10000;
-  if (!(ropeTheta > 0)) r.unsupported('rope_theta', ropeTheta, 'must be > 0');
+  r.inRange('rope_theta', ropeTheta);
   const ropeScaling = parseRopeScaling(r, ropeParameters);
+  if (ropeScaling && ropeScaling.originalMaxPositionEmbeddings > maxPositionEmbeddings) {
+    r.unsupported('rope_scaling.original_max_position_embeddings', ropeScaling.originalMaxPositionEmbeddings, `must be at most max_position_embeddings (${maxPositionEmbeddings}): YaRN extends the original context`);
+  }
 
   const bosTokenId = r.int('bos_token_id', 0, vocabSize - 1);
   const eosTokenIds = r.intOrIntList('eos_token_id', 0, vocabSize - 1);
@@ -232,17 +253,20 @@ function parseRopeScaling(r: FieldReader, ropeParameters: Record<string, unknown
   if (type === 'default' && key === 'rope_parameters') return null;
   if (type !== 'yarn') r.unsupported(`${key}.type`, type, "only 'yarn' (or no rope_scaling) is supported");
   const sub = new FieldReader(src, r.file, `${key}.`);
-  const factor = sub.positiveNumber('factor');
-  if (factor < 1) sub.unsupported('factor', factor, 'must be >= 1');
+  const factor = sub.inRange('factor', sub.positiveNumber('factor'));
+  const betaFast = sub.inRange('beta_fast', sub.optionalNumber('beta_fast') ?? 32);
+  const betaSlow = sub.inRange('beta_slow', sub.optionalNumber('beta_slow') ?? 1);
+  // YaRN ramps between the dimensions of beta_fast and beta_slow rotations: the range must not be empty.
+  if (betaSlow >= betaFast) sub.unsupported('beta_slow', betaSlow, `must be below beta_fast (${betaFast})`);
   return {
     type: 'yarn',
     factor,
     originalMaxPositionEmbeddings: sub.int('original_max_position_embeddings', 1, 1 << 30),
-    betaFast: sub.optionalNumber('beta_fast') ?? 32,
-    betaSlow: sub.optionalNumber('beta_slow') ?? 1,
+    betaFast,
+    betaSlow,
     // Defaults of DeepSeek's own YaRN code (mscale 1, mscale_all_dim 0).
-    mscale: sub.optionalNumber('mscale') ?? 1,
-    mscaleAllDim: sub.optionalNumber('mscale_all_dim') ?? 0,
+    mscale: sub.inRange('mscale', sub.optionalNumber('mscale') ?? 1),
+    mscaleAllDim: sub.inRange('mscale_all_dim', sub.optionalNumber('mscale_all_dim') ?? 0),
   };
 }
 
@@ -265,6 +289,13 @@ class FieldReader {
 
   unsupported(key: string, value: unknown, why: string): never {
     throw new BadInputError(this.file, `unsupported ${this.prefix}${key} = ${JSON.stringify(value)}: ${why}`);
+  }
+
+  /** A value inside CONFIG_RANGES[key], returned as is. */
+  inRange(key: keyof typeof CONFIG_RANGES, v: number): number {
+    const [min, max] = CONFIG_RANGES[key];
+    if (!(v >= min && v <= max)) this.unsupported(key, v, `outside [${min}, ${max}], the range real DeepSeek-V2 configs lie in (values outside make the forward produce NaN or garbage)`);
+    return v;
   }
 
   int(key: string, min: number, max: number, whyMin?: string): number {

@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
+import { requireRegularFile } from './regular-file.js';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizer } from '@huggingface/tokenizers';
 import { BadInputError, UserError } from '../../../core/src/errors.js';
@@ -27,7 +28,7 @@ export const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json'] as co
 export function loadTokenizer(dir: string): ModelTokenizer {
   const missing = TOKENIZER_FILES.filter((f) => !existsSync(join(dir, f)));
   if (missing.length > 0) {
-    throw new BadInputError(join(dir, missing[0]), `missing tokenizer file${missing.length > 1 ? 's' : ''}: ${missing.join(' and ')} (both are needed to encode text; --prompt-ids works without them)`);
+    throw new BadInputError(join(dir, missing[0]), `missing tokenizer file${missing.length > 1 ? 's' : ''}: ${missing.join(' and ')} (both are needed to encode and decode text)`);
   }
   const tokenizerPath = join(dir, 'tokenizer.json');
   const configPath = join(dir, 'tokenizer_config.json');
@@ -83,6 +84,7 @@ export function loadTokenizer(dir: string): ModelTokenizer {
 }
 
 function readJsonObject(path: string): Record<string, unknown> {
+  requireRegularFile(path, 'a tokenizer or model config file');
   let v: unknown;
   try {
     v = JSON.parse(readFileSync(path, 'utf8'));

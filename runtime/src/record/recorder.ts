@@ -7,12 +7,14 @@
  * forward and then decoded for exactly N tokens (no stop at end-of-sequence, so every sequence has the
  * same length and the trace replays in the simulator's lanes exactly as it ran). A sequence contributes
  * its L prompt tokens and N - 1 decode tokens (the last generated token is never fed back).
- * Interruption: SIGINT stops after the current step and publishes the shorter trace; any error discards
- * the partial file, so the target path is left as it was.
+ * Interruption: SIGINT/SIGTERM (the command sets `stop`) stop after the current step and publish the
+ * shorter trace; any error discards the partial file, so the target path is left as it was. The output
+ * path is checked before anything loads (core/src/output-path.ts): not a folder, a device or an input,
+ * and an existing trace is replaced only with `force`.
  */
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import type { RunMeta } from '../../../traces/src/schema.js';
 import { TraceWriter } from '../../../traces/src/writer.js';
 import { Engine } from '../engine/engine.js';
@@ -21,7 +23,8 @@ import { configHash, loadModelConfig } from '../model/config.js';
 import type { CacheOptions } from '../offload/cache-options.js';
 import { checkReplayCoverage, loadRoutingReplay } from '../offload/routing-replay.js';
 import { findRepoRoot } from '../engine/native-binding.js';
-import { UserError } from '../../../core/src/errors.js';
+import { checkOutputFile } from '../../../core/src/output-path.js';
+import { removeStalePartials } from '../../../core/src/stale-partials.js';
 import { startProgress } from '../../../core/src/progress.js';
 import { loadPromptTexts, type PromptTexts } from './dataset.js';
 import { buildPromptIds } from './prompt-tokens.js';
@@ -45,21 +48,27 @@ export interface RecordTraceOptions {
   quiet?: boolean;
   /** set to true (e.g. by a SIGINT handler) to stop after the current step */
   stop?: { requested: boolean };
+  /** replace an existing `out` (the command's --force) */
+  force?: boolean;
+  /** told of stale partial files of `out` removed before the run (left by a killed run) */
+  log?: (line: string) => void;
 }
 
 export interface RecordTraceResult {
   rows: number;
   steps: number;
+  /** sequences with rows in the file (fewer than planned when interrupted) */
   sequences: number;
+  /** sequences the run was asked for */
+  plannedSequences: number;
   interrupted: boolean;
   /** per MoE layer, when a cache was configured */
   cache: { hits: number[]; requests: number[] } | null;
 }
 
 export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceResult> {
-  const out = resolve(o.out);
-  if (existsSync(out) && statSync(out).isDirectory()) throw new UserError(`option --out: ${o.out} is a directory`);
-  if (!existsSync(dirname(out))) throw new UserError(`option --out: the folder ${dirname(out)} does not exist`);
+  const out = checkOutputFile(o.out, { option: '--out', force: o.force, inputs: recordInputs(o) });
+  for (const stale of removeStalePartials(out)) o.log?.(`record-trace: removed ${stale}, the partial output of an earlier run that was killed`);
   const S = o.sequences ?? o.batch;
   const config = loadModelConfig(o.model);
   const replay = o.routing ? loadRoutingReplay(o.routing, config) : undefined;
@@ -71,6 +80,7 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
   if (cache && !cache.schedule) delete cache.schedule;
 
   const engine = await Engine.load(o.model, { device: o.device ?? 'cpu', threads: o.threads ?? 0, cache, routing: replay, record: {} });
+  for (const w of engine.checkpoint.warnings) o.log?.(`moe-offload: warning: ${w}`);
   let writer: TraceWriter | undefined;
   try {
     let prompts: number[][];
@@ -84,9 +94,10 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
       dataset = texts.label;
     }
     writer = TraceWriter.create(out, runMeta(o, config, engine, dataset, !!replay), { tokens: true, scores: true, gateNext: true, timings: true });
-    const progress = startProgress('record-trace', S * o.gen, { quiet: o.quiet });
+    const progress = startProgress('record-trace', S * o.gen, { quiet: o.quiet, unit: 'generated tokens' });
     let interrupted = false;
     let steps = 0;
+    const written = new Uint8Array(S);
     outer: for (let b = 0; b < S; b += o.batch) {
       const batch = prompts.slice(b, b + o.batch);
       for await (const _ of engine.generate({ prompts: batch, maxNewTokens: o.gen, sampling: o.sampling, stopOnEos: false })) {
@@ -94,6 +105,7 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
         const rec = engine.takeRecord();
         if (rec.rows > 0) {
           steps = rec.step[rec.rows - 1] + 1;
+          for (let r = 0; r < rec.rows; r++) written[rec.seq[r]] = 1;
           const zeros = new Float32Array(rec.rows);
           writer.append({
             step: rec.step,
@@ -128,7 +140,8 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
     return {
       rows,
       steps,
-      sequences: S,
+      sequences: written.reduce((a, b) => a + b, 0),
+      plannedSequences: S,
       interrupted,
       cache: stats ? { hits: Array.from(stats.hits), requests: Array.from(stats.requests) } : null,
     };
@@ -138,6 +151,16 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
   } finally {
     engine.close();
   }
+}
+
+/** The files the run reads: the output may not be one of them. */
+function recordInputs(o: RecordTraceOptions): string[] {
+  const files: string[] = [];
+  if (existsSync(o.model) && statSync(o.model).isDirectory()) files.push(...readdirSync(o.model).map((f) => join(o.model, f)));
+  if (o.routing) files.push(o.routing);
+  // A dataset given as a file name (not builtin / sharegpt, nor prompts already read) is an input too.
+  if (typeof o.dataset === 'string' && o.dataset !== 'builtin' && o.dataset !== 'sharegpt') files.push(o.dataset);
+  return files;
 }
 
 function runMeta(o: RecordTraceOptions, config: ReturnType<typeof loadModelConfig>, engine: Engine, dataset: string, replayed: boolean): RunMeta {

@@ -1,6 +1,6 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadModelConfig } from '../../src/model/config.js';
@@ -91,12 +91,34 @@ describe('synth-model', () => {
     const before = hashes(out);
     const r = runCli(['synth-model', '--geometry', 'tiny', '--seed', '9', '--out', out, '--quiet']);
     expect(r.status).toBe(2);
-    expect(r.stderr).toMatch(/exists: already exists \(pass --force to replace it\)/);
+    expect(r.stderr).toMatch(/option --out: the folder .*exists already exists; pass --force to replace it/);
     expect(hashes(out)).toEqual(before);
     const f = runCli(['synth-model', '--geometry', 'tiny', '--seed', '9', '--out', out, '--quiet', '--force']);
     expect(f.status).toBe(0);
     expect(hashes(out)['model-00001-of-000004.safetensors']).not.toBe(before['model-00001-of-000004.safetensors']);
     expect(readdirSync(d.path).filter((f) => f.includes('.old-') || f.includes('.partial-'))).toEqual([]);
+  });
+
+  it('issue 15: --force never replaces a file, a device or a geometry file inside --out', async () => {
+    const file = join(d.path, 'a-file');
+    writeFileSync(file, 'keep');
+    const r = runCli(['synth-model', '--geometry', 'tiny', '--out', file, '--quiet', '--force']);
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/option --out: .*a-file exists and is not a folder/);
+    expect(readFileSync(file, 'utf8')).toBe('keep');
+    // A special file (a FIFO here, as /dev/full in the issue; never a real device, which a regression would delete):
+    // refused by the same check, so never renamed away.
+    const fifo = join(d.path, 'a-fifo');
+    expect(spawnSync('mkfifo', [fifo]).status).toBe(0);
+    const dev = runCli(['synth-model', '--geometry', 'tiny', '--out', fifo, '--quiet', '--force']);
+    expect(dev.status).toBe(2);
+    expect(dev.stderr).toMatch(/option --out: .*a-fifo exists and is not a folder/);
+    expect(statSync(fifo).isFIFO()).toBe(true);
+    const ckpt = await makeTiny(join(d.path, 'with-geometry'), 'tiny-a', 2);
+    const g = runCli(['synth-model', '--geometry', join(ckpt, 'config.json'), '--out', ckpt, '--quiet', '--force']);
+    expect(g.status).toBe(2);
+    expect(g.stderr).toMatch(/option --geometry: .*is inside --out/);
+    expect(existsSync(join(ckpt, 'config.json'))).toBe(true);
   });
 
   it('an interrupted run leaves no checkpoint at DIR and removes its partial directory', async () => {

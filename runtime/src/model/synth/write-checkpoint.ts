@@ -1,9 +1,10 @@
 import { existsSync, mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { availableParallelism, endianness } from 'node:os';
-import { basename, dirname, join, resolve } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { startProgress } from '../../../../core/src/progress.js';
 import { BadInputError, UserError } from '../../../../core/src/errors.js';
+import { checkOutputDir } from '../../../../core/src/output-path.js';
 import { INDEX_FILE } from '../checkpoint.js';
 import { parseModelConfig, type ModelConfig } from '../config.js';
 import { expectedTensors } from '../tensor-names.js';
@@ -51,9 +52,8 @@ export async function writeSyntheticCheckpoint(opts: SynthOptions): Promise<Synt
   if (endianness() !== 'LE') throw new UserError('synth-model needs a little-endian host (safetensors data is little-endian)');
   if (!Number.isSafeInteger(opts.seed) || opts.seed < 0) throw new UserError(`option --seed: ${opts.seed} is not a non-negative integer`);
   const config = parseModelConfig(opts.geometry.config, `geometry ${opts.geometry.name}`);
-  const out = resolve(opts.out);
-  if (existsSync(out) && !opts.force) throw new BadInputError(out, 'already exists (pass --force to replace it)');
-  if (!existsSync(dirname(out))) throw new BadInputError(dirname(out), 'parent directory of --out does not exist');
+  // Not a file or a device (a forced replacement renames the old path away and deletes it), a folder only with --force.
+  const out = checkOutputDir(opts.out, { option: '--out', force: opts.force });
 
   const started = performance.now();
   const shards = planShards(expectedTensors(config), opts.seed, opts.maxShardBytes);

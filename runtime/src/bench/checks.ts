@@ -1,0 +1,12 @@
+import type { BenchDocument } from './run-bench.js';
+
+/** The checks a run asked for that did not pass: a failed check is a failed run (exit status 1), not a table cell. */
+export function failedChecks(doc: BenchDocument): string[] {
+  const failed: string[] = [];
+  for (const p of doc.agreement?.paths ?? []) {
+    if (p.pass === false) failed.push(`the agreement check failed (${p.compared}, ${p.path} path: pass NO)`);
+  }
+  if (doc.offloadCheck && !doc.offloadCheck.allIdentical) failed.push('the offload check failed (tokens differ between all-resident and offloaded runs)');
+  if (doc.cpuMissCheck && !doc.cpuMissCheck.pass) failed.push('the CPU-miss check failed (top-1 differs from all-resident where the gap is >= 0.1, or no expert ran on the CPU)');
+  return failed;
+}
