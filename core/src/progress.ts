@@ -9,6 +9,8 @@ export interface Progress {
 export interface ProgressOptions {
   /** Suppress all output (tests, `--json` consumers that want silence). */
   quiet?: boolean;
+  /** What is counted, plural (`configurations`, `sequences`, `MiB`): a bare `0/29958` says nothing. */
+  unit?: string;
 }
 
 /**
@@ -18,7 +20,7 @@ export function startProgress(label: string, total: number, opts: ProgressOption
   if (opts.quiet || total <= 0) return { tick() {}, done() {} };
   if (process.stderr.isTTY) {
     const bar = new cliProgress.SingleBar(
-      { format: `${label} [{bar}] {percentage}% {value}/{total} eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
+      { format: `${label} [{bar}] {percentage}% {value}/{total}${opts.unit ? ` ${opts.unit}` : ''} eta {eta_formatted}`, stream: process.stderr, hideCursor: true },
       cliProgress.Presets.shades_classic,
     );
     bar.start(total, 0);
@@ -29,7 +31,7 @@ export function startProgress(label: string, total: number, opts: ProgressOption
   const report = () => {
     const pct = Math.floor((100 * value) / total);
     if (pct >= nextReport) {
-      process.stderr.write(`${label}: ${value}/${total} (${pct}%)\n`);
+      process.stderr.write(`${label}: ${value}/${total}${opts.unit ? ` ${opts.unit}` : ''} (${pct}%)\n`);
       nextReport = Math.min(100, pct - (pct % 10) + 10);
     }
   };

@@ -17,6 +17,8 @@ import { PredictorRuntime } from './infer.js';
 export interface AnnotateOptions {
   /** Keep only experts predicted with at least this probability (0..1; default 0 = keep all `budget`). */
   minProbability?: number;
+  /** Called after each sequence (inference over a whole ESFT task takes seconds). */
+  onSequence?: (done: number, total: number) => void;
 }
 
 /** Per sequence, the top-`budget` ids and their logits, laid out like SequenceRouting.predictions.ids. */
@@ -32,11 +34,11 @@ export function annotateCorpus(corpus: RoutingCorpus, predictorDir: string, budg
 }
 
 export function annotateWith(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor', opts: AnnotateOptions = {}): void {
-  applyPredictions(corpus, rankPredictions(corpus, runtime, budget, what), opts.minProbability ?? 0);
+  applyPredictions(corpus, rankPredictions(corpus, runtime, budget, what, opts.onSequence), opts.minProbability ?? 0);
 }
 
 /** Runs the predictor on every (token, layer) of the corpus; checks geometry, features and budget first. */
-export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor'): RankedPredictions {
+export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor', onSequence?: (done: number, total: number) => void): RankedPredictions {
   const m = runtime.manifest;
   const pg = { moeLayers: m.geometry.moeLayers, numMoeLayers: m.geometry.moeLayers.length, numExperts: m.geometry.numExperts, topK: m.geometry.topK };
   const cg = corpusGeometry(corpus);
@@ -63,6 +65,7 @@ export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime
     }
     ranked.ids.push(ids);
     ranked.logits.push(lg);
+    onSequence?.(ranked.ids.length, corpus.sequences.length);
   }
   return ranked;
 }

@@ -1,10 +1,12 @@
 /**
  * Sweep outputs: results.json, results.parquet (DuckDB) and three Vega-Lite charts (spec, SVG, PNG):
  * hit rate vs cache size per policy, predicted time per token vs cache size, time breakdown.
- * Every file is published atomically.
+ * The whole folder is built beside the target and swapped in at the end (core/src/atomic-dir.ts), so an
+ * interrupted sweep leaves the previous results as they were, never a mix of old and new files.
  */
-import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { discardDir, makePartialDir, publishDir } from '../../../core/src/atomic-dir.js';
+import { withInterruptCleanup } from '../../../core/src/interrupt.js';
 import type { TopLevelSpec } from 'vega-lite';
 import { writeChart } from '../../../core/src/charts.js';
 import { discard, partialPathFor, publish, writeFileAtomic } from '../../../core/src/atomic-file.js';
@@ -18,8 +20,19 @@ export interface SweepOutputMeta {
   generatedBy: string;
 }
 
-export async function writeSweepOutputs(dir: string, results: SimResult[], meta: SweepOutputMeta): Promise<string[]> {
-  mkdirSync(dir, { recursive: true });
+export async function writeSweepOutputs(target: string, results: SimResult[], meta: SweepOutputMeta): Promise<string[]> {
+  const dir = makePartialDir(target);
+  try {
+    const files = await withInterruptCleanup(() => discardDir(dir), () => writeInto(dir, results, meta));
+    publishDir(dir, target);
+    return files.map((f) => join(target, f.slice(dir.length + 1)));
+  } catch (err) {
+    discardDir(dir);
+    throw err;
+  }
+}
+
+async function writeInto(dir: string, results: SimResult[], meta: SweepOutputMeta): Promise<string[]> {
   const rows = results.map((r) => toRow(meta.traceName, r));
   const files: string[] = [];
   const json = join(dir, 'results.json');
@@ -56,7 +69,8 @@ async function writeParquet(path: string, rows: ResultRow[]): Promise<string> {
     for (const row of rows) {
       for (const [c, t] of ROW_COLUMNS) {
         const v = row[c];
-        if (t === 'VARCHAR') app.appendVarchar(String(v));
+        if (v === null) app.appendNull();
+        else if (t === 'VARCHAR') app.appendVarchar(String(v));
         else if (t === 'INTEGER') app.appendInteger(Number(v));
         else app.appendDouble(Number(v));
       }
