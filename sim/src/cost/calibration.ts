@@ -3,7 +3,7 @@
  * profile is derived from the figures in the shared model docs and says so in its label; measured profiles
  * (the runtime's `calibrate` command) use the same schema with "measured": true.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BadInputError } from '../../../core/src/errors.js';
@@ -163,8 +163,11 @@ export function parseCalibration(text: string, file: string): CostModel {
 export function loadCalibration(file: string): CostModel {
   let text: string;
   try {
+    // stat before open: reading a FIFO would block forever
+    if (!statSync(file).isFile()) throw new BadInputError(file, 'not a regular file (a FIFO, device or folder)');
     text = readFileSync(file, 'utf8');
   } catch (err) {
+    if (err instanceof BadInputError) throw err;
     throw new BadInputError(file, `cannot read calibration profile (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   return parseCalibration(text, file);
