@@ -111,6 +111,22 @@ describe('simulate (items 1, 2, 6, 8, 9, 10, 11, 14, 20)', () => {
     expect(files).not.toContain('stale-from-an-old-run.png');
     expect(readdirSync(d.path).filter((f) => f.includes('.partial-') || f.includes('.old-'))).toEqual([]);
   });
+
+  it('charts: a one-size cache axis is ordinal, miss modes get distinct legend symbols, the breakdown shows every configuration (item 13)', () => {
+    const out = join(d.path, 'charts');
+    const r = runCli(['simulate', '--sweep', '--policies', 'lru', '--caches', '16', '--batches', '1,4', '--misses', 'fetch,hybrid', '--out', out, '--quiet']);
+    expect(r.status).toBe(0);
+    const spec = (name: string) => JSON.parse(readFileSync(join(out, `${name}.vl.json`), 'utf8'));
+    const hit = spec('hit-rate-vs-cache');
+    expect(hit.encoding.x.type).toBe('ordinal'); // a quantitative axis labelled its one tick 16.000000
+    expect(hit.encoding.shape.field).toBe('miss'); // strokeDash alone drew two identical legend dots
+    for (const line of hit.title.subtitle) expect(line.length).toBeLessThanOrEqual(72); // long lines widened the canvas
+    const breakdown = spec('time-breakdown');
+    const configs = new Set(breakdown.data.values.map((v: { config: string }) => v.config));
+    expect([...configs].sort()).toEqual(['batch 1, prefetch none, miss fetch', 'batch 1, prefetch none, miss hybrid', 'batch 4, prefetch none, miss fetch', 'batch 4, prefetch none, miss hybrid']);
+    expect(breakdown.encoding.color.legend.titleLimit).toBe(0);
+    expect(breakdown.encoding.color.title.length).toBeLessThan(30); // the long explanation moved into the labels
+  });
 });
 
 describe('traces (items 2, 14, 17, 19, 20)', () => {

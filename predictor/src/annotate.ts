@@ -43,7 +43,7 @@ export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime
   const pg = { moeLayers: m.geometry.moeLayers, numMoeLayers: m.geometry.moeLayers.length, numExperts: m.geometry.numExperts, topK: m.geometry.topK };
   const cg = corpusGeometry(corpus);
   if (!sameGeometry(cg, pg)) throw new BadInputError(what, `trained for ${describeGeometry(pg)}; the trace has ${describeGeometry(cg)}`);
-  if (!Number.isInteger(budget) || budget < 1 || budget > pg.numExperts) throw new UserError(`prediction budget ${budget} must be an integer in [1, ${pg.numExperts}]`);
+  if (!Number.isInteger(budget) || budget < 1 || budget > pg.numExperts) throw new UserError(`option --predictor-budget: ${budget} must be a whole number from 1 to ${pg.numExperts} (the predictor's experts per layer)`);
   if (usesScores(runtime.spec) && corpus.sequences.some((s) => !s.scores)) throw new BadInputError(what, 'uses router scores, and the trace has none');
   const L = pg.numMoeLayers;
   const k = m.lookahead;
@@ -72,7 +72,7 @@ export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime
 
 /** Sets each sequence's predictions to the ranked ids whose probability is at least minProbability. */
 export function applyPredictions(corpus: RoutingCorpus, ranked: RankedPredictions, minProbability: number): void {
-  if (!(minProbability >= 0 && minProbability <= 1)) throw new UserError(`minimum prediction probability ${minProbability} must be in [0, 1]`);
+  if (!(minProbability >= 0 && minProbability <= 1)) throw new UserError(`option --predictor-min-prob: ${minProbability} must be a probability from 0 to 1`);
   // sigmoid(logit) >= p  <=>  logit >= log(p / (1 - p)): compare logits, no exp per expert.
   const minLogit = minProbability <= 0 ? -Infinity : minProbability >= 1 ? Infinity : Math.log(minProbability / (1 - minProbability));
   corpus.sequences.forEach((s, n) => {

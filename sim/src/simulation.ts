@@ -101,7 +101,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     try {
       ({ pinned, label: warmupLabel } = staticPinned(corpus, config.cacheSize, config.warmup));
     } catch (err) {
-      throw new UserError(`--warmup: ${(err as Error).message}`);
+      throw new UserError(`option --warmup: ${(err as Error).message}`);
     }
   }
   const caches = makeLayerCaches(sets, config.policy, config.cacheSize, { pinned, lfruDecay: config.lfruDecay });
