@@ -240,6 +240,15 @@ describe('train-predictor (items 3, 6, 15, 18, 19)', () => {
     await refused(['train-predictor', '--traces', a, '--out', a, '--force', '--quiet'], /option --out: .*pa\.arrow (exists and is not a folder|is one of the command's inputs)/);
   });
 
+  it('simulate --predictor shows its progress with a unit (item 11)', () => {
+    const pred = join(d.path, 'prog-pred');
+    expect(runCli(['train-predictor', '--traces', a, '--out', pred, '--epochs', '1', '--hidden', '4', '--quiet']).status).toBe(0);
+    const r = runCli(['simulate', '--trace', a, '--policy', 'lru', '--cache', '4', '--prefetch', 'predicted', '--predictor', pred]);
+    expect(r.status).toBe(0);
+    expect(r.stderr).toMatch(/predicting experts: 0\/6 sequences \(0%\)/);
+    expect(r.stderr).toMatch(/predicting experts: done/);
+  });
+
   it('a NaN training loss fails the run and exports nothing (item 18)', async () => {
     // Weights of 3e38 are finite (the reader accepts them) but overflow the first layer to Inf, then NaN.
     const huge = join(d.path, 'huge.arrow');
