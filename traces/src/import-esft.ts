@@ -86,10 +86,12 @@ export function importEsft(dir: string, out: string, opts: ImportOptions = {}): 
  */
 export async function importEsftInterruptible(dir: string, out: string, opts: ImportOptions = {}): Promise<ImportResult> {
   const parsed = parseEsft(dir, opts);
-  const writer = TraceWriter.create(out, parsed.meta);
+  // The handlers go in before the partial file exists: a signal in between would leave it behind.
+  let writer: TraceWriter | undefined;
   await withInterruptCleanup(
-    () => writer.abort(),
+    () => writer?.abort(),
     async () => {
+      writer = TraceWriter.create(out, parsed.meta);
       try {
         let n = 0;
         for (const rows of rowBatches(parsed)) {

@@ -90,8 +90,13 @@ export function calibrationProblems(x: unknown): string[] {
   // Every number has a plausible range: a profile is data a user may edit, and values far outside these
   // (copyEngines 1e9, expertMs 1e308, h2dGBps 1e-300) hung the simulator or overflowed its clock.
   const num = (v: unknown, name: string, r: Range) => {
-    const ok = typeof v === 'number' && Number.isFinite(v) && v >= r.min && v <= r.max && (!r.integer || Number.isInteger(v));
-    if (!ok) p.push(`${name} is ${JSON.stringify(v)}; it must be ${r.integer ? 'an integer' : 'a number'} from ${r.min} to ${r.max}${r.unit ? ` (${r.unit})` : ''}`);
+    const kind = r.integer ? 'integer' : 'number';
+    // first what any profile must be (positive, or non-negative), then the plausible range
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < r.min || (r.min > 0 && v <= 0) || (r.integer && !Number.isInteger(v))) {
+      p.push(r.min > 0 ? `${name} must be a positive ${kind}` : `${name} must be a non-negative ${kind}`);
+    } else if (v > r.max || v < r.min) {
+      p.push(`${name} is ${v}; it must be ${r.integer ? 'an integer' : 'a number'} from ${r.min} to ${r.max}${r.unit ? ` (${r.unit})` : ''}`);
+    }
   };
   const curve = (v: unknown, name: string) => {
     if (!Array.isArray(v) || v.length === 0) return p.push(`${name} must be a non-empty list of [tokens, ms] pairs`);
@@ -100,7 +105,9 @@ export function calibrationProblems(x: unknown): string[] {
     v.forEach((pt, i) => {
       const t = RANGES.tokens;
       const ms = RANGES.ms;
-      if (!Array.isArray(pt) || pt.length !== 2 || typeof pt[0] !== 'number' || typeof pt[1] !== 'number' || !(pt[0] >= t.min && pt[0] <= t.max) || !(pt[1] >= ms.min && pt[1] <= ms.max)) {
+      if (!Array.isArray(pt) || pt.length !== 2 || typeof pt[0] !== 'number' || typeof pt[1] !== 'number' || !(pt[0] >= 1) || !(pt[1] >= 0) || !Number.isFinite(pt[1])) {
+        p.push(`${name}[${i}] must be [tokens >= 1, ms >= 0]`);
+      } else if (!(pt[0] <= t.max) || !(pt[1] <= ms.max)) {
         p.push(`${name}[${i}] is ${JSON.stringify(pt)}; it must be [tokens from ${t.min} to ${t.max}, ms from ${ms.min} to ${ms.max}]`);
       } else if (pt[0] <= prev) p.push(`${name}: tokens must be strictly ascending`);
       else prev = pt[0];

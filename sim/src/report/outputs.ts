@@ -21,15 +21,22 @@ export interface SweepOutputMeta {
 }
 
 export async function writeSweepOutputs(target: string, results: SimResult[], meta: SweepOutputMeta): Promise<string[]> {
-  const dir = makePartialDir(target);
-  try {
-    const files = await withInterruptCleanup(() => discardDir(dir), () => writeInto(dir, results, meta));
-    publishDir(dir, target);
-    return files.map((f) => join(target, f.slice(dir.length + 1)));
-  } catch (err) {
-    discardDir(dir);
-    throw err;
-  }
+  // The handlers go in before the partial folder exists: a signal in between would leave it behind.
+  let dir: string | undefined;
+  return withInterruptCleanup(
+    () => dir !== undefined && discardDir(dir),
+    async () => {
+      const partial = (dir = makePartialDir(target));
+      try {
+        const files = await writeInto(partial, results, meta);
+        publishDir(partial, target);
+        return files.map((f) => join(target, f.slice(partial.length + 1)));
+      } catch (err) {
+        discardDir(partial);
+        throw err;
+      }
+    },
+  );
 }
 
 async function writeInto(dir: string, results: SimResult[], meta: SweepOutputMeta): Promise<string[]> {
