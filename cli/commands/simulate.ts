@@ -7,7 +7,9 @@ import { existsSync, statSync } from 'node:fs';
 import { basename, extname, join, relative, resolve } from 'node:path';
 import { UserError } from '../../core/src/errors.js';
 import { parseChoiceListOption, parseChoiceOption, parseFloatOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
+import { checkOutputDir } from '../../core/src/output-path.js';
 import { startProgress } from '../../core/src/progress.js';
+import { checkAgainstTrace } from '../../sim/src/trace-fit.js';
 import { readTrace } from '../../traces/src/reader.js';
 import { toSequences } from '../../traces/src/sequences.js';
 import { POLICY_NAMES, type PolicyName } from '../../sim/src/cache/types.js';
@@ -21,17 +23,21 @@ import { runSweep, sweepSize, type SweepGrid } from '../../sim/src/sweep.js';
 import { MISS_MODES, type MissMode } from '../../sim/src/timing/engine.js';
 
 const ALL_POLICIES = POLICY_NAMES.join(',');
+const SWEEP_DEFAULTS = { policies: ALL_POLICIES, caches: '4,8,16,24,32,48', batches: '1', prefetchers: 'none', misses: 'fetch' };
+/** Options of one mode that do nothing in the other: named, they are a mistake worth reporting. */
+const SINGLE_ONLY = [['policy', '--policy', '--policies'], ['cache', '--cache', '--caches'], ['batch', '--batch', '--batches'], ['prefetch', '--prefetch', '--prefetchers'], ['miss', '--miss', '--misses']] as const;
+const SWEEP_ONLY = [['policies', '--policies'], ['caches', '--caches'], ['batches', '--batches'], ['prefetchers', '--prefetchers'], ['misses', '--misses'], ['out', '--out'], ['force', '--force']] as const;
 
 export function register(program: Command): void {
   program
     .command('simulate')
     .description('replay a routing trace through the expert-offloading simulator: hit rate, bytes moved, predicted time per token (sim/README.md)')
     .option('--trace <file>', 'trace v1 file (default: the shipped synthetic sample, traces/samples/)')
-    .option('--policy <list>', `cache policy or comma list: ${POLICY_NAMES.join(', ')}`, ALL_POLICIES)
-    .option('--cache <n>', 'expert slots per MoE layer', '16')
-    .option('--batch <n>', 'sequences decoded together (lanes)', '1')
-    .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')}`, 'none')
-    .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')}`, 'fetch')
+    .option('--policy <list>', `cache policy or comma list: ${POLICY_NAMES.join(', ')} (default: all)`)
+    .option('--cache <n>', 'expert slots per MoE layer (default 16)')
+    .option('--batch <n>', 'sequences decoded together (lanes; default 1)')
+    .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')} (default none)`)
+    .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')} (default fetch)`)
     .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/h200-measured.json, measured by calibrate on an H200)')
     .option('--warmup <file>', 'trace whose expert popularity pins the static policy (default: first half of the sequences of --trace)')
     .option('--predictor <dir>', 'trained predictor (train-predictor --out DIR) whose predictions feed --prefetch predicted')
@@ -39,12 +45,13 @@ export function register(program: Command): void {
     .option('--predictor-min-prob <p>', 'leave out predicted experts below this probability (default 0: keep all)')
     .option('--json', 'print JSON (one object for one configuration, a list otherwise)')
     .option('--sweep', 'run a grid (--policies, --caches, --batches, --prefetchers, --misses) and write results and charts to --out')
-    .option('--policies <list>', 'sweep: policies', ALL_POLICIES)
-    .option('--caches <list>', 'sweep: cache sizes', '4,8,16,24,32,48')
-    .option('--batches <list>', 'sweep: batch sizes', '1')
-    .option('--prefetchers <list>', 'sweep: prefetchers', 'none')
-    .option('--misses <list>', 'sweep: miss modes', 'fetch')
+    .option('--policies <list>', 'sweep: policies (default: all)')
+    .option('--caches <list>', `sweep: cache sizes (default ${SWEEP_DEFAULTS.caches})`)
+    .option('--batches <list>', 'sweep: batch sizes (default 1)')
+    .option('--prefetchers <list>', 'sweep: prefetchers (default none)')
+    .option('--misses <list>', 'sweep: miss modes (default fetch)')
     .option('--out <dir>', 'sweep: output folder (default reports/sim/<trace name>/)')
+    .option('--force', 'sweep: replace the --out folder if it exists')
     .option('--quiet', 'no progress output')
     .action(async (o) => {
       await simulateAction(o);
@@ -53,11 +60,11 @@ export function register(program: Command): void {
 
 interface SimulateOptions {
   trace?: string;
-  policy: string;
-  cache: string;
-  batch: string;
-  prefetch: string;
-  miss: string;
+  policy?: string;
+  cache?: string;
+  batch?: string;
+  prefetch?: string;
+  miss?: string;
   calibration?: string;
   warmup?: string;
   predictor?: string;
@@ -65,31 +72,41 @@ interface SimulateOptions {
   predictorMinProb?: string;
   json?: boolean;
   sweep?: boolean;
-  policies: string;
-  caches: string;
-  batches: string;
-  prefetchers: string;
-  misses: string;
+  policies?: string;
+  caches?: string;
+  batches?: string;
+  prefetchers?: string;
+  misses?: string;
   out?: string;
+  force?: boolean;
   quiet?: boolean;
+}
+
+function refuseOtherMode(o: SimulateOptions): void {
+  if (o.sweep) {
+    for (const [key, flag, instead] of SINGLE_ONLY) if (o[key] !== undefined) throw new UserError(`option ${flag}: not used with --sweep (a sweep takes ${instead})`);
+  } else {
+    for (const [key, flag] of SWEEP_ONLY) if (o[key] !== undefined) throw new UserError(`option ${flag}: only used with --sweep`);
+  }
 }
 
 async function simulateAction(o: SimulateOptions): Promise<void> {
   // Parse every option before reading anything, so a typo fails at once.
+  refuseOtherMode(o);
   const grid: SweepGrid = o.sweep
     ? {
-        policies: parseChoiceListOption('--policies', o.policies, POLICY_NAMES) as PolicyName[],
-        caches: parseIntListOption('--caches', o.caches, 1, 65535),
-        batches: parseIntListOption('--batches', o.batches, 1, 65535),
-        prefetchers: parseChoiceListOption('--prefetchers', o.prefetchers, PREFETCH_NAMES) as PrefetchName[],
-        misses: parseChoiceListOption('--misses', o.misses, MISS_MODES) as MissMode[],
+        policies: parseChoiceListOption('--policies', o.policies ?? SWEEP_DEFAULTS.policies, POLICY_NAMES) as PolicyName[],
+        caches: parseIntListOption('--caches', o.caches ?? SWEEP_DEFAULTS.caches, 1, 65535),
+        batches: parseIntListOption('--batches', o.batches ?? SWEEP_DEFAULTS.batches, 1, 65535),
+        prefetchers: parseChoiceListOption('--prefetchers', o.prefetchers ?? SWEEP_DEFAULTS.prefetchers, PREFETCH_NAMES) as PrefetchName[],
+        misses: parseChoiceListOption('--misses', o.misses ?? SWEEP_DEFAULTS.misses, MISS_MODES) as MissMode[],
       }
     : {
-        policies: parseChoiceListOption('--policy', o.policy, POLICY_NAMES) as PolicyName[],
-        caches: [parseIntOption('--cache', o.cache, 1, 65535)],
-        batches: [parseIntOption('--batch', o.batch, 1, 65535)],
-        prefetchers: [parseChoiceOption('--prefetch', o.prefetch, PREFETCH_NAMES)],
-        misses: [parseChoiceOption('--miss', o.miss, MISS_MODES)],
+        policies: parseChoiceListOption('--policy', o.policy ?? ALL_POLICIES, POLICY_NAMES) as PolicyName[],
+        caches: [parseIntOption('--cache', o.cache ?? '16', 1, 65535)],
+        batches: [parseIntOption('--batch', o.batch ?? '1', 1, 65535)],
+        prefetchers: [parseChoiceOption('--prefetch', o.prefetch ?? 'none', PREFETCH_NAMES)],
+        misses: [parseChoiceOption('--miss', o.miss ?? 'fetch', MISS_MODES)],
       };
   const predictorBudget = parseIntOption('--predictor-budget', o.predictorBudget ?? '6', 1, 65535);
   const predictorMinProb = parseFloatOption('--predictor-min-prob', o.predictorMinProb ?? '0', 0, 1);
@@ -103,32 +120,44 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
   if (o.predictor !== undefined && (!existsSync(o.predictor) || !statSync(o.predictor).isDirectory())) {
     throw new UserError(`option --predictor: ${o.predictor}: not a directory`);
   }
+  const traceName = basename(tracePath, extname(tracePath));
+  const out = o.sweep ? (o.out ?? join('reports', 'sim', traceName)) : undefined;
+  // Before the work: a sweep's folder is never replaced without --force (its default is the shipped report).
+  if (out !== undefined) {
+    checkOutputDir(out, { option: o.out === undefined ? '--out (default reports/sim/<trace name>)' : '--out', force: o.force, inputs: [tracePath, o.calibration, o.warmup, o.predictor].filter((x): x is string => x !== undefined) });
+  }
   const calibration = o.calibration ? loadCalibration(o.calibration) : defaultCalibration();
   const table = readTrace(tracePath);
   const corpus = toSequences(table);
+  for (const w of checkAgainstTrace(grid, corpus, calibration, tracePath, o.sweep ? '--batches' : '--batch', o.sweep ? '--caches' : '--cache')) {
+    process.stderr.write(`moe-offload: warning: ${w}\n`);
+  }
   attachPredictedColumn(table, corpus);
   if (o.predictor !== undefined) {
     // Loaded on demand: the predictor's inference is pure TypeScript, but only this option needs it.
     const { annotateCorpus } = await import('../../predictor/src/annotate.js');
-    annotateCorpus(corpus, o.predictor, predictorBudget, { minProbability: predictorMinProb });
+    const predicting = startProgress('predicting experts', corpus.sequences.length, { quiet: o.quiet, unit: 'sequences' });
+    try {
+      annotateCorpus(corpus, o.predictor, predictorBudget, { minProbability: predictorMinProb, onSequence: () => predicting.tick() });
+    } finally {
+      predicting.done();
+    }
   }
   const warmup = o.warmup ? toSequences(readTrace(o.warmup)) : undefined;
   const base = { calibration, warmup };
 
   const total = sweepSize(grid);
-  const progress = startProgress('simulating', total, { quiet: o.quiet || !o.sweep });
+  const progress = startProgress('simulating', total, { quiet: o.quiet || !o.sweep, unit: 'configurations' });
   let results;
   try {
     results = runSweep(corpus, grid, base, () => progress.tick());
   } finally {
     progress.done();
   }
-  const traceName = basename(tracePath, extname(tracePath));
   const rel = relative(process.cwd(), resolve(tracePath));
   const shownPath = rel && !rel.startsWith('..') ? rel : resolve(tracePath);
 
-  if (o.sweep) {
-    const out = o.out ?? join('reports', 'sim', traceName);
+  if (out !== undefined) {
     const files = await writeSweepOutputs(out, results, {
       tracePath: shownPath,
       traceName,

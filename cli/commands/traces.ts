@@ -2,7 +2,8 @@ import type { Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { UserError } from '../../core/src/errors.js';
 import { parseChoiceOption, parseIntOption } from '../../core/src/options.js';
-import { DEEPSEEK_V2_LITE_GEOMETRY, importEsft } from '../../traces/src/import-esft.js';
+import { checkOutputFile } from '../../core/src/output-path.js';
+import { DEEPSEEK_V2_LITE_GEOMETRY, esftLayerFiles, importEsftInterruptible } from '../../traces/src/import-esft.js';
 import { readTrace } from '../../traces/src/reader.js';
 import { traceColumns } from '../../traces/src/columns.js';
 
@@ -22,8 +23,9 @@ export function register(program: Command): void {
     .option('--first-moe-layer <n>', 'model index of the first MoE layer', String(DEEPSEEK_V2_LITE_GEOMETRY.firstMoeLayer))
     .option('--experts <n>', 'routed experts per MoE layer', String(DEEPSEEK_V2_LITE_GEOMETRY.numExperts))
     .option('--top-k <n>', 'experts per token', String(DEEPSEEK_V2_LITE_GEOMETRY.topK))
+    .option('--force', 'replace --out if it exists')
     .option('--quiet', 'no progress output')
-    .action((format: string, dir: string, o) => {
+    .action(async (format: string, dir: string, o) => {
       parseChoiceOption('<format>', format, ['esft'] as const);
       const numLayers = parseIntOption('--layers', o.layers, 2, 4096);
       const geometry = {
@@ -33,7 +35,9 @@ export function register(program: Command): void {
         topK: parseIntOption('--top-k', o.topK, 1, 65535),
       };
       if (geometry.topK > geometry.numExperts) throw new UserError(`option --top-k: ${geometry.topK} exceeds --experts ${geometry.numExperts}`);
-      const r = importEsft(dir, o.out, { geometry, quiet: o.quiet });
+      // Before parsing anything: a bad --out must not cost the whole parse.
+      checkOutputFile(o.out, { option: '--out', force: o.force, inputs: [...esftLayerFiles(dir).values()] });
+      const r = await importEsftInterruptible(dir, o.out, { geometry, quiet: o.quiet });
       process.stdout.write(`wrote ${o.out}: ${r.sequences} sequences, ${r.tokens} tokens\n`);
     });
 
@@ -56,9 +60,11 @@ export function register(program: Command): void {
     .requiredOption('--out <file>', 'output file')
     .option('--format <fmt>', 'parquet or csv', 'parquet')
     .option('--long', 'one row per routed expert (step, layer, seq, pos, rank, expert, weight) instead of one per token and layer')
+    .option('--force', 'replace --out if it exists')
     .action(async (file: string, o) => {
       const format = parseChoiceOption('--format', o.format, ['parquet', 'csv'] as const);
       if (!existsSync(file)) throw new UserError(`${file}: no such file`);
+      checkOutputFile(o.out, { option: '--out', force: o.force, inputs: [file] });
       const { exportTrace } = await import('../../traces/src/export.js');
       await exportTrace(readTrace(file), o.out, format, !!o.long);
       process.stdout.write(`wrote ${o.out}\n`);

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { UserError } from '../../core/src/errors.js';
 import { parseChoiceOption, parseFloatOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
+import { checkOutputDir } from '../../core/src/output-path.js';
 import { startProgress } from '../../core/src/progress.js';
 import { evalPredictor, trainPredictor } from '../../predictor/src/pipeline.js';
 import { formatEvalReport, minMargin } from '../../predictor/src/format.js';
@@ -24,6 +25,7 @@ interface Options {
   report?: string;
   runs?: string;
   json?: boolean;
+  force?: boolean;
   quiet?: boolean;
 }
 
@@ -35,7 +37,7 @@ const files = (v: string, name: string) => {
 
 /** Options that belong to one mode only: naming them in another mode is a mistake worth reporting. */
 function refuse(o: Options, mode: string, names: (keyof Options)[]): void {
-  const flag: Record<string, string> = { testTraces: '--test-traces', k: '--k', out: '--out', split: '--split', runs: '--runs', traces: '--traces' };
+  const flag: Record<string, string> = { testTraces: '--test-traces', k: '--k', out: '--out', split: '--split', runs: '--runs', traces: '--traces', force: '--force' };
   for (const n of names) if (o[n] !== undefined) throw new UserError(`option ${flag[n] ?? n}: not used with ${mode}`);
 }
 
@@ -49,7 +51,8 @@ export function register(program: Command): void {
     .option('--traces <files>', 'trace v1 files, comma-separated (training data; with --eval, the traces to evaluate on)')
     .option('--test-traces <files>', 'held-out trace files (tasks not seen in training): a split by task')
     .option('--k <k>', 'lookahead: predict MoE layer i+k at layer i (default 1)')
-    .option('--out <dir>', 'where to write predictor.json and weights.safetensors')
+    .option('--out <dir>', 'where to write predictor.json and weights.safetensors (a new folder)')
+    .option('--force', 'replace the --out folder if it exists')
     .option('--split <kind>', 'held-out split: sequence (default) or task (with several traces: test on the last, or on --test-traces)')
     .option('--epochs <n>', 'most training epochs (early stopping may end sooner)', '8')
     .option('--hidden <widths>', 'hidden layer widths, comma-separated', '256')
@@ -67,7 +70,7 @@ export function register(program: Command): void {
     .action(async (o: Options) => {
       const log = o.quiet ? () => {} : (line: string) => process.stderr.write(line + '\n');
       if (o.report !== undefined) {
-        refuse(o, '--report', ['traces', 'testTraces', 'k', 'out', 'split']);
+        refuse(o, '--report', ['traces', 'testTraces', 'k', 'out', 'split', 'force']);
         if (o.eval !== undefined) throw new UserError('options --report and --eval: choose one');
         if (o.runs === undefined) throw new UserError('option --report: needs --runs <dir> (the trained predictors)');
         const path = await writePredictorReport({ runsDir: o.runs, outDir: o.report, log });
@@ -78,12 +81,12 @@ export function register(program: Command): void {
       if (o.traces === undefined) throw new UserError('option --traces: required (comma-separated trace v1 files)');
       const traces = files(o.traces, '--traces');
       if (o.eval !== undefined) {
-        refuse(o, '--eval', ['testTraces', 'k', 'out', 'split']);
+        refuse(o, '--eval', ['testTraces', 'k', 'out', 'split', 'force']);
         // The sample count is known once the traces are loaded: the bar starts at the first batch.
         let progress: ReturnType<typeof startProgress> | undefined;
         let reported = 0;
         const { manifest, report } = evalPredictor(o.eval, traces, (done, total) => {
-          progress ??= startProgress('evaluating', total, { quiet: o.quiet });
+          progress ??= startProgress('evaluating', total, { quiet: o.quiet, unit: 'samples' });
           progress.tick(done - reported);
           reported = done;
         });
@@ -94,6 +97,8 @@ export function register(program: Command): void {
       }
       if (o.out === undefined) throw new UserError('option --out: required (the predictor directory to write)');
       const testTraces = o.testTraces !== undefined ? files(o.testTraces, '--test-traces') : [];
+      // Before minutes of training: an existing predictor is replaced only with --force, never by an input.
+      checkOutputDir(o.out, { option: '--out', force: o.force, inputs: [...traces, ...testTraces] });
       const split = o.split !== undefined ? parseChoiceOption('--split', o.split, ['sequence', 'task'] as const) : testTraces.length > 0 ? 'task' : 'sequence';
       const result = await trainPredictor({
         traces,
@@ -119,5 +124,5 @@ export function register(program: Command): void {
 
 function marginLine(report: Parameters<typeof minMargin>[0], topK: number): string {
   const m = minMargin(report, topK);
-  return `smallest per-layer margin of recall@${topK} over the better simple baseline: ${(100 * m.margin).toFixed(1)} points (layer ${m.layer})`;
+  return `weakest layer: recall@${topK} lead over the better of previous token and most popular: ${m.margin >= 0 ? '+' : ''}${(100 * m.margin).toFixed(1)} points (layer ${m.layer})`;
 }

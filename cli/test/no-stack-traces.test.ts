@@ -31,7 +31,6 @@ const NOTOK = p('no-tokenizer');
  * edited here). They still print "internal error" on this branch, so they are expected to fail until the two
  * branches meet: whoever merges removes them from this set, and `it.fails` turns red if one is left behind.
  */
-const DATA_SIDE_PENDING = new Set(['simulate: sweep out a file', 'traces export: out in a missing folder', 'traces export: out a folder']);
 
 /** [what, argv]: every case must fail cleanly. */
 const CASES: Array<[string, string[]]> = [
@@ -153,6 +152,5 @@ describe.skipIf(!ready)('no stack trace for a user mistake (issue 15)', () => {
     expect(r.stderr).not.toMatch(/\n\s+at [^\n]+[:(]/); // a stack frame
     expect(r.stderr.trim().length).toBeGreaterThan(0);
   };
-  it.each(CASES.filter(([what]) => !DATA_SIDE_PENDING.has(what)))('%s', (_what, args) => clean(args));
-  it.fails.each(CASES.filter(([what]) => DATA_SIDE_PENDING.has(what)))('%s (pending the data side: remove from DATA_SIDE_PENDING once fixed)', (_what, args) => clean(args));
+  it.each(CASES)('%s', (_what, args) => clean(args));
 });

@@ -41,8 +41,8 @@ describe('simulate on the sample trace', () => {
     expect(j.hits).toBeGreaterThan(0);
     expect(j.hitRate).toBeCloseTo(j.hits / j.requests, 12);
     expect(j.bytesMoved).toBe((j.requests - j.hits) * 17301504);
-    expect(j.timePerToken.mean).toBeGreaterThan(0);
-    expect(j.timePerToken.p99).toBeGreaterThanOrEqual(j.timePerToken.p50);
+    expect(j.timePerTokenMs.mean).toBeGreaterThan(0);
+    expect(j.timePerTokenMs.p99).toBeGreaterThanOrEqual(j.timePerTokenMs.p50);
     expect(j.calibrationLabel).toMatch(/^h200-measured \(measured by calibrate/);
   });
 

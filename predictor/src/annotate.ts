@@ -17,6 +17,8 @@ import { PredictorRuntime } from './infer.js';
 export interface AnnotateOptions {
   /** Keep only experts predicted with at least this probability (0..1; default 0 = keep all `budget`). */
   minProbability?: number;
+  /** Called after each sequence (inference over a whole ESFT task takes seconds). */
+  onSequence?: (done: number, total: number) => void;
 }
 
 /** Per sequence, the top-`budget` ids and their logits, laid out like SequenceRouting.predictions.ids. */
@@ -32,16 +34,16 @@ export function annotateCorpus(corpus: RoutingCorpus, predictorDir: string, budg
 }
 
 export function annotateWith(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor', opts: AnnotateOptions = {}): void {
-  applyPredictions(corpus, rankPredictions(corpus, runtime, budget, what), opts.minProbability ?? 0);
+  applyPredictions(corpus, rankPredictions(corpus, runtime, budget, what, opts.onSequence), opts.minProbability ?? 0);
 }
 
 /** Runs the predictor on every (token, layer) of the corpus; checks geometry, features and budget first. */
-export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor'): RankedPredictions {
+export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime, budget: number, what = 'the predictor', onSequence?: (done: number, total: number) => void): RankedPredictions {
   const m = runtime.manifest;
   const pg = { moeLayers: m.geometry.moeLayers, numMoeLayers: m.geometry.moeLayers.length, numExperts: m.geometry.numExperts, topK: m.geometry.topK };
   const cg = corpusGeometry(corpus);
   if (!sameGeometry(cg, pg)) throw new BadInputError(what, `trained for ${describeGeometry(pg)}; the trace has ${describeGeometry(cg)}`);
-  if (!Number.isInteger(budget) || budget < 1 || budget > pg.numExperts) throw new UserError(`prediction budget ${budget} must be an integer in [1, ${pg.numExperts}]`);
+  if (!Number.isInteger(budget) || budget < 1 || budget > pg.numExperts) throw new UserError(`option --predictor-budget: ${budget} must be a whole number from 1 to ${pg.numExperts} (the predictor's experts per layer)`);
   if (usesScores(runtime.spec) && corpus.sequences.some((s) => !s.scores)) throw new BadInputError(what, 'uses router scores, and the trace has none');
   const L = pg.numMoeLayers;
   const k = m.lookahead;
@@ -63,13 +65,14 @@ export function rankPredictions(corpus: RoutingCorpus, runtime: PredictorRuntime
     }
     ranked.ids.push(ids);
     ranked.logits.push(lg);
+    onSequence?.(ranked.ids.length, corpus.sequences.length);
   }
   return ranked;
 }
 
 /** Sets each sequence's predictions to the ranked ids whose probability is at least minProbability. */
 export function applyPredictions(corpus: RoutingCorpus, ranked: RankedPredictions, minProbability: number): void {
-  if (!(minProbability >= 0 && minProbability <= 1)) throw new UserError(`minimum prediction probability ${minProbability} must be in [0, 1]`);
+  if (!(minProbability >= 0 && minProbability <= 1)) throw new UserError(`option --predictor-min-prob: ${minProbability} must be a probability from 0 to 1`);
   // sigmoid(logit) >= p  <=>  logit >= log(p / (1 - p)): compare logits, no exp per expert.
   const minLogit = minProbability <= 0 ? -Infinity : minProbability >= 1 ? Infinity : Math.log(minProbability / (1 - minProbability));
   corpus.sequences.forEach((s, n) => {

@@ -4,11 +4,15 @@ import type { EvalReport } from './evaluate.js';
 
 const pct = (x: number) => (100 * x).toFixed(1);
 
-/** Per target layer: recall at top-k of the predictor and each baseline, and the predictor's margin over the best baseline. */
+/**
+ * Per target layer: recall at top-k of the predictor and each baseline, and the predictor's lead over the
+ * best of the baselines shown (next-layer gate included when the trace has it). minMargin below is a
+ * different figure (over previous token and most popular only), and the two are named apart.
+ */
 export function formatEvalReport(r: EvalReport, topK: number): string {
   const names = Object.keys(r.baselines) as BaselineName[];
   const lines: string[] = [];
-  const head = ['layer', ...(r.predictor ? ['predictor'] : []), ...names.map((n) => BASELINE_LABELS[n]), ...(r.predictor ? ['margin'] : [])];
+  const head = ['layer', ...(r.predictor ? ['predictor'] : []), ...names.map((n) => BASELINE_LABELS[n]), ...(r.predictor ? ['vs best baseline'] : [])];
   lines.push(`recall@${topK} (%) by target layer, k = ${r.lookahead}, ${r.samples} samples`);
   lines.push(head.join('\t'));
   const rows = (r.predictor ?? r.baselines.popularity!).perLayer;

@@ -7,9 +7,12 @@ import type { FeatureGeometry } from './features.js';
 
 export const STANDARD_BUDGETS = [6, 8, 12, 16] as const;
 
-/** The standard budgets plus top-k itself, those that fit in numExperts. */
+/**
+ * Top-k itself plus the standard budgets below numExperts: a budget of every expert has recall 100% by
+ * construction, so reporting it would look like a result (8 experts, budget 8).
+ */
 export function defaultBudgets(g: FeatureGeometry): number[] {
-  return [...new Set([g.topK, ...STANDARD_BUDGETS])].filter((b) => b <= g.numExperts).sort((a, b) => a - b);
+  return [...new Set([g.topK, ...STANDARD_BUDGETS.filter((b) => b < g.numExperts)])].sort((a, b) => a - b);
 }
 
 export interface AtBudget {

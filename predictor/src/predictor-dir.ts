@@ -5,10 +5,11 @@
  * predictor.json names the weights file and its sha256, so a stale or swapped weights file is caught.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { basename, isAbsolute, join } from 'node:path';
 import { BadInputError, UserError } from '../../core/src/errors.js';
 import { writeFileAtomic } from '../../core/src/atomic-file.js';
+import { discardDir, makePartialDir, publishDir } from '../../core/src/atomic-dir.js';
 import { featureSpecProblems, featureWidth, type FeatureSpec } from './features.js';
 import { layerWidths, tensorName, type MlpArchitecture, type MlpWeights } from './mlp.js';
 import { decodeSafetensors, encodeSafetensors } from './safetensors.js';
@@ -50,7 +51,9 @@ export interface PredictorManifest {
 
 export function writePredictorDir(dir: string, manifest: Omit<PredictorManifest, 'weights' | 'model'> & { model: MlpArchitecture }, weights: MlpWeights): PredictorManifest {
   if (existsSync(dir) && !statSync(dir).isDirectory()) throw new UserError(`option --out: ${dir} exists and is not a directory`);
-  mkdirSync(dir, { recursive: true });
+  // Built beside the target and swapped in whole: never a folder with one run's weights and another's manifest.
+  const target = dir;
+  dir = makePartialDir(target);
   const tensors = weights.flatMap((l, n) => [
     { name: tensorName(n, 'weight'), shape: [l.outWidth, l.inWidth], data: l.weight },
     { name: tensorName(n, 'bias'), shape: [l.outWidth], data: l.bias },
@@ -66,9 +69,14 @@ export function writePredictorDir(dir: string, manifest: Omit<PredictorManifest,
     },
     weights: { file: WEIGHTS_FILE, sha256: createHash('sha256').update(bytes).digest('hex') },
   };
-  // Weights first, manifest last: a crash in between leaves a manifest whose sha256 no longer matches, which loading reports.
-  writeFileAtomic(join(dir, WEIGHTS_FILE), bytes);
-  writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(full, null, 2) + '\n');
+  try {
+    writeFileAtomic(join(dir, WEIGHTS_FILE), bytes);
+    writeFileAtomic(join(dir, MANIFEST_FILE), JSON.stringify(full, null, 2) + '\n');
+    publishDir(dir, target);
+  } catch (err) {
+    discardDir(dir);
+    throw err;
+  }
   return full;
 }
 
@@ -82,6 +90,7 @@ export function readPredictorDir(dir: string): LoadedPredictor {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: not a predictor directory (no such directory)`);
   const mpath = join(dir, MANIFEST_FILE);
   if (!existsSync(mpath)) throw new BadInputError(dir, `not a predictor directory (no ${MANIFEST_FILE})`);
+  if (!statSync(mpath).isFile()) throw new BadInputError(mpath, 'not a regular file');
   let m: PredictorManifest;
   try {
     m = JSON.parse(readFileSync(mpath, 'utf8'));
@@ -92,8 +101,7 @@ export function readPredictorDir(dir: string): LoadedPredictor {
   if (m.version !== PREDICTOR_FORMAT_VERSION) throw new BadInputError(mpath, `predictor format version ${m.version} is not supported (this build reads ${PREDICTOR_FORMAT_VERSION})`);
   const problems = manifestProblems(m);
   if (problems.length > 0) throw new BadInputError(mpath, problems.join('; '));
-  const wpath = join(dir, m.weights.file);
-  if (!existsSync(wpath)) throw new BadInputError(dir, `${m.weights.file} is missing`);
+  const wpath = weightsPath(dir, mpath, m.weights.file);
   const bytes = readFileSync(wpath);
   const sha = createHash('sha256').update(bytes).digest('hex');
   if (sha !== m.weights.sha256) throw new BadInputError(wpath, `sha256 ${sha.slice(0, 12)}… does not match ${MANIFEST_FILE} (${String(m.weights.sha256).slice(0, 12)}…): weights from another training run?`);
@@ -111,11 +119,26 @@ export function readPredictorDir(dir: string): LoadedPredictor {
   return { dir, manifest: m, weights };
 }
 
+/**
+ * The weights file the manifest names, which must be a plain file name inside the predictor folder:
+ * `..` or an absolute path would read outside it, and a folder or FIFO would crash or block the read.
+ */
+function weightsPath(dir: string, mpath: string, file: unknown): string {
+  if (typeof file !== 'string' || file === '' || file !== basename(file) || file === '.' || file === '..' || isAbsolute(file)) {
+    throw new BadInputError(mpath, `weights.file ${JSON.stringify(file)} must be a file name inside the predictor folder (no folders, no '..')`);
+  }
+  const wpath = join(dir, file);
+  if (!existsSync(wpath)) throw new BadInputError(dir, `${file} is missing`);
+  if (!statSync(wpath).isFile()) throw new BadInputError(wpath, 'not a regular file');
+  return wpath;
+}
+
 function manifestProblems(m: PredictorManifest): string[] {
   const p: string[] = [];
   const g = m.geometry;
   if (!g || !Array.isArray(g.moeLayers) || !Number.isInteger(g.numExperts) || !Number.isInteger(g.topK)) return ['geometry is missing or malformed'];
-  if (!m.features || !m.model || !m.weights) return ['features, model or weights section is missing'];
+  if (!m.features || !m.model || !m.weights || typeof m.weights !== 'object') return ['features, model or weights section is missing'];
+  if (typeof m.weights.sha256 !== 'string') p.push('weights.sha256 must be a string');
   p.push(...featureSpecProblems(m.features).map((x) => `features: ${x}`));
   if (m.features.numMoeLayers !== g.moeLayers.length || m.features.numExperts !== g.numExperts || m.features.topK !== g.topK) p.push('features geometry differs from geometry');
   if (m.features.lookahead !== m.lookahead) p.push('features.lookahead differs from lookahead');

@@ -72,8 +72,8 @@ export function heldOutCorpus(m: PredictorManifest): RoutingCorpus | string {
 function point(r: SimResult): SimPoint {
   return {
     hitRate: r.hitRate,
-    timePerTokenMs: r.timePerToken.mean,
-    prefetchPrecision: r.prefetch.precision,
+    timePerTokenMs: r.timePerTokenMs.mean,
+    prefetchPrecision: r.prefetch.precision ?? 0,
     prefetchIssued: r.prefetch.issued,
     copyBusyShare: r.breakdown.stepMs > 0 ? r.breakdown.copyBusyMs / r.breakdown.stepMs : 0,
   };

@@ -7,6 +7,7 @@
 import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import type * as TfModule from '@tensorflow/tfjs';
+import { UserError } from '../../core/src/errors.js';
 
 export type Tf = typeof TfModule;
 
@@ -34,7 +35,14 @@ async function load(choice: BackendChoice): Promise<LoadedTf> {
       await tf.ready();
       return { tf, backend: tf.getBackend() };
     } catch (err) {
-      if (choice === 'node') throw new Error(`@tensorflow/tfjs-node is not usable here (${(err as Error).message})`);
+      if (choice === 'node') {
+        const missing = (err as NodeJS.ErrnoException).code === 'ERR_MODULE_NOT_FOUND';
+        throw new UserError(
+          missing
+            ? 'option --backend node: @tensorflow/tfjs-node is not installed (it downloads libtensorflow when installed); use --backend wasm (the default when it is absent)'
+            : `option --backend node: @tensorflow/tfjs-node is installed but does not load (${(err as Error).message.split('\n')[0]}); use --backend wasm`,
+        );
+      }
     }
   }
   const tf = await import('@tensorflow/tfjs');

@@ -2,6 +2,7 @@
  * Mini-batch training of the MLP with Adam and early stopping on the validation loss. Features are built
  * batch by batch from the routing (a full ESFT feature matrix would be ~0.5 GB), in a seeded order.
  */
+import { UserError } from '../../core/src/errors.js';
 import type { SampleSet } from './dataset.js';
 import { featureWidth, maxNonzeros, writeFeatures, writeLabel, type FeatureSpec } from './features.js';
 import type { MlpWeights } from './mlp.js';
@@ -116,6 +117,11 @@ export async function trainMlp(tf: Tf, model: TfMlp, spec: FeatureSpec, train: S
         if ((start / B) % 200 === 199) await new Promise((r) => setImmediate(r));
       }
       const v = validate(tf, model, spec, val);
+      // A NaN or infinite loss means the weights are garbage from here on (e.g. a learning rate that
+      // diverged): fail the run, so that nothing is exported as if it had trained.
+      if (!Number.isFinite(lossSum) || !Number.isFinite(v.loss)) {
+        throw new UserError(`training diverged in epoch ${epoch}: train loss ${lossSum / train.count}, validation loss ${v.loss}; nothing was written (try a smaller --learning-rate)`);
+      }
       const rec: EpochRecord = { epoch, trainLoss: lossSum / train.count, valLoss: v.loss, valRecall: v.recall, seconds: (performance.now() - t0) / 1000 };
       history.push(rec);
       const improved = v.loss < best.loss;

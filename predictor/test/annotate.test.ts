@@ -99,7 +99,7 @@ describe('annotateCorpus', () => {
     expect(dropped).toBeGreaterThan(0);
     annotateCorpus(corpus, dir, 4, { minProbability: 1 });
     expect(corpus.sequences.every((s) => s.predictions!.ids.every((e) => e === NO_EXPERT))).toBe(true);
-    expect(() => annotateCorpus(corpus, dir, 4, { minProbability: 1.5 })).toThrow(/must be in \[0, 1\]/);
+    expect(() => annotateCorpus(corpus, dir, 4, { minProbability: 1.5 })).toThrow(/option --predictor-min-prob: 1\.5 must be a probability from 0 to 1/);
   });
 
   it('refuses a predictor trained for another geometry, and a bad budget', () => {
@@ -107,6 +107,6 @@ describe('annotateCorpus', () => {
     tinyPredictor(dir, 1);
     const other = { L: 4, k: 2, E: 10 };
     expect(() => annotateCorpus(tinyCorpus(other, structuredSequences(other, 1, 2, 1)), dir)).toThrow(/trained for 4 MoE layers \(1\.\.4\), 8 experts, top-2; the trace has 4 MoE layers \(1\.\.4\), 10 experts/);
-    expect(() => annotateCorpus(tinyCorpus(g, structuredSequences(g, 1, 2, 1)), dir, 9)).toThrow(/budget 9 must be an integer in \[1, 8\]/);
+    expect(() => annotateCorpus(tinyCorpus(g, structuredSequences(g, 1, 2, 1)), dir, 9)).toThrow(/option --predictor-budget: 9 must be a whole number from 1 to 8/);
   });
 });

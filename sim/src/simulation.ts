@@ -57,12 +57,14 @@ export interface SimResult {
   bypasses: number;
   cpuExperts: number;
   bytesMoved: number;
-  /** Predicted latency of an output token (its step's duration), over tokens. */
-  timePerToken: { mean: number; p50: number; p99: number };
-  /** Output tokens per second. */
-  throughput: number;
-  /** promoted: prefetches still queued when a late hit needed them, moved to demand priority (sim/README.md) */
-  prefetch: { issued: number; useful: number; precision: number; recall: number; dropped: number; promoted: number; lookahead: number | null };
+  /** Predicted latency of an output token (its step's duration), over tokens, in ms. */
+  timePerTokenMs: { mean: number; p50: number; p99: number };
+  throughputTokensPerS: number;
+  /**
+   * promoted: prefetches still queued when a late hit needed them, moved to demand priority (sim/README.md).
+   * precision is null when nothing was prefetched and recall when nothing was requested: undefined, not 0.
+   */
+  prefetch: { issued: number; useful: number; precision: number | null; recall: number | null; dropped: number; promoted: number; lookahead: number | null };
   /** Mean per step, ms: gpuNonExpert + gpuExpert + gpuIdle = step time; copy and cpu are busy times that overlap. */
   breakdown: { gpuNonExpertMs: number; gpuExpertMs: number; gpuIdleMs: number; copyBusyMs: number; cpuBusyMs: number; stepMs: number };
   totalMs: number;
@@ -108,7 +110,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     try {
       ({ pinned, label: warmupLabel } = staticPinned(corpus, config.cacheSize, config.warmup));
     } catch (err) {
-      throw new UserError(`--warmup: ${(err as Error).message}`);
+      throw new UserError(`option --warmup: ${(err as Error).message}`);
     }
   }
   const caches = makeLayerCaches(sets, config.policy, config.cacheSize, { pinned, lfruDecay: config.lfruDecay });
@@ -147,17 +149,17 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     bypasses: t.bypasses,
     cpuExperts: t.cpuExperts,
     bytesMoved: t.bytesMoved,
-    timePerToken: {
+    timePerTokenMs: {
       mean: t.tokens > 0 ? weighted / t.tokens : 0,
       p50: weightedPercentile(t.stepMs, t.stepTokens, 0.5),
       p99: weightedPercentile(t.stepMs, t.stepTokens, 0.99),
     },
-    throughput: t.totalMs > 0 ? t.tokens / (t.totalMs / 1000) : 0,
+    throughputTokensPerS: t.totalMs > 0 ? t.tokens / (t.totalMs / 1000) : 0,
     prefetch: {
       issued: t.prefetch.issued,
       useful: t.prefetch.useful,
-      precision: t.prefetch.issued > 0 ? t.prefetch.useful / t.prefetch.issued : 0,
-      recall: t.prefetch.needed > 0 ? t.prefetch.useful / t.prefetch.needed : 0,
+      precision: t.prefetch.issued > 0 ? t.prefetch.useful / t.prefetch.issued : null,
+      recall: t.prefetch.needed > 0 ? t.prefetch.useful / t.prefetch.needed : null,
       dropped: t.prefetch.dropped,
       promoted: t.copies.promoted,
       lookahead: plan ? plan.lookahead : null,

@@ -35,10 +35,10 @@ describe('timing model, worked by hand (C = 2, lru)', () => {
     const r = runSimulation(corpus, { ...base, prefetch: 'none', miss: 'fetch', calibration: roundCosts() });
     expect([r.hits, r.requests, r.bytesMoved]).toEqual([1, 4, 3_000_000]);
     expect(r.totalMs).toBeCloseTo(12, 9);
-    expect(r.timePerToken.mean).toBeCloseTo(6, 9);
-    expect(r.timePerToken.p50).toBeCloseTo(5.5, 9);
-    expect(r.timePerToken.p99).toBeCloseTo(6.5, 9);
-    expect(r.throughput).toBeCloseTo(2 / 0.012, 6);
+    expect(r.timePerTokenMs.mean).toBeCloseTo(6, 9);
+    expect(r.timePerTokenMs.p50).toBeCloseTo(5.5, 9);
+    expect(r.timePerTokenMs.p99).toBeCloseTo(6.5, 9);
+    expect(r.throughputTokensPerS).toBeCloseTo(2 / 0.012, 6);
     // GPU busy: dense 4 + other 2 + head 2 + experts 2 = 10 of 12 ms -> per step 5 busy, 1 idle.
     expect(r.breakdown.gpuIdleMs).toBeCloseTo(1, 9);
     expect(r.breakdown.gpuNonExpertMs + r.breakdown.gpuExpertMs).toBeCloseTo(5, 9);

@@ -2,15 +2,19 @@
  * Converts the ESFT expert-score dumps (`<task>/expert_weights_<L>.txt`, one TSV line per sequence: 6*T ids,
  * an empty field, 6*T weights) into trace v1. Sequences keep file order, each token is its own step
  * (the traces were teacher-forced, so there is no batching to preserve), routing source 'imported'.
- * Every line is checked; the first problem is reported with file and line, and no output is left behind.
+ * Every line is checked; the first problem is reported with file and line, and no output is left behind
+ * (nor on Ctrl-C / SIGTERM: the writer's partial file is removed). Files are read in chunks, so a layer
+ * file of any size is fine; anything that is not a regular file (a FIFO would block) is refused unopened.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { BadInputError, UserError } from '../../core/src/errors.js';
+import { withInterruptCleanup, yieldToEventLoop } from '../../core/src/interrupt.js';
 import { startProgress } from '../../core/src/progress.js';
+import { forEachLine } from './line-reader.js';
 import { PHASE_DECODE, type RunMeta } from './schema.js';
-import { TraceWriter } from './writer.js';
+import { TraceWriter, type TraceRows } from './writer.js';
 
 export interface EsftGeometry {
   /** Model layers, dense ones included (27 for DeepSeek-V2-Lite). */
@@ -38,14 +42,83 @@ interface ParsedLayer {
 
 const FILE_RE = /^expert_weights_(\d+)\.txt$/;
 
-export function importEsft(dir: string, out: string, opts: ImportOptions = {}): { sequences: number; tokens: number } {
-  const g = opts.geometry ?? DEEPSEEK_V2_LITE_GEOMETRY;
+/** The layer files of an ESFT task folder by layer; two names for one layer (`_01` and `_1`) are refused. */
+export function esftLayerFiles(dir: string): Map<number, string> {
   if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UserError(`${dir}: not a directory`);
   const files = new Map<number, string>();
-  for (const name of readdirSync(dir)) {
+  for (const name of readdirSync(dir).sort()) {
     const m = FILE_RE.exec(name);
-    if (m) files.set(Number(m[1]), join(dir, name));
+    if (!m) continue;
+    const layer = Number(m[1]);
+    const path = join(dir, name);
+    const other = files.get(layer);
+    if (other) throw new BadInputError(dir, `${basename(other)} and ${name} are both layer ${layer}; keep one`);
+    // stat, not open: opening a FIFO blocks until a writer appears.
+    const st = statSync(path);
+    if (!st.isFile()) throw new BadInputError(path, 'not a regular file (a FIFO, device or folder); ESFT layer files are plain text');
+    files.set(layer, path);
   }
+  return files;
+}
+
+export interface ImportResult {
+  sequences: number;
+  tokens: number;
+}
+
+/** Parses and writes in one synchronous call (for programs and tests; a signal kills it as usual). */
+export function importEsft(dir: string, out: string, opts: ImportOptions = {}): ImportResult {
+  const parsed = parseEsft(dir, opts);
+  const writer = TraceWriter.create(out, parsed.meta);
+  try {
+    for (const rows of rowBatches(parsed)) writer.append(rows);
+    writer.close();
+  } catch (err) {
+    writer.abort();
+    throw err;
+  }
+  return parsed.result;
+}
+
+/**
+ * The CLI's import: the same, but the write yields to the event loop now and then, so that Ctrl-C or
+ * SIGTERM removes the partial output before the process ends (nothing exists yet while parsing).
+ */
+export async function importEsftInterruptible(dir: string, out: string, opts: ImportOptions = {}): Promise<ImportResult> {
+  const parsed = parseEsft(dir, opts);
+  // The handlers go in before the partial file exists: a signal in between would leave it behind.
+  let writer: TraceWriter | undefined;
+  await withInterruptCleanup(
+    () => writer?.abort(),
+    async () => {
+      writer = TraceWriter.create(out, parsed.meta);
+      try {
+        let n = 0;
+        for (const rows of rowBatches(parsed)) {
+          writer.append(rows);
+          if (++n % 16 === 0) await yieldToEventLoop();
+        }
+        writer.close();
+      } catch (err) {
+        writer.abort();
+        throw err;
+      }
+    },
+  );
+  return parsed.result;
+}
+
+interface ParsedEsft {
+  layers: ParsedLayer[];
+  moeLayers: number[];
+  g: EsftGeometry;
+  meta: RunMeta;
+  result: ImportResult;
+}
+
+function parseEsft(dir: string, opts: ImportOptions): ParsedEsft {
+  const g = opts.geometry ?? DEEPSEEK_V2_LITE_GEOMETRY;
+  const files = esftLayerFiles(dir);
   const moeLayers: number[] = [];
   for (let l = g.firstMoeLayer; l < g.numLayers; l++) moeLayers.push(l);
   if (files.size === 0) throw new BadInputError(dir, 'no expert_weights_<layer>.txt files');
@@ -91,16 +164,8 @@ export function importEsft(dir: string, out: string, opts: ImportOptions = {}): 
     createdAt: new Date().toISOString(),
     notes: 'Imported from ESFT expert-score dumps (teacher-forced, one token per step); configHash is the sha256 of the geometry JSON.',
   };
-  const writer = TraceWriter.create(out, meta);
-  try {
-    writeRows(writer, layers, moeLayers, g);
-    writer.close();
-  } catch (err) {
-    writer.abort();
-    throw err;
-  }
   const tokens = layers[0].ids.reduce((a, x) => a + x.length / g.topK, 0);
-  return { sequences: layers[0].ids.length, tokens };
+  return { layers, moeLayers, g, meta, result: { sequences: layers[0].ids.length, tokens } };
 }
 
 /** What an import knows of the model: its geometry, hashed the way SCHEMA.md says. */
@@ -109,7 +174,8 @@ export function geometryHash(g: EsftGeometry): string {
   return 'geometry-sha256:' + createHash('sha256').update(canonical).digest('hex');
 }
 
-function writeRows(writer: TraceWriter, layers: ParsedLayer[], moeLayers: number[], g: EsftGeometry): void {
+/** The rows of each sequence in turn, in trace order. */
+function* rowBatches({ layers, moeLayers, g }: ParsedEsft): Generator<TraceRows> {
   const k = g.topK;
   const L = moeLayers.length;
   let step = 0;
@@ -135,21 +201,16 @@ function writeRows(writer: TraceWriter, layers: ParsedLayer[], moeLayers: number
         rows.weights.set(layers[l].weights[s].subarray(t * k, t * k + k), r * k);
       }
     }
-    writer.append(rows);
+    yield rows;
     step += T;
   }
 }
 
 function parseLayerFile(file: string, g: EsftGeometry): ParsedLayer {
-  const text = readFileSync(file, 'utf8');
-  if (text.length === 0) throw new BadInputError(file, 'empty file');
-  const lines = text.split('\n');
-  if (lines.at(-1) === '') lines.pop();
-  else throw new BadInputError(file, `line ${lines.length}: no final newline (truncated file?)`);
   const ids: Uint16Array[] = [];
   const weights: Float32Array[] = [];
-  lines.forEach((line, i) => {
-    const where = `line ${i + 1}`;
+  const lines = forEachLine(file, (line, lineNumber) => {
+    const where = `line ${lineNumber}`;
     const fields = line.split('\t');
     const sep = fields.indexOf('');
     if (sep < 0) throw new BadInputError(file, `${where}: no empty field between expert ids and weights`);
@@ -178,5 +239,6 @@ function parseLayerFile(file: string, g: EsftGeometry): ParsedLayer {
     ids.push(lineIds);
     weights.push(lineWeights);
   });
+  if (lines === 0) throw new BadInputError(file, 'empty file');
   return { file, ids, weights };
 }

@@ -27,8 +27,9 @@ export interface TraceInfo {
   sequences: number;
   tokens: number;
   steps: number;
-  moeLayers: number;
-  experts: number;
+  /** How many MoE layers (their ids are meta.moeLayers). */
+  numMoeLayers: number;
+  numExperts: number;
   topK: number;
   consecutiveOverlap: number;
   perLayer: LayerStats[];
@@ -75,8 +76,8 @@ export async function traceInfo(t: TraceTable, columns: string[]): Promise<Trace
       sequences: Number(totals.sequences),
       tokens: Number(totals.tokens),
       steps: Number(totals.steps),
-      moeLayers: t.meta.moeLayers.length,
-      experts: E,
+      numMoeLayers: t.meta.moeLayers.length,
+      numExperts: E,
       topK: k,
       consecutiveOverlap: pairs > 0 ? weighted / pairs : 0,
       perLayer: popularity.map((r) => ({
@@ -104,8 +105,8 @@ export function formatTraceInfo(info: TraceInfo): string {
     `sequences    ${info.sequences}`,
     `tokens       ${info.tokens}`,
     `steps        ${info.steps}`,
-    `MoE layers   ${info.moeLayers} (${m.moeLayers[0]}..${m.moeLayers.at(-1)})`,
-    `experts      ${info.experts}, top-${info.topK}`,
+    `MoE layers   ${info.numMoeLayers} (${m.moeLayers[0]}..${m.moeLayers.at(-1)})`,
+    `experts      ${info.numExperts}, top-${info.topK}`,
     `consecutive-token top-${info.topK} overlap: ${(100 * info.consecutiveOverlap).toFixed(1)}%`,
     '',
     'layer  requests  top10%share  entropy  max/mean  overlap',

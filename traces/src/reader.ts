@@ -6,6 +6,9 @@
 import { readFileSync, statSync } from 'node:fs';
 import { RecordBatchFileReader, type Data, type Table, tableFromIPC } from 'apache-arrow';
 import { BadInputError } from '../../core/src/errors.js';
+import { checkArrowFraming } from './arrow-framing.js';
+import { checkRoutingValues } from './check-values.js';
+import { checkColumnTypes } from './check-types.js';
 import { META_RUN_KEY, META_VERSION_KEY, TRACE_SCHEMA_VERSION, runMetaProblems, type RunMeta } from './schema.js';
 
 export interface TraceTable {
@@ -40,18 +43,27 @@ const ARROW_MAGIC = Buffer.from('ARROW1');
 export function readTrace(path: string): TraceTable {
   let bytes: Buffer;
   try {
-    if (!statSync(path).isFile()) throw new BadInputError(path, 'not a file');
+    // stat before open: a FIFO or device would block the read (or never end).
+    if (!statSync(path).isFile()) throw new BadInputError(path, 'not a regular file');
     bytes = readFileSync(path);
   } catch (err) {
     if (err instanceof BadInputError) throw err;
     throw new BadInputError(path, `cannot read trace (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
-  if (bytes.length < 12 || !bytes.subarray(0, 6).equals(ARROW_MAGIC)) {
+  return parseTraceBytes(path, bytes);
+}
+
+/** The checks and the parse of readTrace on bytes already in memory (`path` names them in errors). */
+export function parseTraceBytes(path: string, bytes: Uint8Array): TraceTable {
+  const b = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (b.length < 12 || !b.subarray(0, 6).equals(ARROW_MAGIC)) {
     throw new BadInputError(path, 'not an Arrow IPC file (trace v1 files start with ARROW1)');
   }
-  if (!bytes.subarray(bytes.length - 6).equals(ARROW_MAGIC)) {
+  if (!b.subarray(b.length - 6).equals(ARROW_MAGIC)) {
     throw new BadInputError(path, 'truncated Arrow IPC file (the footer is missing)');
   }
+  // apache-arrow trusts every length it reads; the framing is checked first so that it never loops on a corrupt one.
+  checkArrowFraming(path, bytes);
   let table: Table;
   try {
     // Read through the file reader first: it walks the footer's block index, which catches lying offsets.
@@ -82,6 +94,7 @@ function parseMeta(path: string, table: Table): RunMeta {
 
 function tableToTrace(path: string, table: Table): TraceTable {
   const meta = parseMeta(path, table);
+  checkColumnTypes(path, table.schema, meta);
   const n = table.numRows;
   const k = meta.topK;
   const col = (name: string, required: boolean) => {
@@ -156,6 +169,7 @@ function tableToTrace(path: string, table: Table): TraceTable {
   }
   const predicted = table.getChild('predicted');
   if (predicted) {
+    if (predicted.nullCount > 0) throw new BadInputError(path, `column 'predicted' has nulls`);
     trace.predicted = [];
     for (let i = 0; i < n; i++) trace.predicted.push(Uint16Array.from(predicted.get(i) ?? []));
   }
@@ -167,6 +181,7 @@ function tableToTrace(path: string, table: Table): TraceTable {
     trace.cpuExperts = scalar('cpu_experts', Uint16Array);
   }
   validateValues(trace);
+  checkRoutingValues(trace);
   return trace;
 }
 

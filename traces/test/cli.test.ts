@@ -26,7 +26,10 @@ describe('traces CLI on hand-made data', () => {
     const r = runCli(['traces', 'info', out, '--json']);
     expect(r.status).toBe(0);
     const info = JSON.parse(r.stdout);
-    expect(info).toMatchObject({ sequences: 2, tokens: 5, steps: 5, moeLayers: 2, experts: 8, topK: 2 });
+    expect(info).toMatchObject({ sequences: 2, tokens: 5, steps: 5, numMoeLayers: 2, numExperts: 8, topK: 2 });
+    // the count and the list of MoE layers have different names (the list is the run metadata's)
+    expect(info.meta.moeLayers).toEqual([1, 2]);
+    expect(info).not.toHaveProperty('moeLayers');
     const l1 = info.perLayer[0];
     // Layer 1 requests: 0,1 | 1,2 | 1,2 | 0,1 | 0,1 -> expert 1 has 5 of 10; top 10% of 8 experts = 1 expert.
     expect(l1.requests).toBe(10);
@@ -92,7 +95,7 @@ describe('traces CLI on the real ESFT traces', () => {
     const r = runCli(['traces', 'info', out, '--json']);
     expect(r.status).toBe(0);
     const info = JSON.parse(r.stdout);
-    expect(info).toMatchObject({ sequences: 127, tokens: 8222, moeLayers: 26, experts: 64, topK: 6 });
+    expect(info).toMatchObject({ sequences: 127, tokens: 8222, numMoeLayers: 26, numExperts: 64, topK: 6 });
     expect(info.perLayer).toHaveLength(26);
     expect(info.meta.routingSource).toBe('imported');
   });

@@ -47,7 +47,7 @@ async function main(): Promise<void> {
     const file = join(tmp, 'esft-intent.arrow');
     importEsft(join(esft, 'intent'), file, { quiet: true });
     const corpus = toSequences(readTrace(file));
-    const progress = startProgress('esft intent sweep', sweepSize(ESFT_INTENT_GRID));
+    const progress = startProgress('esft intent sweep', sweepSize(ESFT_INTENT_GRID), { unit: 'configurations' });
     const results = runSweep(corpus, ESFT_INTENT_GRID, { calibration: defaultCalibration() }, () => progress.tick());
     progress.done();
     const files = await writeSweepOutputs(out, results, {

@@ -3,7 +3,7 @@
  * profile is derived from the figures in the shared model docs and says so in its label; measured profiles
  * (the runtime's `calibrate` command) use the same schema with "measured": true.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { BadInputError } from '../../../core/src/errors.js';
@@ -59,6 +59,32 @@ export interface ContextCurves {
   denseLayerMs?: Array<[number, TokenCurve]>;
 }
 
+interface Range {
+  min: number;
+  max: number;
+  integer?: boolean;
+  unit?: string;
+}
+
+/**
+ * What a profile may say. Wide enough for any machine this project could meet (PCIe 3 to NVLink-C2C,
+ * tiny synthetic models to DeepSeek-V2's 40 MB experts), narrow enough that the simulation stays finite:
+ * resources are arrays of servers (copyEngines, workers), and every duration must add up in float64.
+ */
+export const RANGES = {
+  expertBytes: { min: 1, max: 1e11, integer: true, unit: 'bytes' },
+  h2dGBps: { min: 0.01, max: 10_000, unit: 'GB/s' },
+  copyEngines: { min: 1, max: 64, integer: true },
+  cpuWorkers: { min: 1, max: 1024, integer: true },
+  /** per-copy and activation-copy overheads */
+  fixedMs: { min: 0, max: 1000, unit: 'ms' },
+  /** any point of a cost curve */
+  ms: { min: 0, max: 100_000 },
+  tokens: { min: 1, max: 1_000_000 },
+  context: { min: 1, max: 10_000_000, integer: true },
+  curvePoints: 10_000,
+} as const satisfies Record<string, Range | number>;
+
 /** Returns the problems of a parsed profile (empty when valid). */
 export function calibrationProblems(x: unknown): string[] {
   const p: string[] = [];
@@ -68,28 +94,38 @@ export function calibrationProblems(x: unknown): string[] {
   if (o.version !== CALIBRATION_VERSION) p.push(`version ${String(o.version)} is not supported (this build reads ${CALIBRATION_VERSION})`);
   for (const k of ['name', 'label', 'device', 'model'] as const) if (typeof o[k] !== 'string' || o[k] === '') p.push(`${k} must be a non-empty string`);
   if (typeof o.measured !== 'boolean') p.push('measured must be true or false');
-  const pos = (v: unknown, name: string, integer = false) => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v <= 0 || (integer && !Number.isInteger(v))) p.push(`${name} must be a positive ${integer ? 'integer' : 'number'}`);
-  };
-  const nonneg = (v: unknown, name: string) => {
-    if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) p.push(`${name} must be a non-negative number`);
+  // Every number has a plausible range: a profile is data a user may edit, and values far outside these
+  // (copyEngines 1e9, expertMs 1e308, h2dGBps 1e-300) hung the simulator or overflowed its clock.
+  const num = (v: unknown, name: string, r: Range) => {
+    const kind = r.integer ? 'integer' : 'number';
+    // first what any profile must be (positive, or non-negative), then the plausible range
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < r.min || (r.min > 0 && v <= 0) || (r.integer && !Number.isInteger(v))) {
+      p.push(r.min > 0 ? `${name} must be a positive ${kind}` : `${name} must be a non-negative ${kind}`);
+    } else if (v > r.max || v < r.min) {
+      p.push(`${name} is ${v}; it must be ${r.integer ? 'an integer' : 'a number'} from ${r.min} to ${r.max}${r.unit ? ` (${r.unit})` : ''}`);
+    }
   };
   const curve = (v: unknown, name: string) => {
     if (!Array.isArray(v) || v.length === 0) return p.push(`${name} must be a non-empty list of [tokens, ms] pairs`);
+    if (v.length > RANGES.curvePoints) return p.push(`${name} has ${v.length} points; at most ${RANGES.curvePoints}`);
     let prev = 0;
     v.forEach((pt, i) => {
+      const t = RANGES.tokens;
+      const ms = RANGES.ms;
       if (!Array.isArray(pt) || pt.length !== 2 || typeof pt[0] !== 'number' || typeof pt[1] !== 'number' || !(pt[0] >= 1) || !(pt[1] >= 0) || !Number.isFinite(pt[1])) {
         p.push(`${name}[${i}] must be [tokens >= 1, ms >= 0]`);
+      } else if (!(pt[0] <= t.max) || !(pt[1] <= ms.max)) {
+        p.push(`${name}[${i}] is ${JSON.stringify(pt)}; it must be [tokens from ${t.min} to ${t.max}, ms from ${ms.min} to ${ms.max}]`);
       } else if (pt[0] <= prev) p.push(`${name}: tokens must be strictly ascending`);
       else prev = pt[0];
     });
   };
-  pos(o.expertBytes, 'expertBytes', true);
+  num(o.expertBytes, 'expertBytes', RANGES.expertBytes);
   if (typeof o.transfer !== 'object' || !o.transfer) p.push('transfer must be an object');
   else {
-    pos(o.transfer.h2dGBps, 'transfer.h2dGBps');
-    nonneg(o.transfer.perCopyMs, 'transfer.perCopyMs');
-    pos(o.transfer.copyEngines, 'transfer.copyEngines', true);
+    num(o.transfer.h2dGBps, 'transfer.h2dGBps', RANGES.h2dGBps);
+    num(o.transfer.perCopyMs, 'transfer.perCopyMs', RANGES.fixedMs);
+    num(o.transfer.copyEngines, 'transfer.copyEngines', RANGES.copyEngines);
   }
   if (typeof o.gpu !== 'object' || !o.gpu) p.push('gpu must be an object');
   else {
@@ -98,13 +134,13 @@ export function calibrationProblems(x: unknown): string[] {
       const b = o.gpu.byContext as Partial<ContextCurves> | null;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) p.push('gpu.byContext must be an object');
       else {
-        pos(b.referenceContext, 'gpu.byContext.referenceContext', true);
+        num(b.referenceContext, 'gpu.byContext.referenceContext', RANGES.context);
         const byCtx = (v: unknown, name: string) => {
           if (!Array.isArray(v) || v.length === 0) return p.push(`${name} must be a non-empty list of [context, curve] pairs`);
           let prev = 0;
           v.forEach((e, i) => {
-            if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !Number.isInteger(e[0]) || e[0] < 1) {
-              p.push(`${name}[${i}] must be [context >= 1, [[tokens, ms], ...]]`);
+            if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !Number.isInteger(e[0]) || e[0] < RANGES.context.min || e[0] > RANGES.context.max) {
+              p.push(`${name}[${i}] must be [context from ${RANGES.context.min} to ${RANGES.context.max}, [[tokens, ms], ...]]`);
             } else if (e[0] <= prev) p.push(`${name}: contexts must be strictly ascending`);
             else {
               prev = e[0];
@@ -119,9 +155,9 @@ export function calibrationProblems(x: unknown): string[] {
   }
   if (typeof o.cpu !== 'object' || !o.cpu) p.push('cpu must be an object');
   else {
-    pos(o.cpu.workers, 'cpu.workers', true);
+    num(o.cpu.workers, 'cpu.workers', RANGES.cpuWorkers);
     curve(o.cpu.expertMs, 'cpu.expertMs');
-    nonneg(o.cpu.activationCopyMs, 'cpu.activationCopyMs');
+    num(o.cpu.activationCopyMs, 'cpu.activationCopyMs', RANGES.fixedMs);
   }
   if (o.host !== undefined) {
     if (typeof o.host !== 'object' || o.host === null || Array.isArray(o.host)) p.push('host must be an object');
@@ -148,8 +184,11 @@ export function parseCalibration(text: string, file: string): CostModel {
 export function loadCalibration(file: string): CostModel {
   let text: string;
   try {
+    // stat before open: reading a FIFO would block forever
+    if (!statSync(file).isFile()) throw new BadInputError(file, 'not a regular file (a FIFO, device or folder)');
     text = readFileSync(file, 'utf8');
   } catch (err) {
+    if (err instanceof BadInputError) throw err;
     throw new BadInputError(file, `cannot read calibration profile (${(err as NodeJS.ErrnoException).code ?? String(err)})`);
   }
   return parseCalibration(text, file);

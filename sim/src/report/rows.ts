@@ -21,8 +21,9 @@ export interface ResultRow {
   throughput_tok_s: number;
   pf_issued: number;
   pf_useful: number;
-  pf_precision: number;
-  pf_recall: number;
+  /** null when nothing was prefetched (recall: when nothing was requested) */
+  pf_precision: number | null;
+  pf_recall: number | null;
   gpu_non_expert_ms: number;
   gpu_expert_ms: number;
   gpu_idle_ms: number;
@@ -63,10 +64,10 @@ export function toRow(traceName: string, r: SimResult): ResultRow {
     ready_hit_rate: r.requests > 0 ? r.readyHits / r.requests : 0,
     late_hits: r.lateHits,
     bytes_moved: r.bytesMoved,
-    tpt_mean_ms: r.timePerToken.mean,
-    tpt_p50_ms: r.timePerToken.p50,
-    tpt_p99_ms: r.timePerToken.p99,
-    throughput_tok_s: r.throughput,
+    tpt_mean_ms: r.timePerTokenMs.mean,
+    tpt_p50_ms: r.timePerTokenMs.p50,
+    tpt_p99_ms: r.timePerTokenMs.p99,
+    throughput_tok_s: r.throughputTokensPerS,
     pf_issued: r.prefetch.issued,
     pf_useful: r.prefetch.useful,
     pf_precision: r.prefetch.precision,

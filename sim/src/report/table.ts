@@ -23,12 +23,12 @@ const COLS: Array<[string, number, (r: SimResult) => string]> = [
   ['hit rate', 8, (r) => pct(r.hitRate)],
   ['ready', 6, (r) => pct(r.requests > 0 ? r.readyHits / r.requests : 0)],
   ['GB moved', 9, (r) => (r.bytesMoved / 1e9).toFixed(1)],
-  ['ms/token', 8, (r) => r.timePerToken.mean.toFixed(2)],
-  ['p50', 7, (r) => r.timePerToken.p50.toFixed(2)],
-  ['p99', 7, (r) => r.timePerToken.p99.toFixed(2)],
-  ['tok/s', 7, (r) => r.throughput.toFixed(1)],
-  ['pf prec', 7, (r) => (r.config.prefetch === 'none' ? '-' : pct(r.prefetch.precision))],
-  ['pf rec', 7, (r) => (r.config.prefetch === 'none' ? '-' : pct(r.prefetch.recall))],
+  ['ms/token', 8, (r) => r.timePerTokenMs.mean.toFixed(2)],
+  ['p50', 7, (r) => r.timePerTokenMs.p50.toFixed(2)],
+  ['p99', 7, (r) => r.timePerTokenMs.p99.toFixed(2)],
+  ['tok/s', 7, (r) => r.throughputTokensPerS.toFixed(1)],
+  ['pf prec', 7, (r) => (r.config.prefetch === 'none' || r.prefetch.precision === null ? '-' : pct(r.prefetch.precision))],
+  ['pf rec', 7, (r) => (r.config.prefetch === 'none' || r.prefetch.recall === null ? '-' : pct(r.prefetch.recall))],
   ['gpu/idle ms', 11, (r) => `${(r.breakdown.gpuNonExpertMs + r.breakdown.gpuExpertMs).toFixed(2)}/${r.breakdown.gpuIdleMs.toFixed(2)}`],
 ];
 
