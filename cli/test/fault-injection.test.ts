@@ -16,6 +16,7 @@ import { TraceWriter } from '../../traces/src/writer.js';
 import { tinyMeta } from '../../traces/test/fixtures.js';
 import { writeEsftDir } from '../../traces/test/fixtures.js';
 import { structuredSequences, writeTinyTrace } from '../../predictor/test/fixtures.js';
+import { mulberry32 } from '../../predictor/src/random.js';
 
 const d = tempDir('fault-injection-');
 const tally = new Map<string, Map<string, number>>();
@@ -37,17 +38,8 @@ afterAll(() => {
   d.cleanup();
 });
 
-/** mulberry32: the seeded generator of every mutation below. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The seeded generator of every mutation below (the predictor's mulberry32). */
+const rng = mulberry32;
 
 function tinyTrace(path: string): void {
   const w = TraceWriter.create(path, tinyMeta(), { gateNext: true });
