@@ -1,0 +1,76 @@
+/**
+ * A calibration profile whose CPU expert curve comes from the runtime itself: the median measured time of
+ * the CPU jobs in offload bench files' miss-decision logs (each logged CPU decision keeps its job's wall
+ * time), by token count (counts with at least `minSamples` jobs). Everything else is the base profile's.
+ * This separates how much of the simulator's error on CPU misses is the per-expert CPU time (calibrate
+ * measures it in isolation) from what the timing model leaves out.
+ *
+ *   node dist/runtime/src/calibrate/cpu-from-miss-log.js --bench a.json[,b.json] --base sim/calibration/h200-measured.json --out F
+ */
+import { readFileSync } from 'node:fs';
+import { basename } from 'node:path';
+import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
+import { writeFileAtomic } from '../../../core/src/atomic-file.js';
+import { UserError } from '../../../core/src/errors.js';
+import type { MissLogSample } from '../bench/offload-bench.js';
+
+function median(v: number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
+}
+
+export function cpuCurveFromLogs(benches: string[], minSamples = 20): { curve: TokenCurve; jobs: number } {
+  const byTokens = new Map<number, number[]>();
+  let jobs = 0;
+  for (const path of benches) {
+    const doc = JSON.parse(readFileSync(path, 'utf8')) as { grid?: Array<{ missLogSample?: MissLogSample | null }> };
+    if (!Array.isArray(doc.grid)) throw new UserError(`--bench ${path}: not a bench.json`);
+    for (const p of doc.grid) {
+      const s = p.missLogSample;
+      if (!s) continue;
+      const c = s.columns;
+      for (let i = 0; i < s.rows; i++) {
+        if (c.onCpu[i] !== 1 || !(c.cpuMeasuredMs[i] >= 0)) continue;
+        const v = byTokens.get(c.tokens[i]) ?? [];
+        v.push(c.cpuMeasuredMs[i]);
+        byTokens.set(c.tokens[i], v);
+        jobs++;
+      }
+    }
+  }
+  const curve: TokenCurve = [...byTokens.entries()].filter(([, v]) => v.length >= minSamples).sort((a, b) => a[0] - b[0]).map(([n, v]) => [n, Number(median(v).toFixed(4))]);
+  if (curve.length === 0) throw new UserError(`--bench: no token count has ${minSamples} logged CPU jobs`);
+  return { curve, jobs };
+}
+
+export function withRuntimeCpuCurve(base: CostModel, benches: string[]): CostModel {
+  const { curve, jobs } = cpuCurveFromLogs(benches);
+  return {
+    ...base,
+    name: `${base.name}-runtime-cpu`,
+    label: `${base.label}; cpu.expertMs from the runtime's logged CPU jobs`,
+    cpu: { ...base.cpu, expertMs: curve },
+    sources: {
+      ...(base.sources ?? {}),
+      'cpu.expertMs': `median wall time of ${jobs} CPU expert jobs logged by the CUDA runtime (${benches.map((b) => basename(b)).join(', ')}), by token count; the rest is ${base.name}`,
+    },
+  };
+}
+
+function arg(name: string): string {
+  const i = process.argv.indexOf(name);
+  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
+  return process.argv[i + 1];
+}
+
+if (process.argv[1] && process.argv[1].endsWith('cpu-from-miss-log.js')) {
+  try {
+    const profile = withRuntimeCpuCurve(loadCalibration(arg('--base')), arg('--bench').split(','));
+    writeFileAtomic(arg('--out'), JSON.stringify(profile, null, 1) + '\n');
+    process.stdout.write(`${arg('--out')}: cpu.expertMs ${JSON.stringify(profile.cpu.expertMs)}\n`);
+  } catch (err) {
+    process.stderr.write(`cpu-from-miss-log: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
