@@ -98,7 +98,7 @@ export function buildReport(s: Sources): BuiltReport {
     md.push('');
     md.push(
       `卸载运行受 PCIe 拷贝限制：按命中计数估算，缺失专家的拷贝时间占每步时间的 ${range(tb.copyShares, pct, ' 至 ')}。模拟器（用在该 H200 上实测的成本模型）对已测网格各点的预测误差为 ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（偏低）。` +
-        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见 reports/bench/miss-h200，尚未并入本报告的网格）；预取（next-gate、predicted、oracle）目前只存在于模拟器中；量化专家两者都还没有。${v.zh}`,
+        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）目前只存在于模拟器中；量化专家两者都还没有。${v.zh}`,
     );
     md.push('');
   } else md.push('没有已提交的 GPU 测量结果。', '');
@@ -110,7 +110,7 @@ export function buildReport(s: Sources): BuiltReport {
         (h.lfu16 && h.lru16 ? `Batch 16, prompt 128: ${f1(h.lfu16.tokS)} (lfu) / ${f1(h.lru16.tokS)} (lru) output tokens/s${h.res16 ? ` (all resident: ${f1(h.res16.tokS)})` : ''}.` : ''),
       '',
       `Offloaded decode is copy-bound: the PCIe time of the missed experts, estimated from the hit counts, is ${range(tb.copyShares, pct)} of the measured step. The simulator, with the cost model measured on that H200, predicts every measured grid point within ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)} (low). ` +
-        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (results in reports/bench/miss-h200, not yet folded into this report's grid); prefetch (next-gate, predicted, oracle) exists only in the simulator; quantized experts exist in neither. ${v.en}`,
+        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists only in the simulator; quantized experts exist in neither. ${v.en}`,
       '',
     );
   } else md.push('No committed GPU measurements.', '');
@@ -169,7 +169,7 @@ export function buildReport(s: Sources): BuiltReport {
   if (s.measured.length) {
     md.push(
       `Device: ${s.device}. ms per output token = one decode step through the Engine API (host sampling included), from a cold expert cache per point; routing of the offloaded rows replayed from ESFT (summary + translation + intent, lanes as each source file says); the all-resident and transformers rows run the random-weight model's own router. Systems: naive on-demand (cache 0: every expert streamed), cache 16 lru / lfu under a 12 GiB budget, all experts resident on the GPU (moe-offload CUDA and transformers), transformers + accelerate CPU offload (12 GiB max_memory). ` +
-        `Not in these tables: **+ prefetch** (${SPACE.prefetch.runtimeLacks}) and **+ CPU** (measured on the H200 in reports/bench/miss-h200/, not yet read by this report).`,
+        `**+ CPU** rows: misses computed on the CPU (cpu) or per expert by the cost model (hybrid) at the 19 slots that fit prompt 128 (reports/bench/miss-h200/); **serve** rows: the OpenAI-compatible server with C streaming clients (output tokens/s over the level, prefills included; ms/token = time per output token per request). Not measured: **+ prefetch** (${SPACE.prefetch.runtimeLacks}).`,
       '',
     );
     md.push(...gridTables(s));

@@ -9,7 +9,10 @@ import type { Measured, Sources } from './sources.js';
 export const BATCHES = [1, 4, 8, 16];
 export const PROMPTS = [128, 256, 512];
 /** Systems in the order the report lists them; the issue's + prefetch and + CPU rows are the runtime's gaps. */
-export const SYSTEMS = ['naive on-demand (cache 0)', 'cache 16 lru', 'cache 16 lfu', 'all-resident (moe-offload CUDA)', 'transformers (all resident)', 'transformers + accelerate (CPU offload)'];
+export const SYSTEMS = [
+  'naive on-demand (cache 0)', 'cache 16 lru', 'cache 16 lfu', 'cache 19 lru, misses fetched', 'cache 19 lru + CPU (cpu)', 'cache 19 lru + CPU (hybrid)',
+  'serve, cache 16 lru (streaming clients; batch = concurrency)', 'all-resident (moe-offload CUDA)', 'transformers (all resident)', 'transformers + accelerate (CPU offload)',
+];
 
 const f2 = (x: number) => x.toFixed(2);
 const f1 = (x: number) => x.toFixed(1);

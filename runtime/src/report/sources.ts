@@ -107,6 +107,19 @@ export function readSources(root: string): Sources {
     for (const p of res.grid) measured.push({ system: 'all-resident (moe-offload CUDA)', batch: p.batch, prompt: p.prompt, ms: p.msPerToken, tokS: p.decodeTokensPerSecond, source: resRel, routing: 'router (random weights)' });
     for (const p of res.baseline?.grid ?? []) measured.push({ system: 'transformers (all resident)', batch: p.batch, prompt: p.prompt, ms: p.msPerToken, tokS: p.decodeTokensPerSecond, source: resRel, routing: `router (random weights) (transformers ${res.baseline!.transformers})` });
   }
+  // Issue 12: misses fetched / on the CPU / hybrid at the cache that fits prompt 128 (miss-grid-report.ts).
+  const missRel = 'reports/bench/miss-h200/summary.json';
+  const miss = json<{ rows: Array<{ cache: number; policy: string; miss: string; batch: number; prompt: number; msPerToken: number; p50: number; p99: number; tokensPerSecond: number; simMsPerToken: number; hitRate: number }> }>(root, missRel);
+  for (const r of miss?.rows ?? []) {
+    const system = r.miss === 'fetch' ? `cache ${r.cache} ${r.policy}, misses fetched` : `cache ${r.cache} ${r.policy} + CPU (${r.miss})`;
+    measured.push({ system, batch: r.batch, prompt: r.prompt, ms: { mean: r.msPerToken, p50: r.p50, p99: r.p99 }, tokS: r.tokensPerSecond, source: missRel, routing: 'ESFT summary + translation + intent (replayed)', hitRate: r.hitRate, simMs: r.simMsPerToken });
+  }
+  // Issue 16: the server at concurrency C (C streaming clients), ms per output token = TPOT per request.
+  const serveRel = 'reports/bench/serve-h200/serve-bench.json';
+  const serve = json<{ levels: Array<{ concurrency: number; promptTokens: number; outputTokensPerSecond: number; tpotMs: Stat }> }>(root, serveRel);
+  for (const l of serve?.levels ?? []) {
+    measured.push({ system: 'serve, cache 16 lru (streaming clients; batch = concurrency)', batch: l.concurrency, prompt: l.promptTokens, ms: l.tpotMs, tokS: l.outputTokensPerSecond, source: serveRel, routing: 'ESFT summary (replayed, one lane per admitted request)' });
+  }
   const sim: Sources['sim'] = [];
   for (const name of ['esft-intent', 'synthetic-zipf-sticky']) {
     const rel = `reports/sim/${name}/results.json`;
