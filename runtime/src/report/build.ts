@@ -97,7 +97,7 @@ export function buildReport(s: Sources): BuiltReport {
     );
     md.push('');
     md.push(
-      `卸载运行受 PCIe 拷贝限制：按命中计数估算，缺失专家的拷贝时间占每步时间的 ${range(tb.copyShares, pct, ' 至 ')}。模拟器（用在该 H200 上实测的成本模型）对已测网格各点的预测误差为 ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（偏低）。` +
+      `卸载运行受 PCIe 拷贝限制：按命中计数估算，缺失专家的拷贝时间占每步时间的 ${range(tb.copyShares, pct, ' 至 ')}。模拟器（用在该 H200 上实测的成本模型）对已测网格各点（缺失专家走 PCIe）的预测误差为 ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（偏低）${sim.cpuErrors.length ? `；对 CPU 计算缺失专家的各点为 ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（模拟器尚未正确建模 CPU 路径）` : ''}。` +
         `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）目前只存在于模拟器中；量化专家两者都还没有。${v.zh}`,
     );
     md.push('');
@@ -109,7 +109,7 @@ export function buildReport(s: Sources): BuiltReport {
         `against ${f2(h.naive1.ms.mean)} for naive on-demand loading (cache 0)${h.acc1 ? ` and ${f1(h.acc1.ms.mean)} for transformers + accelerate CPU offload` : ''}${h.res1 ? `; all experts resident: ${f2(h.res1.ms.mean)}` : ''}. ` +
         (h.lfu16 && h.lru16 ? `Batch 16, prompt 128: ${f1(h.lfu16.tokS)} (lfu) / ${f1(h.lru16.tokS)} (lru) output tokens/s${h.res16 ? ` (all resident: ${f1(h.res16.tokS)})` : ''}.` : ''),
       '',
-      `Offloaded decode is copy-bound: the PCIe time of the missed experts, estimated from the hit counts, is ${range(tb.copyShares, pct)} of the measured step. The simulator, with the cost model measured on that H200, predicts every measured grid point within ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)} (low). ` +
+      `Offloaded decode is copy-bound: the PCIe time of the missed experts, estimated from the hit counts, is ${range(tb.copyShares, pct)} of the measured step. The simulator, with the cost model measured on that H200, predicts every measured grid point (misses fetched) within ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)} (low)${sim.cpuErrors.length ? `; the points with misses on the CPU it predicts ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`)} off (its CPU path is not yet the runtime's)` : ''}. ` +
         `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists only in the simulator; quantized experts exist in neither. ${v.en}`,
       '',
     );

@@ -102,15 +102,18 @@ export function timeBreakdown(s: Sources): { rows: string[][]; copyShares: numbe
   return { rows, copyShares };
 }
 
-export function simVsMeasured(s: Sources): { rows: string[][]; errors: number[] } {
+/** errors: the issue-6 offload grid's points (misses fetched); cpuErrors: the points with misses on the CPU. */
+export function simVsMeasured(s: Sources): { rows: string[][]; errors: number[]; cpuErrors: number[] } {
   const rows: string[][] = [];
   const errors: number[] = [];
+  const cpuErrors: number[] = [];
   const ordered = [...s.measured].sort((a, b) => a.system.localeCompare(b.system) || a.batch - b.batch || a.prompt - b.prompt);
   for (const m of ordered) {
     if (m.simMs === undefined) continue;
     const e = m.simMs / m.ms.mean - 1;
-    errors.push(e);
+    if (m.source === s.offloadGrid) errors.push(e);
+    if (m.system.includes('+ CPU')) cpuErrors.push(e);
     rows.push([m.system, String(m.batch), String(m.prompt), f2(m.ms.mean), f2(m.simMs), `${(100 * e).toFixed(1)}%`]);
   }
-  return { rows, errors };
+  return { rows, errors, cpuErrors };
 }
