@@ -190,7 +190,7 @@ export function buildReport(s: Sources): BuiltReport {
 
   md.push('## Simulated against measured', '');
   if (sim.rows.length) {
-    md.push(`The simulator on the same lanes as each measured point, with the measured H200 profile, decode steps only (\`${s.offloadGrid}\`, computed by runtime/src/bench/offload-grid-report.ts); error = simulated / measured - 1, from ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)}:`, '', table(['system', 'batch', 'prompt', 'measured ms/token', 'simulated', 'error'], sim.rows), '');
+    md.push(`The simulator on the same lanes as each measured point, with the measured H200 profile, decode steps only (\`${s.offloadGrid}\`, computed by runtime/src/bench/offload-grid-report.ts; the cache-19 rows from reports/bench/miss-h200/summary.json, by runtime/src/bench/miss-grid-report.ts); error = simulated / measured - 1: the issue-6 grid (misses fetched) from ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)}${sim.cpuErrors.length ? `, misses on the CPU from ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`)}` : ''}:`, '', table(['system', 'batch', 'prompt', 'measured ms/token', 'simulated', 'error'], sim.rows), '');
   } else md.push('No committed simulated-against-measured comparison.', '');
   if (s.tokensIdentical) md.push(`Tokens are identical between the all-resident and the offloaded engine in ${s.tokensIdentical.allIdentical ? 'all' : 'NOT all'} ${s.tokensIdentical.runs} runs of \`${s.tokensIdentical.file}\`.`, '');
 
