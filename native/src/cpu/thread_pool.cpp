@@ -1,33 +1,10 @@
 #include "moe/thread_pool.h"
 
 #include <algorithm>
-#include <chrono>
-#include <thread>
 
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#define MOE_CPU_RELAX() _mm_pause()
-#else
-#define MOE_CPU_RELAX() std::this_thread::yield()
-#endif
+#include "moe/spin_wait.h"
 
 namespace moe {
-
-namespace {
-
-// Polls `ready` for at most `us` microseconds; true as soon as it holds.
-template <typename F>
-bool spin_until(int us, F ready) {
-  if (us <= 0) return ready();
-  const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(us);
-  for (int i = 0;; ++i) {
-    if (ready()) return true;
-    MOE_CPU_RELAX();
-    if ((i & 255) == 255 && std::chrono::steady_clock::now() >= end) return ready();
-  }
-}
-
-}  // namespace
 
 ThreadPool::ThreadPool(int threads, int spin_us) : spin_us_(std::max(0, spin_us)) {
   const int n = std::max(1, threads);

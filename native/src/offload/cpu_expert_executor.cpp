@@ -2,12 +2,9 @@
 
 #include <chrono>
 #include <string>
-#include <thread>
-#if defined(__x86_64__) || defined(_M_X64)
-#include <immintrin.h>
-#endif
 
 #include "moe/error.h"
+#include "moe/spin_wait.h"
 
 namespace moe::offload {
 
@@ -83,15 +80,7 @@ void CpuExpertExecutor::worker_loop(int w) {
     if (spin_us_ > 0 && batch_ == seen && !stopping_) {
       // Poll for the next batch a while before sleeping (bounded; see the header).
       lock.unlock();
-      const auto end = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_us_);
-      for (int i = 0; published_.load(std::memory_order_acquire) == seen; ++i) {
-#if defined(__x86_64__) || defined(_M_X64)
-        _mm_pause();
-#else
-        std::this_thread::yield();
-#endif
-        if ((i & 255) == 255 && std::chrono::steady_clock::now() >= end) break;
-      }
+      spin_until(spin_us_, [&] { return published_.load(std::memory_order_acquire) != seen; });
       lock.lock();
     }
     wake_.wait(lock, [&] { return stopping_ || batch_ != seen; });
