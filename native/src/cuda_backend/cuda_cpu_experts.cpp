@@ -15,7 +15,6 @@
 //      scatters them into the per-entry buffer before the one combine.
 #include <algorithm>
 #include <chrono>
-#include <cstring>
 #include <string>
 
 #include "cuda_backend_impl.h"
@@ -29,13 +28,6 @@ namespace {
 
 double now_ms() {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-
-float bf16_bits_to_f32(uint16_t v) {
-  const uint32_t bits = static_cast<uint32_t>(v) << 16;
-  float f;
-  std::memcpy(&f, &bits, 4);
-  return f;
 }
 
 LinearIsa cpu_expert_isa() { return isa_supported(LinearIsa::Avx512Bf16) ? LinearIsa::Avx512Bf16 : best_exact_isa(); }
@@ -191,7 +183,7 @@ void CudaBackend::start_cpu_experts(int T) {
       if (entry < 0) throw Error("CPU experts: token " + std::to_string(t) + " does not route to expert " + std::to_string(e) + " (internal error)");
       const uint16_t* xr = x + static_cast<size_t>(t) * H;
       float* xf = cpu_x_.data() + static_cast<size_t>(r) * H;
-      for (int c = 0; c < H; ++c) xf[c] = bf16_bits_to_f32(xr[c]);
+      for (int c = 0; c < H; ++c) xf[c] = bf16_to_f32(xr[c]);  // moe/tensor.h
       entries[r] = entry;
       cpu_scale_[static_cast<size_t>(r)] = plan_.weight[static_cast<size_t>(entry)];
       ++r;
