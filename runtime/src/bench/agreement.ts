@@ -48,14 +48,14 @@ export function readF32(path: string): Float32Array {
   return new Float32Array(copy.buffer, 0, copy.byteLength / 4);
 }
 
-function argmax(a: Float32Array, off: number, n: number): number {
+export function argmax(a: Float32Array, off: number, n: number): number {
   let best = off;
   for (let i = off + 1; i < off + n; i++) if (a[i] > a[best]) best = i;
   return best - off;
 }
 
 /** Top-1 minus top-2 logit of one row. */
-function topGap(a: Float32Array, off: number, n: number): number {
+export function topGap(a: Float32Array, off: number, n: number): number {
   let first = -Infinity;
   let second = -Infinity;
   for (let i = off; i < off + n; i++) {

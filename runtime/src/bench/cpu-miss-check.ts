@@ -9,6 +9,7 @@
  */
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import { Engine } from '../engine/index.js';
+import { argmax, topGap } from './agreement.js';
 import { seededIds } from './grid.js';
 
 export interface CpuMissCheckCase {
@@ -39,18 +40,11 @@ const BATCHES = [
   { label: 'batch 16', promptLengths: Array.from({ length: 16 }, (_, i) => 24 + ((i * 7) % 23)) },
 ];
 
-function top2(l: Float32Array): { i: number; gap: number; max: number } {
-  let a = -Infinity, b = -Infinity, i = -1, max = 0;
-  for (let v = 0; v < l.length; v++) {
-    const x = l[v];
-    max = Math.max(max, Math.abs(x));
-    if (x > a) {
-      b = a;
-      a = x;
-      i = v;
-    } else if (x > b) b = x;
-  }
-  return { i, gap: a - b, max };
+/** The largest |logit| of a row (the scale its error is measured against). */
+function maxAbs(l: Float32Array): number {
+  let m = 0;
+  for (let v = 0; v < l.length; v++) m = Math.max(m, Math.abs(l[v]));
+  return m;
 }
 
 export async function checkCpuMisses(model: string, cache: number, misses: MissMode[], newTokens: number, seed: number, log: (line: string) => void): Promise<CpuMissCheck> {
@@ -83,15 +77,15 @@ export async function checkCpuMisses(model: string, cache: number, misses: MissM
           for (let k = 0; k < R.tokens[s].length; k++) {
             // step k's logits produced token k; compare while every earlier token agrees
             const a = R.logits[s][k], b = got[s][k];
-            const ta = top2(a), tb = top2(b);
+            const same = argmax(a, 0, vocab) === argmax(b, 0, vocab);
             let maxDiff = 0;
             for (let v = 0; v < vocab; v++) maxDiff = Math.max(maxDiff, Math.abs(a[v] - b[v]));
             c.steps++;
-            c.maxRelLogitError = Math.max(c.maxRelLogitError, maxDiff / Math.max(ta.max, 1e-30));
-            if (ta.i === tb.i) c.agree++;
-            if (ta.gap >= GAP) {
+            c.maxRelLogitError = Math.max(c.maxRelLogitError, maxDiff / Math.max(maxAbs(a), 1e-30));
+            if (same) c.agree++;
+            if (topGap(a, 0, vocab) >= GAP) {
               c.confident++;
-              if (ta.i === tb.i) c.confidentAgree++;
+              if (same) c.confidentAgree++;
             }
             if (R.tokens[s][k] !== r.tokens[s][k]) {
               c.identicalTokens = false;

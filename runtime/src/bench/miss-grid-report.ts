@@ -20,10 +20,9 @@ import { toSequences } from '../../../traces/src/sequences.js';
 import { writeChart } from '../../../core/src/charts.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
-import { fillLanes } from '../offload/replay-lanes.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { pct } from './offload-bench.js';
-import { simulatePoint } from './sim-prediction.js';
+import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
 
 interface MissPoint {
   cache: number;
@@ -41,6 +40,7 @@ interface MissPoint {
   hitsMatchSim: boolean | null;
   cpuExpertsPerToken?: number;
   cpuWorkers?: number | null;
+  cpuFill?: boolean | null;
   cpuBusyShare?: number;
   missRule?: { rows: number; agree: number; ties: number; disagree: number } | null;
   bytesH2D: number;
@@ -89,10 +89,11 @@ export function missReportRows(benches: string[], replays: RoutingReplay[], cali
   for (const path of benches) {
     for (const p of points(path)) {
       const miss = p.miss ?? 'fetch';
-      const lanes = fillLanes(replays, (p.warmup + p.repeats) * p.batch, p.prompt + p.newTokens - 1);
-      const sim = simulatePoint(lanes.replay.corpus, {
-        policy: p.policy, cache: p.cache, batch: p.batch, prompt: p.prompt, warmup: p.warmup, miss, calibration, cpuWorkers: p.cpuWorkers ?? undefined,
+      const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: p.warmup, repeats: p.repeats };
+      const { result, msPerToken } = predictBenchPoint(benchLanes(replays, shape), shape, {
+        policy: p.policy, cacheSize: p.cache, prefetch: 'none', miss, calibration: withCpuWorkers(calibration, p.cpuWorkers), cpuFill: p.cpuFill ?? true,
       });
+      const sim = { hitRate: result.hitRate, msPerToken: msPerToken.mean };
       if (p.simHitRate !== null && Math.abs(sim.hitRate - p.simHitRate) > 1e-12) {
         throw new UserError(`--traces: the lanes rebuilt for ${miss} B${p.batch} P${p.prompt} give hit rate ${sim.hitRate}, the bench recorded ${p.simHitRate}: not the bench's traces or order`);
       }

@@ -20,11 +20,10 @@ import type { ModelConfig } from '../model/config.js';
 import { gpuMemoryFor, type GpuMemoryPlan, type RunShape } from '../offload/gpu-budget.js';
 import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
 import { resolveMissOptions, type NativeMissSpec } from '../offload/miss-options.js';
-import { fillLanes } from '../offload/replay-lanes.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { UserError } from '../../../core/src/errors.js';
 import { benchPoint, type PointResult } from './engine-bench.js';
-import { simulatePoint } from './sim-prediction.js';
+import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
 import type { GridPoint } from './grid.js';
 import type { TargetResult } from './targets.js';
 
@@ -170,7 +169,8 @@ export async function runOffloadGrid(
           for (const p of grid) {
             if (o.select && !o.select(C, policy, p, miss)) continue;
             const gens = warmup + repeats;
-            const lanes = o.routing.length ? fillLanes(o.routing, gens * p.batch, p.prompt + p.newTokens - 1) : null;
+            const benchShape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats };
+            const lanes = o.routing.length ? benchLanes(o.routing, benchShape) : null;
             const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, fill: cpuFill ?? true, profile: o.calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
             engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(lanes ? { routing: lanes.replay } : {}) });
@@ -188,8 +188,10 @@ export async function runOffloadGrid(
             if (lanes) {
               const corpus: RoutingCorpus = lanes.replay.corpus;
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
-              const t = simulatePoint(corpus, { policy, cache: C, batch: p.batch, prompt: p.prompt, warmup, miss, calibration: o.calibration, cpuWorkers: missSpec?.workers, cpuFill: cpuFill ?? true });
-              sim = { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken };
+              const t = predictBenchPoint(lanes, benchShape, {
+                policy, cacheSize: C, prefetch: 'none', miss, calibration: withCpuWorkers(o.calibration, missSpec?.workers), cpuFill: cpuFill ?? true,
+              });
+              sim = { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken.mean };
             }
             const steps = r.msPerToken.n;
             const bytes = diff(before, after, 'bytesH2D');

@@ -44,31 +44,7 @@ export function predictBenchPoint(lanes: LaneFill, s: BenchShape, config: Omit<S
   return { result, msPerToken: summarize(timedDecodeSteps(result, s)) };
 }
 
-/** A point as the offload bench and the miss-grid report describe it (issue 12: miss mode, CPU workers, fill). */
-export interface SimPointSpec {
-  policy: SimConfig['policy'];
-  cache: number;
-  batch: number;
-  prompt: number;
-  warmup: number;
-  miss: SimConfig['miss'];
-  calibration: SimConfig['calibration'];
-  /** the runtime's CPU workers (the profile's cpu.workers otherwise) */
-  cpuWorkers?: number;
-  /** cpu/hybrid: background fills of CPU-computed experts (default true) */
-  cpuFill?: boolean;
-}
-
-export interface SimPrediction {
-  msPerToken: number;
-  hitRate: number;
-  result: SimResult;
-}
-
-/** The simulator on lanes already built (corpus), with the run's CPU worker count and fill mode. */
-export function simulatePoint(corpus: LaneFill['replay']['corpus'], s: SimPointSpec): SimPrediction {
-  const calibration = s.cpuWorkers === undefined ? s.calibration : { ...s.calibration, cpu: { ...s.calibration.cpu, workers: s.cpuWorkers } };
-  const result = runSimulation(corpus, { policy: s.policy, cacheSize: s.cache, batch: s.batch, prefetch: 'none', miss: s.miss, calibration, keepSteps: true, cpuFill: s.cpuFill ?? true });
-  const steps = timedDecodeSteps(result, s);
-  return { msPerToken: steps.length ? steps.reduce((a, b) => a + b, 0) / steps.length : NaN, hitRate: result.hitRate, result };
+/** The profile with the run's CPU worker count (issue 12: the runtime's pool may differ from the profile's). */
+export function withCpuWorkers(calibration: SimConfig['calibration'], workers: number | null | undefined): SimConfig['calibration'] {
+  return workers === undefined || workers === null ? calibration : { ...calibration, cpu: { ...calibration.cpu, workers } };
 }
