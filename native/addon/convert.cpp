@@ -41,6 +41,19 @@ std::string str(const Napi::Object& o, const char* name) {
   return v.As<Napi::String>().Utf8Value();
 }
 
+// The generation fields a whole request (begin) and one added sequence (continuous batching) share.
+template <typename Request>
+void read_generation_fields(const Napi::Object& o, Request& r) {
+  r.max_new_tokens = integer(o, "maxNewTokens");
+  r.sampling.greedy = boolean(o, "greedy");
+  r.sampling.temperature = static_cast<float>(num(o, "temperature"));
+  r.sampling.top_p = static_cast<float>(num(o, "topP"));
+  const double seed = num(o, "seed");
+  if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740991.0) fail(o.Env(), "native: seed must be a non-negative safe integer");
+  r.seed = static_cast<uint64_t>(seed);
+  r.stop_on_eos = boolean(o, "stopOnEos");
+}
+
 }  // namespace
 
 moe::ModelConfig to_config(const Napi::Object& o) {
@@ -143,14 +156,7 @@ moe::GenerationRequest to_request(const Napi::Object& o) {
     Napi::Int32Array ids = p.As<Napi::Int32Array>();
     r.prompts.emplace_back(ids.Data(), ids.Data() + ids.ElementLength());
   }
-  r.max_new_tokens = integer(o, "maxNewTokens");
-  r.sampling.greedy = boolean(o, "greedy");
-  r.sampling.temperature = static_cast<float>(num(o, "temperature"));
-  r.sampling.top_p = static_cast<float>(num(o, "topP"));
-  const double seed = num(o, "seed");
-  if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740991.0) fail(o.Env(), "native: seed must be a non-negative safe integer");
-  r.seed = static_cast<uint64_t>(seed);
-  r.stop_on_eos = boolean(o, "stopOnEos");
+  read_generation_fields(o, r);
   return r;
 }
 
@@ -160,14 +166,7 @@ moe::SequenceRequest to_sequence_request(const Napi::Object& o) {
   if (!p.IsTypedArray() || p.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array) fail(o.Env(), "native: prompt must be an Int32Array");
   Napi::Int32Array ids = p.As<Napi::Int32Array>();
   r.prompt.assign(ids.Data(), ids.Data() + ids.ElementLength());
-  r.max_new_tokens = integer(o, "maxNewTokens");
-  r.sampling.greedy = boolean(o, "greedy");
-  r.sampling.temperature = static_cast<float>(num(o, "temperature"));
-  r.sampling.top_p = static_cast<float>(num(o, "topP"));
-  const double seed = num(o, "seed");
-  if (seed < 0 || seed != std::floor(seed) || seed > 9007199254740991.0) fail(o.Env(), "native: seed must be a non-negative safe integer");
-  r.seed = static_cast<uint64_t>(seed);
-  r.stop_on_eos = boolean(o, "stopOnEos");
+  read_generation_fields(o, r);
   return r;
 }
 
