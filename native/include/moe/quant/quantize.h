@@ -1,0 +1,25 @@
+#pragma once
+// Quantizing one routed expert into its blob (expert_format.h) and the reference dequantization that
+// every kernel (CPU and GPU) is checked against. Plain scalar code: it runs once per expert at load
+// (HostExperts spreads experts over threads) and in tests.
+#include <cstdint>
+
+#include "moe/quant/expert_format.h"
+#include "moe/tensor.h"
+
+namespace moe::quant {
+
+// IEEE half from float, round to nearest even (overflow to inf, subnormals kept).
+uint16_t f32_to_f16(float f);
+
+// Writes one expert (gate, up, down of any checkpoint DType, shapes as the layout says) into
+// out[0 .. layout.bytes); padding bytes are zeroed. Throws moe::Error on a shape mismatch.
+void quantize_expert(const ExpertLayout& layout, const Matrix& gate, const Matrix& up, const Matrix& down, uint8_t* out);
+
+enum class Part { Gate = 0, Up = 1, Down = 2 };
+const MatrixLayout& part_layout(const ExpertLayout& layout, Part part);
+
+// Row r of one matrix of a blob, dequantized to fp32: the reference meaning of the format.
+void dequantize_row(const ExpertLayout& layout, const uint8_t* blob, Part part, int r, float* out);
+
+}  // namespace moe::quant
