@@ -20,11 +20,15 @@ add_library(moe_cuda_kernels STATIC
   ${MOE_CUDA_DIR}/silu_mul.cu
   ${MOE_CUDA_DIR}/expert_ffn_grouped.cu
   ${MOE_CUDA_DIR}/expert_ffn_decode.cu
+  ${MOE_CUDA_DIR}/expert_ffn_quant_decode.cu
+  ${MOE_CUDA_DIR}/expert_ffn_quant_grouped.cu
+  ${MOE_CUDA_DIR}/dequantize_expert.cu
   ${MOE_CUDA_DIR}/moe_gather.cu
   ${MOE_CUDA_DIR}/linear_cublas.cu
   ${MOE_CUDA_DIR}/embedding.cu
   ${MOE_CUDA_DIR}/sampling.cu)
-target_include_directories(moe_cuda_kernels PUBLIC ${MOE_CUDA_DIR})
+# native/include: moe_cuda_quant.h takes the expert layout from moe/quant/expert_format.h.
+target_include_directories(moe_cuda_kernels PUBLIC ${MOE_CUDA_DIR} ${CMAKE_CURRENT_LIST_DIR}/include)
 target_compile_options(moe_cuda_kernels PRIVATE $<$<COMPILE_LANGUAGE:CUDA>:-O3 -Xptxas=-warn-spills>)
 set_target_properties(moe_cuda_kernels PROPERTIES POSITION_INDEPENDENT_CODE ON CUDA_SEPARABLE_COMPILATION OFF
                       CUDA_ARCHITECTURES "${MOE_CUDA_ARCHITECTURES}")

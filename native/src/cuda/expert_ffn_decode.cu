@@ -20,6 +20,7 @@
 
 #include "common.cuh"
 #include "cuda_check.h"
+#include "expert_group.h"
 #include "moe_cuda_kernels.h"
 
 namespace moe::cuda {
@@ -213,6 +214,14 @@ void launch_down(dim3 grid, cudaStream_t s, const bf16* h, int k, const int32_t*
 }
 
 }  // namespace
+
+void detail::launch_group_small(const int32_t* expert, int entries, int n_experts, int32_t* counts, int32_t* offsets,
+                                int32_t* active, int32_t* n_active, int32_t* pos, int32_t* sorted, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(entries >= 0 && n_experts > 0 && n_experts <= 256);
+  group_small_kernel<<<1, 256, 0, stream>>>(expert, entries, n_experts, counts, offsets, active, n_active, pos, sorted,
+                                            nullptr);
+  CUDA_CHECK_LAUNCH();
+}
 
 size_t expert_group_workspace_bytes(int entries) { return align_up(sizeof(int32_t) * std::max(entries, 1)); }
 

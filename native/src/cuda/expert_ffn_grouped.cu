@@ -22,12 +22,13 @@
 
 #include "common.cuh"
 #include "cuda_check.h"
+#include "expert_group.h"
 #include "moe_cuda_kernels.h"
 
 namespace moe::cuda {
 namespace {
 
-constexpr int BM = 64, BN = 64, BK = 64, STAGES = 3, THREADS = 128;
+constexpr int BM = detail::kGroupTileRows, BN = 64, BK = 64, STAGES = 3, THREADS = 128;
 constexpr int LDS = BK + 8;   // padded smem row (elements): 144 B rows spread the banks
 constexpr int LDC = BN + 4;   // fp32 epilogue tile row
 
@@ -286,6 +287,15 @@ void launch_gemm(const GemmArgs& g, int max_tiles, cudaStream_t stream) {
 }
 
 }  // namespace
+
+void detail::launch_group_tiles(const int32_t* expert, int entries, int n_experts, int max_tiles, int32_t* counts,
+                                int32_t* offsets, int32_t* pos, int32_t* sorted, int32_t* tile_expert, int32_t* tile_m,
+                                int32_t* n_tiles, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(entries >= 0 && n_experts > 0 && max_tiles > 0);
+  GroupArgs ga{expert, entries, n_experts, max_tiles, counts, offsets, pos, sorted, tile_expert, tile_m, n_tiles};
+  group_kernel<<<1, 1024, 0, stream>>>(ga);
+  CUDA_CHECK_LAUNCH();
+}
 
 void combine_expert_outputs(const float* expert_out, const int32_t* expert, int rows, int k, int hidden, float* y,
                             int y_stride, bool accumulate, cudaStream_t stream) {

@@ -15,10 +15,12 @@ namespace moe::cuda::test {
 void run_elementwise_tests(Context&);
 void run_attention_tests(Context&);
 void run_ffn_tests(Context&);
+void run_ffn_quant_tests(Context&);
 void run_sampling_tests(Context&);
 void run_elementwise_bench(Context&);
 void run_attention_bench(Context&);
 void run_ffn_bench(Context&);
+void run_ffn_quant_bench(Context&);
 void run_sampling_bench(Context&);
 }  // namespace moe::cuda::test
 
@@ -134,12 +136,14 @@ int main(int argc, char** argv) {
     guarded(ctx, "elementwise: rmsnorm, rope_yarn, mla_cache_append, silu_mul, embedding, router_topk", run_elementwise_tests);
     guarded(ctx, "attention: mla_attention_prefill, mla_attention_decode", run_attention_tests);
     guarded(ctx, "ffn: expert_ffn_grouped, linear_cublas", run_ffn_tests);
+    guarded(ctx, "ffn quant: expert_ffn_decode_q, expert_ffn_grouped_q, dequantize_expert_bf16", run_ffn_quant_tests);
     guarded(ctx, "sampling", run_sampling_tests);
   }
   if (bench) {
     guarded(ctx, "bench: elementwise", run_elementwise_bench);
     guarded(ctx, "bench: attention", run_attention_bench);
     guarded(ctx, "bench: ffn", run_ffn_bench);
+    guarded(ctx, "bench: ffn quant (bf16 vs int8 vs int4)", run_ffn_quant_bench);
     guarded(ctx, "bench: sampling", run_sampling_bench);
   }
   int failed = 0;

@@ -30,8 +30,8 @@ else
   echo "cmake/ninja not found: building with nvcc directly"
   : >"$LOGDIR/cuda_build.log"
   CUDA_HOME="${CUDA_HOME:-/usr/local/cuda}"
-  ls native/src/cuda/*.cu native/tests/cuda/*.cu | xargs -P "$(nproc)" -I{} sh -c \
-    'nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -Xptxas -v -Inative/src/cuda -Inative/tests/cuda -c {} -o "'"$BUILD"'/$(basename {} .cu).o" >>"'"$LOGDIR"'/cuda_build.log" 2>&1' \
+  ls native/src/cuda/*.cu native/tests/cuda/*.cu native/src/quant/*.cpp native/src/model/tensor.cpp | xargs -P "$(nproc)" -I{} sh -c \
+    'nvcc -std=c++17 -O3 -gencode=arch=compute_90a,code=sm_90a -Xptxas -v -Inative/src/cuda -Inative/tests/cuda -Inative/include -c {} -o "'"$BUILD"'/$(basename {}).o" >>"'"$LOGDIR"'/cuda_build.log" 2>&1' \
     || { grep -B2 -A8 -i "error" "$LOGDIR/cuda_build.log" | head -60; exit 3; }
   nvcc -gencode=arch=compute_90a,code=sm_90a "$BUILD"/*.o -o "$BUILD/cuda_kernel_tests" -lcublas -lcublasLt >>"$LOGDIR/cuda_build.log" 2>&1 \
     || { tail -40 "$LOGDIR/cuda_build.log"; exit 3; }
