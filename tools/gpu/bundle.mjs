@@ -11,6 +11,8 @@ import * as esbuild from 'esbuild';
 import { bundleTraces } from './bundle-traces.mjs';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+/** ShareGPT prompts carried to the device (issue 14's GPU-recorded ShareGPT trace). */
+const SHAREGPT_HEAD = 256;
 const out = join(root, '.gpu');
 mkdirSync(out, { recursive: true });
 
@@ -74,6 +76,22 @@ const esft = join(root, '..', 'shared', 'traces', 'esft');
 const cli = (args) => execFileSync(process.execPath, [join(root, 'bin', 'moe-offload.js'), ...args], { stdio: 'inherit' });
 const traces = bundleTraces(esft, join(out, 'traces'), cli, (line) => process.stderr.write(line + '\n'));
 if (traces.missing.length) process.stderr.write(`bundle: no ESFT traces for ${traces.missing.join(', ')} (${esft} missing): device runs cannot replay them\n`);
+
+// ShareGPT (issue 14): the packaged copy is 600+ MB, past the 64 MiB carry limit, so the device gets the
+// first prompts of it as a small ShareGPT-format file (.gpu/sharegpt-head.json), read here by the same
+// streaming reader record-trace uses; `record-trace --dataset .gpu/sharegpt-head.json` records from it.
+const sharegptHead = join(out, 'sharegpt-head.json');
+try {
+  const { loadPromptTexts } = await import(join(root, 'dist', 'runtime', 'src', 'record', 'dataset.js'));
+  const { writeFileAtomic } = await import(join(root, 'dist', 'core', 'src', 'atomic-file.js'));
+  const texts = loadPromptTexts('sharegpt', { quiet: true });
+  const head = texts.texts.slice(0, SHAREGPT_HEAD);
+  const doc = head.map((value, i) => ({ id: `sharegpt-head-${i}`, conversations: [{ from: 'human', value }] }));
+  writeFileAtomic(sharegptHead, JSON.stringify(doc));
+  process.stderr.write(`bundle: ${sharegptHead}: the first ${head.length} prompts of ${texts.summary}\n`);
+} catch (e) {
+  process.stderr.write(`bundle: no ShareGPT head (${e.message}): device runs cannot record a ShareGPT trace\n`);
+}
 
 const mb = (p) => (statSync(p).size / 1e6).toFixed(1) + ' MB';
 process.stdout.write(`bundle: ${join(out, 'moe-offload.mjs')} (${mb(join(out, 'moe-offload.mjs'))}), node.xz (${mb(nodeXz)}), headers in .gpu/include\n`);
