@@ -19,6 +19,7 @@ struct Avx2QOps {
   static V set1(float f) { return _mm256_set1_ps(f); }
   static V loadx(const float* p) { return _mm256_loadu_ps(p); }
   static V fmadd(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
+  static V add(V a, V b) { return _mm256_add_ps(a, b); }
   static V sub(V a, V b) { return _mm256_sub_ps(a, b); }
   static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
   static float reduce(V a0, V a1) {

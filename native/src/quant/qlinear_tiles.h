@@ -12,7 +12,7 @@
 //
 // Ops is a struct of static functions:
 //   V, kLanes, kTokens    fp32 vector type, its lanes, the token block (registers: 2 * kTokens accumulators)
-//   zero(), set1(f), loadx(p), fmadd(a, b, c) = a * b + c, sub(a, b), mul(a, b)
+//   zero(), set1(f), loadx(p), fmadd(a, b, c) = a * b + c, add(a, b), sub(a, b), mul(a, b)
 //   reduce(a0, a1)        the sum of all lanes of a0 + a1
 //   q8(p, w0, w1)         2 * kLanes int8 from p as fp32 (w0 the first kLanes)
 //   q4(p, w0, w1)         kLanes bytes from p = 2 * kLanes nibbles in element order, as fp32
@@ -47,24 +47,36 @@ float half_to_float(uint16_t h) {
   return f;
 }
 
+// Small token blocks are latency bound (one FMA chain per accumulator): NT <= 2 adds a second
+// accumulator pair and alternates chunks between the pairs.
+template <int NT>
+constexpr int kPairs = NT <= 2 ? 2 : 1;
+
 // y[j * O] = scale * sum_k x[j * K + k] * q[k] for the NT tokens j of one block.
 template <class Ops, int NT>
 void q8_block(const float* x, int K, const int8_t* q, float scale, float* y, int O) {
-  constexpr int L = Ops::kLanes, C = 2 * L;
-  typename Ops::V a0[NT], a1[NT];
-  for (int j = 0; j < NT; ++j) a0[j] = a1[j] = Ops::zero();
-  int k = 0;
-  for (; k + C <= K; k += C) {
+  constexpr int L = Ops::kLanes, C = 2 * L, P = kPairs<NT>;
+  typename Ops::V a[P][2][NT];
+  for (int p = 0; p < P; ++p)
+    for (int j = 0; j < NT; ++j) a[p][0][j] = a[p][1][j] = Ops::zero();
+  auto chunk = [&](int k, typename Ops::V(&acc)[2][NT]) {
     typename Ops::V w0, w1;
     Ops::q8(q + k, w0, w1);
     for (int j = 0; j < NT; ++j) {
       const float* xr = x + static_cast<size_t>(j) * K + k;
-      a0[j] = Ops::fmadd(Ops::loadx(xr), w0, a0[j]);
-      a1[j] = Ops::fmadd(Ops::loadx(xr + L), w1, a1[j]);
+      acc[0][j] = Ops::fmadd(Ops::loadx(xr), w0, acc[0][j]);
+      acc[1][j] = Ops::fmadd(Ops::loadx(xr + L), w1, acc[1][j]);
     }
+  };
+  int k = 0;
+  for (; k + P * C <= K; k += P * C) {
+    for (int p = 0; p < P; ++p) chunk(k + p * C, a[p]);
   }
+  for (; k + C <= K; k += C) chunk(k, a[0]);
   for (int j = 0; j < NT; ++j) {
-    float s = Ops::reduce(a0[j], a1[j]);
+    typename Ops::V v0 = a[0][0][j], v1 = a[0][1][j];
+    if constexpr (P == 2) v0 = Ops::add(v0, a[1][0][j]), v1 = Ops::add(v1, a[1][1][j]);
+    float s = Ops::reduce(v0, v1);
     const float* xr = x + static_cast<size_t>(j) * K;
     for (int kk = k; kk < K; ++kk) s += xr[kk] * static_cast<float>(q[kk]);
     y[static_cast<size_t>(j) * O] = scale * s;
@@ -75,26 +87,38 @@ void q8_block(const float* x, int K, const int8_t* q, float scale, float* y, int
 // multiple of the even group), scale / zero at the row's groups.
 template <class Ops, int NT>
 void q4_block(const float* x, int K, const uint8_t* q, const uint16_t* scale, const uint16_t* zero, int group, float* y, int O) {
-  constexpr int L = Ops::kLanes, C = 2 * L;
-  typename Ops::V a0[NT], a1[NT];
-  for (int j = 0; j < NT; ++j) a0[j] = a1[j] = Ops::zero();
+  constexpr int L = Ops::kLanes, C = 2 * L, P = kPairs<NT>;
+  typename Ops::V a[P][2][NT];
+  for (int p = 0; p < P; ++p)
+    for (int j = 0; j < NT; ++j) a[p][0][j] = a[p][1][j] = Ops::zero();
   const int groups = K / group;
   for (int g = 0; g < groups; ++g) {
     const typename Ops::V s = Ops::set1(half_to_float(scale[g])), z = Ops::set1(half_to_float(zero[g]));
-    const int k_end = (g + 1) * group;
-    for (int k = g * group; k < k_end; k += C) {
+    auto chunk = [&](int k, typename Ops::V(&acc)[2][NT]) {
       typename Ops::V w0, w1;
       Ops::q4(q + k / 2, w0, w1);
       w0 = Ops::mul(Ops::sub(w0, z), s);
       w1 = Ops::mul(Ops::sub(w1, z), s);
       for (int j = 0; j < NT; ++j) {
         const float* xr = x + static_cast<size_t>(j) * K + k;
-        a0[j] = Ops::fmadd(Ops::loadx(xr), w0, a0[j]);
-        a1[j] = Ops::fmadd(Ops::loadx(xr + L), w1, a1[j]);
+        acc[0][j] = Ops::fmadd(Ops::loadx(xr), w0, acc[0][j]);
+        acc[1][j] = Ops::fmadd(Ops::loadx(xr + L), w1, acc[1][j]);
       }
+    };
+    // Pairs of chunks alternate between the accumulator pairs (indices known at compile time, so the
+    // accumulators stay in registers).
+    const int k_end = (g + 1) * group;
+    int k = g * group;
+    for (; k + P * C <= k_end; k += P * C) {
+      for (int p = 0; p < P; ++p) chunk(k + p * C, a[p]);
     }
+    for (; k < k_end; k += C) chunk(k, a[0]);
   }
-  for (int j = 0; j < NT; ++j) y[static_cast<size_t>(j) * O] = Ops::reduce(a0[j], a1[j]);
+  for (int j = 0; j < NT; ++j) {
+    typename Ops::V v0 = a[0][0][j], v1 = a[0][1][j];
+    if constexpr (P == 2) v0 = Ops::add(v0, a[1][0][j]), v1 = Ops::add(v1, a[1][1][j]);
+    y[static_cast<size_t>(j) * O] = Ops::reduce(v0, v1);
+  }
 }
 
 // f(std::integral_constant<int, NT>, t) for the token blocks [t, t + NT) covering [0, T): blocks of
