@@ -13,6 +13,7 @@
 #include "calibrate_binding.h"
 #include "convert.h"
 #include "offload_binding.h"
+#include "quant_binding.h"
 #include "moe/cpu_features.h"
 #include "moe/engine.h"
 #include "moe/kernels.h"
@@ -460,6 +461,7 @@ Napi::Object init_exports(Napi::Env env, Napi::Object exports) {
   exports.Set("load", Napi::Function::New(env, load, "load"));
   exports.Set("cpuFeatures", Napi::Function::New(env, cpu_features, "cpuFeatures"));
   register_calibrate(env, exports);
+  register_quant(env, exports);
   return exports;
 }
 

@@ -1,16 +1,27 @@
 // Quantized expert formats (issue 13): the layout arithmetic, fp16 rounding, and the quantizer's
 // error bounds against the bf16 weights it came from. The kernels' checks (CPU here, GPU in
 // tests/cuda) compare against dequantize_row, which these tests pin to the format's definition.
+// The CPU kernels (expert_kernels.h) run on every instruction set this CPU has (the others are reported
+// as skipped, by name) against double-precision references built from dequantize_row; the CPU expert
+// executor's quantized jobs and the fidelity tool are checked against the same references.
 // Run: moe_quant_tests (exit status 0 = all passed)
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "check.h"
 #include "moe/error.h"
+#include "moe/offload/cpu_expert_executor.h"
 #include "moe/quant/expert_format.h"
+#include "moe/quant/expert_kernels.h"
+#include "moe/quant/fidelity.h"
 #include "moe/quant/quantize.h"
+#include "moe/thread_pool.h"
 
 using namespace moe;
 using namespace moe::quant;
@@ -107,6 +118,337 @@ void check_error_bound(ExpertDType dtype, int hidden, int d_ff, int group) {
   if (dtype != ExpertDType::INT8) expect(std::fabs(row[0] - bf16_to_f32(f32_to_bf16(0.03f))) < 2e-5, std::string(expert_dtype_name(dtype)) + ": a constant group keeps its value");
 }
 
+
+// ---- CPU kernels ------------------------------------------------------------------------------
+
+std::vector<LinearIsa> runnable_isas() {
+  std::vector<LinearIsa> out;
+  for (LinearIsa isa : {LinearIsa::Scalar, LinearIsa::Avx2, LinearIsa::Avx512, LinearIsa::Avx512Bf16}) {
+    if (isa_supported(isa)) out.push_back(isa);
+    else std::printf("  (skipped on this CPU: %s)\n", linear_isa_name(isa));
+  }
+  return out;
+}
+
+// One random expert (bf16 weights of amplitude 0.05, a constant group and a zero row as in
+// check_error_bound) and its blob.
+struct TestExpert {
+  ExpertLayout L;
+  std::vector<uint16_t> g, u, d;
+  MlpWeights w;
+  std::vector<uint8_t> blob;
+  TestExpert(ExpertDType dtype, int hidden, int d_ff, int group, Lcg& rng) : L(expert_layout(dtype, hidden, d_ff, group)) {
+    auto fill = [&](std::vector<uint16_t>& v, size_t n) {
+      v.resize(n);
+      for (uint16_t& x : v) x = f32_to_bf16(rng.next() * 0.05f);
+    };
+    fill(g, static_cast<size_t>(d_ff) * hidden);
+    fill(u, static_cast<size_t>(d_ff) * hidden);
+    fill(d, static_cast<size_t>(hidden) * d_ff);
+    for (int c = 0; c < hidden / 2; ++c) g[static_cast<size_t>(hidden) + c] = f32_to_bf16(0.02f);
+    for (int c = 0; c < d_ff; ++c) d[static_cast<size_t>(c)] = 0;
+    w.gate = Matrix{g.data(), DType::BF16, d_ff, hidden};
+    w.up = Matrix{u.data(), DType::BF16, d_ff, hidden};
+    w.down = Matrix{d.data(), DType::BF16, hidden, d_ff};
+    blob.resize(L.bytes);
+    quantize_expert(L, w.gate, w.up, w.down, blob.data());
+  }
+};
+
+std::string label(const ExpertLayout& L) {
+  return std::string(expert_dtype_name(L.dtype)) + (L.dtype == ExpertDType::INT4 ? " g" + std::to_string(L.group) : "");
+}
+
+// y[t, o] = sum_c x[t, c] * dequantize_row(part, o)[c] in double, [T, rows].
+std::vector<double> ref_rows(const std::vector<float>& x, int T, const ExpertLayout& L, const uint8_t* blob, Part part) {
+  const MatrixLayout& M = part_layout(L, part);
+  std::vector<double> y(static_cast<size_t>(T) * M.rows);
+  std::vector<float> w(static_cast<size_t>(M.cols));
+  for (int o = 0; o < M.rows; ++o) {
+    dequantize_row(L, blob, part, o, w.data());
+    for (int t = 0; t < T; ++t) {
+      double s = 0;
+      for (int c = 0; c < M.cols; ++c) s += static_cast<double>(x[static_cast<size_t>(t) * M.cols + c]) * w[static_cast<size_t>(c)];
+      y[static_cast<size_t>(t) * M.rows + o] = s;
+    }
+  }
+  return y;
+}
+
+std::vector<float> random_rows(int T, int cols, Lcg& rng) {
+  std::vector<float> x(static_cast<size_t>(T) * cols);
+  for (float& v : x) v = rng.next();
+  return x;
+}
+
+// fp32 sums of K products of |x| < 1, |w| < 0.05 against a double reference: error ~ sqrt(K) * eps * 0.05;
+// a wrong nibble, scale or zero is off by ~1e-2 and fails by orders of magnitude.
+constexpr double kRowRtol = 1e-5;
+double row_atol(int K) { return 2e-7 * std::sqrt(static_cast<double>(K)); }
+
+void test_linear_rows_q() {
+  std::printf("linear_rows_q\n");
+  Lcg rng(11);
+  struct Shape {
+    ExpertDType dtype;
+    int hidden, d_ff, group;
+  };
+  // int8 with sizes that leave SIMD tails; int4 groups 64 and 128, and 16 (AVX-512 falls back to the
+  // AVX2 kernel) and 6 (every ISA falls back to the scalar kernel).
+  const Shape shapes[] = {{ExpertDType::INT8, 200, 75, 0},  {ExpertDType::INT8, 256, 128, 0}, {ExpertDType::INT4, 256, 192, 64},
+                          {ExpertDType::INT4, 256, 128, 128}, {ExpertDType::INT4, 96, 48, 16},  {ExpertDType::INT4, 36, 24, 6}};
+  for (const Shape& sh : shapes) {
+    TestExpert e(sh.dtype, sh.hidden, sh.d_ff, sh.group, rng);
+    for (LinearIsa isa : runnable_isas()) {
+      for (int T : {1, 3, 9, 16}) {
+        for (Part part : {Part::Gate, Part::Up, Part::Down}) {
+          const MatrixLayout& M = part_layout(e.L, part);
+          std::vector<float> x = random_rows(T, M.cols, rng);
+          const std::vector<double> ref = ref_rows(x, T, e.L, e.blob.data(), part);
+          // Odd sub-range [o0, o1): only those columns are written.
+          const int o0 = 3, o1 = M.rows - 2;
+          std::vector<float> y(static_cast<size_t>(T) * M.rows, NAN);
+          linear_rows_q(x.data(), T, e.L, e.blob.data(), part, o0, o1, y.data(), isa);
+          std::vector<float> got;
+          std::vector<double> want;
+          bool untouched = true;
+          for (int t = 0; t < T; ++t) {
+            for (int o = 0; o < M.rows; ++o) {
+              const size_t i = static_cast<size_t>(t) * M.rows + o;
+              if (o >= o0 && o < o1) {
+                got.push_back(y[i]);
+                want.push_back(ref[i]);
+              } else {
+                untouched = untouched && std::isnan(y[i]);
+              }
+            }
+          }
+          const std::string what = "linear_rows_q " + label(e.L) + " " + linear_isa_name(isa) + " part " +
+                                   std::to_string(static_cast<int>(part)) + " T=" + std::to_string(T);
+          close_all(what, got.data(), want.data(), got.size(), row_atol(M.cols), kRowRtol);
+          expect(untouched, what + ": rows outside [o0, o1) untouched");
+        }
+      }
+    }
+  }
+  TestExpert e(ExpertDType::INT8, 64, 32, 0, rng);
+  std::vector<float> x(64), y(32);
+  expect_throws([&] { linear_rows_q(x.data(), 1, e.L, e.blob.data(), Part::Gate, 0, 33, y.data(), LinearIsa::Auto); }, "outside [0, 32)",
+                "rows beyond the matrix refused");
+  expect_throws([&] { linear_rows_q(x.data(), 1, e.L, nullptr, Part::Gate, 0, 1, y.data(), LinearIsa::Auto); }, "no expert blob", "null blob refused");
+}
+
+// down(silu(gate x) * up x) in double on the dequantized weights; bf16x rounds x and h to bf16 as
+// mlp_forward's Avx512Bf16 mode does.
+std::vector<double> ref_ffn(const std::vector<float>& x, int T, const ExpertLayout& L, const uint8_t* blob, bool bf16x) {
+  const int H = L.hidden, F = L.d_ff;
+  std::vector<float> xr(x);
+  if (bf16x)
+    for (float& v : xr) v = bf16_to_f32(f32_to_bf16(v));
+  const std::vector<double> g = ref_rows(xr, T, L, blob, Part::Gate), u = ref_rows(xr, T, L, blob, Part::Up);
+  std::vector<float> h(static_cast<size_t>(T) * F);
+  std::vector<double> hd(h.size());
+  for (size_t i = 0; i < h.size(); ++i) {
+    hd[i] = g[i] / (1.0 + std::exp(-g[i])) * u[i];
+    if (bf16x) hd[i] = bf16_to_f32(f32_to_bf16(static_cast<float>(hd[i])));
+  }
+  std::vector<double> y(static_cast<size_t>(T) * H, 0.0);
+  std::vector<float> w(static_cast<size_t>(F));
+  for (int o = 0; o < H; ++o) {
+    dequantize_row(L, blob, Part::Down, o, w.data());
+    for (int t = 0; t < T; ++t) {
+      double s = 0;
+      for (int f = 0; f < F; ++f) s += hd[static_cast<size_t>(t) * F + f] * w[static_cast<size_t>(f)];
+      y[static_cast<size_t>(t) * H + o] = s;
+    }
+  }
+  return y;
+}
+
+void test_expert_ffn_q() {
+  std::printf("expert_ffn_q_forward\n");
+  Lcg rng(12);
+  ThreadPool pool(3);
+  for (auto [dtype, group] : {std::pair{ExpertDType::INT8, 0}, {ExpertDType::INT4, 64}, {ExpertDType::INT4, 128}, {ExpertDType::BF16, 0}}) {
+    TestExpert e(dtype, 256, 128, group, rng);
+    for (LinearIsa isa : runnable_isas()) {
+      const bool bf16x = isa == LinearIsa::Avx512Bf16;
+      for (int T : {1, 3, 16}) {
+        std::vector<float> x = random_rows(T, 256, rng);
+        for (float& v : x) v *= 3.f;  // hidden-state sized inputs, so the SiLU is not linear
+        const std::vector<double> ref = ref_ffn(x, T, e.L, e.blob.data(), bf16x);
+        // fp32: sums of K terms; bf16 activations: an fp32 value near a rounding boundary may round
+        // the other way (kernel_tests' mlp tolerance).
+        const double atol = bf16x ? 2e-3 : 1e-6, rtol = bf16x ? 2e-2 : 1e-4;
+        const std::string what = "expert_ffn_q " + label(e.L) + " " + linear_isa_name(isa) + " T=" + std::to_string(T);
+        FfnScratch scratch;
+        std::vector<float> y(static_cast<size_t>(T) * 256, NAN);
+        expert_ffn_q_forward(x.data(), T, e.L, e.blob.data(), y.data(), false, 1.f, &pool, scratch, isa);
+        close_all(what, y.data(), ref.data(), ref.size(), atol, rtol);
+        std::vector<float> acc(y.size(), 1.f);
+        expert_ffn_q_forward(x.data(), T, e.L, e.blob.data(), acc.data(), true, 0.25f, &pool, scratch, isa);
+        std::vector<double> ref_acc(ref.size());
+        for (size_t i = 0; i < ref.size(); ++i) ref_acc[i] = 1.0 + 0.25 * ref[i];
+        close_all(what + " accumulate", acc.data(), ref_acc.data(), ref_acc.size(), atol, rtol);
+        if (dtype == ExpertDType::BF16) {  // a bf16 blob through expert_ffn_q_forward is mlp_forward
+          std::vector<float> m(y.size());
+          mlp_forward(x.data(), T, e.w, m.data(), false, 1.f, &pool, scratch, bf16x ? LinearIsa::Avx512 : isa);
+          std::vector<double> md(m.begin(), m.end());
+          if (!bf16x) close_all(what + " vs mlp_forward", y.data(), md.data(), md.size(), 1e-6, 1e-5);
+        }
+      }
+    }
+  }
+}
+
+void test_executor_q() {
+  std::printf("CpuExpertExecutor with quantized jobs\n");
+  Lcg rng(13);
+  const int H = 128, F = 64;
+  std::vector<TestExpert> ex;
+  ex.emplace_back(ExpertDType::INT8, H, F, 0, rng);
+  ex.emplace_back(ExpertDType::INT4, H, F, 64, rng);
+  ex.emplace_back(ExpertDType::BF16, H, F, 0, rng);  // run as an unquantized job (weights)
+  ex.emplace_back(ExpertDType::INT4, H, F, 32, rng);
+  const int rows[] = {1, 3, 2, 4};
+  for (LinearIsa isa : runnable_isas()) {
+    for (int workers : {1, 2}) {
+      offload::CpuExpertExecutor exec(workers, 2, isa, 4, H, F);
+      std::vector<std::vector<float>> x(ex.size()), y(ex.size()), scale(ex.size());
+      std::vector<offload::CpuExpertJob> jobs;
+      for (size_t e = 0; e < ex.size(); ++e) {
+        x[e] = random_rows(rows[e], H, rng);
+        y[e].assign(static_cast<size_t>(rows[e]) * H, NAN);
+        for (int r = 0; r < rows[e]; ++r) scale[e].push_back(0.5f + 0.25f * r);
+        offload::CpuExpertJob j{ex[e].w, x[e].data(), rows[e], y[e].data(), scale[e].data()};
+        if (ex[e].L.dtype != ExpertDType::BF16) {
+          j.blob = ex[e].blob.data();
+          j.layout = &ex[e].L;
+        }
+        jobs.push_back(j);
+      }
+      exec.start(&jobs);
+      exec.wait();
+      for (size_t e = 0; e < ex.size(); ++e) {
+        const bool bf16x = isa == LinearIsa::Avx512Bf16;
+        std::vector<double> want = ref_ffn(x[e], rows[e], ex[e].L, ex[e].blob.data(), bf16x);
+        for (int r = 0; r < rows[e]; ++r)
+          for (int c = 0; c < H; ++c) want[static_cast<size_t>(r) * H + c] *= scale[e][static_cast<size_t>(r)];
+        close_all("executor " + std::string(linear_isa_name(isa)) + " " + std::to_string(workers) + " workers, " + label(ex[e].L) + " job",
+                  y[e].data(), want.data(), want.size(), bf16x ? 2e-3 : 1e-6, bf16x ? 2e-2 : 1e-4);
+      }
+    }
+  }
+  offload::CpuExpertExecutor exec(1, 1, best_exact_isa(), 4, H, F);
+  std::vector<float> x(H), y(H);
+  const ExpertLayout wrong = expert_layout(ExpertDType::INT8, H, F + 64);
+  std::vector<offload::CpuExpertJob> bad = {{ex[0].w, x.data(), 1, y.data(), nullptr}};
+  bad[0].blob = ex[0].blob.data();
+  expect_throws([&] { exec.start(&bad); }, "needs a layout of hidden 128, d_ff 64", "a blob without a layout refused");
+  bad[0].layout = &wrong;
+  expect_throws([&] { exec.start(&bad); }, "needs a layout", "a layout of other shapes refused");
+}
+
+// ---- fidelity -------------------------------------------------------------------------------------
+
+// A tiny MoE model in memory: layer 0 dense (skipped), layers 1 and 2 with `experts` bf16 experts.
+struct TinyModel {
+  ModelConfig config;
+  ModelWeights w;
+  std::vector<std::unique_ptr<TestExpert>> store;
+  TinyModel(int experts, Lcg& rng) {
+    config.hidden_size = 128;
+    config.moe_intermediate_size = 64;
+    config.n_routed_experts = experts;
+    config.rms_norm_eps = 1e-6;
+    w.layers.resize(3);
+    for (int l = 1; l < 3; ++l) {
+      LayerWeights& lw = w.layers[static_cast<size_t>(l)];
+      lw.moe = true;
+      lw.post_norm.resize(128);
+      for (float& v : lw.post_norm) v = 0.5f + 0.5f * std::fabs(rng.next());
+      for (int e = 0; e < experts; ++e) {
+        store.push_back(std::make_unique<TestExpert>(ExpertDType::BF16, 128, 64, 0, rng));
+        lw.experts.push_back(store.back()->w);
+      }
+    }
+  }
+};
+
+// ||y_q - y_ref|| / ||y_ref|| in double: y_q from the dequantized weights, y_ref from the bf16 ones.
+double ref_rel_error(const std::vector<float>& x, int T, const MlpWeights& w, ExpertDType dtype, int group) {
+  const ExpertLayout L = expert_layout(dtype, w.gate.cols, w.gate.rows, group), B = expert_layout(ExpertDType::BF16, w.gate.cols, w.gate.rows);
+  std::vector<uint8_t> q(L.bytes), b(B.bytes);
+  quantize_expert(L, w.gate, w.up, w.down, q.data());
+  quantize_expert(B, w.gate, w.up, w.down, b.data());
+  const std::vector<double> yq = ref_ffn(x, T, L, q.data(), false), yb = ref_ffn(x, T, B, b.data(), false);
+  double num = 0, den = 0;
+  for (size_t i = 0; i < yb.size(); ++i) num += (yq[i] - yb[i]) * (yq[i] - yb[i]), den += yb[i] * yb[i];
+  return std::sqrt(num / den);
+}
+
+void test_fidelity() {
+  std::printf("expert_fidelity\n");
+  Lcg rng(14);
+  TinyModel m(5, rng);
+  FidelityOptions o;
+  o.rows = 4;
+  o.seed = 3;
+  o.threads = 3;
+  int calls = 0, last = 0;
+  o.progress = [&](int done, int total) {
+    ++calls;
+    expect(done > last && total == 10, "progress counts up to the total");
+    last = done;
+  };
+  std::vector<float> x = random_rows(4, 128, rng);
+  for (auto [dtype, group] : {std::pair{ExpertDType::INT8, 0}, {ExpertDType::INT4, 64}, {ExpertDType::INT4, 32}}) {
+    o.dtype = dtype;
+    o.group = group;
+    o.x = x.data();
+    calls = last = 0;
+    const FidelityResult r = expert_fidelity(m.config, m.w, o);
+    expect(r.layers == std::vector<int>({1, 2}) && r.experts == 5 && r.errors.size() == 10, "fidelity: MoE layers only, layer-major");
+    expect(calls == 10 && last == 10, "fidelity: one progress call per expert");
+    const std::string name = expert_dtype_name(dtype) + std::string(" g") + std::to_string(group);
+    std::vector<float> got;
+    std::vector<double> want;
+    for (int li = 0; li < 2; ++li) {
+      for (int e = 0; e < 5; ++e) {
+        got.push_back(static_cast<float>(r.errors[static_cast<size_t>(li) * 5 + e]));
+        want.push_back(ref_rel_error(x, 4, m.w.layers[static_cast<size_t>(li + 1)].experts[static_cast<size_t>(e)], dtype, group));
+      }
+    }
+    // The fp32 kernels' noise (~1e-6 of the output) against errors of ~1e-3 (int8) .. 1e-1 (int4).
+    close_all("fidelity " + name + " errors vs double reference", got.data(), want.data(), want.size(), 1e-5, 1e-2);
+    double mean = 0;
+    for (double v : want) mean += v / want.size();
+    const bool plausible = dtype == ExpertDType::INT8 ? (mean > 1e-4 && mean < 3e-2) : (mean > 1e-2 && mean < 0.3);
+    expect(plausible, "fidelity " + name + ": mean relative error " + std::to_string(mean) + " in the format's range");
+  }
+  // Random rows: deterministic in the seed whatever the thread count; bf16 measures kernel noise only.
+  o.x = nullptr;
+  o.progress = nullptr;
+  o.dtype = ExpertDType::INT4;
+  o.group = 64;
+  const FidelityResult a = expert_fidelity(m.config, m.w, o);
+  o.threads = 1;
+  const FidelityResult b = expert_fidelity(m.config, m.w, o);
+  expect(a.errors == b.errors, "fidelity: random rows deterministic across thread counts");
+  o.seed = 4;
+  expect(expert_fidelity(m.config, m.w, o).errors != a.errors, "fidelity: another seed, other rows");
+  o.dtype = ExpertDType::BF16;
+  double worst = 0;
+  for (double v : expert_fidelity(m.config, m.w, o).errors) worst = std::max(worst, v);
+  expect(worst < 1e-5, "fidelity bf16: kernel noise only (worst " + std::to_string(worst) + ")");
+  o.rows = 0;
+  expect_throws([&] { expert_fidelity(m.config, m.w, o); }, "rows must be >= 1", "fidelity: rows 0 refused");
+  o.rows = 4;
+  o.dtype = ExpertDType::INT4;
+  o.group = 48;
+  expect_throws([&] { expert_fidelity(m.config, m.w, o); }, "group size 48", "fidelity: a group that does not divide refused");
+}
+
 }  // namespace
 
 int main() {
@@ -116,6 +458,10 @@ int main() {
   check_error_bound(ExpertDType::INT8, 128, 64, 64);
   check_error_bound(ExpertDType::INT4, 128, 64, 64);
   check_error_bound(ExpertDType::INT4, 256, 128, 128);
+  test_linear_rows_q();
+  test_expert_ffn_q();
+  test_executor_q();
+  test_fidelity();
   if (failures()) {
     std::printf("%d check(s) FAILED\n", failures());
     return 1;

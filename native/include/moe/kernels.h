@@ -78,6 +78,7 @@ struct FfnScratch {
   std::vector<float> up;        // [T, d_ff]
   std::vector<uint16_t> xb;     // [T, hidden] bf16 copy of x (Avx512Bf16 only)
   std::vector<uint16_t> hb;     // [T, d_ff]
+  std::vector<float> xr;        // [T, hidden] x rounded to bf16 values (quantized experts under Avx512Bf16 only)
 };
 // out[t] (+)= down(silu(gate x[t]) * up x[t]); accumulate adds scale * result into out.
 // Gate and up rows are computed together per thread (one pass over the pool), then down.

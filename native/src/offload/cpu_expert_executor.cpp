@@ -4,12 +4,13 @@
 #include <string>
 
 #include "moe/error.h"
+#include "moe/quant/expert_kernels.h"
 #include "moe/spin_wait.h"
 
 namespace moe::offload {
 
 CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff, int spin_us)
-    : threads_per_worker_(threads_per_worker), isa_(isa), max_rows_(max_rows), spin_us_(std::max(0, spin_us)) {
+    : threads_per_worker_(threads_per_worker), isa_(isa), max_rows_(max_rows), hidden_(hidden), d_ff_(d_ff), spin_us_(std::max(0, spin_us)) {
   if (workers < 1 || threads_per_worker < 1) {
     throw Error("CPU experts: workers and threads per worker must be >= 1 (got " + std::to_string(workers) + " x " +
                 std::to_string(threads_per_worker) + ")");
@@ -21,6 +22,7 @@ CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, Linear
     s.up.resize(static_cast<size_t>(max_rows) * d_ff);
     s.xb.resize(static_cast<size_t>(max_rows) * hidden);
     s.hb.resize(static_cast<size_t>(max_rows) * d_ff);
+    if (isa == LinearIsa::Avx512Bf16) s.xr.resize(static_cast<size_t>(max_rows) * hidden);  // quantized jobs' bf16 x
   }
   for (int w = 0; w < workers; ++w) pools_.push_back(std::make_unique<ThreadPool>(threads_per_worker, spin_us_));
   for (int w = 0; w < workers; ++w) threads_.emplace_back([this, w] { worker_loop(w); });
@@ -40,6 +42,9 @@ void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
   if (active_) throw Error("CPU experts: start() while a batch is still running (internal error)");
   for (const CpuExpertJob& j : *jobs) {
     if (j.rows < 1 || j.rows > max_rows_) throw Error("CPU experts: a job of " + std::to_string(j.rows) + " rows (1.." + std::to_string(max_rows_) + ")");
+    if (j.blob && (!j.layout || j.layout->hidden != hidden_ || j.layout->d_ff != d_ff_)) {
+      throw Error("CPU experts: a quantized job needs a layout of hidden " + std::to_string(hidden_) + ", d_ff " + std::to_string(d_ff_));
+    }
   }
   jobs_ = jobs;
   next_ = 0;
@@ -92,9 +97,10 @@ void CpuExpertExecutor::worker_loop(int w) {
       lock.unlock();
       try {
         const auto t0 = std::chrono::steady_clock::now();
-        mlp_forward(job.x, job.rows, job.weights, job.y, false, 1.f, pool, scratch, isa_);
+        if (job.blob) quant::expert_ffn_q_forward(job.x, job.rows, *job.layout, job.blob, job.y, false, 1.f, pool, scratch, isa_);
+        else mlp_forward(job.x, job.rows, job.weights, job.y, false, 1.f, pool, scratch, isa_);
         if (job.row_scale) {
-          const int H = job.weights.down.rows;
+          const int H = job.blob ? job.layout->hidden : job.weights.down.rows;
           for (int r = 0; r < job.rows; ++r) {
             float* y = job.y + static_cast<size_t>(r) * H;
             const float s = job.row_scale[r];

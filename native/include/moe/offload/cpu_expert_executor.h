@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "moe/kernels.h"
+#include "moe/quant/expert_format.h"
 #include "moe/thread_pool.h"
 #include "moe/weights.h"
 
@@ -28,6 +29,11 @@ struct CpuExpertJob {
   float* y = nullptr;         // [rows, hidden] outputs, row r multiplied by row_scale[r]
   const float* row_scale = nullptr;  // [rows] routing weights; nullptr: 1
   double ms = 0;              // measured wall time of the job (filled by the worker)
+  // Quantized experts (issue 13): when blob is set, the job's expert is that blob (layout says its
+  // dtype and offsets; hidden / d_ff must be the executor's) and runs quant::expert_ffn_q_forward;
+  // `weights` is then unused. Both must stay alive until wait() returns.
+  const uint8_t* blob = nullptr;
+  const quant::ExpertLayout* layout = nullptr;
 };
 
 class CpuExpertExecutor {
@@ -52,6 +58,7 @@ class CpuExpertExecutor {
   int threads_per_worker_;
   LinearIsa isa_;
   int max_rows_;
+  int hidden_, d_ff_;
   std::vector<std::thread> threads_;
   std::vector<std::unique_ptr<ThreadPool>> pools_;
   std::vector<FfnScratch> scratch_;
