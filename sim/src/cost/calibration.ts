@@ -35,7 +35,23 @@ export interface CostModel {
     /** Optional: the non-expert curves at several context lengths (measured profiles). */
     byContext?: ContextCurves;
   };
-  cpu: { workers: number; expertMs: TokenCurve; activationCopyMs: number };
+  cpu: {
+    workers: number;
+    /** The per-expert estimate the miss rule uses (calibrate's isolated measurement; the runtime's rule gets it too). */
+    expertMs: TokenCurve;
+    /**
+     * Per layer with CPU experts: the activations' round trip (down with the routing, the outputs back
+     * before the combine). The rule adds it to each CPU estimate; the timing model charges it once per
+     * layer, on the GPU stream after the last CPU job (the runtime uploads the layer's outputs in one copy).
+     */
+    activationCopyMs: number;
+    /**
+     * Optional: what a CPU expert job takes inside the runtime (its logged wall time, with the copy engine
+     * and the other worker running beside it), by tokens. The timing model's job durations when present;
+     * the rule keeps expertMs, as the runtime does. `cpu-from-miss-log` measures it from the miss logs.
+     */
+    jobMs?: TokenCurve;
+  };
   /**
    * Optional: the offloading runtime's host work on the critical path, by the step's tokens (rows). layerMs:
    * per MoE layer, from the routing's arrival on the host to the GPU's next work queued (the cache step,
@@ -158,6 +174,7 @@ export function calibrationProblems(x: unknown): string[] {
     num(o.cpu.workers, 'cpu.workers', RANGES.cpuWorkers);
     curve(o.cpu.expertMs, 'cpu.expertMs');
     num(o.cpu.activationCopyMs, 'cpu.activationCopyMs', RANGES.fixedMs);
+    if (o.cpu.jobMs !== undefined) curve(o.cpu.jobMs, 'cpu.jobMs');
   }
   if (o.host !== undefined) {
     if (typeof o.host !== 'object' || o.host === null || Array.isArray(o.host)) p.push('host must be an object');

@@ -35,8 +35,13 @@ export class Costs {
   gpuExpert(tokens: number): number {
     return interpolate(this.model.gpu.expertMs, tokens);
   }
+  /** The miss rule's estimate of a CPU expert: calibrate's per-expert time plus the activations' round trip. */
   cpuExpert(tokens: number): number {
     return interpolate(this.model.cpu.expertMs, tokens) + this.model.cpu.activationCopyMs;
+  }
+  /** How long a CPU expert job runs in the runtime (cpu.jobMs when measured, else calibrate's expertMs). */
+  cpuJob(tokens: number): number {
+    return interpolate(this.model.cpu.jobMs ?? this.model.cpu.expertMs, tokens);
   }
   /** With `context` (cached tokens per row) and a profile with gpu.byContext: that context's time. */
   moeLayerOther(tokens: number, context?: number): number {

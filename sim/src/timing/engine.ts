@@ -69,6 +69,8 @@ const JOB_HEAD = 3;
 // The runtime's host work on the critical path (profile `host`): the GPU waits for it.
 const JOB_HOST_LAYER = 4;
 const JOB_HOST_STEP = 5;
+// The host's join of a layer's CPU experts: their outputs uploaded and scattered on the GPU stream.
+const JOB_CPU_JOIN = 6;
 // copy queue priorities (lower first)
 const PRIO_DEMAND = 0;
 const PRIO_PREFETCH = 1;
@@ -102,10 +104,24 @@ export function simulateTiming(input: TimingInput): TimingResult {
   // Expert compute times by token count (an expert serves at most `batch` tokens of a step).
   const gpuExpertMs = new Float64Array(schedule.batch + 1);
   const cpuExpertMs = new Float64Array(schedule.batch + 1);
+  /** The miss rule's CPU estimates (what the runtime's rule is given), apart from the jobs' durations. */
+  const cpuEstimateMs = new Float64Array(schedule.batch + 1);
   for (let n = 1; n <= schedule.batch; n++) {
     gpuExpertMs[n] = costs.gpuExpert(n);
-    cpuExpertMs[n] = costs.cpuExpert(n);
+    cpuExpertMs[n] = costs.cpuJob(n);
+    cpuEstimateMs[n] = costs.cpuExpert(n);
   }
+  const joinMs = costs.model.cpu.activationCopyMs;
+  /** copy job -> 1 once it has landed (for the fill barrier). */
+  const copyLanded = new Uint8Array(maxCopies);
+  /** layer -> the last background fill issued for it (-1: none): its next step's GPU work waits for it. */
+  const lastFill = new Int32Array(L).fill(-1);
+  // The current layer's GPU work held behind a fill barrier: the copy it waits for and the jobs' tokens
+  // (0 stands for the CPU join).
+  let gateCopy = -1;
+  const gated: number[] = [];
+  /** CPU jobs of the current layer still running. */
+  let cpuPending = 0;
   const residency = new Uint8Array(L * E);
   const inflight = new Int32Array(L * E).fill(-1);
   const prefetchedFor = new Int32Array(L * E).fill(-1);
@@ -125,7 +141,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   });
   const copyMs = costs.copyMs;
   const prefetchChunkMs = costs.model.transfer.perCopyMs + (copyMs - costs.model.transfer.perCopyMs) / PREFETCH_CHUNKS;
-  const missCosts = { copyMs, gpuMs: (n: number) => gpuExpertMs[n], cpuMs: (n: number) => cpuExpertMs[n] };
+  const missCosts = { copyMs, gpuMs: (n: number) => gpuExpertMs[n], cpuMs: (n: number) => cpuEstimateMs[n] };
   // One layer's misses, decided together by the shared rule (scratch, reused).
   const missKey: number[] = [];
   const missTokens: number[] = [];
@@ -144,7 +160,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const submitGpu = (job: number, duration: number) => {
     const id = gpu.submit(now, duration, 0);
     gpuJob[id] = job;
-    if (job === JOB_EXPERT) r.busyMs.gpuExpert += duration;
+    if (job === JOB_EXPERT || job === JOB_CPU_JOIN) r.busyMs.gpuExpert += duration;
     else if (job === JOB_HOST_LAYER || job === JOB_HOST_STEP) r.busyMs.host += duration;
     else r.busyMs.gpuNonExpert += duration;
   };
@@ -169,6 +185,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
     if (fill) r.copies.background++;
     else if (prio === PRIO_DEMAND) r.copies.demand++;
     else r.copies.prefetch++;
+    return id;
+  };
+  // A GPU expert job (tokens n > 0) or the CPU join (n = 0) of the current layer, behind the fill barrier.
+  const submitLayerGpu = (n: number) => {
+    if (gateCopy >= 0) gated.push(n);
+    else if (n > 0) submitGpu(JOB_EXPERT, gpuExpertMs[n]);
+    else submitGpu(JOB_CPU_JOIN, joinMs);
   };
   const evicted = (l: number, victim: number) => {
     residency[l * E + victim] = NOT_CACHED;
@@ -217,6 +240,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
     const cache = caches[l];
     cache.beginStep(step, sets.experts, from, to);
     const countNeeded = neededDoneAt[l] !== step;
+    // The runtime's fill barrier (cuda_offload_layer.cpp): before this layer's GPU work, the compute stream
+    // waits for the background fills this layer issued at an earlier step (their event, the last one).
+    gateCopy = lastFill[l] >= 0 && !copyLanded[lastFill[l]] ? lastFill[l] : -1;
+    lastFill[l] = -1;
     pendingExperts = to - from;
     r.requests += to - from;
     for (let i = from; i < to; i++) {
@@ -229,7 +256,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
         if (prefetchedFor[key] === step) r.prefetch.useful++;
         if (residency[key] === READY) {
           r.readyHits++;
-          submitGpu(JOB_EXPERT, gpuExpertMs[n]);
+          submitLayerGpu(n);
         } else if (residency[key] === NOT_CACHED) {
           // cpuFill false: the cache holds its slot but nothing was copied there: a physical miss.
           r.unfilledHits++;
@@ -271,6 +298,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
         const n = missTokens[m];
         if (decisions[m].onCpu) {
           r.cpuExperts++;
+          cpuPending++;
           const d = cpuExpertMs[n];
           cpu.submit(now, d, 0);
           r.busyMs.cpu += d;
@@ -278,7 +306,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
           submitCopy(missCached[m] ? missKey[m] : -1, PRIO_DEMAND, n);
         }
       }
-      if (cpuFill) for (let m = 0; m < missKey.length; m++) if (decisions[m].onCpu && missCached[m]) submitCopy(missKey[m], PRIO_DEMAND, 0, true);
+      if (cpuFill) for (let m = 0; m < missKey.length; m++) if (decisions[m].onCpu && missCached[m]) lastFill[l] = submitCopy(missKey[m], PRIO_DEMAND, 0, true);
       missKey.length = 0;
       missTokens.length = 0;
       missCached.length = 0;
@@ -315,7 +343,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     if (q.k === EV_GPU) {
       gpu.finished(now);
       const job = gpuJob[id];
-      if (job === JOB_EXPERT) expertDone();
+      if (job === JOB_EXPERT || job === JOB_CPU_JOIN) expertDone();
       else if (job === JOB_MOE_OTHER) {
         const h = costs.hostLayer(batchTokens);
         if (h > 0) submitGpu(JOB_HOST_LAYER, h);
@@ -331,16 +359,25 @@ export function simulateTiming(input: TimingInput): TimingResult {
       }
     } else if (q.k === EV_COPY) {
       copy.finished(now);
+      copyLanded[id] = 1;
+      if (id === gateCopy) {
+        gateCopy = -1;
+        for (const n of gated) submitLayerGpu(n);
+        gated.length = 0;
+      }
       const key = copyKey[id];
       if (key >= 0 && inflight[key] === id) {
         residency[key] = READY;
         inflight[key] = -1;
       }
       const n = copyWaiter[id];
-      if (n > 0) submitGpu(JOB_EXPERT, gpuExpertMs[n]);
+      if (n > 0) submitLayerGpu(n);
     } else {
       cpu.finished(now);
-      expertDone();
+      // The host waits for all of the layer's CPU jobs, then uploads their outputs (one copy) and scatters
+      // them on the GPU stream, after the GPU work it queued before waiting.
+      if (--cpuPending === 0 && joinMs > 0) submitLayerGpu(0);
+      else expertDone();
     }
   }
   if (step !== S) throw new Error(`internal: simulation stopped at step ${step} of ${S}`);
