@@ -12,6 +12,7 @@ import { register as registerCalibrate } from './calibrate.js';
 import { register as registerServe } from './serve.js';
 import { register as registerServeBench } from './serve-bench.js';
 import { register as registerReport } from './report.js';
+import { register as registerPeerAgreement } from './peer-agreement.js';
 
 /** One file per command; each file's `register` adds the command and its options. */
 export function registerAll(program: Command): void {
@@ -28,4 +29,5 @@ export function registerAll(program: Command): void {
   registerServe(program);
   registerServeBench(program);
   registerReport(program);
+  registerPeerAgreement(program);
 }
