@@ -18,7 +18,7 @@ import { loadModelConfig } from '../../runtime/src/model/config.js';
 import { requireRegularFile } from '../../runtime/src/model/regular-file.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
-import { missGridFromCli } from '../../runtime/src/engine/cli-options.js';
+import { missGridFromCli, prefetchGridFromCli } from '../../runtime/src/engine/cli-options.js';
 
 interface BenchCliOptions {
   model: string;
@@ -45,6 +45,11 @@ interface BenchCliOptions {
   gpuMemory?: string;
   miss: string;
   checkMiss?: string;
+  prefetch?: string;
+  predictor?: string;
+  prefetchLookahead?: string;
+  prefetchInFlight?: string;
+  checkOffloadPrefetch?: string;
   cpuWorkers?: string;
   cpuThreads?: string;
   cpuSpinUs?: string;
@@ -77,6 +82,7 @@ const RUN_OPTIONS = [
   '--check-sequences', '--check-length', '--check-prefill', '--check-fp32', '--python', '--cache', '--policy', '--gpu-memory', '--routing',
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
   '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--check-miss',
+  '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
 ];
 
 export function register(program: Command): void {
@@ -107,6 +113,11 @@ export function register(program: Command): void {
     .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
     .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
     .option('--miss <list>', 'offload mode: what to do with a missed expert, each a grid dimension (comma-separated: fetch, cpu, hybrid; cpu/hybrid compute misses on the CPU)', 'fetch')
+    .option('--prefetch <list>', 'offload mode: prefetchers, each a grid dimension (comma-separated: none, next-gate, oracle, predicted; oracle and predicted need --routing, next-gate is refused with it)', 'none')
+    .option('--predictor <dir>', 'offload mode, --prefetch predicted: the exported predictor (train-predictor --out DIR)')
+    .option('--prefetch-lookahead <k>', 'offload mode, --prefetch oracle: layers ahead (default 1)')
+    .option('--prefetch-in-flight <n>', 'offload mode: prefetch pieces on the copy stream at once (default 1)')
+    .option('--check-offload-prefetch <list>', 'issue 12 numerics: prefetchers --check-offload also runs (comma-separated: none, next-gate)', 'none,next-gate')
     .option('--cpu-workers <n>', 'offload mode, --miss cpu/hybrid: CPU experts computed at once (default: the calibration profile\'s choice)')
     .option('--cpu-threads <n>', 'offload mode, --miss cpu/hybrid: threads per CPU worker (default: the machine\'s threads / workers)')
     .option('--cpu-fill <list>', 'offload mode, --miss cpu/hybrid: a CPU-computed expert the cache keeps is copied to its slot in the background, or lazily when the GPU needs it (comma-separated: background, lazy; a grid dimension)', 'background')
@@ -142,7 +153,7 @@ export function register(program: Command): void {
         { option: '--check-offload-policies', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--check-offload-tokens', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--force', applies: o.out !== undefined, needs: 'with --out' },
-        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
+        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
         ...['--batch', '--prompt', '--new-tokens', '--repeats', '--warmup'].map((f) => ({ option: f, applies: !checkOnly, needs: 'by the timing grid, which --check-offload / --check-miss alone do not run (add --cache for both)' })),
       ]);
       const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';
@@ -169,6 +180,7 @@ export function register(program: Command): void {
             gpuMemory: o.gpuMemory === undefined ? null : parseByteSize('--gpu-memory', o.gpuMemory),
             routing: o.routing === undefined ? [] : o.routing.split(',').map((f) => loadRoutingReplay(resolve(f.trim()), config)),
             ...missGridFromCli(o),
+            prefetches: prefetchGridFromCli(o),
           }
         : null;
       if (offload?.policies.includes('static') && offload.routing.length === 0) throw new UserError('option --policy: static needs --routing (pinned experts come from the replayed trace)');
@@ -177,6 +189,7 @@ export function register(program: Command): void {
             caches: parseIntListOption('--check-offload-caches', o.checkOffloadCaches, 0, config.nRoutedExperts),
             policies: parseChoiceListOption('--check-offload-policies', o.checkOffloadPolicies, benchPolicies.filter((p) => p !== 'static')),
             newTokens: parseIntOption('--check-offload-tokens', o.checkOffloadTokens, 1, 4096),
+            prefetches: parseChoiceListOption('--check-offload-prefetch', o.checkOffloadPrefetch ?? 'none,next-gate', ['none', 'next-gate'] as const),
           }
         : null;
       if (o.checkMiss !== undefined && device !== 'cuda') throw new UserError('option --check-miss: needs --device cuda');

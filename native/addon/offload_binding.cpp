@@ -88,6 +88,30 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
     p.costs.cpu_expert_ms = curve("cpuExpertMs");
     if (p.workers < 1 || p.threads_per_worker < 1) throw moe::Error("offload spec: miss.workers and miss.threadsPerWorker must be >= 1");
   }
+  if (spec.Get("prefetch").IsObject()) {
+    // runtime/src/offload/prefetch-options.ts resolved and checked it (source, lookahead, table).
+    Napi::Object pf = spec.Get("prefetch").As<Napi::Object>();
+    moe::offload::PrefetchOptions& p = o.prefetch;
+    p.name = pf.Get("name").As<Napi::String>().Utf8Value();
+    const std::string src = pf.Get("source").As<Napi::String>().Utf8Value();
+    if (src == "next-gate") p.source = moe::offload::PrefetchSource::NextGate;
+    else if (src == "table") p.source = moe::offload::PrefetchSource::Table;
+    else throw moe::Error("offload spec: prefetch.source must be next-gate or table, got '" + src + "'");
+    p.lookahead = pf.Get("lookahead").As<Napi::Number>().Int32Value();
+    if (pf.Get("pieces").IsNumber()) p.pieces = pf.Get("pieces").As<Napi::Number>().Int32Value();
+    if (pf.Get("maxInFlight").IsNumber()) p.max_in_flight = pf.Get("maxInFlight").As<Napi::Number>().Int32Value();
+    p.host_gate = pf.Get("hostGate").ToBoolean();
+    if (p.source == moe::offload::PrefetchSource::Table) {
+      p.width = pf.Get("width").As<Napi::Number>().Int32Value();
+      Napi::Array t = pf.Get("table").As<Napi::Array>();
+      for (uint32_t g = 0; g < t.Length(); ++g) p.table.push_back(to_vector<int32_t, Napi::Int32Array>(t.Get(g), "prefetch.table[g]"));
+    }
+    if (p.host_gate) {
+      if (!spec.Get("tensors").IsArray()) throw moe::Error("offload spec: prefetch next-gate on the CPU engine needs the checkpoint's tensors");
+      if (!holder->routers) holder->routers = moe::WeightStore::open(c, to_tensors(spec.Get("tensors").As<Napi::Array>()));
+      o.weights = &holder->routers->weights();
+    }
+  }
   if (spec.Get("record").IsObject()) {
     Napi::Object r = spec.Get("record").As<Napi::Object>();
     o.record = true;
@@ -96,7 +120,7 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
     o.record_options.timings = r.Get("timings").ToBoolean();
     if (o.record_options.gate_next) {
       if (!spec.Get("tensors").IsArray()) throw moe::Error("offload spec: recording gate_next needs the checkpoint's tensors");
-      holder->routers = moe::WeightStore::open(c, to_tensors(spec.Get("tensors").As<Napi::Array>()));
+      if (!holder->routers) holder->routers = moe::WeightStore::open(c, to_tensors(spec.Get("tensors").As<Napi::Array>()));
       o.weights = &holder->routers->weights();
     }
   }
@@ -166,6 +190,16 @@ Napi::Value cache_stats(Napi::Env env, const moe::offload::OffloadController& c)
   o.Set("inserts", ins);
   o.Set("evictions", ev);
   o.Set("bypasses", by);
+  if (c.prefetching()) {
+    const moe::offload::PrefetchStats& p = c.prefetch_stats();
+    Napi::Object pf = Napi::Object::New(env);
+    pf.Set("issued", static_cast<double>(p.issued));
+    pf.Set("useful", static_cast<double>(p.useful));
+    pf.Set("dropped", static_cast<double>(p.dropped));
+    pf.Set("needed", static_cast<double>(p.needed));
+    pf.Set("alreadyCached", static_cast<double>(p.already));
+    o.Set("prefetch", pf);
+  }
   return o;
 }
 

@@ -13,6 +13,8 @@ namespace moe {
 namespace offload {
 struct MissPolicy;
 struct MissLog;
+struct PrefetchOrder;
+struct PrefetchOptions;
 }  // namespace offload
 
 struct MoePlan {
@@ -50,6 +52,14 @@ class MoeInterceptor {
   // log each decision with its estimates (nullptr: no log).
   virtual const offload::MissPolicy* miss_policy() const { return nullptr; }
   virtual offload::MissLog* miss_log() { return nullptr; }
+  // Prefetch (issue 12). prefetch_options: nullptr when off. gate_next_layer(layer): the model layer whose
+  // router a backend applies to this layer's MoE input for next-gate (-1: none); the backend hands the
+  // top-k ids ([rows, k]) to on_gate_next before on_plan of the same layer. prefetch_orders: the prefetches
+  // decided by the last begin of a forward or on_plan (the backend copies them; valid until the next call).
+  virtual const offload::PrefetchOptions* prefetch_options() const { return nullptr; }
+  virtual int gate_next_layer(int /*layer*/) const { return -1; }
+  virtual void on_gate_next(int /*layer*/, const int32_t* /*ids*/, int /*rows*/, int /*k*/) {}
+  virtual const std::vector<offload::PrefetchOrder>* prefetch_orders() const { return nullptr; }
 };
 
 }  // namespace moe

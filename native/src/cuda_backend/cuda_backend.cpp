@@ -332,6 +332,7 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
       opt_.use_graphs && !hook_ && !interceptor_ && !pool_ && p.decode_rows && p.logits_identity && p.T <= kGraphMaxRows;
   if (pool_) pool_->begin_forward();
   decode_forward_ = p.decode_rows;
+  issue_prefetch_orders();  // issue 12 prefetch: the layers the controller decided at the step's start
   const auto forward_start = std::chrono::steady_clock::now();
   if (graph) {
     // A graph serves every step of its key: attention on the cache (also right at position 0) up to
@@ -414,7 +415,8 @@ std::string CudaBackend::device_info() const {
       << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << ",\"cpuExperts\":" << k.cpu_experts
       << ",\"cpuRows\":" << k.cpu_rows << ",\"fillCopies\":" << k.fill_copies << ",\"cpuMs\":" << k.cpu_ms
       << ",\"cpuWaitMs\":" << k.cpu_wait_ms << ",\"decodeForwards\":" << k.decode_forwards
-      << ",\"decodeForwardMs\":" << k.decode_forward_ms << ",\"decodeHostLayerMs\":" << k.decode_host_layer_ms << "}";
+      << ",\"decodeForwardMs\":" << k.decode_forward_ms << ",\"decodeHostLayerMs\":" << k.decode_host_layer_ms
+      << ",\"prefetch\":" << prefetch_info() << "}";
   }
   o << "}";
   return o.str();

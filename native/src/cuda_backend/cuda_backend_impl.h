@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <map>
+#include <mutex>
 #include <memory>
 #include <set>
 #include <string>
@@ -16,6 +17,7 @@
 #include "device_weights.h"
 #include "expert_pool.h"
 #include "host_experts.h"
+#include "prefetch_copies.h"
 #include "moe/kernels.h"
 #include "moe/offload/cpu_expert_executor.h"
 #include "moe/offload/miss_policy.h"
@@ -97,6 +99,7 @@ class CudaBackend final : public Backend {
   void set_moe_interceptor(MoeInterceptor* i) override {
     interceptor_ = i;
     if (pool_) pool_->forget();  // a new cache starts cold, and so do the slots
+    attach_prefetch(i);          // issue 12 prefetch (cuda_prefetch.cpp)
   }
   std::string device_info() const override;
 
@@ -146,6 +149,16 @@ class CudaBackend final : public Backend {
   void issue_fills(int mi);
   void join_cpu_experts();
   void note_copies(int count);
+  // cuda_prefetch.cpp (issue 12 prefetch): see that file's header comment.
+  void attach_prefetch(MoeInterceptor* i);
+  bool prefetching() const;
+  void issue_prefetch_orders();
+  void prefetch_gate(int layer, int rows);
+  void prefetch_gate_deliver(int layer, int rows);
+  bool prefetch_place(int mi, LayerPlacement& P);
+  void prefetch_join_loaded(LayerPlacement& P);
+  void prefetch_release();
+  std::string prefetch_info() const;
   void dump_f32(const char* name, int layer, const float* d, int rows, int cols);
   void dump_bf16(const char* name, int layer, const bf16* d, int rows, int cols);
 
@@ -209,6 +222,17 @@ class CudaBackend final : public Backend {
   cudaEvent_t copy_tail_ = nullptr;
   std::vector<cudaEvent_t> fill_done_;     // [moe layers] the layer's last background fills
   std::vector<uint8_t> fill_pending_;
+
+  // Prefetch (issue 12): copies, the copy-stream lock held from a layer's placement to its demand copies,
+  // next-gate's device buffers (logits | ids | weights) and host ids, scratch.
+  std::unique_ptr<PrefetchCopies> prefetch_;
+  int prefetch_pieces_ = 0, prefetch_in_flight_ = 0;
+  std::unique_lock<std::mutex> prefetch_link_;
+  int gate_layer_ = -1;
+  DeviceMemory gate_dev_;
+  PinnedMemory gate_host_;
+  std::vector<uint8_t> pf_in_step_, pf_late_;
+  std::vector<int32_t> pf_late_experts_;
 
   DebugHook hook_;
   MoeInterceptor* interceptor_ = nullptr;

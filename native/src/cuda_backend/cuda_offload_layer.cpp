@@ -37,6 +37,7 @@ void CudaBackend::fetch_plan(int l, int rows) {
   plan_.weight.resize(n);
   CUDA_CHECK(cudaMemcpyAsync(plan_.expert.data(), ws_.ids, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
   CUDA_CHECK(cudaMemcpyAsync(plan_.weight.data(), ws_.rw, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+  prefetch_gate(l, rows);  // issue 12 prefetch hook: next-gate's ids come back in this synchronisation
   if (cpu_path(rows)) {
     // Misses may be computed on the CPU: their inputs come to the host in the same synchronisation.
     const size_t xb = static_cast<size_t>(rows) * c_.hidden_size * sizeof(bf16);
@@ -45,6 +46,7 @@ void CudaBackend::fetch_plan(int l, int rows) {
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   plan_on_host_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  prefetch_gate_deliver(l, rows);  // issue 12 prefetch hook
   if (interceptor_) {
     interceptor_->on_plan(plan_);
     if (plan_.expert.size() != n || plan_.weight.size() != n) {
@@ -74,6 +76,9 @@ void CudaBackend::moe_offloaded(int l, int T) {
   fetch_plan(l, T);
   LayerPlacement& P = placement_;
   X.place(mi, plan_.active, cached_slot_, P);
+  // Issue 12 prefetch hook: late prefetched experts become loaded; holds the copy-stream lock until the
+  // demand copies below are issued (prefetch_release).
+  const bool prefetch_late = prefetch_place(mi, P);
   const bool kernel_path = T < kCublasRows;
   // Background fills of this layer from the last step must have landed before its slots are read.
   if (fill_pending_[static_cast<size_t>(mi)]) {
@@ -86,6 +91,7 @@ void CudaBackend::moe_offloaded(int l, int T) {
     choose_cpu_experts(l, mi, T, *interceptor_->miss_policy());
     start_cpu_experts(T);  // the CPU works while the GPU's part is queued below
   }
+  prefetch_join_loaded(P);  // issue 12 prefetch hook: late prefetched experts are computed with the loaded ones
 
   // One upload: routing (as the interceptor left it), pointer table, launch masks.
   const int launches = 2 + static_cast<int>(P.staged.size());
@@ -141,7 +147,7 @@ void CudaBackend::moe_offloaded(int l, int T) {
     copy_expert(X.slot(mi, P.copy_slot[i]), P.copy_expert[i]);
     ++X.counters.slot_copies;
   }
-  const bool slot_copies = !P.copy_slot.empty() || !P.late_slot.empty();
+  const bool slot_copies = !P.copy_slot.empty() || !P.late_slot.empty() || prefetch_late;
   if (P.late_slot.empty() && slot_copies) CUDA_CHECK(cudaEventRecord(X.slots_done(), cs));
   const int S = X.staging();
   auto stage = [&](size_t i) {
@@ -153,6 +159,8 @@ void CudaBackend::moe_offloaded(int l, int T) {
   };
   for (size_t i = 0; i < std::min(P.staged.size(), static_cast<size_t>(S)); ++i) stage(i);
   note_copies(static_cast<int>(P.copy_slot.size() + std::min(P.staged.size(), static_cast<size_t>(S))));
+  prefetch_release();        // issue 12 prefetch hook: the scheduler may put pieces behind the demand copies
+  issue_prefetch_orders();   // ... and the layers ahead that this routing decided
 
   // The large-batch path needs the group sizes on the host (as routed_cublas): group, gather, sync.
   const int32_t* off = nullptr;

@@ -73,6 +73,8 @@ class ExpertPool {
   void place(int mi, const std::vector<int32_t>& active, const std::vector<int32_t>& cached_slot, LayerPlacement& out);
   // The slot's copy was not made (a CPU-computed expert under lazy fill): it holds nothing usable.
   void mark_empty(int mi, int s) { physical_.at(static_cast<size_t>(mi)).at(static_cast<size_t>(s)) = -1; }
+  // Issue 12 prefetch: the slot is being written with `expert` (a prefetch copy queued; cuda_prefetch.cpp).
+  void set_physical(int mi, int s, int expert) { physical_.at(static_cast<size_t>(mi)).at(static_cast<size_t>(s)) = expert; }
 
   // Events (created once). ready/free: per staging buffer; resident_done: after the resident launch;
   // slots_done: after the layer's slot copies.

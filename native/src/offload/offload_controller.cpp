@@ -62,7 +62,7 @@ OffloadController::OffloadController(OffloadOptions o) : options_(std::move(o)) 
       if (e < 0 || e >= E) throw Error("routing replay: sequence " + std::to_string(g) + " names expert " + std::to_string(e) + " outside [0, " + std::to_string(E) + ")");
     }
   }
-  if (options_.record && options_.record_options.gate_next) {
+  if ((options_.record && options_.record_options.gate_next) || (options_.prefetch.source == PrefetchSource::NextGate && options_.prefetch.host_gate)) {
     if (!options_.weights) throw Error("offload: recording gate_next needs the router weights");
     for (int l : options_.moe_layers) {
       const Matrix& r = options_.weights->layers.at(static_cast<size_t>(l)).router;
@@ -71,6 +71,7 @@ OffloadController::OffloadController(OffloadOptions o) : options_(std::move(o)) 
     pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   }
   set_mark_.assign(static_cast<size_t>(E), -1);
+  check_prefetch_options();
 }
 
 void OffloadController::begin_forward(int phase, const std::vector<int32_t>& seq, const std::vector<int32_t>& pos, const std::vector<int32_t>& tokens) {
@@ -79,6 +80,7 @@ void OffloadController::begin_forward(int phase, const std::vector<int32_t>& seq
   pos_ = pos;
   tokens_ = tokens;
   forward_first_row_ = rows_.rows();
+  if (prefetching()) prefetch_step_start();
 }
 
 void OffloadController::end_forward() {
@@ -111,8 +113,10 @@ void OffloadController::on_plan(MoePlan& plan) {
                 " (was the engine driven without its OffloadSession?)");
   }
   if (!options_.replay.empty()) replay_plan(plan);
+  orders_.clear();
   int hits = 0, misses = 0;
   if (cache_) account(mi, plan, hits, misses);
+  if (prefetching() && phase_ != 0) prefetch_after(mi);
   if (options_.record) {
     const auto t0 = std::chrono::steady_clock::now();
     record_plan(mi, plan, hits, misses);
@@ -182,7 +186,12 @@ void OffloadController::account(int mi, const MoePlan& plan, int& hits, int& mis
       }
       next = planned_next_.data() + o0;
     }
-    const StepCounts c = cache_->run_step(mi, step, set_.data(), n, next, nullptr);
+    // Prefill: this layer's prefetch for the step comes right before its requests (each layer's cache sees
+    // the simulator's order; a decode forward decided it at an earlier layer: prefetch_after).
+    if (prefetching() && phase_ == 0) prefetch_into(mi, step, row_order_.data() + a, b - a);
+    if (prefetching()) outcomes_.resize(static_cast<size_t>(std::max(n, 1)));
+    const StepCounts c = cache_->run_step(mi, step, set_.data(), n, next, prefetching() ? outcomes_.data() : nullptr);
+    if (prefetching()) count_prefetch(mi, step, set_.data(), outcomes_.data(), n);
     hits += c.hits;
     misses += c.misses;
     a = b;
@@ -226,14 +235,15 @@ DebugHook OffloadController::make_hook() {
 }
 
 void OffloadController::on_hook(const char* name, int layer, const float* data, int rows, int cols) {
-  if (!options_.record) return;
+  const bool host_gate = prefetching() && options_.prefetch.host_gate;
+  if (!options_.record && !host_gate) return;
   const int mi = moe_index(layer);
   if (mi < 0) return;
   const std::string n(name);
   const int E = options_.num_experts, k = options_.k;
   if (n == "ffn_norm") {
     // The MoE block's input (what this layer's router sees): apply the next MoE layer's router to it.
-    if (options_.record_options.gate_next && mi + 1 < static_cast<int>(options_.moe_layers.size())) {
+    if ((host_gate || (options_.record && options_.record_options.gate_next)) && mi + 1 < static_cast<int>(options_.moe_layers.size())) {
       const Matrix& router = options_.weights->layers[static_cast<size_t>(options_.moe_layers[static_cast<size_t>(mi) + 1])].router;
       if (router.cols != cols) throw Error("offload: gate_next: router width differs from the hidden size");
       gate_logits_.resize(static_cast<size_t>(rows) * E);
@@ -242,6 +252,7 @@ void OffloadController::on_hook(const char* name, int layer, const float* data, 
       linear(data, rows, router, gate_logits_.data(), pool_.get());
       route_topk(gate_logits_.data(), rows, E, k, options_.norm_topk_prob, options_.routed_scaling_factor, gate_idx_.data(), gate_weight_.data());
       gate_ready_ = true;
+      if (host_gate) on_gate_next(layer, gate_idx_.data(), rows, k);
     }
     overhead_us_ = 0;
     moe_start_ = std::chrono::steady_clock::now();

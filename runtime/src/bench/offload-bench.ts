@@ -21,6 +21,8 @@ import { gpuMemoryFor, type GpuMemoryPlan, type RunShape } from '../offload/gpu-
 import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
 import { resolveMissOptions, type NativeMissSpec } from '../offload/miss-options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
+import type { PrefetchOptions } from '../offload/prefetch-options.js';
+import type { NativeCacheStats } from '../engine/native-binding.js';
 import { UserError } from '../../../core/src/errors.js';
 import { benchPoint, type PointResult } from './engine-bench.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
@@ -49,6 +51,8 @@ export interface OffloadBenchOptions {
    * validate --best measures a chosen set, and stops early through it when interrupted.
    */
   select?: (cache: number, policy: PolicyName, point: GridPoint, miss: MissMode) => boolean;
+  /** prefetchers, each a grid dimension (issue 12; default none) */
+  prefetches?: PrefetchOptions[];
 }
 
 /** The first logged miss decisions of a point, committed with the results so a CPU test can replay them. */
@@ -108,6 +112,13 @@ export interface OffloadPointResult extends PointResult {
   /** the runtime's miss decisions replayed through the simulator's rule (null for fetch) */
   missRule: MissLogCheck | null;
   missLogSample: MissLogSample | null;
+  /** issue 12 prefetch: the prefetcher, the controller's decisions (precision = useful / issued, recall =
+   *  useful / needed, the simulator's definitions), the device's copies (wasted bytes: bytes moved for
+   *  prefetched experts their layer's next visit did not compute), and the simulator's on the same lanes */
+  prefetch: string;
+  prefetchStats: { issued: number; useful: number; dropped: number; needed: number; precision: number | null; recall: number | null;
+    wastedBytes: number; lateHits: number; promoted: number; cancelled: number; simPrecision: number | null; simRecall: number | null;
+    simIssued: number | null; inferMsPerTokenLayer: number | null } | null;
 }
 
 function sampleOf(log: ReturnType<Engine['takeMissLog']>, spec: NativeMissSpec): MissLogSample {
@@ -166,6 +177,7 @@ export async function runOffloadGrid(
       for (const policy of o.policies) {
         const variants: Array<{ miss: MissMode; cpuFill: boolean | null }> = o.misses.flatMap((m): Array<{ miss: MissMode; cpuFill: boolean | null }> => (m === 'fetch' ? [{ miss: m, cpuFill: null }] : (o.cpuFills ?? [true]).map((f) => ({ miss: m, cpuFill: f }))));
         for (const { miss, cpuFill } of variants) {
+          for (const pf of o.prefetches ?? [{ name: 'none' as const }]) {
           for (const p of grid) {
             if (o.select && !o.select(C, policy, p, miss)) continue;
             const gens = warmup + repeats;
@@ -173,7 +185,8 @@ export async function runOffloadGrid(
             const lanes = o.routing.length ? benchLanes(o.routing, benchShape) : null;
             const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, fill: cpuFill ?? true, profile: o.calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
-            engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(lanes ? { routing: lanes.replay } : {}) });
+            const prefetchOn = pf.name !== 'none';
+            engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(prefetchOn ? { prefetch: pf } : {}), ...(lanes ? { routing: lanes.replay } : {}) });
             const before = engine.offloadStats();
             const t1 = performance.now();
             const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup, log);
@@ -185,13 +198,19 @@ export async function runOffloadGrid(
             const hits = sum(stats.hits);
             const requests = sum(stats.requests);
             let sim: { hits: number; requests: number; layerHits: Float64Array; ms: number } | null = null;
+            let simPf: { issued: number; precision: number | null; recall: number | null } | null = null;
             if (lanes) {
               const corpus: RoutingCorpus = lanes.replay.corpus;
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
               const t = predictBenchPoint(lanes, benchShape, {
-                policy, cacheSize: C, prefetch: 'none', miss, calibration: withCpuWorkers(o.calibration, missSpec?.workers), cpuFill: cpuFill ?? true,
+                policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(o.calibration, missSpec?.workers), cpuFill: cpuFill ?? true,
+                ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
               });
-              sim = { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken.mean };
+              // With prefetch the cache's hits are the timing model's (replayCorpus has no prefetch).
+              sim = prefetchOn
+                ? { hits: t.result.hits, requests: t.result.requests, layerHits: new Float64Array(0), ms: t.msPerToken.mean }
+                : { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken.mean };
+              simPf = prefetchOn ? t.result.prefetch : null;
             }
             const steps = r.msPerToken.n;
             const bytes = diff(before, after, 'bytesH2D');
@@ -215,7 +234,7 @@ export async function runOffloadGrid(
               simHits: sim?.hits ?? null,
               simRequests: sim?.requests ?? null,
               simHitRate: sim ? (sim.requests ? sim.hits / sim.requests : 0) : null,
-              hitsMatchSim: sim ? Array.from(sim.layerHits).every((h, l) => h === stats.hits[l]) && sim.requests === requests : null,
+              hitsMatchSim: sim ? (prefetchOn ? sim.hits === hits : Array.from(sim.layerHits).every((h, l) => h === stats.hits[l])) && sim.requests === requests : null,
               slotCopies: diff(before, after, 'slotCopies'),
               stagedCopies: diff(before, after, 'stagedCopies'),
               bytesH2D: bytes,
@@ -237,6 +256,8 @@ export async function runOffloadGrid(
               simError: sim && r.msPerToken.mean > 0 ? sim.ms / r.msPerToken.mean - 1 : null,
               missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
               missLogSample: missLog && missSpec ? sampleOf(missLog, missSpec) : null,
+              prefetch: pf.name,
+              prefetchStats: prefetchOn ? prefetchStatsOf(stats.prefetch, before, after, simPf, engine.prefetchInferMs) : null,
             };
             log(
               `bench: cache ${C} ${policy} miss ${miss}${cpuFill === false ? ' (lazy fill)' : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
@@ -247,6 +268,7 @@ export async function runOffloadGrid(
             );
             out.push(point);
           }
+          }
         }
       }
     } finally {
@@ -254,6 +276,25 @@ export async function runOffloadGrid(
     }
   }
   return out;
+}
+
+type PrefetchDevice = { wastedBytes?: number; lateHits?: number; promoted?: number; cancelled?: number };
+function prefetchStatsOf(
+  d: NativeCacheStats['prefetch'],
+  before: OffloadStats | null,
+  after: OffloadStats | null,
+  sim: { issued: number; precision: number | null; recall: number | null } | null,
+  inferMs: number | null,
+): NonNullable<OffloadPointResult['prefetchStats']> {
+  if (!d) throw new UserError('bench: the engine reports no prefetch counts');
+  const dev = (s: OffloadStats | null, k: keyof PrefetchDevice) => Number(((s as unknown as { prefetch?: PrefetchDevice } | null)?.prefetch ?? {})[k] ?? 0);
+  const dd = (k: keyof PrefetchDevice) => dev(after, k) - dev(before, k);
+  return {
+    issued: d.issued, useful: d.useful, dropped: d.dropped, needed: d.needed,
+    precision: d.issued > 0 ? d.useful / d.issued : null, recall: d.needed > 0 ? d.useful / d.needed : null,
+    wastedBytes: dd('wastedBytes'), lateHits: dd('lateHits'), promoted: dd('promoted'), cancelled: dd('cancelled'),
+    simPrecision: sim?.precision ?? null, simRecall: sim?.recall ?? null, simIssued: sim?.issued ?? null, inferMsPerTokenLayer: inferMs,
+  };
 }
 
 /** Issue 6's figures at batch 1, prompt 128, cache 16: at most 30 ms per output token, peak GPU memory at most 12 GiB. */
@@ -274,10 +315,13 @@ export const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {
-  const head = ['cache', 'policy', 'miss', 'fill', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
+  const head = ['cache', 'policy', 'miss', 'fill', 'prefetch', 'precision (sim)', 'recall (sim)', 'wasted GB', 'late hits', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
     'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
-    String(p.cache), p.policy, p.miss ?? 'fetch', p.cpuFill === undefined || p.cpuFill === null ? '-' : p.cpuFill ? 'background' : 'lazy', String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
+    String(p.cache), p.policy, p.miss ?? 'fetch', p.cpuFill === undefined || p.cpuFill === null ? '-' : p.cpuFill ? 'background' : 'lazy',
+    p.prefetch ?? 'none', p.prefetchStats ? `${pct(p.prefetchStats.precision)} (${pct(p.prefetchStats.simPrecision)})` : '-',
+    p.prefetchStats ? `${pct(p.prefetchStats.recall)} (${pct(p.prefetchStats.simRecall)})` : '-', p.prefetchStats ? gb(p.prefetchStats.wastedBytes) : '-',
+    p.prefetchStats ? `${p.prefetchStats.lateHits} (${p.prefetchStats.promoted} promoted)` : '-', String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
     p.msPerToken.p50.toFixed(2), p.msPerToken.p99.toFixed(2), p.simMsPerToken == null ? '-' : p.simMsPerToken.toFixed(2), p.simError == null ? '-' : `${(100 * p.simError).toFixed(1)}%`,
     p.decodeTokensPerSecond.toFixed(1), pct(p.hitRate), pct(p.simHitRate), p.hitsMatchSim === null ? '-' : p.hitsMatchSim ? 'yes' : 'NO',
     p.cpuExpertsPerToken === undefined ? '-' : p.cpuExpertsPerToken.toFixed(1), String(p.fillCopies ?? '-'), p.miss && p.miss !== 'fetch' ? pct(p.cpuBusyShare) : '-',

@@ -14,6 +14,8 @@ export interface OffloadCheckCase {
   label: string;
   cache: number;
   policy: PolicyName;
+  /** issue 12: the prefetcher of the offloaded run (prefetch must not change arithmetic) */
+  prefetch: 'none' | 'next-gate';
   identical: boolean;
   /** first (sequence, index) whose token differs */
   firstDifference: { sequence: number; index: number } | null;
@@ -47,6 +49,7 @@ export async function checkOffloadTokens(
   newTokens: number,
   seed: number,
   log: (line: string) => void,
+  prefetches: Array<'none' | 'next-gate'> = ['none'],
 ): Promise<OffloadCheck> {
   const ref = await Engine.load(model, { device: 'cuda' });
   const vocab = ref.config.vocabSize;
@@ -67,13 +70,16 @@ export async function checkOffloadTokens(
   try {
     for (const cache of caches) {
       for (const policy of policies) {
+        // The check runs on the model's own routing, so next-gate is the prefetcher it can run (oracle and
+        // predicted need a routing replay); its copies take the same device path as theirs.
+        for (const prefetch of cache > 0 ? prefetches : ['none' as const])
         for (let i = 0; i < BATCHES.length; i++) {
-          eng.resetOffload({ cache: { slotsPerLayer: cache, policy } });
+          eng.resetOffload({ cache: { slotsPerLayer: cache, policy }, ...(prefetch !== 'none' ? { prefetch: { name: prefetch } } : {}) });
           const before = eng.offloadStats()?.bytesH2D ?? 0;
           const tokens = await run(eng, i);
           const diff = firstDifference(reference[i], tokens);
-          cases.push({ label: BATCHES[i].label, cache, policy, identical: diff === null, firstDifference: diff, bytesH2D: (eng.offloadStats()?.bytesH2D ?? 0) - before });
-          log(`offload check: cache ${cache} ${policy} ${BATCHES[i].label}: ${diff === null ? 'identical' : `DIFFERS at sequence ${diff.sequence} token ${diff.index}`}`);
+          cases.push({ label: BATCHES[i].label, cache, policy, prefetch, identical: diff === null, firstDifference: diff, bytesH2D: (eng.offloadStats()?.bytesH2D ?? 0) - before });
+          log(`offload check: cache ${cache} ${policy}${prefetch !== 'none' ? ` prefetch ${prefetch}` : ''} ${BATCHES[i].label}: ${diff === null ? 'identical' : `DIFFERS at sequence ${diff.sequence} token ${diff.index}`}`);
         }
       }
     }

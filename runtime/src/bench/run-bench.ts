@@ -38,7 +38,7 @@ export interface BenchOptions {
   /** issue 6: routed experts offloaded, grid over cache sizes and policies (device cuda) */
   offload?: OffloadBenchOptions | null;
   /** issue 6: tokens identical between all-resident and offloaded runs (device cuda) */
-  checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number } | null;
+  checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number; prefetches?: Array<'none' | 'next-gate'> } | null;
   /** issue 12: logits with misses computed on the CPU against all-resident (device cuda) */
   checkMiss?: { misses: MissMode[]; cache: number; newTokens: number } | null;
   /** no timing grid (e.g. only the offload check) */
@@ -106,7 +106,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
     let offloadCheck: OffloadCheck | null = null;
     if (o.checkOffload) {
       o.log('bench: offload check (tokens identical: all-resident vs offloaded)');
-      offloadCheck = await checkOffloadTokens(ckpt.dir, o.checkOffload.caches, o.checkOffload.policies, o.checkOffload.newTokens, o.seed, o.log);
+      offloadCheck = await checkOffloadTokens(ckpt.dir, o.checkOffload.caches, o.checkOffload.policies, o.checkOffload.newTokens, o.seed, o.log, o.checkOffload.prefetches ?? ['none', 'next-gate']);
     }
     let cpuMissCheck: CpuMissCheck | null = null;
     if (o.checkMiss) {

@@ -2,6 +2,9 @@ import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
 import { defaultCalibration, loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
 import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
 import type { MissOptions } from '../offload/miss-options.js';
+import type { PrefetchOptions } from '../offload/prefetch-options.js';
+import { PREFETCH_NAMES } from '../../../sim/src/prefetch/sources.js';
+import { existsSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../model/config.js';
 import { parseByteSize, planGpuMemory, type RunShape } from '../offload/gpu-budget.js';
 import { UserError } from '../../../core/src/errors.js';
@@ -138,4 +141,29 @@ export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpu
   const misses = parseChoiceListOption('--miss', o.miss ?? 'fetch', MISS_MODES);
   const cpuFills = parseChoiceListOption('--cpu-fill', o.cpuFill ?? 'background', ['background', 'lazy'] as const).map((f) => f === 'background');
   return { misses, cpuFills, ...missShape(o) };
+}
+
+/** Raw commander values of the prefetch options (bench; issue 12). */
+export interface RawPrefetchCliOptions {
+  prefetch?: string;
+  predictor?: string;
+  prefetchLookahead?: string;
+  prefetchInFlight?: string;
+}
+
+/** bench: `--prefetch` is a list (a grid dimension); `--predictor DIR` feeds predicted. Checked before loading. */
+export function prefetchGridFromCli(o: RawPrefetchCliOptions): PrefetchOptions[] {
+  const names = parseChoiceListOption('--prefetch', o.prefetch ?? 'none', PREFETCH_NAMES);
+  if (o.predictor !== undefined && !names.includes('predicted')) throw new UserError('option --predictor: only with --prefetch predicted');
+  if (names.includes('predicted') && o.predictor === undefined) throw new UserError('option --prefetch predicted: needs --predictor DIR (a predictor exported by train-predictor --out DIR)');
+  if (o.predictor !== undefined && !(existsSync(o.predictor) && statSync(o.predictor).isDirectory())) throw new UserError(`option --predictor: ${o.predictor}: not a directory`);
+  if (o.prefetchLookahead !== undefined && !names.includes('oracle')) throw new UserError('option --prefetch-lookahead: only with --prefetch oracle');
+  const lookahead = o.prefetchLookahead === undefined ? undefined : parseIntOption('--prefetch-lookahead', o.prefetchLookahead, 1, 64);
+  const maxInFlight = o.prefetchInFlight === undefined ? undefined : parseIntOption('--prefetch-in-flight', o.prefetchInFlight, 1, 64);
+  return names.map((name): PrefetchOptions => ({
+    name,
+    ...(name === 'predicted' ? { predictor: o.predictor } : {}),
+    ...(name === 'oracle' && lookahead !== undefined ? { lookahead } : {}),
+    ...(maxInFlight !== undefined ? { maxInFlight } : {}),
+  }));
 }

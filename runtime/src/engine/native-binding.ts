@@ -1,4 +1,5 @@
 import type { NativeMissSpec } from '../offload/miss-options.js';
+import type { NativePrefetchSpec } from '../offload/prefetch-options.js';
 import { existsSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
@@ -130,6 +131,7 @@ export interface NativeOffloadSpec {
   replay?: { length: number; experts: Int32Array; weights: Float32Array }[];
   record?: { scores: boolean; gateNext: boolean; timings: boolean };
   miss?: NativeMissSpec;
+  prefetch?: NativePrefetchSpec;
   tensors?: NativeTensor[];
 }
 
@@ -175,6 +177,8 @@ export interface NativeCacheStats {
   inserts: Float64Array;
   evictions: Float64Array;
   bypasses: Float64Array;
+  /** with prefetch (issue 12): the controller's decisions, the simulator's TimingResult.prefetch counts */
+  prefetch?: { issued: number; useful: number; dropped: number; needed: number; alreadyCached: number };
 }
 
 export interface NativeLoadOptions {

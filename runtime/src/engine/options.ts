@@ -1,5 +1,6 @@
 import type { CacheOptions } from '../offload/cache-options.js';
 import type { MissOptions } from '../offload/miss-options.js';
+import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import type { RunShape } from '../offload/gpu-budget.js';
 import type { RecordOptions } from '../offload/offload-spec.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
@@ -27,6 +28,8 @@ export interface EngineLoadOptions {
   runShape?: RunShape;
   /** device 'cuda', offloaded: what to do with a missed expert (fetch, cpu, hybrid; issue 12) */
   miss?: MissOptions;
+  /** with a cache: experts brought in ahead of their request (next-gate, oracle, predicted; issue 12) */
+  prefetch?: PrefetchOptions;
   /** device 'cuda' with a cache: GPU slots per MoE layer (default: the cache's); more lets one load serve smaller caches (resetOffload) */
   poolSlots?: number;
 }
@@ -52,7 +55,7 @@ export interface ResolvedLoadOptions {
 }
 
 /** Offloading options are checked against the model in runtime/src/offload/offload-spec.ts. */
-export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss'];
+export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss', 'prefetch'];
 
 export interface ResolvedSampling {
   greedy: boolean;

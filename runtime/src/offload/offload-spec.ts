@@ -12,6 +12,7 @@ import type { Checkpoint } from '../model/checkpoint.js';
 import { UserError } from '../../../core/src/errors.js';
 import { resolveCacheOptions } from './cache-options.js';
 import { resolveMissOptions } from './miss-options.js';
+import { resolvePrefetchOptions } from './prefetch-options.js';
 import { checkReplayCoverage, checkReplayGeometry, toNativeReplay, type RoutingReplay } from './routing-replay.js';
 
 export interface RecordOptions {
@@ -36,9 +37,14 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions, offload
   const record = o.record;
   if (record !== undefined && (record === null || typeof record !== 'object')) throw new UserError('option record: must be an object {scores, gateNext, timings}');
   const miss = resolveMissOptions(o.miss, offloaded ? 'cuda' : (o.device ?? 'cpu'), offloaded);
+  const prefetch = resolvePrefetchOptions(o.prefetch, { routing, hasCache: cache !== null && cache !== undefined, offloadedCuda: offloaded, moeLayers: L });
   if (!cache && !routing && !record && !miss) return null;
   const spec: NativeOffloadSpec = {};
   if (miss) spec.miss = miss;
+  if (prefetch) {
+    spec.prefetch = prefetch.inferMsPerTokenLayer === undefined ? prefetch.spec : { ...prefetch.spec, inferMsPerTokenLayer: prefetch.inferMsPerTokenLayer };
+    if (prefetch.spec.hostGate) spec.tensors = toNativeTensors(ckpt);
+  }
   if (cache) {
     spec.cache = { slotsPerLayer: cache.slotsPerLayer, policy: cache.policy, lfruDecay: cache.lfruDecay };
     if (cache.policy === 'static') {
@@ -58,7 +64,7 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions, offload
   if (routing) spec.replay = toNativeReplay(routing);
   if (record) {
     spec.record = { scores: record.scores ?? true, gateNext: record.gateNext ?? true, timings: record.timings ?? true };
-    if (spec.record.gateNext) spec.tensors = toNativeTensors(ckpt);
+    if (spec.record.gateNext && !spec.tensors) spec.tensors = toNativeTensors(ckpt);
   }
   return spec;
 }

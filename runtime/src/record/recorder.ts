@@ -21,6 +21,8 @@ import { Engine } from '../engine/engine.js';
 import type { Sampling } from '../engine/options.js';
 import { configHash, loadModelConfig } from '../model/config.js';
 import type { CacheOptions } from '../offload/cache-options.js';
+import type { PrefetchOptions } from '../offload/prefetch-options.js';
+import type { NativeCacheStats } from '../engine/native-binding.js';
 import { checkReplayCoverage, loadRoutingReplay } from '../offload/routing-replay.js';
 import { findRepoRoot } from '../engine/native-binding.js';
 import { checkOutputFile } from '../../../core/src/output-path.js';
@@ -44,6 +46,8 @@ export interface RecordTraceOptions {
   /** trace whose routing is replayed */
   routing?: string;
   cache?: { slotsPerLayer: number; policy: CacheOptions['policy'] };
+  /** prefetch into the cache (issue 12; needs `cache`): on the CPU engine only the decisions are made */
+  prefetch?: PrefetchOptions;
   sampling?: Sampling;
   quiet?: boolean;
   /** set to true (e.g. by a SIGINT handler) to stop after the current step */
@@ -63,7 +67,7 @@ export interface RecordTraceResult {
   plannedSequences: number;
   interrupted: boolean;
   /** per MoE layer, when a cache was configured */
-  cache: { hits: number[]; requests: number[] } | null;
+  cache: { hits: number[]; requests: number[]; prefetch?: NonNullable<NativeCacheStats['prefetch']> } | null;
 }
 
 export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceResult> {
@@ -79,7 +83,7 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
     : undefined;
   if (cache && !cache.schedule) delete cache.schedule;
 
-  const engine = await Engine.load(o.model, { device: o.device ?? 'cpu', threads: o.threads ?? 0, cache, routing: replay, record: {} });
+  const engine = await Engine.load(o.model, { device: o.device ?? 'cpu', threads: o.threads ?? 0, cache, routing: replay, record: {}, prefetch: o.prefetch });
   for (const w of engine.checkpoint.warnings) o.log?.(`moe-offload: warning: ${w}`);
   let writer: TraceWriter | undefined;
   try {
@@ -143,7 +147,7 @@ export async function recordTrace(o: RecordTraceOptions): Promise<RecordTraceRes
       sequences: written.reduce((a, b) => a + b, 0),
       plannedSequences: S,
       interrupted,
-      cache: stats ? { hits: Array.from(stats.hits), requests: Array.from(stats.requests) } : null,
+      cache: stats ? { hits: Array.from(stats.hits), requests: Array.from(stats.requests), ...(stats.prefetch ? { prefetch: stats.prefetch } : {}) } : null,
     };
   } catch (err) {
     writer?.abort();

@@ -19,6 +19,7 @@
 #include "moe/moe_plan.h"
 #include "moe/offload/expert_cache.h"
 #include "moe/offload/miss_policy.h"
+#include "moe/offload/prefetch.h"
 #include "moe/thread_pool.h"
 #include "moe/weights.h"
 
@@ -58,6 +59,8 @@ struct OffloadOptions {
   RecordOptions record_options;
   // Misses (issue 12; the CUDA backend acts on it): fetch, cpu or hybrid, with the cost model's estimates.
   MissPolicy miss;
+  // Prefetch (issue 12; decisions here, copies by the CUDA backend): see moe/offload/prefetch.h.
+  PrefetchOptions prefetch;
   // Router weights of every layer (only the MoE layers' are read), for gate_next.
   const ModelWeights* weights = nullptr;
 };
@@ -97,11 +100,18 @@ class OffloadController final : public MoeInterceptor {
   }
   const MissPolicy* miss_policy() const override { return &options_.miss; }
   MissLog* miss_log() override { return options_.miss.log ? &miss_log_ : nullptr; }
+  // Prefetch (prefetch_decisions.cpp).
+  const PrefetchOptions* prefetch_options() const override { return prefetching() ? &options_.prefetch : nullptr; }
+  int gate_next_layer(int layer) const override;
+  void on_gate_next(int layer, const int32_t* ids, int rows, int k) override;
+  const std::vector<PrefetchOrder>* prefetch_orders() const override { return prefetching() ? &orders_ : nullptr; }
+  const PrefetchStats& prefetch_stats() const { return prefetch_stats_; }
+  bool prefetching() const { return options_.prefetch.source != PrefetchSource::None && cache_ != nullptr; }
 
   // The debug hook recording needs; forwards every call to `user` (e.g. the addon's capture).
   DebugHook make_hook();
   void set_user_hook(DebugHook user) { user_hook_ = std::move(user); }
-  bool needs_hook() const { return options_.record; }
+  bool needs_hook() const { return options_.record || (prefetching() && options_.prefetch.host_gate); }
 
   bool has_cache() const { return cache_ != nullptr; }
   const ExpertCache& cache() const { return *cache_; }
@@ -113,6 +123,12 @@ class OffloadController final : public MoeInterceptor {
   void replay_plan(MoePlan& plan) const;
   void account(int moe_index, const MoePlan& plan, int& hits, int& misses);
   void record_plan(int moe_index, const MoePlan& plan, int hits, int misses);
+  // prefetch_decisions.cpp
+  void check_prefetch_options();
+  void prefetch_step_start();
+  void prefetch_after(int moe_index);
+  void prefetch_into(int target, int32_t step, const int32_t* rows, int nrows);
+  void count_prefetch(int target, int32_t step, const int32_t* set, const CacheOutcome* outcomes, int n);
   int moe_index(int layer) const { return layer >= 0 && layer < static_cast<int>(moe_index_.size()) ? moe_index_[static_cast<size_t>(layer)] : -1; }
 
   OffloadOptions options_;
@@ -138,6 +154,15 @@ class OffloadController final : public MoeInterceptor {
   double overhead_us_ = 0;
   RecordedRows rows_;
   MissLog miss_log_;
+  // Prefetch state: orders of the last begin_forward / on_plan; per (MoE layer, expert) the cache step a
+  // prefetch was issued for and the step whose prefetch evicted it (-1: none); next-gate ids per MoE layer
+  // of the current forward ([rows * k]); scratch.
+  std::vector<PrefetchOrder> orders_;
+  PrefetchStats prefetch_stats_;
+  std::vector<int32_t> prefetched_for_, prefetch_victim_at_;
+  std::vector<std::vector<int32_t>> gate_ids_;
+  std::vector<int32_t> pf_set_, pf_rows_;
+  std::vector<CacheOutcome> outcomes_;
 };
 
 // Drives an Engine with an OffloadController attached (see the header comment). The engine must

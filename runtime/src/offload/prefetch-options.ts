@@ -1,0 +1,132 @@
+/**
+ * Prefetch (issue 12: `--prefetch none|next-gate|oracle|predicted`), as Engine.load / resetOffload take it,
+ * checked and turned into the addon's spec before anything loads (errors name the option).
+ *   next-gate  layer l+1's router applied to layer l's MoE input (the model's own routing): on the GPU by the
+ *              CUDA backend, on the CPU engine by the controller (hostGate). Refused under routing replay: the
+ *              random-weight model's gate does not predict a replayed routing, so its precision there would
+ *              measure nothing (the issue measures next-gate on the model's own routing).
+ *   oracle     the replayed routing of layer l + lookahead itself (routing replay only): the upper bound.
+ *   predicted  the trained predictor's experts (`--predictor DIR`, lookahead = the predictor's k), computed
+ *              here, before the run, with the simulator's code (predictor/src/annotate.ts) from the replayed
+ *              routing, and handed to the native controller as a per-(sequence, position, layer) table. The
+ *              inference is therefore PRECOMPUTED, not run inside the forward; `inferMsPerTokenLayer` is its
+ *              measured CPU cost per (token, layer), reported beside the results so its in-line cost is known.
+ * The decisions (which expert goes into which slot) are the simulator's (native/include/moe/offload/prefetch.h).
+ */
+import { performance } from 'node:perf_hooks';
+import { BadInputError, UserError } from '../../../core/src/errors.js';
+import { PREFETCH_NAMES, type PrefetchName } from '../../../sim/src/prefetch/sources.js';
+import { NO_EXPERT } from '../../../traces/src/sequences.js';
+import { applyPredictions, rankPredictions } from '../../../predictor/src/annotate.js';
+import { PredictorRuntime } from '../../../predictor/src/infer.js';
+import type { RoutingReplay } from './routing-replay.js';
+
+export interface PrefetchOptions {
+  name: PrefetchName;
+  /** predicted: the exported predictor (train-predictor --out DIR) */
+  predictor?: string;
+  /** predicted: experts the predictor names per token and layer (default 6, as simulate) */
+  predictorBudget?: number;
+  /** oracle: layers ahead (default 1, the simulator's oracleLookahead) */
+  lookahead?: number;
+  /** GPU: prefetch pieces on the copy stream at once (default 1: a demand copy waits behind at most one piece) */
+  maxInFlight?: number;
+}
+
+/** The addon's `prefetch` spec (native/addon/offload_binding.cpp). */
+export interface NativePrefetchSpec {
+  name: string;
+  source: 'next-gate' | 'table';
+  lookahead: number;
+  width?: number;
+  table?: Int32Array[];
+  hostGate: boolean;
+  pieces: number;
+  maxInFlight: number;
+  /** predicted: measured CPU time of one prediction (one token at one layer), ms; not read by the addon (reports) */
+  inferMsPerTokenLayer?: number;
+}
+
+export interface ResolvedPrefetch {
+  spec: NativePrefetchSpec;
+  /** predicted: measured CPU time of one prediction (one token at one layer), ms */
+  inferMsPerTokenLayer?: number;
+}
+
+/** Pieces a prefetch moves in (an expert's gate, up and down matrices): sim/src/timing/engine.ts PREFETCH_CHUNKS. */
+export const PREFETCH_PIECES = 3;
+
+/**
+ * `routing`: the load's routing replay (mutated for predicted: its corpus gets the predictions, as
+ * simulate --predictor does, so the simulator's prediction of the same run sees the same plan).
+ * `offloadedCuda`: the CUDA engine with offloaded experts (else the CPU engine's accounting layer).
+ */
+export function resolvePrefetchOptions(o: PrefetchOptions | undefined, ctx: { routing?: RoutingReplay; hasCache: boolean; offloadedCuda: boolean; moeLayers: number }): ResolvedPrefetch | null {
+  if (o === undefined) return null;
+  if (o === null || typeof o !== 'object') throw new UserError('option prefetch: must be an object {name, predictor?, lookahead?}');
+  if (!(PREFETCH_NAMES as readonly string[]).includes(o.name)) throw new UserError(`option --prefetch: unknown value '${String(o.name)}' (choose from ${PREFETCH_NAMES.join(', ')})`);
+  if (o.name !== 'predicted' && (o.predictor !== undefined || o.predictorBudget !== undefined)) {
+    throw new UserError(`option --predictor: only with --prefetch predicted (got --prefetch ${o.name})`);
+  }
+  if (o.lookahead !== undefined && o.name !== 'oracle') {
+    throw new UserError(`option --prefetch-lookahead: only with --prefetch oracle (next-gate looks 1 layer ahead, predicted its predictor's k)`);
+  }
+  if (o.name === 'none') return null;
+  if (!ctx.hasCache) throw new UserError(`option --prefetch ${o.name}: needs an expert cache (--cache C or --gpu-memory SIZE)`);
+  const maxInFlight = o.maxInFlight ?? 1;
+  if (!Number.isInteger(maxInFlight) || maxInFlight < 1 || maxInFlight > 64) throw new UserError(`option --prefetch-in-flight: must be a whole number from 1 to 64 (got ${String(o.maxInFlight)})`);
+  const base = { name: o.name, hostGate: false, pieces: PREFETCH_PIECES, maxInFlight };
+  const L = ctx.moeLayers;
+  switch (o.name) {
+    case 'next-gate':
+      if (ctx.routing) {
+        throw new UserError("option --prefetch next-gate: refused under routing replay (--routing): the model's own gate does not predict a replayed routing; measure next-gate on the model's own routing (no --routing)");
+      }
+      return { spec: { ...base, source: 'next-gate', lookahead: 1, hostGate: !ctx.offloadedCuda } };
+    case 'oracle': {
+      if (!ctx.routing) throw new UserError('option --prefetch oracle: needs a routing replay (--routing F): the oracle prefetches the replayed routing of the layers ahead');
+      const lookahead = o.lookahead ?? 1;
+      // As the simulator: a lookahead of L or more decides every layer at the step's start.
+      if (!Number.isInteger(lookahead) || lookahead < 1 || lookahead > 64) throw new UserError(`option --prefetch-lookahead: must be a whole number from 1 to 64 (got ${String(o.lookahead)})`);
+      const table = ctx.routing.corpus.sequences.map((s) => Int32Array.from(s.experts));
+      return { spec: { ...base, source: 'table', lookahead, width: ctx.routing.corpus.topK, table } };
+    }
+    case 'predicted':
+      return resolvePredicted(o, ctx.routing, base);
+  }
+}
+
+function resolvePredicted(o: PrefetchOptions, routing: RoutingReplay | undefined, base: Omit<NativePrefetchSpec, 'source' | 'lookahead'>): ResolvedPrefetch {
+  if (o.predictor === undefined) throw new UserError('option --prefetch predicted: needs --predictor DIR (a predictor exported by train-predictor --out DIR)');
+  if (!routing) {
+    throw new UserError('option --prefetch predicted: needs a routing replay (--routing F): the predictor\'s inputs are the replayed routing (the random-weight model\'s own routing is not what it was trained on)');
+  }
+  const budget = o.predictorBudget ?? 6;
+  // The predictor's inference is pure TypeScript (infer.ts; no TensorFlow.js).
+  let runtime: PredictorRuntime;
+  try {
+    runtime = PredictorRuntime.load(o.predictor);
+  } catch (err) {
+    throw new UserError(`option --predictor: ${(err as Error).message}`);
+  }
+  const corpus = routing.corpus;
+  const t0 = performance.now();
+  let ranked;
+  try {
+    ranked = rankPredictions(corpus, runtime, budget, o.predictor);
+  } catch (err) {
+    if (err instanceof BadInputError || err instanceof UserError) throw new UserError(`option --predictor: ${err.message}`);
+    throw err;
+  }
+  const ms = performance.now() - t0;
+  const L = corpus.moeLayers.length;
+  if (ranked.lookahead < 1 || ranked.lookahead >= L) throw new UserError(`option --predictor: ${o.predictor} predicts ${ranked.lookahead} layers ahead; the model has ${L} MoE layers`);
+  applyPredictions(corpus, ranked, 0);
+  let predictions = 0;
+  for (const s of corpus.sequences) predictions += s.length * (L - ranked.lookahead);
+  const table = corpus.sequences.map((s) => Int32Array.from(s.predictions!.ids, (id) => (id === NO_EXPERT ? -1 : id)));
+  return {
+    spec: { ...base, source: 'table', lookahead: ranked.lookahead, width: budget, table },
+    inferMsPerTokenLayer: predictions > 0 ? ms / predictions : undefined,
+  };
+}
