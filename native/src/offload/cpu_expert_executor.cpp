@@ -50,7 +50,6 @@ void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
   next_ = 0;
   error_ = nullptr;
   running_ = workers();
-  remaining_.store(running_, std::memory_order_release);
   active_ = true;
   ++batch_;
   published_.store(batch_, std::memory_order_release);
@@ -58,9 +57,6 @@ void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
 }
 
 void CpuExpertExecutor::wait() {
-  // The forward thread has nothing else to do here, and a thread woken from a condition variable took
-  // ~0.4 ms on the H200 host (a VM), once per MoE layer: poll first, like the workers do.
-  if (spin_us_ > 0) spin_until(spin_us_, [this] { return remaining_.load(std::memory_order_acquire) == 0; });
   std::unique_lock<std::mutex> lock(mutex_);
   if (!active_) return;
   done_.wait(lock, [this] { return running_ == 0; });
@@ -118,10 +114,7 @@ void CpuExpertExecutor::worker_loop(int w) {
         if (!error_) error_ = std::current_exception();
       }
     }
-    if (--running_ == 0) {
-      remaining_.store(0, std::memory_order_release);  // under the lock: wait() sees the batch's results
-      done_.notify_all();
-    }
+    if (--running_ == 0) done_.notify_all();
   }
 }
 

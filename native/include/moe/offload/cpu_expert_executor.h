@@ -2,8 +2,7 @@
 // Routed experts computed on the CPU (issue 12, Fiddler's idea): `workers` experts at once, each on its own
 // pool of `threads_per_worker` threads (calibrate chooses that shape by measurement). start() hands a list
 // of jobs to the workers and returns at once, so the caller keeps the GPU busy meanwhile; wait() blocks
-// until every job is done (polling for spin_us first, then sleeping) and rethrows the first job's exception
-// (a throwing job never hangs the caller).
+// until every job is done and rethrows the first job's exception (a throwing job never hangs the caller).
 // Jobs are taken in list order by whichever worker is free first: list scheduling, as the miss rule
 // (miss_policy.h) assumes. Between batches the workers (and their pools' threads) poll for `spin_us`
 // before they sleep (thread_pool.h says why); nothing allocates per job.
@@ -68,7 +67,6 @@ class CpuExpertExecutor {
   std::vector<CpuExpertJob>* jobs_ = nullptr;
   size_t next_ = 0;
   int running_ = 0;       // workers inside the current batch
-  std::atomic<int> remaining_{0};  // running_, readable without the lock (wait() polls it)
   uint64_t batch_ = 0;
   std::atomic<uint64_t> published_{0};  // batch_, readable without the lock
   int spin_us_ = 0;
