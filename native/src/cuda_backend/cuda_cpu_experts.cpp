@@ -159,6 +159,14 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
 
 void CudaBackend::start_cpu_experts(int T) {
   if (cpu_experts_.empty()) return;
+#if !__has_include("moe/quant/expert_kernels.h")
+  // Until the quantized CPU expert kernels (helper qcpu: moe/quant/expert_kernels.h and the executor's
+  // blob path) are in this tree, a blob job would run on empty bf16 views: refuse instead.
+  if (quant_experts_) {
+    throw Error(std::string("CPU experts (--miss cpu / hybrid) with expertDtype '") + quant::expert_dtype_name(expert_layout_.dtype) +
+                "' need the quantized CPU expert kernels, which this build does not have; use --miss fetch");
+  }
+#endif
   const int H = c_.hidden_size, k = c_.num_experts_per_tok, dff = c_.moe_intermediate_size;
   const int mi = moe_index_[static_cast<size_t>(plan_.layer)];
   const size_t max_entries = static_cast<size_t>(kCpuMaxRows) * k;
@@ -188,11 +196,16 @@ void CudaBackend::start_cpu_experts(int T) {
       cpu_scale_[static_cast<size_t>(r)] = plan_.weight[static_cast<size_t>(entry)];
       ++r;
     }
-    const uint16_t* base = reinterpret_cast<const uint16_t*>(host_experts_->expert(mi, e));
     offload::CpuExpertJob job;
-    job.weights.gate = Matrix{base, DType::BF16, dff, H};
-    job.weights.up = Matrix{base + static_cast<size_t>(dff) * H, DType::BF16, dff, H};
-    job.weights.down = Matrix{base + static_cast<size_t>(2) * dff * H, DType::BF16, H, dff};
+    if (quant_experts_) {  // issue 13: the CPU computes from the same quantized blob the GPU would copy
+      job.blob = host_experts_->expert(mi, e);
+      job.layout = &host_experts_->layout();
+    } else {
+      const uint16_t* base = reinterpret_cast<const uint16_t*>(host_experts_->expert(mi, e));
+      job.weights.gate = Matrix{base, DType::BF16, dff, H};
+      job.weights.up = Matrix{base + static_cast<size_t>(dff) * H, DType::BF16, dff, H};
+      job.weights.down = Matrix{base + static_cast<size_t>(2) * dff * H, DType::BF16, H, dff};
+    }
     job.x = cpu_x_.data() + static_cast<size_t>(r0) * H;
     job.rows = r - r0;
     job.y = out + static_cast<size_t>(r0) * H;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "moe/kernels.h"
+#include "moe/quant/expert_format.h"
 #include "moe/thread_pool.h"
 #include "moe/weights.h"
 
@@ -23,6 +24,10 @@ namespace moe::offload {
 
 struct CpuExpertJob {
   MlpWeights weights;         // the expert's gate/up/down (bf16 views of the pinned host copy)
+  // Issue 13: blob set: the job's expert is that quantized blob (layout says where its parts are);
+  // otherwise `weights` as above.
+  const uint8_t* blob = nullptr;
+  const quant::ExpertLayout* layout = nullptr;
   const float* x = nullptr;   // [rows, hidden] fp32 inputs
   int rows = 0;
   float* y = nullptr;         // [rows, hidden] outputs, row r multiplied by row_scale[r]
