@@ -73,8 +73,8 @@ CpuCalibrator::CpuCalibrator(const ModelConfig& c, int pool, const std::string& 
   const bool quantized = dtype != quant::ExpertDType::BF16;
 #ifndef MOE_QUANT_CPU_KERNELS
   if (quantized) {
-    throw Error(std::string("calibrate: the quantized CPU expert kernels are not in this build, so a ") + quant::expert_dtype_name(dtype) +
-                " CPU expert cannot be timed");
+    throw Error(std::string("calibrate: the quantized CPU expert kernels are not in this build, so ") + quant::expert_dtype_name(dtype) +
+                " CPU experts cannot be timed");
   }
 #endif
   // Quantized experts: "auto" is the quantized kernels' own choice (LinearIsa::Auto).

@@ -24,15 +24,15 @@ namespace moe::offload {
 
 struct CpuExpertJob {
   MlpWeights weights;         // the expert's gate/up/down (bf16 views of the pinned host copy)
-  // Issue 13: blob set: the job's expert is that quantized blob (layout says where its parts are);
-  // otherwise `weights` as above.
-  const uint8_t* blob = nullptr;
-  const quant::ExpertLayout* layout = nullptr;
   const float* x = nullptr;   // [rows, hidden] fp32 inputs
   int rows = 0;
   float* y = nullptr;         // [rows, hidden] outputs, row r multiplied by row_scale[r]
   const float* row_scale = nullptr;  // [rows] routing weights; nullptr: 1
   double ms = 0;              // measured wall time of the job (filled by the worker)
+  // Issue 13: blob set: the job's expert is that quantized blob (layout says where its parts are);
+  // otherwise `weights` as above. Last, so the positional initialisers of the fields above still hold.
+  const uint8_t* blob = nullptr;
+  const quant::ExpertLayout* layout = nullptr;
 };
 
 class CpuExpertExecutor {
