@@ -36,6 +36,24 @@ bool bool_arg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return info[i].As<Napi::Boolean>().Value();
 }
 
+// Optional trailing (expertDtype, expertGroup) at argument i (issue 13); absent: bf16, group 64.
+struct DtypeArgs {
+  moe::quant::ExpertDType dtype = moe::quant::ExpertDType::BF16;
+  int group = moe::quant::kDefaultInt4Group;
+};
+DtypeArgs dtype_args(const Napi::CallbackInfo& info, size_t i) {
+  DtypeArgs a;
+  if (info.Length() > i && !info[i].IsUndefined()) {
+    const std::string dt = str_arg(info, i, "expertDtype");
+    if (dt == "bf16") a.dtype = moe::quant::ExpertDType::BF16;
+    else if (dt == "int8") a.dtype = moe::quant::ExpertDType::INT8;
+    else if (dt == "int4") a.dtype = moe::quant::ExpertDType::INT4;
+    else throw Napi::TypeError::New(info.Env(), "calibrate: expertDtype must be 'bf16', 'int8' or 'int4', not '" + dt + "'");
+  }
+  if (info.Length() > i + 1 && !info[i + 1].IsUndefined()) a.group = int_arg(info, i + 1, "expertGroup");
+  return a;
+}
+
 moe::ModelConfig config_arg(const Napi::CallbackInfo& info) {
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "calibrate: expected a model config object");
   return to_config(info[0].As<Napi::Object>());
@@ -53,22 +71,31 @@ auto guarded(Napi::Env env, F&& f) -> decltype(f()) {
   }
 }
 
-// new CpuCalibrator(config, pool, isa)
+// new CpuCalibrator(config, pool, isa, expertDtype?, expertGroup?)
 class CpuCalibratorWrap : public Napi::ObjectWrap<CpuCalibratorWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
     return DefineClass(env, "CpuCalibrator",
-                       {InstanceMethod<&CpuCalibratorWrap::isa>("isa"), InstanceMethod<&CpuCalibratorWrap::expert_ms>("expertMs")});
+                       {InstanceMethod<&CpuCalibratorWrap::isa>("isa"), InstanceMethod<&CpuCalibratorWrap::expert_ms>("expertMs"),
+                        InstanceMethod<&CpuCalibratorWrap::expert_dtype>("expertDtype"),
+                        InstanceMethod<&CpuCalibratorWrap::expert_bytes>("expertBytes")});
   }
   explicit CpuCalibratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CpuCalibratorWrap>(info) {
     const moe::ModelConfig c = config_arg(info);
     const int pool = int_arg(info, 1, "pool");
     const std::string isa = str_arg(info, 2, "isa");
-    impl_ = guarded(info.Env(), [&] { return std::make_unique<moe::calibrate::CpuCalibrator>(c, pool, isa); });
+    const DtypeArgs d = dtype_args(info, 3);
+    impl_ = guarded(info.Env(), [&] { return std::make_unique<moe::calibrate::CpuCalibrator>(c, pool, isa, d.dtype, d.group); });
   }
 
  private:
   Napi::Value isa(const Napi::CallbackInfo& info) { return Napi::String::New(info.Env(), impl_->isa_name()); }
+  Napi::Value expert_dtype(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), moe::quant::expert_dtype_name(impl_->expert_dtype()));
+  }
+  Napi::Value expert_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(impl_->expert_bytes()));
+  }
   // expertMs(tokens, threads, concurrent, iters, repeats)
   Napi::Value expert_ms(const Napi::CallbackInfo& info) {
     const int tokens = int_arg(info, 0, "tokens"), threads = int_arg(info, 1, "threads");
@@ -78,7 +105,7 @@ class CpuCalibratorWrap : public Napi::ObjectWrap<CpuCalibratorWrap> {
   std::unique_ptr<moe::calibrate::CpuCalibrator> impl_;
 };
 
-// new CudaCalibrator(config, expertPool, layerCopies)
+// new CudaCalibrator(config, expertPool, layerCopies, expertDtype?, expertGroup?)
 class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -86,12 +113,15 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
                        {InstanceMethod<&CudaCalibratorWrap::device>("device"), InstanceMethod<&CudaCalibratorWrap::copy_ms>("copyMs"),
                         InstanceMethod<&CudaCalibratorWrap::expert_ms>("expertMs"), InstanceMethod<&CudaCalibratorWrap::part_ms>("partMs"),
                         InstanceMethod<&CudaCalibratorWrap::activation_ms>("activationMs"),
+                        InstanceMethod<&CudaCalibratorWrap::expert_dtype>("expertDtype"),
+                        InstanceMethod<&CudaCalibratorWrap::expert_bytes>("expertBytes"),
                         InstanceMethod<&CudaCalibratorWrap::close>("close")});
   }
   explicit CudaCalibratorWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<CudaCalibratorWrap>(info) {
     const moe::ModelConfig c = config_arg(info);
     const int pool = int_arg(info, 1, "expertPool"), copies = int_arg(info, 2, "layerCopies");
-    impl_ = guarded(info.Env(), [&] { return moe::calibrate::make_cuda_calibrator(c, pool, copies); });
+    const DtypeArgs d = dtype_args(info, 3);
+    impl_ = guarded(info.Env(), [&] { return moe::calibrate::make_cuda_calibrator(c, pool, copies, d.dtype, d.group); });
   }
 
  private:
@@ -136,6 +166,12 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
   Napi::Value activation_ms(const Napi::CallbackInfo& info) {
     const int tokens = int_arg(info, 0, "tokens"), repeats = int_arg(info, 1, "repeats");
     return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).activation_ms(tokens, repeats); }));
+  }
+  Napi::Value expert_dtype(const Napi::CallbackInfo& info) {
+    return Napi::String::New(info.Env(), moe::quant::expert_dtype_name(get(info.Env()).expert_dtype()));
+  }
+  Napi::Value expert_bytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), static_cast<double>(get(info.Env()).expert_bytes()));
   }
   Napi::Value close(const Napi::CallbackInfo& info) {
     impl_.reset();

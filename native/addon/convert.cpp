@@ -140,6 +140,18 @@ moe::EngineOptions to_engine_options(const Napi::Object& o) {
     if (!(b >= 0)) fail(o.Env(), "native: gpuBudgetBytes must be >= 0");
     e.gpu_budget_bytes = static_cast<uint64_t>(b);
   }
+  // Issue 13: the offloaded experts' format; absent: bf16 (the checkpoint's weights, as before).
+  if (o.Has("expertDtype") && !o.Get("expertDtype").IsUndefined()) {
+    const std::string dt = str(o, "expertDtype");
+    if (dt == "bf16") e.expert_dtype = moe::quant::ExpertDType::BF16;
+    else if (dt == "int8") e.expert_dtype = moe::quant::ExpertDType::INT8;
+    else if (dt == "int4") e.expert_dtype = moe::quant::ExpertDType::INT4;
+    else fail(o.Env(), "native: expertDtype must be 'bf16', 'int8' or 'int4', not '" + dt + "'");
+  }
+  if (o.Has("expertGroup") && !o.Get("expertGroup").IsUndefined()) {
+    e.expert_group = integer(o, "expertGroup");
+    if (e.expert_group < 2 || e.expert_group % 2 != 0) fail(o.Env(), "native: expertGroup must be an even integer >= 2");
+  }
   return e;
 }
 

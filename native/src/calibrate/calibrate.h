@@ -12,11 +12,15 @@
 // API of native/src/cuda/moe_cuda_kernels.h, the same sequence the CUDA backend runs (it does not use
 // the backend itself). Built only when the engine is built with CUDA; otherwise make_cuda_calibrator
 // throws "this build has no CUDA backend ...".
+// Both take the routed experts' storage dtype (issue 13): bf16 as before; int8 / int4 time the blob
+// copies (expert_bytes() of the layout), the quantized GPU kernels (moe_cuda_quant.h) and the quantized
+// CPU expert (moe::quant::expert_ffn_q_forward), as the backend runs them for that dtype.
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "moe/config.h"
+#include "moe/quant/expert_format.h"
 
 namespace moe::calibrate {
 
@@ -32,9 +36,13 @@ class CpuCalibrator {
   // pool: experts allocated and cycled through (>= 1); isa: "auto" (Avx512Bf16 where supported,
   // the CPU expert executor's fast mode, else the best fp32-activation kernel), or a kernel name
   // (scalar, avx2, avx512, avx512bf16).
-  CpuCalibrator(const ModelConfig& config, int pool, const std::string& isa);
+  // dtype / group: the experts' storage (quantized: isa "auto" lets the quantized kernels choose).
+  CpuCalibrator(const ModelConfig& config, int pool, const std::string& isa, quant::ExpertDType dtype = quant::ExpertDType::BF16,
+                int group = quant::kDefaultInt4Group);
   ~CpuCalibrator();
   const std::string& isa_name() const;
+  quant::ExpertDType expert_dtype() const;
+  size_t expert_bytes() const;  // one expert as stored (bf16: 3 d_ff hidden 2 bytes)
   // `concurrent` experts run at once, each on its own pool of `threads` threads; every sample is the
   // wall time of `iters` experts per worker divided by `iters` (the time one expert takes while the
   // others run). One warm-up round first.
@@ -58,6 +66,8 @@ class CudaCalibrator {
  public:
   virtual ~CudaCalibrator() = default;
   virtual DeviceInfo device() const = 0;
+  virtual quant::ExpertDType expert_dtype() const = 0;
+  virtual size_t expert_bytes() const = 0;  // one expert as copied (the blob of its dtype)
   // Host-to-device copies from pinned memory of `experts` experts (expert_bytes each): as one copy
   // (one_copy) or as `experts` copies back to back, over `streams` streams (1 or 2; with 2 the copies
   // alternate between the streams). One sample = the whole group, CUDA events.
@@ -77,7 +87,9 @@ class CudaCalibrator {
 
 // Allocates the device buffers (random bf16 data of the model's shapes). Throws moe::Error with
 // "this build has no CUDA backend" when built without CUDA.
-std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig& config, int expert_pool, int layer_copies);
+std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig& config, int expert_pool, int layer_copies,
+                                                     quant::ExpertDType dtype = quant::ExpertDType::BF16,
+                                                     int group = quant::kDefaultInt4Group);
 bool cuda_built();
 
 }  // namespace moe::calibrate

@@ -12,8 +12,10 @@
 #include "moe/cpu_features.h"
 #include "moe/error.h"
 #include "moe/kernels.h"
+#include "moe/quant/quantize.h"
 #include "moe/thread_pool.h"
 #include "moe/weights.h"
+#include "moe/quant/expert_kernels.h"
 
 namespace moe::calibrate {
 
@@ -51,44 +53,68 @@ struct CpuCalibrator::Impl {
   int hidden = 0, d_ff = 0;
   LinearIsa isa = LinearIsa::Scalar;
   std::string isa_name;
+  quant::ExpertLayout layout;
   std::vector<std::vector<uint16_t>> storage;  // per expert: gate | up | down
   std::vector<MlpWeights> experts;
+  std::vector<std::vector<uint8_t>> blobs;     // quantized: per expert, one blob
 };
 
-CpuCalibrator::CpuCalibrator(const ModelConfig& c, int pool, const std::string& isa) : impl_(std::make_unique<Impl>()) {
+CpuCalibrator::CpuCalibrator(const ModelConfig& c, int pool, const std::string& isa, quant::ExpertDType dtype, int group)
+    : impl_(std::make_unique<Impl>()) {
   if (pool < 1) throw Error("calibrate: the CPU expert pool must hold at least 1 expert");
   if (c.hidden_size <= 0 || c.moe_intermediate_size <= 0) throw Error("calibrate: the model has no routed-expert shape");
   Impl& m = *impl_;
   m.hidden = c.hidden_size;
   m.d_ff = c.moe_intermediate_size;
-  m.isa = parse_isa(isa);
-  m.isa_name = linear_isa_name(m.isa);
+  m.layout = quant::expert_layout(dtype, m.hidden, m.d_ff, group);
+  const bool quantized = dtype != quant::ExpertDType::BF16;
+  // Quantized experts: "auto" is the quantized kernels' own choice (LinearIsa::Auto).
+  m.isa = quantized && isa == "auto" ? LinearIsa::Auto : parse_isa(isa);
+  m.isa_name = m.isa == LinearIsa::Auto ? "auto" : linear_isa_name(m.isa);
   const size_t per = static_cast<size_t>(m.d_ff) * m.hidden;
   uint64_t seed = 12345;
-  m.storage.resize(static_cast<size_t>(pool));
-  m.experts.resize(static_cast<size_t>(pool));
+  // bf16: the pool's experts as bf16 views; quantized: one blob each, quantized from that expert's own
+  // random weights (one bf16 expert alive at a time), so every blob streams from DRAM.
+  const int kept = quantized ? 1 : pool;
+  m.storage.resize(static_cast<size_t>(kept));
+  m.experts.resize(static_cast<size_t>(kept));
+  if (quantized) m.blobs.resize(static_cast<size_t>(pool));
   for (int e = 0; e < pool; ++e) {
-    std::vector<uint16_t>& s = m.storage[static_cast<size_t>(e)];
+    const size_t at = quantized ? 0 : static_cast<size_t>(e);
+    std::vector<uint16_t>& s = m.storage[at];
     s.resize(3 * per);
     // Random values of a trained expert's scale (|w| up to ~0.02); only the timing matters here.
     for (uint16_t& v : s) v = f32_to_bf16((static_cast<float>(lcg(seed) % 2001) - 1000.f) * 2e-5f);
-    MlpWeights& w = m.experts[static_cast<size_t>(e)];
+    MlpWeights& w = m.experts[at];
     w.gate = Matrix{s.data(), DType::BF16, m.d_ff, m.hidden};
     w.up = Matrix{s.data() + per, DType::BF16, m.d_ff, m.hidden};
     w.down = Matrix{s.data() + 2 * per, DType::BF16, m.hidden, m.d_ff};
+    if (quantized) {
+      m.blobs[static_cast<size_t>(e)].resize(m.layout.bytes);
+      quant::quantize_expert(m.layout, w.gate, w.up, w.down, m.blobs[static_cast<size_t>(e)].data());
+    }
+  }
+  if (quantized) {
+    m.storage.clear();
+    m.experts.clear();
   }
 }
 
 CpuCalibrator::~CpuCalibrator() = default;
 
 const std::string& CpuCalibrator::isa_name() const { return impl_->isa_name; }
+quant::ExpertDType CpuCalibrator::expert_dtype() const { return impl_->layout.dtype; }
+size_t CpuCalibrator::expert_bytes() const {
+  return impl_->layout.dtype == quant::ExpertDType::BF16 ? static_cast<size_t>(3) * impl_->d_ff * impl_->hidden * sizeof(uint16_t) : impl_->layout.bytes;
+}
 
 std::vector<double> CpuCalibrator::expert_ms(int tokens, int threads, int concurrent, int iters, int repeats) {
   if (tokens < 1 || threads < 1 || concurrent < 1 || iters < 1 || repeats < 1) {
     throw Error("calibrate: CPU expert timing needs tokens, threads, concurrent, iters and repeats >= 1");
   }
   Impl& m = *impl_;
-  const int pool = static_cast<int>(m.experts.size());
+  const bool quantized = !m.blobs.empty();
+  const int pool = static_cast<int>(quantized ? m.blobs.size() : m.experts.size());
   struct Worker {
     std::unique_ptr<ThreadPool> tp;
     FfnScratch scratch;
@@ -106,9 +132,13 @@ std::vector<double> CpuCalibrator::expert_ms(int tokens, int threads, int concur
   }
   auto run_worker = [&](Worker& k, int n) {
     for (int i = 0; i < n; ++i) {
-      const MlpWeights& e = m.experts[static_cast<size_t>(k.next)];
+      const size_t at = static_cast<size_t>(k.next);
       k.next = (k.next + 1) % pool;
-      mlp_forward(k.x.data(), tokens, e, k.y.data(), false, 1.f, k.tp.get(), k.scratch, m.isa);
+      if (quantized) {
+        quant::expert_ffn_q_forward(k.x.data(), tokens, m.layout, m.blobs[at].data(), k.y.data(), false, 1.f, k.tp.get(), k.scratch, m.isa);
+      } else {
+        mlp_forward(k.x.data(), tokens, m.experts[at], k.y.data(), false, 1.f, k.tp.get(), k.scratch, m.isa);
+      }
     }
   };
   // All workers run `n` experts at once; returns the wall time in ms.
@@ -139,7 +169,7 @@ std::vector<double> CpuCalibrator::expert_ms(int tokens, int threads, int concur
 
 #ifndef MOE_WITH_CUDA
 bool cuda_built() { return false; }
-std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig&, int, int) {
+std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig&, int, int, quant::ExpertDType, int) {
   throw Error("this build has no CUDA backend (the native engine was built without CUDA: no nvcc, CUDA toolkit or "
               "cuBLAS found); GPU figures can only be measured on a machine with a GPU (tools/gpu/README.md), "
               "or use --device cpu --cpu-only --base <profile> to measure the CPU figures only");

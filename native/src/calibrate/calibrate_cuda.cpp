@@ -20,7 +20,10 @@
 #include "moe/error.h"
 #include "moe/kernels.h"
 #include "moe/tensor.h"
+#include "moe/quant/expert_format.h"
+#include "moe/quant/quantize.h"
 #include "moe_cuda_kernels.h"
+#include "moe_cuda_quant.h"
 
 namespace moe::calibrate {
 
@@ -88,7 +91,7 @@ struct LayerW {
 
 class CudaCalibratorImpl final : public CudaCalibrator {
  public:
-  CudaCalibratorImpl(const ModelConfig& c, int expert_pool, int layer_copies) : c_(c) {
+  CudaCalibratorImpl(const ModelConfig& c, int expert_pool, int layer_copies, quant::ExpertDType dtype, int group) : c_(c) {
     if (expert_pool < 16) expert_pool = 16;  // copies of 16 experts back to back need 16 slots
     if (layer_copies < 1) layer_copies = 1;
     int count = 0;
@@ -109,6 +112,10 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     eps_ = static_cast<float>(c.rms_norm_eps);
     expert_elems_ = static_cast<size_t>(3) * dff_ * H_;
     pool_ = expert_pool;
+    // Issue 13: experts stored as the backend stores them for this dtype (one blob each).
+    layout_ = quant::expert_layout(dtype, H_, dff_, group);
+    quant_ = dtype != quant::ExpertDType::BF16;
+    if (quant_) qlayout_ = cuda::to_quant_layout(layout_);
 
     CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
     CUDA_CHECK(cudaStreamCreateWithFlags(&copy_[0], cudaStreamNonBlocking));
@@ -149,10 +156,23 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     lm_head_ = rand_bf16(static_cast<size_t>(c.vocab_size) * H_);
 
     // Routed experts: [gate | up | down] each, pool_ of them. Pointer table j maps every expert id to
-    // pool expert j, so a kernel call routed to expert 0 reads pool expert j.
-    experts_ = rand_bf16(expert_elems_ * pool_);
+    // pool expert j, so a kernel call routed to expert 0 reads pool expert j. Quantized: pool_ copies of
+    // one blob quantized from the random bf16 values (only the timing matters), and a blob table.
+    if (quant_) {
+      quantized_blob();
+      experts_ = Dev(layout_.bytes * pool_);
+      std::vector<const uint8_t*> tb;
+      for (int j = 0; j < pool_; ++j) {
+        uint8_t* at = experts_.as<uint8_t>() + layout_.bytes * j;
+        CUDA_CHECK(cudaMemcpy(at, blob_.data(), layout_.bytes, cudaMemcpyHostToDevice));
+        for (int e = 0; e < E_; ++e) tb.push_back(at);
+      }
+      p_blob_ = upload(tb.data(), tb.size() * sizeof(uint8_t*));
+    } else {
+      experts_ = rand_bf16(expert_elems_ * pool_);
+    }
     std::vector<const bf16*> tg, tu, td;
-    for (int j = 0; j < pool_; ++j) {
+    for (int j = 0; j < pool_ && !quant_; ++j) {
       const bf16* base = experts_.as<bf16>() + expert_elems_ * j;
       for (int e = 0; e < E_; ++e) {
         tg.push_back(base);
@@ -160,12 +180,18 @@ class CudaCalibratorImpl final : public CudaCalibrator {
         td.push_back(base + static_cast<size_t>(2) * dff_ * H_);
       }
     }
-    p_gate_ = upload(tg.data(), tg.size() * sizeof(bf16*));
-    p_up_ = upload(tu.data(), tu.size() * sizeof(bf16*));
-    p_down_ = upload(td.data(), td.size() * sizeof(bf16*));
+    if (!quant_) {
+      p_gate_ = upload(tg.data(), tg.size() * sizeof(bf16*));
+      p_up_ = upload(tu.data(), tu.size() * sizeof(bf16*));
+      p_down_ = upload(td.data(), td.size() * sizeof(bf16*));
+    }
     host_experts_ = std::make_unique<Pinned>(expert_bytes() * 16);
-    for (size_t off = 0; off < expert_bytes() * 16; off += chunk_.size() * 2) {
-      std::memcpy(static_cast<char*>(host_experts_->p) + off, chunk_.data(), std::min(chunk_.size() * 2, expert_bytes() * 16 - off));
+    if (quant_) {
+      for (int j = 0; j < 16; ++j) std::memcpy(static_cast<char*>(host_experts_->p) + expert_bytes() * j, blob_.data(), expert_bytes());
+    } else {
+      for (size_t off = 0; off < expert_bytes() * 16; off += chunk_.size() * 2) {
+        std::memcpy(static_cast<char*>(host_experts_->p) + off, chunk_.data(), std::min(chunk_.size() * 2, expert_bytes() * 16 - off));
+      }
     }
     CUDA_CHECK(cudaDeviceSynchronize());
   }
@@ -232,9 +258,13 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     return out;
   }
 
+  size_t expert_bytes() const override { return quant_ ? layout_.bytes : expert_elems_ * sizeof(bf16); }
+  quant::ExpertDType expert_dtype() const override { return layout_.dtype; }
+
   std::vector<double> expert_ms(const std::string& kernel, int tokens, int repeats) override {
     const bool decode = kernel == "decode";
     if (!decode && kernel != "grouped") throw Error("calibrate: expert kernel must be decode or grouped, not " + kernel);
+    if (quant_) return expert_q_ms(decode, tokens, repeats);
     if (decode && !cuda::expert_ffn_decode_supported(H_, dff_, E_)) {
       throw Error("calibrate: expert_ffn_decode does not support this model's shape");
     }
@@ -259,6 +289,35 @@ class CudaCalibratorImpl final : public CudaCalibrator {
       } else {
         cuda::expert_ffn_grouped(x.as<bf16>(), tokens, H_, ids.as<int32_t>(), w.as<float>(), 1, E_, H_, dff_, g, u, d,
                                  y.as<float>(), H_, false, ws.p, ws_bytes, stream_);
+      }
+    };
+    return time_runs(launch, repeats);
+  }
+
+  // The quantized kernels the backend runs for this dtype (cuda_offload_layer.cpp): decode up to 32
+  // rows, grouped above; per-entry outputs with k = 1.
+  std::vector<double> expert_q_ms(bool decode, int tokens, int repeats) {
+    if (tokens < 1 || repeats < 1) throw Error("calibrate: expert_ms needs tokens >= 1 and repeats >= 1");
+    if (!cuda::expert_ffn_q_supported(qlayout_, E_)) {
+      throw Error(std::string("calibrate: the ") + quant::expert_dtype_name(layout_.dtype) + " expert kernels do not support this model's shape");
+    }
+    Dev x = rand_bf16(static_cast<size_t>(tokens) * H_);
+    Dev y(sizeof(float) * tokens * H_);
+    Dev ids = upload(std::vector<int32_t>(static_cast<size_t>(tokens), 0));
+    Dev w = upload_f32(std::vector<float>(static_cast<size_t>(tokens), 1.f));
+    const size_t ws_bytes = decode ? cuda::expert_ffn_decode_q_workspace_bytes(tokens, 1, E_, qlayout_)
+                                   : cuda::expert_ffn_grouped_q_workspace_bytes(tokens, 1, E_, qlayout_);
+    Dev ws(ws_bytes);
+    int next = 0;
+    auto launch = [&]() {
+      const uint8_t* const* b = p_blob_.as<const uint8_t*>() + static_cast<size_t>(next) * E_;
+      next = (next + 1) % pool_;
+      if (decode) {
+        cuda::expert_ffn_decode_q_entries(x.as<bf16>(), tokens, H_, ids.as<int32_t>(), w.as<float>(), 1, E_, b, qlayout_, ws.p, ws_bytes,
+                                          stream_, y.as<float>());
+      } else {
+        cuda::expert_ffn_grouped_q_entries(x.as<bf16>(), tokens, H_, ids.as<int32_t>(), w.as<float>(), 1, E_, b, qlayout_, ws.p, ws_bytes,
+                                           stream_, y.as<float>());
       }
     };
     return time_runs(launch, repeats);
@@ -396,7 +455,16 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     std::vector<Dev> caches;
   };
 
-  size_t expert_bytes() const { return expert_elems_ * sizeof(bf16); }
+  // One random expert (the bf16 values every weight buffer tiles) quantized into blob_.
+  void quantized_blob() {
+    std::vector<uint16_t> w(expert_elems_);
+    for (size_t i = 0; i < w.size(); ++i) w[i] = chunk_[i % chunk_.size()];
+    const size_t per = static_cast<size_t>(dff_) * H_;
+    const Matrix gate{w.data(), DType::BF16, dff_, H_}, up{w.data() + per, DType::BF16, dff_, H_};
+    const Matrix down{w.data() + 2 * per, DType::BF16, H_, dff_};
+    blob_.resize(layout_.bytes);
+    quant::quantize_expert(layout_, gate, up, down, blob_.data());
+  }
 
   void attention_weights(LayerW& L) {
     L.qkv_a = rand_bf16(static_cast<size_t>(QW_) * H_);
@@ -491,6 +559,10 @@ class CudaCalibratorImpl final : public CudaCalibrator {
   ModelConfig c_;
   int H_ = 0, heads_ = 0, QK_ = 0, q_out_ = 0, QW_ = 0, width_ = 0, vd_ = 0, dff_ = 0, sff_ = 0, E_ = 0, k_ = 0, pool_ = 0;
   size_t expert_elems_ = 0;
+  quant::ExpertLayout layout_;
+  bool quant_ = false;
+  cuda::QuantLayout qlayout_{};
+  std::vector<uint8_t> blob_;  // quantized: the one blob every pool expert copies
   float eps_ = 1e-6f, scale_ = 1.f;
   RopeTable rope_;
   cudaStream_t stream_ = nullptr;
@@ -501,7 +573,7 @@ class CudaCalibratorImpl final : public CudaCalibrator {
   Dev inv_freq_, input_norm_, post_norm_, kv_a_norm_, final_norm_, lm_head_;
   std::vector<LayerW> moe_;
   LayerW dense_;
-  Dev experts_, p_gate_, p_up_, p_down_;
+  Dev experts_, p_gate_, p_up_, p_down_, p_blob_;
   std::unique_ptr<Pinned> host_experts_;
 };
 
@@ -509,9 +581,10 @@ class CudaCalibratorImpl final : public CudaCalibrator {
 
 bool cuda_built() { return true; }
 
-std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig& config, int expert_pool, int layer_copies) {
+std::unique_ptr<CudaCalibrator> make_cuda_calibrator(const ModelConfig& config, int expert_pool, int layer_copies, quant::ExpertDType dtype,
+                                                     int group) {
   try {
-    return std::make_unique<CudaCalibratorImpl>(config, expert_pool, layer_copies);
+    return std::make_unique<CudaCalibratorImpl>(config, expert_pool, layer_copies, dtype, group);
   } catch (const cuda::CudaError& e) {
     throw Error(std::string("calibrate: CUDA setup failed: ") + e.what());
   }

@@ -49,6 +49,22 @@ CudaBackend::CudaBackend(const ModelConfig& c, const ModelWeights& w, const Cuda
   CUBLAS_CHECK(cublasSetStream(cublas_, stream_));
   CUBLAS_CHECK(cublasSetWorkspace(cublas_, cublas_ws_.get(), kCublasWorkspace));
   const bool offload = opt_.offload_slots >= 0 && c.n_routed_experts > 0;
+  quant_experts_ = opt_.expert_dtype != quant::ExpertDType::BF16;
+  if (quant_experts_) {
+    // Checked before the upload: a refusal comes at once.
+    const std::string dt = quant::expert_dtype_name(opt_.expert_dtype);
+    if (!offload) throw Error("expertDtype '" + dt + "' needs the routed experts offloaded (cache or gpuMemory)");
+    expert_layout_ = quant::expert_layout(opt_.expert_dtype, c.hidden_size, c.moe_intermediate_size, opt_.expert_group);
+    qlayout_ = cuda::to_quant_layout(expert_layout_);
+    if (!cuda::expert_ffn_q_supported(qlayout_, c.n_routed_experts)) {
+      throw Error("expertDtype '" + dt + "': the quantized GPU expert kernels do not support this model's shape (hidden " +
+                  std::to_string(c.hidden_size) + ", moe_intermediate_size " + std::to_string(c.moe_intermediate_size) + ", " +
+                  std::to_string(c.n_routed_experts) + " experts" +
+                  (opt_.expert_dtype == quant::ExpertDType::INT4 ? ", group " + std::to_string(opt_.expert_group) : std::string()) + ")");
+    }
+  } else if (offload) {
+    expert_layout_ = quant::expert_layout(quant::ExpertDType::BF16, c.hidden_size, c.moe_intermediate_size);
+  }
   w_ = new DeviceWeights(c, w, offload);
   moe_index_.assign(static_cast<size_t>(c.num_hidden_layers), -1);
   std::vector<int> moe_layers;
@@ -60,9 +76,10 @@ CudaBackend::CudaBackend(const ModelConfig& c, const ModelWeights& w, const Cuda
   if (offload) {
     // The device pool first: a GPU too small for it fails before the long host copy.
     pool_ = std::make_unique<ExpertPool>(static_cast<int>(moe_layers.size()), opt_.offload_slots, opt_.staging_buffers,
-                                         c.n_routed_experts, w_->expert_stride);
+                                         c.n_routed_experts, expert_layout_.bytes);
+    if (quant_experts_) dequant_ = DeviceMemory(static_cast<size_t>(3) * c.moe_intermediate_size * c.hidden_size * sizeof(bf16));
     check_budget("after the weights and the expert pool");
-    host_experts_ = std::make_unique<HostExperts>(c, w, moe_layers, w_->expert_stride);
+    host_experts_ = std::make_unique<HostExperts>(c, w, moe_layers, expert_layout_);
     cached_slot_.assign(static_cast<size_t>(c.n_routed_experts), -1);
     launch_of_.assign(static_cast<size_t>(c.n_routed_experts), -1);
     CUDA_CHECK(cudaEventCreateWithFlags(&copy_tail_, cudaEventDisableTiming));
@@ -88,7 +105,9 @@ void CudaBackend::check_budget(const char* when) const {
   o.precision(2);
   o << std::fixed << "GPU memory budget exceeded " << when << ": the engine holds " << st.current * gib << " GiB of "
     << opt_.gpu_budget_bytes * gib << " GiB (weights " << w_->bytes() * gib << ", expert pool "
-    << (pool_ ? pool_->device_bytes() : 0) * gib << ", KV cache " << cache_.bytes() * gib << ", workspace "
+    << (pool_ ? pool_->device_bytes() : 0) * gib;
+  if (dequant_.bytes() > 0) o << ", dequantized-expert scratch " << dequant_.bytes() * gib;
+  o << ", KV cache " << cache_.bytes() * gib << ", workspace "
     << ws_.memory.bytes() * gib << "); give a larger --gpu-memory or fewer cache slots, a smaller batch or shorter sequences";
   throw Error(o.str());
 }
@@ -169,16 +188,25 @@ void CudaBackend::ensure_workspace(int rows, int logit_rows) {
   if (c_.n_routed_experts > 0) {
     if (gemv_ok_) expert_ws = cuda::expert_ffn_decode_workspace_bytes(std::min(T, kGemvMaxRows), k, E, H, dff);
     expert_ws = std::max(expert_ws, cuda::expert_ffn_workspace_bytes(std::min(T, kCublasRows), k, E, H, dff));
+    if (quant_experts_) {  // the q kernels: decode up to kGemvMaxRows rows, grouped below kCublasRows
+      expert_ws = std::max(expert_ws, cuda::expert_ffn_decode_q_workspace_bytes(std::min(T, kGemvMaxRows), k, E, qlayout_));
+      if (T > kGemvMaxRows) {
+        expert_ws = std::max(expert_ws, cuda::expert_ffn_grouped_q_workspace_bytes(std::min(T, kCublasRows - 1), k, E, qlayout_));
+      }
+    }
   }
   size_t attn_ws = 0;
   for (int b = 1; b <= std::min(T, kAttnChunk); ++b) {
     attn_ws = std::max(attn_ws, cuda::mla_decode_cublas_workspace_bytes(b, heads, ctx_bound_));
   }
   const size_t inputs = 2 * (static_cast<size_t>(T) * 8 + 256) + 5 * (static_cast<size_t>(T + 1) * 4 + 256);
-  // Offloading: ids, weights, the pointer table and up to 2 + E launch masks (kernel paths only).
+  // Offloading: ids, weights, the pointer table and up to 2 + E launch masks (kernel paths only), and
+  // with quantized experts the blob table.
   const size_t mask_entries = static_cast<size_t>(std::min(T, kCublasRows - 1)) * k;
   const size_t offload_inputs =
-      pool_ ? 2 * (TK * 4 + 256) + (3 * static_cast<size_t>(E) * sizeof(void*) + 256) + (2 + static_cast<size_t>(E)) * (mask_entries * 4 + 256) : 0;
+      pool_ ? 2 * (TK * 4 + 256) + (3 * static_cast<size_t>(E) * sizeof(void*) + 256) + (2 + static_cast<size_t>(E)) * (mask_entries * 4 + 256) +
+                  (quant_experts_ ? static_cast<size_t>(E) * sizeof(void*) + 256 : 0)
+            : 0;
 
   Workspace n;
   n.rows = T;
@@ -408,9 +436,10 @@ std::string CudaBackend::device_info() const {
   if (pool_) {
     const OffloadCounters& k = pool_->counters;
     o << ",\"offload\":{\"slotsPerLayer\":" << pool_->slots() << ",\"stagingBuffers\":" << pool_->staging()
+      << ",\"expertDtype\":\"" << quant::expert_dtype_name(expert_layout_.dtype) << "\""
       << ",\"expertBytes\":" << host_experts_->expert_bytes() << ",\"hostExpertBytes\":" << host_experts_->bytes()
       << ",\"poolBytes\":" << pool_->device_bytes() << ",\"hostCopySeconds\":" << host_experts_->copy_seconds
-      << ",\"hostPinSeconds\":" << host_experts_->pin_seconds << ",\"forwards\":" << k.forwards
+      << ",\"quantizeSeconds\":" << host_experts_->quantize_seconds << ",\"hostPinSeconds\":" << host_experts_->pin_seconds << ",\"forwards\":" << k.forwards
       << ",\"slotCopies\":" << k.slot_copies << ",\"stagedCopies\":" << k.staged_copies << ",\"bytesH2D\":" << k.bytes
       << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << ",\"cpuExperts\":" << k.cpu_experts
       << ",\"cpuRows\":" << k.cpu_rows << ",\"fillCopies\":" << k.fill_copies << ",\"cpuMs\":" << k.cpu_ms

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "moe/backend.h"
+#include "moe/quant/expert_format.h"
 
 namespace moe {
 
@@ -18,6 +19,9 @@ struct CudaBackendOptions {
   // > 0: the engine's device allocations may not exceed this many bytes (checked after every
   // allocation; the arithmetic that chose the slot count is runtime/src/offload/gpu-budget.ts).
   uint64_t gpu_budget_bytes = 0;
+  // Issue 13: storage and compute format of the offloaded routed experts (quantized needs offload_slots >= 0).
+  quant::ExpertDType expert_dtype = quant::ExpertDType::BF16;
+  int expert_group = quant::kDefaultInt4Group;
 };
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& config, const ModelWeights& weights,

@@ -20,6 +20,8 @@
 #include "prefetch_copies.h"
 #include "moe/kernels.h"
 #include "moe/offload/cpu_expert_executor.h"
+#include "moe/quant/expert_format.h"
+#include "moe_cuda_quant.h"
 #include "moe/offload/miss_policy.h"
 
 namespace moe::cuda_backend {
@@ -75,8 +77,9 @@ struct Workspace {
   bf16* xl = nullptr;      // [R, hidden]
   float* logits = nullptr; // [R, vocab]
   int64_t* iota = nullptr; // [T] 0, 1, 2, ...
-  // Offloading only: the step's routing, pointer table and launch masks (one upload per MoE layer), and
-  // the per-entry expert outputs that several launches fill and one combine sums.
+  // Offloading only: the step's routing, pointer table (bf16: gate/up/down pointers; int8/int4: blob
+  // pointers) and launch masks (one upload per MoE layer), and the per-entry expert outputs that
+  // several launches fill and one combine sums.
   void* offload_inputs = nullptr;
   size_t offload_inputs_bytes = 0;
   float* expert_out = nullptr;  // [min(T, kCublasRows - 1) * k, hidden]
@@ -190,6 +193,12 @@ class CudaBackend final : public Backend {
   // Offloading (opt_.offload_slots >= 0): routed experts in pinned host memory, slots on the GPU.
   std::unique_ptr<HostExperts> host_experts_;
   std::unique_ptr<ExpertPool> pool_;
+  // Issue 13: one expert's blob (bf16 or quantized); quantized experts run the q kernels (qlayout_), and
+  // the >= kCublasRows path dequantizes each expert into dequant_ ([3 d_ff, hidden] bf16) for its GEMMs.
+  quant::ExpertLayout expert_layout_;
+  bool quant_experts_ = false;
+  cuda::QuantLayout qlayout_{};
+  DeviceMemory dequant_;
   std::vector<int> moe_index_;  // model layer -> MoE layer index, -1 for dense layers
   LayerPlacement placement_;
   std::vector<int32_t> cached_slot_;

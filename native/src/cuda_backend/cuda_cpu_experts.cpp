@@ -188,11 +188,16 @@ void CudaBackend::start_cpu_experts(int T) {
       cpu_scale_[static_cast<size_t>(r)] = plan_.weight[static_cast<size_t>(entry)];
       ++r;
     }
-    const uint16_t* base = reinterpret_cast<const uint16_t*>(host_experts_->expert(mi, e));
     offload::CpuExpertJob job;
-    job.weights.gate = Matrix{base, DType::BF16, dff, H};
-    job.weights.up = Matrix{base + static_cast<size_t>(dff) * H, DType::BF16, dff, H};
-    job.weights.down = Matrix{base + static_cast<size_t>(2) * dff * H, DType::BF16, H, dff};
+    if (quant_experts_) {  // issue 13: the CPU computes from the same quantized blob the GPU would copy
+      job.blob = host_experts_->expert(mi, e);
+      job.layout = &host_experts_->layout();
+    } else {
+      const uint16_t* base = reinterpret_cast<const uint16_t*>(host_experts_->expert(mi, e));
+      job.weights.gate = Matrix{base, DType::BF16, dff, H};
+      job.weights.up = Matrix{base + static_cast<size_t>(dff) * H, DType::BF16, dff, H};
+      job.weights.down = Matrix{base + static_cast<size_t>(2) * dff * H, DType::BF16, H, dff};
+    }
     job.x = cpu_x_.data() + static_cast<size_t>(r0) * H;
     job.rows = r - r0;
     job.y = out + static_cast<size_t>(r0) * H;

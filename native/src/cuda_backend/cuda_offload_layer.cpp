@@ -12,6 +12,9 @@
 //      all-resident path does, so the result is bitwise the same whatever was resident.
 // Launches compute a subset through masked expert ids (-1: skipped) and per-entry outputs
 // (expert_out); the >= kCublasRows path runs cuBLAS per expert from each expert's own source.
+// Quantized experts (issue 13: int8 / int4 blobs in the slots and staging buffers) take the same path
+// with a table of blob pointers and the q kernels (moe_cuda_quant.h); the cuBLAS path dequantizes each
+// expert into one bf16 scratch expert first.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -21,6 +24,7 @@
 #include "cuda_check.h"
 #include "moe/error.h"
 #include "moe_cuda_kernels.h"
+#include "moe_cuda_quant.h"
 
 namespace moe::cuda_backend {
 
@@ -98,6 +102,7 @@ void CudaBackend::moe_offloaded(int l, int T) {
   int32_t *ids_d = nullptr, *ids_h = nullptr, *masks_d = nullptr, *masks_h = nullptr;
   float *rw_d = nullptr, *rw_h = nullptr;
   const bf16 **table_d = nullptr, **table_h = nullptr;
+  const uint8_t **blobs_d = nullptr, **blobs_h = nullptr;
   size_t used = 0;
   for (int pass = 0; pass < 2; ++pass) {
     Carver cv(pass == 0 ? ws_.offload_inputs : offload_host_.get());
@@ -105,6 +110,8 @@ void CudaBackend::moe_offloaded(int l, int T) {
     float* rw = cv.take<float>(n);
     const bf16** table = cv.take<const bf16*>(static_cast<size_t>(3) * E);
     int32_t* masks = kernel_path ? cv.take<int32_t>(static_cast<size_t>(launches) * n) : nullptr;
+    const uint8_t** blobs = quant_experts_ ? cv.take<const uint8_t*>(static_cast<size_t>(E)) : nullptr;
+    (pass == 0 ? blobs_d : blobs_h) = blobs;
     (pass == 0 ? ids_d : ids_h) = ids;
     (pass == 0 ? rw_d : rw_h) = rw;
     (pass == 0 ? table_d : table_h) = table;
@@ -115,7 +122,11 @@ void CudaBackend::moe_offloaded(int l, int T) {
   std::memcpy(ids_h, plan_.expert.data(), n * sizeof(int32_t));
   std::memcpy(rw_h, plan_.weight.data(), n * sizeof(float));
   for (int e = 0; e < E; ++e) {
-    const bf16* base = P.source[static_cast<size_t>(e)];
+    if (quant_experts_) {
+      blobs_h[e] = P.source[static_cast<size_t>(e)];
+      continue;
+    }
+    const bf16* base = reinterpret_cast<const bf16*>(P.source[static_cast<size_t>(e)]);
     table_h[e] = base;
     table_h[E + e] = base ? base + static_cast<size_t>(dff) * H : nullptr;
     table_h[2 * E + e] = base ? base + static_cast<size_t>(2) * dff * H : nullptr;
@@ -139,7 +150,7 @@ void CudaBackend::moe_offloaded(int l, int T) {
   // Copies: slot copies that need no wait, then the first staged experts (one per staging buffer).
   const cudaStream_t cs = X.copy_stream();
   const size_t eb = host_experts_->expert_bytes();
-  auto copy_expert = [&](bf16* dst, int e) {
+  auto copy_expert = [&](uint8_t* dst, int e) {
     CUDA_CHECK(cudaMemcpyAsync(dst, host_experts_->expert(mi, e), eb, cudaMemcpyHostToDevice, cs));
     X.counters.bytes += eb;
   };
@@ -182,6 +193,16 @@ void CudaBackend::moe_offloaded(int l, int T) {
     if (count == 0) return;
     if (kernel_path) {
       const int32_t* mask = masks_d + static_cast<size_t>(launch) * n;
+      if (quant_experts_) {
+        if (T <= kGemvMaxRows) {
+          cuda::expert_ffn_decode_q_entries(ws_.x, T, H, mask, rw_d, k, E, blobs_d, qlayout_, ws_.expert_ws, ws_.expert_ws_bytes, stream_,
+                                            ws_.expert_out);
+        } else {
+          cuda::expert_ffn_grouped_q_entries(ws_.x, T, H, mask, rw_d, k, E, blobs_d, qlayout_, ws_.expert_ws, ws_.expert_ws_bytes, stream_,
+                                             ws_.expert_out);
+        }
+        return;
+      }
       if (T <= kGemvMaxRows && gemv_ok_) {
         cuda::expert_ffn_decode_entries(ws_.x, T, H, mask, rw_d, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws,
                                 ws_.expert_ws_bytes, stream_, ws_.expert_out);
@@ -196,7 +217,11 @@ void CudaBackend::moe_offloaded(int l, int T) {
       const int e = experts[i];
       const int m = off[e + 1] - off[e];
       if (m == 0) continue;
-      const bf16* src = P.source[static_cast<size_t>(e)];
+      const bf16* src = reinterpret_cast<const bf16*>(P.source[static_cast<size_t>(e)]);
+      if (quant_experts_) {  // one bf16 expert at a time, in stream order with its GEMMs
+        cuda::dequantize_expert_bf16(P.source[static_cast<size_t>(e)], qlayout_, dequant_.as<bf16>(), stream_);
+        src = dequant_.as<bf16>();
+      }
       bf16* gu = ws_.gu + static_cast<size_t>(off[e]) * 2 * dff;
       bf16* hb = ws_.hbuf + static_cast<size_t>(off[e]) * dff;
       cuda::linear_bf16_out_bf16(cublas_, ws_.xs + static_cast<size_t>(off[e]) * H, m, H, H, src, 2 * dff, gu, 2 * dff, stream_);

@@ -54,7 +54,8 @@ class DeviceWeights {
   int q_out = 0;          // heads * qk_head_dim
   int qkv_width = 0;      // q_out + kv_lora + rope
   int shared_ff = 0;      // n_shared * moe_intermediate
-  size_t expert_stride = 0;  // elements from one expert to the next
+  size_t expert_stride = 0;  // resident experts (always bf16): elements from one expert to the next.
+                             // Offloaded experts use their blob size instead (ExpertLayout::bytes, any dtype).
   uint64_t bytes() const { return memory_.bytes(); }
   double upload_seconds = 0;
 

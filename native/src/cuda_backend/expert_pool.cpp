@@ -8,13 +8,13 @@
 
 namespace moe::cuda_backend {
 
-ExpertPool::ExpertPool(int moe_layers, int slots, int staging, int num_experts, size_t expert_stride)
-    : layers_(moe_layers), slots_(slots), staging_(staging), experts_(num_experts), stride_(expert_stride) {
+ExpertPool::ExpertPool(int moe_layers, int slots, int staging, int num_experts, size_t expert_bytes)
+    : layers_(moe_layers), slots_(slots), staging_(staging), experts_(num_experts), stride_(expert_bytes) {
   if (slots < 0 || slots > num_experts) throw Error("offload: " + std::to_string(slots) + " slots per layer (0.." + std::to_string(num_experts) + ")");
   if (staging < 1) throw Error("offload: at least one staging buffer is needed");
   const size_t n = (static_cast<size_t>(moe_layers) * slots + static_cast<size_t>(staging)) * stride_;
-  memory_ = DeviceMemory(n * sizeof(bf16));
-  base_ = memory_.as<bf16>();
+  memory_ = DeviceMemory(n);
+  base_ = memory_.as<uint8_t>();
   CUDA_CHECK(cudaStreamCreateWithFlags(&copy_, cudaStreamNonBlocking));
   ready_.resize(static_cast<size_t>(staging));
   free_.resize(static_cast<size_t>(staging));

@@ -8,6 +8,7 @@
 // `physical_[mi][s]`, the expert whose weights slot s of MoE layer mi really holds, and after each
 // step makes the slots hold what the cache says (copies host -> slot), streaming the rest through
 // staging. Nothing here allocates after construction (the step's vectors are reserved up front).
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -49,12 +50,13 @@ struct LayerPlacement {
   std::vector<int32_t> staged;    // not cached after the step: through the staging ring, one by one
   std::vector<int32_t> copy_slot, copy_expert;  // slot copies, those that need no wait first
   std::vector<int32_t> late_slot, late_expert;  // slot copies whose old occupant this step still reads
-  std::vector<const bf16*> source;              // [E] device weights of each active expert (gate|up|down)
+  std::vector<const uint8_t*> source;           // [E] device blob of each active expert (bf16: gate|up|down)
 };
 
 class ExpertPool {
  public:
-  ExpertPool(int moe_layers, int slots, int staging, int num_experts, size_t expert_stride);
+  // expert_bytes: one expert's blob (moe::quant::ExpertLayout::bytes, a multiple of 256), per slot and staging buffer.
+  ExpertPool(int moe_layers, int slots, int staging, int num_experts, size_t expert_bytes);
   ~ExpertPool();
   ExpertPool(const ExpertPool&) = delete;
   ExpertPool& operator=(const ExpertPool&) = delete;
@@ -62,8 +64,8 @@ class ExpertPool {
   int slots() const { return slots_; }
   int staging() const { return staging_; }
   uint64_t device_bytes() const { return memory_.bytes(); }
-  bf16* slot(int mi, int s) const { return base_ + (static_cast<size_t>(mi) * slots_ + static_cast<size_t>(s)) * stride_; }
-  bf16* staging_buffer(int b) const { return base_ + (static_cast<size_t>(layers_) * slots_ + static_cast<size_t>(b)) * stride_; }
+  uint8_t* slot(int mi, int s) const { return base_ + (static_cast<size_t>(mi) * slots_ + static_cast<size_t>(s)) * stride_; }
+  uint8_t* staging_buffer(int b) const { return base_ + (static_cast<size_t>(layers_) * slots_ + static_cast<size_t>(b)) * stride_; }
   cudaStream_t copy_stream() const { return copy_; }
 
   // Forget what the slots hold (a new cache starts cold: every expert it wants is copied again).
@@ -93,9 +95,9 @@ class ExpertPool {
 
  private:
   int layers_, slots_, staging_, experts_;
-  size_t stride_;
+  size_t stride_;  // bytes per slot / staging buffer
   DeviceMemory memory_;
-  bf16* base_ = nullptr;
+  uint8_t* base_ = nullptr;
   cudaStream_t copy_ = nullptr;
   std::vector<cudaEvent_t> ready_, free_, timing_;
   size_t timing_used_ = 0;

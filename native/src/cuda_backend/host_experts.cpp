@@ -13,6 +13,7 @@
 
 #include "cuda_check.h"
 #include "moe/error.h"
+#include "moe/quant/quantize.h"
 #include "moe/tensor.h"
 
 namespace moe::cuda_backend {
@@ -58,13 +59,18 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 
 }  // namespace
 
-HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std::vector<int>& moe_layers, size_t expert_stride)
-    : stride_(expert_stride), experts_(static_cast<size_t>(c.n_routed_experts)) {
+HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std::vector<int>& moe_layers,
+                         const quant::ExpertLayout& layout)
+    : layout_(layout), stride_(layout.bytes), experts_(static_cast<size_t>(c.n_routed_experts)) {
   const int H = c.hidden_size, dff = c.moe_intermediate_size, E = c.n_routed_experts;
-  const size_t elems = moe_layers.size() * experts_ * stride_;
-  bytes_ = elems * sizeof(uint16_t);
+  if (layout.hidden != H || layout.d_ff != dff) throw Error("CUDA backend: the expert layout does not match the model's shape (internal error)");
+  const bool quantized = layout.dtype != quant::ExpertDType::BF16;
+  bytes_ = moe_layers.size() * experts_ * stride_;
   if (bytes_ == 0) return;
+  // Tasks: bf16 copies pieces of 8 MB (many per expert, so 16 threads share even one layer's work);
+  // quantization takes one expert per task (quantize_expert writes a whole blob).
   std::vector<Piece> pieces;
+  std::vector<const MlpWeights*> whole;  // quantized: expert (mi * E + e)
   constexpr size_t kPiece = size_t(4) << 20;  // elements per piece (8 MB of bf16)
   for (size_t mi = 0; mi < moe_layers.size(); ++mi) {
     const LayerWeights& L = w.layers.at(static_cast<size_t>(moe_layers[mi]));
@@ -75,7 +81,11 @@ HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std:
       check_matrix(X.gate, dff, H, at + "gate_proj");
       check_matrix(X.up, dff, H, at + "up_proj");
       check_matrix(X.down, H, dff, at + "down_proj");
-      const size_t base = (mi * experts_ + static_cast<size_t>(e)) * stride_;
+      if (quantized) {
+        whole.push_back(&X);
+        continue;
+      }
+      const size_t base = (mi * experts_ + static_cast<size_t>(e)) * stride_ / sizeof(uint16_t);  // in bf16 elements
       const Matrix* parts[3] = {&X.gate, &X.up, &X.down};
       for (int part = 0; part < 3; ++part) {
         const size_t n = static_cast<size_t>(dff) * H, at_part = base + static_cast<size_t>(part) * n;
@@ -83,16 +93,17 @@ HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std:
       }
     }
   }
+  const size_t tasks = quantized ? whole.size() : pieces.size();
   const auto t0 = std::chrono::steady_clock::now();
   void* mem = mmap(nullptr, bytes_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) throw Error("CUDA backend: cannot reserve " + std::to_string(bytes_ >> 20) + " MiB of host memory for the routed experts");
 #ifdef MADV_HUGEPAGE
   madvise(mem, bytes_, MADV_HUGEPAGE);
 #endif
-  base_ = static_cast<__nv_bfloat16*>(mem);
+  base_ = static_cast<uint8_t*>(mem);
   uint16_t* out = reinterpret_cast<uint16_t*>(base_);
 
-  std::atomic<size_t> next{0}, done_elems{0};
+  std::atomic<size_t> next{0}, done_bytes{0};
   std::atomic<bool> failed{false};
   std::mutex error_mutex;
   std::string error;
@@ -103,9 +114,15 @@ HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std:
       try {
         for (;;) {
           const size_t i = next.fetch_add(1);
-          if (i >= pieces.size() || failed.load()) break;
-          copy_piece(pieces[i], out);
-          done_elems.fetch_add(pieces[i].end - pieces[i].begin);
+          if (i >= tasks || failed.load()) break;
+          if (quantized) {
+            const MlpWeights& X = *whole[i];
+            quant::quantize_expert(layout_, X.gate, X.up, X.down, base_ + i * stride_);
+            done_bytes.fetch_add(stride_);
+          } else {
+            copy_piece(pieces[i], out);
+            done_bytes.fetch_add((pieces[i].end - pieces[i].begin) * sizeof(uint16_t));
+          }
         }
       } catch (const std::exception& e) {
         std::lock_guard<std::mutex> lock(error_mutex);
@@ -115,23 +132,28 @@ HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std:
     });
   }
   // Progress on stderr every 10% (the load of a full-size model takes seconds).
+  // bf16 padding (a blob rounded up to 256 bytes) is never written: the count stops short of bytes_.
+  const size_t total = quantized ? bytes_ : moe_layers.size() * experts_ * 3 * static_cast<size_t>(dff) * H * sizeof(uint16_t);
+  const char* what = quantized ? (layout_.dtype == quant::ExpertDType::INT8 ? "routed experts -> int8 in host memory"
+                                                                             : "routed experts -> int4 in host memory")
+                               : "routed experts -> host memory";
   int reported = 0;
-  while (done_elems.load() < elems && !failed.load()) {
+  while (done_bytes.load() < total && !failed.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    const int pct = static_cast<int>(100.0 * static_cast<double>(done_elems.load()) / static_cast<double>(elems));
+    const int pct = static_cast<int>(100.0 * static_cast<double>(done_bytes.load()) / static_cast<double>(total));
     if (pct / 10 > reported / 10 && pct < 100) {
       reported = pct;
-      std::fprintf(stderr, "moe: routed experts -> host memory: %d%% (%.1f of %.1f GB, %.1f s)\n", pct,
-                   2e-9 * static_cast<double>(done_elems.load()), 1e-9 * static_cast<double>(bytes_), seconds_since(t0));
+      std::fprintf(stderr, "moe: %s: %d%% (%.1f of %.1f GB, %.1f s)\n", what, pct, 1e-9 * static_cast<double>(done_bytes.load()),
+                   1e-9 * static_cast<double>(total), seconds_since(t0));
     }
   }
   for (std::thread& t : pool) t.join();
   if (!error.empty()) {
     munmap(mem, bytes_);
     base_ = nullptr;
-    throw Error("CUDA backend: copying the routed experts to host memory failed: " + error);
+    throw Error(std::string("CUDA backend: ") + (quantized ? "quantizing" : "copying") + " the routed experts to host memory failed: " + error);
   }
-  copy_seconds = seconds_since(t0);
+  (quantized ? quantize_seconds : copy_seconds) = seconds_since(t0);
   const auto t1 = std::chrono::steady_clock::now();
   const cudaError_t r = cudaHostRegister(mem, bytes_, cudaHostRegisterDefault);
   if (r != cudaSuccess) {
@@ -143,8 +165,13 @@ HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std:
   }
   registered_ = true;
   pin_seconds = seconds_since(t1);
-  std::fprintf(stderr, "moe: routed experts in pinned host memory: %.1f GB (copy %.1f s, pin %.1f s)\n", 1e-9 * static_cast<double>(bytes_),
-               copy_seconds, pin_seconds);
+  if (quantized) {
+    std::fprintf(stderr, "moe: routed experts in pinned host memory: %.1f GB %s (quantize %.1f s, pin %.1f s)\n",
+                 1e-9 * static_cast<double>(bytes_), quant::expert_dtype_name(layout_.dtype), quantize_seconds, pin_seconds);
+  } else {
+    std::fprintf(stderr, "moe: routed experts in pinned host memory: %.1f GB (copy %.1f s, pin %.1f s)\n", 1e-9 * static_cast<double>(bytes_),
+                 copy_seconds, pin_seconds);
+  }
 }
 
 HostExperts::~HostExperts() {

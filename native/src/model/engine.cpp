@@ -18,6 +18,18 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
   if (options.offload_slots < -1 || options.offload_slots > config.n_routed_experts) {
     throw Error("offload_slots must be -1 (all resident) or in [0, " + std::to_string(config.n_routed_experts) + "]");
   }
+  if (options.expert_dtype != quant::ExpertDType::BF16) {
+    const std::string dt = quant::expert_dtype_name(options.expert_dtype);
+    if (options.device != "cuda" || options.offload_slots < 0) {
+      throw Error("expertDtype '" + dt + "' needs device 'cuda' with the routed experts offloaded (cache or gpuMemory); " +
+                  (options.device != "cuda" ? "device '" + options.device + "' computes experts in bf16 only" : "every expert is resident here"));
+    }
+    try {
+      quant::expert_layout(options.expert_dtype, config.hidden_size, config.moe_intermediate_size, options.expert_group);
+    } catch (const Error& e) {
+      throw Error(std::string("expertGroup: ") + e.what());
+    }
+  }
 #ifndef MOE_WITH_CUDA
   if (options.device == "cuda") {
     throw Error("device 'cuda': this build of the native engine has no CUDA backend (it is built when CMake finds "
@@ -30,6 +42,8 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
     CudaBackendOptions cuda;
     cuda.offload_slots = options.offload_slots;
     cuda.gpu_budget_bytes = options.gpu_budget_bytes;
+    cuda.expert_dtype = options.expert_dtype;
+    cuda.expert_group = options.expert_group;
     backend_ = make_cuda_backend(config_, store_->weights(), cuda);
     return;
   }
