@@ -119,7 +119,9 @@ function sampleOf(log: ReturnType<Engine['takeMissLog']>, spec: NativeMissSpec):
   return { spec: { ...spec, gpuExpertMs: Array.from(spec.gpuExpertMs), cpuExpertMs: Array.from(spec.cpuExpertMs) }, rows: n, columns: cols };
 }
 
-function diff(a: OffloadStats | null, b: OffloadStats | null, key: keyof OffloadStats): number {
+type Counter = { [K in keyof OffloadStats]-?: OffloadStats[K] extends number ? K : never }[keyof OffloadStats];
+
+function diff(a: OffloadStats | null, b: OffloadStats | null, key: Counter): number {
   return (b?.[key] ?? 0) - (a?.[key] ?? 0);
 }
 
