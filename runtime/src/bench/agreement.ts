@@ -24,7 +24,7 @@ export interface PathAgreement {
   /** prefill: all positions in one forward; decode: teacher-forced single-token steps (graph path) */
   path: 'prefill' | 'decode';
   /** what is compared with what: the engine vs transformers bf16 / fp32, or transformers bf16 vs fp32 (the reference's own noise) */
-  compared: 'engine vs transformers-bf16' | 'engine vs transformers-fp32' | 'transformers-bf16 vs transformers-fp32';
+  compared: 'engine vs transformers-bf16' | 'engine vs transformers-fp32' | 'transformers-bf16 vs transformers-fp32' | 'quantized experts vs bf16 engine';
   positions: number;
   top1Agreement: number;
   /** per position: ||a - b|| / ||b|| over the vocabulary */
