@@ -30,3 +30,9 @@ export function refuseUnused(cmd: Command, rules: readonly UnusedRule[]): void {
     if (!r.applies && given(cmd, r.option)) throw new UserError(`option ${r.option}: has no effect here (it is used ${r.needs}); remove it`);
   }
 }
+
+/** --expert-group has an effect only with --expert-dtype int4 (a list counts when it holds int4). */
+export function expertGroupRule(expertDtype: string | undefined): UnusedRule {
+  const int4 = (expertDtype ?? 'bf16').split(',').some((d) => d.trim() === 'int4');
+  return { option: '--expert-group', applies: int4, needs: 'with --expert-dtype int4 (int8 has one scale per output channel, bf16 none)' };
+}

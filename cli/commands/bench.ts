@@ -18,7 +18,9 @@ import { loadModelConfig } from '../../runtime/src/model/config.js';
 import { requireRegularFile } from '../../runtime/src/model/regular-file.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
-import { missGridFromCli, prefetchGridFromCli } from '../../runtime/src/engine/cli-options.js';
+import { expertDtypeListFromCli, missGridFromCli, prefetchGridFromCli } from '../../runtime/src/engine/cli-options.js';
+import { quantCheckTable } from '../../runtime/src/bench/quant-check.js';
+import { expertGroupRule } from '../option-rules.js';
 
 interface BenchCliOptions {
   model: string;
@@ -60,6 +62,9 @@ interface BenchCliOptions {
   checkOffloadCaches: string;
   checkOffloadPolicies: string;
   checkOffloadTokens: string;
+  expertDtype: string;
+  expertGroup: string;
+  checkQuant?: string;
 }
 
 /** A bench.json written earlier (e.g. on the GPU machine), checked enough to re-render it. */
@@ -83,6 +88,7 @@ const RUN_OPTIONS = [
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
   '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--check-miss',
   '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
+  '--expert-dtype', '--expert-group', '--check-quant',
 ];
 
 export function register(program: Command): void {
@@ -108,7 +114,10 @@ export function register(program: Command): void {
     .option('--out <dir>', 'write bench.json, bench.md and the chart (bench.vl.json/.svg/.png) into this new (or empty) folder')
     .option('--force', 'with --out: write into a folder that already holds files (same-named files are replaced)')
     .option('--replot <bench.json>', 'no run: re-render the tables and the chart of an earlier bench.json')
-    .option('--cache <list>', 'offload mode (device cuda): routed experts in host memory, these GPU slots per MoE layer (comma-separated; 0: naive on-demand loading)')
+    .option('--cache <list>', 'offload mode (device cuda): routed experts in host memory, these GPU slots per MoE layer (comma-separated; 0: naive on-demand loading; fit: with --gpu-memory, the most slots each --expert-dtype allows)')
+    .option('--expert-dtype <list>', 'offload mode: routed experts stored as bf16, int8 or int4, each a grid dimension (comma-separated); the simulated column uses the profile\'s figures for the dtype (measured, or scaled by bytes with a warning)', 'bf16')
+    .option('--expert-group <n>', 'with --expert-dtype / --check-quant int4: inputs per group', '64')
+    .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, teacher forcing on seeded sequences (--check-sequences x --check-length, decode from --check-prefill); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid)')
     .option('--policy <list>', 'offload mode (with --cache): cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
     .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
     .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
@@ -140,12 +149,15 @@ export function register(program: Command): void {
       if (o.model === undefined) throw new UserError('option --model: required (or --replot)');
       const device = o.device === undefined ? defaultDevice() : parseChoiceOption('--device', o.device, ['cpu', 'cuda'] as const);
       const offloadMode = o.cache !== undefined;
-      const checkOnly = (!!o.checkOffload || o.checkMiss !== undefined) && !offloadMode;
+      const checkOnly = (!!o.checkOffload || o.checkMiss !== undefined || o.checkQuant !== undefined) && !offloadMode;
+      const checkSeqs = o.check !== undefined || o.checkQuant !== undefined;
       refuseUnused(cmd, [
         { option: '--threads', applies: device === 'cpu', needs: 'with --device cpu' },
-        { option: '--check-sequences', applies: o.check !== undefined, needs: 'with --check' },
-        { option: '--check-length', applies: o.check !== undefined, needs: 'with --check' },
-        { option: '--check-prefill', applies: o.check !== undefined, needs: 'with --check' },
+        { option: '--check-sequences', applies: checkSeqs, needs: 'with --check or --check-quant' },
+        { option: '--check-length', applies: checkSeqs, needs: 'with --check or --check-quant' },
+        { option: '--check-prefill', applies: checkSeqs, needs: 'with --check or --check-quant' },
+        { option: '--expert-dtype', applies: offloadMode, needs: 'with --cache (offload mode; --check-quant takes its own list)' },
+        expertGroupRule([o.expertDtype, o.checkQuant].filter((x) => x !== undefined).join(',')),
         { option: '--check-fp32', applies: o.check !== undefined, needs: 'with --check' },
         { option: '--python', applies: o.check !== undefined || o.baseline !== undefined, needs: 'with --baseline or --check' },
         { option: '--policy', applies: offloadMode, needs: 'with --cache (offload mode)' },
@@ -171,11 +183,13 @@ export function register(program: Command): void {
       const newTokens = parseIntListOption('--new-tokens', o.newTokens, 2, 1 << 20);
       if (!checkOnly) checkContextLimit(config, Math.max(...prompts), Math.max(...newTokens), { prompt: '--prompt', newTokens: '--new-tokens' });
       if (check) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
+      if (o.checkQuant !== undefined && device !== 'cuda') throw new UserError('option --check-quant: needs --device cuda (quantized experts exist only for offloaded experts on the GPU)');
       const out = o.out === undefined ? undefined : checkBenchOut(o.out, !!o.force, [o.model, ...(o.routing?.split(',').map((f) => f.trim()) ?? [])]);
       const benchPolicies = ['lru', 'lfu', 'fifo', 'lfru', 'static'] as const;
       const offload = offloadMode
         ? {
-            caches: parseIntListOption('--cache', o.cache!, 0, config.nRoutedExperts),
+            caches: o.cache!.trim() === 'fit' ? ('fit' as const) : parseIntListOption('--cache', o.cache!, 0, config.nRoutedExperts),
+            formats: expertDtypeListFromCli(o),
             policies: parseChoiceListOption('--policy', o.policy, benchPolicies),
             gpuMemory: o.gpuMemory === undefined ? null : parseByteSize('--gpu-memory', o.gpuMemory),
             routing: o.routing === undefined ? [] : o.routing.split(',').map((f) => loadRoutingReplay(resolve(f.trim()), config)),
@@ -194,7 +208,20 @@ export function register(program: Command): void {
         : null;
       if (o.checkMiss !== undefined && device !== 'cuda') throw new UserError('option --check-miss: needs --device cuda');
       const checkMiss = o.checkMiss === undefined ? null : { misses: parseChoiceListOption('--check-miss', o.checkMiss, ['cpu', 'hybrid'] as const), cache: 16, newTokens: 24 };
+      if (offload?.caches === 'fit' && offload.gpuMemory === null) throw new UserError('option --cache fit: needs --gpu-memory (the budget the slots are sized by)');
+      const checkQuant = o.checkQuant === undefined
+        ? null
+        : {
+            formats: expertDtypeListFromCli({ expertDtype: o.checkQuant, expertGroup: o.expertGroup }).filter((f) => f.dtype !== 'bf16'),
+            sequences: parseIntOption('--check-sequences', o.checkSequences, 1, 1024),
+            length: checkLength,
+            prefillTokens: checkPrefill,
+            cache: 16,
+          };
+      if (checkQuant && checkQuant.formats.length === 0) throw new UserError('option --check-quant: list int8 and/or int4 (bf16 is the reference)');
+      if (checkQuant) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
       const doc = await runBench({
+        checkQuant,
         offload,
         checkOffload,
         checkMiss,
@@ -257,6 +284,7 @@ function render(doc: BenchDocument): string {
   if (host) {
     sections.push('', `Host work on the critical path (misses fetched; the simulator's profile section \`host\`): per MoE layer ${host.layerMs.map(([b, ms]) => `batch ${b} ${ms.toFixed(3)} ms`).join(', ')}; per step outside the forward ${host.stepMs.map(([b, ms]) => `batch ${b} ${ms.toFixed(2)} ms`).join(', ')}`);
   }
+  if (doc.quantCheck) sections.push('', quantCheckTable(doc.quantCheck));
   if (doc.targets.length) sections.push('', targetsTable(doc.targets));
   return sections.join('\n') + '\n';
 }

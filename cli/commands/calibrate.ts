@@ -6,6 +6,7 @@ import { UserError } from '../../core/src/errors.js';
 import { checkOutputFile } from '../../core/src/output-path.js';
 import { defaultDevice } from '../../runtime/src/engine/devices.js';
 import { parseChoiceOption, parseIntListOption } from '../../core/src/options.js';
+import { expertDtypeListFromCli } from '../../runtime/src/engine/cli-options.js';
 
 interface CalibrateCliOptions {
   out?: string;
@@ -19,6 +20,8 @@ interface CalibrateCliOptions {
   base?: string;
   name?: string;
   quiet?: boolean;
+  expertDtype?: string;
+  expertGroup?: string;
 }
 
 /** Checks the options before anything is measured; every refusal names the option. */
@@ -44,6 +47,8 @@ export function parseCalibrateOptions(o: CalibrateCliOptions, command: string): 
   if (o.base !== undefined && !o.cpuOnly) throw new UserError('option --base: only used with --cpu-only');
   if (o.base !== undefined && resolve(o.base) === out) throw new UserError('option --base: must not be the --out file');
   const threads = o.threads !== undefined ? [...new Set(parseIntListOption('--threads', o.threads, 1, 4096))].sort((a, b) => a - b) : undefined;
+  const expertFormats = expertDtypeListFromCli(o);
+  if (o.expertGroup !== undefined && !expertFormats.some((f) => f.dtype === 'int4')) throw new UserError('option --expert-group: only with --expert-dtype holding int4');
   if (o.name !== undefined && !/^[\w.-]+$/.test(o.name)) throw new UserError(`option --name: '${o.name}' may hold only letters, digits, '.', '_' and '-'`);
   return {
     out,
@@ -57,6 +62,7 @@ export function parseCalibrateOptions(o: CalibrateCliOptions, command: string): 
     name: o.name,
     quiet: !!o.quiet,
     command,
+    expertFormats,
   };
 }
 
@@ -74,6 +80,8 @@ export function register(program: Command): void {
     .option('--cpu-only', 'with --device cpu: write a profile with measured CPU figures and the GPU figures of --base')
     .option('--base <profile>', 'with --cpu-only: the calibration profile to take the GPU figures from')
     .option('--name <name>', "the profile's name (default: the --out file name)")
+    .option('--expert-dtype <list>', 'expert formats to measure (comma-separated: bf16, int8, int4); bf16 is always measured (the top-level figures), each other gets a byExpertDtype entry (GPU and CPU expert times of the quantized kernels)', 'bf16')
+    .option('--expert-group <n>', 'with int4: inputs per group (default 64)')
     .option('--quiet', 'no progress and no table')
     .action((opts: CalibrateCliOptions) => {
       const o = parseCalibrateOptions(opts, ['moe-offload', ...process.argv.slice(2)].join(' '));

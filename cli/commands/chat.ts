@@ -1,18 +1,19 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Engine } from '../../runtime/src/engine/index.js';
-import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawExpertCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
 import { addMissFlags } from '../miss-flags.js';
+import { addExpertDtypeFlags } from '../expert-dtype-flags.js';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
 import type { ChatMessage } from '../../runtime/src/model/chat-template.js';
 import { UserError } from '../../core/src/errors.js';
 import { parseIntOption } from '../../core/src/options.js';
 import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
-import { given, refuseUnused } from '../option-rules.js';
+import { expertGroupRule, given, refuseUnused } from '../option-rules.js';
 import { printWarnings } from '../warnings.js';
 
-interface ChatCliOptions extends RawEngineCliOptions, RawMissCliOptions {
+interface ChatCliOptions extends RawEngineCliOptions, RawMissCliOptions, RawExpertCliOptions {
   model: string;
   maxNewTokens: string;
   system?: string;
@@ -39,11 +40,12 @@ export function register(program: Command): void {
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt' && p !== 'static').join(', ')}`, 'lru')
     .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); the cache gets the expert slots that fit')
     .option('--context <n>', 'longest conversation in tokens the GPU memory budget must hold', '4096');
-  addMissFlags(chat).action(async (o: ChatCliOptions, cmd: Command) => {
+  addExpertDtypeFlags(addMissFlags(chat)).action(async (o: ChatCliOptions, cmd: Command) => {
       refuseUnused(cmd, [
         { option: '--policy', applies: o.cache !== undefined || o.gpuMemory !== undefined, needs: 'with --cache or --gpu-memory' },
         { option: '--context', applies: o.gpuMemory !== undefined, needs: 'with --gpu-memory (the budget is planned for this many tokens)' },
         { option: '--threads', applies: (o.device ?? 'cpu') === 'cpu', needs: 'with --device cpu' },
+        expertGroupRule(o.expertDtype),
       ]);
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);

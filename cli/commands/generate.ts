@@ -2,11 +2,12 @@ import type { Command } from 'commander';
 import { Engine, type FinishReason, type OffloadStats } from '../../runtime/src/engine/index.js';
 import type { NativeCacheStats } from '../../runtime/src/engine/native-binding.js';
 import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
-import { refuseUnused } from '../option-rules.js';
+import { expertGroupRule, refuseUnused } from '../option-rules.js';
 import { heartbeatMs } from '../../core/src/progress.js';
 import { printWarnings } from '../warnings.js';
-import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawExpertCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
 import { addMissFlags } from '../miss-flags.js';
+import { addExpertDtypeFlags } from '../expert-dtype-flags.js';
 import { loadTokenizer, type ModelTokenizer } from '../../runtime/src/model/tokenizer.js';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
@@ -14,7 +15,7 @@ import { checkReplayCoverage, loadRoutingReplay } from '../../runtime/src/offloa
 import { UserError } from '../../core/src/errors.js';
 import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
 
-interface GenerateCliOptions extends RawEngineCliOptions, RawMissCliOptions {
+interface GenerateCliOptions extends RawEngineCliOptions, RawMissCliOptions, RawExpertCliOptions {
   model: string;
   prompt?: string[];
   promptIds?: string[];
@@ -50,11 +51,12 @@ export function register(program: Command): void {
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt').join(', ')} (belady, opt: record-trace --routing)`, 'lru')
     .option('--routing <trace>', 'replay the routing of this trace (sequence g drives prompt g)')
     .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})');
-  addMissFlags(generate).action(async (o: GenerateCliOptions, cmd: Command) => {
+  addExpertDtypeFlags(addMissFlags(generate)).action(async (o: GenerateCliOptions, cmd: Command) => {
       if (!!o.prompt === !!o.promptIds) throw new UserError('give the prompt with either --prompt or --prompt-ids (not both)');
       refuseUnused(cmd, [
         { option: '--policy', applies: o.cache !== undefined || o.gpuMemory !== undefined, needs: 'with --cache or --gpu-memory' },
         { option: '--threads', applies: (o.device ?? 'cpu') === 'cpu', needs: 'with --device cpu' },
+        expertGroupRule(o.expertDtype),
       ]);
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);

@@ -1,8 +1,9 @@
 import { basename, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { Engine } from '../../runtime/src/engine/index.js';
-import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, type RawEngineCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, type RawEngineCliOptions, type RawExpertCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
 import { addMissFlags } from '../miss-flags.js';
+import { addExpertDtypeFlags } from '../expert-dtype-flags.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { fillLanes } from '../../runtime/src/offload/replay-lanes.js';
@@ -10,9 +11,10 @@ import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
 import { startServer } from '../../runtime/src/serve/server.js';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { UserError } from '../../core/src/errors.js';
+import { expertGroupRule, refuseUnused } from '../option-rules.js';
 import { parseIntOption } from '../../core/src/options.js';
 
-interface ServeCliOptions extends RawEngineCliOptions, RawMissCliOptions {
+interface ServeCliOptions extends RawEngineCliOptions, RawMissCliOptions, RawExpertCliOptions {
   model: string;
   modelName?: string;
   cache?: string;
@@ -53,7 +55,8 @@ export function register(program: Command): void {
     .option('--max-prefill-tokens <n>', 'prompt tokens admitted into one step (bounds the largest forward)', '4096')
     .option('--api-key <key>', 'require Authorization: Bearer <key> on every request (or env MOE_OFFLOAD_API_KEY)')
     .option('--max-body <size>', 'largest request body', '1MiB');
-  addMissFlags(cmd).action(async (o: ServeCliOptions) => {
+  addExpertDtypeFlags(addMissFlags(cmd)).action(async (o: ServeCliOptions, command: Command) => {
+      refuseUnused(command, [expertGroupRule(o.expertDtype)]);
       // From the start: a signal while the model loads stops the server as soon as it is up.
       const signalled = new Promise<string>((r) => {
         process.once('SIGINT', () => r('SIGINT'));

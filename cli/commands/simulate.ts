@@ -14,6 +14,8 @@ import { readTrace } from '../../traces/src/reader.js';
 import { toSequences } from '../../traces/src/sequences.js';
 import { POLICY_NAMES, type PolicyName } from '../../sim/src/cache/types.js';
 import { defaultCalibration, loadCalibration } from '../../sim/src/cost/calibration.js';
+import { costModelForDtype } from '../../sim/src/cost/expert-dtype.js';
+import { EXPERT_DTYPES } from '../../sim/src/cost/expert-layout.js';
 import { attachPredictedColumn } from '../../sim/src/prefetch/predicted-column.js';
 import { PREFETCH_NAMES, type PrefetchName } from '../../sim/src/prefetch/sources.js';
 import { formatHeader, formatTable, TABLE_NOTES } from '../../sim/src/report/table.js';
@@ -39,6 +41,8 @@ export function register(program: Command): void {
     .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')} (default none)`)
     .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')} (default fetch)`)
     .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/h200-measured.json, measured by calibrate on an H200)')
+    .option('--expert-dtype <dtype>', `routed experts stored as ${EXPERT_DTYPES.join(', ')}: the profile's measured entry for the dtype, or its bf16 figures scaled by bytes (with a warning) (default bf16)`)
+    .option('--expert-group <n>', 'with --expert-dtype int4: inputs per group (default 64)')
     .option('--warmup <file>', 'trace whose expert popularity pins the static policy (default: first half of the sequences of --trace)')
     .option('--predictor <dir>', 'trained predictor (train-predictor --out DIR) whose predictions feed --prefetch predicted')
     .option('--predictor-budget <n>', 'experts the predictor names per token and layer (default 6)')
@@ -66,6 +70,8 @@ interface SimulateOptions {
   prefetch?: string;
   miss?: string;
   calibration?: string;
+  expertDtype?: string;
+  expertGroup?: string;
   warmup?: string;
   predictor?: string;
   predictorBudget?: string;
@@ -108,6 +114,9 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
         prefetchers: [parseChoiceOption('--prefetch', o.prefetch ?? 'none', PREFETCH_NAMES)],
         misses: [parseChoiceOption('--miss', o.miss ?? 'fetch', MISS_MODES)],
       };
+  const expertDtype = parseChoiceOption('--expert-dtype', o.expertDtype ?? 'bf16', EXPERT_DTYPES);
+  if (o.expertGroup !== undefined && expertDtype !== 'int4') throw new UserError('option --expert-group: only with --expert-dtype int4');
+  const expertGroup = parseIntOption('--expert-group', o.expertGroup ?? '64', 2, 1 << 16);
   const predictorBudget = parseIntOption('--predictor-budget', o.predictorBudget ?? '6', 1, 65535);
   const predictorMinProb = parseFloatOption('--predictor-min-prob', o.predictorMinProb ?? '0', 0, 1);
   if (o.predictor === undefined && (o.predictorBudget !== undefined || o.predictorMinProb !== undefined)) {
@@ -126,7 +135,9 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
   if (out !== undefined) {
     checkOutputDir(out, { option: o.out === undefined ? '--out (default reports/sim/<trace name>)' : '--out', force: o.force, inputs: [tracePath, o.calibration, o.warmup, o.predictor].filter((x): x is string => x !== undefined) });
   }
-  const calibration = o.calibration ? loadCalibration(o.calibration) : defaultCalibration();
+  const forDtype = costModelForDtype(o.calibration ? loadCalibration(o.calibration) : defaultCalibration(), expertDtype, expertGroup);
+  if (forDtype.warning) process.stderr.write(`moe-offload: warning: ${forDtype.warning}\n`);
+  const calibration = forDtype.model;
   const table = readTrace(tracePath);
   const corpus = toSequences(table);
   for (const w of checkAgainstTrace(grid, corpus, calibration, tracePath, o.sweep ? '--batches' : '--batch', o.sweep ? '--caches' : '--cache')) {

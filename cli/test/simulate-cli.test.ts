@@ -112,3 +112,25 @@ describe('simulate refuses bad input with one clean line', () => {
     expect(r.err).toMatch(/--prefetch next-gate: trace .* has no gate_next column/);
   });
 });
+
+describe('simulate --expert-dtype (issue 13)', () => {
+  it('int8 on the shipped profile: fewer bytes per miss, a warning that the figures are scaled, not measured', async () => {
+    const bf16 = JSON.parse((await cli('--policy', 'lru', '--cache', '8', '--json')).out);
+    const r = await cli('--policy', 'lru', '--cache', '8', '--json', '--expert-dtype', 'int8');
+    expect(r.code).toBe(0);
+    expect(r.err).toMatch(/warning: .*int8 figures are scaled, not measured/);
+    const j = JSON.parse(r.out);
+    expect(j.hits).toBe(bf16.hits);
+    expect(j.bytesMoved).toBeLessThan(0.51 * bf16.bytesMoved);
+    expect(j.bytesMoved).toBeGreaterThan(0.49 * bf16.bytesMoved);
+  });
+
+  it('refuses an unknown dtype and --expert-group without int4, by name', async () => {
+    const a = await cli('--expert-dtype', 'fp8');
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/--expert-dtype/);
+    const b = await cli('--expert-dtype', 'int8', '--expert-group', '32');
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/--expert-group: only with --expert-dtype int4/);
+  });
+});

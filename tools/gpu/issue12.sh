@@ -12,12 +12,8 @@
 # Results: $OUT/bench.json, bench.md, check.json, check.md, cuda_kernels.log, miss_tests.log, logs.tgz.
 #   bash tools/gpu/issue12.sh [moe bench options for step 3...]
 set -uo pipefail
-REAL_OUT=${OUT:-/tmp/out}
-LOG=/tmp/issue12-logs
-rm -rf "$LOG"
-mkdir -p "$REAL_OUT" "$LOG/check" "$LOG/bench"
-start=$(date +%s)
-stamp() { echo "[issue12 $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"; }
+source tools/gpu/lib.sh
+gpu_init issue12 check bench
 finish() {
   tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
   cp "$LOG/check/bench.json" "$REAL_OUT/check.json" 2>/dev/null
@@ -29,25 +25,11 @@ finish() {
 }
 trap finish EXIT
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOG/gpu.txt" 2>&1
-cat "$LOG/gpu.txt"
-export MOE_NODE=/tmp/moe-node
-xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"
+gpu_node
 
-stamp "synth-model lite (background)"
-if [ ! -f /tmp/lite/config.json ]; then
-  ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 150 bash tools/gpu/on-device.sh \
-      'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > "$LOG/synth.rc" ) &
-  synth_pid=$!
-else
-  echo 0 > "$LOG/synth.rc"; synth_pid=
-fi
+start_synth 150
 
-stamp "native build (CUDA backend: addon, cuda_kernel_tests, moe_miss_tests)"
-build=/tmp/native-build
-MOE_EXTRA_TARGETS=moe_miss_tests bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; }
-stamp "build done"
-addon=$(find $build -name '*.node' | head -1)
+build_native moe_miss_tests
 
 timeout 60 $build/cuda_kernel_tests > "$LOG/cuda_kernels.log" 2>&1
 echo "cuda_kernel_tests exit $?" | tee -a "$LOG/steps.log"
@@ -57,15 +39,8 @@ echo "moe_miss_tests exit $?" | tee -a "$LOG/steps.log"
 tail -3 "$LOG/miss_tests.log"
 cp "$LOG/cuda_kernels.log" "$LOG/miss_tests.log" "$REAL_OUT/" 2>/dev/null
 
-[ -n "$synth_pid" ] && wait $synth_pid
-stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log" 2>/dev/null)"
-[ "$(cat "$LOG/synth.rc" 2>/dev/null)" = 0 ] || exit 1
+wait_synth
 
-run_moe() {  # label, timeout, command
-  OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$addon PYTHONUNBUFFERED=1 timeout "$2" bash tools/gpu/on-device.sh "$3" > "$LOG/$1.log" 2>&1
-  echo "$1 exit $?" | tee -a "$LOG/steps.log"
-  grep -v "^|" "$LOG/$1.log" | tail -14
-}
 
 if [ "${MOE_SKIP_CHECK:-0}" != 1 ]; then
   stamp "numerics: misses on the CPU against all-resident logits; tokens identical with misses fetched"

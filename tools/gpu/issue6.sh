@@ -15,12 +15,8 @@
 # tables are printed last. Extra arguments go to the offload bench (e.g. --new-tokens 64 --repeats 3).
 #   bash tools/gpu/issue6.sh [extra moe bench options...]
 set -uo pipefail
-REAL_OUT=${OUT:-/tmp/out}
-LOG=/tmp/issue6-logs
-rm -rf "$LOG"
-mkdir -p "$REAL_OUT" "$LOG/check" "$LOG/bench"
-start=$(date +%s)
-stamp() { echo "[issue6 $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"; }
+source tools/gpu/lib.sh
+gpu_init issue6 check bench
 finish() {
   tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
   cp "$LOG/check/bench.json" "$REAL_OUT/check.json" 2>/dev/null
@@ -32,25 +28,11 @@ finish() {
 }
 trap finish EXIT
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOG/gpu.txt" 2>&1
-cat "$LOG/gpu.txt"
-export MOE_NODE=/tmp/moe-node
-xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"
+gpu_node
 
-stamp "synth-model lite (background)"
-if [ ! -f /tmp/lite/config.json ]; then
-  ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 150 bash tools/gpu/on-device.sh \
-      'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > "$LOG/synth.rc" ) &
-  synth_pid=$!
-else
-  echo 0 > "$LOG/synth.rc"; synth_pid=
-fi
+start_synth 150
 
-stamp "native build (CUDA backend: addon + cuda_kernel_tests)"
-build=/tmp/native-build
-bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; }
-stamp "build done"
-addon=$(find $build -name '*.node' | head -1)
+build_native
 
 stamp "cuda_kernel_tests (reference checks, no timings)"
 timeout 60 $build/cuda_kernel_tests > "$LOG/cuda_kernels.log" 2>&1
@@ -58,15 +40,8 @@ echo "cuda_kernel_tests exit $?" | tee -a "$LOG/steps.log"
 cp "$LOG/cuda_kernels.log" "$REAL_OUT/" 2>/dev/null
 grep -E "FAIL|passed|failed" "$LOG/cuda_kernels.log" | tail -8
 
-[ -n "$synth_pid" ] && wait $synth_pid
-stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log" 2>/dev/null)"
-[ "$(cat "$LOG/synth.rc" 2>/dev/null)" = 0 ] || exit 1
+wait_synth
 
-run_moe() {  # label, timeout, command
-  OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$addon PYTHONUNBUFFERED=1 timeout "$2" bash tools/gpu/on-device.sh "$3" > "$LOG/$1.log" 2>&1
-  echo "$1 exit $?" | tee -a "$LOG/steps.log"
-  grep -v "^|" "$LOG/$1.log" | tail -12
-}
 
 if [ "${MOE_SKIP_CHECK:-0}" != 1 ]; then
   stamp "invariant: tokens identical, all-resident vs offloaded"

@@ -16,10 +16,8 @@
 # MOE_CONCURRENCY (1,4,8,16), MOE_SKIP_BENCH=1 (no step 3).
 #   bash tools/gpu/serve-bench.sh
 set -uo pipefail
-REAL_OUT=${OUT:-/tmp/out}
-LOG=/tmp/serve-bench-logs
-rm -rf "$LOG"
-mkdir -p "$REAL_OUT" "$LOG/bench" "$LOG/serve-bench"
+source tools/gpu/lib.sh
+gpu_init serve-bench bench serve-bench
 R=${MOE_ROUTING:-.gpu/traces/summary.arrow}
 CACHE=${MOE_CACHE:-16}
 POLICY=${MOE_POLICY:-lru}
@@ -28,8 +26,6 @@ P=${MOE_PROMPT:-128}
 N=${MOE_NEW:-64}
 LEVELS=${MOE_CONCURRENCY:-1,4,8,16}
 PORT=8123
-start=$(date +%s)
-stamp() { echo "[serve-bench $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"; }
 server_pid=
 finish() {
   if [ -n "$server_pid" ] && [ -f /tmp/serve.pid ]; then kill -KILL "$(cat /tmp/serve.pid)" 2>/dev/null; fi
@@ -42,28 +38,12 @@ finish() {
 }
 trap finish EXIT
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOG/gpu.txt" 2>&1
-cat "$LOG/gpu.txt"
-export MOE_NODE=/tmp/moe-node
-xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"
+gpu_node
 
-stamp "synth-model lite (background)"
-if [ ! -f /tmp/lite/config.json ]; then
-  ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 150 bash tools/gpu/on-device.sh \
-      'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > "$LOG/synth.rc" ) &
-  synth_pid=$!
-else
-  echo 0 > "$LOG/synth.rc"; synth_pid=
-fi
+start_synth 150
 
-stamp "native build (CUDA backend)"
-build=/tmp/native-build
-bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; }
-addon=$(find $build -name '*.node' | head -1)
-stamp "build done: $addon"
-[ -n "$synth_pid" ] && wait $synth_pid
-stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log" 2>/dev/null)"
-[ "$(cat "$LOG/synth.rc" 2>/dev/null)" = 0 ] || exit 1
+build_native
+wait_synth
 
 moe_env() { OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$addon PYTHONUNBUFFERED=1 "$@"; }
 PLACE="--device cuda --cache $CACHE --policy $POLICY --miss $MISS --gpu-memory 12GiB --routing $R"

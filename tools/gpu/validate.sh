@@ -15,12 +15,8 @@
 # rendered here afterwards), $OUT/validate.log, $OUT/logs.tgz.
 #   bash tools/gpu/validate.sh
 set -uo pipefail
-REAL_OUT=${OUT:-/tmp/out}
-LOG=/tmp/validate-logs
-rm -rf "$LOG"
-mkdir -p "$REAL_OUT" "$LOG"
-start=$(date +%s)
-stamp() { echo "[validate $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"; }
+source tools/gpu/lib.sh
+gpu_init validate
 finish() {
   cp "$LOG/validate.log" "$REAL_OUT/" 2>/dev/null
   tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
@@ -29,29 +25,13 @@ finish() {
 }
 trap finish EXIT
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$LOG/gpu.txt" 2>&1
-cat "$LOG/gpu.txt"
-export MOE_NODE=/tmp/moe-node
-xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"
+gpu_node
 
-stamp "synth-model lite (background)"
-if [ ! -f /tmp/lite/config.json ]; then
-  ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 170 bash tools/gpu/on-device.sh \
-      'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > "$LOG/synth.rc" ) &
-  synth_pid=$!
-else
-  echo 0 > "$LOG/synth.rc"; synth_pid=
-fi
+start_synth 170
 
-stamp "native build (CUDA backend)"
-build=/tmp/native-build
-bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; }
-addon=$(find $build -name '*.node' | head -1)
-stamp "build done"
+build_native
 
-[ -n "$synth_pid" ] && wait $synth_pid
-stamp "synth exit $(cat "$LOG/synth.rc" 2>/dev/null): $(tail -1 "$LOG/synth.log" 2>/dev/null)"
-[ "$(cat "$LOG/synth.rc" 2>/dev/null)" = 0 ] || exit 1
+wait_synth
 
 R=.gpu/traces/summary.arrow,.gpu/traces/translation.arrow,.gpu/traces/intent.arrow
 ARGS=${MOE_VALIDATE_ARGS:---trace $R --gpu-memory 12GiB --batch 1,16 --prompt 128}

@@ -28,7 +28,8 @@ export interface PathAgreement {
     | 'engine vs transformers-bf16'
     | 'engine vs transformers-fp32'
     | 'transformers-bf16 vs transformers-fp32'
-    | 'engine vs llama.cpp';
+    | 'engine vs llama.cpp'
+    | 'quantized experts vs bf16 engine';
   positions: number;
   top1Agreement: number;
   /** per position: ||a - b|| / ||b|| over the vocabulary */

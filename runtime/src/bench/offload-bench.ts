@@ -17,7 +17,10 @@ import type { MissMode } from '../../../sim/src/timing/engine.js';
 import type { RoutingCorpus } from '../../../traces/src/sequences.js';
 import { Engine, type OffloadStats } from '../engine/index.js';
 import type { ModelConfig } from '../model/config.js';
-import { gpuMemoryFor, type GpuMemoryPlan, type RunShape } from '../offload/gpu-budget.js';
+import { BF16_EXPERTS, gpuMemoryFor, planGpuMemory, type ExpertFormat, type GpuMemoryPlan, type RunShape } from '../offload/gpu-budget.js';
+import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
+import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
+import { expertLoadOptions } from '../engine/cli-options.js';
 import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
 import { resolveMissOptions, type NativeMissSpec } from '../offload/miss-options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
@@ -30,7 +33,10 @@ import type { GridPoint } from './grid.js';
 import type { TargetResult } from './targets.js';
 
 export interface OffloadBenchOptions {
-  caches: number[];
+  /** slots per MoE layer; 'fit': for each expert dtype, the most its blobs allow in gpuMemory (needs it) */
+  caches: number[] | 'fit';
+  /** issue 13: routed-expert storage formats, a grid dimension (default bf16 only) */
+  formats?: ExpertFormat[];
   policies: PolicyName[];
   /** bytes; the engine's budget check and the plan (null: none) */
   gpuMemory: number | null;
@@ -66,6 +72,11 @@ export interface MissLogSample {
 const MISS_LOG_SAMPLE_ROWS = 400;
 
 export interface OffloadPointResult extends PointResult {
+  /** issue 13: the routed experts' storage and one blob's bytes (what each copy moves) */
+  expertDtype: ExpertDtype;
+  expertBytes: number;
+  /** how the simulated column's profile has this dtype's figures: bf16, measured, or scaled by bytes */
+  simProfileBasis: 'bf16' | 'measured' | 'scaled';
   cache: number;
   policy: PolicyName;
   miss: MissMode;
@@ -130,7 +141,9 @@ function sampleOf(log: ReturnType<Engine['takeMissLog']>, spec: NativeMissSpec):
   return { spec: { ...spec, gpuExpertMs: Array.from(spec.gpuExpertMs), cpuExpertMs: Array.from(spec.cpuExpertMs) }, rows: n, columns: cols };
 }
 
-function diff(a: OffloadStats | null, b: OffloadStats | null, key: keyof OffloadStats): number {
+type Counter = { [K in keyof OffloadStats]-?: OffloadStats[K] extends number ? K : never }[keyof OffloadStats];
+
+function diff(a: OffloadStats | null, b: OffloadStats | null, key: Counter): number {
   return (b?.[key] ?? 0) - (a?.[key] ?? 0);
 }
 
@@ -160,9 +173,20 @@ export async function runOffloadGrid(
 ): Promise<OffloadPointResult[]> {
   const shape = gridShape(grid);
   const out: OffloadPointResult[] = [];
-  for (const C of [...o.caches].sort((a, b) => a - b)) {
+  for (const format of o.formats ?? [BF16_EXPERTS]) {
+  // The simulated column and the hybrid rule use this dtype's figures (measured, or scaled with a warning).
+  const dtypeCost = costModelForDtype(o.calibration, format.dtype, format.group);
+  if (dtypeCost.warning) log(`bench: warning: ${dtypeCost.warning}`);
+  const calibration = dtypeCost.model;
+  let caches: number[];
+  if (o.caches === 'fit') {
+    if (o.gpuMemory === null) throw new UserError('option --cache fit: needs --gpu-memory (the budget the slots are sized by)');
+    caches = [planGpuMemory(config, o.gpuMemory, shape, format).slotsPerLayer];
+    log(`bench: --cache fit: ${caches[0]} ${format.dtype} slots per MoE layer fit the budget`);
+  } else caches = o.caches;
+  for (const C of [...caches].sort((a, b) => a - b)) {
     if (o.select && !o.policies.some((policy) => grid.some((p) => o.misses.some((m) => o.select!(C, policy, p, m))))) continue;
-    log(`bench: loading the engine with routed experts offloaded, ${C} GPU slots per MoE layer`);
+    log(`bench: loading the engine with routed experts offloaded (${format.dtype}), ${C} GPU slots per MoE layer`);
     const t0 = performance.now();
     const engine = await Engine.load(model, {
       device: 'cuda',
@@ -171,8 +195,10 @@ export async function runOffloadGrid(
       poolSlots: C,
       runShape: shape,
       ...(o.gpuMemory !== null ? { gpuMemory: o.gpuMemory } : {}),
+      ...expertLoadOptions(format),
     });
-    log(`bench: loaded in ${((performance.now() - t0) / 1e3).toFixed(1)} s`);
+    const loadedBytes = engine.placement.plan?.expertBytes ?? gpuMemoryFor(config, C, shape, 0, format).expertBytes;
+    log(`bench: loaded in ${((performance.now() - t0) / 1e3).toFixed(1)} s${format.dtype !== 'bf16' ? ` (quantized in ${Number(engine.offloadStats()?.quantizeSeconds ?? 0).toFixed(1)} s)` : ''}`);
     try {
       for (const policy of o.policies) {
         const variants: Array<{ miss: MissMode; cpuFill: boolean | null }> = o.misses.flatMap((m): Array<{ miss: MissMode; cpuFill: boolean | null }> => (m === 'fetch' ? [{ miss: m, cpuFill: null }] : (o.cpuFills ?? [true]).map((f) => ({ miss: m, cpuFill: f }))));
@@ -183,7 +209,7 @@ export async function runOffloadGrid(
             const gens = warmup + repeats;
             const benchShape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats };
             const lanes = o.routing.length ? benchLanes(o.routing, benchShape) : null;
-            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, fill: cpuFill ?? true, profile: o.calibration, log: miss !== 'fetch' };
+            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, fill: cpuFill ?? true, profile: calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
             const prefetchOn = pf.name !== 'none';
             engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(prefetchOn ? { prefetch: pf } : {}), ...(lanes ? { routing: lanes.replay } : {}) });
@@ -203,7 +229,7 @@ export async function runOffloadGrid(
               const corpus: RoutingCorpus = lanes.replay.corpus;
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
               const t = predictBenchPoint(lanes, benchShape, {
-                policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(o.calibration, missSpec?.workers), cpuFill: cpuFill ?? true,
+                policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(calibration, missSpec?.workers), cpuFill: cpuFill ?? true,
                 ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
               });
               // With prefetch the cache's hits are the timing model's (replayCorpus has no prefetch).
@@ -221,6 +247,9 @@ export async function runOffloadGrid(
             const decodes = diff(before, after, 'decodeForwards');
             const point: OffloadPointResult = {
               ...r,
+              expertDtype: format.dtype,
+              expertBytes: Number(engine.offloadStats()?.expertBytes ?? loadedBytes),
+              simProfileBasis: dtypeCost.basis,
               cache: C,
               policy,
               miss,
@@ -243,7 +272,7 @@ export async function runOffloadGrid(
               copyWaitMsPerForward: wait / (gens * p.newTokens),
               enginePeakBytes: Number(dev.enginePeakBytes ?? 0),
               deviceUsedPeakBytes: Number(dev.deviceUsedPeakBytes ?? 0),
-              plan: gpuMemoryFor(config, C, shape, o.gpuMemory ?? 0),
+              plan: gpuMemoryFor(config, C, shape, o.gpuMemory ?? 0, format),
               cpuExperts,
               cpuExpertsPerToken: cpuExperts / tokens,
               fillCopies: diff(before, after, 'fillCopies'),
@@ -260,7 +289,7 @@ export async function runOffloadGrid(
               prefetchStats: prefetchOn ? prefetchStatsOf(stats.prefetch, before, after, simPf, engine.prefetchInferMs) : null,
             };
             log(
-              `bench: cache ${C} ${policy} miss ${miss}${cpuFill === false ? ' (lazy fill)' : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
+              `bench: ${format.dtype} cache ${C} ${policy} miss ${miss}${cpuFill === false ? ' (lazy fill)' : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
                 `${point.simMsPerToken !== null ? ` (sim ${point.simMsPerToken.toFixed(2)})` : ''}, prefill ${r.prefillMs.mean.toFixed(1)} ms, ` +
                 `hit rate ${(point.hitRate * 100).toFixed(1)}%${point.simHitRate !== null ? ` (sim ${(point.simHitRate * 100).toFixed(1)}%)` : ''}, ${(bytes / 1e9).toFixed(2)} GB moved, copy wait ${wait.toFixed(0)} ms` +
                 (missSpec ? `, ${point.cpuExpertsPerToken.toFixed(1)} CPU experts/token, rule ${point.missRule!.agree}/${point.missRule!.rows} agree` : '') +
@@ -274,6 +303,7 @@ export async function runOffloadGrid(
     } finally {
       engine.close();
     }
+  }
   }
   return out;
 }
@@ -301,7 +331,7 @@ function prefetchStatsOf(
 export function offloadTargets(points: readonly OffloadPointResult[]): TargetResult[] {
   const out: TargetResult[] = [];
   for (const p of points) {
-    if (p.cache !== 16 || p.batch !== 1 || p.prompt !== 128) continue;
+    if (p.cache !== 16 || p.batch !== 1 || p.prompt !== 128 || (p.expertDtype ?? 'bf16') !== 'bf16') continue;
     out.push({ name: `cache 16 ${p.policy}, batch 1, prompt 128: ms per output token`, value: p.msPerToken.mean, limit: 30, unit: 'ms (<=)', pass: p.msPerToken.mean <= 30 });
     const peak = p.deviceUsedPeakBytes / 2 ** 30;
     out.push({ name: `cache 16 ${p.policy}: peak GPU memory (device-wide)`, value: peak, limit: 12, unit: 'GiB (<=)', pass: peak <= 12 });
@@ -315,9 +345,10 @@ export const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {
-  const head = ['cache', 'policy', 'miss', 'fill', 'prefetch', 'precision (sim)', 'recall (sim)', 'wasted GB', 'late hits', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
+  const head = ['dtype', 'expert MB', 'cache', 'policy', 'miss', 'fill', 'prefetch', 'precision (sim)', 'recall (sim)', 'wasted GB', 'late hits', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
     'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
+    `${p.expertDtype ?? 'bf16'}${p.simProfileBasis === 'scaled' ? ' (sim scaled)' : ''}`, p.expertBytes === undefined ? '-' : (p.expertBytes / 1e6).toFixed(2),
     String(p.cache), p.policy, p.miss ?? 'fetch', p.cpuFill === undefined || p.cpuFill === null ? '-' : p.cpuFill ? 'background' : 'lazy',
     p.prefetch ?? 'none', p.prefetchStats ? `${pct(p.prefetchStats.precision)} (${pct(p.prefetchStats.simPrecision)})` : '-',
     p.prefetchStats ? `${pct(p.prefetchStats.recall)} (${pct(p.prefetchStats.simRecall)})` : '-', p.prefetchStats ? gb(p.prefetchStats.wastedBytes) : '-',

@@ -13,6 +13,8 @@ import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { checkOffloadTokens, type OffloadCheck } from './offload-check.js';
 import { checkCpuMisses, type CpuMissCheck } from './cpu-miss-check.js';
 import { hostProfileOf } from './offload-bench.js';
+import { checkQuantized, type QuantCheck } from './quant-check.js';
+import type { ExpertFormat } from '../offload/gpu-budget.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import { offloadTargets, runOffloadGrid, type OffloadBenchOptions } from './offload-bench.js';
 
@@ -41,6 +43,8 @@ export interface BenchOptions {
   checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number; prefetches?: Array<'none' | 'next-gate'> } | null;
   /** issue 12: logits with misses computed on the CPU against all-resident (device cuda) */
   checkMiss?: { misses: MissMode[]; cache: number; newTokens: number } | null;
+  /** issue 13: quantized experts against the bf16 engine (teacher forcing; device cuda) */
+  checkQuant?: { formats: ExpertFormat[]; sequences: number; length: number; prefillTokens: number; cache: number } | null;
   /** no timing grid (e.g. only the offload check) */
   skipGrid?: boolean;
 }
@@ -66,9 +70,10 @@ export interface BenchDocument {
   } | null;
   targets: TargetResult[];
   /** offload mode: the grid's points are OffloadPointResult (cache, policy, hit rates, bytes moved) */
-  offload?: { caches: number[]; policies: string[]; gpuMemoryBytes: number | null; routing: string[]; hostProfile?: { layerMs: Array<[number, number]>; stepMs: Array<[number, number]> } | null } | null;
+  offload?: { caches: number[]; expertDtypes?: string[]; policies: string[]; gpuMemoryBytes: number | null; routing: string[]; hostProfile?: { layerMs: Array<[number, number]>; stepMs: Array<[number, number]> } | null } | null;
   offloadCheck?: OffloadCheck | null;
   cpuMissCheck?: CpuMissCheck | null;
+  quantCheck?: QuantCheck | null;
 }
 
 /** The reference sequences of the agreement check: <bos> + seeded random ids. */
@@ -113,6 +118,11 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
       o.log(`bench: CPU-miss check (${o.checkMiss.misses.join(', ')} against all-resident logits)`);
       cpuMissCheck = await checkCpuMisses(ckpt.dir, o.checkMiss.cache, o.checkMiss.misses, o.checkMiss.newTokens, o.seed, o.log);
     }
+    let quantCheck: QuantCheck | null = null;
+    if (o.checkQuant) {
+      o.log(`bench: quantized-expert check (${o.checkQuant.formats.map((f) => f.dtype).join(', ')} against the bf16 engine)`);
+      quantCheck = await checkQuantized(ckpt.dir, o.checkQuant.formats, { ...o.checkQuant, seed: o.seed }, o.log);
+    }
     if (o.offload || o.skipGrid) {
       const points = o.offload && !o.skipGrid ? await runOffloadGrid(ckpt.dir, cfg, grid, promptsOf, o.repeats, o.warmup, o.offload, o.log) : [];
       const deviceInfo = points.at(-1)?.device ?? {};
@@ -130,9 +140,10 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
         baseline,
         agreement: null,
         targets: offloadTargets(points),
-        offload: o.offload ? { caches: o.offload.caches, policies: o.offload.policies, gpuMemoryBytes: o.offload.gpuMemory, routing: o.offload.routing.map((r) => r.path), hostProfile: hostProfileOf(points) } : null,
+        offload: o.offload ? { caches: [...new Set(points.map((p) => p.cache))], expertDtypes: (o.offload.formats ?? []).map((f) => f.dtype), policies: o.offload.policies, gpuMemoryBytes: o.offload.gpuMemory, routing: o.offload.routing.map((r) => r.path), hostProfile: hostProfileOf(points) } : null,
         offloadCheck,
         cpuMissCheck,
+        quantCheck,
       };
     }
 

@@ -24,6 +24,8 @@ export interface NativeDeviceInfo {
 
 export interface NativeCpuCalibrator {
   isa(): string;
+  /** issue 13: the expert format it times (absent on builds before it: bf16) */
+  expertDtype?(): string;
   expertMs(tokens: number, threads: number, concurrent: number, iters: number, repeats: number): Float64Array;
 }
 
@@ -31,6 +33,8 @@ export type GpuPart = 'moe' | 'dense' | 'head';
 
 export interface NativeCudaCalibrator {
   device(): NativeDeviceInfo;
+  /** issue 13: the expert format it times (absent on builds before it: bf16) */
+  expertDtype?(): string;
   copyMs(experts: number, oneCopy: boolean, streams: number, repeats: number): Float64Array;
   expertMs(kernel: 'decode' | 'grouped', tokens: number, repeats: number): Float64Array;
   partMs(part: GpuPart, batch: number, context: number, graph: boolean, repeats: number): Float64Array;
@@ -41,8 +45,9 @@ export interface NativeCudaCalibrator {
 export interface NativeCalibrate {
   cpuInfo(): NativeCpuInfo;
   cudaBuilt(): boolean;
-  CpuCalibrator: new (config: NativeModelConfig, pool: number, isa: string) => NativeCpuCalibrator;
-  CudaCalibrator: new (config: NativeModelConfig, expertPool: number, layerCopies: number) => NativeCudaCalibrator;
+  /** dtype / group (issue 13): the experts timed are quantized so (default bf16) */
+  CpuCalibrator: new (config: NativeModelConfig, pool: number, isa: string, dtype?: string, group?: number) => NativeCpuCalibrator;
+  CudaCalibrator: new (config: NativeModelConfig, expertPool: number, layerCopies: number, dtype?: string, group?: number) => NativeCudaCalibrator;
 }
 
 export function loadCalibrateNative(): NativeCalibrate {

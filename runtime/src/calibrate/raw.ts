@@ -53,6 +53,8 @@ export interface RawCpu {
 }
 
 export interface RawDocument {
+  /** issue 13: per quantized dtype (calibrate --expert-dtype), absent for bf16 only */
+  byExpertDtype?: import('./measure-dtype.js').RawDtype[];
   format: typeof RAW_FORMAT;
   createdAt: string;
   command: string;

@@ -16,6 +16,10 @@ import { cpuSteps, measureCpu } from './measure-cpu.js';
 import { gpuSteps, measureGpu } from './measure-gpu.js';
 import { loadCalibrateNative, NO_CUDA_MESSAGE, type NativeCalibrate } from './native.js';
 import { makePlan } from './plan.js';
+import { dtypeSteps, measureDtype, type RawDtype } from './measure-dtype.js';
+import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
+import { expertBlobBytes } from '../../../sim/src/cost/expert-layout.js';
+import type { ExpertFormat } from '../offload/gpu-budget.js';
 import { buildProfile } from './profile.js';
 import { RAW_FORMAT, type RawDocument } from './raw.js';
 import { comparisonTable } from './table.js';
@@ -34,6 +38,8 @@ export interface CalibrateOptions {
   name?: string;
   quiet?: boolean;
   command: string;
+  /** issue 13: expert formats to measure besides bf16 (the top-level figures); each gets a byExpertDtype entry */
+  expertFormats?: ExpertFormat[];
 }
 
 export interface CalibrateResult {
@@ -67,13 +73,16 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
   if (tooMany.length > 0) throw new UserError(`option --threads: ${tooMany.join(', ')} exceed the ${hw} hardware threads of this machine`);
   const plan = makePlan(o.quick);
   // Routed experts are bf16 in the checkpoints this project runs (gate, up: [d_ff, hidden]; down: [hidden, d_ff]).
-  const expertBytes = 3 * config.moeIntermediateSize * config.hiddenSize * 2;
+  const expertBytes = expertBlobBytes('bf16', config.hiddenSize, config.moeIntermediateSize);
   const hasDense = config.firstKDenseReplace > 0 && config.intermediateSize > 0;
-  const total = cpuSteps(plan, threads) + (o.device === 'cuda' ? gpuSteps(plan, hasDense) : 0);
+  const quant = (o.expertFormats ?? []).filter((f) => f.dtype !== 'bf16');
+  const quantBytes = quant.map((f) => expertBlobBytes(f.dtype, config.hiddenSize, config.moeIntermediateSize, f.group));
+  const total = cpuSteps(plan, threads) + (o.device === 'cuda' ? gpuSteps(plan, hasDense) : 0) + quant.reduce((n) => n + dtypeSteps(plan, o.device === 'cuda'), 0);
   if (!o.quiet && o.device === 'cpu') process.stderr.write('calibrate: --device cpu measures the CPU figures only; the GPU figures come from --base\n');
   const progress = startProgress('calibrate', total, { quiet: o.quiet });
   const gpu = o.device === 'cuda' ? measureGpu(native, nc, expertBytes, plan, progress) : undefined;
   const cpu = measureCpu(native, nc, expertBytes, plan, threads, config.numExpertsPerTok, progress);
+  const dtypes = quant.map((f, i) => ({ f, bytes: quantBytes[i], ...measureDtype(native, nc, f, quantBytes[i], plan, cpu, o.device === 'cuda', progress) }));
   progress.done();
 
   const hostLabel = `${cpus()[0]?.model?.trim() || 'unknown CPU'} (${info.features}, ${hw} hardware threads)`;
@@ -89,6 +98,8 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
     base,
     hostLabel,
   });
+  profile.expertShape = { hidden: config.hiddenSize, dff: config.moeIntermediateSize };
+  for (const d of dtypes) addDtypeEntry(profile, d.f, d.bytes, d.gpuCurve, d.cpuCurve, cpu, base, d.raw, o.device === 'cuda' ? gpu!.raw.device.name : hostLabel);
   const problems = calibrationProblems(profile);
   if (problems.length > 0) throw new Error(`calibrate built an invalid profile (a bug): ${problems.join('; ')}`);
 
@@ -100,6 +111,7 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
     quick: o.quick,
     gpu: gpu?.raw ?? null,
     cpu: cpu.raw,
+    ...(dtypes.length ? { byExpertDtype: dtypes.map((d) => d.raw) } : {}),
     derived: {
       copyFit: gpu?.copyFit ?? null,
       copyPoints: gpu?.copyPoints ?? null,
@@ -114,6 +126,37 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
   writeFileAtomic(o.out, formatProfile(profile));
   const reference = base?.model ?? defaultCalibration();
   return { profile, raw, rawPath, table: comparisonTable(profile, reference) };
+}
+
+/**
+ * The profile's byExpertDtype entry of one measured format. With --device cpu only the CPU curve is measured;
+ * the GPU curve is the base profile's (its measured entry, or its bf16 curve scaled by bytes), and the
+ * sources say which.
+ */
+function addDtypeEntry(
+  profile: CostModel,
+  f: ExpertFormat,
+  bytes: number,
+  gpuCurve: Array<[number, number]> | null,
+  cpuCurve: Array<[number, number]>,
+  cpu: { workers: number; threadsPerWorker: number },
+  base: { model: CostModel; file: string } | undefined,
+  raw: RawDtype,
+  where: string,
+): void {
+  const d = f.dtype as 'int8' | 'int4';
+  const sources = (profile.sources ??= {});
+  let gpuMs = gpuCurve;
+  if (!gpuMs) {
+    const fromBase = costModelForDtype(base!.model, d, f.group);
+    gpuMs = fromBase.model.gpu.expertMs;
+    sources[`byExpertDtype.${d}.gpu.expertMs`] = `not measured (--cpu-only): taken from ${base!.file} (${fromBase.basis === 'measured' ? 'its measured entry' : 'its bf16 curve scaled by bytes, not measured'})`;
+  } else {
+    sources[`byExpertDtype.${d}.gpu.expertMs`] = `measured by calibrate on ${where}, one ${d} expert with n tokens through the quantized kernels (decode up to the GEMV row limit, grouped above), median of the raw samples (${raw.gpu?.length ?? 0} points)`;
+  }
+  sources[`byExpertDtype.${d}.cpu.expertMs`] = `measured by calibrate, one ${d} expert through the CPU quantized expert path (kernel ${raw.cpuIsa}) on ${cpu.threadsPerWorker} thread(s) while ${cpu.workers} run at once (bf16's choice)`;
+  sources[`byExpertDtype.${d}.expertBytes`] = `computed: expert_layout(${d}${d === 'int4' ? `, group ${f.group}` : ''}) (sim/src/cost/expert-layout.ts, mirror of native/src/quant/expert_format.cpp)`;
+  (profile.byExpertDtype ??= {})[d] = { expertBytes: bytes, ...(d === 'int4' ? { group: f.group } : {}), gpu: { expertMs: gpuMs }, cpu: { expertMs: cpuCurve, workers: cpu.workers } };
 }
 
 /** JSON with each [tokens, ms] pair on one line, as the shipped profiles are written. */

@@ -6,7 +6,8 @@ import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import { PREFETCH_NAMES } from '../../../sim/src/prefetch/sources.js';
 import { existsSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../model/config.js';
-import { parseByteSize, planGpuMemory, type RunShape } from '../offload/gpu-budget.js';
+import { parseByteSize, planGpuMemory, type ExpertFormat, type RunShape } from '../offload/gpu-budget.js';
+import { EXPERT_DTYPES } from '../../../sim/src/cost/expert-layout.js';
 import { UserError } from '../../../core/src/errors.js';
 import { parseChoiceListOption, parseChoiceOption, parseFloatOption, parseIntOption } from '../../../core/src/options.js';
 import type { EngineLoadOptions, Sampling } from './options.js';
@@ -79,10 +80,34 @@ export class TextStream {
 }
 
 /** Raw commander values of the offloading options (`generate`, `chat`, `bench`). */
-export interface RawOffloadCliOptions {
+export interface RawOffloadCliOptions extends RawExpertCliOptions {
   cache?: string;
   policy: string;
   gpuMemory?: string;
+}
+
+/** Raw commander values of `--expert-dtype D --expert-group N` (issue 13). */
+export interface RawExpertCliOptions {
+  expertDtype?: string;
+  expertGroup?: string;
+}
+
+/** `--expert-dtype bf16|int8|int4 [--expert-group N]`: refused by name before anything loads. */
+export function expertFormatFromCli(o: RawExpertCliOptions): ExpertFormat {
+  const dtype = parseChoiceOption('--expert-dtype', o.expertDtype ?? 'bf16', EXPERT_DTYPES);
+  return { dtype, group: parseIntOption('--expert-group', o.expertGroup ?? '64', 2, 1 << 16) };
+}
+
+/** bench / validate: `--expert-dtype` as a list (a grid dimension). */
+export function expertDtypeListFromCli(o: RawExpertCliOptions): ExpertFormat[] {
+  const group = parseIntOption('--expert-group', o.expertGroup ?? '64', 2, 1 << 16);
+  return parseChoiceListOption('--expert-dtype', o.expertDtype ?? 'bf16', EXPERT_DTYPES).map((dtype) => ({ dtype, group }));
+}
+
+/** Engine.load's expertDtype / expertGroup for a format (nothing for bf16: the pre-issue-13 load). */
+export function expertLoadOptions(f: ExpertFormat): Pick<EngineLoadOptions, 'expertDtype' | 'expertGroup'> {
+  if (f.dtype === 'bf16') return {};
+  return f.dtype === 'int4' ? { expertDtype: f.dtype, expertGroup: f.group } : { expertDtype: f.dtype };
 }
 
 /**
@@ -90,16 +115,23 @@ export interface RawOffloadCliOptions {
  * --gpu-memory the cache gets the slots that fit (policy --policy); both: C must fit. The budget needs the
  * run's shape (batch, tokens per sequence), so callers pass it. --gpu-memory is for device cuda only.
  */
-export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConfig, device: 'cpu' | 'cuda', shape: RunShape): Pick<EngineLoadOptions, 'cache' | 'gpuMemory' | 'runShape'> {
+export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConfig, device: 'cpu' | 'cuda', shape: RunShape): Pick<EngineLoadOptions, 'cache' | 'gpuMemory' | 'runShape' | 'expertDtype' | 'expertGroup'> {
   const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
+  const format = expertFormatFromCli(o);
+  if (format.dtype !== 'bf16' && device !== 'cuda') throw new UserError(`option --expert-dtype ${format.dtype}: needs --device cuda (the CPU engine computes bf16 experts only)`);
+  if (format.dtype !== 'bf16' && o.cache === undefined && o.gpuMemory === undefined) {
+    throw new UserError(`option --expert-dtype ${format.dtype}: needs offloaded experts (--cache C or --gpu-memory SIZE); all-resident experts stay bf16`);
+  }
   const gpuMemory = o.gpuMemory === undefined ? undefined : parseByteSize('--gpu-memory', o.gpuMemory);
   if (gpuMemory !== undefined && device !== 'cuda') throw new UserError('option --gpu-memory: only with --device cuda (the CPU engine keeps every weight in host memory)');
   let slotsPerLayer = o.cache === undefined ? undefined : parseIntOption('--cache', o.cache, 0, config.nRoutedExperts);
-  if (slotsPerLayer === undefined && gpuMemory !== undefined) slotsPerLayer = planGpuMemory(config, gpuMemory, shape).slotsPerLayer;
+  // the budget's slots follow the dtype: int8 / int4 blobs are about a half / a quarter of bf16's
+  if (slotsPerLayer === undefined && gpuMemory !== undefined) slotsPerLayer = planGpuMemory(config, gpuMemory, shape, format).slotsPerLayer;
   return {
     cache: slotsPerLayer === undefined ? undefined : { slotsPerLayer, policy },
     gpuMemory,
     runShape: shape,
+    ...expertLoadOptions(format),
   };
 }
 

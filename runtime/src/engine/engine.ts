@@ -4,6 +4,8 @@ import { loadTokenizer, type ModelTokenizer } from '../model/tokenizer.js';
 import { UserError } from '../../../core/src/errors.js';
 import { buildOffloadSpec } from '../offload/offload-spec.js';
 import { resolvePlacement, type Placement } from '../offload/placement.js';
+import { checkLoadedFormat } from '../offload/expert-format.js';
+import { BF16_EXPERTS } from '../offload/gpu-budget.js';
 import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
 import { ContinuousBatch } from './continuous-batch.js';
@@ -25,6 +27,9 @@ export interface OffloadStats {
   hostExpertBytes: number;
   poolBytes: number;
   hostCopySeconds: number;
+  /** issue 13: the routed experts' storage and one blob's bytes (absent on an addon built before it) */
+  expertDtype?: string;
+  quantizeSeconds?: number;
   hostPinSeconds: number;
   forwards: number;
   slotCopies: number;
@@ -127,11 +132,17 @@ export class Engine {
     const engine = new Engine(ckpt, handle);
     engine.placement = placement;
     engine.prefetchInferMs = offload?.prefetch?.inferMsPerTokenLayer ?? null;
+    try {
+      checkLoadedFormat(placement.format, engine.offloadStats() as unknown as Record<string, unknown> | null);
+    } catch (err) {
+      handle.close();
+      throw err;
+    }
     return engine;
   }
 
   /** Where the routed experts are (offloaded or not), the slots and the budget's breakdown. */
-  placement: Placement = { cache: undefined, native: {}, plan: null };
+  placement: Placement = { cache: undefined, native: {}, plan: null, format: BF16_EXPERTS };
 
   /**
    * Replaces the offloading session: a new cache (cold; on the GPU the slots start cold too) and/or routing

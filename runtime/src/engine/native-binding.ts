@@ -188,6 +188,9 @@ export interface NativeLoadOptions {
   offloadSlots?: number;
   /** device 'cuda': cap on the engine's own device allocations (checked natively) */
   gpuBudgetBytes?: number;
+  /** issue 13, offloaded experts: 'int8' | 'int4' (absent: bf16) and the int4 group size */
+  expertDtype?: string;
+  expertGroup?: number;
 }
 
 export interface NativeAddon {

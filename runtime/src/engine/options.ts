@@ -4,6 +4,7 @@ import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import type { RunShape } from '../offload/gpu-budget.js';
 import type { RecordOptions } from '../offload/offload-spec.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
+import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import { UserError } from '../../../core/src/errors.js';
 
 /** Options of Engine.load. */
@@ -32,6 +33,13 @@ export interface EngineLoadOptions {
   prefetch?: PrefetchOptions;
   /** device 'cuda' with a cache: GPU slots per MoE layer (default: the cache's); more lets one load serve smaller caches (resetOffload) */
   poolSlots?: number;
+  /**
+   * routed experts' storage (issue 13): 'bf16' (default, the checkpoint's weights as they are), 'int8' (per
+   * output channel) or 'int4' (groups of expertGroup inputs); quantized only with offloaded experts on 'cuda'
+   */
+  expertDtype?: ExpertDtype;
+  /** int4: inputs per group (default 64; must divide hidden_size and moe_intermediate_size) */
+  expertGroup?: number;
 }
 
 export type Sampling = 'greedy' | { temperature: number; topP?: number; seed?: number };
@@ -55,7 +63,7 @@ export interface ResolvedLoadOptions {
 }
 
 /** Offloading options are checked against the model in runtime/src/offload/offload-spec.ts. */
-export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss', 'prefetch'];
+export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss', 'prefetch', 'expertDtype', 'expertGroup'];
 
 export interface ResolvedSampling {
   greedy: boolean;

@@ -4,7 +4,8 @@
  *
  *   budget = CUDA context reserve + non-expert weights + KV cache + workspace + staging + C x (MoE layers x one expert)
  *
- * Sizes come from config.json alone (bf16 everywhere, as the CUDA backend stores them), so the arithmetic
+ * Sizes come from config.json alone (bf16 everywhere but the routed experts, whose blob follows the expert
+ * dtype: sim/src/cost/expert-layout.ts mirrors the native layout; int8/int4 give 2x/3.6x the slots), so the arithmetic
  * runs before anything is loaded and a budget too small for the non-expert part (with C = 0, every expert
  * streamed) is refused up front, saying how much is needed. The workspace is an upper estimate of the CUDA
  * backend's buffers (native/src/cuda_backend/cuda_backend.cpp ensure_workspace) for the run's shape; the
@@ -12,7 +13,15 @@
  * with the figures if they ever exceed it.
  */
 import type { ModelConfig } from '../model/config.js';
+import { DEFAULT_EXPERT_GROUP, expertBlobBytes, type ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import { UserError } from '../../../core/src/errors.js';
+
+/** How the routed experts are stored (issue 13): bf16 (default) or quantized, int4 with its group size. */
+export interface ExpertFormat {
+  dtype: ExpertDtype;
+  group: number;
+}
+export const BF16_EXPERTS: ExpertFormat = { dtype: 'bf16', group: DEFAULT_EXPERT_GROUP };
 
 const MiB = 1 << 20;
 const GiB = 1 << 30;
@@ -47,7 +56,9 @@ export interface GpuMemoryPlan {
   kvCacheBytes: number;
   workspaceBytes: number;
   stagingBytes: number;
-  /** one expert (gate | up | down, bf16) */
+  /** the routed experts' storage format */
+  expertDtype: ExpertDtype;
+  /** one expert blob (gate | up | down, plus scales and zeros when quantized) */
   expertBytes: number;
   /** one slot in every MoE layer */
   slotBytes: number;
@@ -60,9 +71,22 @@ export interface GpuMemoryPlan {
 
 const aligned = (n: number) => Math.ceil(n / 256) * 256;
 
-/** Bytes of one routed expert in bf16. */
-export function expertBytes(c: ModelConfig): number {
-  return 3 * c.moeIntermediateSize * c.hiddenSize * 2;
+/** Bytes of one routed expert blob in `format` (default bf16: 3 x d_ff x hidden x 2). */
+export function expertBytes(c: ModelConfig, format: ExpertFormat = BF16_EXPERTS): number {
+  try {
+    return expertBlobBytes(format.dtype, c.hiddenSize, c.moeIntermediateSize, format.group);
+  } catch (err) {
+    throw new UserError(`option --expert-group: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * Quantized experts: a bf16 buffer of one expert for the >= 2048-row path, which dequantizes each expert
+ * before its cuBLAS GEMMs (moe_cuda_quant.h dequantize_expert_bf16), twice for double buffering. An upper
+ * estimate like the rest of the workspace; the native side checks its real allocations against the budget.
+ */
+function quantWorkspaceBytes(c: ModelConfig, format: ExpertFormat, rows: number): number {
+  return format.dtype === 'bf16' || rows < ROWS_CUBLAS ? 0 : 2 * expertBytes(c);
 }
 
 /** Every weight the GPU holds when the routed experts are offloaded, in bf16 (norms fp32). */
@@ -128,16 +152,17 @@ function shapeOf(s: RunShape): { tokens: number; rows: number; logitRows: number
 }
 
 /** The breakdown for a given slot count (what a run with `--cache C` needs). */
-export function gpuMemoryFor(c: ModelConfig, slotsPerLayer: number, shape: RunShape, budgetBytes = 0): GpuMemoryPlan {
+export function gpuMemoryFor(c: ModelConfig, slotsPerLayer: number, shape: RunShape, budgetBytes = 0, format: ExpertFormat = BF16_EXPERTS): GpuMemoryPlan {
   const { tokens, rows, logitRows } = shapeOf(shape);
-  const eb = expertBytes(c);
+  const eb = expertBytes(c, format);
   const plan: GpuMemoryPlan = {
     budgetBytes,
     contextReserveBytes: CONTEXT_RESERVE_BYTES,
     nonExpertBytes: nonExpertBytes(c),
     kvCacheBytes: kvCacheBytes(c, tokens),
-    workspaceBytes: workspaceBytes(c, rows, logitRows),
+    workspaceBytes: workspaceBytes(c, rows, logitRows) + quantWorkspaceBytes(c, format, rows),
     stagingBytes: STAGING_BUFFERS * eb,
+    expertDtype: format.dtype,
     expertBytes: eb,
     slotBytes: c.moeLayers.length * eb,
     slotsPerLayer,
@@ -154,7 +179,7 @@ export const formatGiB = (b: number) => `${(b / GiB).toFixed(2)} GiB`;
 function breakdown(p: GpuMemoryPlan): string {
   return (
     `CUDA context ${formatGiB(p.contextReserveBytes)}, non-expert weights ${formatGiB(p.nonExpertBytes)}, KV cache ${formatGiB(p.kvCacheBytes)}, ` +
-    `workspace ${formatGiB(p.workspaceBytes)}, staging ${formatGiB(p.stagingBytes)}, ${p.slotsPerLayer} expert slots/layer ${formatGiB(p.slotsPerLayer * p.slotBytes)}`
+    `workspace ${formatGiB(p.workspaceBytes)}, staging ${formatGiB(p.stagingBytes)}, ${p.slotsPerLayer} ${p.expertDtype ?? 'bf16'} expert slots/layer ${formatGiB(p.slotsPerLayer * p.slotBytes)}`
   );
 }
 
@@ -162,9 +187,9 @@ function breakdown(p: GpuMemoryPlan): string {
  * The most expert slots per MoE layer that fit `budgetBytes` for a run of `shape` (at most the experts per
  * layer). Refuses, naming the amount needed, a budget below the fixed part (C = 0: every expert streamed).
  */
-export function planGpuMemory(c: ModelConfig, budgetBytes: number, shape: RunShape): GpuMemoryPlan {
+export function planGpuMemory(c: ModelConfig, budgetBytes: number, shape: RunShape, format: ExpertFormat = BF16_EXPERTS): GpuMemoryPlan {
   if (!Number.isFinite(budgetBytes) || budgetBytes <= 0) throw new UserError(`option --gpu-memory: must be a positive size, got ${String(budgetBytes)}`);
-  const zero = gpuMemoryFor(c, 0, shape, budgetBytes);
+  const zero = gpuMemoryFor(c, 0, shape, budgetBytes, format);
   if (budgetBytes < zero.fixedBytes) {
     throw new UserError(
       `option --gpu-memory: ${formatGiB(budgetBytes)} cannot hold the model's non-expert part for this run; at least ${formatGiB(zero.fixedBytes)} is needed ` +
@@ -172,13 +197,13 @@ export function planGpuMemory(c: ModelConfig, budgetBytes: number, shape: RunSha
     );
   }
   const slots = Math.min(c.nRoutedExperts, Math.floor((budgetBytes - zero.fixedBytes) / zero.slotBytes));
-  return gpuMemoryFor(c, slots, shape, budgetBytes);
+  return gpuMemoryFor(c, slots, shape, budgetBytes, format);
 }
 
 /** Refuses `--cache C` with `--gpu-memory` when C slots do not fit, naming what C needs and the most that fits. */
-export function checkSlotsFit(c: ModelConfig, slotsPerLayer: number, budgetBytes: number, shape: RunShape): GpuMemoryPlan {
-  const most = planGpuMemory(c, budgetBytes, shape);
-  const want = gpuMemoryFor(c, slotsPerLayer, shape, budgetBytes);
+export function checkSlotsFit(c: ModelConfig, slotsPerLayer: number, budgetBytes: number, shape: RunShape, format: ExpertFormat = BF16_EXPERTS): GpuMemoryPlan {
+  const most = planGpuMemory(c, budgetBytes, shape, format);
+  const want = gpuMemoryFor(c, slotsPerLayer, shape, budgetBytes, format);
   if (want.totalBytes > budgetBytes) {
     throw new UserError(
       `option --cache: ${slotsPerLayer} slots per layer need ${formatGiB(want.totalBytes)} (${breakdown(want)}), more than --gpu-memory ${formatGiB(budgetBytes)}; ` +

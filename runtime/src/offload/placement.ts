@@ -8,16 +8,19 @@ import type { EngineLoadOptions } from '../engine/options.js';
 import type { ModelConfig } from '../model/config.js';
 import { UserError } from '../../../core/src/errors.js';
 import type { CacheOptions } from './cache-options.js';
-import { checkSlotsFit, CONTEXT_RESERVE_BYTES, planGpuMemory, type GpuMemoryPlan, type RunShape } from './gpu-budget.js';
+import { resolveExpertFormat } from './expert-format.js';
+import { BF16_EXPERTS, checkSlotsFit, CONTEXT_RESERVE_BYTES, planGpuMemory, type ExpertFormat, type GpuMemoryPlan, type RunShape } from './gpu-budget.js';
 
 export const DEFAULT_RUN_SHAPE: RunShape = { batch: 1, contextTokens: 4096 };
 
 export interface Placement {
   /** the cache the run uses (the budget's slot count with lru when only gpuMemory was given) */
   cache: CacheOptions | undefined;
-  /** native load options: absent offloadSlots = everything resident */
-  native: { offloadSlots?: number; gpuBudgetBytes?: number };
+  /** native load options: absent offloadSlots = everything resident; expertDtype only when quantized */
+  native: { offloadSlots?: number; gpuBudgetBytes?: number; expertDtype?: string; expertGroup?: number };
   plan: GpuMemoryPlan | null;
+  /** the routed experts' storage (bf16 unless offloaded on cuda with expertDtype) */
+  format: ExpertFormat;
 }
 
 export function resolvePlacement(config: ModelConfig, device: 'cpu' | 'cuda', o: EngineLoadOptions): Placement {
@@ -29,18 +32,19 @@ export function resolvePlacement(config: ModelConfig, device: 'cpu' | 'cuda', o:
   if (device !== 'cuda') {
     if (gpuMemory !== undefined) throw new UserError('option gpuMemory (--gpu-memory): only on device cuda (the CPU engine keeps every weight in host memory)');
     if (poolSlots !== undefined) throw new UserError('option poolSlots: only on device cuda');
-    return { cache, native: {}, plan: null };
+    return { cache, native: {}, plan: null, format: resolveExpertFormat(config, o, device, false) };
   }
   if (cache === undefined && gpuMemory === undefined) {
     if (poolSlots !== undefined) throw new UserError('option poolSlots: needs a cache or gpuMemory (offloading)');
-    return { cache, native: {}, plan: null };
+    return { cache, native: {}, plan: null, format: resolveExpertFormat(config, o, device, false) };
   }
+  const format = resolveExpertFormat(config, o, device, true);
   const shape = o.runShape ?? DEFAULT_RUN_SHAPE;
   let plan: GpuMemoryPlan | null = null;
   if (gpuMemory !== undefined) {
     const slots = cache?.slotsPerLayer;
-    if (slots !== undefined && Number.isInteger(slots) && slots >= 0) plan = checkSlotsFit(config, Math.max(slots, poolSlots ?? 0), gpuMemory, shape);
-    else plan = planGpuMemory(config, gpuMemory, shape);
+    if (slots !== undefined && Number.isInteger(slots) && slots >= 0) plan = checkSlotsFit(config, Math.max(slots, poolSlots ?? 0), gpuMemory, shape, format);
+    else plan = planGpuMemory(config, gpuMemory, shape, format);
     cache ??= { slotsPerLayer: plan.slotsPerLayer, policy: 'lru' };
   }
   const pool = poolSlots ?? cache!.slotsPerLayer;
@@ -52,5 +56,10 @@ export function resolvePlacement(config: ModelConfig, device: 'cpu' | 'cuda', o:
   }
   const native: Placement['native'] = { offloadSlots: pool };
   if (gpuMemory !== undefined) native.gpuBudgetBytes = Math.max(0, gpuMemory - CONTEXT_RESERVE_BYTES);
-  return { cache, native, plan };
+  // bf16 sends nothing: exactly the pre-issue-13 load, on any build of the addon.
+  if (format.dtype !== 'bf16') {
+    native.expertDtype = format.dtype;
+    if (format.dtype === 'int4') native.expertGroup = format.group;
+  }
+  return { cache, native, plan, format };
 }

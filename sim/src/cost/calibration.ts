@@ -61,6 +61,22 @@ export interface CostModel {
   host?: { layerMs: TokenCurve; stepMs: TokenCurve };
   /** Where each number comes from (measured, computed or estimate). */
   sources?: Record<string, string>;
+  /** Optional (issue 13): the expert's shape, so the bytes of a quantized format can be computed (sim/src/cost/expert-layout.ts). */
+  expertShape?: { hidden: number; dff: number };
+  /**
+   * Optional (issue 13): figures measured with quantized experts (`calibrate --expert-dtype int8,int4`). The
+   * top-level figures are bf16's; a dtype without an entry is scaled from them by bytes (expert-dtype.ts).
+   */
+  byExpertDtype?: Partial<Record<'int8' | 'int4', ExpertDtypeProfile>>;
+}
+
+/** One quantized format's figures: its blob size and the expert-time curves of the kernels that read it. */
+export interface ExpertDtypeProfile {
+  expertBytes: number;
+  /** int4: inputs per group the figures were measured with */
+  group?: number;
+  gpu: { expertMs: TokenCurve };
+  cpu: { expertMs: TokenCurve; workers?: number };
 }
 
 /**
@@ -98,6 +114,8 @@ export const RANGES = {
   ms: { min: 0, max: 100_000 },
   tokens: { min: 1, max: 1_000_000 },
   context: { min: 1, max: 10_000_000, integer: true },
+  /** hidden size, d_ff, int4 group size */
+  expertDim: { min: 1, max: 1_000_000, integer: true },
   curvePoints: 10_000,
 } as const satisfies Record<string, Range | number>;
 
@@ -181,6 +199,33 @@ export function calibrationProblems(x: unknown): string[] {
     else {
       curve(o.host.layerMs, 'host.layerMs');
       curve(o.host.stepMs, 'host.stepMs');
+    }
+  }
+  // issue 13: expertShape and byExpertDtype, checked like the figures above
+  const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (o.expertShape !== undefined) {
+    if (!isObject(o.expertShape)) p.push('expertShape must be an object {hidden, dff}');
+    else for (const k of ['hidden', 'dff'] as const) num(o.expertShape[k], `expertShape.${k}`, RANGES.expertDim);
+  }
+  if (o.byExpertDtype !== undefined) {
+    if (!isObject(o.byExpertDtype)) p.push('byExpertDtype must be an object {int8?: {...}, int4?: {...}}');
+    else {
+      for (const [d, e] of Object.entries(o.byExpertDtype as Record<string, Partial<ExpertDtypeProfile>>)) {
+        const at = `byExpertDtype.${d}`;
+        if (d !== 'int8' && d !== 'int4') p.push(`${at}: unknown expert dtype (int8 or int4; bf16 is the top level)`);
+        else if (!isObject(e)) p.push(`${at} must be an object {expertBytes, group?, gpu: {expertMs}, cpu: {expertMs, workers?}}`);
+        else {
+          num(e.expertBytes, `${at}.expertBytes`, RANGES.expertBytes);
+          if (e.group !== undefined || d === 'int4') num(e.group, `${at}.group`, RANGES.expertDim);
+          if (!isObject(e.gpu)) p.push(`${at}.gpu must be an object {expertMs}`);
+          else curve(e.gpu!.expertMs, `${at}.gpu.expertMs`);
+          if (!isObject(e.cpu)) p.push(`${at}.cpu must be an object {expertMs, workers?}`);
+          else {
+            curve(e.cpu!.expertMs, `${at}.cpu.expertMs`);
+            if (e.cpu!.workers !== undefined) num(e.cpu!.workers, `${at}.cpu.workers`, RANGES.cpuWorkers);
+          }
+        }
+      }
     }
   }
   return p;

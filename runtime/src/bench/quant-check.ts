@@ -1,0 +1,177 @@
+/**
+ * bench --check-quant int8,int4 (issue 13): fidelity of quantized routed experts against the bf16 engine on
+ * the same tokens. Teacher forcing (Engine.score) of seeded sequences through the all-resident bf16 engine
+ * (the reference) and through the offloaded engine with each quantized dtype, on both paths (one prefill
+ * forward; prefill then one decode step per position), compared by agreement.ts's compareLogits: per
+ * position ||a - b|| / ||b|| of the logits, top-1 agreement overall and by the bf16 top-1/top-2 gap.
+ *
+ * Thresholds, stated before the run (QUANT_THRESHOLDS): where the bf16 gap is >= 0.1 the top-1 must agree
+ * at >= 99% (int8) / >= 95% (int4), and the median logits relative error stay <= 0.05 (int8) / <= 0.15
+ * (int4). int8 per channel keeps about 2 significant digits per weight, int4 in groups of 64 about one, so
+ * int4's bar is lower; these are engineering bars for a synthetic checkpoint, not a task-quality claim
+ * (README "Quantized experts": random weights cannot say what a format costs on a trained model).
+ *
+ * With the addon's `quantFidelity` (native/addon/quant_binding.cpp) it also reports the per-expert output
+ * relative error over every expert of the checkpoint (random activations): min/p50/p90/p99/max. That part
+ * is reported, not judged, and is skipped with a message on a build without the function.
+ */
+import { Engine } from '../engine/index.js';
+import { loadNativeAddon } from '../engine/native-binding.js';
+import { toNativeConfig, toNativeTensors } from '../engine/native-config.js';
+import { openCheckpoint } from '../model/checkpoint.js';
+import type { ExpertFormat } from '../offload/gpu-budget.js';
+import { expertLoadOptions } from '../engine/cli-options.js';
+import { compareLogits, MARGIN_BINS, type PathAgreement } from './agreement.js';
+import { seededIds } from './grid.js';
+
+export const QUANT_THRESHOLDS = {
+  int8: { confidentTop1Min: 0.99, logitsRelErrorP50Max: 0.05 },
+  int4: { confidentTop1Min: 0.95, logitsRelErrorP50Max: 0.15 },
+} as const;
+/** the bf16 top-1/top-2 gap from which a position counts as confident */
+export const CONFIDENT_GAP = 0.1;
+
+export interface ExpertErrorDistribution {
+  layers: number;
+  experts: number;
+  rows: number;
+  min: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+export interface QuantCheckCase {
+  dtype: 'int8' | 'int4';
+  group: number;
+  path: 'prefill' | 'decode';
+  positions: number;
+  top1Agreement: number;
+  /** positions whose bf16 gap is >= CONFIDENT_GAP, and the share of them whose top-1 agrees */
+  confident: number;
+  confidentTop1Agreement: number;
+  logitsRelError: PathAgreement['logitsRelError'];
+  pass: boolean;
+}
+
+export interface QuantCheck {
+  thresholds: typeof QUANT_THRESHOLDS;
+  sequences: number;
+  length: number;
+  prefillTokens: number;
+  cache: number;
+  cases: QuantCheckCase[];
+  /** per dtype: the native per-expert error distribution, or why it is absent */
+  expertErrors: Array<{ dtype: string; group: number; distribution: ExpertErrorDistribution | null; note: string | null }>;
+  pass: boolean;
+}
+
+type QuantFidelityFn = (o: { config: unknown; tensors: unknown; dtype: string; group: number; rows: number; seed: number }) => { errors: Float64Array; layers: number; experts: number };
+
+function quantile(sorted: Float64Array, q: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
+  return sorted[i];
+}
+
+/** min/p50/p90/p99/max of the errors (nearest-rank quantiles). */
+export function distribution(errors: ArrayLike<number>, layers: number, experts: number, rows: number): ExpertErrorDistribution {
+  const s = Float64Array.from(errors).sort();
+  return { layers, experts, rows, min: s[0], p50: quantile(s, 0.5), p90: quantile(s, 0.9), p99: quantile(s, 0.99), max: s[s.length - 1] };
+}
+
+/** The judged figures of one path's comparison. */
+export function judge(dtype: 'int8' | 'int4', group: number, a: Omit<PathAgreement, 'hiddenRelError' | 'pass'>): QuantCheckCase {
+  let confident = 0;
+  let agree = 0;
+  a.byReferenceMargin.forEach((b, i) => {
+    if (MARGIN_BINS[i] < CONFIDENT_GAP || b.positions === 0) return;
+    confident += b.positions;
+    agree += b.top1Agreement * b.positions;
+  });
+  const t = QUANT_THRESHOLDS[dtype];
+  const confidentTop1Agreement = confident ? agree / confident : Number.NaN;
+  const pass = confident > 0 && confidentTop1Agreement >= t.confidentTop1Min && a.logitsRelError.p50 <= t.logitsRelErrorP50Max;
+  return { dtype, group, path: a.path, positions: a.positions, top1Agreement: a.top1Agreement, confident, confidentTop1Agreement, logitsRelError: a.logitsRelError, pass };
+}
+
+export async function checkQuantized(
+  model: string,
+  formats: ExpertFormat[],
+  o: { sequences: number; length: number; prefillTokens: number; cache: number; seed: number },
+  log: (line: string) => void,
+): Promise<QuantCheck> {
+  const ckpt = openCheckpoint(model);
+  const cfg = ckpt.config;
+  const avoid = new Set([cfg.bosTokenId, cfg.eosTokenId]);
+  const seqs = Array.from({ length: o.sequences }, (_, s) => [cfg.bosTokenId, ...seededIds(o.seed * 389 + 7 + s, o.length - 1, cfg.vocabSize, avoid)]);
+  const lengths = seqs.map((s) => s.length);
+  const ref = await Engine.load(model, { device: 'cuda' });
+  let refPrefill: Float32Array;
+  let refDecode: Float32Array;
+  try {
+    refPrefill = await ref.score(seqs, 0);
+    refDecode = await ref.score(seqs, o.prefillTokens);
+  } finally {
+    ref.close();
+  }
+  log(`quant check: bf16 reference done (${o.sequences} x ${o.length} tokens, both paths)`);
+  const cache = Math.min(o.cache, cfg.nRoutedExperts);
+  const cases: QuantCheckCase[] = [];
+  const expertErrors: QuantCheck['expertErrors'] = [];
+  const fidelity = (loadNativeAddon() as unknown as { quantFidelity?: QuantFidelityFn }).quantFidelity;
+  for (const f of formats) {
+    if (f.dtype === 'bf16') continue;
+    const eng = await Engine.load(model, {
+      device: 'cuda',
+      cache: { slotsPerLayer: cache, policy: 'lru' },
+      runShape: { batch: o.sequences, contextTokens: o.length, prefillRows: o.sequences * o.length },
+      ...expertLoadOptions(f),
+    });
+    try {
+      const prefill = await eng.score(seqs, 0);
+      const decode = await eng.score(seqs, o.prefillTokens);
+      for (const [path, ours, theirs, from] of [['prefill', prefill, refPrefill, 0], ['decode', decode, refDecode, o.prefillTokens]] as const) {
+        const c = judge(f.dtype, f.group, compareLogits(path, 'quantized experts vs bf16 engine', ours, theirs, cfg.vocabSize, lengths, from));
+        cases.push(c);
+        log(`quant check: ${f.dtype} ${path}: top-1 ${(100 * c.confidentTop1Agreement).toFixed(2)}% where the bf16 gap >= ${CONFIDENT_GAP} (${c.confident} positions), ${(100 * c.top1Agreement).toFixed(2)}% overall, logits rel. error p50 ${c.logitsRelError.p50.toExponential(2)}: ${c.pass ? 'pass' : 'FAIL'}`);
+      }
+    } finally {
+      eng.close();
+    }
+    if (typeof fidelity !== 'function') {
+      const note = 'per-expert errors not measured: this build of the addon has no quantFidelity (native/addon/quant_binding.cpp)';
+      log(`quant check: ${note}`);
+      expertErrors.push({ dtype: f.dtype, group: f.group, distribution: null, note });
+      continue;
+    }
+    const rows = 16;
+    const r = fidelity({ config: toNativeConfig(cfg), tensors: toNativeTensors(ckpt), dtype: f.dtype, group: f.group, rows, seed: o.seed });
+    const d = distribution(r.errors, r.layers, r.experts, rows);
+    log(`quant check: ${f.dtype} per-expert output relative error over ${r.layers} x ${r.experts} experts: min ${d.min.toExponential(2)}, p50 ${d.p50.toExponential(2)}, p90 ${d.p90.toExponential(2)}, p99 ${d.p99.toExponential(2)}, max ${d.max.toExponential(2)}`);
+    expertErrors.push({ dtype: f.dtype, group: f.group, distribution: d, note: null });
+  }
+  return { thresholds: QUANT_THRESHOLDS, sequences: o.sequences, length: o.length, prefillTokens: o.prefillTokens, cache, cases, expertErrors, pass: cases.length > 0 && cases.every((c) => c.pass) };
+}
+
+/** bench.md's section. */
+export function quantCheckTable(c: QuantCheck): string {
+  const t = Object.entries(c.thresholds).map(([d, x]) => `${d}: top-1 >= ${100 * x.confidentTop1Min}% where the bf16 gap >= ${CONFIDENT_GAP}, logits rel. error p50 <= ${x.logitsRelErrorP50Max}`).join('; ');
+  const lines = [
+    `Quantized experts against the bf16 engine (teacher forcing, ${c.sequences} x ${c.length} tokens, decode path from position ${c.prefillTokens}, cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
+    '',
+    '| dtype | path | positions | top-1 where gap >= 0.1 | top-1 overall | logits rel. error p50 | p99 | max | pass |',
+    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+    ...c.cases.map((x) => `| ${x.dtype}${x.dtype === 'int4' ? ` g${x.group}` : ''} | ${x.path} | ${x.positions} | ${(100 * x.confidentTop1Agreement).toFixed(2)}% of ${x.confident} | ${(100 * x.top1Agreement).toFixed(2)}% | ${x.logitsRelError.p50.toExponential(2)} | ${x.logitsRelError.p99.toExponential(2)} | ${x.logitsRelError.max.toExponential(2)} | ${x.pass ? 'yes' : 'NO'} |`),
+    '',
+    'Per-expert output relative error (every expert of the checkpoint, random activations; reported, not judged):',
+    '',
+    '| dtype | experts | min | p50 | p90 | p99 | max |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
+    ...c.expertErrors.map((e) => (e.distribution
+      ? `| ${e.dtype} | ${e.distribution.layers} x ${e.distribution.experts} | ${[e.distribution.min, e.distribution.p50, e.distribution.p90, e.distribution.p99, e.distribution.max].map((v) => v.toExponential(2)).join(' | ')} |`
+      : `| ${e.dtype} | - | ${e.note} | | | | |`)),
+  ];
+  return lines.join('\n');
+}

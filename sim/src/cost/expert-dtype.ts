@@ -1,0 +1,68 @@
+/**
+ * The cost model for one expert dtype (issue 13). A profile's top-level figures are bf16's; a quantized
+ * dtype takes its measured entry (`byExpertDtype.int8`, written by `calibrate --expert-dtype`), or, with no
+ * entry (or one measured at another int4 group size), the bf16 figures scaled by the blob's bytes: the copy
+ * moves fewer bytes, and the expert kernels, which at decode sizes stream their weights, are assumed to take
+ * time in proportion. That scaling is an assumption, not a measurement, so it comes with a warning that
+ * every output using it must print.
+ */
+import { UserError } from '../../../core/src/errors.js';
+import type { CostModel, TokenCurve } from './calibration.js';
+import { DEFAULT_EXPERT_GROUP, expertBlobBytes, type ExpertDtype } from './expert-layout.js';
+
+/** DeepSeek-V2-Lite's expert (hidden 2048, d_ff 1408): the shape of profiles written before expertShape existed. */
+export const LITE_EXPERT_SHAPE = { hidden: 2048, dff: 1408 } as const;
+
+export interface DtypeCostModel {
+  dtype: ExpertDtype;
+  model: CostModel;
+  /** how the dtype's figures were obtained */
+  basis: 'bf16' | 'measured' | 'scaled';
+  /** set when basis is 'scaled': the sentence to print */
+  warning: string | null;
+}
+
+const scale = (c: TokenCurve, r: number): TokenCurve => c.map(([t, ms]) => [t, Number((ms * r).toPrecision(4))]);
+
+function shapeOf(m: CostModel, dtype: ExpertDtype): { hidden: number; dff: number } {
+  if (m.expertShape) return m.expertShape;
+  if (m.expertBytes === expertBlobBytes('bf16', LITE_EXPERT_SHAPE.hidden, LITE_EXPERT_SHAPE.dff)) return LITE_EXPERT_SHAPE;
+  throw new UserError(
+    `option --expert-dtype ${dtype}: calibration profile ${m.name} has no byExpertDtype.${dtype} entry and no expertShape, and its expertBytes (${m.expertBytes}) ` +
+      `is not DeepSeek-V2-Lite's bf16 expert, so the ${dtype} size cannot be computed; measure it with calibrate --expert-dtype ${dtype}`,
+  );
+}
+
+/** The profile the simulator uses for experts stored as `dtype` (int4 with `group` inputs per group). */
+export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFAULT_EXPERT_GROUP): DtypeCostModel {
+  if (dtype === 'bf16') return { dtype, model: m, basis: 'bf16', warning: null };
+  const entry = m.byExpertDtype?.[dtype];
+  if (entry && (dtype !== 'int4' || entry.group === group)) {
+    const model: CostModel = {
+      ...m,
+      label: `${m.label}; ${dtype} experts: measured`,
+      expertBytes: entry.expertBytes,
+      gpu: { ...m.gpu, expertMs: entry.gpu.expertMs },
+      cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers },
+    };
+    return { dtype, model, basis: 'measured', warning: null };
+  }
+  const shape = shapeOf(m, dtype);
+  const bf16 = expertBlobBytes('bf16', shape.hidden, shape.dff);
+  const q = expertBlobBytes(dtype, shape.hidden, shape.dff, group);
+  const r = q / bf16;
+  const why = entry ? `its ${dtype} entry was measured at group ${entry.group}, not ${group}` : `it has no measured ${dtype} entry`;
+  const model: CostModel = {
+    ...m,
+    measured: false,
+    label: `${m.label}; ${dtype} experts: bf16 figures scaled by bytes (x${r.toFixed(3)}), not measured`,
+    expertBytes: m.expertBytes === bf16 ? q : Math.round(m.expertBytes * r),
+    gpu: { ...m.gpu, expertMs: scale(m.gpu.expertMs, r) },
+    cpu: { ...m.cpu, expertMs: scale(m.cpu.expertMs, r) },
+    sources: { ...m.sources, [`expertBytes (${dtype})`]: `computed: expert_layout(${dtype}${dtype === 'int4' ? `, group ${group}` : ''}) of hidden ${shape.hidden}, d_ff ${shape.dff} (sim/src/cost/expert-layout.ts)` },
+  };
+  const warning =
+    `calibration profile ${m.name}: ${why}, so the ${dtype} figures are scaled, not measured: copies move ${q.toLocaleString('en-US')} bytes per expert and the bf16 GPU and CPU expert times are multiplied by ${r.toFixed(3)} ` +
+    `(the bytes' ratio); measure them with calibrate --expert-dtype ${dtype}`;
+  return { dtype, model, basis: 'scaled', warning };
+}

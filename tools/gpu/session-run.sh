@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
+#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay cpubench)
+set -uo pipefail
+OUTD=${OUT:-/tmp/out}
+LOG=$OUTD/logs
+mkdir -p "$LOG"
+start=$(date +%s)
+stamp() { echo "[run $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"; }
+export MOE_NODE=/tmp/moe-node
+[ -x $MOE_NODE ] || { xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"; }
+build=/tmp/native-build
+R=.gpu/traces/summary.arrow,.gpu/traces/translation.arrow,.gpu/traces/intent.arrow
+synth_bg() {
+  if [ ! -f /tmp/lite/config.json ]; then
+    ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 150 bash tools/gpu/on-device.sh 'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > /tmp/synth.rc ) &
+  else echo 0 > /tmp/synth.rc; fi
+}
+wait_synth() { while [ ! -f /tmp/synth.rc ]; do sleep 1; done; stamp "synth rc $(cat /tmp/synth.rc)"; }
+run_moe() {  # label timeout command
+  OUT=$LOG MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$(find $build -name '*.node' | head -1) PYTHONUNBUFFERED=1 timeout "$2" bash tools/gpu/on-device.sh "$3" > "$LOG/$1.log" 2>&1
+  echo "$1 exit $?" | tee -a "$LOG/steps.log"
+  grep -v "^|" "$LOG/$1.log" | tail -8
+}
+for step in "$@"; do
+  stamp "step $step"
+  case $step in
+    build)
+      nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG/gpu.txt"
+      rm -f /tmp/synth.rc; synth_bg
+      MOE_EXTRA_TARGETS="moe_miss_tests moe_quant_tests expert_cpu_bench" bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; } ;;
+    kernels)
+      timeout 300 $build/cuda_kernel_tests --bench --json "$OUTD/cuda_kernels.json" > "$LOG/cuda_kernels.log" 2>&1
+      echo "cuda_kernel_tests exit $?" | tee -a "$LOG/steps.log"; grep -E "FAIL|passed|failed" "$LOG/cuda_kernels.log" | tail -6 ;;
+    hosttests)
+      for t in moe_quant_tests moe_miss_tests; do timeout 120 $build/$t > "$LOG/$t.log" 2>&1; echo "$t exit $?" | tee -a "$LOG/steps.log"; tail -2 "$LOG/$t.log"; done ;;
+    check)
+      wait_synth
+      run_moe check 240 "moe bench --model /tmp/lite --device cuda --check-offload --check-offload-caches 16 --check-offload-policies lru --check-offload-tokens 8 --check-offload-prefetch none,next-gate ${MOE_CHECK_ARGS:-} --out $OUTD/check" ;;
+    bench-own)
+      wait_synth
+      run_moe bench-own "${MOE_T:-280}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB ${MOE_OWN_ARGS:---cache 19 --policy lru --miss fetch,hybrid --prefetch none,next-gate --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/bench-own" ;;
+    bench-replay)
+      wait_synth
+      run_moe bench-replay "${MOE_T:-500}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R ${MOE_REPLAY_ARGS:---cache 19 --policy lru --miss fetch,cpu,hybrid --prefetch none,oracle --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/bench-replay" ;;
+    cpubench)
+      timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1
+      echo "cpubench exit $?" | tee -a "$LOG/steps.log"; tail -20 "$LOG/cpubench.log" ;;
+    *) stamp "unknown step $step" ;;
+  esac
+done
+stamp done
