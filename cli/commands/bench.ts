@@ -117,7 +117,7 @@ export function register(program: Command): void {
     .option('--cache <list>', 'offload mode (device cuda): routed experts in host memory, these GPU slots per MoE layer (comma-separated; 0: naive on-demand loading; fit: with --gpu-memory, the most slots each --expert-dtype allows)')
     .option('--expert-dtype <list>', 'offload mode: routed experts stored as bf16, int8 or int4, each a grid dimension (comma-separated); the simulated column uses the profile\'s figures for the dtype (measured, or scaled by bytes with a warning)', 'bf16')
     .option('--expert-group <n>', 'with --expert-dtype / --check-quant int4: inputs per group', '64')
-    .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, teacher forcing on seeded sequences (--check-sequences x --check-length, decode from --check-prefill); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid)')
+    .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, greedy generation of --check-sequences seeded prompts of --check-prefill tokens up to --check-length (logits compared while the tokens agree); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid)')
     .option('--policy <list>', 'offload mode (with --cache): cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
     .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
     .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
@@ -214,8 +214,10 @@ export function register(program: Command): void {
         : {
             formats: expertDtypeListFromCli({ expertDtype: o.checkQuant, expertGroup: o.expertGroup }).filter((f) => f.dtype !== 'bf16'),
             sequences: parseIntOption('--check-sequences', o.checkSequences, 1, 1024),
-            length: checkLength,
-            prefillTokens: checkPrefill,
+            // greedy generation (score is not available offloaded): prompts of --check-prefill tokens, then
+            // --check-length - --check-prefill steps
+            length: checkPrefill,
+            newTokens: checkLength - checkPrefill,
             cache: 16,
           };
       if (checkQuant && checkQuant.formats.length === 0) throw new UserError('option --check-quant: list int8 and/or int4 (bf16 is the reference)');

@@ -1,9 +1,12 @@
 /**
  * bench --check-quant int8,int4 (issue 13): fidelity of quantized routed experts against the bf16 engine on
- * the same tokens. Teacher forcing (Engine.score) of seeded sequences through the all-resident bf16 engine
- * (the reference) and through the offloaded engine with each quantized dtype, on both paths (one prefill
- * forward; prefill then one decode step per position), compared by agreement.ts's compareLogits: per
- * position ||a - b|| / ||b|| of the logits, top-1 agreement overall and by the bf16 top-1/top-2 gap.
+ * the same prompts. Greedy generation of seeded prompts through the all-resident bf16 engine (the
+ * reference) and through the offloaded engine with each quantized dtype (Engine.score, teacher forcing, is
+ * not available while an offloading session is attached), with the logits of every step recorded: step 0's
+ * come from the prefill forward (path 'prefill'), the later ones from decode steps (path 'decode'). A step
+ * is compared while the two generations' tokens so far are equal (after a divergence the inputs differ),
+ * by agreement.ts's compareLogits: per position ||a - b|| / ||b|| of the logits, top-1 agreement overall
+ * and by the bf16 top-1/top-2 gap.
  *
  * Thresholds, stated before the run (QUANT_THRESHOLDS): where the bf16 gap is >= 0.1 the top-1 must agree
  * at >= 99% (int8) / >= 95% (int4), and the median logits relative error stay <= 0.05 (int8) / <= 0.15
@@ -59,7 +62,7 @@ export interface QuantCheck {
   thresholds: typeof QUANT_THRESHOLDS;
   sequences: number;
   length: number;
-  prefillTokens: number;
+  newTokens: number;
   cache: number;
   cases: QuantCheckCase[];
   /** per dtype: the native per-expert error distribution, or why it is absent */
@@ -96,27 +99,56 @@ export function judge(dtype: 'int8' | 'int4', group: number, a: Omit<PathAgreeme
   return { dtype, group, path: a.path, positions: a.positions, top1Agreement: a.top1Agreement, confident, confidentTop1Agreement, logitsRelError: a.logitsRelError, pass };
 }
 
+type Generation = { tokens: number[][]; logits: Float32Array[][] };
+
+/**
+ * The steps of one path to compare, flattened as compareLogits takes them: step 0 (the prefill forward's
+ * logits) for 'prefill'; for 'decode' steps 1.. while the quantized run's tokens so far equal the reference's.
+ */
+export function comparedSteps(got: Generation, ref: Generation, path: 'prefill' | 'decode', vocab: number): { ours: Float32Array; theirs: Float32Array; lengths: number[] } {
+  const a: Float32Array[] = [];
+  const b: Float32Array[] = [];
+  const lengths = ref.logits.map((steps, s) => {
+    let n = 0;
+    const [first, end] = path === 'prefill' ? [0, Math.min(1, steps.length)] : [1, steps.length];
+    for (let k = first; k < end; k++) {
+      if (k > 0 && got.tokens[s][k - 1] !== ref.tokens[s][k - 1]) break;  // step k's input is token k - 1
+      a.push(got.logits[s][k]);
+      b.push(steps[k]);
+      n++;
+    }
+    return n;
+  });
+  const flat = (rows: Float32Array[]) => {
+    const out = new Float32Array(rows.length * vocab);
+    rows.forEach((r, i) => out.set(r, i * vocab));
+    return out;
+  };
+  return { ours: flat(a), theirs: flat(b), lengths };
+}
+
 export async function checkQuantized(
   model: string,
   formats: ExpertFormat[],
-  o: { sequences: number; length: number; prefillTokens: number; cache: number; seed: number },
+  o: { sequences: number; length: number; newTokens: number; cache: number; seed: number },
   log: (line: string) => void,
 ): Promise<QuantCheck> {
   const ckpt = openCheckpoint(model);
   const cfg = ckpt.config;
   const avoid = new Set([cfg.bosTokenId, cfg.eosTokenId]);
   const seqs = Array.from({ length: o.sequences }, (_, s) => [cfg.bosTokenId, ...seededIds(o.seed * 389 + 7 + s, o.length - 1, cfg.vocabSize, avoid)]);
-  const lengths = seqs.map((s) => s.length);
+  const generate = async (eng: Engine) => {
+    const r = await eng.generateAll({ prompts: seqs, maxNewTokens: o.newTokens, stopOnEos: false, recordLogits: true });
+    return { tokens: r.tokens, logits: eng.logits!.perSequence };
+  };
   const ref = await Engine.load(model, { device: 'cuda' });
-  let refPrefill: Float32Array;
-  let refDecode: Float32Array;
+  let reference: Awaited<ReturnType<typeof generate>>;
   try {
-    refPrefill = await ref.score(seqs, 0);
-    refDecode = await ref.score(seqs, o.prefillTokens);
+    reference = await generate(ref);
   } finally {
     ref.close();
   }
-  log(`quant check: bf16 reference done (${o.sequences} x ${o.length} tokens, both paths)`);
+  log(`quant check: bf16 reference done (${o.sequences} prompts of ${o.length} tokens, ${o.newTokens} greedy steps)`);
   const cache = Math.min(o.cache, cfg.nRoutedExperts);
   const cases: QuantCheckCase[] = [];
   const expertErrors: QuantCheck['expertErrors'] = [];
@@ -126,14 +158,14 @@ export async function checkQuantized(
     const eng = await Engine.load(model, {
       device: 'cuda',
       cache: { slotsPerLayer: cache, policy: 'lru' },
-      runShape: { batch: o.sequences, contextTokens: o.length, prefillRows: o.sequences * o.length },
+      runShape: { batch: o.sequences, contextTokens: o.length + o.newTokens, prefillRows: o.sequences * o.length },
       ...expertLoadOptions(f),
     });
     try {
-      const prefill = await eng.score(seqs, 0);
-      const decode = await eng.score(seqs, o.prefillTokens);
-      for (const [path, ours, theirs, from] of [['prefill', prefill, refPrefill, 0], ['decode', decode, refDecode, o.prefillTokens]] as const) {
-        const c = judge(f.dtype, f.group, compareLogits(path, 'quantized experts vs bf16 engine', ours, theirs, cfg.vocabSize, lengths, from));
+      const got = await generate(eng);
+      for (const path of ['prefill', 'decode'] as const) {
+        const { ours, theirs, lengths } = comparedSteps(got, reference, path, cfg.vocabSize);
+        const c = judge(f.dtype, f.group, compareLogits(path, 'quantized experts vs bf16 engine', ours, theirs, cfg.vocabSize, lengths, 0));
         cases.push(c);
         log(`quant check: ${f.dtype} ${path}: top-1 ${(100 * c.confidentTop1Agreement).toFixed(2)}% where the bf16 gap >= ${CONFIDENT_GAP} (${c.confident} positions), ${(100 * c.top1Agreement).toFixed(2)}% overall, logits rel. error p50 ${c.logitsRelError.p50.toExponential(2)}: ${c.pass ? 'pass' : 'FAIL'}`);
       }
@@ -152,14 +184,14 @@ export async function checkQuantized(
     log(`quant check: ${f.dtype} per-expert output relative error over ${r.layers} x ${r.experts} experts: min ${d.min.toExponential(2)}, p50 ${d.p50.toExponential(2)}, p90 ${d.p90.toExponential(2)}, p99 ${d.p99.toExponential(2)}, max ${d.max.toExponential(2)}`);
     expertErrors.push({ dtype: f.dtype, group: f.group, distribution: d, note: null });
   }
-  return { thresholds: QUANT_THRESHOLDS, sequences: o.sequences, length: o.length, prefillTokens: o.prefillTokens, cache, cases, expertErrors, pass: cases.length > 0 && cases.every((c) => c.pass) };
+  return { thresholds: QUANT_THRESHOLDS, sequences: o.sequences, length: o.length, newTokens: o.newTokens, cache, cases, expertErrors, pass: cases.length > 0 && cases.every((c) => c.pass) };
 }
 
 /** bench.md's section. */
 export function quantCheckTable(c: QuantCheck): string {
   const t = Object.entries(c.thresholds).map(([d, x]) => `${d}: top-1 >= ${100 * x.confidentTop1Min}% where the bf16 gap >= ${CONFIDENT_GAP}, logits rel. error p50 <= ${x.logitsRelErrorP50Max}`).join('; ');
   const lines = [
-    `Quantized experts against the bf16 engine (teacher forcing, ${c.sequences} x ${c.length} tokens, decode path from position ${c.prefillTokens}, cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
+    `Quantized experts against the bf16 engine (greedy, ${c.sequences} prompts of ${c.length} tokens, ${c.newTokens} steps compared while the tokens agree: step 0 = prefill path, later steps = decode path; cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
     '',
     '| dtype | path | positions | top-1 where gap >= 0.1 | top-1 overall | logits rel. error p50 | p99 | max | pass |',
     '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareLogits } from '../../src/bench/agreement.js';
 import { failedChecks } from '../../src/bench/checks.js';
-import { distribution, judge, QUANT_THRESHOLDS, quantCheckTable, type QuantCheck } from '../../src/bench/quant-check.js';
+import { distribution, judge, QUANT_THRESHOLDS, quantCheckTable, type QuantCheck, comparedSteps } from '../../src/bench/quant-check.js';
 import type { BenchDocument } from '../../src/bench/run-bench.js';
 
 const V = 4;
@@ -51,9 +51,29 @@ describe('quantized-expert check', () => {
 
   it('a failed check fails the run, and the table says which dtype and path', () => {
     const caseOf = (pass: boolean) => ({ ...judge('int4', 64, compareLogits('decode', 'quantized experts vs bf16 engine', ref, ref, V, [4], 0)), pass });
-    const q: QuantCheck = { thresholds: QUANT_THRESHOLDS, sequences: 1, length: 4, prefillTokens: 1, cache: 16, cases: [caseOf(false)], expertErrors: [{ dtype: 'int4', group: 64, distribution: null, note: 'no quantFidelity' }], pass: false };
+    const q: QuantCheck = { thresholds: QUANT_THRESHOLDS, sequences: 1, length: 4, newTokens: 3, cache: 16, cases: [caseOf(false)], expertErrors: [{ dtype: 'int4', group: 64, distribution: null, note: 'no quantFidelity' }], pass: false };
     expect(failedChecks({ quantCheck: q } as unknown as BenchDocument)).toEqual([expect.stringMatching(/quantized-expert check failed/)]);
     expect(quantCheckTable(q)).toMatch(/\| int4 g64 \| decode \| 4 \| 100\.00% of 3 \|.*\| NO \|/);
     expect(quantCheckTable(q)).toMatch(/no quantFidelity/);
+  });
+});
+
+describe('comparedSteps', () => {
+  const V = 2;
+  const row = (x: number) => Float32Array.from([x, -x]);
+  // sequence 0 diverges after token 1 (tokens 5,6 vs 5,7); sequence 1 agrees throughout
+  const ref = { tokens: [[5, 6, 8, 9], [1, 2, 3, 4]], logits: [[row(1), row(2), row(3), row(4)], [row(5), row(6), row(7), row(8)]] };
+  const got = { tokens: [[5, 7, 8, 9], [1, 2, 3, 4]], logits: [[row(10), row(20), row(30), row(40)], [row(50), row(60), row(70), row(80)]] };
+  it('prefill: step 0 of every sequence', () => {
+    const c = comparedSteps(got, ref, 'prefill', V);
+    expect(c.lengths).toEqual([1, 1]);
+    expect(Array.from(c.ours)).toEqual([10, -10, 50, -50]);
+    expect(Array.from(c.theirs)).toEqual([1, -1, 5, -5]);
+  });
+  it('decode: steps 1.. while the tokens so far agree (step k reads token k - 1)', () => {
+    const c = comparedSteps(got, ref, 'decode', V);
+    // sequence 0: step 1 (input token 5, equal) compared, step 2 (input 6 vs 7) stops; sequence 1: steps 1..3
+    expect(c.lengths).toEqual([1, 3]);
+    expect(Array.from(c.ours)).toEqual([20, -20, 60, -60, 70, -70, 80, -80]);
   });
 });
