@@ -111,7 +111,8 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
   static Napi::Function define(Napi::Env env) {
     return DefineClass(env, "CudaCalibrator",
                        {InstanceMethod<&CudaCalibratorWrap::device>("device"), InstanceMethod<&CudaCalibratorWrap::copy_ms>("copyMs"),
-                        InstanceMethod<&CudaCalibratorWrap::expert_ms>("expertMs"), InstanceMethod<&CudaCalibratorWrap::part_ms>("partMs"),
+                        InstanceMethod<&CudaCalibratorWrap::expert_ms>("expertMs"), InstanceMethod<&CudaCalibratorWrap::launch_ms>("launchMs"),
+                        InstanceMethod<&CudaCalibratorWrap::part_ms>("partMs"),
                         InstanceMethod<&CudaCalibratorWrap::activation_ms>("activationMs"),
                         InstanceMethod<&CudaCalibratorWrap::expert_dtype>("expertDtype"),
                         InstanceMethod<&CudaCalibratorWrap::expert_bytes>("expertBytes"),
@@ -153,6 +154,11 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
     const std::string kernel = str_arg(info, 0, "kernel");
     const int tokens = int_arg(info, 1, "tokens"), repeats = int_arg(info, 2, "repeats");
     return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).expert_ms(kernel, tokens, repeats); }));
+  }
+  // launchMs(experts, tokens, repeats)
+  Napi::Value launch_ms(const Napi::CallbackInfo& info) {
+    const int experts = int_arg(info, 0, "experts"), tokens = int_arg(info, 1, "tokens"), repeats = int_arg(info, 2, "repeats");
+    return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).launch_ms(experts, tokens, repeats); }));
   }
   // partMs(part, batch, context, graph, repeats)
   Napi::Value part_ms(const Napi::CallbackInfo& info) {

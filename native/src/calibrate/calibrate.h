@@ -75,6 +75,10 @@ class CudaCalibrator {
   // One routed expert with `tokens` tokens: kernel "decode" (expert_ffn_decode) or "grouped"
   // (expert_ffn_grouped). Cycles through a pool of experts larger than the L2 cache.
   virtual std::vector<double> expert_ms(const std::string& kernel, int tokens, int repeats) = 0;
+  // One launch of the decode expert kernel (expert_ffn_decode_entries, or the q kernel of the dtype) over
+  // `experts` distinct experts with `tokens` tokens each (1..32), as the offload path computes a layer's
+  // resident experts in one launch. Consecutive launches read other pool experts (cold in L2).
+  virtual std::vector<double> launch_ms(int experts, int tokens, int repeats) = 0;
   // The non-expert part: "moe" (a MoE layer: attention + router + shared experts), "dense" (layer 0:
   // attention + dense MLP) or "head" (final norm + lm_head + greedy sampling), for a decode step of
   // `batch` rows, each attending to `context` cached tokens. graph: replayed as a CUDA graph (as the

@@ -34,6 +34,7 @@ using cuda::bf16;
 constexpr int kAttnChunk = 64;                      // CudaBackend::kAttnChunk
 constexpr size_t kCublasWorkspace = size_t(32) << 20;  // CudaBackend's kCublasWorkspace
 constexpr double kTargetSampleMs = 2.0;             // each sample spans at least this much GPU time
+constexpr int kGemvMaxRows = 32;                    // CudaBackend::kGemvMaxRows (decode expert kernel up to here)
 
 struct Dev {
   void* p = nullptr;
@@ -155,17 +156,19 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     final_norm_ = upload_f32(std::vector<float>(static_cast<size_t>(H_), 1.f));
     lm_head_ = rand_bf16(static_cast<size_t>(c.vocab_size) * H_);
 
-    // Routed experts: [gate | up | down] each, pool_ of them. Pointer table j maps every expert id to
-    // pool expert j, so a kernel call routed to expert 0 reads pool expert j. Quantized: pool_ copies of
-    // one blob quantized from the random bf16 values (only the timing matters), and a blob table.
+    // Routed experts: [gate | up | down] each, pool_ of them. Pointer table j maps expert id e to pool
+    // expert (j + e) % pool_, so a kernel call routed to expert 0 reads pool expert j, and one routed to
+    // experts 0..m-1 (launch_ms) reads m distinct pool experts from j on. Quantized: pool_ copies of one
+    // blob quantized from the random bf16 values (only the timing matters), and a blob table.
     if (quant_) {
       quantized_blob();
       experts_ = Dev(layout_.bytes * pool_);
       std::vector<const uint8_t*> tb;
       for (int j = 0; j < pool_; ++j) {
-        uint8_t* at = experts_.as<uint8_t>() + layout_.bytes * j;
-        CUDA_CHECK(cudaMemcpy(at, blob_.data(), layout_.bytes, cudaMemcpyHostToDevice));
-        for (int e = 0; e < E_; ++e) tb.push_back(at);
+        CUDA_CHECK(cudaMemcpy(experts_.as<uint8_t>() + layout_.bytes * j, blob_.data(), layout_.bytes, cudaMemcpyHostToDevice));
+      }
+      for (int j = 0; j < pool_; ++j) {
+        for (int e = 0; e < E_; ++e) tb.push_back(experts_.as<uint8_t>() + layout_.bytes * ((j + e) % pool_));
       }
       p_blob_ = upload(tb.data(), tb.size() * sizeof(uint8_t*));
     } else {
@@ -173,8 +176,8 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     }
     std::vector<const bf16*> tg, tu, td;
     for (int j = 0; j < pool_ && !quant_; ++j) {
-      const bf16* base = experts_.as<bf16>() + expert_elems_ * j;
       for (int e = 0; e < E_; ++e) {
+        const bf16* base = experts_.as<bf16>() + expert_elems_ * ((j + e) % pool_);
         tg.push_back(base);
         tu.push_back(base + static_cast<size_t>(dff_) * H_);
         td.push_back(base + static_cast<size_t>(2) * dff_ * H_);
@@ -318,6 +321,51 @@ class CudaCalibratorImpl final : public CudaCalibrator {
       } else {
         cuda::expert_ffn_grouped_q_entries(x.as<bf16>(), tokens, H_, ids.as<int32_t>(), w.as<float>(), 1, E_, b, qlayout_, ws.p, ws_bytes,
                                            stream_, y.as<float>());
+      }
+    };
+    return time_runs(launch, repeats);
+  }
+
+  // One launch of the decode expert kernel over `experts` distinct experts with `tokens` tokens each, as
+  // the runtime computes a layer's resident (or loaded) experts in one launch (cuda_offload_layer.cpp:
+  // expert_ffn_decode_entries / expert_ffn_decode_q_entries with per-entry outputs). Laid out as `tokens`
+  // rows each routed to all `experts` (k = experts), so every expert gets every row; the runtime's launch
+  // has k = top-k and masked entries instead, the same (expert, token) work. Consecutive launches read
+  // disjoint pool experts (the table advances by `experts`), cold in L2 while the pool exceeds it.
+  std::vector<double> launch_ms(int experts, int tokens, int repeats) override {
+    if (experts < 1 || experts > E_ || experts > pool_) {
+      throw Error("calibrate: launch_ms needs 1.." + std::to_string(std::min(E_, pool_)) + " experts (the model's routed experts and the pool), not " +
+                  std::to_string(experts));
+    }
+    if (tokens < 1 || tokens > kGemvMaxRows || repeats < 1) {
+      throw Error("calibrate: launch_ms needs 1.." + std::to_string(kGemvMaxRows) + " tokens per expert (the decode kernel's rows) and repeats >= 1");
+    }
+    if (quant_ ? !cuda::expert_ffn_q_supported(qlayout_, E_) : !cuda::expert_ffn_decode_supported(H_, dff_, E_)) {
+      throw Error("calibrate: the decode expert kernel does not support this model's shape");
+    }
+    const int rows = tokens, k = experts;
+    const size_t entries = static_cast<size_t>(rows) * k;
+    std::vector<int32_t> ids(entries);
+    for (size_t i = 0; i < entries; ++i) ids[i] = static_cast<int32_t>(i % static_cast<size_t>(k));
+    Dev x = rand_bf16(static_cast<size_t>(rows) * H_);
+    Dev y(sizeof(float) * rows * H_);
+    Dev out(sizeof(float) * entries * H_);
+    Dev id = upload(ids);
+    Dev w = upload_f32(std::vector<float>(entries, 1.f));
+    const size_t ws_bytes = quant_ ? cuda::expert_ffn_decode_q_workspace_bytes(rows, k, E_, qlayout_)
+                                   : cuda::expert_ffn_decode_workspace_bytes(rows, k, E_, H_, dff_);
+    Dev ws(ws_bytes);
+    int next = 0;
+    auto launch = [&]() {
+      const size_t t = static_cast<size_t>(next) * E_;
+      next = (next + experts) % pool_;
+      if (quant_) {
+        cuda::expert_ffn_decode_q_entries(x.as<bf16>(), rows, H_, id.as<int32_t>(), w.as<float>(), k, E_, p_blob_.as<const uint8_t*>() + t, qlayout_,
+                                          ws.p, ws_bytes, stream_, out.as<float>());
+      } else {
+        cuda::expert_ffn_decode_entries(x.as<bf16>(), rows, H_, id.as<int32_t>(), w.as<float>(), k, E_, H_, dff_, p_gate_.as<const bf16*>() + t,
+                                        p_up_.as<const bf16*>() + t, p_down_.as<const bf16*>() + t, y.as<float>(), H_, false, ws.p, ws_bytes,
+                                        stream_, out.as<float>());
       }
     };
     return time_runs(launch, repeats);

@@ -21,12 +21,15 @@ import type { CpuResult } from './measure-cpu.js';
 import type { NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';
 import { sampled, type RawCpuExpert, type RawGpuExpert } from './raw.js';
+import { launchPoints, measureLaunches, type RawLaunch } from './measure-launch.js';
 
 export interface RawDtype {
   dtype: string;
   group: number;
   expertBytes: number;
   gpu: RawGpuExpert[] | null;
+  /** multi-expert launches of this dtype (null: not measured: --device cpu, or an addon without launchMs) */
+  launches?: RawLaunch[] | null;
   cpu: RawCpuExpert[];
   cpuIsa: string;
 }
@@ -36,8 +39,8 @@ export interface DtypeResult {
   raw: RawDtype;
 }
 
-export function dtypeSteps(plan: CalibratePlan, gpu: boolean): number {
-  return plan.cpuTokens.length + (gpu ? plan.gpuExpertTokens.length : 0);
+export function dtypeSteps(plan: CalibratePlan, gpu: boolean, routedExperts: number): number {
+  return plan.cpuTokens.length + (gpu ? plan.gpuExpertTokens.length + launchPoints(plan, routedExperts).length : 0);
 }
 
 function checkDtype(what: string, cal: { expertDtype?: () => string }, f: ExpertFormat): void {
@@ -62,6 +65,7 @@ export function measureDtype(
 ): { gpuCurve: Array<[number, number]> | null; cpuCurve: Array<[number, number]>; raw: RawDtype } {
   let gpuCurve: Array<[number, number]> | null = null;
   let gpuRaw: RawGpuExpert[] | null = null;
+  let launches: RawLaunch[] | null = null;
   if (withGpu) {
     const cal = new native.CudaCalibrator(config, plan.gpuExpertPool, plan.layerCopies, f.dtype, f.group);
     try {
@@ -73,6 +77,7 @@ export function measureDtype(
         progress.tick();
       }
       gpuCurve = gpuRaw.map((e) => [e.tokens, Number(e.medianMs.toPrecision(4))]);
+      launches = measureLaunches(cal, plan, config.n_routed_experts, progress);
     } finally {
       cal.close();
     }
@@ -88,5 +93,5 @@ export function measureDtype(
     progress.tick();
   }
   const cpuCurve = cpuRaw.map((e) => [e.tokens, e.medianMs] as [number, number]);
-  return { gpuCurve, cpuCurve, raw: { dtype: f.dtype, group: f.group, expertBytes, gpu: gpuRaw, cpu: cpuRaw, cpuIsa: cal.isa() } };
+  return { gpuCurve, cpuCurve, raw: { dtype: f.dtype, group: f.group, expertBytes, gpu: gpuRaw, launches, cpu: cpuRaw, cpuIsa: cal.isa() } };
 }

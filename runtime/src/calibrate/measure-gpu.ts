@@ -9,6 +9,7 @@ import { chooseCopyEngines, fitCopyCost, median, type CopyFit, type CopyPoint } 
 import type { GpuPart, NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';
 import { sampled, type RawCopy, type RawGpu, type RawPart } from './raw.js';
+import { launchPoints, measureLaunches } from './measure-launch.js';
 
 export interface GpuResult {
   raw: RawGpu;
@@ -23,12 +24,12 @@ export function gpuParts(hasDense: boolean): GpuPart[] {
 }
 
 /** How many measurements measureGpu makes (for the progress bar). */
-export function gpuSteps(plan: CalibratePlan, hasDense: boolean): number {
+export function gpuSteps(plan: CalibratePlan, hasDense: boolean, routedExperts: number): number {
   const copies = plan.copyExperts.length * 2 + 1;
   const experts = plan.gpuExpertTokens.reduce((n, t) => n + (t <= plan.gemvMaxRows ? 2 : 1), 0);
   const layered = gpuParts(hasDense).filter((p) => p !== 'head').length;
   const parts = plan.batches.length * (layered * plan.contexts.length + 1);
-  return copies + experts + parts + plan.activationTokens.length;
+  return copies + experts + launchPoints(plan, routedExperts).length + parts + plan.activationTokens.length;
 }
 
 /** Whether the CUDA backend replays a decode step of this many rows as a graph (its kGraphMaxRows). */
@@ -74,6 +75,8 @@ export function measureGpu(
       }
     }
 
+    const launches = measureLaunches(cal, plan, config.n_routed_experts, progress);
+
     const parts: RawPart[] = [];
     const hasDense = config.first_k_dense_replace > 0 && config.intermediate_size > 0;
     for (const part of gpuParts(hasDense)) {
@@ -105,7 +108,7 @@ export function measureGpu(
       progress.tick();
     }
     return {
-      raw: { device, copies, experts, parts, activation },
+      raw: { device, copies, experts, launches, parts, activation },
       copyFit,
       copyPoints,
       copyEngines: engines.engines,

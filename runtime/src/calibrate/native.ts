@@ -37,6 +37,8 @@ export interface NativeCudaCalibrator {
   expertDtype?(): string;
   copyMs(experts: number, oneCopy: boolean, streams: number, repeats: number): Float64Array;
   expertMs(kernel: 'decode' | 'grouped', tokens: number, repeats: number): Float64Array;
+  /** one decode-kernel launch over `experts` experts x `tokens` tokens each (absent on builds before it) */
+  launchMs?(experts: number, tokens: number, repeats: number): Float64Array;
   partMs(part: GpuPart, batch: number, context: number, graph: boolean, repeats: number): Float64Array;
   activationMs(tokens: number, repeats: number): Float64Array;
   close(): void;

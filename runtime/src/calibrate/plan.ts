@@ -20,7 +20,11 @@ export interface CalibratePlan {
   graphMaxRows: number;
   /** rows up to which the backend runs routed experts with expert_ffn_decode (CudaBackend::kGemvMaxRows) */
   gemvMaxRows: number;
+  /** experts the CUDA calibrator keeps on the GPU (at least the largest launch: its experts must be distinct) */
   gpuExpertPool: number;
+  /** experts per launch and tokens per expert of the multi-expert launches (measure-launch.ts) */
+  launchExperts: number[];
+  launchTokens: number[];
   layerCopies: number;
   /** tokens per expert on the CPU */
   cpuTokens: number[];
@@ -44,7 +48,9 @@ export function makePlan(quick: boolean): CalibratePlan {
     referenceContext: 512,
     graphMaxRows: 64,
     gemvMaxRows: 32,
-    gpuExpertPool: 16,
+    gpuExpertPool: 64,
+    launchExperts: quick ? [1, 16] : [1, 4, 16, 64],
+    launchTokens: quick ? [1, 4] : [1, 2, 4, 16],
     layerCopies: quick ? 2 : 4,
     cpuTokens: quick ? [1, 4] : [1, 4, 16, 64],
     cpuPoolBytes: quick ? 64e6 : 1e9,

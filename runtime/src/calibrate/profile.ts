@@ -9,6 +9,7 @@ import type { CpuResult } from './measure-cpu.js';
 import type { GpuResult } from './measure-gpu.js';
 import type { CalibratePlan } from './plan.js';
 import type { RawPart } from './raw.js';
+import { launchSource, launchTable } from './measure-launch.js';
 
 export interface ProfileInput {
   name: string;
@@ -64,6 +65,10 @@ export function buildProfile(inp: ProfileInput): CostModel {
       denseLayerMs: hasDense ? partCurve(gpu.raw.parts, 'dense', ref) : [[1, 0]],
       headMs: partCurve(gpu.raw.parts, 'head', ref),
     };
+    if (gpu.raw.launches?.length) {
+      gpuCurves.launch = launchTable(gpu.raw.launches, plan);
+      sources['gpu.launch'] = launchSource(where, 'expert_ffn_decode_entries', gpu.raw.launches, plan);
+    }
     if (plan.contexts.length > 1) {
       gpuCurves.byContext = {
         referenceContext: ref,
@@ -95,6 +100,7 @@ export function buildProfile(inp: ProfileInput): CostModel {
     for (const k of ['transfer.h2dGBps', 'transfer.perCopyMs', 'transfer.copyEngines', 'gpu.expertMs', 'gpu.moeLayerOtherMs', 'gpu.denseLayerMs', 'gpu.headMs', 'cpu.activationCopyMs']) {
       sources[k] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.[k] ?? 'no source given'}`;
     }
+    if (b.model.gpu.launch) sources['gpu.launch'] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.['gpu.launch'] ?? 'no source given'}`;
     device = `GPU figures of ${b.model.device} (from ${b.file}); CPU measured on ${inp.hostLabel}`;
   }
   sources.expertBytes = inp.expertBytesSource;

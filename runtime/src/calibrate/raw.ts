@@ -40,6 +40,8 @@ export interface RawGpu {
   device: NativeDeviceInfo;
   copies: RawCopy[];
   experts: RawGpuExpert[];
+  /** multi-expert launches (measure-launch.ts); null: the addon cannot time them */
+  launches?: import('./measure-launch.js').RawLaunch[] | null;
   parts: RawPart[];
   activation: RawActivation[];
 }

@@ -21,6 +21,7 @@ import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
 import { expertBlobBytes } from '../../../sim/src/cost/expert-layout.js';
 import type { ExpertFormat } from '../offload/gpu-budget.js';
 import { buildProfile } from './profile.js';
+import { launchSource, launchTable } from './measure-launch.js';
 import { RAW_FORMAT, type RawDocument } from './raw.js';
 import { comparisonTable } from './table.js';
 
@@ -77,7 +78,7 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
   const hasDense = config.firstKDenseReplace > 0 && config.intermediateSize > 0;
   const quant = (o.expertFormats ?? []).filter((f) => f.dtype !== 'bf16');
   const quantBytes = quant.map((f) => expertBlobBytes(f.dtype, config.hiddenSize, config.moeIntermediateSize, f.group));
-  const total = cpuSteps(plan, threads) + (o.device === 'cuda' ? gpuSteps(plan, hasDense) : 0) + quant.reduce((n) => n + dtypeSteps(plan, o.device === 'cuda'), 0);
+  const total = cpuSteps(plan, threads) + (o.device === 'cuda' ? gpuSteps(plan, hasDense, config.nRoutedExperts) : 0) + quant.reduce((n) => n + dtypeSteps(plan, o.device === 'cuda', config.nRoutedExperts), 0);
   if (!o.quiet && o.device === 'cpu') process.stderr.write('calibrate: --device cpu measures the CPU figures only; the GPU figures come from --base\n');
   const progress = startProgress('calibrate', total, { quiet: o.quiet });
   const gpu = o.device === 'cuda' ? measureGpu(native, nc, expertBytes, plan, progress) : undefined;
@@ -99,7 +100,7 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
     hostLabel,
   });
   profile.expertShape = { hidden: config.hiddenSize, dff: config.moeIntermediateSize };
-  for (const d of dtypes) addDtypeEntry(profile, d.f, d.bytes, d.gpuCurve, d.cpuCurve, cpu, base, d.raw, o.device === 'cuda' ? gpu!.raw.device.name : hostLabel);
+  for (const d of dtypes) addDtypeEntry(profile, d.f, d.bytes, d.gpuCurve, d.cpuCurve, cpu, base, d.raw, o.device === 'cuda' ? gpu!.raw.device.name : hostLabel, plan);
   const problems = calibrationProblems(profile);
   if (problems.length > 0) throw new Error(`calibrate built an invalid profile (a bug): ${problems.join('; ')}`);
 
@@ -143,20 +144,25 @@ function addDtypeEntry(
   base: { model: CostModel; file: string } | undefined,
   raw: RawDtype,
   where: string,
+  plan: ReturnType<typeof makePlan>,
 ): void {
   const d = f.dtype as 'int8' | 'int4';
   const sources = (profile.sources ??= {});
   let gpuMs = gpuCurve;
+  let launch = raw.launches?.length ? launchTable(raw.launches, plan) : undefined;
+  if (launch) sources[`byExpertDtype.${d}.gpu.launch`] = launchSource(`measured by calibrate on ${where}`, `expert_ffn_decode_q_entries, ${d}`, raw.launches!, plan);
   if (!gpuMs) {
     const fromBase = costModelForDtype(base!.model, d, f.group);
     gpuMs = fromBase.model.gpu.expertMs;
+    launch = fromBase.basis === 'measured' ? fromBase.model.gpu.launch : undefined;
+    if (launch) sources[`byExpertDtype.${d}.gpu.launch`] = `not measured (--cpu-only): taken from ${base!.file}'s measured entry`;
     sources[`byExpertDtype.${d}.gpu.expertMs`] = `not measured (--cpu-only): taken from ${base!.file} (${fromBase.basis === 'measured' ? 'its measured entry' : 'its bf16 curve scaled by bytes, not measured'})`;
   } else {
     sources[`byExpertDtype.${d}.gpu.expertMs`] = `measured by calibrate on ${where}, one ${d} expert with n tokens through the quantized kernels (decode up to the GEMV row limit, grouped above), median of the raw samples (${raw.gpu?.length ?? 0} points)`;
   }
   sources[`byExpertDtype.${d}.cpu.expertMs`] = `measured by calibrate, one ${d} expert through the CPU quantized expert path (kernel ${raw.cpuIsa}) on ${cpu.threadsPerWorker} thread(s) while ${cpu.workers} run at once (bf16's choice)`;
   sources[`byExpertDtype.${d}.expertBytes`] = `computed: expert_layout(${d}${d === 'int4' ? `, group ${f.group}` : ''}) (sim/src/cost/expert-layout.ts, mirror of native/src/quant/expert_format.cpp)`;
-  (profile.byExpertDtype ??= {})[d] = { expertBytes: bytes, ...(d === 'int4' ? { group: f.group } : {}), gpu: { expertMs: gpuMs }, cpu: { expertMs: cpuCurve, workers: cpu.workers } };
+  (profile.byExpertDtype ??= {})[d] = { expertBytes: bytes, ...(d === 'int4' ? { group: f.group } : {}), gpu: { expertMs: gpuMs, ...(launch ? { launch } : {}) }, cpu: { expertMs: cpuCurve, workers: cpu.workers } };
 }
 
 /** JSON with each [tokens, ms] pair on one line, as the shipped profiles are written. */

@@ -34,6 +34,8 @@ export interface CostModel {
     headMs: TokenCurve;
     /** Optional: the non-expert curves at several context lengths (measured profiles). */
     byContext?: ContextCurves;
+    /** Optional: launches of several experts at once, as the runtime computes a layer's experts (LaunchTable). */
+    launch?: LaunchTable;
   };
   cpu: {
     workers: number;
@@ -75,8 +77,21 @@ export interface ExpertDtypeProfile {
   expertBytes: number;
   /** int4: inputs per group the figures were measured with */
   group?: number;
-  gpu: { expertMs: TokenCurve };
+  gpu: { expertMs: TokenCurve; launch?: LaunchTable };
   cpu: { expertMs: TokenCurve; workers?: number };
+}
+
+/**
+ * The time of one launch of the routed-expert kernel over several experts (the runtime computes a layer's
+ * resident experts in one launch, its freshly loaded ones in another, each staged one alone:
+ * native/src/cuda_backend/cuda_offload_layer.cpp). Measured by calibrate: `experts` distinct cold experts
+ * with `tokens` tokens each in one launch. Used for steps of at most `maxRows` rows (the kernel the
+ * table was measured with); above, and for a profile without it, the per-expert curve gpu.expertMs.
+ */
+export interface LaunchTable {
+  maxRows: number;
+  /** [[experts, [[tokens per expert, ms], ...]], ...], experts ascending */
+  ms: Array<[number, TokenCurve]>;
 }
 
 /**
@@ -154,6 +169,23 @@ export function calibrationProblems(x: unknown): string[] {
       else prev = pt[0];
     });
   };
+  const launchTable = (v: unknown, name: string) => {
+    const t = v as Partial<LaunchTable> | null;
+    if (typeof t !== 'object' || t === null || Array.isArray(t)) return p.push(`${name} must be an object {maxRows, ms}`);
+    num(t.maxRows, `${name}.maxRows`, { ...RANGES.tokens, integer: true });
+    if (!Array.isArray(t.ms) || t.ms.length === 0) return p.push(`${name}.ms must be a non-empty list of [experts, [[tokens, ms], ...]] pairs`);
+    let prev = 0;
+    t.ms.forEach((e, i) => {
+      const r = RANGES.expertDim;
+      if (!Array.isArray(e) || e.length !== 2 || typeof e[0] !== 'number' || !Number.isInteger(e[0]) || e[0] < r.min || e[0] > r.max) {
+        p.push(`${name}.ms[${i}] must be [experts from ${r.min} to ${r.max}, [[tokens, ms], ...]]`);
+      } else if (e[0] <= prev) p.push(`${name}.ms: experts must be strictly ascending`);
+      else {
+        prev = e[0];
+        curve(e[1], `${name}.ms[${i}][1]`);
+      }
+    });
+  };
   num(o.expertBytes, 'expertBytes', RANGES.expertBytes);
   if (typeof o.transfer !== 'object' || !o.transfer) p.push('transfer must be an object');
   else {
@@ -164,6 +196,7 @@ export function calibrationProblems(x: unknown): string[] {
   if (typeof o.gpu !== 'object' || !o.gpu) p.push('gpu must be an object');
   else {
     for (const k of ['expertMs', 'moeLayerOtherMs', 'denseLayerMs', 'headMs'] as const) curve(o.gpu[k], `gpu.${k}`);
+    if (o.gpu.launch !== undefined) launchTable(o.gpu.launch, 'gpu.launch');
     if (o.gpu.byContext !== undefined) {
       const b = o.gpu.byContext as Partial<ContextCurves> | null;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) p.push('gpu.byContext must be an object');
@@ -218,7 +251,10 @@ export function calibrationProblems(x: unknown): string[] {
           num(e.expertBytes, `${at}.expertBytes`, RANGES.expertBytes);
           if (e.group !== undefined || d === 'int4') num(e.group, `${at}.group`, RANGES.expertDim);
           if (!isObject(e.gpu)) p.push(`${at}.gpu must be an object {expertMs}`);
-          else curve(e.gpu!.expertMs, `${at}.gpu.expertMs`);
+          else {
+            curve(e.gpu!.expertMs, `${at}.gpu.expertMs`);
+            if (e.gpu!.launch !== undefined) launchTable(e.gpu!.launch, `${at}.gpu.launch`);
+          }
           if (!isObject(e.cpu)) p.push(`${at}.cpu must be an object {expertMs, workers?}`);
           else {
             curve(e.cpu!.expertMs, `${at}.cpu.expertMs`);

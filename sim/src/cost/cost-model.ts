@@ -35,6 +35,22 @@ export class Costs {
   gpuExpert(tokens: number): number {
     return interpolate(this.model.gpu.expertMs, tokens);
   }
+  /** Whether GPU expert work is timed per launch (gpu.launch) for steps of `rows` rows; else per expert. */
+  launchModel(rows: number): boolean {
+    const t = this.model.gpu.launch;
+    return t !== undefined && rows <= t.maxRows;
+  }
+  /**
+   * One launch of the expert kernel over `experts` experts serving `tokens` (expert, token) pairs in all:
+   * the measured table at `experts` experts x tokens/experts tokens each, piecewise linear in both
+   * (mean tokens per expert: the kernels read each expert's weights once, so its cost is about linear in
+   * its tokens and the mean gives the sum). Needs gpu.launch (launchModel).
+   */
+  gpuLaunch(experts: number, tokens: number): number {
+    const t = this.model.gpu.launch;
+    if (!t) throw new Error('internal: gpuLaunch without a gpu.launch table');
+    return interpolateContext(t.ms, tokens / experts, experts);
+  }
   /** The miss rule's estimate of a CPU expert: calibrate's per-expert time plus the activations' round trip. */
   cpuExpert(tokens: number): number {
     return interpolate(this.model.cpu.expertMs, tokens) + this.model.cpu.activationCopyMs;

@@ -42,9 +42,11 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
       ...m,
       label: `${m.label}; ${dtype} experts: measured`,
       expertBytes: entry.expertBytes,
-      gpu: { ...m.gpu, expertMs: entry.gpu.expertMs },
+      // The entry's own launch table or none (then per-expert launches): bf16's launches are not this dtype's.
+      gpu: { ...m.gpu, expertMs: entry.gpu.expertMs, launch: entry.gpu.launch },
       cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers },
     };
+    if (!model.gpu.launch) delete model.gpu.launch;
     return { dtype, model, basis: 'measured', warning: null };
   }
   const shape = shapeOf(m, dtype);
@@ -61,6 +63,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
     cpu: { ...m.cpu, expertMs: scale(m.cpu.expertMs, r) },
     sources: { ...m.sources, [`expertBytes (${dtype})`]: `computed: expert_layout(${dtype}${dtype === 'int4' ? `, group ${group}` : ''}) of hidden ${shape.hidden}, d_ff ${shape.dff} (sim/src/cost/expert-layout.ts)` },
   };
+  delete model.gpu.launch;  // scaled figures stay per expert: no launch table is guessed
   const warning =
     `calibration profile ${m.name}: ${why}, so the ${dtype} figures are scaled, not measured: copies move ${q.toLocaleString('en-US')} bytes per expert and the bf16 GPU and CPU expert times are multiplied by ${r.toFixed(3)} ` +
     `(the bytes' ratio); measure them with calibrate --expert-dtype ${dtype}`;

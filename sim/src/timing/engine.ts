@@ -80,6 +80,8 @@ export const PREFETCH_CHUNKS = 3;
 const NOT_CACHED = 0;
 const READY = 1;
 const IN_FLIGHT = 2;
+/** copyWaiter of a copy whose expert joins the layer's loaded launch (launch model) */
+const LOADED = -1;
 
 export function simulateTiming(input: TimingInput): TimingResult {
   const { schedule, sets, caches, costs, miss, prefetch, denseLayers } = input;
@@ -95,9 +97,11 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const copy = new Resource('copy', costs.model.transfer.copyEngines, q, EV_COPY, 1, maxCopies);
   const cpu = new Resource('cpu', costs.model.cpu.workers, q, EV_CPU, 2, sets.experts.length + 1);
   const gpuJob = new Uint8Array(maxGpuJobs);
+  /** GPU job -> routed experts it completes (a launch covers several under the launch model) */
+  const gpuJobExperts = new Int32Array(maxGpuJobs);
   /** copy job -> (layer * E + expert) it fills, or -1 for a staging copy (bypass). */
   const copyKey = new Int32Array(maxCopies);
-  /** copy job -> tokens of the GPU expert job to start when it lands (0: none). */
+  /** copy job -> tokens of the GPU expert job to start when it lands (0: none; LOADED: the loaded launch). */
   const copyWaiter = new Int32Array(maxCopies);
   /** copy job -> 1 when it is the last piece of a prefetch (its other pieces are the ids just before). */
   const lastPrefetchPiece = new Uint8Array(maxCopies);
@@ -112,12 +116,24 @@ export function simulateTiming(input: TimingInput): TimingResult {
     cpuEstimateMs[n] = costs.cpuExpert(n);
   }
   const joinMs = costs.model.cpu.activationCopyMs;
+  // The launch model (profile gpu.launch, steps of at most its maxRows rows), as the runtime launches a
+  // layer's experts: the resident ones (ready hits) in one launch at once, the ones copied into slots for
+  // this layer (fetched misses the cache keeps, late hits) in one launch after the last of those copies,
+  // each staged one (a bypass) alone after its copy. Without it: one job per expert, gpu.expertMs.
+  const launches = costs.launchModel(schedule.batch);
+  /** a staged (or, without the launch model, any) expert's GPU job by tokens */
+  const aloneMs = new Float64Array(schedule.batch + 1);
+  for (let n = 1; n <= schedule.batch; n++) aloneMs[n] = launches ? costs.gpuLaunch(1, n) : gpuExpertMs[n];
+  // The current layer's loaded launch: experts, tokens, copies still in flight.
+  let loadedExperts = 0;
+  let loadedTokens = 0;
+  let loadedPending = 0;
   /** copy job -> 1 once it has landed (for the fill barrier). */
   const copyLanded = new Uint8Array(maxCopies);
   /** layer -> the last background fill issued for it (-1: none): its next step's GPU work waits for it. */
   const lastFill = new Int32Array(L).fill(-1);
-  // The current layer's GPU work held behind a fill barrier: the copy it waits for and the jobs' tokens
-  // (0 stands for the CPU join).
+  // The current layer's GPU work held behind a fill barrier: the copy it waits for and the jobs
+  // (job kind, duration, experts it completes; flat triples).
   let gateCopy = -1;
   const gated: number[] = [];
   /** CPU jobs of the current layer still running. */
@@ -157,9 +173,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
   let stepStart = 0;
   let pendingExperts = 0;
 
-  const submitGpu = (job: number, duration: number) => {
+  const submitGpu = (job: number, duration: number, experts = 0) => {
     const id = gpu.submit(now, duration, 0);
     gpuJob[id] = job;
+    gpuJobExperts[id] = experts;
     if (job === JOB_EXPERT || job === JOB_CPU_JOIN) r.busyMs.gpuExpert += duration;
     else if (job === JOB_HOST_LAYER || job === JOB_HOST_STEP) r.busyMs.host += duration;
     else r.busyMs.gpuNonExpert += duration;
@@ -187,11 +204,20 @@ export function simulateTiming(input: TimingInput): TimingResult {
     else r.copies.prefetch++;
     return id;
   };
-  // A GPU expert job (tokens n > 0) or the CPU join (n = 0) of the current layer, behind the fill barrier.
-  const submitLayerGpu = (n: number) => {
-    if (gateCopy >= 0) gated.push(n);
-    else if (n > 0) submitGpu(JOB_EXPERT, gpuExpertMs[n]);
-    else submitGpu(JOB_CPU_JOIN, joinMs);
+  // A GPU expert job (completing `experts` routed experts) or the CPU join of the current layer, behind
+  // the fill barrier.
+  const submitLayerGpu = (job: number, duration: number, experts: number) => {
+    if (gateCopy >= 0) gated.push(job, duration, experts);
+    else submitGpu(job, duration, experts);
+  };
+  /** A copy with waiter LOADED has landed: the loaded launch goes once all of them have. */
+  const loadedLanded = () => {
+    if (--loadedPending === 0) submitLayerGpu(JOB_EXPERT, costs.gpuLaunch(loadedExperts, loadedTokens), loadedExperts);
+  };
+  const joinLoaded = (n: number) => {
+    loadedExperts++;
+    loadedTokens += n;
+    loadedPending++;
   };
   const evicted = (l: number, victim: number) => {
     residency[l * E + victim] = NOT_CACHED;
@@ -246,6 +272,11 @@ export function simulateTiming(input: TimingInput): TimingResult {
     lastFill[l] = -1;
     pendingExperts = to - from;
     r.requests += to - from;
+    let residentExperts = 0;
+    let residentTokens = 0;
+    loadedExperts = 0;
+    loadedTokens = 0;
+    loadedPending = 0;
     for (let i = from; i < to; i++) {
       const e = sets.experts[i];
       const n = sets.tokens[i];
@@ -256,7 +287,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
         if (prefetchedFor[key] === step) r.prefetch.useful++;
         if (residency[key] === READY) {
           r.readyHits++;
-          submitLayerGpu(n);
+          if (launches) {
+            residentExperts++;
+            residentTokens += n;
+          } else submitLayerGpu(JOB_EXPERT, gpuExpertMs[n], 1);
         } else if (residency[key] === NOT_CACHED) {
           // cpuFill false: the cache holds its slot but nothing was copied there: a physical miss.
           r.unfilledHits++;
@@ -267,7 +301,11 @@ export function simulateTiming(input: TimingInput): TimingResult {
           r.lateHits++;
           const id = inflight[key];
           if (id < 0 || copyWaiter[id] !== 0) throw new Error('internal: late hit without a free in-flight copy');
-          copyWaiter[id] = n;
+          // The runtime computes a late prefetched expert with the loaded ones (prefetch_join_loaded).
+          if (launches) {
+            copyWaiter[id] = LOADED;
+            joinLoaded(n);
+          } else copyWaiter[id] = n;
           // The compute now waits for this copy: a prefetch still queued becomes demand work (a runtime
           // would issue it on the demand stream), instead of waiting behind every demand copy. (A late hit
           // on a background fill finds it in the demand queue already.)
@@ -288,6 +326,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
       missTokens.push(n);
       missCached.push(cached);
     }
+    if (residentExperts > 0) submitLayerGpu(JOB_EXPERT, costs.gpuLaunch(residentExperts, residentTokens), residentExperts);
     if (missKey.length > 0) {
       // The runtime's order (cuda_cpu_experts.cpp): all of the layer's misses decided by the shared rule,
       // the fetched ones' copies queued first, then the background fills of the CPU experts the cache keeps
@@ -302,6 +341,9 @@ export function simulateTiming(input: TimingInput): TimingResult {
           const d = cpuExpertMs[n];
           cpu.submit(now, d, 0);
           r.busyMs.cpu += d;
+        } else if (launches && missCached[m]) {
+          submitCopy(missKey[m], PRIO_DEMAND, LOADED);
+          joinLoaded(n);
         } else {
           submitCopy(missCached[m] ? missKey[m] : -1, PRIO_DEMAND, n);
         }
@@ -332,8 +374,9 @@ export function simulateTiming(input: TimingInput): TimingResult {
     else startLayer(0);
   };
 
-  const expertDone = () => {
-    if (--pendingExperts === 0) layerDone();
+  const expertDone = (experts = 1) => {
+    pendingExperts -= experts;
+    if (pendingExperts === 0) layerDone();
   };
 
   if (S > 0) startStep();
@@ -343,7 +386,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     if (q.k === EV_GPU) {
       gpu.finished(now);
       const job = gpuJob[id];
-      if (job === JOB_EXPERT || job === JOB_CPU_JOIN) expertDone();
+      if (job === JOB_EXPERT || job === JOB_CPU_JOIN) expertDone(gpuJobExperts[id]);
       else if (job === JOB_MOE_OTHER) {
         const h = costs.hostLayer(batchTokens);
         if (h > 0) submitGpu(JOB_HOST_LAYER, h);
@@ -362,7 +405,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
       copyLanded[id] = 1;
       if (id === gateCopy) {
         gateCopy = -1;
-        for (const n of gated) submitLayerGpu(n);
+        for (let g = 0; g < gated.length; g += 3) submitLayerGpu(gated[g], gated[g + 1], gated[g + 2]);
         gated.length = 0;
       }
       const key = copyKey[id];
@@ -371,12 +414,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
         inflight[key] = -1;
       }
       const n = copyWaiter[id];
-      if (n > 0) submitLayerGpu(n);
+      if (n > 0) submitLayerGpu(JOB_EXPERT, aloneMs[n], 1);
+      else if (n === LOADED) loadedLanded();
     } else {
       cpu.finished(now);
       // The host waits for all of the layer's CPU jobs, then uploads their outputs (one copy) and scatters
       // them on the GPU stream, after the GPU work it queued before waiting.
-      if (--cpuPending === 0 && joinMs > 0) submitLayerGpu(0);
+      if (--cpuPending === 0 && joinMs > 0) submitLayerGpu(JOB_CPU_JOIN, joinMs, 1);
       else expertDone();
     }
   }
