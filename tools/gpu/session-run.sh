@@ -46,6 +46,18 @@ for step in "$@"; do
     cpubench)
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1
       echo "cpubench exit $?" | tee -a "$LOG/steps.log"; tail -20 "$LOG/cpubench.log" ;;
+    quant-check)
+      wait_synth
+      run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;
+    calibrate-q)
+      run_moe calibrate-q 200 "moe calibrate --device cuda --expert-dtype bf16,int8,int4 --out $OUTD/calibration-quant.json --force" ;;
+    bench-q)
+      wait_synth
+      cal=; [ -f "$OUTD/calibration-quant.json" ] && cal="--calibration $OUTD/calibration-quant.json"
+      run_moe bench-q "${MOE_T:-400}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R $cal ${MOE_Q_ARGS} --out $OUTD/${MOE_Q_NAME:-bench-q}" ;;
+    sharegpt)
+      wait_synth
+      run_moe sharegpt 120 "moe record-trace --dataset .gpu/sharegpt-head.json --model /tmp/lite --device cuda --batch 8 --prompt-len 128 --gen 32 --sequences 64 --out $OUTD/sharegpt-h200.arrow" ;;
     *) stamp "unknown step $step" ;;
   esac
 done

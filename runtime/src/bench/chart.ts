@@ -12,7 +12,10 @@ export function benchChartSpec(doc: BenchDocument): TopLevelSpec {
   for (const p of doc.grid) {
     // Offload mode: points of one batch/prompt differ in cache and policy; without them the bars would stack.
     const o = p as Partial<OffloadPointResult>;
-    const offloaded = o.cache !== undefined ? ` c${o.cache} ${o.policy}` : '';
+    // ... and in expert dtype, miss mode and prefetcher (issues 12, 13) when those vary within the grid.
+    const varies = (key: 'expertDtype' | 'miss' | 'prefetch') => new Set(doc.grid.map((x) => (x as Partial<OffloadPointResult>)[key] ?? '')).size > 1;
+    const extra = (['expertDtype', 'miss', 'prefetch'] as const).filter(varies).map((k) => ` ${o[k] ?? '-'}`).join('');
+    const offloaded = o.cache !== undefined ? ` c${o.cache} ${o.policy}${extra}` : '';
     const point = `b${p.batch} p${p.prompt}${severalNew ? ` n${p.newTokens}` : ''}${offloaded}`;
     values.push({ point, metric: 'ms per output token', system: 'engine', ms: p.msPerToken.mean });
     values.push({ point, metric: 'prefill ms', system: 'engine', ms: p.prefillMs.mean });
@@ -33,7 +36,7 @@ export function benchChartSpec(doc: BenchDocument): TopLevelSpec {
       height: 200,
       mark: 'bar',
       encoding: {
-        x: { field: 'point', type: 'nominal', title: `batch / prompt${severalNew ? ' / new tokens' : ''}${doc.offload ? ' / expert slots, policy' : ''}`, sort: null },
+        x: { field: 'point', type: 'nominal', title: `batch / prompt${severalNew ? ' / new tokens' : ''}${doc.offload ? ' / slots, policy, ...' : ''}`, sort: null, axis: { labelLimit: 400 } },
         xOffset: { field: 'system' },
         y: { field: 'ms', type: 'quantitative', title: 'ms (mean)' },
         // One system needs no legend.

@@ -70,7 +70,7 @@ export interface QuantCheck {
   pass: boolean;
 }
 
-type QuantFidelityFn = (o: { config: unknown; tensors: unknown; dtype: string; group: number; rows: number; seed: number }) => { errors: Float64Array; layers: number; experts: number };
+type QuantFidelityFn = (o: { config: unknown; tensors: unknown; dtype: string; group: number; rows: number; seed: number }) => Promise<{ errors: Float64Array; layers: number; experts: number }>;
 
 function quantile(sorted: Float64Array, q: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -179,7 +179,7 @@ export async function checkQuantized(
       continue;
     }
     const rows = 16;
-    const r = fidelity({ config: toNativeConfig(cfg), tensors: toNativeTensors(ckpt), dtype: f.dtype, group: f.group, rows, seed: o.seed });
+    const r = await fidelity({ config: toNativeConfig(cfg), tensors: toNativeTensors(ckpt), dtype: f.dtype, group: f.group, rows, seed: o.seed });
     const d = distribution(r.errors, r.layers, r.experts, rows);
     log(`quant check: ${f.dtype} per-expert output relative error over ${r.layers} x ${r.experts} experts: min ${d.min.toExponential(2)}, p50 ${d.p50.toExponential(2)}, p90 ${d.p90.toExponential(2)}, p99 ${d.p99.toExponential(2)}, max ${d.max.toExponential(2)}`);
     expertErrors.push({ dtype: f.dtype, group: f.group, distribution: d, note: null });
