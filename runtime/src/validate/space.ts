@@ -34,7 +34,7 @@ export const SPACE: { policy: Dimension<PolicyName>; prefetch: Dimension<Prefetc
   prefetch: {
     simulator: PREFETCH_NAMES,
     runtime: ['none'],
-    runtimeLacks: 'no prefetching on the GPU yet (issue 12)',
+    runtimeLacks: 'the CUDA runtime prefetches (--prefetch next-gate|oracle|predicted, issue 12), but validate\'s measurement (measure.ts) does not pass a prefetcher to the engine yet',
   },
   miss: {
     simulator: MISS_MODES,
@@ -44,7 +44,7 @@ export const SPACE: { policy: Dimension<PolicyName>; prefetch: Dimension<Prefetc
   dtype: {
     simulator: EXPERT_DTYPES,
     runtime: ['bf16'],
-    runtimeLacks: 'no quantized expert format exists in the simulator or the runtime yet',
+    runtimeLacks: 'the runtime and the simulator have int8/int4 experts (--expert-dtype, issue 13), but validate\'s sweep and measurement do not take them yet',
   },
 };
 
