@@ -8,7 +8,13 @@ and every llama.cpp buffer count). N is found by trying: the first guess is the 
 expert bytes of layers N.. (from the GGUF's tensor sizes); the fit test is llama-batched-bench at 16
 sequences (the largest KV cache and compute buffers of the table); a try over budget moves N up, a fit
 with room for one more layer's experts moves it down. Results per dtype are kept in WORK/result-<dtype>.json
-so a resumed run skips finished dtypes.
+so a resumed run skips finished dtypes, and every single run in WORK/runs/<name>.json so a resumed run skips
+the runs of a dtype it had finished before being cut.
+
+Few files come back from the device (8): logs go to --logs (outside OUT) and are packed into OUT/logs.tgz,
+and OUT/peers.json and OUT/commands.jsonl are rewritten after every run, so a call killed at its limit
+still returns everything measured until then. --deadline (epoch seconds): a run that would not end before
+it is not started; the script then writes peers.json with "incomplete" and exits 3 (call again to resume).
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ import json
 import os
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 
@@ -78,22 +85,59 @@ def main() -> int:
     ap.add_argument("--tg", type=int, default=128)
     ap.add_argument("--batch-new", type=int, default=32)
     ap.add_argument("--commands", required=True)
+    ap.add_argument("--run", default=None, help="the dtypes to measure now (default: all of --dtypes); the others are read from WORK/result-<dtype>.json when there")
+    ap.add_argument("--logs", default=None, help="log folder (default WORK/logs); packed into OUT/logs.tgz after every run")
+    ap.add_argument("--deadline", type=float, default=0, help="epoch seconds; 0: none")
     a = ap.parse_args()
     budget_mib = int(a.budget_gib * 1024)
-    logs = os.path.join(a.out, "logs")
+    logs = a.logs or os.path.join(a.work, "logs")
+    runs_dir = os.path.join(a.work, "runs")
     os.makedirs(logs, exist_ok=True)
+    os.makedirs(runs_dir, exist_ok=True)
+    to_run = (a.run or a.dtypes).split()
+    took: dict[str, float] = {}  # seconds of the last run per kind, for the deadline estimate
+
+    class Stop(Exception):
+        pass
+
+    def pack():
+        tmp = os.path.join(a.out, "logs.tgz.partial")
+        with tarfile.open(tmp, "w:gz") as t:
+            t.add(logs, arcname="logs")
+        os.replace(tmp, os.path.join(a.out, "logs.tgz"))
+        if os.path.abspath(a.commands) != os.path.abspath(os.path.join(a.out, "commands.jsonl")):
+            with open(a.commands) as f, open(os.path.join(a.out, "commands.jsonl"), "w") as g:
+                g.write(f.read())
 
     def run(name: str, argv: list[str]) -> tuple[int, str, int, float]:
+        cache = os.path.join(runs_dir, name + ".json")
+        if os.path.exists(cache):  # measured by an earlier (cut) call on this machine
+            with open(cache) as f:
+                c = json.load(f)
+            print(f"peers_bench: {name}: from {cache}", file=sys.stderr)
+            return c["exit"], c["stdout"], c["peak_gpu_mib"], c["seconds"]
+        kind = name.split("-")[0] + "-" + name.split("-")[1]  # batched-bf16, bench-q8_0, ...
+        est = took.get(kind, 90.0)
+        if a.deadline and time.time() + est > a.deadline:
+            raise Stop(f"{name} (about {est:.0f} s) would end after the deadline")
         with open(a.commands, "a") as f:
             f.write(json.dumps({"name": name, "argv": argv}) + "\n")
         t0 = time.time()
         with Peak() as p:
             r = subprocess.run(argv, capture_output=True, text=True)
+        secs = time.time() - t0
+        took[kind] = secs
         with open(os.path.join(logs, name + ".log"), "w") as f:
             f.write(r.stderr)
             f.write(r.stdout)
-        print(f"peers_bench: {name}: exit {r.returncode}, peak {p.peak} MiB, {time.time() - t0:.0f} s", file=sys.stderr)
-        return r.returncode, r.stdout, p.peak, time.time() - t0
+        with open(a.commands, "a") as f:
+            f.write(json.dumps({"name": name, "exit": r.returncode, "peak_gpu_mib": p.peak, "seconds": round(secs, 1)}) + "\n")
+        with open(cache + ".partial", "w") as f:
+            json.dump({"argv": argv, "exit": r.returncode, "stdout": r.stdout, "peak_gpu_mib": p.peak, "seconds": secs}, f)
+        os.replace(cache + ".partial", cache)
+        print(f"peers_bench: {name}: exit {r.returncode}, peak {p.peak} MiB, {secs:.0f} s", file=sys.stderr)
+        pack()
+        return r.returncode, r.stdout, p.peak, secs
 
     def batched(m: str, ncmoe: int, tag: str):
         ctx = 16 * (128 + a.batch_new)
@@ -113,17 +157,11 @@ def main() -> int:
             rows = []
         return {"argv": argv, "exit": rc, "peak_gpu_mib": peak, "seconds": secs, "rows": rows}
 
-    results = []
-    for dt in a.dtypes.split():
-        cached = os.path.join(a.work, f"result-{dt}.json")
-        if os.path.exists(cached):
-            with open(cached) as f:
-                results.append(json.load(f))
-            continue
+    def measure(dt: str):
         m = os.path.join(a.work, f"lite-{dt}.gguf")
         if not os.path.exists(m):
             print(f"peers_bench: {m} missing; skipping {dt}", file=sys.stderr)
-            continue
+            return None
         n_layer, per = expert_bytes_per_layer(m)
         res = {"dtype": dt, "gguf": m, "gguf_bytes": os.path.getsize(m), "n_layer": n_layer,
                "expert_bytes_per_layer": {str(k): v for k, v in sorted(per.items())}, "budget_mib": budget_mib, "settings": []}
@@ -159,21 +197,50 @@ def main() -> int:
         if fit is not None:
             n, b = fit
             res["settings"].append({"setting": f"n-cpu-moe {n}", "n_cpu_moe": n, "batched": b, "bench": bench(m, n, dt)})
-        with open(cached, "w") as f:
-            json.dump(res, f, indent=1)
-        results.append(res)
+        return res
 
-    llama = {}
-    p = os.path.join(a.out, "llama.cpp.json")
-    if os.path.exists(p):
-        with open(p) as f:
-            llama = json.load(f)
-    gpu = open(os.path.join(a.out, "gpu.csv")).read().strip().splitlines()[-1] if os.path.exists(os.path.join(a.out, "gpu.csv")) else ""
-    doc = {"kind": "peers-llama.cpp", "device": gpu, "llama_cpp": llama, "budget_gib": a.budget_gib, "threads": a.threads,
-           "reps": a.reps, "decode_tokens": a.tg, "batched_new_tokens": a.batch_new, "prompts": [128, 512],
-           "peak_memory": "nvidia-smi memory.used of the device, polled every 100 ms, minus the idle baseline", "results": results}
-    with open(os.path.join(a.out, "peers.json"), "w") as f:
-        json.dump(doc, f, indent=1)
+    results = []
+    stopped = None
+
+    def write_doc():
+        llama = {}
+        p = os.path.join(a.out, "llama.cpp.json")
+        if os.path.exists(p):
+            with open(p) as f:
+                llama = json.load(f)
+        gp = os.path.join(a.out, "gpu.csv")
+        gpu = open(gp).read().strip().splitlines()[-1] if os.path.exists(gp) else ""
+        done = [r["dtype"] for r in results]
+        doc = {"kind": "peers-llama.cpp", "device": gpu, "llama_cpp": llama, "budget_gib": a.budget_gib, "threads": a.threads,
+               "reps": a.reps, "decode_tokens": a.tg, "batched_new_tokens": a.batch_new, "prompts": [128, 512],
+               "peak_memory": "nvidia-smi memory.used of the device, polled every 100 ms, minus the idle baseline",
+               "incomplete": stopped, "missing_dtypes": [d for d in a.dtypes.split() if d not in done], "results": results}
+        with open(os.path.join(a.out, "peers.json.partial"), "w") as f:
+            json.dump(doc, f, indent=1)
+        os.replace(os.path.join(a.out, "peers.json.partial"), os.path.join(a.out, "peers.json"))
+
+    for dt in a.dtypes.split():
+        cached = os.path.join(a.work, f"result-{dt}.json")
+        if os.path.exists(cached):
+            with open(cached) as f:
+                results.append(json.load(f))
+            continue
+        if dt not in to_run or stopped:
+            continue
+        try:
+            res = measure(dt)
+        except Stop as e:
+            stopped = str(e)
+            print(f"peers_bench: stopping before the deadline: {stopped}; call again to resume", file=sys.stderr)
+            continue
+        if res is not None:
+            with open(cached, "w") as f:
+                json.dump(res, f, indent=1)
+            results.append(res)
+        write_doc()
+    write_doc()
+    if stopped:
+        return 3
     return 0 if results else 1
 
 

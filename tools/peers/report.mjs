@@ -1,78 +1,166 @@
 #!/usr/bin/env node
-// Renders issue 17's comparison from the device run's peers.json (tools/peers/run-h200.sh) into
-// reports/bench/peers-h200/: peers.md (llama.cpp rows: decode batch 1, prefill 128/512, batched 4/8/16,
-// peak GPU memory, every command line) and peers.vl.json (Vega-Lite: tokens/s per test and setting).
-// moe-offload's rows come from `moe bench` JSON files of the same device run (--ours bench.json,...):
-// their end-to-end tokens/s per (batch, prompt) point are put beside with the dtype the file names.
-//   node tools/peers/report.mjs --peers <files_at>/peers.json [--ours a.json,b.json] --out reports/bench/peers-h200
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+// Renders issue 17's comparison into reports/bench/peers-h200/: peers.md (table, ratios, command lines),
+// peers.json (the table's rows), peers.vl.json + .svg + .png (Vega-Lite: tokens/s per test and configuration).
+// llama.cpp's rows come from the device run's peers.json (tools/peers/run-h200.sh), or, for a run whose
+// peers.json did not come back, from its logs: --logs DIR (commands.jsonl + <name>.log with the JSON that
+// llama-bench -o json / llama-batched-bench --output-format jsonl print); --peak name=MiB,... adds peaks
+// that were only read from the run's stderr. moe-offload's rows come from `moe bench` JSON (field grid):
+// --own (the model's own routing, what llama.cpp runs) and --esft (replayed ESFT routing, context only);
+// --own-miss fetch keeps only the rows of one miss mode. Fields are read loosely (missing -> "-").
+//   node tools/peers/report.mjs --logs DIR | --peers peers.json [--own a.json] [--esft b.json] --out DIR
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Resvg } from '@resvg/resvg-js';
+import * as vega from 'vega';
+import { compile } from 'vega-lite';
 
-const args = Object.fromEntries(process.argv.slice(2).reduce((acc, x, i, all) => (x.startsWith('--') ? [...acc, [x.slice(2), all[i + 1]]] : acc), []));
-if (!args.peers || !args.out) {
-  console.error('usage: report.mjs --peers peers.json [--ours bench.json,...] --out DIR');
+const argv = process.argv.slice(2);
+const args = {};
+for (let i = 0; i < argv.length; i += 2) {
+  if (!argv[i].startsWith('--') || argv[i + 1] === undefined) fail(`bad argument ${argv[i]} (options take a value)`);
+  args[argv[i].slice(2)] = argv[i + 1];
+}
+function fail(msg) {
+  console.error(`report.mjs: ${msg}\nusage: report.mjs (--peers peers.json | --logs DIR) [--own bench.json] [--esft bench.json] [--own-miss fetch] [--peak name=MiB,...] [--note text] --out DIR`);
   process.exit(2);
 }
-if (!existsSync(args.peers)) {
-  console.error(`report.mjs: option --peers: ${args.peers} not found`);
-  process.exit(2);
-}
-const doc = JSON.parse(readFileSync(args.peers, 'utf8'));
-const rows = [];
-for (const r of doc.results) {
-  for (const s of r.settings) {
-    const peak = Math.max(s.batched?.peak_gpu_mib ?? 0, s.bench?.peak_gpu_mib ?? 0);
-    const add = (test, tps, cmd) => rows.push({ system: 'llama.cpp', dtype: r.dtype, setting: s.setting, test, tps, peakGiB: peak / 1024, cmd });
-    for (const b of s.bench?.rows ?? []) {
-      const test = b.n_gen > 0 && b.n_prompt === 0 ? `decode b1 (${b.n_gen} tokens)` : `prefill ${b.n_prompt}`;
-      add(test, b.avg_ts, s.bench.argv.join(' '));
+if (!args.out || !(args.peers || args.logs)) fail('--out and one of --peers / --logs are required');
+const readJson = (f, opt) => {
+  if (!existsSync(f)) fail(`option --${opt}: ${f} not found`);
+  try {
+    return JSON.parse(readFileSync(f, 'utf8'));
+  } catch (e) {
+    fail(`option --${opt}: ${f} is not JSON (${e.message})`);
+  }
+};
+
+// llama.cpp runs: [{name, dtype, ncmoe, kind: bench|batched, argv, rows, peakMiB}]
+const runs = [];
+let meta = {};
+const nameRe = /^(bench|batched)-(.+)-ncmoe(\d+)$/;
+if (args.peers) {
+  meta = readJson(args.peers, 'peers');
+  for (const r of meta.results ?? []) {
+    for (const s of r.settings ?? []) {
+      for (const kind of ['bench', 'batched']) {
+        const x = s[kind];
+        if (x) runs.push({ dtype: r.dtype, ncmoe: s.n_cpu_moe, nLayer: r.n_layer, kind, argv: x.argv, rows: x.rows ?? [], peakMiB: x.peak_gpu_mib ?? null });
+      }
     }
-    for (const b of s.batched?.rows ?? []) add(`decode b${b.pl} (${b.tg} tokens)`, b.speed_tg, s.batched.argv.join(' '));
+  }
+} else {
+  const dir = args.logs;
+  const cmds = readFileSync(join(dir, 'commands.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l));
+  const peaks = Object.fromEntries((args.peak ?? '').split(',').filter(Boolean).map((kv) => kv.split('=')));
+  for (const c of cmds.filter((c) => c.argv && nameRe.test(c.name))) {
+    const [, kind, dtype, n] = c.name.match(nameRe);
+    const log = join(dir, `${c.name}.log`);
+    const ended = cmds.find((x) => x.name === c.name && x.exit !== undefined);
+    let rows = [];
+    if (existsSync(log)) {
+      const text = readFileSync(log, 'utf8');
+      rows = kind === 'bench' ? JSON.parse(text.slice(text.indexOf('\n['))) : text.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    }
+    runs.push({ dtype, ncmoe: Number(n), nLayer: 27, kind, argv: c.argv, rows, peakMiB: ended?.peak_gpu_mib ?? (peaks[c.name] ? Number(peaks[c.name]) : null), logMissing: !existsSync(log) });
+  }
+  const lj = join(dir, 'llama.cpp.json');
+  const gpu = join(dir, 'gpu.csv');
+  meta = { llama_cpp: existsSync(lj) ? JSON.parse(readFileSync(lj, 'utf8')) : {}, device: existsSync(gpu) ? readFileSync(gpu, 'utf8').trim().split('\n').at(-1) : '?', partial: true };
+}
+
+const rows = [];
+const fmtPeak = (mib) => (mib == null ? null : mib / 1024);
+for (const r of runs) {
+  const setting = r.ncmoe >= r.nLayer ? `--cpu-moe (n-cpu-moe ${r.ncmoe})` : `--n-cpu-moe ${r.ncmoe}`;
+  const base = { system: 'llama.cpp', dtype: r.dtype, setting, routing: 'own (model router)', peakGiB: fmtPeak(r.peakMiB), source: r.argv.join(' ') };
+  if (r.logMissing) rows.push({ ...base, test: `${r.kind === 'bench' ? 'llama-bench' : 'llama-batched-bench'}: log did not come back`, tps: null });
+  for (const b of r.rows) {
+    if (r.kind === 'bench') rows.push({ ...base, test: b.n_prompt === 0 ? 'decode b1' : `prefill ${b.n_prompt}`, tps: b.avg_ts, note: b.n_prompt === 0 ? `${b.n_gen} new tokens, empty context` : 'one sequence' });
+    else {
+      rows.push({ ...base, test: `decode b${b.pl}`, tps: b.speed_tg, note: `S_TG: ${b.pl} x ${b.tg} new tokens after ${b.pp}-token prompts` });
+      rows.push({ ...base, test: `prefill b${b.pl} x ${b.pp}`, tps: b.speed_pp, note: 'S_PP' });
+    }
   }
 }
-for (const f of (args.ours ?? '').split(',').filter(Boolean)) {
-  // `moe bench` JSON: the point fields are read defensively, the lead joins what the run produced
-  const b = JSON.parse(readFileSync(f, 'utf8'));
-  for (const p of b.points ?? b.results ?? []) {
-    const tps = p.outputTokensPerSecond ?? p.tokensPerSecond;
-    if (tps === undefined) continue;
-    rows.push({ system: 'moe-offload', dtype: p.expertDtype ?? b.expertDtype ?? 'bf16', setting: p.label ?? `cache ${p.cache ?? 'all'}`, test: `decode b${p.batch}`, tps, peakGiB: (p.peakGpuBytes ?? 0) / 2 ** 30, cmd: f });
+const ours = (file, routingLabel, missOnly, opt) => {
+  const b = readJson(file, opt);
+  for (const p of b.grid ?? b.points ?? []) {
+    if (missOnly && p.miss !== missOnly) continue;
+    const dtype = p.expertDtype ?? 'bf16';
+    const setting = `cache ${p.cache ?? 'all'}/64, ${p.miss ?? '-'}, prefetch ${p.prefetch ?? 'none'}`;
+    const peakGiB = (p.deviceUsedPeakBytes ?? p.device?.deviceUsedPeakBytes ?? 0) / 2 ** 30 || null;
+    const base = { system: 'moe-offload', dtype, setting, routing: routingLabel, peakGiB, source: file };
+    rows.push({ ...base, test: `decode b${p.batch}`, tps: p.decodeTokensPerSecond ?? null, note: `${p.newTokens} new tokens after ${p.prompt}-token prompts` });
+    if (p.prefillMs?.mean) rows.push({ ...base, test: p.batch === 1 ? `prefill ${p.prompt}` : `prefill b${p.batch} x ${p.prompt}`, tps: (p.batch * p.prompt * 1000) / p.prefillMs.mean, note: 'begin() of all prompts' });
+  }
+};
+if (args.own) ours(args.own, 'own (model router)', args['own-miss'], 'own');
+if (args.esft) ours(args.esft, 'ESFT replayed (context)', null, 'esft');
+
+// Ratios: moe-offload / llama.cpp where both ran the same test, dtype and routing (own), best of each side.
+// Oracle prefetch (perfect knowledge of the next experts) is an upper bound, not a configuration: never "best".
+const best = (sys, dtype, test, routing) => rows.filter((r) => r.system === sys && r.dtype === dtype && r.test === test && r.routing.startsWith(routing) && r.tps != null && !r.setting.includes('prefetch oracle')).sort((a, b) => b.tps - a.tps)[0];
+const ratios = [];
+for (const [dt, ldt] of [['bf16', 'bf16'], ['int8', 'q8_0'], ['int4', 'q4_k_m']]) {
+  for (const test of ['decode b1', 'decode b16', 'prefill 128']) {
+    for (const routing of ['own', 'ESFT']) {
+      const o = best('moe-offload', dt, test, routing);
+      const l = best('llama.cpp', ldt, test, 'own');
+      ratios.push({ ours: `${dt} ${routing}${o ? `: ${o.setting}` : ''}`, llama: `${ldt}${l ? `: ${l.setting}` : ''}`, test, oursTps: o?.tps ?? null, llamaTps: l?.tps ?? null, ratio: o && l ? o.tps / l.tps : null, fair: routing === 'own' });
+    }
   }
 }
-mkdirSync(args.out, { recursive: true });
+const f1 = (x) => (x == null ? '-' : x.toFixed(1));
+const notes = (args.note ?? '').split('|').filter(Boolean);
 const md = [
-  `# Peers on ${doc.device}: llama.cpp beside moe-offload, ${doc.budget_gib} GiB GPU budget`,
+  `# Peers on ${meta.device}: llama.cpp beside moe-offload, 12 GiB GPU budget`,
   '',
-  `llama.cpp ${doc.llama_cpp.llama_cpp_commit} (llama-cpp-python ${doc.llama_cpp.llama_cpp_python} sdist, ggml ${doc.llama_cpp.ggml_version}); ${doc.threads} threads; ${doc.reps} repetitions; peak memory: ${doc.peak_memory}.`,
+  `llama.cpp ${meta.llama_cpp?.llama_cpp_commit ?? '?'} (llama-cpp-python ${meta.llama_cpp?.llama_cpp_python ?? '?'} sdist, ggml ${meta.llama_cpp?.ggml_version ?? '?'}), CUDA build, 16 threads, -ngl 99, flash attention at its default.`,
   '',
-  '| system | dtype | setting | test | tokens/s | peak GPU GiB |',
-  '| --- | --- | --- | --- | ---: | ---: |',
-  ...rows.map((r) => `| ${r.system} | ${r.dtype} | ${r.setting} | ${r.test} | ${r.tps.toFixed(1)} | ${r.peakGiB.toFixed(2)} |`),
+  ...notes.map((n) => `- ${n}`),
   '',
-  '## --n-cpu-moe search (fit test: llama-batched-bench at 16 sequences)',
+  '## Ratios (moe-offload / llama.cpp tokens/s; best row of each side; "-" = a side was not measured)',
   '',
-  '| dtype | N | estimate MiB | peak MiB | exit |',
-  '| --- | ---: | ---: | ---: | ---: |',
-  ...doc.results.flatMap((r) => (r.fit_search ?? []).map((t) => `| ${r.dtype} | ${t.n_cpu_moe} | ${t.estimate_mib} | ${t.peak_gpu_mib} | ${t.exit} |`)),
+  '| test | moe-offload | llama.cpp | ours tok/s | llama.cpp tok/s | ratio | fair (same routing)? |',
+  '| --- | --- | --- | ---: | ---: | ---: | --- |',
+  ...ratios.map((r) => `| ${r.test} | ${r.ours} | ${r.llama} | ${f1(r.oursTps)} | ${f1(r.llamaTps)} | ${r.ratio == null ? '-' : `${r.ratio.toFixed(2)}x`} | ${r.fair ? 'yes' : 'no: ESFT routing, context'} |`),
   '',
-  '## Command lines',
+  '## All rows',
   '',
-  ...[...new Set(rows.map((r) => r.cmd))].map((c) => `- \`${c}\``),
+  '| system | dtype | setting | routing | test | tokens/s | peak GPU GiB | note |',
+  '| --- | --- | --- | --- | --- | ---: | ---: | --- |',
+  ...rows.map((r) => `| ${r.system} | ${r.dtype} | ${r.setting} | ${r.routing} | ${r.test} | ${f1(r.tps)} | ${r.peakGiB == null ? '-' : r.peakGiB.toFixed(2)} | ${r.note ?? ''} |`),
+  '',
+  '## Sources and command lines',
+  '',
+  ...[...new Set(rows.map((r) => r.source))].map((c) => `- \`${c}\``),
   '',
 ].join('\n');
+mkdirSync(args.out, { recursive: true });
 writeFileSync(join(args.out, 'peers.md'), md);
+writeFileSync(join(args.out, 'peers.json'), JSON.stringify({ device: meta.device, llama_cpp: meta.llama_cpp, partial: meta.partial ?? !!meta.incomplete, notes, ratios, rows }, null, 1) + '\n');
 const spec = {
   $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-  title: `llama.cpp vs moe-offload, ${doc.budget_gib} GiB GPU budget (${doc.device})`,
-  data: { values: rows.map(({ cmd, ...r }) => ({ ...r, config: `${r.system} ${r.dtype} ${r.setting}` })) },
-  mark: 'bar',
-  encoding: {
-    column: { field: 'test', type: 'nominal', title: null },
-    x: { field: 'config', type: 'nominal', title: null, axis: { labelAngle: -60 } },
-    y: { field: 'tps', type: 'quantitative', title: 'tokens/s', scale: { type: 'log' } },
-    color: { field: 'system', type: 'nominal' },
+  title: `llama.cpp vs moe-offload, 12 GiB GPU budget (${meta.device}); not one device call`,
+  data: { values: rows.filter((r) => r.tps != null && ['decode b1', 'decode b4', 'decode b8', 'decode b16', 'prefill 128', 'prefill 512'].includes(r.test)).map((r) => ({ test: r.test, tps: r.tps, system: r.system, config: `${r.system} ${r.dtype} ${r.setting}${r.routing.startsWith('ESFT') ? ' [ESFT]' : ''}` })) },
+  facet: { column: { field: 'test', type: 'nominal', title: null, sort: ['decode b1', 'decode b4', 'decode b8', 'decode b16', 'prefill 128', 'prefill 512'] } },
+  spec: {
+    width: 150,
+    height: 220,
+    mark: 'bar',
+    encoding: {
+      x: { field: 'config', type: 'nominal', title: null, axis: { labelAngle: -60, labelLimit: 300 } },
+      y: { field: 'tps', type: 'quantitative', title: 'tokens/s', scale: { type: 'log' } },
+      color: { field: 'system', type: 'nominal' },
+      tooltip: [{ field: 'config' }, { field: 'tps', format: '.1f' }],
+    },
   },
+  resolve: { scale: { x: 'independent' } },
 };
 writeFileSync(join(args.out, 'peers.vl.json'), JSON.stringify(spec, null, 2) + '\n');
-copyFileSync(args.peers, join(args.out, 'peers.json'));
-console.log(`report.mjs: ${rows.length} rows -> ${args.out}/peers.md, peers.vl.json`);
+const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });
+const svg = await view.toSVG();
+view.finalize();
+writeFileSync(join(args.out, 'peers.svg'), svg);
+writeFileSync(join(args.out, 'peers.png'), new Resvg(svg, { fitTo: { mode: 'zoom', value: 2 }, background: 'white', font: { loadSystemFonts: true } }).render().asPng());
+console.log(`report.mjs: ${rows.length} rows, ${ratios.filter((r) => r.ratio != null).length} ratios -> ${args.out}/peers.{md,json,vl.json,svg,png}`);
