@@ -36,6 +36,17 @@ export interface CostModel {
     byContext?: ContextCurves;
     /** Optional: launches of several experts at once, as the runtime computes a layer's experts (LaunchTable). */
     launch?: LaunchTable;
+    /**
+     * Optional: per MoE layer, by the step's rows, what running the layer the way the offloaded runtime does
+     * costs beyond its GPU work: eager launches (no CUDA graph) and one host synchronisation on the routing,
+     * which drains the GPU's queue every layer. Calibrate measures it as an offloaded-style layer step
+     * (attention, router, routing to the host and a stream synchronisation, the upload, shared experts, one
+     * resident expert launch, the combine) timed by the host's clock eagerly, minus the same sequence
+     * replayed as a CUDA graph. The timing model puts it on the GPU's critical path once per MoE layer, after
+     * the layer's non-expert part (the routing reaches the host that much later). Absent: 0 (older profiles).
+     * The curve is held at its last point past its last row count (it is measured on the decode kernel's rows).
+     */
+    eagerLayerOverheadMs?: TokenCurve;
   };
   cpu: {
     workers: number;
@@ -197,6 +208,7 @@ export function calibrationProblems(x: unknown): string[] {
   else {
     for (const k of ['expertMs', 'moeLayerOtherMs', 'denseLayerMs', 'headMs'] as const) curve(o.gpu[k], `gpu.${k}`);
     if (o.gpu.launch !== undefined) launchTable(o.gpu.launch, 'gpu.launch');
+    if (o.gpu.eagerLayerOverheadMs !== undefined) curve(o.gpu.eagerLayerOverheadMs, 'gpu.eagerLayerOverheadMs');
     if (o.gpu.byContext !== undefined) {
       const b = o.gpu.byContext as Partial<ContextCurves> | null;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) p.push('gpu.byContext must be an object');

@@ -73,6 +73,17 @@ export class Costs {
   head(tokens: number): number {
     return interpolate(this.model.gpu.headMs, tokens);
   }
+  /**
+   * The offloaded runtime's per-MoE-layer cost of eager launches and the routing's host synchronisation
+   * (gpu.eagerLayerOverheadMs; 0 without it). Held at the curve's last point past its last row count: it is
+   * measured up to the decode kernel's rows only, and a line through two launch-overhead points says nothing
+   * about larger steps.
+   */
+  eagerLayerOverhead(tokens: number): number {
+    const c = this.model.gpu.eagerLayerOverheadMs;
+    if (!c) return 0;
+    return interpolate(c, Math.min(tokens, c[c.length - 1][0]));
+  }
   /** The runtime's host work per MoE layer / per step (0 for a profile without `host`). */
   hostLayer(tokens: number): number {
     return this.model.host ? interpolate(this.model.host.layerMs, tokens) : 0;

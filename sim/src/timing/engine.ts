@@ -53,7 +53,7 @@ export interface TimingResult {
   tokens: number;
   stepMs: Float64Array;
   stepTokens: Int32Array;
-  busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number; /** host work the GPU waited for */ host: number };
+  busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number; /** host work the GPU waited for (host.*, gpu.eagerLayerOverheadMs) */ host: number };
   events: number;
 }
 
@@ -66,7 +66,7 @@ const JOB_DENSE = 0;
 const JOB_MOE_OTHER = 1;
 const JOB_EXPERT = 2;
 const JOB_HEAD = 3;
-// The runtime's host work on the critical path (profile `host`): the GPU waits for it.
+// The runtime's host work on the critical path (profile `host`, and gpu.eagerLayerOverheadMs): the GPU waits for it.
 const JOB_HOST_LAYER = 4;
 const JOB_HOST_STEP = 5;
 // The host's join of a layer's CPU experts: their outputs uploaded and scattered on the GPU stream.
@@ -388,7 +388,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
       const job = gpuJob[id];
       if (job === JOB_EXPERT || job === JOB_CPU_JOIN) expertDone(gpuJobExperts[id]);
       else if (job === JOB_MOE_OTHER) {
-        const h = costs.hostLayer(batchTokens);
+        // The routing's trip to the host: the runtime's own host work (host.layerMs) plus what its eager,
+        // once-per-layer synchronised launching costs beyond the GPU work (gpu.eagerLayerOverheadMs), one
+        // wait of the GPU's critical path before the layer's copies and expert launches are issued.
+        const h = costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens);
         if (h > 0) submitGpu(JOB_HOST_LAYER, h);
         else routed(layer);
       } else if (job === JOB_HOST_LAYER) routed(layer);
