@@ -14,21 +14,17 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importEsft } from '../../../traces/src/import-esft.js';
-import { readTrace } from '../../../traces/src/reader.js';
-import { toSequences } from '../../../traces/src/sequences.js';
 import { loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
 import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
 import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import type { PrefetchName } from '../../../sim/src/prefetch/sources.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers, type BenchShape } from '../../src/bench/sim-prediction.js';
-import type { RoutingReplay } from '../../src/offload/routing-replay.js';
 import { tempDir } from '../../../core/test/helpers.js';
+import { benchEsftDir, importBenchReplays } from '../helpers/esft-replays.js';
 
 const repo = resolve(import.meta.dirname, '..', '..', '..');
-const esft = [resolve(repo, '..', 'shared', 'traces', 'esft'), resolve(repo, '..', '..', 'shared', 'traces', 'esft')].find((d) => existsSync(join(d, 'intent'))) ?? resolve(repo, '..', 'shared', 'traces', 'esft');
-const have = ['summary', 'translation', 'intent'].every((t) => existsSync(join(esft, t)));
+const { dir: esft, have } = benchEsftDir(repo);
 if (!have) console.warn(`[skip] ${esft} is missing: the quantized simulator-vs-H200 table is not computed`);
 const profileFile = process.env.MOE_QUANT_PROFILE ? resolve(process.env.MOE_QUANT_PROFILE) : join(repo, 'reports/bench/quant-h200/calibration-quant.json');
 const benches = ['must-show', 'grid'].map((b) => join(repo, 'reports/bench/quant-h200', b, 'bench.json'));
@@ -66,11 +62,7 @@ describe.skipIf(!have)(`simulated vs measured, quantized experts on the H200 (${
   let rows: Row[] = [];
   beforeAll(() => {
     // The benches' routing: summary, translation, intent (offload.routing), imported from the ESFT traces.
-    const replays: RoutingReplay[] = ['summary', 'translation', 'intent'].map((t) => {
-      const path = join(tmp.path, `${t}.arrow`);
-      importEsft(join(esft, t), path);
-      return { path, corpus: toSequences(readTrace(path)) };
-    });
+    const replays = importBenchReplays(esft, tmp.path);
     const profile = loadCalibration(profileFile);
     rows = committedPoints().map((p) => {
       const model = costModelForDtype(profile, p.dtype).model;

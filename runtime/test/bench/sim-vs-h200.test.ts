@@ -11,20 +11,16 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { importEsft } from '../../../traces/src/import-esft.js';
-import { readTrace } from '../../../traces/src/reader.js';
-import { toSequences } from '../../../traces/src/sequences.js';
 import { loadCalibration, calibrationDir } from '../../../sim/src/cost/calibration.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers, type BenchShape } from '../../src/bench/sim-prediction.js';
-import type { RoutingReplay } from '../../src/offload/routing-replay.js';
 import { tempDir } from '../../../core/test/helpers.js';
+import { benchEsftDir, importBenchReplays } from '../helpers/esft-replays.js';
 
 const repo = resolve(import.meta.dirname, '..', '..', '..');
 // ../shared beside the checkout (a worktree under wt/ finds it one level further up)
-const esft = [resolve(repo, '..', 'shared', 'traces', 'esft'), resolve(repo, '..', '..', 'shared', 'traces', 'esft')].find((d) => existsSync(join(d, 'intent'))) ?? resolve(repo, '..', 'shared', 'traces', 'esft');
-const have = ['summary', 'translation', 'intent'].every((t) => existsSync(join(esft, t)));
+const { dir: esft, have } = benchEsftDir(repo);
 if (!have) console.warn(`[skip] ${esft} is missing: the simulator-vs-H200 table is not computed`);
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
@@ -58,11 +54,7 @@ type Row = Point & { before: number; after: number; simMs: number };
 describe.skipIf(!have)('simulated vs measured on the H200 (every committed point)', () => {
   let rows: Row[] = [];
   beforeAll(() => {
-  const replays: RoutingReplay[] = ['summary', 'translation', 'intent'].map((t) => {
-    const path = join(tmp.path, `${t}.arrow`);
-    importEsft(join(esft, t), path);
-    return { path, corpus: toSequences(readTrace(path)) };
-  });
+  const replays = importBenchReplays(esft, tmp.path);
   const before = loadCalibration(join(calibrationDir(), 'h200-measured.json'));
   const after = loadCalibration(join(calibrationDir(), 'h200-runtime-cpu.json'));
   rows = committedPoints().map((p) => {
