@@ -21,14 +21,8 @@ set -uo pipefail
 source tools/gpu/lib.sh
 gpu_init issue13 check bench
 finish() {
-  tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
-  cp "$LOG/check/bench.json" "$REAL_OUT/check.json" 2>/dev/null
-  cp "$LOG/check/bench.md" "$REAL_OUT/check.md" 2>/dev/null
-  cp "$LOG/bench/bench.json" "$LOG/bench/bench.md" "$REAL_OUT/" 2>/dev/null
   cp "$LOG"/calibration-quant*.json "$REAL_OUT/" 2>/dev/null
-  [ -f "$LOG/check/bench.md" ] && cat "$LOG/check/bench.md"
-  [ -f "$LOG/bench/bench.md" ] && cat "$LOG/bench/bench.md"
-  stamp "done"
+  finish_check_and_bench
 }
 trap finish EXIT
 

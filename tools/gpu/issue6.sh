@@ -17,16 +17,7 @@
 set -uo pipefail
 source tools/gpu/lib.sh
 gpu_init issue6 check bench
-finish() {
-  tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
-  cp "$LOG/check/bench.json" "$REAL_OUT/check.json" 2>/dev/null
-  cp "$LOG/check/bench.md" "$REAL_OUT/check.md" 2>/dev/null
-  cp "$LOG/bench/bench.json" "$LOG/bench/bench.md" "$REAL_OUT/" 2>/dev/null
-  [ -f "$LOG/check/bench.md" ] && tail -4 "$LOG/check/bench.md"
-  [ -f "$LOG/bench/bench.md" ] && cat "$LOG/bench/bench.md"
-  stamp "done"
-}
-trap finish EXIT
+trap finish_check_and_bench EXIT
 
 gpu_node
 

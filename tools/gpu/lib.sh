@@ -67,3 +67,14 @@ run_moe() {  # label, timeout (s), command
   echo "$1 exit $?" | tee -a "$LOG/steps.log"
   grep -v "^|" "$LOG/$1.log" | tail -"${MOE_TAIL:-14}"
 }
+
+# What issue6/12/13.sh bring back on exit: logs.tgz, the check's and the bench's JSON and markdown (printed).
+finish_check_and_bench() {
+  tar czf "$REAL_OUT/logs.tgz" -C "$LOG" . 2>/dev/null
+  cp "$LOG/check/bench.json" "$REAL_OUT/check.json" 2>/dev/null
+  cp "$LOG/check/bench.md" "$REAL_OUT/check.md" 2>/dev/null
+  cp "$LOG/bench/bench.json" "$LOG/bench/bench.md" "$REAL_OUT/" 2>/dev/null
+  [ -f "$LOG/check/bench.md" ] && cat "$LOG/check/bench.md"
+  [ -f "$LOG/bench/bench.md" ] && cat "$LOG/bench/bench.md"
+  stamp "done"
+}
