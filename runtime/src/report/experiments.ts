@@ -14,6 +14,13 @@ export const SYSTEMS = [
   'serve, cache 16 lru (streaming clients; batch = concurrency)', 'all-resident (moe-offload CUDA)', 'transformers (all resident)', 'transformers + accelerate (CPU offload)',
 ];
 
+/** SYSTEMS with the quantized-experts systems the committed grid has (their slot counts come from the data), before the all-resident rows. */
+export function systemsOf(s: Sources): string[] {
+  const quant = [...new Set(s.measured.filter((m) => s.quant.grid && m.source === s.quant.grid.file).map((m) => m.system))];
+  const at = SYSTEMS.indexOf('all-resident (moe-offload CUDA)');
+  return [...SYSTEMS.slice(0, at), ...quant, ...SYSTEMS.slice(at)];
+}
+
 const f2 = (x: number) => x.toFixed(2);
 const f1 = (x: number) => x.toFixed(1);
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
@@ -25,7 +32,7 @@ export function find(s: Sources, system: string, batch: number, prompt: number):
 
 /** Systems with at least one point, and for each the grid points it lacks. */
 export function coverage(s: Sources): { system: string; have: number; missing: string[] }[] {
-  return SYSTEMS.map((system) => {
+  return systemsOf(s).map((system) => {
     const missing: string[] = [];
     let have = 0;
     for (const b of BATCHES) for (const p of PROMPTS) find(s, system, b, p) ? have++ : missing.push(`B${b} P${p}`);
@@ -52,15 +59,16 @@ export function gridTables(s: Sources): string[] {
 }
 
 export function gridCharts(s: Sources): { name: string; spec: TopLevelSpec }[] {
+  const systems = systemsOf(s);
   const values = s.measured
-    .filter((m) => SYSTEMS.includes(m.system) && BATCHES.includes(m.batch) && PROMPTS.includes(m.prompt))
+    .filter((m) => systems.includes(m.system) && BATCHES.includes(m.batch) && PROMPTS.includes(m.prompt))
     .map((m) => ({ system: m.system, batch: m.batch, prompt: `prompt ${m.prompt}`, ms: m.ms.mean, p99: m.ms.p99, tokS: m.tokS }));
   const panel = (field: string, title: string, log: boolean) => ({
     mark: { type: 'line' as const, point: true },
     encoding: {
       x: { field: 'batch', type: 'quantitative' as const, scale: { type: 'log' as const, base: 2 }, axis: { values: BATCHES } },
       y: { field, type: 'quantitative' as const, title, ...(log ? { scale: { type: 'log' as const } } : {}) },
-      color: { field: 'system', type: 'nominal' as const, title: null, sort: SYSTEMS, legend: { labelLimit: 320 } },
+      color: { field: 'system', type: 'nominal' as const, title: null, sort: systems, legend: { labelLimit: 320 } },
     },
     width: 200,
     height: 180,

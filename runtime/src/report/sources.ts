@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BadInputError } from '../../../core/src/errors.js';
 import type { ValidationResult } from '../validate/result.js';
+import { readQuantSources, type QuantSources } from './quant-sources.js';
 
 export interface Stat {
   mean: number;
@@ -57,6 +58,8 @@ export interface Sources {
   predictorSim: { file: string; label: string; fetch: Record<string, { hitRate: number; timePerTokenMs: number }>; cpu: Record<string, { hitRate: number; timePerTokenMs: number }> } | null;
   tokensIdentical: { file: string; runs: number; allIdentical: boolean } | null;
   validations: { dir: string; result: ValidationResult }[];
+  /** issue 13 (quantized experts) and issue 12's GPU prefetch on the H200, peers (quant-sources.ts) */
+  quant: QuantSources;
 }
 
 function json<T>(root: string, rel: string): T | null {
@@ -85,6 +88,9 @@ interface BenchPoint {
   repeats?: number;
   newTokens?: number;
 }
+
+/** The grid's name of a quantized-experts system (experiments.ts lists them in SYSTEMS). */
+export const quantSystem = (dtype: string, cache: number, prefetch: string) => `${dtype} experts, cache ${cache} lru${prefetch === 'none' ? '' : `, ${prefetch} prefetch`}`;
 
 const missesPerStep = (p: BenchPoint) => (p.requests! - p.hits!) / ((p.warmup! + p.repeats!) * (p.prompt + p.newTokens! - 1));
 
@@ -119,6 +125,12 @@ export function readSources(root: string): Sources {
   const serve = json<{ levels: Array<{ concurrency: number; promptTokens: number; outputTokensPerSecond: number; tpotMs: Stat }> }>(root, serveRel);
   for (const l of serve?.levels ?? []) {
     measured.push({ system: 'serve, cache 16 lru (streaming clients; batch = concurrency)', batch: l.concurrency, prompt: l.promptTokens, ms: l.tpotMs, tokS: l.outputTokensPerSecond, source: serveRel, routing: 'ESFT summary (replayed, one lane per admitted request)' });
+  }
+  // Issue 13: int8 / int4 experts at the cache that fits 12 GiB, oracle prefetch, the whole batch x prompt grid.
+  const quant = readQuantSources(root);
+  for (const p of quant.grid?.points ?? []) {
+    if (p.miss !== 'fetch') continue;
+    measured.push({ system: quantSystem(p.dtype, p.cache, p.prefetch), batch: p.batch, prompt: p.prompt, ms: p.ms, tokS: p.tokS, source: p.file, routing: 'ESFT summary + translation + intent (replayed)', hitRate: p.hitRate });
   }
   const sim: Sources['sim'] = [];
   for (const name of ['esft-intent', 'synthetic-zipf-sticky']) {
@@ -156,5 +168,6 @@ export function readSources(root: string): Sources {
     predictorSim: run ? { file: predRel, label: run.label, fetch: pick('fetch'), cpu: pick('cpu') } : null,
     tokensIdentical: check?.offloadCheck ? { file: checkRel, runs: check.offloadCheck.cases.length, allIdentical: check.offloadCheck.allIdentical } : null,
     validations,
+    quant,
   };
 }

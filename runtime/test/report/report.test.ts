@@ -16,9 +16,16 @@ afterAll(() => tmp.cleanup());
 describe('REPORT.md', () => {
   it('the committed report and chart specs are exactly what the committed results give', () => {
     expect(staleReportFiles(repoRoot)).toEqual([]);
-    expect([...expectedReportFiles(repoRoot).keys()]).toEqual(['reports/REPORT.md', 'reports/figures/latency-grid.vl.json', 'reports/figures/throughput-grid.vl.json']);
+    expect([...expectedReportFiles(repoRoot).keys()]).toEqual(['reports/REPORT.md', 'reports/figures/latency-grid.vl.json', 'reports/figures/throughput-grid.vl.json', 'reports/figures/quant-must-show.vl.json']);
     const r = runCli(['report', '--check']);
     expect(r.status, r.stderr).toBe(0);
+  });
+
+  it('states the quantized-experts results and what is missing from the committed files', () => {
+    const md = expectedReportFiles(repoRoot).get('reports/REPORT.md')!;
+    expect(md).not.toMatch(/quantized experts exist in neither|Not implemented in the simulator or the runtime|prefetch \(next-gate, predicted, oracle\) exists only in the simulator/);
+    expect(md).toMatch(/## What is missing or partial/);
+    expect(md).toMatch(/`reports\/bench\/quant-h200\/must-show\/bench\.json`/);
   });
 
   it('starts with the Chinese summary, then English, and cites its sources', () => {
@@ -35,6 +42,10 @@ describe('REPORT.md', () => {
     expect(md).toMatch(/No committed simulator sweep on ESFT routing/);
     expect(md).toMatch(/No committed offloaded measurements with hit counts/);
     expect(md).toMatch(/No committed `validate --best` result: it has not been run on the GPU yet/);
+    expect(md).toMatch(/No committed quantized-experts bench/);
+    expect(md).toMatch(/No committed GPU measurement of next-gate prefetch/);
+    expect(md).toMatch(/fidelity-cpu\/`\) is absent/);
+    expect(md).toMatch(/No committed llama\.cpp measurement/);
     expect(md).not.toMatch(/\d+\.\d+ ms/);
   });
 

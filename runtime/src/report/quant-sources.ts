@@ -1,0 +1,254 @@
+/**
+ * The committed results of the quantized-experts and GPU-prefetch runs (issue 13, issue 12's prefetch) and
+ * of the peers comparison, read for REPORT.md: each file is optional, and a reader returns null (or an
+ * empty list) when it is absent, so the section says so instead of inventing a number.
+ */
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { BadInputError } from '../../../core/src/errors.js';
+import type { Stat } from './sources.js';
+
+function json<T>(root: string, rel: string): T | null {
+  const f = join(root, rel);
+  if (!existsSync(f)) return null;
+  try {
+    return JSON.parse(readFileSync(f, 'utf8')) as T;
+  } catch (err) {
+    throw new BadInputError(rel, `not JSON (${(err as Error).message})`);
+  }
+}
+
+/** One offloaded bench point with the dimensions issue 13 and issue 12 added (dtype, miss, prefetch). */
+export interface OffloadPoint {
+  file: string;
+  dtype: string;
+  expertBytes: number;
+  cache: number;
+  miss: string;
+  prefetch: string;
+  batch: number;
+  prompt: number;
+  newTokens: number;
+  ms: Stat;
+  tokS: number;
+  prefillMs: number;
+  hitRate: number;
+  /** the bench's own simulated ms/token (the profile the bench ran with) */
+  simMs: number | null;
+  /** routed experts missed per cache step (prefill positions count as steps), as sources.ts computes it */
+  missesPerStep: number;
+  gbMoved: number;
+  routing: string;
+  prefetchStats: { precision: number; recall: number; wastedBytes: number; lateHits: number; promoted: number } | null;
+}
+
+interface RawPoint {
+  batch: number;
+  prompt: number;
+  newTokens: number;
+  repeats: number;
+  msPerToken: Stat;
+  prefillMs: Stat;
+  decodeTokensPerSecond: number;
+  expertDtype?: string;
+  expertBytes?: number;
+  cache: number;
+  miss?: string;
+  prefetch?: string;
+  hitRate: number;
+  hits: number;
+  requests: number;
+  simMsPerToken?: number | null;
+  bytesH2D: number;
+  routing: string;
+  prefetchStats: OffloadPoint['prefetchStats'];
+  device?: { offload?: { expertBytes?: number } };
+}
+
+export interface OffloadBench {
+  file: string;
+  device: string;
+  points: OffloadPoint[];
+}
+
+export function readOffloadBench(root: string, rel: string): OffloadBench | null {
+  const b = json<{ engine: { device: string }; options: { warmup: number }; grid: RawPoint[] }>(root, rel);
+  if (!b) return null;
+  const points = b.grid.map((p) => ({
+    file: rel,
+    dtype: p.expertDtype ?? 'bf16',
+    expertBytes: p.expertBytes ?? p.device?.offload?.expertBytes ?? NaN,
+    cache: p.cache,
+    miss: p.miss ?? 'fetch',
+    prefetch: p.prefetch ?? 'none',
+    batch: p.batch,
+    prompt: p.prompt,
+    newTokens: p.newTokens,
+    ms: p.msPerToken,
+    tokS: p.decodeTokensPerSecond,
+    prefillMs: p.prefillMs.mean,
+    hitRate: p.hitRate,
+    simMs: p.simMsPerToken ?? null,
+    missesPerStep: (p.requests - p.hits) / ((b.options.warmup + p.repeats) * (p.prompt + p.newTokens - 1)),
+    gbMoved: p.bytesH2D / 1e9,
+    routing: p.routing,
+    prefetchStats: p.prefetchStats,
+  }));
+  return { file: rel, device: b.engine.device, points };
+}
+
+export interface KernelChecks {
+  file: string;
+  device: string;
+  passed: number;
+  total: number;
+  /** the expert GEMV / grouped timings by dtype (cuda_kernels' benchmark rows that name a dtype) */
+  timings: { name: string; shape: string; us: number }[];
+}
+
+export function readKernelChecks(root: string, rel: string): KernelChecks | null {
+  const k = json<{ device: { name: string }; checks: { pass: boolean }[]; benchmarks: { name: string; shape: string; median_us: number }[] }>(root, rel);
+  if (!k) return null;
+  const dtyped = /^(expert_ffn_(decode|grouped)(_q)? (bf16|int8|int4\w*)|dequantize_expert_bf16 )/;
+  return {
+    file: rel,
+    device: k.device.name,
+    passed: k.checks.filter((c) => c.pass).length,
+    total: k.checks.length,
+    timings: k.benchmarks.filter((b) => dtyped.test(b.name)).map((b) => ({ name: b.name, shape: b.shape, us: b.median_us })),
+  };
+}
+
+export interface CpuExpertBench {
+  file: string;
+  features: string;
+  threads: number;
+  /** per dtype and token count: the fastest kernel at the host's full thread count (hot weights) */
+  rows: { dtype: string; tokens: number; kernel: string; ms: number }[];
+}
+
+export function readCpuExpertBench(root: string, rel: string): CpuExpertBench | null {
+  const c = json<{ cpu_features: string; hardware_threads: number; results: { dtype: string; kernel: string; mode: string; tokens: number; threads: number; median_ms: number }[] }>(root, rel);
+  if (!c) return null;
+  const rows: CpuExpertBench['rows'] = [];
+  for (const dtype of [...new Set(c.results.map((r) => r.dtype))])
+    for (const tokens of [...new Set(c.results.map((r) => r.tokens))].sort((a, b) => a - b)) {
+      const hot = c.results.filter((r) => r.dtype === dtype && r.tokens === tokens && r.mode === 'hot' && r.threads === c.hardware_threads).sort((a, b) => a.median_ms - b.median_ms);
+      if (hot.length) rows.push({ dtype, tokens, kernel: hot[0].kernel, ms: hot[0].median_ms });
+    }
+  return { file: rel, features: c.cpu_features, threads: c.hardware_threads, rows };
+}
+
+export interface QuantCalibration {
+  file: string;
+  label: string;
+  h2dGBps: number;
+  /** per dtype: one expert's bytes, one GPU expert at 1 token, one CPU expert at 1 token (ms) */
+  perDtype: { dtype: string; expertBytes: number; gpuMs1: number; cpuMs1: number }[];
+  hasLaunchTable: boolean;
+}
+
+type Cal = { label: string; expertBytes: number; transfer: { h2dGBps: number }; gpu: { expertMs: [number, number][]; launch?: unknown }; cpu: { expertMs: [number, number][] }; byExpertDtype?: Record<string, { expertBytes: number; gpu: { expertMs: [number, number][] }; cpu: { expertMs: [number, number][] } }> };
+
+export function readQuantCalibration(root: string, rel: string): QuantCalibration | null {
+  const c = json<Cal>(root, rel);
+  if (!c) return null;
+  const perDtype = [{ dtype: 'bf16', expertBytes: c.expertBytes, gpuMs1: c.gpu.expertMs[0][1], cpuMs1: c.cpu.expertMs[0][1] }];
+  for (const [dtype, d] of Object.entries(c.byExpertDtype ?? {})) perDtype.push({ dtype, expertBytes: d.expertBytes, gpuMs1: d.gpu.expertMs[0][1], cpuMs1: d.cpu.expertMs[0][1] });
+  return { file: rel, label: c.label, h2dGBps: c.transfer.h2dGBps, perDtype, hasLaunchTable: c.gpu.launch !== undefined };
+}
+
+export interface QuantCheckLog {
+  file: string;
+  lines: { dtype: string; phase: string; top1Confident: string; positions: number; top1Overall: string; relErrP50: string; pass: boolean }[];
+  /** the log ends in an error instead of the per-expert part (the run crashed after the logits) */
+  crashed: string | null;
+}
+
+/** `bench --check-quant`'s log lines: "quant check: int8 decode: top-1 X% where the bf16 gap >= 0.1 (N positions), Y% overall, logits rel. error p50 Z: pass". */
+export function readQuantCheckLog(root: string, rel: string): QuantCheckLog | null {
+  const f = join(root, rel);
+  if (!existsSync(f)) return null;
+  const text = readFileSync(f, 'utf8');
+  const re = /quant check: (\w+) (prefill|decode): top-1 ([\d.]+%) where the bf16 gap >= [\d.]+ \((\d+) positions\), ([\d.]+%) overall, logits rel\. error p50 ([\d.e+-]+): (pass|FAIL)/g;
+  const lines = [...text.matchAll(re)].map((m) => ({ dtype: m[1], phase: m[2], top1Confident: m[3], positions: Number(m[4]), top1Overall: m[5], relErrP50: m[6], pass: m[7] === 'pass' }));
+  const err = text.split('\n').find((l) => /internal error|Error:/.test(l));
+  return { file: rel, lines, crashed: err ? err.trim() : null };
+}
+
+export interface TokensCheck {
+  file: string;
+  cases: { label: string; prefetch: string; identical: boolean }[];
+  allIdentical: boolean;
+}
+
+export function readTokensCheck(root: string, rel: string): TokensCheck | null {
+  const c = json<{ offloadCheck?: { allIdentical: boolean; cases: { label: string; prefetch?: string; identical: boolean }[] } }>(root, rel);
+  if (!c?.offloadCheck) return null;
+  return { file: rel, cases: c.offloadCheck.cases.map((x) => ({ label: x.label, prefetch: x.prefetch ?? 'none', identical: x.identical })), allIdentical: c.offloadCheck.allIdentical };
+}
+
+/** A results folder that another step renders: its files (sorted, recursively), or null when absent. */
+export function listDir(root: string, rel: string): string[] | null {
+  const d = join(root, rel);
+  if (!existsSync(d)) return null;
+  const out: string[] = [];
+  const walk = (r: string) => {
+    for (const n of readdirSync(join(root, r)).sort()) {
+      const p = `${r}/${n}`;
+      if (statSync(join(root, p)).isDirectory()) walk(p);
+      else out.push(p);
+    }
+  };
+  walk(rel);
+  return out;
+}
+
+export interface PeersReport {
+  file: string;
+  device: string;
+  commit: string;
+  partial: boolean;
+  ratios: { test: string; ours: string; llama: string; oursTps: number; llamaTps: number; ratio: number; fair: boolean }[];
+}
+
+export function readPeers(root: string, rel: string): PeersReport | null {
+  const p = json<{ device: string; llama_cpp: { llama_cpp_commit: string }; partial: boolean; ratios: { test: string; ours: string; llama: string; oursTps: number | null; llamaTps: number | null; ratio: number | null; fair: boolean }[] }>(root, rel);
+  if (!p) return null;
+  const ratios = p.ratios.filter((r) => r.ratio !== null && r.oursTps !== null && r.llamaTps !== null) as PeersReport['ratios'];
+  return { file: rel, device: p.device, commit: p.llama_cpp.llama_cpp_commit, partial: p.partial, ratios };
+}
+
+export interface QuantSources {
+  mustShow: OffloadBench | null;
+  grid: OffloadBench | null;
+  nextGate: OffloadBench | null;
+  kernels: KernelChecks | null;
+  cpu: CpuExpertBench | null;
+  calibration: QuantCalibration | null;
+  calibrationLaunch: QuantCalibration | null;
+  check: QuantCheckLog | null;
+  prefetchTokens: TokensCheck | null;
+  fidelityCpu: string[] | null;
+  peers: string[] | null;
+  peersReport: PeersReport | null;
+}
+
+export const QUANT_DIR = 'reports/bench/quant-h200';
+
+export function readQuantSources(root: string): QuantSources {
+  return {
+    mustShow: readOffloadBench(root, `${QUANT_DIR}/must-show/bench.json`),
+    grid: readOffloadBench(root, `${QUANT_DIR}/grid/bench.json`),
+    nextGate: readOffloadBench(root, 'reports/bench/prefetch-h200/next-gate-own-routing/bench.json'),
+    kernels: readKernelChecks(root, `${QUANT_DIR}/cuda_kernels.json`),
+    cpu: readCpuExpertBench(root, `${QUANT_DIR}/expert-cpu-quant.json`),
+    calibration: readQuantCalibration(root, `${QUANT_DIR}/calibration-quant.json`),
+    calibrationLaunch: readQuantCalibration(root, `${QUANT_DIR}/calibration-quant-launch.json`),
+    check: readQuantCheckLog(root, `${QUANT_DIR}/quant-check-partial.log`),
+    prefetchTokens: readTokensCheck(root, 'reports/bench/prefetch-h200/check-offload-prefetch.json'),
+    fidelityCpu: listDir(root, `${QUANT_DIR}/fidelity-cpu`),
+    peers: listDir(root, 'reports/bench/peers-h200'),
+    peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
+  };
+}
