@@ -113,6 +113,7 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
                        {InstanceMethod<&CudaCalibratorWrap::device>("device"), InstanceMethod<&CudaCalibratorWrap::copy_ms>("copyMs"),
                         InstanceMethod<&CudaCalibratorWrap::expert_ms>("expertMs"), InstanceMethod<&CudaCalibratorWrap::launch_ms>("launchMs"),
                         InstanceMethod<&CudaCalibratorWrap::part_ms>("partMs"),
+                        InstanceMethod<&CudaCalibratorWrap::layer_step_ms>("layerStepMs"),
                         InstanceMethod<&CudaCalibratorWrap::activation_ms>("activationMs"),
                         InstanceMethod<&CudaCalibratorWrap::expert_dtype>("expertDtype"),
                         InstanceMethod<&CudaCalibratorWrap::expert_bytes>("expertBytes"),
@@ -167,6 +168,13 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
     const bool graph = bool_arg(info, 3, "graph");
     const int repeats = int_arg(info, 4, "repeats");
     return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).part_ms(part, batch, context, graph, repeats); }));
+  }
+  // layerStepMs(batch, context, sync, repeats)
+  Napi::Value layer_step_ms(const Napi::CallbackInfo& info) {
+    const int batch = int_arg(info, 0, "batch"), context = int_arg(info, 1, "context");
+    const bool sync = bool_arg(info, 2, "sync");
+    const int repeats = int_arg(info, 3, "repeats");
+    return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).layer_step_ms(batch, context, sync, repeats); }));
   }
   // activationMs(tokens, repeats)
   Napi::Value activation_ms(const Napi::CallbackInfo& info) {

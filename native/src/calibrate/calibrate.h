@@ -84,6 +84,11 @@ class CudaCalibrator {
   // `batch` rows, each attending to `context` cached tokens. graph: replayed as a CUDA graph (as the
   // backend does for decode), else launched eagerly. Per sample: mean over several back-to-back runs.
   virtual std::vector<double> part_ms(const std::string& part, int batch, int context, bool graph, int repeats) = 0;
+  // A MoE layer step as the offloaded runtime runs it, all experts resident (attention, router, the routing
+  // to the host, the upload, shared experts, one expert launch, the combine), `batch` rows (1..32) at
+  // `context`. sync: eager launches with a host synchronisation on the routing every layer, host wall clock;
+  // else the same GPU work replayed as a CUDA graph, CUDA events. Per sample: per layer, over a run of layers.
+  virtual std::vector<double> layer_step_ms(int batch, int context, bool sync, int repeats) = 0;
   // Activations of `tokens` rows to the host and back (a CPU-computed expert's round trip): bf16
   // [tokens, hidden] device to pinned host, fp32 [tokens, hidden] host to device.
   virtual std::vector<double> activation_ms(int tokens, int repeats) = 0;

@@ -382,43 +382,7 @@ class CudaCalibratorImpl final : public CudaCalibrator {
                   "v 128, heads a multiple of 16)");
     }
     const int T = batch;
-    const int ff = std::max(sff_, dense ? c_.intermediate_size : 0);
-    Step s;
-    s.h = rand_f32_like(static_cast<size_t>(T) * H_);
-    s.x = Dev(sizeof(bf16) * T * H_);
-    s.qkv = Dev(sizeof(bf16) * T * QW_);
-    s.attn = Dev(sizeof(bf16) * T * heads_ * vd_);
-    s.router = Dev(sizeof(float) * T * std::max(E_, 1));
-    s.ids = Dev(sizeof(int32_t) * T * std::max(k_, 1));
-    s.rw = Dev(sizeof(float) * T * std::max(k_, 1));
-    s.gu = Dev(sizeof(bf16) * T * 2 * std::max(ff, 1));
-    s.hbuf = Dev(sizeof(bf16) * T * std::max(ff, 1));
-    // Every row is a sequence at position context - 1 whose earlier context - 1 tokens are cached;
-    // its own row is appended at that position, so it attends to `context` rows.
-    std::vector<int32_t> pos(static_cast<size_t>(T), context - 1), len(static_cast<size_t>(T), context);
-    std::vector<int64_t> row(static_cast<size_t>(T)), start(static_cast<size_t>(T));
-    for (int b = 0; b < T; ++b) {
-      start[static_cast<size_t>(b)] = static_cast<int64_t>(b) * context;
-      row[static_cast<size_t>(b)] = start[static_cast<size_t>(b)] + context - 1;
-    }
-    s.pos = upload(pos);
-    s.seq_len = upload(len);
-    s.cache_row = upload(row);
-    s.cache_start = upload(start);
-    const int chunk = std::min(T, kAttnChunk);
-    s.attn_ws_bytes = cuda::mla_decode_cublas_workspace_bytes(chunk, heads_, context);
-    s.attn_ws = Dev(s.attn_ws_bytes);
-    if (head) {
-      s.logits = Dev(sizeof(float) * T * c_.vocab_size);
-      s.temp = upload_f32(std::vector<float>(static_cast<size_t>(T), 0.f));  // greedy
-      s.top_p = upload_f32(std::vector<float>(static_cast<size_t>(T), 1.f));
-      s.rng = upload(std::vector<uint64_t>(static_cast<size_t>(T), 1));
-      s.token = Dev(sizeof(int32_t) * T);
-    }
-    // One KV cache per layer copy (random rows: attention reads them all whatever they hold).
-    const size_t cache_elems = static_cast<size_t>(T) * context * width_;
-    const int copies = head ? 0 : dense ? 1 : static_cast<int>(moe_.size());
-    for (int i = 0; i < copies; ++i) s.caches.push_back(rand_bf16(cache_elems));
+    Step s = decode_step(T, context, dense ? c_.intermediate_size : 0, head, head ? 0 : dense ? 1 : static_cast<int>(moe_.size()));
 
     int layer = 0;
     auto launch = [&]() {
@@ -474,6 +438,119 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     return out;
   }
 
+  // A MoE layer step as the offloaded runtime runs it (cuda_offload_layer.cpp, all experts resident):
+  // attention, router + top-k, the routing (ids, weights) to pinned host memory, then - sync - a stream
+  // synchronisation, the host's copy of the routing into the upload buffer and the upload, the shared
+  // experts, one launch of the decode expert kernel over every routed entry, the combine of the k outputs.
+  // sync: launched eagerly with that synchronisation every layer, host wall clock over a run of layers
+  // (cycling the layer copies), per layer. Else: the same sequence without the host's part, captured once
+  // over the layer copies as a CUDA graph and replayed, CUDA events, per layer (the GPU work alone).
+  // Their difference is what the runtime's way of launching costs beyond the GPU work
+  // (gpu.eagerLayerOverheadMs); the runtime's own host work (cache, placement) is not in it (host.layerMs).
+  std::vector<double> layer_step_ms(int batch, int context, bool sync, int repeats) override {
+    if (batch < 1 || batch > kGemvMaxRows || context < 1 || repeats < 1) {
+      throw Error("calibrate: layer_step_ms needs 1.." + std::to_string(kGemvMaxRows) + " rows (the decode expert kernel's), context >= 1, repeats >= 1");
+    }
+    if (quant_ ? !cuda::expert_ffn_q_supported(qlayout_, E_) : !cuda::expert_ffn_decode_supported(H_, dff_, E_)) {
+      throw Error("calibrate: the decode expert kernel does not support this model's shape");
+    }
+    if (c_.kv_lora_rank != 512 || c_.qk_nope_head_dim != 128 || c_.qk_rope_head_dim != 64 || c_.v_head_dim != 128 || heads_ % 16 != 0) {
+      throw Error("calibrate: the decode attention kernel needs DeepSeek-V2's MLA shape (kv_lora 512, nope 128, rope 64, v 128, heads a multiple of 16)");
+    }
+    const int T = batch;
+    const int copies = static_cast<int>(moe_.size());
+    Step s = decode_step(T, context, 0, false, copies);
+    const size_t n = static_cast<size_t>(T) * k_;
+    // Routing down (as fetch_plan) and the upload (as moe_offloaded's offload inputs: ids, then weights).
+    Pinned down(n * (sizeof(int32_t) + sizeof(float))), up(n * (sizeof(int32_t) + sizeof(float)));
+    {
+      int32_t* ids = static_cast<int32_t*>(up.p);  // valid ids before the first routing arrives (graph mode)
+      for (size_t i = 0; i < n; ++i) ids[i] = static_cast<int32_t>(i % static_cast<size_t>(k_));
+      float* w = reinterpret_cast<float*>(ids + n);
+      for (size_t i = 0; i < n; ++i) w[i] = 1.f / static_cast<float>(k_);
+    }
+    Dev inputs(n * (sizeof(int32_t) + sizeof(float)));
+    const int32_t* ids_d = inputs.as<int32_t>();
+    const float* rw_d = reinterpret_cast<const float*>(inputs.as<int32_t>() + n);
+    Dev out(sizeof(float) * n * H_);
+    const size_t ws_bytes = quant_ ? cuda::expert_ffn_decode_q_workspace_bytes(T, k_, E_, qlayout_)
+                                   : cuda::expert_ffn_decode_workspace_bytes(T, k_, E_, H_, dff_);
+    Dev ws(ws_bytes);
+    int layer = 0;
+    auto step = [&](bool host) {
+      const LayerW& L = moe_[static_cast<size_t>(layer)];
+      bf16* cache = s.caches[static_cast<size_t>(layer)].as<bf16>();
+      // The layer's experts: the pool experts from this layer copy's own offset on (other layers, other weights).
+      const size_t t = static_cast<size_t>(layer % pool_) * E_;
+      layer = (layer + 1) % copies;
+      run_attention(s, L, cache, T, context);
+      cuda::rmsnorm_f32_to_bf16(s.h.as<float>(), H_, post_norm_.as<float>(), eps_, T, H_, s.x.as<bf16>(), H_, stream_);
+      cuda::linear_bf16_out_f32(cublas_, s.x.as<bf16>(), T, H_, H_, L.router.as<bf16>(), E_, s.router.as<float>(), E_, false, stream_);
+      cuda::router_topk(s.router.as<float>(), T, E_, k_, c_.norm_topk_prob, static_cast<float>(c_.routed_scaling_factor), s.ids.as<int32_t>(),
+                        s.rw.as<float>(), stream_);
+      int32_t* down_ids = static_cast<int32_t*>(down.p);
+      CUDA_CHECK(cudaMemcpyAsync(down_ids, s.ids.p, n * sizeof(int32_t), cudaMemcpyDeviceToHost, stream_));
+      CUDA_CHECK(cudaMemcpyAsync(down_ids + n, s.rw.p, n * sizeof(float), cudaMemcpyDeviceToHost, stream_));
+      if (host) {
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        std::memcpy(up.p, down.p, n * (sizeof(int32_t) + sizeof(float)));
+      }
+      CUDA_CHECK(cudaMemcpyAsync(inputs.p, up.p, n * (sizeof(int32_t) + sizeof(float)), cudaMemcpyHostToDevice, stream_));
+      if (sff_ > 0) run_mlp(s, L.shared_gu.as<bf16>(), L.shared_down.as<bf16>(), sff_, T);
+      if (quant_) {
+        cuda::expert_ffn_decode_q_entries(s.x.as<bf16>(), T, H_, ids_d, rw_d, k_, E_, p_blob_.as<const uint8_t*>() + t, qlayout_, ws.p, ws_bytes,
+                                          stream_, out.as<float>());
+      } else {
+        cuda::expert_ffn_decode_entries(s.x.as<bf16>(), T, H_, ids_d, rw_d, k_, E_, H_, dff_, p_gate_.as<const bf16*>() + t,
+                                        p_up_.as<const bf16*>() + t, p_down_.as<const bf16*>() + t, s.h.as<float>(), H_, false, ws.p, ws_bytes,
+                                        stream_, out.as<float>());
+      }
+      cuda::combine_expert_outputs(out.as<float>(), ids_d, T, k_, H_, s.h.as<float>(), H_, true, stream_);
+    };
+    if (sync) {
+      // Layers per sample: whole passes over the layer copies spanning about kTargetSampleMs.
+      auto timed = [&](int layers) {
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int i = 0; i < layers; ++i) step(true);
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / layers;
+      };
+      timed(3 * copies);  // warm-up: cuBLAS's kernels loaded, caches touched
+      const double one = std::max(timed(copies), 1e-3);
+      const int passes = static_cast<int>(std::clamp(std::ceil(kTargetSampleMs / (one * copies)), 1.0, 200.0));
+      std::vector<double> res;
+      for (int r = 0; r < repeats; ++r) res.push_back(timed(passes * copies));
+      return res;
+    }
+    // The GPU work alone: one pass over the layer copies as a graph (eager runs first, as part_ms).
+    for (int i = 0; i < 2 * copies; ++i) step(false);
+    CUDA_CHECK(cudaStreamSynchronize(stream_));
+    cudaGraph_t g = nullptr;
+    cudaGraphExec_t exec = nullptr;
+    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    try {
+      for (int i = 0; i < copies; ++i) step(false);
+    } catch (...) {
+      cudaStreamEndCapture(stream_, &g);
+      if (g) cudaGraphDestroy(g);
+      throw;
+    }
+    CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    const cudaError_t inst = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    CUDA_CHECK(inst);
+    std::vector<double> res;
+    try {
+      res = time_runs([&]() { CUDA_CHECK(cudaGraphLaunch(exec, stream_)); }, repeats);
+    } catch (...) {
+      cudaGraphExecDestroy(exec);
+      throw;
+    }
+    cudaGraphExecDestroy(exec);
+    for (double& v : res) v /= copies;
+    return res;
+  }
+
   std::vector<double> activation_ms(int tokens, int repeats) override {
     if (tokens < 1 || repeats < 1) throw Error("calibrate: activation_ms needs tokens >= 1 and repeats >= 1");
     Dev x = rand_bf16(static_cast<size_t>(tokens) * H_);
@@ -502,6 +579,49 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     Dev logits, temp, top_p, rng, token;
     std::vector<Dev> caches;
   };
+
+  // The buffers of one decode step of T rows at `context` (part_ms, layer_step_ms): activations, routing,
+  // positions, attention workspace, `cache_copies` KV caches of random rows; with head, the sampling inputs.
+  // dense_ff: the dense MLP's d_ff when the step runs the dense layer (0 otherwise).
+  Step decode_step(int T, int context, int dense_ff, bool head, int cache_copies) {
+    const int ff = std::max(sff_, dense_ff);
+    Step s;
+    s.h = rand_f32_like(static_cast<size_t>(T) * H_);
+    s.x = Dev(sizeof(bf16) * T * H_);
+    s.qkv = Dev(sizeof(bf16) * T * QW_);
+    s.attn = Dev(sizeof(bf16) * T * heads_ * vd_);
+    s.router = Dev(sizeof(float) * T * std::max(E_, 1));
+    s.ids = Dev(sizeof(int32_t) * T * std::max(k_, 1));
+    s.rw = Dev(sizeof(float) * T * std::max(k_, 1));
+    s.gu = Dev(sizeof(bf16) * T * 2 * std::max(ff, 1));
+    s.hbuf = Dev(sizeof(bf16) * T * std::max(ff, 1));
+    // Every row is a sequence at position context - 1 whose earlier context - 1 tokens are cached;
+    // its own row is appended at that position, so it attends to `context` rows.
+    std::vector<int32_t> pos(static_cast<size_t>(T), context - 1), len(static_cast<size_t>(T), context);
+    std::vector<int64_t> row(static_cast<size_t>(T)), start(static_cast<size_t>(T));
+    for (int b = 0; b < T; ++b) {
+      start[static_cast<size_t>(b)] = static_cast<int64_t>(b) * context;
+      row[static_cast<size_t>(b)] = start[static_cast<size_t>(b)] + context - 1;
+    }
+    s.pos = upload(pos);
+    s.seq_len = upload(len);
+    s.cache_row = upload(row);
+    s.cache_start = upload(start);
+    const int chunk = std::min(T, kAttnChunk);
+    s.attn_ws_bytes = cuda::mla_decode_cublas_workspace_bytes(chunk, heads_, context);
+    s.attn_ws = Dev(s.attn_ws_bytes);
+    if (head) {
+      s.logits = Dev(sizeof(float) * T * c_.vocab_size);
+      s.temp = upload_f32(std::vector<float>(static_cast<size_t>(T), 0.f));  // greedy
+      s.top_p = upload_f32(std::vector<float>(static_cast<size_t>(T), 1.f));
+      s.rng = upload(std::vector<uint64_t>(static_cast<size_t>(T), 1));
+      s.token = Dev(sizeof(int32_t) * T);
+    }
+    // One KV cache per layer copy (random rows: attention reads them all whatever they hold).
+    const size_t cache_elems = static_cast<size_t>(T) * context * width_;
+    for (int i = 0; i < cache_copies; ++i) s.caches.push_back(rand_bf16(cache_elems));
+    return s;
+  }
 
   // One random expert (the bf16 values every weight buffer tiles) quantized into blob_.
   void quantized_blob() {

@@ -10,6 +10,7 @@ import type { GpuPart, NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';
 import { sampled, type RawCopy, type RawGpu, type RawPart } from './raw.js';
 import { launchPoints, measureLaunches } from './measure-launch.js';
+import { layerStepPoints, measureLayerSteps } from './measure-layer-step.js';
 
 export interface GpuResult {
   raw: RawGpu;
@@ -29,7 +30,7 @@ export function gpuSteps(plan: CalibratePlan, hasDense: boolean, routedExperts: 
   const experts = plan.gpuExpertTokens.reduce((n, t) => n + (t <= plan.gemvMaxRows ? 2 : 1), 0);
   const layered = gpuParts(hasDense).filter((p) => p !== 'head').length;
   const parts = plan.batches.length * (layered * plan.contexts.length + 1);
-  return copies + experts + launchPoints(plan, routedExperts).length + parts + plan.activationTokens.length;
+  return copies + experts + launchPoints(plan, routedExperts).length + parts + layerStepPoints(plan) + plan.activationTokens.length;
 }
 
 /** Whether the CUDA backend replays a decode step of this many rows as a graph (its kGraphMaxRows). */
@@ -102,13 +103,15 @@ export function measureGpu(
       }
     }
 
+    const layerSteps = measureLayerSteps(cal, plan, progress);
+
     const activation: RawGpu['activation'] = [];
     for (const t of plan.activationTokens) {
       activation.push({ tokens: t, ...sampled(cal.activationMs(t, R), median) });
       progress.tick();
     }
     return {
-      raw: { device, copies, experts, launches, parts, activation },
+      raw: { device, copies, experts, launches, parts, layerSteps, activation },
       copyFit,
       copyPoints,
       copyEngines: engines.engines,

@@ -40,6 +40,8 @@ export interface NativeCudaCalibrator {
   /** one decode-kernel launch over `experts` experts x `tokens` tokens each (absent on builds before it) */
   launchMs?(experts: number, tokens: number, repeats: number): Float64Array;
   partMs(part: GpuPart, batch: number, context: number, graph: boolean, repeats: number): Float64Array;
+  /** an offloaded-style MoE layer step, eager with the routing's host sync (sync) or as a graph replay (absent on builds before it) */
+  layerStepMs?(batch: number, context: number, sync: boolean, repeats: number): Float64Array;
   activationMs(tokens: number, repeats: number): Float64Array;
   close(): void;
 }

@@ -10,6 +10,7 @@ import type { GpuResult } from './measure-gpu.js';
 import type { CalibratePlan } from './plan.js';
 import type { RawPart } from './raw.js';
 import { launchSource, launchTable } from './measure-launch.js';
+import { eagerOverheadCurve, eagerOverheadSource } from './measure-layer-step.js';
 
 export interface ProfileInput {
   name: string;
@@ -69,6 +70,10 @@ export function buildProfile(inp: ProfileInput): CostModel {
       gpuCurves.launch = launchTable(gpu.raw.launches, plan);
       sources['gpu.launch'] = launchSource(where, 'expert_ffn_decode_entries', gpu.raw.launches, plan);
     }
+    if (gpu.raw.layerSteps?.length) {
+      gpuCurves.eagerLayerOverheadMs = eagerOverheadCurve(gpu.raw.layerSteps);
+      sources['gpu.eagerLayerOverheadMs'] = eagerOverheadSource(where, gpu.raw.layerSteps, plan);
+    }
     if (plan.contexts.length > 1) {
       gpuCurves.byContext = {
         referenceContext: ref,
@@ -100,6 +105,7 @@ export function buildProfile(inp: ProfileInput): CostModel {
     for (const k of ['transfer.h2dGBps', 'transfer.perCopyMs', 'transfer.copyEngines', 'gpu.expertMs', 'gpu.moeLayerOtherMs', 'gpu.denseLayerMs', 'gpu.headMs', 'cpu.activationCopyMs']) {
       sources[k] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.[k] ?? 'no source given'}`;
     }
+    if (b.model.gpu.eagerLayerOverheadMs) sources['gpu.eagerLayerOverheadMs'] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.['gpu.eagerLayerOverheadMs'] ?? 'no source given'}`;
     if (b.model.gpu.launch) sources['gpu.launch'] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.['gpu.launch'] ?? 'no source given'}`;
     device = `GPU figures of ${b.model.device} (from ${b.file}); CPU measured on ${inp.hostLabel}`;
   }

@@ -43,6 +43,8 @@ export interface RawGpu {
   /** multi-expert launches (measure-launch.ts); null: the addon cannot time them */
   launches?: import('./measure-launch.js').RawLaunch[] | null;
   parts: RawPart[];
+  /** offloaded-style layer steps, eager + synchronised and as a graph (measure-layer-step.ts); null: the addon cannot time them */
+  layerSteps?: import('./measure-layer-step.js').RawLayerStep[] | null;
   activation: RawActivation[];
 }
 
