@@ -19,7 +19,9 @@ import { requireRegularFile } from '../../runtime/src/model/regular-file.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
 import { expertDtypeListFromCli, missGridFromCli, prefetchGridFromCli } from '../../runtime/src/engine/cli-options.js';
-import { quantCheckTable } from '../../runtime/src/bench/quant-check.js';
+import { checkExpertsOnly, quantCheckTable, type QuantCheck } from '../../runtime/src/bench/quant-check.js';
+import { hostName, writeExpertErrorChart } from '../../runtime/src/bench/expert-fidelity.js';
+import { openCheckpoint } from '../../runtime/src/model/checkpoint.js';
 import { expertGroupRule } from '../option-rules.js';
 
 interface BenchCliOptions {
@@ -65,6 +67,7 @@ interface BenchCliOptions {
   expertDtype: string;
   expertGroup: string;
   checkQuant?: string;
+  checkQuantRows: string;
 }
 
 /** A bench.json written earlier (e.g. on the GPU machine), checked enough to re-render it. */
@@ -88,7 +91,7 @@ const RUN_OPTIONS = [
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
   '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--check-miss',
   '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
-  '--expert-dtype', '--expert-group', '--check-quant',
+  '--expert-dtype', '--expert-group', '--check-quant', '--check-quant-rows',
 ];
 
 export function register(program: Command): void {
@@ -117,7 +120,8 @@ export function register(program: Command): void {
     .option('--cache <list>', 'offload mode (device cuda): routed experts in host memory, these GPU slots per MoE layer (comma-separated; 0: naive on-demand loading; fit: with --gpu-memory, the most slots each --expert-dtype allows)')
     .option('--expert-dtype <list>', 'offload mode: routed experts stored as bf16, int8 or int4, each a grid dimension (comma-separated); the simulated column uses the profile\'s figures for the dtype (measured, or scaled by bytes with a warning)', 'bf16')
     .option('--expert-group <n>', 'with --expert-dtype / --check-quant int4: inputs per group', '64')
-    .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, greedy generation of --check-sequences seeded prompts of --check-prefill tokens up to --check-length (logits compared while the tokens agree); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid)')
+    .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, greedy generation of --check-sequences seeded prompts of --check-prefill tokens up to --check-length (logits compared while the tokens agree); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid). Also the per-expert output relative error of every routed expert (CPU kernels, --check-quant-rows random rows): on --device cpu only that part runs (the logits comparison needs --device cuda)')
+    .option('--check-quant-rows <n>', 'with --check-quant: activation rows per expert of the per-expert error (seeded rmsnorm(N(0,1)) * post_attention_layernorm)', '16')
     .option('--policy <list>', 'offload mode (with --cache): cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
     .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
     .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
@@ -150,14 +154,17 @@ export function register(program: Command): void {
       const device = o.device === undefined ? defaultDevice() : parseChoiceOption('--device', o.device, ['cpu', 'cuda'] as const);
       const offloadMode = o.cache !== undefined;
       const checkOnly = (!!o.checkOffload || o.checkMiss !== undefined || o.checkQuant !== undefined) && !offloadMode;
-      const checkSeqs = o.check !== undefined || o.checkQuant !== undefined;
+      // --check-quant on the CPU is its per-expert part alone: no generations, so no sequences to size
+      const quantExpertsOnly = o.checkQuant !== undefined && device === 'cpu';
+      const checkSeqs = o.check !== undefined || (o.checkQuant !== undefined && !quantExpertsOnly);
       refuseUnused(cmd, [
         { option: '--threads', applies: device === 'cpu', needs: 'with --device cpu' },
-        { option: '--check-sequences', applies: checkSeqs, needs: 'with --check or --check-quant' },
-        { option: '--check-length', applies: checkSeqs, needs: 'with --check or --check-quant' },
-        { option: '--check-prefill', applies: checkSeqs, needs: 'with --check or --check-quant' },
+        { option: '--check-sequences', applies: checkSeqs, needs: 'with --check, or --check-quant on --device cuda' },
+        { option: '--check-length', applies: checkSeqs, needs: 'with --check, or --check-quant on --device cuda' },
+        { option: '--check-prefill', applies: checkSeqs, needs: 'with --check, or --check-quant on --device cuda' },
         { option: '--expert-dtype', applies: offloadMode, needs: 'with --cache (offload mode; --check-quant takes its own list)' },
         expertGroupRule([o.expertDtype, o.checkQuant].filter((x) => x !== undefined).join(',')),
+        { option: '--check-quant-rows', applies: o.checkQuant !== undefined, needs: 'with --check-quant' },
         { option: '--check-fp32', applies: o.check !== undefined, needs: 'with --check' },
         { option: '--python', applies: o.check !== undefined || o.baseline !== undefined, needs: 'with --baseline or --check' },
         { option: '--policy', applies: offloadMode, needs: 'with --cache (offload mode)' },
@@ -183,7 +190,7 @@ export function register(program: Command): void {
       const newTokens = parseIntListOption('--new-tokens', o.newTokens, 2, 1 << 20);
       if (!checkOnly) checkContextLimit(config, Math.max(...prompts), Math.max(...newTokens), { prompt: '--prompt', newTokens: '--new-tokens' });
       if (check) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
-      if (o.checkQuant !== undefined && device !== 'cuda') throw new UserError('option --check-quant: needs --device cuda (quantized experts exist only for offloaded experts on the GPU)');
+      if (quantExpertsOnly && (check || baseline)) throw new UserError(`option --check-quant: on --device cpu it runs alone (the per-expert part only); run ${check ? '--check' : '--baseline'} separately`);
       const out = o.out === undefined ? undefined : checkBenchOut(o.out, !!o.force, [o.model, ...(o.routing?.split(',').map((f) => f.trim()) ?? [])]);
       const benchPolicies = ['lru', 'lfu', 'fifo', 'lfru', 'static'] as const;
       const offload = offloadMode
@@ -219,9 +226,17 @@ export function register(program: Command): void {
             length: checkPrefill,
             newTokens: checkLength - checkPrefill,
             cache: 16,
+            rows: parseIntOption('--check-quant-rows', o.checkQuantRows, 1, 4096),
           };
       if (checkQuant && checkQuant.formats.length === 0) throw new UserError('option --check-quant: list int8 and/or int4 (bf16 is the reference)');
-      if (checkQuant) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
+      const seed = parseIntOption('--seed', o.seed, 0, 2 ** 31 - 1);
+      const threads = o.threads === undefined ? 0 : parseIntOption('--threads', o.threads, 0, 1024);
+      if (quantExpertsOnly) {
+        const quantCheck = await checkExpertsOnly(o.model, checkQuant!.formats, { rows: checkQuant!.rows, seed, threads }, (line) => process.stderr.write(line + '\n'));
+        await publish(expertsOnlyDocument(o.model, quantCheck, seed), out);
+        return;
+      }
+      if (checkQuant && !quantExpertsOnly) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
       const doc = await runBench({
         checkQuant,
         offload,
@@ -230,13 +245,13 @@ export function register(program: Command): void {
         skipGrid: checkOnly,
         model: o.model,
         device,
-        threads: o.threads === undefined ? 0 : parseIntOption('--threads', o.threads, 0, 1024),
+        threads,
         batches,
         prompts,
         newTokens,
         repeats: parseIntOption('--repeats', o.repeats, 1, 1000),
         warmup: parseIntOption('--warmup', o.warmup, 0, 1000),
-        seed: parseIntOption('--seed', o.seed, 0, 2 ** 31 - 1),
+        seed,
         baseline,
         check,
         checkSequences: parseIntOption('--check-sequences', o.checkSequences, 1, 1024),
@@ -250,6 +265,25 @@ export function register(program: Command): void {
       const failed = failedChecks(doc);
       if (failed.length) throw new UserError(`bench: ${failed.join('; ')} (the tables above${out ? ` and ${join(out, 'bench.md')}` : ''} have the figures)`, 1);
     });
+}
+
+/** The bench document of --device cpu --check-quant: no grid, no engine run; the per-expert part only. */
+function expertsOnlyDocument(model: string, quantCheck: QuantCheck, seed: number): BenchDocument {
+  const ckpt = openCheckpoint(model);
+  return {
+    format: 'moe-offload-bench-v1',
+    date: new Date().toISOString(),
+    model: ckpt.dir,
+    configSha256: ckpt.configHash,
+    engine: { device: 'cpu', backend: 'cpu', loadSeconds: 0, deviceInfo: {}, host: hostName() },
+    options: { batches: [], prompts: [], newTokens: [], repeats: 0, warmup: 0, seed },
+    timing: 'none: --check-quant on --device cpu runs only the per-expert error (CPU kernels, reference and quantized)',
+    grid: [],
+    baseline: null,
+    agreement: null,
+    targets: [],
+    quantCheck,
+  };
 }
 
 /** --out: a new folder, or an existing empty one (made beforehand), or with --force any folder; checked before the run. */
@@ -299,6 +333,8 @@ async function publish(doc: BenchDocument, dir: string | undefined): Promise<voi
     writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc, null, 1) + '\n');
     writeFileAtomic(join(dir, 'bench.md'), md);
     if (doc.grid.length) await writeBenchChart(doc, join(dir, "bench"), (line) => process.stderr.write(line + "\n"));
+    const q = doc.quantCheck;
+    if (q) await writeExpertErrorChart(q.expertErrors, `per-expert output relative error vs bf16 (${q.expertRows ?? '?'} rows; ${q.expertHost ?? doc.engine.host})`, join(dir, 'expert-errors'));
   }
   process.stdout.write(md);
 }

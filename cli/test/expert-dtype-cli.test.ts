@@ -4,6 +4,7 @@
  * flag's, not a missing model's.
  */
 import { describe, expect, it } from 'vitest';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll } from 'vitest';
 import { runCli, tempDir } from '../../core/test/helpers.js';
@@ -25,7 +26,12 @@ describe('--expert-dtype on generate, chat, serve, bench', () => {
     [['serve', '--expert-dtype', 'fp8'], /option --expert-dtype: unknown value 'fp8'/],
     [['serve', '--expert-dtype', 'int8', '--expert-group', '16'], /option --expert-group: has no effect here/],
     [['bench', '--device', 'cpu', '--expert-dtype', 'int8'], /option --expert-dtype: has no effect here \(it is used with --cache/],
-    [['bench', '--device', 'cpu', '--check-quant', 'int8'], /option --check-quant: needs --device cuda/],
+    // --check-quant on the CPU is the per-expert part alone: options of the generations it skips are refused
+    [['bench', '--device', 'cpu', '--check-quant', 'int8', '--check-sequences', '4'], /option --check-sequences: has no effect here \(it is used with --check, or --check-quant on --device cuda\)/],
+    [['bench', '--device', 'cpu', '--check-quant', 'int8', '--check', 'transformers'], /option --check-quant: on --device cpu it runs alone \(the per-expert part only\); run --check separately/],
+    [['bench', '--device', 'cpu', '--check-quant-rows', '8'], /option --check-quant-rows: has no effect here \(it is used with --check-quant\)/],
+    [['bench', '--device', 'cpu', '--check-quant', 'int8', '--check-quant-rows', '0'], /option --check-quant-rows/],
+    [['bench', '--device', 'cpu', '--check-quant', 'bf16'], /option --check-quant: list int8 and\/or int4/],
   ];
   for (const [args, msg] of cases) {
     it(`${args.join(' ')}: refused by name, exit 2`, () => {
@@ -35,4 +41,25 @@ describe('--expert-dtype on generate, chat, serve, bench', () => {
       expect(r.stderr).not.toMatch(/\n\s+at /);
     });
   }
+});
+
+describe('bench --device cpu --check-quant: the per-expert part on the CPU', () => {
+  it('runs every routed expert through quantFidelity, says the logits part needs cuda, and writes json, md and the CDF chart', () => {
+    const out = join(tmp.path, 'fid');
+    const r = runCli(['bench', '--model', model, '--device', 'cpu', '--check-quant', 'int8,int4', '--expert-group', '16', '--check-quant-rows', '4', '--threads', '1', '--out', out]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/logits comparison not run: it needs --device cuda/);
+    expect(r.stdout).toMatch(/\| int8 \| \d+ x \d+ \| 4 \|/);
+    expect(r.stdout).toMatch(/\| int4 g16 \| \d+ x \d+ \| 4 \|/);
+    expect(r.stderr).toMatch(/int8 per-expert: \d+\/\d+ experts/);
+    const doc = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8'));
+    expect(doc.quantCheck.pass).toBeNull();
+    const [i8, i4] = doc.quantCheck.expertErrors;
+    const { layers, experts } = i8.distribution;
+    expect(i8.errors).toHaveLength(layers * experts);
+    // int4 keeps about one significant digit per weight, int8 about two: its median error must be the larger
+    expect(i4.distribution.p50).toBeGreaterThan(i8.distribution.p50);
+    expect(i8.distribution.max).toBeLessThan(0.05);
+    for (const ext of ['vl.json', 'svg', 'png']) expect(existsSync(join(out, `expert-errors.${ext}`)), ext).toBe(true);
+  });
 });

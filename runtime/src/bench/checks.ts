@@ -8,6 +8,6 @@ export function failedChecks(doc: BenchDocument): string[] {
   }
   if (doc.offloadCheck && !doc.offloadCheck.allIdentical) failed.push('the offload check failed (tokens differ between all-resident and offloaded runs)');
   if (doc.cpuMissCheck && !doc.cpuMissCheck.pass) failed.push('the CPU-miss check failed (top-1 differs from all-resident where the gap is >= 0.1, or no expert ran on the CPU)');
-  if (doc.quantCheck && !doc.quantCheck.pass) failed.push('the quantized-expert check failed (top-1 where the bf16 gap is >= 0.1 or the logits error past the stated threshold: the quant table has the figures)');
+  if (doc.quantCheck && doc.quantCheck.pass === false) failed.push('the quantized-expert check failed (top-1 where the bf16 gap is >= 0.1 or the logits error past the stated threshold: the quant table has the figures)');
   return failed;
 }

@@ -16,16 +16,19 @@
  *
  * With the addon's `quantFidelity` (native/addon/quant_binding.cpp) it also reports the per-expert output
  * relative error over every expert of the checkpoint (random activations): min/p50/p90/p99/max. That part
- * is reported, not judged, and is skipped with a message on a build without the function.
+ * is reported, not judged, and is skipped with a message on a build without the function; it runs on the
+ * CPU (expert-fidelity.ts), so on --device cpu it runs alone (checkExpertsOnly) and the logits comparison,
+ * which needs the CUDA offload path, is marked as not run (pass null: not judged, not failed).
  */
 import { Engine } from '../engine/index.js';
-import { loadNativeAddon } from '../engine/native-binding.js';
-import { toNativeConfig, toNativeTensors } from '../engine/native-config.js';
 import { openCheckpoint } from '../model/checkpoint.js';
 import type { ExpertFormat } from '../offload/gpu-budget.js';
 import { expertLoadOptions } from '../engine/cli-options.js';
 import { compareLogits, MARGIN_BINS, type PathAgreement } from './agreement.js';
 import { seededIds } from './grid.js';
+import { expertErrorTable, hostName, measureExpertErrors, type ExpertErrors } from './expert-fidelity.js';
+
+export { distribution, type ExpertErrorDistribution } from './expert-fidelity.js';
 
 export const QUANT_THRESHOLDS = {
   int8: { confidentTop1Min: 0.99, logitsRelErrorP50Max: 0.05 },
@@ -33,17 +36,6 @@ export const QUANT_THRESHOLDS = {
 } as const;
 /** the bf16 top-1/top-2 gap from which a position counts as confident */
 export const CONFIDENT_GAP = 0.1;
-
-export interface ExpertErrorDistribution {
-  layers: number;
-  experts: number;
-  rows: number;
-  min: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
-}
 
 export interface QuantCheckCase {
   dtype: 'int8' | 'int4';
@@ -66,22 +58,14 @@ export interface QuantCheck {
   cache: number;
   cases: QuantCheckCase[];
   /** per dtype: the native per-expert error distribution, or why it is absent */
-  expertErrors: Array<{ dtype: string; group: number; distribution: ExpertErrorDistribution | null; note: string | null }>;
-  pass: boolean;
-}
-
-type QuantFidelityFn = (o: { config: unknown; tensors: unknown; dtype: string; group: number; rows: number; seed: number }) => Promise<{ errors: Float64Array; layers: number; experts: number }>;
-
-function quantile(sorted: Float64Array, q: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(q * sorted.length) - 1));
-  return sorted[i];
-}
-
-/** min/p50/p90/p99/max of the errors (nearest-rank quantiles). */
-export function distribution(errors: ArrayLike<number>, layers: number, experts: number, rows: number): ExpertErrorDistribution {
-  const s = Float64Array.from(errors).sort();
-  return { layers, experts, rows, min: s[0], p50: quantile(s, 0.5), p90: quantile(s, 0.9), p99: quantile(s, 0.99), max: s[s.length - 1] };
+  expertErrors: ExpertErrors[];
+  /** activation rows per expert of the per-expert part, and where it ran */
+  expertRows?: number;
+  expertHost?: string;
+  /** why the logits comparison did not run (--device cpu), else absent */
+  logitsNote?: string;
+  /** null: nothing judged (the logits comparison did not run) */
+  pass: boolean | null;
 }
 
 /** The judged figures of one path's comparison. */
@@ -130,9 +114,10 @@ export function comparedSteps(got: Generation, ref: Generation, path: 'prefill' 
 export async function checkQuantized(
   model: string,
   formats: ExpertFormat[],
-  o: { sequences: number; length: number; newTokens: number; cache: number; seed: number },
+  o: { sequences: number; length: number; newTokens: number; cache: number; seed: number; rows?: number },
   log: (line: string) => void,
 ): Promise<QuantCheck> {
+  const rows = o.rows ?? 16;
   const ckpt = openCheckpoint(model);
   const cfg = ckpt.config;
   const avoid = new Set([cfg.bosTokenId, cfg.eosTokenId]);
@@ -152,7 +137,6 @@ export async function checkQuantized(
   const cache = Math.min(o.cache, cfg.nRoutedExperts);
   const cases: QuantCheckCase[] = [];
   const expertErrors: QuantCheck['expertErrors'] = [];
-  const fidelity = (loadNativeAddon() as unknown as { quantFidelity?: QuantFidelityFn }).quantFidelity;
   for (const f of formats) {
     if (f.dtype === 'bf16') continue;
     const eng = await Engine.load(model, {
@@ -172,38 +156,39 @@ export async function checkQuantized(
     } finally {
       eng.close();
     }
-    if (typeof fidelity !== 'function') {
-      const note = 'per-expert errors not measured: this build of the addon has no quantFidelity (native/addon/quant_binding.cpp)';
-      log(`quant check: ${note}`);
-      expertErrors.push({ dtype: f.dtype, group: f.group, distribution: null, note });
-      continue;
-    }
-    const rows = 16;
-    const r = await fidelity({ config: toNativeConfig(cfg), tensors: toNativeTensors(ckpt), dtype: f.dtype, group: f.group, rows, seed: o.seed });
-    const d = distribution(r.errors, r.layers, r.experts, rows);
-    log(`quant check: ${f.dtype} per-expert output relative error over ${r.layers} x ${r.experts} experts: min ${d.min.toExponential(2)}, p50 ${d.p50.toExponential(2)}, p90 ${d.p90.toExponential(2)}, p99 ${d.p99.toExponential(2)}, max ${d.max.toExponential(2)}`);
-    expertErrors.push({ dtype: f.dtype, group: f.group, distribution: d, note: null });
+    expertErrors.push(...(await measureExpertErrors(model, [f], { rows, seed: o.seed, threads: 0 }, log)));
   }
-  return { thresholds: QUANT_THRESHOLDS, sequences: o.sequences, length: o.length, newTokens: o.newTokens, cache, cases, expertErrors, pass: cases.length > 0 && cases.every((c) => c.pass) };
+  return { thresholds: QUANT_THRESHOLDS, sequences: o.sequences, length: o.length, newTokens: o.newTokens, cache, cases, expertErrors, expertRows: rows, expertHost: hostName(), pass: cases.length > 0 && cases.every((c) => c.pass) };
+}
+
+/**
+ * --device cpu: the per-expert part alone (it runs on the CPU); the logits comparison needs the CUDA
+ * offload path and is marked as not run rather than judged.
+ */
+export async function checkExpertsOnly(
+  model: string,
+  formats: ExpertFormat[],
+  o: { rows: number; seed: number; threads: number },
+  log: (line: string) => void,
+): Promise<QuantCheck> {
+  const logitsNote = 'logits comparison not run: it needs --device cuda (quantized experts run only on the offloaded CUDA path); per-expert part only';
+  log(`quant check: ${logitsNote}`);
+  const expertErrors = await measureExpertErrors(model, formats, o, log);
+  return { thresholds: QUANT_THRESHOLDS, sequences: 0, length: 0, newTokens: 0, cache: 0, cases: [], expertErrors, expertRows: o.rows, expertHost: hostName(), logitsNote, pass: null };
 }
 
 /** bench.md's section. */
 export function quantCheckTable(c: QuantCheck): string {
   const t = Object.entries(c.thresholds).map(([d, x]) => `${d}: top-1 >= ${100 * x.confidentTop1Min}% where the bf16 gap >= ${CONFIDENT_GAP}, logits rel. error p50 <= ${x.logitsRelErrorP50Max}`).join('; ');
-  const lines = [
-    `Quantized experts against the bf16 engine (greedy, ${c.sequences} prompts of ${c.length} tokens, ${c.newTokens} steps compared while the tokens agree: step 0 = prefill path, later steps = decode path; cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
-    '',
-    '| dtype | path | positions | top-1 where gap >= 0.1 | top-1 overall | logits rel. error p50 | p99 | max | pass |',
-    '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
-    ...c.cases.map((x) => `| ${x.dtype}${x.dtype === 'int4' ? ` g${x.group}` : ''} | ${x.path} | ${x.positions} | ${(100 * x.confidentTop1Agreement).toFixed(2)}% of ${x.confident} | ${(100 * x.top1Agreement).toFixed(2)}% | ${x.logitsRelError.p50.toExponential(2)} | ${x.logitsRelError.p99.toExponential(2)} | ${x.logitsRelError.max.toExponential(2)} | ${x.pass ? 'yes' : 'NO'} |`),
-    '',
-    'Per-expert output relative error (every expert of the checkpoint, random activations; reported, not judged):',
-    '',
-    '| dtype | experts | min | p50 | p90 | p99 | max |',
-    '| --- | --- | --- | --- | --- | --- | --- |',
-    ...c.expertErrors.map((e) => (e.distribution
-      ? `| ${e.dtype} | ${e.distribution.layers} x ${e.distribution.experts} | ${[e.distribution.min, e.distribution.p50, e.distribution.p90, e.distribution.p99, e.distribution.max].map((v) => v.toExponential(2)).join(' | ')} |`
-      : `| ${e.dtype} | - | ${e.note} | | | | |`)),
-  ];
-  return lines.join('\n');
+  const logits = c.logitsNote !== undefined
+    ? [`Quantized experts against the bf16 engine: ${c.logitsNote}.`]
+    : [
+        `Quantized experts against the bf16 engine (greedy, ${c.sequences} prompts of ${c.length} tokens, ${c.newTokens} steps compared while the tokens agree: step 0 = prefill path, later steps = decode path; cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
+        '',
+        '| dtype | path | positions | top-1 where gap >= 0.1 | top-1 overall | logits rel. error p50 | p99 | max | pass |',
+        '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+        ...c.cases.map((x) => `| ${x.dtype}${x.dtype === 'int4' ? ` g${x.group}` : ''} | ${x.path} | ${x.positions} | ${(100 * x.confidentTop1Agreement).toFixed(2)}% of ${x.confident} | ${(100 * x.top1Agreement).toFixed(2)}% | ${x.logitsRelError.p50.toExponential(2)} | ${x.logitsRelError.p99.toExponential(2)} | ${x.logitsRelError.max.toExponential(2)} | ${x.pass ? 'yes' : 'NO'} |`),
+      ];
+  const where = [c.expertRows !== undefined ? `${c.expertRows} seeded random rows rmsnorm(N(0,1)) * post_attention_layernorm per layer` : 'random activations', c.expertHost ? `CPU kernels on ${c.expertHost}` : ''].filter(Boolean).join('; ');
+  return [...logits, '', `Per-expert output relative error ||y_q - y_bf16|| / ||y_bf16|| (every routed expert of the checkpoint; ${where}; reported, not judged):`, '', expertErrorTable(c.expertErrors)].join('\n');
 }
