@@ -107,7 +107,12 @@ export function quantImplementation(s: Sources): string[] {
     const missing = ['int8', 'int4'].filter((d) => !measured.has(d));
     if (c.crashed) out.push(`Partial: the run stopped after the ${[...measured].join(', ')} logits (\`${c.crashed}\`: a missing await in the per-expert part, since fixed), so the per-expert errors on the device${missing.length ? ` and ${missing.join(', ')} altogether` : ''} were not measured there.`, '');
   } else out.push('', 'No committed device run of the fidelity check.', '');
-  if (q.fidelityCpu?.length) out.push(`Per-expert error distribution measured on a CPU (\`reports/bench/quant-h200/fidelity-cpu/\`): ${q.fidelityCpu.map((f) => `\`${f}\``).join(', ')}.`, '');
+  if (q.fidelityCpu?.length) {
+    const e = (v: number) => v.toExponential(2);
+    out.push('Per-expert output relative error ||y_q - y_bf16|| / ||y_bf16|| over every routed expert, measured on a CPU (`bench --device cpu --check-quant`, random normed activations; `reports/bench/quant-h200/fidelity-cpu/README.md`):', '',
+      '| dtype | experts | rows | min | p50 | p90 | p99 | max | source |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...q.fidelityCpu.map((f) => `| ${f.dtype}${f.dtype === 'int4' ? ` g${f.group}` : ''} | ${f.layers} x ${f.experts} | ${f.rows} | ${e(f.min)} | ${e(f.p50)} | ${e(f.p90)} | ${e(f.p99)} | ${e(f.max)} | \`${f.file}\` |`), '');
+  }
   else out.push('The per-expert error distribution measured on a CPU (`reports/bench/quant-h200/fidelity-cpu/`) is absent: not committed when this report was generated.', '');
   out.push('**What these figures cannot tell.** Every checkpoint here has random weights, and random weights cannot tell what a format costs in task quality on a trained checkpoint (trained experts have outlier channels that per-channel int8 and grouped int4 handle differently from Gaussian noise): check perplexity and task accuracy against bf16 on your own data before relying on a quantized format.', '');
   return out;

@@ -229,12 +229,39 @@ export interface QuantSources {
   calibrationLaunch: QuantCalibration | null;
   check: QuantCheckLog | null;
   prefetchTokens: TokensCheck | null;
-  fidelityCpu: string[] | null;
+  fidelityCpu: FidelityRow[] | null;
   peers: string[] | null;
   peersReport: PeersReport | null;
 }
 
 export const QUANT_DIR = 'reports/bench/quant-h200';
+
+/** One dtype's per-expert output error distribution from a `bench --check-quant` document (quantCheck.expertErrors). */
+export interface FidelityRow {
+  file: string;
+  dtype: string;
+  group: number;
+  layers: number;
+  experts: number;
+  rows: number;
+  min: number;
+  p50: number;
+  p90: number;
+  p99: number;
+  max: number;
+}
+
+/** The distributions of every bench.json under `rel` (the CPU fidelity runs), in file order. */
+function readFidelity(root: string, rel: string): FidelityRow[] | null {
+  const files = listDir(root, rel)?.filter((f) => f.endsWith('/bench.json'));
+  if (!files?.length) return null;
+  const rows: FidelityRow[] = [];
+  for (const file of files) {
+    const doc = JSON.parse(readFileSync(join(root, file), 'utf8')) as { quantCheck?: { expertErrors?: Array<{ dtype: string; group: number; distribution: Omit<FidelityRow, 'file' | 'dtype' | 'group'> | null }> } };
+    for (const e of doc.quantCheck?.expertErrors ?? []) if (e.distribution) rows.push({ file, dtype: e.dtype, group: e.group, ...e.distribution });
+  }
+  return rows;
+}
 
 export function readQuantSources(root: string): QuantSources {
   return {
@@ -247,7 +274,7 @@ export function readQuantSources(root: string): QuantSources {
     calibrationLaunch: readQuantCalibration(root, `${QUANT_DIR}/calibration-quant-launch.json`),
     check: readQuantCheckLog(root, `${QUANT_DIR}/quant-check-partial.log`),
     prefetchTokens: readTokensCheck(root, 'reports/bench/prefetch-h200/check-offload-prefetch.json'),
-    fidelityCpu: listDir(root, `${QUANT_DIR}/fidelity-cpu`),
+    fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
   };
