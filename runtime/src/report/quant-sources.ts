@@ -5,18 +5,10 @@
  */
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { BadInputError } from '../../../core/src/errors.js';
+import type { ExpertErrorDistribution } from '../bench/expert-fidelity.js';
+import { json } from './read-json.js';
 import type { Stat } from './sources.js';
 
-function json<T>(root: string, rel: string): T | null {
-  const f = join(root, rel);
-  if (!existsSync(f)) return null;
-  try {
-    return JSON.parse(readFileSync(f, 'utf8')) as T;
-  } catch (err) {
-    throw new BadInputError(rel, `not JSON (${(err as Error).message})`);
-  }
-}
 
 /** One offloaded bench point with the dimensions issue 13 and issue 12 added (dtype, miss, prefetch). */
 export interface OffloadPoint {
@@ -237,18 +229,10 @@ export interface QuantSources {
 export const QUANT_DIR = 'reports/bench/quant-h200';
 
 /** One dtype's per-expert output error distribution from a `bench --check-quant` document (quantCheck.expertErrors). */
-export interface FidelityRow {
+export interface FidelityRow extends ExpertErrorDistribution {
   file: string;
   dtype: string;
   group: number;
-  layers: number;
-  experts: number;
-  rows: number;
-  min: number;
-  p50: number;
-  p90: number;
-  p99: number;
-  max: number;
 }
 
 /** The distributions of every bench.json under `rel` (the CPU fidelity runs), in file order. */
@@ -257,7 +241,7 @@ function readFidelity(root: string, rel: string): FidelityRow[] | null {
   if (!files?.length) return null;
   const rows: FidelityRow[] = [];
   for (const file of files) {
-    const doc = JSON.parse(readFileSync(join(root, file), 'utf8')) as { quantCheck?: { expertErrors?: Array<{ dtype: string; group: number; distribution: Omit<FidelityRow, 'file' | 'dtype' | 'group'> | null }> } };
+    const doc = JSON.parse(readFileSync(join(root, file), 'utf8')) as { quantCheck?: { expertErrors?: Array<{ dtype: string; group: number; distribution: ExpertErrorDistribution | null }> } };
     for (const e of doc.quantCheck?.expertErrors ?? []) if (e.distribution) rows.push({ file, dtype: e.dtype, group: e.group, ...e.distribution });
   }
   return rows;

@@ -2,11 +2,11 @@
  * The committed result files REPORT.md is built from, read and checked just enough to be used. Every number
  * in the report comes from one of these; a file that is absent makes its section say so.
  */
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { BadInputError } from '../../../core/src/errors.js';
 import type { ValidationResult } from '../validate/result.js';
 import { readQuantSources, type QuantSources } from './quant-sources.js';
+import { json } from './read-json.js';
 
 export interface Stat {
   mean: number;
@@ -62,15 +62,6 @@ export interface Sources {
   quant: QuantSources;
 }
 
-function json<T>(root: string, rel: string): T | null {
-  const f = join(root, rel);
-  if (!existsSync(f)) return null;
-  try {
-    return JSON.parse(readFileSync(f, 'utf8')) as T;
-  } catch (err) {
-    throw new BadInputError(rel, `not JSON (${(err as Error).message})`);
-  }
-}
 
 interface BenchPoint {
   batch: number;
