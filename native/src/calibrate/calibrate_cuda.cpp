@@ -31,6 +31,27 @@ namespace {
 
 using cuda::bf16;
 
+// Captures `count` calls of `launch` on `stream` into an instantiated graph (the caller destroys it). A
+// launch that throws mid-capture ends the capture first, so the stream is usable again.
+template <typename F>
+cudaGraphExec_t capture_graph(cudaStream_t stream, int count, F&& launch) {
+  cudaGraph_t g = nullptr;
+  cudaGraphExec_t exec = nullptr;
+  CUDA_CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal));
+  try {
+    for (int i = 0; i < count; ++i) launch();
+  } catch (...) {
+    cudaStreamEndCapture(stream, &g);
+    if (g) cudaGraphDestroy(g);
+    throw;
+  }
+  CUDA_CHECK(cudaStreamEndCapture(stream, &g));
+  const cudaError_t inst = cudaGraphInstantiate(&exec, g, 0);
+  cudaGraphDestroy(g);
+  CUDA_CHECK(inst);
+  return exec;
+}
+
 constexpr int kAttnChunk = 64;                      // CudaBackend::kAttnChunk
 constexpr size_t kCublasWorkspace = size_t(32) << 20;  // CudaBackend's kCublasWorkspace
 constexpr double kTargetSampleMs = 2.0;             // each sample spans at least this much GPU time
@@ -411,20 +432,7 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     // Eager runs first: cuBLAS picks and loads its kernels outside the capture (as the backend does).
     for (int i = 0; i < 2 * per_graph; ++i) launch();
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    cudaGraph_t g = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    try {
-      for (int i = 0; i < per_graph; ++i) launch();
-    } catch (...) {
-      cudaStreamEndCapture(stream_, &g);
-      if (g) cudaGraphDestroy(g);
-      throw;
-    }
-    CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
-    const cudaError_t inst = cudaGraphInstantiate(&exec, g, 0);
-    cudaGraphDestroy(g);
-    CUDA_CHECK(inst);
+    cudaGraphExec_t exec = capture_graph(stream_, per_graph, launch);
     auto replay = [&]() { CUDA_CHECK(cudaGraphLaunch(exec, stream_)); };
     std::vector<double> out;
     try {
@@ -525,20 +533,7 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     // The GPU work alone: one pass over the layer copies as a graph (eager runs first, as part_ms).
     for (int i = 0; i < 2 * copies; ++i) step(false);
     CUDA_CHECK(cudaStreamSynchronize(stream_));
-    cudaGraph_t g = nullptr;
-    cudaGraphExec_t exec = nullptr;
-    CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
-    try {
-      for (int i = 0; i < copies; ++i) step(false);
-    } catch (...) {
-      cudaStreamEndCapture(stream_, &g);
-      if (g) cudaGraphDestroy(g);
-      throw;
-    }
-    CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
-    const cudaError_t inst = cudaGraphInstantiate(&exec, g, 0);
-    cudaGraphDestroy(g);
-    CUDA_CHECK(inst);
+    cudaGraphExec_t exec = capture_graph(stream_, copies, [&]() { step(false); });
     std::vector<double> res;
     try {
       res = time_runs([&]() { CUDA_CHECK(cudaGraphLaunch(exec, stream_)); }, repeats);
