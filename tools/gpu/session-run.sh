@@ -57,7 +57,9 @@ for step in "$@"; do
       run_moe bench-q "${MOE_T:-400}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R $cal ${MOE_Q_ARGS} --out $OUTD/${MOE_Q_NAME:-bench-q}" ;;
     sharegpt)
       wait_synth
-      run_moe sharegpt 120 "moe record-trace --dataset .gpu/sharegpt-head.json --model /tmp/lite --device cuda --batch 8 --prompt-len 128 --gen 32 --sequences 64 --out $OUTD/sharegpt-h200.arrow" ;;
+      # 64 sequences gave a 264,576-row trace too large to come back: 16 sequences, xz-compressed.
+      run_moe sharegpt 120 "moe record-trace --dataset .gpu/sharegpt-head.json --model /tmp/lite --device cuda --batch 8 --prompt-len 128 --gen 32 --sequences 16 --out /tmp/sharegpt-h200.arrow --force"
+      xz -T0 -9 -c /tmp/sharegpt-h200.arrow > "$OUTD/sharegpt-h200.arrow.xz" && ls -la "$OUTD/sharegpt-h200.arrow.xz" ;;
     *) stamp "unknown step $step" ;;
   esac
 done
