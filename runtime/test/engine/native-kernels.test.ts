@@ -1,4 +1,4 @@
-/** Runs the C++ test executables (kernel tests and the offload cache tests, built with the addon) from vitest. */
+/** Runs the C++ test executables (kernel, offload cache, miss rule, quantized experts, engine options; built with the addon) from vitest. */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -8,9 +8,12 @@ import { repoRoot } from '../../../core/test/helpers.js';
 const exe = join(repoRoot, 'native', 'build', 'moe_kernel_tests');
 const offloadExe = join(repoRoot, 'native', 'build', 'moe_offload_tests');
 const missExe = join(repoRoot, 'native', 'build', 'moe_miss_tests');
-const built = existsSync(exe) && existsSync(offloadExe) && existsSync(missExe);
+const quantExe = join(repoRoot, 'native', 'build', 'moe_quant_tests');
+const optionsExe = join(repoRoot, 'native', 'build', 'moe_engine_options_tests');
+const all = [exe, offloadExe, missExe, quantExe, optionsExe];
+const built = all.every((f) => existsSync(f));
 if (!built) {
-  const msg = `native tests: ${exe}, ${offloadExe} or ${missExe} is not built; run \`npm run build:native\``;
+  const msg = `native tests: ${all.filter((f) => !existsSync(f)).join(', ')} not built; run \`npm run build:native\``;
   if (process.env.CI === 'true') throw new Error(msg);
   console.warn(`[skip] ${msg}`);
 }
@@ -33,5 +36,18 @@ describe.skipIf(!built)('native kernels against their references', () => {
     const r = spawnSync(missExe, [], { encoding: 'utf8' });
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/all miss policy tests passed/);
+  });
+
+  it('the quantized expert formats, quantizer and CPU kernels (every instruction set this CPU runs) pass their reference tests', () => {
+    const r = spawnSync(quantExe, [], { encoding: 'utf8' });
+    console.log(r.stdout.split('\n').filter((l) => /skipped|FAIL/.test(l)).join('\n'));
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/all quant tests passed/);
+  });
+
+  it('engine options are refused by name where they cannot apply', () => {
+    const r = spawnSync(optionsExe, [], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/engine options tests: all passed/);
   });
 });
