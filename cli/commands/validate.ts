@@ -18,7 +18,10 @@ import { loadModelConfig, parseModelConfig, type ModelConfig } from '../../runti
 import { LITE_CONFIG } from '../../runtime/src/model/synth/geometries.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { checkReplayGeometry, type RoutingReplay } from '../../runtime/src/offload/routing-replay.js';
+import { expertDtypeListFromCli } from '../../runtime/src/engine/cli-options.js';
 import { cudaMeasure } from '../../runtime/src/validate/measure.js';
+import { addExpertDtypeFlags } from '../expert-dtype-flags.js';
+import { expertGroupRule, refuseUnused } from '../option-rules.js';
 import { validateBest } from '../../runtime/src/validate/run.js';
 
 interface ValidateCli {
@@ -31,6 +34,9 @@ interface ValidateCli {
   model?: string;
   out?: string;
   force?: boolean;
+  predictor?: string;
+  expertDtype?: string;
+  expertGroup?: string;
 }
 
 /** Why the GPU part cannot run here, or null when it can. */
@@ -43,7 +49,7 @@ function cudaUnavailable(): string | null {
 }
 
 export function register(program: Command): void {
-  program
+  const cmd = program
     .command('validate')
     .description("re-run the simulator's best configurations under a GPU budget on the GPU and compare predicted with measured (--best)")
     .option('--best', 'sweep every configuration that fits --gpu-memory in the simulator, re-run the top ones and the baselines on the GPU')
@@ -55,8 +61,13 @@ export function register(program: Command): void {
     .option('--model <dir>', 'checkpoint for the GPU runs (default geometry: the embedded DeepSeek-V2-Lite config; without it nothing is measured)')
     .option('--out <dir>', 'output folder: validation.json, validation.md, predicted-vs-measured chart (default reports/validate/<trace name>)')
     .option('--force', 'replace an existing --out folder')
-    .action(async (o: ValidateCli) => {
+    .option('--predictor <dir>', 'the exported predictor (train-predictor --out DIR): prefetch predicted is simulated on its predictions and re-run on the GPU (without it predicted is neither)');
+  addExpertDtypeFlags(cmd, { list: true, help: 'expert dtypes swept, each with the slots the budget holds in it (comma-separated: bf16, int8, int4; default bf16); the baselines stay bf16' })
+    .action(async (o: ValidateCli, c: Command) => {
       if (!o.best) throw new UserError('validate: --best is required (the only mode: sweep in the simulator, re-run the best on the GPU); see validate --help');
+      refuseUnused(c, [expertGroupRule(o.expertDtype)]);
+      const formats = expertDtypeListFromCli(o);
+      if (o.predictor !== undefined && !(existsSync(o.predictor) && statSync(o.predictor).isDirectory())) throw new UserError(`option --predictor: ${o.predictor}: not a directory (a predictor exported by train-predictor --out DIR)`);
       const budgetBytes = parseByteSize('--gpu-memory', o.gpuMemory);
       const batches = parseIntListOption('--batch', o.batch, 1, 4096);
       const prompts = parseIntListOption('--prompt', o.prompt, 1, 1 << 20);
@@ -84,7 +95,7 @@ export function register(program: Command): void {
       process.on('SIGINT', onSigint);
       try {
         await validateBest({
-          inputs: { config, modelLabel: o.model ?? 'embedded DeepSeek-V2-Lite config', replays, budgetBytes, batches, prompts, top, calibration: defaultCalibration() },
+          inputs: { config, modelLabel: o.model ?? 'embedded DeepSeek-V2-Lite config', replays, budgetBytes, batches, prompts, top, calibration: defaultCalibration(), formats, predictor: o.predictor },
           out,
           measure: unavailable ? { unavailable } : cudaMeasure(o.model!, config, replays),
           stop,

@@ -17,10 +17,15 @@ function spaceTable(plan: Omit<ValidationPlan, 'points'>): string {
 }
 
 function header(plan: Omit<ValidationPlan, 'points'>): string[] {
+  const dtypes = plan.dtypes;
+  const perDtype = dtypes.map((d) => `${d.dtype}${d.dtype === 'int4' ? ` (group ${d.group})` : ''}: at most ${d.slotsMost}, swept ${d.slots.length ? d.slots.join(', ') : 'none (no slot fits)'}`).join('; ');
   return [
     `Model geometry: ${plan.model}. Routing replayed: ${plan.routing.join(', ')}. Cost profile: ${plan.calibration}.`,
     `GPU budget ${formatGiB(plan.budgetBytes)}: at most ${plan.slotsMost} expert slots per MoE layer for the run's largest point (${formatGiB(plan.memory.fixedBytes)} fixed: ` +
       `non-expert weights, KV cache, workspace, staging, CUDA context; runtime/src/offload/gpu-budget.ts); slot counts swept: ${plan.slots.join(', ')}; top ${plan.top} runnable configurations re-run per point, with the baselines.`,
+    `Expert slots per MoE layer by dtype (${dtypes.length === 1 && dtypes[0].dtype === 'bf16' ? 'bf16 only: --expert-dtype adds int8 / int4' : '--expert-dtype'}): ${perDtype}.`,
+    `Prefetch predicted: ${plan.predictor ? `the predictor ${plan.predictor} (its predictions on the replay lanes, simulated and run on the GPU)` : 'no --predictor given'}.`,
+    ...plan.warnings.map((w) => `Warning: ${w}.`),
   ];
 }
 
@@ -72,7 +77,7 @@ export function formatResult(r: ValidationResult): string {
     md.push(`## Batch ${p.batch}, prompt ${p.prompt}`, '', `Lanes: ${p.lanes}.`, '');
     md.push(
       table(
-        ['why', 'configuration', 'sim rank', 'predicted ms/token', 'measured ms/token', 'p50', 'p99', 'error', 'predicted tok/s', 'measured tok/s', 'hit rate', 'same lanes'],
+        ['why', 'configuration', 'sim rank', 'predicted ms/token', 'measured ms/token', 'p50', 'p99', 'error', 'predicted tok/s', 'measured tok/s', 'hit rate', 'prefetch precision / recall', 'same lanes'],
         p.rows.map((x) => [
           x.roles.join(', '),
           x.key,
@@ -85,6 +90,7 @@ export function formatResult(r: ValidationResult): string {
           f1(x.predictedTokensPerSecond),
           x.measured ? f1(x.measured.decodeTokensPerSecond) : '-',
           x.measured ? pct(x.measured.hitRate) : pct(x.hitRate),
+          x.measured?.prefetch ? `${pct(x.measured.prefetch.precision)} / ${pct(x.measured.prefetch.recall)}` : '-',
           x.sameLanes === null ? '-' : x.sameLanes ? 'yes' : 'NO',
         ]),
       ),

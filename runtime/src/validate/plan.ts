@@ -6,14 +6,16 @@
  */
 import type { CostModel } from '../../../sim/src/cost/calibration.js';
 import { calibrationLabel } from '../../../sim/src/cost/calibration.js';
+import { costModelForDtype, type DtypeCostModel } from '../../../sim/src/cost/expert-dtype.js';
 import type { PrefetchName } from '../../../sim/src/prefetch/sources.js';
 import { UserError } from '../../../core/src/errors.js';
 import type { ModelConfig } from '../model/config.js';
-import { planGpuMemory, type GpuMemoryPlan } from '../offload/gpu-budget.js';
+import { BF16_EXPERTS, planGpuMemory, type ExpertFormat, type GpuMemoryPlan } from '../offload/gpu-budget.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import type { LaneFill } from '../offload/replay-lanes.js';
+import { resolvePrefetchOptions } from '../offload/prefetch-options.js';
 import { benchLanes, predictBenchPoint, type BenchShape } from '../bench/sim-prediction.js';
-import { baselines, configKey, runtimeGaps, slotLadder, SPACE, type Configuration } from './space.js';
+import { baselines, buildSpace, configKey, NEXT_GATE_UNDER_REPLAY, PREDICTED_NEEDS_PREDICTOR, runtimeGaps, slotLadder, type Configuration, type ExpertDtype, type Space } from './space.js';
 
 /** Generation shape of every measured point (the issue-6 grid's: 32 new tokens, 1 warm-up + 2 timed generations). */
 export const BENCH_RUN = { newTokens: 32, warmup: 1, repeats: 2 } as const;
@@ -28,6 +30,24 @@ export interface ValidateInputs {
   prompts: number[];
   top: number;
   calibration: CostModel;
+  /** expert storage formats swept (--expert-dtype, --expert-group; default bf16 only) */
+  formats?: ExpertFormat[];
+  /** the exported predictor (--predictor DIR): predicted is simulated on its predictions and run on the GPU */
+  predictor?: string;
+}
+
+/** Per swept expert dtype: the slots the budget holds in that format and where its cost figures come from. */
+export interface DtypePlan {
+  dtype: ExpertDtype;
+  /** int4's inputs per group (the format the GPU run loads) */
+  group: number;
+  slotsMost: number;
+  slots: number[];
+  fixedBytes: number;
+  slotBytes: number;
+  /** bf16: the profile's own figures; measured: its byExpertDtype entry; scaled: bf16's scaled by bytes (with costWarning) */
+  costBasis: DtypeCostModel['basis'];
+  costWarning: string | null;
 }
 
 export interface RankedConfig {
@@ -68,10 +88,16 @@ export interface ValidationPlan {
   routing: string[];
   calibration: string;
   budgetBytes: number;
-  /** the budget for the run's largest point (one engine shape for the whole run, as the bench loads it) */
+  /** bf16's budget for the run's largest point (one engine shape for the whole run, as the bench loads it): the baselines' */
   memory: GpuMemoryPlan;
+  /** bf16's most slots and ladder (the baselines'); each swept dtype's are in `dtypes` */
   slotsMost: number;
   slots: number[];
+  dtypes: DtypePlan[];
+  /** the predictor the predicted prefetcher used, or null */
+  predictor: string | null;
+  /** things every output must print (cost figures scaled, not measured) */
+  warnings: string[];
   top: number;
   space: { dimension: string; simulator: readonly string[]; runtime: readonly string[]; runtimeLacks: string }[];
   points: PointPlan[];
@@ -84,13 +110,20 @@ export function runShape(batches: number[], prompts: number[]) {
   return { batch, contextTokens: prompt + BENCH_RUN.newTokens, prefillRows: batch * prompt };
 }
 
-function prefetchersFor(lanes: LaneFill): { use: PrefetchName[]; left: { prefetch: PrefetchName; reason: string }[] } {
+/**
+ * The prefetchers the lanes can feed. With a predictor the lanes get its predictions first, through the very
+ * code the runtime's load runs on the same lanes (resolvePrefetchOptions: predictor/src/annotate.ts), so the
+ * simulated and the measured predicted prefetcher see the same predictions; a predictor of another geometry
+ * is refused here, before any GPU work.
+ */
+function prefetchersFor(lanes: LaneFill, space: Space, predictor: string | undefined, moeLayers: number): { use: PrefetchName[]; left: { prefetch: PrefetchName; reason: string }[] } {
+  if (predictor !== undefined) resolvePrefetchOptions({ name: 'predicted', predictor }, { routing: lanes.replay, hasCache: true, offloadedCuda: true, moeLayers });
   const seqs = lanes.replay.corpus.sequences;
   const use: PrefetchName[] = [];
   const left: { prefetch: PrefetchName; reason: string }[] = [];
-  for (const p of SPACE.prefetch.simulator) {
-    if (p === 'next-gate' && seqs.some((s) => !s.gateNext)) left.push({ prefetch: p, reason: 'the replay lanes carry routing only (no gate_next column)' });
-    else if (p === 'predicted' && seqs.some((s) => !s.predictions)) left.push({ prefetch: p, reason: 'the replay lanes carry no predictor output' });
+  for (const p of space.prefetch.simulator) {
+    if (p === 'next-gate' && seqs.some((s) => !s.gateNext)) left.push({ prefetch: p, reason: `the replay lanes carry routing only (no gate_next column); and ${NEXT_GATE_UNDER_REPLAY}` });
+    else if (p === 'predicted' && seqs.some((s) => !s.predictions)) left.push({ prefetch: p, reason: `the replay lanes carry no predictor output (${PREDICTED_NEEDS_PREDICTOR})` });
     else use.push(p);
   }
   return { use, left };
@@ -102,13 +135,29 @@ function prefetchersFor(lanes: LaneFill): { use: PrefetchName[]; left: { prefetc
  */
 export function planValidation(inputs: ValidateInputs, progress: (total: number) => () => void = () => () => {}): ValidationPlan {
   if (!Number.isInteger(inputs.top) || inputs.top < 1) throw new UserError(`option --top: must be an integer >= 1, got ${inputs.top}`);
-  const memory = planGpuMemory(inputs.config, inputs.budgetBytes, runShape(inputs.batches, inputs.prompts));
+  const formats = inputs.formats?.length ? inputs.formats : [BF16_EXPERTS];
+  const space = buildSpace({ predictor: inputs.predictor !== undefined, dtypes: formats.map((f) => f.dtype) });
+  const shapeMax = runShape(inputs.batches, inputs.prompts);
+  // bf16's plan is the baselines' (and refuses a budget below the non-expert part, which no dtype changes).
+  const memory = planGpuMemory(inputs.config, inputs.budgetBytes, shapeMax);
   const most = memory.slotsPerLayer;
-  const slots = slotLadder(most);
-  if (slots.length === 0) {
+  const costs = new Map<ExpertDtype, DtypeCostModel>();
+  const costOf = (dtype: ExpertDtype): CostModel => {
+    const f = formats.find((x) => x.dtype === dtype) ?? BF16_EXPERTS;
+    if (!costs.has(dtype)) costs.set(dtype, costModelForDtype(inputs.calibration, dtype, f.group));
+    return costs.get(dtype)!.model;
+  };
+  const dtypes: DtypePlan[] = formats.map((f) => {
+    const m = f.dtype === 'bf16' ? memory : planGpuMemory(inputs.config, inputs.budgetBytes, shapeMax, f);
+    costOf(f.dtype);
+    const c = costs.get(f.dtype)!;
+    return { dtype: f.dtype, group: f.group, slotsMost: m.slotsPerLayer, slots: slotLadder(m.slotsPerLayer), fixedBytes: m.fixedBytes, slotBytes: m.slotBytes, costBasis: c.basis, costWarning: c.warning };
+  });
+  if (dtypes.every((d) => d.slots.length === 0)) {
+    const d = dtypes.reduce((a, b) => (b.slotBytes < a.slotBytes ? b : a));
     throw new UserError(
-      `option --gpu-memory: the budget fits no expert slot for this run: it holds the non-expert part (${(memory.fixedBytes / 2 ** 30).toFixed(2)} GiB) ` +
-        `but not one slot in every MoE layer (${(memory.slotBytes / 2 ** 30).toFixed(2)} GiB more), so there is nothing to choose between`,
+      `option --gpu-memory: the budget fits no expert slot for this run: it holds the non-expert part (${(d.fixedBytes / 2 ** 30).toFixed(2)} GiB) ` +
+        `but not one ${d.dtype} slot in every MoE layer (${(d.slotBytes / 2 ** 30).toFixed(2)} GiB more), so there is nothing to choose between`,
     );
   }
   const shapes: { shape: BenchShape; lanes: LaneFill; use: PrefetchName[]; left: { prefetch: PrefetchName; reason: string }[] }[] = [];
@@ -116,16 +165,18 @@ export function planValidation(inputs: ValidateInputs, progress: (total: number)
     for (const prompt of inputs.prompts) {
       const shape: BenchShape = { batch, prompt, ...BENCH_RUN };
       const lanes = benchLanes(inputs.replays, shape);
-      shapes.push({ shape, lanes, ...prefetchersFor(lanes) });
+      shapes.push({ shape, lanes, ...prefetchersFor(lanes, space, inputs.predictor, inputs.config.moeLayers.length) });
     }
-  const perPrefetcher = SPACE.policy.simulator.length * slots.length * SPACE.miss.simulator.length * SPACE.dtype.simulator.length;
-  const tick = progress(shapes.reduce((a, s) => a + perPrefetcher * s.use.length + 1, 0));
+  const swept = (c: Configuration) => dtypes.some((d) => d.dtype === c.dtype && d.slots.includes(c.cache)) && space.policy.simulator.includes(c.policy);
+  const extraBaselines = baselines(most).filter((b) => !swept(b.config)).length;
+  const perPrefetcher = space.policy.simulator.length * space.miss.simulator.length * dtypes.reduce((a, d) => a + d.slots.length, 0);
+  const tick = progress(shapes.reduce((a, s) => a + perPrefetcher * s.use.length + extraBaselines, 0));
   const points: PointPlan[] = [];
   for (const { shape, lanes, use, left } of shapes) {
     const { batch } = shape;
     const ranked: RankedConfig[] = [];
     const simulate = (config: Configuration): RankedConfig => {
-      const p = predictBenchPoint(lanes, shape, { policy: config.policy, cacheSize: config.cache, prefetch: config.prefetch, miss: config.miss, calibration: inputs.calibration });
+      const p = predictBenchPoint(lanes, shape, { policy: config.policy, cacheSize: config.cache, prefetch: config.prefetch, miss: config.miss, calibration: costOf(config.dtype) });
       tick();
       return {
         key: configKey(config),
@@ -135,14 +186,14 @@ export function planValidation(inputs: ValidateInputs, progress: (total: number)
         predictedTokensPerSecond: (batch * 1e3) / p.msPerToken.mean,
         hitRate: p.result.hitRate,
         cpuExperts: p.result.cpuExperts,
-        runtimeGaps: runtimeGaps(config),
+        runtimeGaps: runtimeGaps(config, space),
       };
     };
-    for (const policy of SPACE.policy.simulator)
-      for (const cache of slots)
-        for (const prefetch of use)
-          for (const miss of SPACE.miss.simulator)
-            for (const dtype of SPACE.dtype.simulator) ranked.push(simulate({ policy, cache, prefetch, miss, dtype }));
+    for (const policy of space.policy.simulator)
+      for (const { dtype, slots } of dtypes)
+        for (const cache of slots)
+          for (const prefetch of use)
+            for (const miss of space.miss.simulator) ranked.push(simulate({ policy, cache, prefetch, miss, dtype }));
     ranked.sort((a, b) => a.predictedMs.mean - b.predictedMs.mean || a.key.localeCompare(b.key));
     ranked.forEach((r, i) => (r.rank = i + 1));
     const runs = new Map<string, PlannedRun>();
@@ -152,7 +203,7 @@ export function planValidation(inputs: ValidateInputs, progress: (total: number)
       else runs.set(r.key, { key: r.key, config: r.config, roles: [role], rank: r.rank, predictedMs: r.predictedMs, predictedTokensPerSecond: r.predictedTokensPerSecond, hitRate: r.hitRate });
     };
     ranked.filter((r) => r.runtimeGaps.length === 0).slice(0, inputs.top).forEach((r, i) => add(r, `top ${i + 1}`));
-    // The naive baseline (cache 0) is outside the slot ladder: simulated on its own, unranked (rank 0).
+    // Baselines outside the sweep (cache 0; bf16 when the sweep has no bf16) are simulated on their own, unranked (rank 0).
     for (const b of baselines(most)) add(ranked.find((x) => x.key === configKey(b.config)) ?? simulate(b.config), b.role);
     points.push({ ...shape, lanes: lanes.description, ranked, notSimulated: left, runs: [...runs.values()] });
   }
@@ -163,9 +214,12 @@ export function planValidation(inputs: ValidateInputs, progress: (total: number)
     budgetBytes: inputs.budgetBytes,
     memory,
     slotsMost: most,
-    slots,
+    slots: slotLadder(most),
+    dtypes,
+    predictor: inputs.predictor ?? null,
+    warnings: dtypes.flatMap((d) => (d.costWarning ? [d.costWarning] : [])),
     top: inputs.top,
-    space: (Object.entries(SPACE) as [string, { simulator: readonly string[]; runtime: readonly string[]; runtimeLacks: string }][]).map(([dimension, d]) => ({
+    space: (Object.entries(space) as [string, { simulator: readonly string[]; runtime: readonly string[]; runtimeLacks: string }][]).map(([dimension, d]) => ({
       dimension,
       simulator: d.simulator,
       runtime: d.runtime,
