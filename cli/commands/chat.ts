@@ -1,8 +1,9 @@
 import type { Command } from 'commander';
 import { createInterface } from 'node:readline';
 import { Engine } from '../../runtime/src/engine/index.js';
-import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawExpertCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, prefetchOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawExpertCliOptions, type RawMissCliOptions, type RawPrefetchCliOptions } from '../../runtime/src/engine/cli-options.js';
 import { addMissFlags } from '../miss-flags.js';
+import { addPrefetchFlags, prefetchFigures, prefetchSummaryLine } from '../prefetch-flags.js';
 import { addExpertDtypeFlags } from '../expert-dtype-flags.js';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
 import { loadModelConfig } from '../../runtime/src/model/config.js';
@@ -13,7 +14,7 @@ import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
 import { expertGroupRule, given, refuseUnused } from '../option-rules.js';
 import { printWarnings } from '../warnings.js';
 
-interface ChatCliOptions extends RawEngineCliOptions, RawMissCliOptions, RawExpertCliOptions {
+interface ChatCliOptions extends RawEngineCliOptions, RawMissCliOptions, RawExpertCliOptions, RawPrefetchCliOptions {
   model: string;
   maxNewTokens: string;
   system?: string;
@@ -40,13 +41,14 @@ export function register(program: Command): void {
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt' && p !== 'static').join(', ')}`, 'lru')
     .option('--gpu-memory <size>', 'device cuda: GPU memory budget (e.g. 12GiB); the cache gets the expert slots that fit')
     .option('--context <n>', 'longest conversation in tokens the GPU memory budget must hold', '4096');
-  addExpertDtypeFlags(addMissFlags(chat)).action(async (o: ChatCliOptions, cmd: Command) => {
+  addPrefetchFlags(addExpertDtypeFlags(addMissFlags(chat)), { routing: false }).action(async (o: ChatCliOptions, cmd: Command) => {
       refuseUnused(cmd, [
         { option: '--policy', applies: o.cache !== undefined || o.gpuMemory !== undefined, needs: 'with --cache or --gpu-memory' },
         { option: '--context', applies: o.gpuMemory !== undefined, needs: 'with --gpu-memory (the budget is planned for this many tokens)' },
         { option: '--threads', applies: (o.device ?? 'cpu') === 'cpu', needs: 'with --device cpu' },
         expertGroupRule(o.expertDtype),
       ]);
+      const prefetch = prefetchOptionsFromCli(o, { routing: false, offloadedCuda: o.device === 'cuda' && (o.cache !== undefined || o.gpuMemory !== undefined), noRouting: 'chat has none; use generate --routing F' });
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
       const base = loadOptionsFromCli(o);
@@ -59,7 +61,7 @@ export function register(program: Command): void {
       if (offload.cache && (offload.cache.policy === 'belady' || offload.cache.policy === 'opt' || offload.cache.policy === 'static')) {
         throw new UserError(`option --policy: ${offload.cache.policy} needs a routing replay; chat uses lru, lfu, fifo or lfru`);
       }
-      const engine = await Engine.load(o.model, { ...base, ...offload, ...(miss ? { miss } : {}) });
+      const engine = await Engine.load(o.model, { ...base, ...offload, ...(miss ? { miss } : {}), ...(prefetch ? { prefetch } : {}) });
       printWarnings(engine.checkpoint.warnings);
       try {
         const tokenizer = engine.tokenizer;
@@ -88,6 +90,9 @@ export function register(program: Command): void {
           messages.push({ role: 'assistant', content: stream.text.trim() });
           if (interactive) process.stdout.write('> ');
         }
+        // Over the whole conversation (the counts are cumulative since load), as generate prints per run.
+        const summary = prefetch ? prefetchSummaryLine(prefetch.name, prefetchFigures(engine.cacheStats(), engine.offloadStats())) : null;
+        if (summary) process.stderr.write(summary + '\n');
       } finally {
         engine.close();
       }

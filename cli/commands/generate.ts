@@ -5,8 +5,9 @@ import { checkContextLimit } from '../../runtime/src/engine/context-limit.js';
 import { expertGroupRule, refuseUnused } from '../option-rules.js';
 import { heartbeatMs } from '../../core/src/progress.js';
 import { printWarnings } from '../warnings.js';
-import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawExpertCliOptions, type RawMissCliOptions } from '../../runtime/src/engine/cli-options.js';
+import { loadOptionsFromCli, missOptionsFromCli, offloadOptionsFromCli, prefetchOptionsFromCli, samplingFromCli, TextStream, type RawEngineCliOptions, type RawExpertCliOptions, type RawMissCliOptions, type RawPrefetchCliOptions } from '../../runtime/src/engine/cli-options.js';
 import { addMissFlags } from '../miss-flags.js';
+import { addPrefetchFlags, prefetchFigures, prefetchSummaryLine } from '../prefetch-flags.js';
 import { addExpertDtypeFlags } from '../expert-dtype-flags.js';
 import { loadTokenizer, type ModelTokenizer } from '../../runtime/src/model/tokenizer.js';
 import { POLICY_NAMES } from '../../sim/src/cache/types.js';
@@ -15,7 +16,7 @@ import { checkReplayCoverage, loadRoutingReplay } from '../../runtime/src/offloa
 import { UserError } from '../../core/src/errors.js';
 import { parseChoiceOption, parseIntListOption, parseIntOption } from '../../core/src/options.js';
 
-interface GenerateCliOptions extends RawEngineCliOptions, RawMissCliOptions, RawExpertCliOptions {
+interface GenerateCliOptions extends RawEngineCliOptions, RawMissCliOptions, RawExpertCliOptions, RawPrefetchCliOptions {
   model: string;
   prompt?: string[];
   promptIds?: string[];
@@ -51,13 +52,15 @@ export function register(program: Command): void {
     .option('--policy <P>', `cache policy: ${POLICY_NAMES.filter((p) => p !== 'belady' && p !== 'opt').join(', ')} (belady, opt: record-trace --routing)`, 'lru')
     .option('--routing <trace>', 'replay the routing of this trace (sequence g drives prompt g)')
     .option('--json', 'print one JSON document: {tokens, text, ...} (several prompts: {results: [...]})');
-  addExpertDtypeFlags(addMissFlags(generate)).action(async (o: GenerateCliOptions, cmd: Command) => {
+  addPrefetchFlags(addExpertDtypeFlags(addMissFlags(generate)), { routing: true }).action(async (o: GenerateCliOptions, cmd: Command) => {
       if (!!o.prompt === !!o.promptIds) throw new UserError('give the prompt with either --prompt or --prompt-ids (not both)');
       refuseUnused(cmd, [
         { option: '--policy', applies: o.cache !== undefined || o.gpuMemory !== undefined, needs: 'with --cache or --gpu-memory' },
         { option: '--threads', applies: (o.device ?? 'cpu') === 'cpu', needs: 'with --device cpu' },
         expertGroupRule(o.expertDtype),
       ]);
+      // Refused by name before the checkpoint is read (bench's rules, cli-options.ts).
+      const prefetch = prefetchOptionsFromCli(o, { routing: o.routing !== undefined, offloadedCuda: o.device === 'cuda' && (o.cache !== undefined || o.gpuMemory !== undefined) });
       const maxNewTokens = parseIntOption('--max-new-tokens', o.maxNewTokens, 1, 1_000_000);
       const sampling = samplingFromCli(o);
       const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
@@ -77,7 +80,7 @@ export function register(program: Command): void {
       const offload = offloadOptionsFromCli(o, config, base.device ?? 'cpu', shape);
       const miss = missOptionsFromCli(o);
       const cache = offload.cache;
-      const engine = await Engine.load(o.model, { ...base, ...offload, routing, ...(miss ? { miss } : {}) });
+      const engine = await Engine.load(o.model, { ...base, ...offload, routing, ...(miss ? { miss } : {}), ...(prefetch ? { prefetch } : {}) });
       printWarnings(engine.checkpoint.warnings);
       try {
         const decode = (ids: number[]) => (tokenizer ? tokenizer.decode(ids, { skipSpecialTokens: true }) : '');
@@ -120,9 +123,14 @@ export function register(program: Command): void {
           if (moved) process.stderr.write(`expert copies to the GPU: ${moved.slotCopies} into slots, ${moved.stagedCopies} streamed, ${(moved.bytesH2D / 1e9).toFixed(2)} GB, compute waited ${moved.copyWaitMs.toFixed(1)} ms\n`);
           if (moved && miss) process.stderr.write(`misses on the CPU (--miss ${miss.mode}): ${moved.cpuExperts} experts (${moved.cpuRows} token rows), ${moved.fillCopies} background fills, CPU busy ${moved.cpuMs.toFixed(1)} ms, waited ${moved.cpuWaitMs.toFixed(1)} ms\n`);
         }
+        const prefetched = prefetch ? prefetchFigures(stats, moved) : null;
+        const prefetchLine = prefetch ? prefetchSummaryLine(prefetch.name, prefetched) : null;
+        if (prefetchLine) process.stderr.write(prefetchLine + '\n');
         if (o.json) {
           // The run's cache figures belong to the whole batch, so they sit beside the results, not in one of them.
-          const run = stats ? { expertCache: cacheJson(policy, cache!.slotsPerLayer, engine.config.moeLayers, stats), ...(moved ? { gpuCopies: copiesJson(moved) } : {}) } : {};
+          const run = stats
+            ? { expertCache: cacheJson(policy, cache!.slotsPerLayer, engine.config.moeLayers, stats), ...(moved ? { gpuCopies: copiesJson(moved) } : {}), ...(prefetched ? { prefetch: { name: prefetch!.name, ...prefetched } } : {}) }
+            : {};
           const doc = results.length === 1 ? { ...results[0], ...run } : { results, ...run };
           process.stdout.write(JSON.stringify(doc) + '\n');
         } else if (streamText) {

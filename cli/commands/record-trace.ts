@@ -31,6 +31,10 @@ interface RecordTraceCli {
   quiet?: boolean;
 }
 
+// No --miss / --cpu-* here (issue 12 lists record-trace): recordTrace (runtime/src/record/recorder.ts) takes no
+// miss option and writes the cpu_experts and transfer_wait_us columns as 0 (CPU-engine figures), so a
+// `--miss cpu|hybrid` trace would say no expert ran on the CPU. The recorder must take them first.
+
 /** The exit status of a run stopped by a signal (128 + SIGINT), as shells report Ctrl-C. */
 const INTERRUPTED_EXIT = 130;
 

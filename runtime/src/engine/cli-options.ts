@@ -175,7 +175,7 @@ export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpu
   return { misses, cpuFills, ...missShape(o) };
 }
 
-/** Raw commander values of the prefetch options (bench; issue 12). */
+/** Raw commander values of the prefetch options (bench, generate, chat; issue 12). */
 export interface RawPrefetchCliOptions {
   prefetch?: string;
   predictor?: string;
@@ -198,4 +198,38 @@ export function prefetchGridFromCli(o: RawPrefetchCliOptions): PrefetchOptions[]
     ...(name === 'oracle' && lookahead !== undefined ? { lookahead } : {}),
     ...(maxInFlight !== undefined ? { maxInFlight } : {}),
   }));
+}
+
+/**
+ * generate / chat: `--prefetch P` (one prefetcher) with `--predictor DIR`, `--prefetch-lookahead K`,
+ * `--prefetch-in-flight N`, refused by name before anything loads, with bench's rules: a prefetcher needs
+ * offloaded experts on device cuda; oracle and predicted need a routing replay (their input), next-gate is
+ * refused with one (the model's own gate does not predict a replayed routing). `noRouting` says why the
+ * command has no replay (chat: none at all). undefined: no prefetcher.
+ */
+export function prefetchOptionsFromCli(o: RawPrefetchCliOptions, ctx: { routing: boolean; offloadedCuda: boolean; noRouting?: string }): PrefetchOptions | undefined {
+  const name = parseChoiceOption('--prefetch', o.prefetch ?? 'none', PREFETCH_NAMES);
+  if (o.predictor !== undefined && name !== 'predicted') throw new UserError('option --predictor: only with --prefetch predicted');
+  if (o.prefetchLookahead !== undefined && name !== 'oracle') throw new UserError('option --prefetch-lookahead: only with --prefetch oracle (next-gate looks 1 layer ahead, predicted its predictor\'s k)');
+  if (o.prefetchInFlight !== undefined && name === 'none') throw new UserError('option --prefetch-in-flight: only with a prefetcher (--prefetch next-gate, oracle or predicted)');
+  if (name === 'none') return undefined;
+  if (!ctx.offloadedCuda) throw new UserError(`option --prefetch ${name}: needs offloaded experts on the GPU (--device cuda with --cache C or --gpu-memory SIZE): a prefetch copies experts from host memory into GPU slots`);
+  if (name === 'predicted' && o.predictor === undefined) throw new UserError('option --prefetch predicted: needs --predictor DIR (a predictor exported by train-predictor --out DIR)');
+  if ((name === 'oracle' || name === 'predicted') && !ctx.routing) {
+    throw new UserError(
+      `option --prefetch ${name}: needs a routing replay (${ctx.noRouting ?? '--routing F'}): ${name === 'oracle' ? 'the oracle prefetches the replayed routing of the layers ahead' : "the predictor's inputs are the replayed routing"}`,
+    );
+  }
+  if (name === 'next-gate' && ctx.routing) {
+    throw new UserError("option --prefetch next-gate: refused under routing replay (--routing): the model's own gate does not predict a replayed routing; use it without --routing");
+  }
+  if (o.predictor !== undefined && !(existsSync(o.predictor) && statSync(o.predictor).isDirectory())) throw new UserError(`option --predictor: ${o.predictor}: not a directory`);
+  const lookahead = o.prefetchLookahead === undefined ? undefined : parseIntOption('--prefetch-lookahead', o.prefetchLookahead, 1, 64);
+  const maxInFlight = o.prefetchInFlight === undefined ? undefined : parseIntOption('--prefetch-in-flight', o.prefetchInFlight, 1, 64);
+  return {
+    name,
+    ...(name === 'predicted' ? { predictor: o.predictor } : {}),
+    ...(lookahead !== undefined ? { lookahead } : {}),
+    ...(maxInFlight !== undefined ? { maxInFlight } : {}),
+  };
 }
