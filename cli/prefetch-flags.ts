@@ -3,6 +3,7 @@
  * and the summary line they print on stderr after a run, beside the cache's hits and the miss summary.
  */
 import type { Command } from 'commander';
+import { prefetchPrecisionRecall } from '../sim/src/prefetch/precision-recall.js';
 import type { NativeCacheStats } from '../runtime/src/engine/native-binding.js';
 import type { OffloadStats } from '../runtime/src/engine/index.js';
 
@@ -25,9 +26,7 @@ export function prefetchFigures(stats: NativeCacheStats | null, moved: OffloadSt
     useful: d.useful,
     dropped: d.dropped,
     needed: d.needed,
-    // precision: prefetched experts that their layer computed; recall: the layer's needed experts that a prefetch brought
-    precision: d.issued > 0 ? d.useful / d.issued : null,
-    recall: d.needed > 0 ? d.useful / d.needed : null,
+    ...prefetchPrecisionRecall(d),
     wastedBytes: dev?.wastedBytes === undefined ? null : Number(dev.wastedBytes),
     lateHits: dev?.lateHits === undefined ? null : Number(dev.lateHits),
   };

@@ -8,6 +8,7 @@ import { makeLayerCaches } from './cache/replay.js';
 import { POLICY_NAMES, type PolicyName } from './cache/types.js';
 import { calibrationLabel, type CostModel } from './cost/calibration.js';
 import { Costs } from './cost/cost-model.js';
+import { prefetchPrecisionRecall } from './prefetch/precision-recall.js';
 import { buildPrefetchPlan, PREFETCH_NAMES, type PrefetchName } from './prefetch/sources.js';
 import { prepareReplay, staticPinned, type PreparedReplay } from './replay/replay-corpus.js';
 import { MISS_MODES, simulateTiming, type MissMode } from './timing/engine.js';
@@ -158,8 +159,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     prefetch: {
       issued: t.prefetch.issued,
       useful: t.prefetch.useful,
-      precision: t.prefetch.issued > 0 ? t.prefetch.useful / t.prefetch.issued : null,
-      recall: t.prefetch.needed > 0 ? t.prefetch.useful / t.prefetch.needed : null,
+      ...prefetchPrecisionRecall(t.prefetch),
       dropped: t.prefetch.dropped,
       promoted: t.copies.promoted,
       lookahead: plan ? plan.lookahead : null,

@@ -14,6 +14,7 @@ import { replayCorpus } from '../../../sim/src/replay/replay-corpus.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import type { CostModel } from '../../../sim/src/cost/calibration.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
+import { prefetchPrecisionRecall } from '../../../sim/src/prefetch/precision-recall.js';
 import type { RoutingCorpus } from '../../../traces/src/sequences.js';
 import { Engine, type OffloadStats } from '../engine/index.js';
 import type { ModelConfig } from '../model/config.js';
@@ -321,7 +322,7 @@ function prefetchStatsOf(
   const dd = (k: keyof PrefetchDevice) => dev(after, k) - dev(before, k);
   return {
     issued: d.issued, useful: d.useful, dropped: d.dropped, needed: d.needed,
-    precision: d.issued > 0 ? d.useful / d.issued : null, recall: d.needed > 0 ? d.useful / d.needed : null,
+    ...prefetchPrecisionRecall(d),
     wastedBytes: dd('wastedBytes'), lateHits: dd('lateHits'), promoted: dd('promoted'), cancelled: dd('cancelled'),
     simPrecision: sim?.precision ?? null, simRecall: sim?.recall ?? null, simIssued: sim?.issued ?? null, inferMsPerTokenLayer: inferMs,
   };
