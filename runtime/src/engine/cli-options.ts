@@ -3,7 +3,7 @@ import { defaultCalibration, loadCalibration, type CostModel } from '../../../si
 import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
 import type { MissOptions } from '../offload/miss-options.js';
 import type { PrefetchOptions } from '../offload/prefetch-options.js';
-import { PREFETCH_NAMES } from '../../../sim/src/prefetch/sources.js';
+import { PREFETCH_NAMES, type PrefetchName } from '../../../sim/src/prefetch/sources.js';
 import { existsSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../model/config.js';
 import { parseByteSize, planGpuMemory, type ExpertFormat, type RunShape } from '../offload/gpu-budget.js';
@@ -183,21 +183,38 @@ export interface RawPrefetchCliOptions {
   prefetchInFlight?: string;
 }
 
+/** --predictor must name a folder (what is in it is checked where it is read). */
+function checkPredictorDir(o: RawPrefetchCliOptions): void {
+  if (o.predictor !== undefined && !(existsSync(o.predictor) && statSync(o.predictor).isDirectory())) throw new UserError(`option --predictor: ${o.predictor}: not a directory`);
+}
+
+/** --prefetch-lookahead and --prefetch-in-flight, parsed (callers have checked which prefetcher they go with). */
+function prefetchShape(o: RawPrefetchCliOptions): { lookahead?: number; maxInFlight?: number } {
+  return {
+    ...(o.prefetchLookahead === undefined ? {} : { lookahead: parseIntOption('--prefetch-lookahead', o.prefetchLookahead, 1, 64) }),
+    ...(o.prefetchInFlight === undefined ? {} : { maxInFlight: parseIntOption('--prefetch-in-flight', o.prefetchInFlight, 1, 64) }),
+  };
+}
+
+/** One prefetcher's options: the predictor for predicted, the lookahead for oracle, the pieces in flight for any. */
+function prefetchOptionsOf(name: PrefetchName, o: RawPrefetchCliOptions, shape: { lookahead?: number; maxInFlight?: number }): PrefetchOptions {
+  return {
+    name,
+    ...(name === 'predicted' ? { predictor: o.predictor } : {}),
+    ...(name === 'oracle' && shape.lookahead !== undefined ? { lookahead: shape.lookahead } : {}),
+    ...(shape.maxInFlight !== undefined ? { maxInFlight: shape.maxInFlight } : {}),
+  };
+}
+
 /** bench: `--prefetch` is a list (a grid dimension); `--predictor DIR` feeds predicted. Checked before loading. */
 export function prefetchGridFromCli(o: RawPrefetchCliOptions): PrefetchOptions[] {
   const names = parseChoiceListOption('--prefetch', o.prefetch ?? 'none', PREFETCH_NAMES);
   if (o.predictor !== undefined && !names.includes('predicted')) throw new UserError('option --predictor: only with --prefetch predicted');
   if (names.includes('predicted') && o.predictor === undefined) throw new UserError('option --prefetch predicted: needs --predictor DIR (a predictor exported by train-predictor --out DIR)');
-  if (o.predictor !== undefined && !(existsSync(o.predictor) && statSync(o.predictor).isDirectory())) throw new UserError(`option --predictor: ${o.predictor}: not a directory`);
+  checkPredictorDir(o);
   if (o.prefetchLookahead !== undefined && !names.includes('oracle')) throw new UserError('option --prefetch-lookahead: only with --prefetch oracle');
-  const lookahead = o.prefetchLookahead === undefined ? undefined : parseIntOption('--prefetch-lookahead', o.prefetchLookahead, 1, 64);
-  const maxInFlight = o.prefetchInFlight === undefined ? undefined : parseIntOption('--prefetch-in-flight', o.prefetchInFlight, 1, 64);
-  return names.map((name): PrefetchOptions => ({
-    name,
-    ...(name === 'predicted' ? { predictor: o.predictor } : {}),
-    ...(name === 'oracle' && lookahead !== undefined ? { lookahead } : {}),
-    ...(maxInFlight !== undefined ? { maxInFlight } : {}),
-  }));
+  const shape = prefetchShape(o);
+  return names.map((name) => prefetchOptionsOf(name, o, shape));
 }
 
 /**
@@ -223,13 +240,6 @@ export function prefetchOptionsFromCli(o: RawPrefetchCliOptions, ctx: { routing:
   if (name === 'next-gate' && ctx.routing) {
     throw new UserError("option --prefetch next-gate: refused under routing replay (--routing): the model's own gate does not predict a replayed routing; use it without --routing");
   }
-  if (o.predictor !== undefined && !(existsSync(o.predictor) && statSync(o.predictor).isDirectory())) throw new UserError(`option --predictor: ${o.predictor}: not a directory`);
-  const lookahead = o.prefetchLookahead === undefined ? undefined : parseIntOption('--prefetch-lookahead', o.prefetchLookahead, 1, 64);
-  const maxInFlight = o.prefetchInFlight === undefined ? undefined : parseIntOption('--prefetch-in-flight', o.prefetchInFlight, 1, 64);
-  return {
-    name,
-    ...(name === 'predicted' ? { predictor: o.predictor } : {}),
-    ...(lookahead !== undefined ? { lookahead } : {}),
-    ...(maxInFlight !== undefined ? { maxInFlight } : {}),
-  };
+  checkPredictorDir(o);
+  return prefetchOptionsOf(name, o, prefetchShape(o));
 }
