@@ -5,6 +5,7 @@
 
 #include "moe/error.h"
 #include "moe/kernels.h"
+#include "ffn_rows.h"
 
 namespace moe {
 
@@ -40,7 +41,7 @@ void mlp_forward(const float* x, int T, const MlpWeights& w, float* out, bool ac
     for (size_t i = 0; i < th; ++i) s.xb[i] = f32_to_bf16(x[i]);
     xb = s.xb.data();
   }
-  const int64_t grain = std::max(1, 16 / std::max(1, T / 4));
+  const int64_t grain = detail::ffn_grain(T);
   auto phase1 = [&](int64_t o0, int64_t o1) {
     gate_up_rows(x, xb, T, w, static_cast<int>(o0), static_cast<int>(o1), s.h.data(), s.up.data(), isa);
   };
@@ -61,12 +62,7 @@ void mlp_forward(const float* x, int T, const MlpWeights& w, float* out, bool ac
   }
   auto phase2 = [&](int64_t o0, int64_t o1) {
     linear_rows(s.h.data(), hb, T, w.down, static_cast<int>(o0), static_cast<int>(o1), y, isa);
-    if (!accumulate && scale == 1.0f) return;
-    for (int t = 0; t < T; ++t) {
-      float* yr = y + static_cast<size_t>(t) * H;
-      float* orow = out + static_cast<size_t>(t) * H;
-      for (int64_t o = o0; o < o1; ++o) orow[o] = accumulate ? orow[o] + scale * yr[o] : scale * yr[o];
-    }
+    detail::ffn_store_rows(y, out, T, H, o0, o1, accumulate, scale);
   };
   if (pool) pool->parallel_for(H, grain, phase2);
   else phase2(0, H);

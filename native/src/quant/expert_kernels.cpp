@@ -7,6 +7,7 @@
 #include <string>
 
 #include "moe/error.h"
+#include "../kernels/ffn_rows.h"
 #include "qlinear_simd.h"
 
 namespace moe::quant {
@@ -83,7 +84,7 @@ void expert_ffn_q_forward(const float* x, int T, const ExpertLayout& L, const ui
     for (size_t i = 0; i < th; ++i) s.xr[i] = bf16_to_f32(f32_to_bf16(x[i]));
     xin = s.xr.data();
   }
-  const int64_t grain = std::max(1, 16 / std::max(1, T / 4));  // mlp_forward's
+  const int64_t grain = detail::ffn_grain(T);
   auto phase1 = [&](int64_t o0, int64_t o1) {
     const int a = static_cast<int>(o0), b = static_cast<int>(o1);
     rows_resolved(xin, T, L, blob, Part::Gate, a, b, s.h.data(), k);
@@ -103,12 +104,7 @@ void expert_ffn_q_forward(const float* x, int T, const ExpertLayout& L, const ui
   }
   auto phase2 = [&](int64_t o0, int64_t o1) {
     rows_resolved(s.h.data(), T, L, blob, Part::Down, static_cast<int>(o0), static_cast<int>(o1), y, k);
-    if (!accumulate && scale == 1.0f) return;
-    for (int t = 0; t < T; ++t) {
-      float* yr = y + static_cast<size_t>(t) * H;
-      float* orow = out + static_cast<size_t>(t) * H;
-      for (int64_t o = o0; o < o1; ++o) orow[o] = accumulate ? orow[o] + scale * yr[o] : scale * yr[o];
-    }
+    detail::ffn_store_rows(y, out, T, H, o0, o1, accumulate, scale);
   };
   if (pool) pool->parallel_for(H, grain, phase2);
   else phase2(0, H);
