@@ -7,7 +7,7 @@
  * so the CPU engine (the controller without a GPU) checks them; the CUDA backend executes the same orders.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { makeLayerCaches } from '../../../sim/src/cache/replay.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { defaultCalibration } from '../../../sim/src/cost/calibration.js';
@@ -18,8 +18,8 @@ import { simulateTiming } from '../../../sim/src/timing/engine.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences, type RoutingCorpus } from '../../../traces/src/sequences.js';
 import { recordTrace } from '../../src/record/recorder.js';
-import { makeCheckpoint, requireAddonOrSkip } from '../engine/helpers.js';
-import { tempDir } from '../../../core/test/helpers.js';
+import { requireAddonOrSkip } from '../engine/helpers.js';
+import { twinRecording, twinSourceTrace, TWIN_SHAPE } from '../helpers/twin-trace.js';
 
 const ready = requireAddonOrSkip('prefetch twin tests');
 
@@ -34,19 +34,8 @@ function simulate(corpus: RoutingCorpus, policy: PolicyName, C: number, batch: n
 }
 
 describe.skipIf(!ready)('runtime prefetch decisions = simulator', () => {
-  const tmp = tempDir('prefetch-twin-');
-  let model = '';
-  const B = 2;
-  const S = 4;
-  const P = 6;
-  const N = 5;
-  let source = '';
-  beforeAll(async () => {
-    model = await makeCheckpoint(join(tmp.path, 'tiny'), 'tiny-a', 3);
-    source = join(tmp.path, 'source.arrow');
-    await recordTrace({ model, dataset: 'builtin', batch: B, promptLen: P, gen: N, sequences: S, out: source, quiet: true });
-  });
-  afterAll(() => tmp.cleanup());
+  const { tmp, paths } = twinSourceTrace('prefetch-twin-');
+  const { B } = TWIN_SHAPE;
 
   const cases: Array<{ prefetch: PrefetchName; lookahead: number; policies: PolicyName[] }> = [
     { prefetch: 'oracle', lookahead: 1, policies: ['lru', 'lfu', 'fifo', 'lfru', 'static', 'belady', 'opt'] },
@@ -60,8 +49,8 @@ describe.skipIf(!ready)('runtime prefetch decisions = simulator', () => {
           const out = join(tmp.path, `pf-${prefetch}-${lookahead}-${policy}-${C}.arrow`);
           const replay = prefetch === 'oracle';
           const r = await recordTrace({
-            model, dataset: 'builtin', batch: B, promptLen: P, gen: N, sequences: S, out, quiet: true,
-            routing: replay ? source : undefined,
+            ...twinRecording(paths.model), out,
+            routing: replay ? paths.source : undefined,
             cache: { slotsPerLayer: C, policy },
             prefetch: { name: prefetch, ...(prefetch === 'oracle' ? { lookahead } : {}) },
           });
@@ -84,8 +73,8 @@ describe.skipIf(!ready)('runtime prefetch decisions = simulator', () => {
   }
 
   it('prefetch changes the cache: oracle at 3 slots hits more than no prefetch', async () => {
-    const a = await recordTrace({ model, dataset: 'builtin', batch: B, promptLen: P, gen: N, sequences: S, out: join(tmp.path, 'np.arrow'), quiet: true, routing: source, cache: { slotsPerLayer: 3, policy: 'lru' } });
-    const b = await recordTrace({ model, dataset: 'builtin', batch: B, promptLen: P, gen: N, sequences: S, out: join(tmp.path, 'or.arrow'), quiet: true, routing: source, cache: { slotsPerLayer: 3, policy: 'lru' }, prefetch: { name: 'oracle' } });
+    const a = await recordTrace({ ...twinRecording(paths.model), out: join(tmp.path, 'np.arrow'), routing: paths.source, cache: { slotsPerLayer: 3, policy: 'lru' } });
+    const b = await recordTrace({ ...twinRecording(paths.model), out: join(tmp.path, 'or.arrow'), routing: paths.source, cache: { slotsPerLayer: 3, policy: 'lru' }, prefetch: { name: 'oracle' } });
     const sum = (x: number[]) => x.reduce((p, q) => p + q, 0);
     expect(sum(b.cache!.hits)).toBeGreaterThan(sum(a.cache!.hits));
   });

@@ -9,41 +9,30 @@
  * the replay run records holds exactly the tokens the engine processed, so the simulator replays that.
  */
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { replayCorpus } from '../../../sim/src/replay/replay-corpus.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import { Engine } from '../../src/engine/index.js';
 import { recordTrace } from '../../src/record/recorder.js';
-import { makeCheckpoint, requireAddonOrSkip } from '../engine/helpers.js';
-import { tempDir } from '../../../core/test/helpers.js';
+import { requireAddonOrSkip } from '../engine/helpers.js';
+import { twinRecording, twinSourceTrace, TWIN_SHAPE } from '../helpers/twin-trace.js';
 
 const ready = requireAddonOrSkip('runtime vs simulator cache tests');
 
 describe.skipIf(!ready)('runtime expert cache = simulator', () => {
-  const tmp = tempDir('runtime-vs-sim-');
-  let model = '';
-  const B = 2;
-  const S = 4;
-  const P = 6;
-  const N = 5;
-  let source = '';
-  beforeAll(async () => {
-    model = await makeCheckpoint(join(tmp.path, 'tiny'), 'tiny-a', 3);
-    source = join(tmp.path, 'source.arrow');
-    await recordTrace({ model, dataset: 'builtin', batch: B, promptLen: P, gen: N, sequences: S, out: source, quiet: true });
-  });
-  afterAll(() => tmp.cleanup());
+  const { tmp, paths } = twinSourceTrace('runtime-vs-sim-');
+  const { B } = TWIN_SHAPE;
 
   const policies: PolicyName[] = ['lru', 'lfu', 'fifo', 'lfru', 'static', 'belady', 'opt'];
   for (const policy of policies) {
     for (const C of [1, 3, 6]) {
       it(`${policy}, ${C} slots, batch ${B}: per-layer hits and requests equal the simulator's`, async () => {
         const out = join(tmp.path, `replay-${policy}-${C}.arrow`);
-        const r = await recordTrace({ model, dataset: 'builtin', batch: B, promptLen: P, gen: N, sequences: S, out, routing: source, cache: { slotsPerLayer: C, policy }, quiet: true });
+        const r = await recordTrace({ ...twinRecording(paths.model), out, routing: paths.source, cache: { slotsPerLayer: C, policy } });
         const replayed = readTrace(out);
-        const original = readTrace(source);
+        const original = readTrace(paths.source);
         // the replay followed the source trace's routing
         expect(replayed.meta.routingSource).toBe('replay');
         expect(Array.from(replayed.experts)).toEqual(Array.from(original.experts));
@@ -70,7 +59,7 @@ describe.skipIf(!ready)('runtime expert cache = simulator', () => {
     const prompts = [[1, 5, 9, 2, 7], [3, 3, 8, 1, 4]];
     const sampling = { temperature: 0.8, seed: 42 };
     const run = async (cache?: { slotsPerLayer: number; policy: PolicyName }) => {
-      const e = await Engine.load(model, cache ? { cache } : undefined);
+      const e = await Engine.load(paths.model, cache ? { cache } : undefined);
       try {
         return (await e.generateAll({ prompts, maxNewTokens: 6, sampling, stopOnEos: false })).tokens;
       } finally {
