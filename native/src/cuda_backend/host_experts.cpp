@@ -134,16 +134,15 @@ HostExperts::HostExperts(const ModelConfig& c, const ModelWeights& w, const std:
   // Progress on stderr every 10% (the load of a full-size model takes seconds).
   // bf16 padding (a blob rounded up to 256 bytes) is never written: the count stops short of bytes_.
   const size_t total = quantized ? bytes_ : moe_layers.size() * experts_ * 3 * static_cast<size_t>(dff) * H * sizeof(uint16_t);
-  const char* what = quantized ? (layout_.dtype == quant::ExpertDType::INT8 ? "routed experts -> int8 in host memory"
-                                                                             : "routed experts -> int4 in host memory")
-                               : "routed experts -> host memory";
+  const std::string what = quantized ? std::string("routed experts -> ") + quant::expert_dtype_name(layout_.dtype) + " in host memory"
+                                    : std::string("routed experts -> host memory");
   int reported = 0;
   while (done_bytes.load() < total && !failed.load()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
     const int pct = static_cast<int>(100.0 * static_cast<double>(done_bytes.load()) / static_cast<double>(total));
     if (pct / 10 > reported / 10 && pct < 100) {
       reported = pct;
-      std::fprintf(stderr, "moe: %s: %d%% (%.1f of %.1f GB, %.1f s)\n", what, pct, 1e-9 * static_cast<double>(done_bytes.load()),
+      std::fprintf(stderr, "moe: %s: %d%% (%.1f of %.1f GB, %.1f s)\n", what.c_str(), pct, 1e-9 * static_cast<double>(done_bytes.load()),
                    1e-9 * static_cast<double>(total), seconds_since(t0));
     }
   }
