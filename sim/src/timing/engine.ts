@@ -82,6 +82,10 @@ const READY = 1;
 const IN_FLIGHT = 2;
 /** copyWaiter of a copy whose expert joins the layer's loaded launch (launch model) */
 const LOADED = -1;
+/** copyWaiter of the upload of a layer's CPU expert outputs: the scatter (JOB_CPU_JOIN) follows it */
+const UPLOAD = -2;
+/** copyKey of that upload (no expert, no expert bytes) */
+const UPLOAD_KEY = -3;
 
 export function simulateTiming(input: TimingInput): TimingResult {
   const { schedule, sets, caches, costs, miss, prefetch, denseLayers } = input;
@@ -91,7 +95,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const S = schedule.steps;
   // Job tables sized once from upper bounds: nothing grows during the run.
   const maxGpuJobs = S * (2 * L + 3) + sets.experts.length + 1;
-  const maxCopies = sets.experts.length + (prefetch ? PREFETCH_CHUNKS * prefetch.sets.experts.length : 0) + 1;
+  // each request at most one copy (demand, staging or fill), prefetch pieces, one CPU-output upload per (step, layer)
+  const maxCopies = sets.experts.length + (prefetch ? PREFETCH_CHUNKS * prefetch.sets.experts.length : 0) + S * L + 1;
   const q = new EventQueue();
   const gpu = new Resource('gpu', 1, q, EV_GPU, 0, maxGpuJobs);
   const copy = new Resource('copy', costs.model.transfer.copyEngines, q, EV_COPY, 1, maxCopies);
@@ -419,12 +424,18 @@ export function simulateTiming(input: TimingInput): TimingResult {
       const n = copyWaiter[id];
       if (n > 0) submitLayerGpu(JOB_EXPERT, aloneMs[n], 1);
       else if (n === LOADED) loadedLanded();
+      else if (n === UPLOAD) submitLayerGpu(JOB_CPU_JOIN, 0, 1);
     } else {
       cpu.finished(now);
-      // The host waits for all of the layer's CPU jobs, then uploads their outputs (one copy) and scatters
-      // them on the GPU stream, after the GPU work it queued before waiting.
-      if (--cpuPending === 0 && joinMs > 0) submitLayerGpu(JOB_CPU_JOIN, joinMs, 1);
-      else expertDone();
+      // The host waits for all of the layer's CPU jobs, then uploads their outputs (one host-to-device copy,
+      // cuda_cpu_experts.cpp join_cpu_experts) and scatters them on the GPU stream. The upload shares the
+      // one host-to-device copy engine (transfer.copyEngines), so it lands after the copies queued before it
+      // (this layer's demand copies and the background fills of its CPU experts): a FIFO demand copy.
+      if (--cpuPending === 0 && joinMs > 0) {
+        const id = copy.submit(now, joinMs, PRIO_DEMAND);
+        copyKey[id] = UPLOAD_KEY;
+        copyWaiter[id] = UPLOAD;
+      } else expertDone();
     }
   }
   if (step !== S) throw new Error(`internal: simulation stopped at step ${step} of ${S}`);
