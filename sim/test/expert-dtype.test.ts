@@ -18,6 +18,17 @@ const withEntries = (): CostModel => ({
 });
 
 describe('cost model per expert dtype', () => {
+  it("cpu.jobMs (bf16 jobs timed in the runtime) follows the dtype's expert time; none stays none", () => {
+    const m = withEntries();
+    m.cpu = { ...m.cpu, expertMs: [[1, 0.4], [64, 4]], jobMs: [[1, 0.6], [64, 5]] };
+    // int8 measured at [[1, 0.3], [64, 2]]: x 0.75 at 1 token, x 0.5 at 64
+    expect(costModelForDtype(m, 'int8').model.cpu.jobMs).toEqual([[1, 0.45], [64, 2.5]]);
+    // scaled by bytes (no int4 entry at group 128): the jobs scale as the expert curve does
+    const s = costModelForDtype(m, 'int4', 128).model.cpu;
+    expect(s.jobMs![0][1]).toBeCloseTo((0.6 * s.expertMs[0][1]) / 0.4, 3);
+    expect(costModelForDtype(withEntries(), 'int8').model.cpu.jobMs).toBeUndefined();
+  });
+
   it('bf16: the profile as it is', () => {
     const r = costModelForDtype(base, 'bf16');
     expect(r.model).toBe(base);

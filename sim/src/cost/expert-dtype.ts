@@ -8,6 +8,7 @@
  */
 import { UserError } from '../../../core/src/errors.js';
 import type { CostModel, TokenCurve } from './calibration.js';
+import { interpolate } from './cost-model.js';
 import { DEFAULT_EXPERT_GROUP, expertBlobBytes, type ExpertDtype } from './expert-layout.js';
 
 /** DeepSeek-V2-Lite's expert (hidden 2048, d_ff 1408): the shape of profiles written before expertShape existed. */
@@ -33,6 +34,16 @@ function shapeOf(m: CostModel, dtype: ExpertDtype): { hidden: number; dff: numbe
   );
 }
 
+/**
+ * cpu.jobMs (bf16 jobs timed inside the runtime) for another dtype: each point times that dtype's calibrated
+ * expert time over bf16's at the same tokens, so the runtime's overhead over calibrate stays in proportion;
+ * none when bf16 has none.
+ */
+function jobMsFor(m: CostModel, dtypeExpertMs: TokenCurve): { jobMs?: TokenCurve } {
+  if (!m.cpu.jobMs) return {};
+  return { jobMs: m.cpu.jobMs.map(([t, ms]) => [t, Number(((ms * interpolate(dtypeExpertMs, t)) / interpolate(m.cpu.expertMs, t)).toPrecision(4))]) };
+}
+
 /** The profile the simulator uses for experts stored as `dtype` (int4 with `group` inputs per group). */
 export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFAULT_EXPERT_GROUP): DtypeCostModel {
   if (dtype === 'bf16') return { dtype, model: m, basis: 'bf16', warning: null };
@@ -44,7 +55,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
       expertBytes: entry.expertBytes,
       // The entry's own launch table or none (then per-expert launches): bf16's launches are not this dtype's.
       gpu: { ...m.gpu, expertMs: entry.gpu.expertMs, launch: entry.gpu.launch },
-      cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers },
+      cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers, ...jobMsFor(m, entry.cpu.expertMs) },
     };
     if (!model.gpu.launch) delete model.gpu.launch;
     return { dtype, model, basis: 'measured', warning: null };
@@ -60,7 +71,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
     label: `${m.label}; ${dtype} experts: bf16 figures scaled by bytes (x${r.toFixed(3)}), not measured`,
     expertBytes: m.expertBytes === bf16 ? q : Math.round(m.expertBytes * r),
     gpu: { ...m.gpu, expertMs: scale(m.gpu.expertMs, r) },
-    cpu: { ...m.cpu, expertMs: scale(m.cpu.expertMs, r) },
+    cpu: { ...m.cpu, expertMs: scale(m.cpu.expertMs, r), ...jobMsFor(m, scale(m.cpu.expertMs, r)) },
     sources: { ...m.sources, [`expertBytes (${dtype})`]: `computed: expert_layout(${dtype}${dtype === 'int4' ? `, group ${group}` : ''}) of hidden ${shape.hidden}, d_ff ${shape.dff} (sim/src/cost/expert-layout.ts)` },
   };
   delete model.gpu.launch;  // scaled figures stay per expert: no launch table is guessed
