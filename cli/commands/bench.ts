@@ -334,7 +334,12 @@ async function publish(doc: BenchDocument, dir: string | undefined): Promise<voi
     writeFileAtomic(join(dir, 'bench.md'), md);
     if (doc.grid.length) await writeBenchChart(doc, join(dir, "bench"), (line) => process.stderr.write(line + "\n"));
     const q = doc.quantCheck;
-    if (q) await writeExpertErrorChart(q.expertErrors, `per-expert output relative error vs bf16 (${q.expertRows ?? '?'} rows; ${q.expertHost ?? doc.engine.host})`, join(dir, 'expert-errors'));
+    try {
+      if (q) await writeExpertErrorChart(q.expertErrors, `per-expert output relative error vs bf16 (${q.expertRows ?? '?'} rows; ${q.expertHost ?? doc.engine.host})`, join(dir, 'expert-errors'));
+    } catch (err) {
+      // as writeBenchChart: the GPU machine's bundle has no PNG renderer; bench.json is written already
+      process.stderr.write(`bench: expert-error chart skipped (${(err as Error).message}); re-plot here with: moe bench --replot bench.json --out DIR\n`);
+    }
   }
   process.stdout.write(md);
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
-#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay cpubench)
+#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q quant-check
+#   calibrate-q cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
 LOG=$OUTD/logs
@@ -50,7 +51,7 @@ for step in "$@"; do
       wait_synth
       run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;
     calibrate-q)
-      run_moe calibrate-q 200 "moe calibrate --device cuda --expert-dtype bf16,int8,int4 --out $OUTD/calibration-quant.json --force" ;;
+      run_moe calibrate-q 260 "moe calibrate --device cuda --expert-dtype bf16,int8,int4 --out $OUTD/calibration-quant.json --force" ;;
     bench-q)
       wait_synth
       cal=; [ -f "$OUTD/calibration-quant.json" ] && cal="--calibration $OUTD/calibration-quant.json"
@@ -60,6 +61,10 @@ for step in "$@"; do
       # 64 sequences gave a 264,576-row trace too large to come back: 16 sequences, xz-compressed.
       run_moe sharegpt 120 "moe record-trace --dataset .gpu/sharegpt-head.json --model /tmp/lite --device cuda --batch 8 --prompt-len 128 --gen 32 --sequences 16 --out /tmp/sharegpt-h200.arrow --force"
       xz -T0 -9 -c /tmp/sharegpt-h200.arrow > "$OUTD/sharegpt-h200.arrow.xz" && ls -la "$OUTD/sharegpt-h200.arrow.xz" ;;
+    pack)
+      # At most 8 files come back from $OUT: everything so far (benches, logs, calibration) in one tarball.
+      stamp "packing \$OUT into results.tgz"
+      tar czf /tmp/results.tgz -C "$OUTD" . && rm -rf "${OUTD:?}"/* && mv /tmp/results.tgz "$OUTD/" && ls -la "$OUTD" ;;
     *) stamp "unknown step $step" ;;
   esac
 done

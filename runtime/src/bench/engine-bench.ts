@@ -60,9 +60,11 @@ async function timedGeneration(engine: Engine, prompts: number[][], newTokens: n
 }
 
 /** Warm-up generations first (graph capture, buffer growth), then `repeats` timed ones. */
-export async function benchPoint(engine: Engine, point: GridPoint, prompts: number[][], repeats: number, warmup: number, log?: (line: string) => void): Promise<PointResult> {
+/** `afterWarmup`: called between the warm-up and the timed generations (e.g. to read the engine's counters there). */
+export async function benchPoint(engine: Engine, point: GridPoint, prompts: number[][], repeats: number, warmup: number, log?: (line: string) => void, afterWarmup?: () => void): Promise<PointResult> {
   const name = `batch ${point.batch} prompt ${point.prompt} new ${point.newTokens}`;
   for (let i = 0; i < warmup; i++) await timedGeneration(engine, prompts, point.newTokens, `${name}, warm-up ${i + 1}/${warmup}`, log);
+  afterWarmup?.();
   const runs: OneRun[] = [];
   for (let i = 0; i < repeats; i++) runs.push(await timedGeneration(engine, prompts, point.newTokens, `${name}, timed run ${i + 1}/${repeats}`, log));
   const steps = runs.flatMap((r) => r.stepMs);

@@ -205,6 +205,12 @@ export async function runOffloadGrid(
         const variants: Array<{ miss: MissMode; cpuFill: boolean | null }> = o.misses.flatMap((m): Array<{ miss: MissMode; cpuFill: boolean | null }> => (m === 'fetch' ? [{ miss: m, cpuFill: null }] : (o.cpuFills ?? [true]).map((f) => ({ miss: m, cpuFill: f }))));
         for (const { miss, cpuFill } of variants) {
           for (const pf of o.prefetches ?? [{ name: 'none' as const }]) {
+          // Cache 0 is naive on-demand loading: no slot to prefetch into, so only its prefetch-free points run
+          // (a grid `--cache 0,C --prefetch none,oracle` then holds naive beside the cached configurations).
+          if (C === 0 && pf.name !== 'none') {
+            log(`bench: cache 0 (naive on-demand): --prefetch ${pf.name} skipped (no GPU slot to prefetch into)`);
+            continue;
+          }
           for (const p of grid) {
             if (o.select && !o.select(C, policy, p, miss)) continue;
             const gens = warmup + repeats;
@@ -216,7 +222,12 @@ export async function runOffloadGrid(
             engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(prefetchOn ? { prefetch: pf } : {}), ...(lanes ? { routing: lanes.replay } : {}) });
             const before = engine.offloadStats();
             const t1 = performance.now();
-            const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup, log);
+            // The forward's own time is read over the timed generations only: the warm-up's forwards start
+            // from cold slots and would make the step's time outside the forward look negative.
+            let timedBefore = before;
+            const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup, log, () => {
+              timedBefore = engine.offloadStats();
+            });
             const wallMs = performance.now() - t1;
             const after = engine.offloadStats();
             const stats = engine.cacheStats();
@@ -245,7 +256,7 @@ export async function runOffloadGrid(
             const cpuExperts = diff(before, after, 'cpuExperts');
             const dev = r.device;
             const tokens = gens * p.newTokens * p.batch;
-            const decodes = diff(before, after, 'decodeForwards');
+            const timedDecodes = diff(timedBefore, after, 'decodeForwards');
             const point: OffloadPointResult = {
               ...r,
               expertDtype: format.dtype,
@@ -279,9 +290,9 @@ export async function runOffloadGrid(
               fillCopies: diff(before, after, 'fillCopies'),
               cpuBusyShare: missSpec ? diff(before, after, 'cpuMs') / (missSpec.workers * wallMs) : 0,
               cpuWaitMs: diff(before, after, 'cpuWaitMs'),
-              forwardMs: decodes ? diff(before, after, 'decodeForwardMs') / decodes : 0,
-              hostLayerMs: decodes ? diff(before, after, 'decodeHostLayerMs') / (decodes * config.moeLayers.length) : 0,
-              stepOverheadMs: decodes ? r.msPerToken.mean - diff(before, after, 'decodeForwardMs') / decodes : 0,
+              forwardMs: timedDecodes ? diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
+              hostLayerMs: timedDecodes ? diff(timedBefore, after, 'decodeHostLayerMs') / (timedDecodes * config.moeLayers.length) : 0,
+              stepOverheadMs: timedDecodes ? r.msPerToken.mean - diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
               simMsPerToken: sim ? sim.ms : null,
               simError: sim && r.msPerToken.mean > 0 ? sim.ms / r.msPerToken.mean - 1 : null,
               missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
