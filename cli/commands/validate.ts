@@ -11,7 +11,7 @@ import { parseIntListOption, parseIntOption } from '../../core/src/options.js';
 import { checkOutputDir } from '../../core/src/output-path.js';
 import { readTrace } from '../../traces/src/reader.js';
 import { toSequences } from '../../traces/src/sequences.js';
-import { defaultCalibration } from '../../sim/src/cost/calibration.js';
+import { defaultCalibration, loadCalibration } from '../../sim/src/cost/calibration.js';
 import { sampleTracePath } from '../../sim/src/sample.js';
 import { loadCalibrateNative } from '../../runtime/src/calibrate/native.js';
 import { loadModelConfig, parseModelConfig, type ModelConfig } from '../../runtime/src/model/config.js';
@@ -35,6 +35,7 @@ interface ValidateCli {
   out?: string;
   force?: boolean;
   predictor?: string;
+  calibration?: string;
   expertDtype?: string;
   expertGroup?: string;
 }
@@ -61,7 +62,8 @@ export function register(program: Command): void {
     .option('--model <dir>', 'checkpoint for the GPU runs (default geometry: the embedded DeepSeek-V2-Lite config; without it nothing is measured)')
     .option('--out <dir>', 'output folder: validation.json, validation.md, predicted-vs-measured chart (default reports/validate/<trace name>)')
     .option('--force', 'replace an existing --out folder')
-    .option('--predictor <dir>', 'the exported predictor (train-predictor --out DIR): prefetch predicted is simulated on its predictions and re-run on the GPU (without it predicted is neither)');
+    .option('--predictor <dir>', 'the exported predictor (train-predictor --out DIR): prefetch predicted is simulated on its predictions and re-run on the GPU (without it predicted is neither)')
+    .option('--calibration <file>', 'cost profile of the sweep, of the runtime\'s hybrid rule and of the re-runs\' simulated column (default: sim/calibration/h200-measured.json)');
   addExpertDtypeFlags(cmd, { list: true, help: 'expert dtypes swept, each with the slots the budget holds in it (comma-separated: bf16, int8, int4; default bf16); the baselines stay bf16' })
     .action(async (o: ValidateCli, c: Command) => {
       if (!o.best) throw new UserError('validate: --best is required (the only mode: sweep in the simulator, re-run the best on the GPU); see validate --help');
@@ -72,6 +74,7 @@ export function register(program: Command): void {
       const batches = parseIntListOption('--batch', o.batch, 1, 4096);
       const prompts = parseIntListOption('--prompt', o.prompt, 1, 1 << 20);
       const top = parseIntOption('--top', o.top, 1, 1000);
+      const calibration = o.calibration === undefined ? defaultCalibration() : loadCalibration(o.calibration);
       if (o.model !== undefined && !(existsSync(o.model) && statSync(o.model).isDirectory())) throw new UserError(`option --model: '${o.model}' is not a directory (a checkpoint with config.json)`);
       const traces = (o.trace ?? sampleTracePath()).split(',').map((f) => f.trim());
       for (const t of traces) if (!existsSync(t) || !statSync(t).isFile()) throw new UserError(`option --trace: ${t}: no such file`);
@@ -95,9 +98,9 @@ export function register(program: Command): void {
       process.on('SIGINT', onSigint);
       try {
         await validateBest({
-          inputs: { config, modelLabel: o.model ?? 'embedded DeepSeek-V2-Lite config', replays, budgetBytes, batches, prompts, top, calibration: defaultCalibration(), formats, predictor: o.predictor },
+          inputs: { config, modelLabel: o.model ?? 'embedded DeepSeek-V2-Lite config', replays, budgetBytes, batches, prompts, top, calibration, formats, predictor: o.predictor },
           out,
-          measure: unavailable ? { unavailable } : cudaMeasure(o.model!, config, replays),
+          measure: unavailable ? { unavailable } : cudaMeasure(o.model!, config, replays, calibration),
           stop,
           command: ['moe-offload', ...process.argv.slice(2)].join(' '),
           print: (t) => process.stdout.write(t),

@@ -10,7 +10,6 @@
  *   node dist/runtime/src/calibrate/cpu-from-miss-log.js --bench a.json[,b.json] --base sim/calibration/h200-measured.json --out F
  */
 import { readFileSync } from 'node:fs';
-import { basename } from 'node:path';
 import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
@@ -55,7 +54,7 @@ export function withRuntimeCpuCurve(base: CostModel, benches: string[]): CostMod
     cpu: { ...base.cpu, jobMs: curve },
     sources: {
       ...(base.sources ?? {}),
-      'cpu.jobMs': `mean wall time of ${jobs} CPU expert jobs logged by the CUDA runtime (${benches.map((b) => basename(b)).join(', ')}), by token count; the rest is ${base.name}`,
+      'cpu.jobMs': `mean wall time of ${jobs} CPU expert jobs logged by the CUDA runtime (${benches.join(', ')}), by token count; the rest is ${base.name}`,
     },
   };
 }

@@ -10,7 +10,7 @@ import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import { runOffloadGrid } from '../bench/offload-bench.js';
 import { makeGrid, makePrompts, type GridPoint } from '../bench/grid.js';
 import { configKey, type Configuration } from './space.js';
-import { defaultCalibration } from '../../../sim/src/cost/calibration.js';
+import type { CostModel } from '../../../sim/src/cost/calibration.js';
 import { DEFAULT_EXPERT_GROUP } from '../../../sim/src/cost/expert-layout.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import { BENCH_RUN, type ValidationPlan } from './plan.js';
@@ -84,7 +84,8 @@ export function measureGroups(plan: ValidationPlan): MeasureGroup[] {
 }
 
 /** The runs of the plan through the CUDA runtime on the checkpoint `model`. Stops before the next point once `stop.requested`. */
-export function cudaMeasure(model: string, config: ModelConfig, replays: RoutingReplay[]): MeasureFn {
+/** `calibration`: the profile the plan simulated with (the runtime's hybrid rule and the bench's simulated column use it too). */
+export function cudaMeasure(model: string, config: ModelConfig, replays: RoutingReplay[], calibration: CostModel): MeasureFn {
   return async (plan, stop, log) => {
     const groups = measureGroups(plan);
     const batches = [...new Set(plan.points.map((p) => p.batch))];
@@ -107,10 +108,10 @@ export function cudaMeasure(model: string, config: ModelConfig, replays: Routing
           policies: g.policies,
           gpuMemory: plan.budgetBytes,
           routing: replays,
-          // the simulator's default profile is the plan's (the grid takes this dtype's figures from it, as the plan
-          // did: costModelForDtype); CPU workers and fills at the runtime's defaults, as the plan simulated them
+          // the plan's profile (the grid takes this dtype's figures from it, as the plan did: costModelForDtype);
+          // CPU workers and fills at the runtime's defaults, as the plan simulated them
           misses: g.misses,
-          calibration: defaultCalibration(),
+          calibration,
           prefetches: [g.prefetch],
           select: (cache, policy, p, miss) => !stop.requested && g.wanted.has(pointId(p.batch, p.prompt, policy, cache, miss)),
         },

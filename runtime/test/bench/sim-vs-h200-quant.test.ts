@@ -5,7 +5,7 @@
  * on the bench's own lanes with a profile, and the error table printed (sim / measured - 1; also with the
  * bench's own measured host work, offload.hostProfile, added, which the committed profile lacks).
  * Profile: MOE_QUANT_PROFILE, default the one the benches used (reports/bench/quant-h200/calibration-quant.json).
- * With a profile without launch tables (gpu.launch) the recomputation must give the bench's own simulated
+ * With a profile without launch tables (gpu.launch) the recomputation of a fetch point must give the bench's own simulated
  * column (it is the same computation; must-show's to 2%, see the test); a profile with them (calibrate after the launch model) gives the
  * launch model's figures, and the table shows how far they are from the measurements. No error bound is
  * asserted: this documents the errors, it does not claim an agreement.
@@ -81,11 +81,13 @@ describe.skipIf(!have)(`simulated vs measured, quantized experts on the H200 (${
   it('covers every committed point (24 must-show + 24 grid)', () => {
     expect(rows.length).toBe(48);
   });
-  it('without launch tables, the recomputation is the benches\' own simulated column', () => {
+  it('without launch tables, the recomputation of a fetch point is the benches\' own simulated column', () => {
     // grid/ reproduces to 1e-9; must-show/'s committed column is 0.2-1% off today's code with the same
     // profile (already at the commit before the launch model: it was computed by an earlier build), so
     // it is held to 2% only.
-    for (const r of rows.filter((x) => !x.launches)) {
+    // Fetch points only: the hybrid ones were simulated before the CPU experts' output upload went through the
+    // copy engine (sim/src/timing/engine.ts), which changed their prediction after these benches ran.
+    for (const r of rows.filter((x) => !x.launches && x.miss === 'fetch')) {
       const d = r.simMs / r.benchSimMs - 1;
       const at = `${r.source} ${r.dtype} B${r.shape.batch} P${r.shape.prompt} ${r.miss} ${r.prefetch}`;
       if (r.source === 'grid') expect(d, at).toBeCloseTo(0, 9);

@@ -1,0 +1,84 @@
+/**
+ * A calibration profile whose `host` section (the runtime's host work on the critical path: per MoE layer,
+ * and per step outside the forward, chiefly sampling the batch's logits) comes from offload bench files.
+ * Only points whose every expert was resident (misses fetched, no prefetch, hit rate >= 95%) are used: there the
+ * warm-up's forwards cost what the timed ones do, so the step's time outside the forward is read correctly
+ * also from benches made before the bench read its forward counters after the warm-up (at lower hit rates
+ * the cold warm-up made it negative). Per batch: the mean of those points' figures.
+ *
+ *   node dist/runtime/src/calibrate/host-from-bench.js --bench a.json[,b.json] --base profile.json --out F
+ */
+import { readFileSync } from 'node:fs';
+import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
+import { writeFileAtomic } from '../../../core/src/atomic-file.js';
+import { UserError } from '../../../core/src/errors.js';
+
+/**
+ * Hit rate from which a point counts as all-resident: with a slot for every expert the misses left (3-4% at
+ * batch 1) are first uses of experts the prompt did not touch, which the warm-up generation has as well.
+ */
+export const RESIDENT_HIT_RATE = 0.95;
+
+interface BenchPointLike {
+  miss?: string;
+  prefetch?: string;
+  batch: number;
+  hitRate?: number;
+  forwardMs?: number;
+  hostLayerMs?: number;
+  stepOverheadMs?: number;
+}
+
+export function hostCurvesFromBenches(benches: string[]): { layerMs: TokenCurve; stepMs: TokenCurve; points: number } {
+  const by = new Map<number, { layer: number[]; step: number[] }>();
+  let points = 0;
+  for (const path of benches) {
+    const doc = JSON.parse(readFileSync(path, 'utf8')) as { grid?: BenchPointLike[] };
+    if (!Array.isArray(doc.grid)) throw new UserError(`--bench ${path}: not a bench.json`);
+    for (const p of doc.grid) {
+      // without prefetch: a prefetcher's hits are experts copied during the step, not resident ones
+      if (p.miss !== 'fetch' || (p.prefetch ?? 'none') !== 'none' || !((p.hitRate ?? 0) >= RESIDENT_HIT_RATE) || !((p.forwardMs ?? 0) > 0)) continue;
+      const e = by.get(p.batch) ?? { layer: [], step: [] };
+      e.layer.push(p.hostLayerMs ?? 0);
+      e.step.push(p.stepOverheadMs ?? 0);
+      by.set(p.batch, e);
+      points++;
+    }
+  }
+  if (by.size === 0) throw new UserError(`--bench: no fetch point with a hit rate of at least ${RESIDENT_HIT_RATE * 100}% (all experts resident)`);
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const batches = [...by.keys()].sort((a, b) => a - b);
+  const curve = (k: 'layer' | 'step'): TokenCurve => batches.map((b) => [b, Number(Math.max(0, mean(by.get(b)![k])).toPrecision(4))]);
+  return { layerMs: curve('layer'), stepMs: curve('step'), points };
+}
+
+export function withBenchHost(base: CostModel, benches: string[]): CostModel {
+  const { layerMs, stepMs, points } = hostCurvesFromBenches(benches);
+  return {
+    ...base,
+    name: `${base.name}-host`,
+    label: `${base.label}; host work from offload benches`,
+    host: { layerMs, stepMs },
+    sources: {
+      ...(base.sources ?? {}),
+      host: `mean of ${points} all-resident offload bench points (misses fetched, no prefetch, hit rate >= ${RESIDENT_HIT_RATE * 100}%) of ${benches.join(', ')}: per MoE layer the runtime's host work (decodeHostLayerMs), per step the time outside the forward (ms/token minus the forward's mean), by batch`,
+    },
+  };
+}
+
+function arg(name: string): string {
+  const i = process.argv.indexOf(name);
+  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
+  return process.argv[i + 1];
+}
+
+if (process.argv[1] && process.argv[1].endsWith('host-from-bench.js')) {
+  try {
+    const profile = withBenchHost(loadCalibration(arg('--base')), arg('--bench').split(','));
+    writeFileAtomic(arg('--out'), JSON.stringify(profile, null, 1) + '\n');
+    process.stdout.write(`${arg('--out')}: host ${JSON.stringify(profile.host)}\n`);
+  } catch (err) {
+    process.stderr.write(`host-from-bench: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
