@@ -306,6 +306,8 @@ describe('validate CLI refusals', () => {
       [['validate', '--best', '--trace', 'missing.arrow'], /option --trace: missing\.arrow: no such file/],
       [['validate', '--best', '--gpu-memory', '2GiB'], /option --gpu-memory: 2\.00 GiB cannot hold the model's non-expert part/],
       [['validate', '--best', '--batch', '0'], /--batch/],
+      [['validate', '--best', '--calibration', 'missing.json'], /missing\.json: cannot read calibration profile/],
+      [['validate', '--best', '--calibration', tracePath], /tiny\.arrow: not valid JSON/],
     ];
     for (const [args, msg] of cases) {
       const r = runCli(args);
