@@ -48,6 +48,32 @@ export function offloadRunFiles(o: OffloadRunSources): string[] {
   return [o.mustShow?.file, o.gridFetch?.file, o.simVs?.file].filter((f): f is string => f !== undefined);
 }
 
+/** At batch 1: the trained predictor's net effect per miss mode, and why where it is negative. */
+function predictedEffect(points: RunPoint[]): string {
+  const effects = ['fetch', 'hybrid'].flatMap((miss) => {
+    const none = points.find((p) => p.batch === 1 && p.miss === miss && p.prefetch === 'none');
+    const pred = points.find((p) => p.batch === 1 && p.miss === miss && p.prefetch === 'predicted');
+    return none && pred ? [{ miss, none: none.msPerToken.mean, pred: pred.msPerToken.mean, precision: pred.prefetchStats?.precision ?? null }] : [];
+  });
+  if (!effects.length) return '';
+  const text = effects.map((e) => `${e.miss} ${f2(e.none)} -> ${f2(e.pred)} ms`).join(', ');
+  const negative = effects.some((e) => e.pred > e.none);
+  return (
+    `The trained predictor at batch 1: ${text} (precision ${pct(effects[0].precision)}). ` +
+    (negative ? "Where it is negative, the wrong experts take link time from demand copies, and one layer's compute is shorter than one copy, so right guesses one layer ahead still land late. " : '')
+  );
+}
+
+/** At batch 1: hybrid against fetch without prefetch, and why when hybrid is slower. */
+function hybridVsFetch(points: RunPoint[]): string {
+  const f = points.find((p) => p.batch === 1 && p.miss === 'fetch' && p.prefetch === 'none');
+  const h = points.find((p) => p.batch === 1 && p.miss === 'hybrid' && p.prefetch === 'none');
+  if (!f || !h) return '';
+  return h.msPerToken.mean > f.msPerToken.mean
+    ? `Hybrid at batch 1 is slower than fetch (${f2(h.msPerToken.mean)} against ${f2(f.msPerToken.mean)} ms): each CPU-computed expert is also filled into its slot in the background, and the outputs' upload waits behind those fills on the one copy engine.`
+    : `Hybrid at batch 1: ${f2(h.msPerToken.mean)} against ${f2(f.msPerToken.mean)} ms fetched.`;
+}
+
 /** The must-show table, what it says against issue 12's targets, the fetch grid and the simulator's errors. */
 export function offloadRunSection(o: OffloadRunSources): string[] {
   const out = ['### Misses on the CPU and prefetch, bf16 experts, one run (issue 12)', ''];
@@ -78,7 +104,7 @@ export function offloadRunSection(o: OffloadRunSources): string[] {
     out.push(
       `Batch 16: the best realizable configuration (no oracle) is ${best16.miss} + ${best16.prefetch} prefetch at ${f1(best16.decodeTokensPerSecond)} tokens/s (target >= 100: ${best16.decodeTokensPerSecond >= 100 ? 'met' : 'not met'}), naive ${f1(naive16.decodeTokensPerSecond)}. ` +
         `Batch 1: the best realizable configuration is ${best1.miss} + ${best1.prefetch} prefetch at ${f2(best1.msPerToken.mean)} ms/token (target <= 22: ${best1.msPerToken.mean <= 22 ? 'met' : 'not met'})${oracle1 ? `; with the oracle (the upper bound) ${oracle1.miss} reaches ${f2(oracle1.msPerToken.mean)}` : ''}; naive ${f2(naive1.msPerToken.mean)}. ` +
-        'The trained predictor is negative at batch 1: at its precision the wrong experts take link time from demand copies, and one layer\'s compute is shorter than one copy, so right guesses one layer ahead still land late; hybrid at batch 1 is slower than fetch because each CPU-computed expert is also filled into its slot in the background and the outputs\' upload waits behind those fills on the one copy engine.',
+        predictedEffect(cached) + hybridVsFetch(cached),
       '',
     );
   }
