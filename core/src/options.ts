@@ -31,3 +31,13 @@ export function parseChoiceOption<T extends string>(name: string, value: string,
 export function parseChoiceListOption<T extends string>(name: string, value: string, choices: readonly T[]): T[] {
   return value.split(',').map((s) => parseChoiceOption(name, s.trim(), choices));
 }
+
+/**
+ * The value after `name` in a node script's own arguments (the report and calibration scripts run as
+ * `node dist/.../x.js --name value`, without the CLI's parser); a missing one is refused naming the option.
+ */
+export function requiredScriptArg(name: string, argv: readonly string[] = process.argv): string {
+  const i = argv.indexOf(name);
+  if (i < 0 || i + 1 >= argv.length) throw new UserError(`option ${name}: required`);
+  return argv[i + 1];
+}

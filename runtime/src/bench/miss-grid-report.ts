@@ -20,6 +20,7 @@ import { toSequences } from '../../../traces/src/sequences.js';
 import { writeChart } from '../../../core/src/charts.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
+import { requiredScriptArg } from '../../../core/src/options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { pct } from './offload-bench.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
@@ -164,14 +165,8 @@ export async function writeMissGridReport(o: { bench: string[]; traces: string[]
   return [w.spec, w.svg, w.png, join(o.out, 'summary.json'), join(o.out, 'README.md')];
 }
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
-  return process.argv[i + 1];
-}
-
 if (process.argv[1] && process.argv[1].endsWith('miss-grid-report.js')) {
-  writeMissGridReport({ bench: arg('--bench').split(','), traces: arg('--traces').split(','), calibration: arg('--calibration'), out: arg('--out') })
+  writeMissGridReport({ bench: requiredScriptArg('--bench').split(','), traces: requiredScriptArg('--traces').split(','), calibration: requiredScriptArg('--calibration'), out: requiredScriptArg('--out') })
     .then((files) => process.stdout.write(files.join('\n') + '\n'))
     .catch((err: Error) => {
       process.stderr.write(`miss-grid-report: ${err.message}\n`);

@@ -20,6 +20,7 @@ import type { RoutingReplay } from '../offload/routing-replay.js';
 import { writeChart } from '../../../core/src/charts.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
+import { requiredScriptArg } from '../../../core/src/options.js';
 
 interface OffloadPoint {
   cache: number;
@@ -189,15 +190,9 @@ export async function writeOffloadGridReport(o: { bench: string[]; naive: string
   return [...files, join(o.out, 'summary.json'), join(o.out, 'README.md')];
 }
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
-  return process.argv[i + 1];
-}
-
 if (process.argv[1] && process.argv[1].endsWith('offload-grid-report.js')) {
-  const simTraces = process.argv.includes('--sim-traces') ? arg('--sim-traces').split(',') : undefined;
-  writeOffloadGridReport({ bench: arg('--bench').split(','), naive: arg('--naive'), accelerate: arg('--accelerate'), out: arg('--out'), simTraces })
+  const simTraces = process.argv.includes('--sim-traces') ? requiredScriptArg('--sim-traces').split(',') : undefined;
+  writeOffloadGridReport({ bench: requiredScriptArg('--bench').split(','), naive: requiredScriptArg('--naive'), accelerate: requiredScriptArg('--accelerate'), out: requiredScriptArg('--out'), simTraces })
     .then((files) => process.stdout.write(`wrote ${files.length} files\n`))
     .catch((err: Error) => {
       process.stderr.write(`offload-grid-report: ${err.message}\n`);

@@ -14,6 +14,7 @@ import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
+import { requiredScriptArg } from '../../../core/src/options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
 
@@ -48,20 +49,14 @@ export function simVsBench(benches: string[], profile: CostModel, replays: Routi
   return rows;
 }
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
-  return process.argv[i + 1];
-}
-
 if (process.argv[1] && process.argv[1].endsWith('sim-vs-bench.js')) {
   try {
-    const profileFile = arg('--profile');
-    const replays = arg('--traces').split(',').map((path) => ({ path, corpus: toSequences(readTrace(path)) }));
-    const benches = arg('--bench').split(',');
+    const profileFile = requiredScriptArg('--profile');
+    const replays = requiredScriptArg('--traces').split(',').map((path) => ({ path, corpus: toSequences(readTrace(path)) }));
+    const benches = requiredScriptArg('--bench').split(',');
     const rows = simVsBench(benches, loadCalibration(profileFile), replays);
-    writeFileAtomic(arg('--out'), JSON.stringify({ generatedBy: `node dist/runtime/src/bench/sim-vs-bench.js (profile ${profileFile})`, profile: profileFile, rows }, null, 1) + '\n');
-    process.stdout.write(`${arg('--out')}: ${rows.length} points\n`);
+    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify({ generatedBy: `node dist/runtime/src/bench/sim-vs-bench.js (profile ${profileFile})`, profile: profileFile, rows }, null, 1) + '\n');
+    process.stdout.write(`${requiredScriptArg('--out')}: ${rows.length} points\n`);
   } catch (err) {
     process.stderr.write(`sim-vs-bench: ${(err as Error).message}\n`);
     process.exitCode = 1;

@@ -13,6 +13,7 @@ import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
+import { requiredScriptArg } from '../../../core/src/options.js';
 import type { MissLogSample } from '../bench/offload-bench.js';
 
 // The mean, not the median: the timing model adds job durations up (a worker's jobs run back to back), and
@@ -59,17 +60,11 @@ export function withRuntimeCpuCurve(base: CostModel, benches: string[]): CostMod
   };
 }
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
-  return process.argv[i + 1];
-}
-
 if (process.argv[1] && process.argv[1].endsWith('cpu-from-miss-log.js')) {
   try {
-    const profile = withRuntimeCpuCurve(loadCalibration(arg('--base')), arg('--bench').split(','));
-    writeFileAtomic(arg('--out'), JSON.stringify(profile, null, 1) + '\n');
-    process.stdout.write(`${arg('--out')}: cpu.jobMs ${JSON.stringify(profile.cpu.jobMs)}\n`);
+    const profile = withRuntimeCpuCurve(loadCalibration(requiredScriptArg('--base')), requiredScriptArg('--bench').split(','));
+    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(profile, null, 1) + '\n');
+    process.stdout.write(`${requiredScriptArg('--out')}: cpu.jobMs ${JSON.stringify(profile.cpu.jobMs)}\n`);
   } catch (err) {
     process.stderr.write(`cpu-from-miss-log: ${(err as Error).message}\n`);
     process.exitCode = 1;

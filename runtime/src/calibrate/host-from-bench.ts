@@ -12,6 +12,7 @@ import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
+import { requiredScriptArg } from '../../../core/src/options.js';
 
 /**
  * Hit rate from which a point counts as all-resident: with a slot for every expert the misses left (3-4% at
@@ -66,17 +67,11 @@ export function withBenchHost(base: CostModel, benches: string[]): CostModel {
   };
 }
 
-function arg(name: string): string {
-  const i = process.argv.indexOf(name);
-  if (i < 0 || i + 1 >= process.argv.length) throw new UserError(`option ${name}: required`);
-  return process.argv[i + 1];
-}
-
 if (process.argv[1] && process.argv[1].endsWith('host-from-bench.js')) {
   try {
-    const profile = withBenchHost(loadCalibration(arg('--base')), arg('--bench').split(','));
-    writeFileAtomic(arg('--out'), JSON.stringify(profile, null, 1) + '\n');
-    process.stdout.write(`${arg('--out')}: host ${JSON.stringify(profile.host)}\n`);
+    const profile = withBenchHost(loadCalibration(requiredScriptArg('--base')), requiredScriptArg('--bench').split(','));
+    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(profile, null, 1) + '\n');
+    process.stdout.write(`${requiredScriptArg('--out')}: host ${JSON.stringify(profile.host)}\n`);
   } catch (err) {
     process.stderr.write(`host-from-bench: ${(err as Error).message}\n`);
     process.exitCode = 1;
