@@ -34,12 +34,21 @@ export function analysis(s: Sources): string[] {
   return out;
 }
 
+/** The newest complete validation with the runtime's prefetchers and dtypes: which of its checks fail, from its result. */
+function validationItem(s: Sources): string {
+  const v = [...s.validations].reverse().find((x) => x.result.status === 'complete' && (x.result.plan.calibration ?? '').startsWith('h200-offload'));
+  if (!v) return `\`validate --best\` was not re-run with the runtime's prefetchers and quantized dtypes; the committed validation${s.validations.length ? ` (${s.validations.map((x) => x.dir).join(', ')})` : ''} predates them.`;
+  const failed = v.result.checks.filter((c) => !c.pass);
+  const why = failed.map((c) => `${c.name}: ${c.value === null ? '-' : c.name.includes('Spearman') ? c.value.toFixed(3) : `${(100 * c.value).toFixed(1)}%`} (limit ${c.limit})`).join('; ');
+  return `\`validate --best\` (${v.dir}, ${v.result.plan.predictor ? 'with' : 'without'} \`--predictor\`): ${failed.length} of ${v.result.checks.length} checks fail${failed.length ? `: ${why}` : ''}.`;
+}
+
 export function missing(s: Sources): string[] {
   const out = ['## What is missing or partial', ''];
   const items = [
     s.offloadRun.gridFetch ? 'The issue-12 full grid exists for misses fetched (with and without the oracle); its cpu and hybrid halves outran their step bounds on the device and wrote no result.' : 'The issue-12 full grid (batch 1/4/8/16 x prompt 128/256/512) with and without prefetch for bf16 experts was not run on the device.',
     s.offloadRun.mustShow ? '`predicted` prefetch is measured at prompt 128 only (batch 1 and 16); its plan is computed before the run from the replayed routing (the predictor\'s inference is not inside the forward); next-gate only on the model\'s own (random-weight) routing.' : '`predicted` prefetch (the predictor\'s experts) is not measured on the device; next-gate only on the model\'s own (random-weight) routing.',
-    s.validations.some((v) => v.result.status === 'complete' && (v.result.plan.calibration ?? '').startsWith('h200-offload')) ? '`validate --best` with every dtype and the oracle ran on the device (reports/validate/esft-h200-2026-12-02), without `--predictor` (the device time left did not allow its longer sweep); at batch 1 its int4 picks are 12-13% slower than predicted, so one check of six fails.' : `\`validate --best\` was not re-run with the runtime's prefetchers and quantized dtypes; the committed validation${s.validations.length ? ` (${s.validations.map((v) => v.dir).join(', ')})` : ''} predates them.`,
+    validationItem(s),
     'The ShareGPT trace recorded on the GPU has the random-weight model\'s routing: no figure shows ShareGPT traffic on a trained model.',
     s.quant.peersReport ? (s.quant.peersReport.partial ? 'llama.cpp rows are partial (`reports/bench/peers-h200/peers.md`: the Q8_0 fit search and every Q4_K_M row are missing).' : '') : 'No rendered llama.cpp measurement is committed.',
     s.quant.check?.crashed ? 'The quantized fidelity check on the device is partial: int8 logits only; the per-expert errors and int4 were not measured there.' : '',
