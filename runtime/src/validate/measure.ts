@@ -83,8 +83,11 @@ export function measureGroups(plan: ValidationPlan): MeasureGroup[] {
   return [...groups.values()];
 }
 
-/** The runs of the plan through the CUDA runtime on the checkpoint `model`. Stops before the next point once `stop.requested`. */
-/** `calibration`: the profile the plan simulated with (the runtime's hybrid rule and the bench's simulated column use it too). */
+/**
+ * The runs of the plan through the CUDA runtime on the checkpoint `model`. Stops before the next point once
+ * `stop.requested`. `calibration`: the profile the plan simulated with (the runtime's hybrid rule and the
+ * bench's simulated column use it too).
+ */
 export function cudaMeasure(model: string, config: ModelConfig, replays: RoutingReplay[], calibration: CostModel): MeasureFn {
   return async (plan, stop, log) => {
     const groups = measureGroups(plan);

@@ -64,6 +64,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
   const bf16 = expertBlobBytes('bf16', shape.hidden, shape.dff);
   const q = expertBlobBytes(dtype, shape.hidden, shape.dff, group);
   const r = q / bf16;
+  const cpuExpertMs = scale(m.cpu.expertMs, r);
   const why = entry ? `its ${dtype} entry was measured at group ${entry.group}, not ${group}` : `it has no measured ${dtype} entry`;
   const model: CostModel = {
     ...m,
@@ -71,7 +72,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
     label: `${m.label}; ${dtype} experts: bf16 figures scaled by bytes (x${r.toFixed(3)}), not measured`,
     expertBytes: m.expertBytes === bf16 ? q : Math.round(m.expertBytes * r),
     gpu: { ...m.gpu, expertMs: scale(m.gpu.expertMs, r) },
-    cpu: { ...m.cpu, expertMs: scale(m.cpu.expertMs, r), ...jobMsFor(m, scale(m.cpu.expertMs, r)) },
+    cpu: { ...m.cpu, expertMs: cpuExpertMs, ...jobMsFor(m, cpuExpertMs) },
     sources: { ...m.sources, [`expertBytes (${dtype})`]: `computed: expert_layout(${dtype}${dtype === 'int4' ? `, group ${group}` : ''}) of hidden ${shape.hidden}, d_ff ${shape.dff} (sim/src/cost/expert-layout.ts)` },
   };
   delete model.gpu.launch;  // scaled figures stay per expert: no launch table is guessed
