@@ -115,6 +115,7 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
                         InstanceMethod<&CudaCalibratorWrap::part_ms>("partMs"),
                         InstanceMethod<&CudaCalibratorWrap::layer_step_ms>("layerStepMs"),
                         InstanceMethod<&CudaCalibratorWrap::activation_ms>("activationMs"),
+                        InstanceMethod<&CudaCalibratorWrap::copy_load>("copyLoad"),
                         InstanceMethod<&CudaCalibratorWrap::expert_dtype>("expertDtype"),
                         InstanceMethod<&CudaCalibratorWrap::expert_bytes>("expertBytes"),
                         InstanceMethod<&CudaCalibratorWrap::close>("close")});
@@ -180,6 +181,11 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
   Napi::Value activation_ms(const Napi::CallbackInfo& info) {
     const int tokens = int_arg(info, 0, "tokens"), repeats = int_arg(info, 1, "repeats");
     return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).activation_ms(tokens, repeats); }));
+  }
+  Napi::Value copy_load(const Napi::CallbackInfo& info) {
+    const bool on = bool_arg(info, 0, "on");
+    guarded(info.Env(), [&] { get(info.Env()).copy_load(on); });
+    return info.Env().Undefined();
   }
   Napi::Value expert_dtype(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), moe::quant::expert_dtype_name(get(info.Env()).expert_dtype()));

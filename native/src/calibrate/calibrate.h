@@ -92,6 +92,11 @@ class CudaCalibrator {
   // Activations of `tokens` rows to the host and back (a CPU-computed expert's round trip): bf16
   // [tokens, hidden] device to pinned host, fp32 [tokens, hidden] host to device.
   virtual std::vector<double> activation_ms(int tokens, int repeats) = 0;
+  // Copy load (on: starts, off: stops): a thread keeps host-to-device expert copies from pinned memory back
+  // to back on a copy stream, as the offloaded runtime's demand copies and fills do, so that a CPU
+  // measurement taken meanwhile sees the host memory traffic of a busy copy engine (both read host DRAM).
+  // Off rethrows a copy's error.
+  virtual void copy_load(bool on) = 0;
 };
 
 // Allocates the device buffers (random bf16 data of the model's shapes). Throws moe::Error with

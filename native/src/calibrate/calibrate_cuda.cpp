@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -221,6 +222,7 @@ class CudaCalibratorImpl final : public CudaCalibrator {
   }
 
   ~CudaCalibratorImpl() override {
+    stop_copy_load();
     cudaDeviceSynchronize();
     if (cublas_) cublasDestroy(cublas_);
     for (cudaStream_t s : {stream_, copy_[0], copy_[1]}) {
@@ -280,6 +282,37 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     std::vector<double> out;
     for (int r = 0; r < repeats; ++r) out.push_back(once());
     return out;
+  }
+
+  void copy_load(bool on) override {
+    if (on) {
+      if (load_thread_.joinable()) return;
+      load_stop_.store(false);
+      load_error_.clear();
+      load_thread_ = std::thread([this] {
+        try {
+          CUDA_CHECK(cudaSetDevice(0));
+          const size_t B = expert_bytes();
+          const char* src = static_cast<const char*>(host_experts_->p);
+          char* dst = experts_.as<char>();
+          // 8 experts a round (about 2.5 ms for bf16 at 55 GB/s): the gap of one synchronisation per round
+          // leaves the engine idle well under 1% of the time.
+          while (!load_stop_.load(std::memory_order_relaxed)) {
+            for (int i = 0; i < 8; ++i) CUDA_CHECK(cudaMemcpyAsync(dst + B * i, src + B * i, B, cudaMemcpyHostToDevice, copy_[1]));
+            CUDA_CHECK(cudaStreamSynchronize(copy_[1]));
+          }
+        } catch (const std::exception& e) {
+          load_error_ = e.what();
+        }
+      });
+      return;
+    }
+    stop_copy_load();
+    if (!load_error_.empty()) {
+      const std::string e = load_error_;
+      load_error_.clear();
+      throw Error("calibrate: the copy load failed: " + e);
+    }
   }
 
   size_t expert_bytes() const override { return quant_ ? layout_.bytes : expert_elems_ * sizeof(bf16); }
@@ -738,6 +771,16 @@ class CudaCalibratorImpl final : public CudaCalibrator {
   LayerW dense_;
   Dev experts_, p_gate_, p_up_, p_down_, p_blob_;
   std::unique_ptr<Pinned> host_experts_;
+  // copy_load's thread (it only reads host_experts_ and writes the first 8 experts_ slots on copy_[1])
+  std::thread load_thread_;
+  std::atomic<bool> load_stop_{false};
+  std::string load_error_;
+
+  void stop_copy_load() noexcept {
+    if (!load_thread_.joinable()) return;
+    load_stop_.store(true);
+    load_thread_.join();
+  }
 };
 
 }  // namespace

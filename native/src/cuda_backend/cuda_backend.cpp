@@ -443,7 +443,8 @@ std::string CudaBackend::device_info() const {
       << ",\"slotCopies\":" << k.slot_copies << ",\"stagedCopies\":" << k.staged_copies << ",\"bytesH2D\":" << k.bytes
       << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << ",\"cpuExperts\":" << k.cpu_experts
       << ",\"cpuRows\":" << k.cpu_rows << ",\"fillCopies\":" << k.fill_copies << ",\"cpuMs\":" << k.cpu_ms
-      << ",\"cpuWaitMs\":" << k.cpu_wait_ms << ",\"decodeForwards\":" << k.decode_forwards
+      << ",\"cpuWaitMs\":" << k.cpu_wait_ms << ",\"cpuStartLatencyMs\":" << k.cpu_start_latency_ms
+      << ",\"cpuJoinLatencyMs\":" << k.cpu_join_latency_ms << ",\"decodeForwards\":" << k.decode_forwards
       << ",\"decodeForwardMs\":" << k.decode_forward_ms << ",\"decodeHostLayerMs\":" << k.decode_host_layer_ms
       << ",\"prefetch\":" << prefetch_info() << "}";
   }

@@ -237,6 +237,8 @@ void CudaBackend::join_cpu_experts() {
   const auto t0 = std::chrono::steady_clock::now();
   cpu_exec_->wait();  // rethrows a job's error: the forward fails with it
   pool_->counters.cpu_wait_ms += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+  pool_->counters.cpu_start_latency_ms += cpu_exec_->last_start_latency_ms();
+  pool_->counters.cpu_join_latency_ms += cpu_exec_->last_join_latency_ms();
   offload::MissLog* log = interceptor_->miss_log();
   for (size_t i = 0; i < cpu_jobs_.size(); ++i) {
     pool_->counters.cpu_ms += cpu_jobs_[i].ms;

@@ -35,6 +35,8 @@ struct OffloadCounters {
   uint64_t fill_copies = 0;    // background fills of CPU-computed experts into their cache slots
   double cpu_ms = 0;           // CPU workers' busy time (sum over jobs)
   double cpu_wait_ms = 0;      // host time the forward waited for the CPU experts after the GPU work was queued
+  double cpu_start_latency_ms = 0;  // summed over layers: start() to the first CPU job's start (a worker waking)
+  double cpu_join_latency_ms = 0;   // summed over layers: the last CPU job's end to the forward going on (it waking)
   // Decode forwards (one row per sequence): how many, their wall time inside the backend, and the host
   // work on their critical path per MoE layer (routing on the host -> the layer's upload queued), for
   // the simulator's profile `host` (bench reports them).

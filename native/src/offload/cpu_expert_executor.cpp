@@ -1,5 +1,6 @@
 #include "moe/offload/cpu_expert_executor.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 
@@ -48,6 +49,8 @@ void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
   }
   jobs_ = jobs;
   next_ = 0;
+  started_at_ = std::chrono::steady_clock::now();
+  first_taken_ = false;
   error_ = nullptr;
   running_ = workers();
   active_ = true;
@@ -57,9 +60,13 @@ void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
 }
 
 void CpuExpertExecutor::wait() {
+  const auto entered = std::chrono::steady_clock::now();
+  const uint64_t batch = published_.load(std::memory_order_acquire);
+  spin_until(spin_us_, [&] { return finished_.load(std::memory_order_acquire) == batch; });
   std::unique_lock<std::mutex> lock(mutex_);
   if (!active_) return;
   done_.wait(lock, [this] { return running_ == 0; });
+  join_latency_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - std::max(entered, done_at_)).count();
   active_ = false;
   jobs_ = nullptr;
   if (error_) {
@@ -94,6 +101,10 @@ void CpuExpertExecutor::worker_loop(int w) {
     for (;;) {
       if (error_ || next_ >= jobs_->size()) break;  // after an error the rest are skipped: wait() rethrows it
       CpuExpertJob& job = (*jobs_)[next_++];
+      if (!first_taken_) {
+        first_taken_ = true;
+        start_latency_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_at_).count();
+      }
       lock.unlock();
       try {
         const auto t0 = std::chrono::steady_clock::now();
@@ -114,7 +125,11 @@ void CpuExpertExecutor::worker_loop(int w) {
         if (!error_) error_ = std::current_exception();
       }
     }
-    if (--running_ == 0) done_.notify_all();
+    if (--running_ == 0) {
+      done_at_ = std::chrono::steady_clock::now();
+      finished_.store(seen, std::memory_order_release);
+      done_.notify_all();
+    }
   }
 }
 

@@ -2,6 +2,7 @@
 // job's output equals a single-threaded mlp_forward reference, whatever the worker shape, and a job that
 // throws makes wait() rethrow (never a hang). The same hand-worked rule cases are in
 // sim/test/miss-rule.test.ts, so both languages' rules are held to the same numbers.
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -98,15 +99,21 @@ void executor_tests() {
   const LinearIsa isa = best_exact_isa();
   for (int workers : {1, 2, 3}) {
     for (int threads : {1, 2}) {
-      CpuExpertExecutor ex(workers, threads, isa, 4, H, F);
+      // spinning (the runtime's default) and sleeping executors must compute the same
+      CpuExpertExecutor ex(workers, threads, isa, 4, H, F, threads == 2 ? 2000 : 0);
       std::vector<CpuExpertJob> jobs;
       for (int e = 0; e < experts; ++e) {
         std::fill(y[static_cast<size_t>(e)].begin(), y[static_cast<size_t>(e)].end(), 0.f);
         jobs.push_back({weights(e), x[static_cast<size_t>(e)].data(), rows[e], y[static_cast<size_t>(e)].data(), scale[static_cast<size_t>(e)].data()});
       }
       for (int batch = 0; batch < 2; ++batch) {  // the same executor serves batch after batch
+        const auto t0 = std::chrono::steady_clock::now();
         ex.start(&jobs);
         ex.wait();
+        const double wall = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        // the hand-off latencies are parts of the batch's wall time
+        expect(ex.last_start_latency_ms() >= 0 && ex.last_start_latency_ms() <= wall, "start latency within the batch");
+        expect(ex.last_join_latency_ms() >= 0 && ex.last_join_latency_ms() <= wall, "join latency within the batch");
       }
       for (int e = 0; e < experts; ++e) {
         FfnScratch s;

@@ -113,6 +113,10 @@ export interface OffloadPointResult extends PointResult {
   fillCopies: number;
   cpuBusyShare: number;
   cpuWaitMs: number;
+  /** per timed decode step, summed over its MoE layers: the CPU executor's hand-off latencies, which no
+   *  job's clock sees (ms; 0 without CPU experts or on an addon built before them) */
+  cpuStartLatencyMsPerStep: number;
+  cpuJoinLatencyMsPerStep: number;
   /** per decode forward: the backend's wall time, and the host work on the critical path per MoE layer;
    *  the step's time outside the forward (ms/token - forward): what the simulator's profile `host` takes */
   forwardMs: number;
@@ -290,6 +294,8 @@ export async function runOffloadGrid(
               fillCopies: diff(before, after, 'fillCopies'),
               cpuBusyShare: missSpec ? diff(before, after, 'cpuMs') / (missSpec.workers * wallMs) : 0,
               cpuWaitMs: diff(before, after, 'cpuWaitMs'),
+              cpuStartLatencyMsPerStep: timedDecodes ? diff(timedBefore, after, 'cpuStartLatencyMs') / timedDecodes : 0,
+              cpuJoinLatencyMsPerStep: timedDecodes ? diff(timedBefore, after, 'cpuJoinLatencyMs') / timedDecodes : 0,
               forwardMs: timedDecodes ? diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
               hostLayerMs: timedDecodes ? diff(timedBefore, after, 'decodeHostLayerMs') / (timedDecodes * config.moeLayers.length) : 0,
               stepOverheadMs: timedDecodes ? r.msPerToken.mean - diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
@@ -304,7 +310,11 @@ export async function runOffloadGrid(
               `bench: ${format.dtype} cache ${C} ${policy} miss ${miss}${cpuFill === false ? ' (lazy fill)' : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
                 `${point.simMsPerToken !== null ? ` (sim ${point.simMsPerToken.toFixed(2)})` : ''}, prefill ${r.prefillMs.mean.toFixed(1)} ms, ` +
                 `hit rate ${(point.hitRate * 100).toFixed(1)}%${point.simHitRate !== null ? ` (sim ${(point.simHitRate * 100).toFixed(1)}%)` : ''}, ${(bytes / 1e9).toFixed(2)} GB moved, copy wait ${wait.toFixed(0)} ms` +
-                (missSpec ? `, ${point.cpuExpertsPerToken.toFixed(1)} CPU experts/token, rule ${point.missRule!.agree}/${point.missRule!.rows} agree` : '') +
+                (missSpec
+                  ? `, ${point.cpuExpertsPerToken.toFixed(1)} CPU experts/token` +
+                    (cpuExperts > 0 ? ` (${(diff(before, after, 'cpuMs') / cpuExperts).toFixed(3)} ms each, hand-offs ${point.cpuStartLatencyMsPerStep.toFixed(2)} + ${point.cpuJoinLatencyMsPerStep.toFixed(2)} ms/step)` : '') +
+                    `, rule ${point.missRule!.agree}/${point.missRule!.rows} agree`
+                  : '') +
                 (steps === 0 ? ' (no timed steps)' : ''),
             );
             out.push(point);

@@ -28,6 +28,8 @@ export interface CalibratePlan {
   layerCopies: number;
   /** tokens per expert on the CPU */
   cpuTokens: number[];
+  /** tokens per CPU job (a missed expert's rows at decode: mostly 1-4) timed alone and beside the copy load */
+  cpuJobTokens: number[];
   /** bytes of the CPU cold-expert pool (more than the last-level cache) */
   cpuPoolBytes: number;
   /** target wall time of one CPU sample (ms) */
@@ -53,6 +55,7 @@ export function makePlan(quick: boolean): CalibratePlan {
     launchTokens: quick ? [1, 4] : [1, 2, 4, 16],
     layerCopies: quick ? 2 : 4,
     cpuTokens: quick ? [1, 4] : [1, 4, 16, 64],
+    cpuJobTokens: quick ? [1, 4] : [1, 2, 4, 8, 16],
     cpuPoolBytes: quick ? 64e6 : 1e9,
     cpuSampleMs: quick ? 5 : 20,
     activationTokens: quick ? [1] : [1, 16, 64],

@@ -7,6 +7,7 @@ import type { CostModel, TokenCurve } from '../../../sim/src/cost/calibration.js
 import { CALIBRATION_SCHEMA, CALIBRATION_VERSION } from '../../../sim/src/cost/calibration.js';
 import type { CpuResult } from './measure-cpu.js';
 import type { GpuResult } from './measure-gpu.js';
+import type { CpuUnderCopyResult } from './measure-cpu-under-copy.js';
 import type { CalibratePlan } from './plan.js';
 import type { RawPart } from './raw.js';
 import { launchSource, launchTable } from './measure-launch.js';
@@ -21,6 +22,8 @@ export interface ProfileInput {
   cpu: CpuResult;
   /** device cuda */
   gpu?: GpuResult;
+  /** device cuda, an addon with copyLoad: the CPU experts beside the copy load */
+  cpuUnderCopy?: CpuUnderCopyResult | null;
   /** --cpu-only: the profile the GPU figures are taken from, and its file */
   base?: { model: CostModel; file: string };
   hostLabel: string;
@@ -114,6 +117,11 @@ export function buildProfile(inp: ProfileInput): CostModel {
   const cands = cpu.candidates.map((c) => `${c.workers}x${c.threads} threads ${c.msPerExpert.toFixed(3)} ms`).join(', ');
   sources['cpu.workers'] = `${cpuWhere}, chosen by measurement: the configuration (experts at once x threads each) finishing one token's top-k experts soonest at ${plan.cpuTokens[0]} token (${cands})`;
 
+  const under = inp.cpuUnderCopy;
+  if (under) {
+    const pts = under.raw.map((r) => `${r.tokens}: ${r.alone.medianMs.toFixed(3)} -> ${r.underCopy.medianMs.toFixed(3)} ms`).join(', ');
+    sources['cpu.expertMsUnderCopy'] = `${cpuWhere}, as cpu.expertMs at ${cpu.workers} x ${cpu.threadsPerWorker} threads while a thread keeps host-to-device expert copies back to back (CudaCalibrator copy_load), each point beside the same experts alone (tokens: alone -> under copy, ${pts}), median of ${plan.repeats}${quick}`;
+  }
   const measuredAll = !!gpu;
   return {
     schema: CALIBRATION_SCHEMA,
@@ -128,7 +136,7 @@ export function buildProfile(inp: ProfileInput): CostModel {
     expertBytes: inp.expertBytes,
     transfer,
     gpu: gpuCurves,
-    cpu: { workers: cpu.workers, expertMs: cpu.expertMs, activationCopyMs },
+    cpu: { workers: cpu.workers, expertMs: cpu.expertMs, activationCopyMs, ...(under ? { expertMsUnderCopy: under.underCopy } : {}) },
     sources,
   };
 }

@@ -66,6 +66,8 @@ export interface RawDocument {
   quick: boolean;
   gpu: RawGpu | null;
   cpu: RawCpu;
+  /** CPU experts alone and beside the copy load (device cuda) */
+  cpuUnderCopy?: import('./measure-cpu-under-copy.js').RawCpuUnderCopy[];
   /** numbers derived from the samples (fits and choices), as written into the profile */
   derived: Record<string, unknown>;
 }

@@ -13,6 +13,7 @@ import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { startProgress } from '../../../core/src/progress.js';
 import { cpuSteps, measureCpu } from './measure-cpu.js';
+import { cpuUnderCopySteps, measureCpuUnderCopy } from './measure-cpu-under-copy.js';
 import { gpuSteps, measureGpu } from './measure-gpu.js';
 import { loadCalibrateNative, NO_CUDA_MESSAGE, type NativeCalibrate } from './native.js';
 import { makePlan } from './plan.js';
@@ -78,11 +79,12 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
   const hasDense = config.firstKDenseReplace > 0 && config.intermediateSize > 0;
   const quant = (o.expertFormats ?? []).filter((f) => f.dtype !== 'bf16');
   const quantBytes = quant.map((f) => expertBlobBytes(f.dtype, config.hiddenSize, config.moeIntermediateSize, f.group));
-  const total = cpuSteps(plan, threads) + (o.device === 'cuda' ? gpuSteps(plan, hasDense, config.nRoutedExperts) : 0) + quant.reduce((n) => n + dtypeSteps(plan, o.device === 'cuda', config.nRoutedExperts), 0);
+  const total = cpuSteps(plan, threads) + (o.device === 'cuda' ? gpuSteps(plan, hasDense, config.nRoutedExperts) + cpuUnderCopySteps(plan) : 0) + quant.reduce((n) => n + dtypeSteps(plan, o.device === 'cuda', config.nRoutedExperts), 0);
   if (!o.quiet && o.device === 'cpu') process.stderr.write('calibrate: --device cpu measures the CPU figures only; the GPU figures come from --base\n');
   const progress = startProgress('calibrate', total, { quiet: o.quiet });
   const gpu = o.device === 'cuda' ? measureGpu(native, nc, expertBytes, plan, progress) : undefined;
   const cpu = measureCpu(native, nc, expertBytes, plan, threads, config.numExpertsPerTok, progress);
+  const cpuUnderCopy = o.device === 'cuda' ? measureCpuUnderCopy(native, nc, expertBytes, plan, cpu, progress) : undefined;
   const dtypes = quant.map((f, i) => ({ f, bytes: quantBytes[i], ...measureDtype(native, nc, f, quantBytes[i], plan, cpu, o.device === 'cuda', progress) }));
   progress.done();
 
@@ -96,6 +98,7 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
     plan,
     cpu,
     gpu,
+    cpuUnderCopy,
     base,
     hostLabel,
   });
@@ -112,6 +115,7 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
     quick: o.quick,
     gpu: gpu?.raw ?? null,
     cpu: cpu.raw,
+    ...(cpuUnderCopy ? { cpuUnderCopy: cpuUnderCopy.raw } : {}),
     ...(dtypes.length ? { byExpertDtype: dtypes.map((d) => d.raw) } : {}),
     derived: {
       copyFit: gpu?.copyFit ?? null,

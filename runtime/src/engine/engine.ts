@@ -44,6 +44,10 @@ export interface OffloadStats {
   /** CPU workers' busy time (sum over jobs), and the time the forward waited for them after queuing the GPU's work */
   cpuMs: number;
   cpuWaitMs: number;
+  /** summed over layers: the CPU executor's hand-offs, which no job's clock sees (a worker waking for the
+   *  layer's jobs; the forward waking after the last) */
+  cpuStartLatencyMs: number;
+  cpuJoinLatencyMs: number;
   /** decode forwards, their wall time inside the backend, and the host work on their critical path summed over MoE layers */
   decodeForwards: number;
   decodeForwardMs: number;

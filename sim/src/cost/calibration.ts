@@ -64,6 +64,12 @@ export interface CostModel {
      * the rule keeps expertMs, as the runtime does. `cpu-from-miss-log` measures it from the miss logs.
      */
     jobMs?: TokenCurve;
+    /**
+     * Optional: calibrate's per-expert time (at the chosen worker shape) while host-to-device copies run
+     * back to back: both read host DRAM. The timing model charges the part of a job that overlaps the copy
+     * engine's queued work at this rate (expertMs for the rest), unless jobMs is given.
+     */
+    expertMsUnderCopy?: TokenCurve;
   };
   /**
    * Optional: the offloading runtime's host work on the critical path, by the step's tokens (rows). layerMs:
@@ -238,6 +244,7 @@ export function calibrationProblems(x: unknown): string[] {
     curve(o.cpu.expertMs, 'cpu.expertMs');
     num(o.cpu.activationCopyMs, 'cpu.activationCopyMs', RANGES.fixedMs);
     if (o.cpu.jobMs !== undefined) curve(o.cpu.jobMs, 'cpu.jobMs');
+    if (o.cpu.expertMsUnderCopy !== undefined) curve(o.cpu.expertMsUnderCopy, 'cpu.expertMsUnderCopy');
   }
   if (o.host !== undefined) {
     if (typeof o.host !== 'object' || o.host === null || Array.isArray(o.host)) p.push('host must be an object');

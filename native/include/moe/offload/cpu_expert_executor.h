@@ -5,8 +5,11 @@
 // until every job is done and rethrows the first job's exception (a throwing job never hangs the caller).
 // Jobs are taken in list order by whichever worker is free first: list scheduling, as the miss rule
 // (miss_policy.h) assumes. Between batches the workers (and their pools' threads) poll for `spin_us`
-// before they sleep (thread_pool.h says why); nothing allocates per job.
+// before they sleep (thread_pool.h says why), and wait() polls as long for the batch's end before it
+// sleeps: a caller woken from a condition variable on the H200 host (a VM) returns a fraction of a
+// millisecond late, once per MoE layer. Nothing allocates per job.
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
@@ -51,6 +54,11 @@ class CpuExpertExecutor {
   void wait();
   // Waits for a batch a failed forward left running, dropping its error (the forward already failed).
   void drain() noexcept;
+  // The last batch's hand-off latencies (ms), the part of a layer's CPU time that no job's own clock
+  // sees: start() to the first job's start (a worker waking), and the later of the last job's end and
+  // wait()'s entry to wait()'s return (the caller waking).
+  double last_start_latency_ms() const { return start_latency_ms_; }
+  double last_join_latency_ms() const { return join_latency_ms_; }
 
  private:
   void worker_loop(int w);
@@ -69,6 +77,10 @@ class CpuExpertExecutor {
   int running_ = 0;       // workers inside the current batch
   uint64_t batch_ = 0;
   std::atomic<uint64_t> published_{0};  // batch_, readable without the lock
+  std::atomic<uint64_t> finished_{0};   // the last batch whose jobs are all done, readable without the lock
+  std::chrono::steady_clock::time_point started_at_, done_at_;  // guarded by mutex_
+  bool first_taken_ = false;
+  double start_latency_ms_ = 0, join_latency_ms_ = 0;
   int spin_us_ = 0;
   bool stopping_ = false;
   bool active_ = false;   // a batch was started and not yet waited for
