@@ -50,7 +50,7 @@ void CpuExpertExecutor::start(std::vector<CpuExpertJob>* jobs) {
   jobs_ = jobs;
   next_ = 0;
   started_at_ = std::chrono::steady_clock::now();
-  first_taken_ = false;
+  start_latency_ms_ = 0;
   error_ = nullptr;
   running_ = workers();
   active_ = true;
@@ -101,8 +101,7 @@ void CpuExpertExecutor::worker_loop(int w) {
     for (;;) {
       if (error_ || next_ >= jobs_->size()) break;  // after an error the rest are skipped: wait() rethrows it
       CpuExpertJob& job = (*jobs_)[next_++];
-      if (!first_taken_) {
-        first_taken_ = true;
+      if (next_ == 1) {  // the batch's first job
         start_latency_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_at_).count();
       }
       lock.unlock();

@@ -12,7 +12,7 @@ import type { Progress } from '../../../core/src/progress.js';
 import { median } from './fit.js';
 import type { NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';
-import type { CpuResult } from './measure-cpu.js';
+import { cpuPoolExperts, cpuSampleIters, type CpuResult } from './measure-cpu.js';
 import { sampled, type Sampled } from './raw.js';
 
 export interface RawCpuUnderCopy {
@@ -48,13 +48,11 @@ export function measureCpuUnderCopy(
       for (let i = 0; i < plan.cpuJobTokens.length; i++) progress.tick();
       return null;
     }
-    const pool = Math.max(2, Math.min(64, Math.ceil(plan.cpuPoolBytes / expertBytes)));
-    const cal = new native.CpuCalibrator(config, pool, 'auto');
+    const cal = new native.CpuCalibrator(config, cpuPoolExperts(plan, expertBytes), 'auto');
     const { threadsPerWorker: t, workers: w } = cpu;
     const raw: RawCpuUnderCopy[] = [];
     for (const n of plan.cpuJobTokens) {
-      const est = median(cal.expertMs(n, t, w, 1, 1));
-      const iters = Math.max(2, Math.min(500, Math.ceil(plan.cpuSampleMs / Math.max(est, 1e-3))));
+      const iters = cpuSampleIters(cal, n, t, w, plan);
       const alone = sampled(cal.expertMs(n, t, w, iters, plan.repeats), median);
       gpu.copyLoad(true);
       let underCopy: Sampled;

@@ -6,7 +6,7 @@
 import type { NativeModelConfig } from '../engine/native-binding.js';
 import type { Progress } from '../../../core/src/progress.js';
 import { chooseCpuWorkers, median, type CpuWorkerCandidate } from './fit.js';
-import type { NativeCalibrate } from './native.js';
+import type { NativeCalibrate, NativeCpuCalibrator } from './native.js';
 import type { CalibratePlan } from './plan.js';
 import { sampled, type RawCpu, type RawCpuExpert } from './raw.js';
 
@@ -18,6 +18,17 @@ export interface CpuResult {
   makespanMs: number;
   candidates: CpuWorkerCandidate[];
   expertMs: Array<[number, number]>;
+}
+
+/** Experts a CPU calibrator cycles through: enough bytes that each expert's weights come from DRAM. */
+export function cpuPoolExperts(plan: CalibratePlan, expertBytes: number): number {
+  return Math.max(2, Math.min(64, Math.ceil(plan.cpuPoolBytes / expertBytes)));
+}
+
+/** Experts per sample so that one sample lasts about plan.cpuSampleMs, from one untimed estimate. */
+export function cpuSampleIters(cal: NativeCpuCalibrator, tokens: number, threads: number, workers: number, plan: CalibratePlan): number {
+  const est = median(cal.expertMs(tokens, threads, workers, 1, 1));
+  return Math.max(2, Math.min(500, Math.ceil(plan.cpuSampleMs / Math.max(est, 1e-3))));
 }
 
 /** How many measurements measureCpu makes (for the progress bar). */
@@ -35,13 +46,11 @@ export function measureCpu(
   progress: Progress,
 ): CpuResult {
   const info = native.cpuInfo();
-  const pool = Math.max(2, Math.min(64, Math.ceil(plan.cpuPoolBytes / expertBytes)));
+  const pool = cpuPoolExperts(plan, expertBytes);
   const cal = new native.CpuCalibrator(config, pool, 'auto');
   const experts: RawCpuExpert[] = [];
   const time = (tokens: number, t: number, workers: number): RawCpuExpert => {
-    // Size a sample to about plan.cpuSampleMs from one untimed estimate.
-    const est = median(cal.expertMs(tokens, t, workers, 1, 1));
-    const iters = Math.max(2, Math.min(500, Math.ceil(plan.cpuSampleMs / Math.max(est, 1e-3))));
+    const iters = cpuSampleIters(cal, tokens, t, workers, plan);
     const r = { tokens, threads: t, workers, ...sampled(cal.expertMs(tokens, t, workers, iters, plan.repeats), median) };
     experts.push(r);
     progress.tick();

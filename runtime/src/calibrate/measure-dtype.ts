@@ -17,7 +17,7 @@ import type { ExpertFormat } from '../offload/gpu-budget.js';
 import type { Progress } from '../../../core/src/progress.js';
 import { UserError } from '../../../core/src/errors.js';
 import { median } from './fit.js';
-import type { CpuResult } from './measure-cpu.js';
+import { cpuPoolExperts, cpuSampleIters, type CpuResult } from './measure-cpu.js';
 import type { NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';
 import { sampled, type RawCpuExpert, type RawGpuExpert } from './raw.js';
@@ -82,13 +82,11 @@ export function measureDtype(
       cal.close();
     }
   }
-  const pool = Math.max(2, Math.min(64, Math.ceil(plan.cpuPoolBytes / expertBytes)));
-  const cal = new native.CpuCalibrator(config, pool, 'auto', f.dtype, f.group);
+  const cal = new native.CpuCalibrator(config, cpuPoolExperts(plan, expertBytes), 'auto', f.dtype, f.group);
   checkDtype('CPU calibrator', cal, f);
   const cpuRaw: RawCpuExpert[] = [];
   for (const n of plan.cpuTokens) {
-    const est = median(cal.expertMs(n, cpu.threadsPerWorker, cpu.workers, 1, 1));
-    const iters = Math.max(2, Math.min(500, Math.ceil(plan.cpuSampleMs / Math.max(est, 1e-3))));
+    const iters = cpuSampleIters(cal, n, cpu.threadsPerWorker, cpu.workers, plan);
     cpuRaw.push({ tokens: n, threads: cpu.threadsPerWorker, workers: cpu.workers, ...sampled(cal.expertMs(n, cpu.threadsPerWorker, cpu.workers, iters, plan.repeats), median) });
     progress.tick();
   }

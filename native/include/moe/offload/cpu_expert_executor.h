@@ -79,7 +79,6 @@ class CpuExpertExecutor {
   std::atomic<uint64_t> published_{0};  // batch_, readable without the lock
   std::atomic<uint64_t> finished_{0};   // the last batch whose jobs are all done, readable without the lock
   std::chrono::steady_clock::time_point started_at_, done_at_;  // guarded by mutex_
-  bool first_taken_ = false;
   double start_latency_ms_ = 0, join_latency_ms_ = 0;
   int spin_us_ = 0;
   bool stopping_ = false;
