@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
-#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q quant-check
+#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident quant-check
 #   calibrate-q cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
@@ -44,6 +44,11 @@ for step in "$@"; do
     bench-replay)
       wait_synth
       run_moe bench-replay "${MOE_T:-500}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R ${MOE_REPLAY_ARGS:---cache 19 --policy lru --miss fetch,cpu,hybrid --prefetch none,oracle --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/bench-replay" ;;
+    bench-resident)
+      # every expert in a slot (cache 64, a budget that holds them): the host work the simulator's profile
+      # `host` takes (runtime/src/calibrate/host-from-bench.ts)
+      wait_synth
+      run_moe bench-resident "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 60GiB --routing $R --cache 64 --policy lru --miss fetch --batch ${MOE_RESIDENT_BATCH:-1,4,8,16} --prompt 128 --new-tokens 16 --repeats 1 --warmup 1 --out $OUTD/bench-resident" ;;
     cpubench)
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1
       echo "cpubench exit $?" | tee -a "$LOG/steps.log"; tail -20 "$LOG/cpubench.log" ;;

@@ -360,6 +360,7 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
       opt_.use_graphs && !hook_ && !interceptor_ && !pool_ && p.decode_rows && p.logits_identity && p.T <= kGraphMaxRows;
   if (pool_) pool_->begin_forward();
   decode_forward_ = p.decode_rows;
+  layer_end_ms_ = 0;
   issue_prefetch_orders();  // issue 12 prefetch: the layers the controller decided at the step's start
   const auto forward_start = std::chrono::steady_clock::now();
   if (graph) {
@@ -446,6 +447,8 @@ std::string CudaBackend::device_info() const {
       << ",\"cpuWaitMs\":" << k.cpu_wait_ms << ",\"cpuStartLatencyMs\":" << k.cpu_start_latency_ms
       << ",\"cpuJoinLatencyMs\":" << k.cpu_join_latency_ms << ",\"decodeForwards\":" << k.decode_forwards
       << ",\"decodeForwardMs\":" << k.decode_forward_ms << ",\"decodeHostLayerMs\":" << k.decode_host_layer_ms
+      << ",\"decodeLayerTails\":" << k.decode_layer_tails << ",\"decodeLayerHeadMs\":" << k.decode_layer_head_ms
+      << ",\"decodeLayerTailMs\":" << k.decode_layer_tail_ms
       << ",\"prefetch\":" << prefetch_info() << "}";
   }
   o << "}";

@@ -50,6 +50,11 @@ void CudaBackend::fetch_plan(int l, int rows) {
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
   plan_on_host_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (decode_forward_ && pool_ && layer_end_ms_ > 0) {
+    pool_->counters.decode_layer_tail_ms += plan_on_host_ms_ - layer_end_ms_;
+    ++pool_->counters.decode_layer_tails;
+    pool_->counters.decode_layer_head_ms += pending_head_ms_;
+  }
   prefetch_gate_deliver(l, rows);  // issue 12 prefetch hook
   if (interceptor_) {
     interceptor_->on_plan(plan_);
@@ -269,6 +274,10 @@ void CudaBackend::moe_offloaded(int l, int T) {
     cuda::scatter_combine_routed(ws_.ys, ws_.inv, rw_d, T, k, H, ws_.h, H, true, stream_);
   }
   for (int32_t e : plan_.active) launch_of_[static_cast<size_t>(e)] = -1;
+  if (decode_forward_) {  // the layer's head ends here; its tail when the next MoE layer's routing is on the host
+    layer_end_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    pending_head_ms_ = layer_end_ms_ - plan_on_host_ms_;
+  }
 }
 
 }  // namespace moe::cuda_backend

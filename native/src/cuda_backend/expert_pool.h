@@ -43,6 +43,15 @@ struct OffloadCounters {
   uint64_t decode_forwards = 0;
   double decode_forward_ms = 0;
   double decode_host_layer_ms = 0;
+  // The same forwards' MoE layers split where the host finishes a layer (its combine queued, after any wait
+  // for CPU experts): head = the routing on the host -> that point (host work, CPU experts' wait); tail =
+  // that point -> the next MoE layer's routing on the host (the GPU finishing the layer, the next layer's
+  // attention and router, their launches and the synchronisation). Summed over layers with a next MoE
+  // layer in the same forward (decode_layer_tails of them), so the timing model's per-layer parts can be
+  // compared with the runtime's.
+  uint64_t decode_layer_tails = 0;
+  double decode_layer_head_ms = 0;
+  double decode_layer_tail_ms = 0;
 };
 
 // Where each active expert of one layer step is computed from.

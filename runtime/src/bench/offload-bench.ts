@@ -122,6 +122,10 @@ export interface OffloadPointResult extends PointResult {
   forwardMs: number;
   hostLayerMs: number;
   stepOverheadMs: number;
+  /** per decode MoE layer (those with a next MoE layer in the forward): the host's part up to the combine
+   *  (CPU experts' wait included) and the rest until the next layer's routing is on the host (ms) */
+  layerHeadMs: number;
+  layerTailMs: number;
   /** the simulator on the same lanes, policy, cache, batch and miss mode (null without a routing replay) */
   simMsPerToken: number | null;
   simError: number | null;
@@ -150,6 +154,11 @@ type Counter = { [K in keyof OffloadStats]-?: OffloadStats[K] extends number ? K
 
 function diff(a: OffloadStats | null, b: OffloadStats | null, key: Counter): number {
   return (b?.[key] ?? 0) - (a?.[key] ?? 0);
+}
+
+/** A per-layer mean of a summed layer counter (0 without layers, e.g. on an addon built before it). */
+function perTail(totalMs: number, layers: number): number {
+  return layers > 0 ? totalMs / layers : 0;
 }
 
 function sum(a: ArrayLike<number>): number {
@@ -299,6 +308,8 @@ export async function runOffloadGrid(
               forwardMs: timedDecodes ? diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
               hostLayerMs: timedDecodes ? diff(timedBefore, after, 'decodeHostLayerMs') / (timedDecodes * config.moeLayers.length) : 0,
               stepOverheadMs: timedDecodes ? r.msPerToken.mean - diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
+              layerHeadMs: perTail(diff(timedBefore, after, 'decodeLayerHeadMs'), diff(timedBefore, after, 'decodeLayerTails')),
+              layerTailMs: perTail(diff(timedBefore, after, 'decodeLayerTailMs'), diff(timedBefore, after, 'decodeLayerTails')),
               simMsPerToken: sim ? sim.ms : null,
               simError: sim && r.msPerToken.mean > 0 ? sim.ms / r.msPerToken.mean - 1 : null,
               missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
@@ -315,6 +326,7 @@ export async function runOffloadGrid(
                     (cpuExperts > 0 ? ` (${(diff(before, after, 'cpuMs') / cpuExperts).toFixed(3)} ms each, hand-offs ${point.cpuStartLatencyMsPerStep.toFixed(2)} + ${point.cpuJoinLatencyMsPerStep.toFixed(2)} ms/step)` : '') +
                     `, rule ${point.missRule!.agree}/${point.missRule!.rows} agree`
                   : '') +
+                `, layer head ${point.layerHeadMs.toFixed(3)} + tail ${point.layerTailMs.toFixed(3)} ms` +
                 (steps === 0 ? ' (no timed steps)' : ''),
             );
             out.push(point);

@@ -52,6 +52,12 @@ export interface OffloadStats {
   decodeForwards: number;
   decodeForwardMs: number;
   decodeHostLayerMs: number;
+  /** decode MoE layers split where the host finishes a layer: head (routing on the host -> combine queued,
+   *  CPU experts' wait included) and tail (-> the next MoE layer's routing on the host), summed over the
+   *  decodeLayerTails layers that have a next MoE layer in their forward (0 on an addon built before them) */
+  decodeLayerTails: number;
+  decodeLayerHeadMs: number;
+  decodeLayerTailMs: number;
 }
 
 /** An error of the native engine (bad weights, a bug): rethrown here so it carries a JS stack. */
