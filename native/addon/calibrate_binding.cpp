@@ -184,8 +184,8 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
   }
   Napi::Value copy_load(const Napi::CallbackInfo& info) {
     const bool on = bool_arg(info, 0, "on");
-    guarded(info.Env(), [&] { get(info.Env()).copy_load(on); });
-    return info.Env().Undefined();
+    const double ms = guarded(info.Env(), [&] { return get(info.Env()).copy_load(on); });
+    return Napi::Number::New(info.Env(), ms);
   }
   Napi::Value expert_dtype(const Napi::CallbackInfo& info) {
     return Napi::String::New(info.Env(), moe::quant::expert_dtype_name(get(info.Env()).expert_dtype()));

@@ -95,8 +95,9 @@ class CudaCalibrator {
   // Copy load (on: starts, off: stops): a thread keeps host-to-device expert copies from pinned memory back
   // to back on a copy stream, as the offloaded runtime's demand copies and fills do, so that a CPU
   // measurement taken meanwhile sees the host memory traffic of a busy copy engine (both read host DRAM).
-  // Off rethrows a copy's error.
-  virtual void copy_load(bool on) = 0;
+  // Off rethrows a copy's error and returns the copies' mean wall time per expert over the load's life (ms;
+  // 0 when no round finished), so that the copy engine's rate beside the CPU work is measured as well.
+  virtual double copy_load(bool on) = 0;
 };
 
 // Allocates the device buffers (random bf16 data of the model's shapes). Throws moe::Error with

@@ -284,28 +284,33 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     return out;
   }
 
-  void copy_load(bool on) override {
+  double copy_load(bool on) override {
     if (on) {
-      if (load_thread_.joinable()) return;
+      if (load_thread_.joinable()) return 0.0;
       load_stop_.store(false);
       load_error_.clear();
+      load_rounds_ = 0;
+      load_ms_ = 0.0;
       load_thread_ = std::thread([this] {
         try {
           CUDA_CHECK(cudaSetDevice(0));
           const size_t B = expert_bytes();
           const char* src = static_cast<const char*>(host_experts_->p);
           char* dst = experts_.as<char>();
-          // 8 experts a round (about 2.5 ms for bf16 at 55 GB/s): the gap of one synchronisation per round
+          // kLoadRound = 8 experts a round (about 2.5 ms for bf16 at 55 GB/s): the gap of one synchronisation per round
           // leaves the engine idle well under 1% of the time.
           while (!load_stop_.load(std::memory_order_relaxed)) {
-            for (int i = 0; i < 8; ++i) CUDA_CHECK(cudaMemcpyAsync(dst + B * i, src + B * i, B, cudaMemcpyHostToDevice, copy_[1]));
+            const auto t0 = std::chrono::steady_clock::now();
+            for (int i = 0; i < kLoadRound; ++i) CUDA_CHECK(cudaMemcpyAsync(dst + B * i, src + B * i, B, cudaMemcpyHostToDevice, copy_[1]));
             CUDA_CHECK(cudaStreamSynchronize(copy_[1]));
+            load_ms_ += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            ++load_rounds_;
           }
         } catch (const std::exception& e) {
           load_error_ = e.what();
         }
       });
-      return;
+      return 0.0;
     }
     stop_copy_load();
     if (!load_error_.empty()) {
@@ -313,6 +318,7 @@ class CudaCalibratorImpl final : public CudaCalibrator {
       load_error_.clear();
       throw Error("calibrate: the copy load failed: " + e);
     }
+    return load_rounds_ > 0 ? load_ms_ / (static_cast<double>(load_rounds_) * kLoadRound) : 0.0;
   }
 
   size_t expert_bytes() const override { return quant_ ? layout_.bytes : expert_elems_ * sizeof(bf16); }
@@ -775,6 +781,10 @@ class CudaCalibratorImpl final : public CudaCalibrator {
   std::thread load_thread_;
   std::atomic<bool> load_stop_{false};
   std::string load_error_;
+  static constexpr int kLoadRound = 8;  // experts per round (the first 8 slots)
+  // the load's rounds and their wall time: written by its thread, read after the join
+  uint64_t load_rounds_ = 0;
+  double load_ms_ = 0.0;
 
   void stop_copy_load() noexcept {
     if (!load_thread_.joinable()) return;

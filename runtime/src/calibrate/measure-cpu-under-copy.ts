@@ -5,7 +5,9 @@
  * 0.39 for the same expert alone. This measures that directly, at the chosen worker shape, side by side:
  * for each token count, the experts alone, then with CudaCalibrator.copyLoad keeping host-to-device copies
  * back to back. The profile's `cpu.expertMsUnderCopy` is the second curve; the timing model uses it for
- * the part of a job that overlaps the copy engine's work.
+ * a job that starts while the copy engine is busy. The other direction is measured in the same loop: the
+ * copy load's own rate while the CPU experts run, against the same load with the CPU idle (measured first,
+ * as long as one CPU sample), gives `transfer.copySlowdownUnderCpu`.
  */
 import type { NativeModelConfig } from '../engine/native-binding.js';
 import type { Progress } from '../../../core/src/progress.js';
@@ -21,12 +23,22 @@ export interface RawCpuUnderCopy {
   workers: number;
   alone: Sampled;
   underCopy: Sampled;
+  /** the copy load's mean ms per expert while these CPU experts ran (absent on older builds) */
+  copyMsBesideCpu?: number;
 }
 
 export interface CpuUnderCopyResult {
   raw: RawCpuUnderCopy[];
   /** [tokens, median ms] with the copy load running */
   underCopy: Array<[number, number]>;
+  /** the copy load alone (ms per expert), and [CPU job tokens, copy time beside them / alone] (null: older build) */
+  copyMsAlone: number | null;
+  copySlowdown: Array<[number, number]> | null;
+}
+
+/** Holds the calling thread for `ms` (the copy load runs on its own thread meanwhile). */
+function sleepMs(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
 export function cpuUnderCopySteps(plan: CalibratePlan): number {
@@ -51,20 +63,36 @@ export function measureCpuUnderCopy(
     const cal = new native.CpuCalibrator(config, cpuPoolExperts(plan, expertBytes), 'auto');
     const { threadsPerWorker: t, workers: w } = cpu;
     const raw: RawCpuUnderCopy[] = [];
+    let copyMsAlone: number | null = null;
     for (const n of plan.cpuJobTokens) {
       const iters = cpuSampleIters(cal, n, t, w, plan);
+      const t0 = performance.now();
       const alone = sampled(cal.expertMs(n, t, w, iters, plan.repeats), median);
+      if (copyMsAlone === null) {
+        // the copy load with the CPU idle, for as long as the sample just taken
+        gpu.copyLoad(true);
+        sleepMs(Math.max(50, performance.now() - t0));
+        const ms = gpu.copyLoad(false);
+        copyMsAlone = typeof ms === 'number' && ms > 0 ? ms : null;
+      }
       gpu.copyLoad(true);
       let underCopy: Sampled;
+      let copyMs: number | undefined;
       try {
         underCopy = sampled(cal.expertMs(n, t, w, iters, plan.repeats), median);
       } finally {
-        gpu.copyLoad(false);
+        copyMs = gpu.copyLoad(false) ?? undefined;
       }
-      raw.push({ tokens: n, threads: t, workers: w, alone, underCopy });
+      raw.push({ tokens: n, threads: t, workers: w, alone, underCopy, ...(typeof copyMs === 'number' && copyMs > 0 ? { copyMsBesideCpu: copyMs } : {}) });
       progress.tick();
     }
-    return { raw, underCopy: raw.map((r) => [r.tokens, Number(r.underCopy.medianMs.toPrecision(4))]) };
+    const slow = copyMsAlone === null ? null : raw.filter((r) => r.copyMsBesideCpu !== undefined).map((r): [number, number] => [r.tokens, Number((r.copyMsBesideCpu! / copyMsAlone!).toPrecision(4))]);
+    return {
+      raw,
+      underCopy: raw.map((r) => [r.tokens, Number(r.underCopy.medianMs.toPrecision(4))]),
+      copyMsAlone,
+      copySlowdown: slow && slow.length > 0 ? slow : null,
+    };
   } finally {
     gpu.close();
   }

@@ -43,8 +43,9 @@ export interface NativeCudaCalibrator {
   /** an offloaded-style MoE layer step, eager with the routing's host sync (sync) or as a graph replay (absent on builds before it) */
   layerStepMs?(batch: number, context: number, sync: boolean, repeats: number): Float64Array;
   activationMs(tokens: number, repeats: number): Float64Array;
-  /** host-to-device copies kept back to back (true) or stopped (false), for CPU timings beside them (absent on builds before it) */
-  copyLoad?(on: boolean): void;
+  /** host-to-device copies kept back to back (true) or stopped (false), for CPU timings beside them (absent on
+   *  builds before it); stopping returns the copies' mean wall ms per expert over the load (older builds: undefined) */
+  copyLoad?(on: boolean): number | undefined;
   close(): void;
 }
 

@@ -121,7 +121,12 @@ export function buildProfile(inp: ProfileInput): CostModel {
   if (under) {
     const pts = under.raw.map((r) => `${r.tokens}: ${r.alone.medianMs.toFixed(3)} -> ${r.underCopy.medianMs.toFixed(3)} ms`).join(', ');
     sources['cpu.expertMsUnderCopy'] = `${cpuWhere}, as cpu.expertMs at ${cpu.workers} x ${cpu.threadsPerWorker} threads while a thread keeps host-to-device expert copies back to back (CudaCalibrator copy_load), each point beside the same experts alone (tokens: alone -> under copy, ${pts}), median of ${plan.repeats}${quick}`;
+    if (under.copySlowdown && under.copyMsAlone !== null) {
+      const cp = under.raw.filter((r) => r.copyMsBesideCpu !== undefined).map((r) => `${r.tokens}: ${r.copyMsBesideCpu!.toFixed(3)}`).join(', ');
+      sources['transfer.copySlowdownUnderCpu'] = `${cpuWhere}: the same copy load's wall time per expert (8 copies a round, one synchronisation) while those CPU experts ran (by their tokens: ${cp} ms) over the load alone with the CPU idle (${under.copyMsAlone.toFixed(3)} ms)${quick}`;
+    }
   }
+  if (under?.copySlowdown) transfer = { ...transfer, copySlowdownUnderCpu: under.copySlowdown };
   const measuredAll = !!gpu;
   return {
     schema: CALIBRATION_SCHEMA,

@@ -26,7 +26,18 @@ export interface CostModel {
   model: string;
   /** Bytes of one routed expert's weights. */
   expertBytes: number;
-  transfer: { h2dGBps: number; perCopyMs: number; copyEngines: number };
+  transfer: {
+    h2dGBps: number;
+    perCopyMs: number;
+    copyEngines: number;
+    /**
+     * Optional: how much longer an expert copy takes while the CPU workers compute experts (both read host
+     * DRAM), as a factor (1: no slowdown) by the CPU jobs' tokens: calibrate's copy loop beside CPU experts
+     * at the chosen worker shape, over the same loop alone. The timing model scales a copy that starts while
+     * a CPU job runs by it (at the running jobs' mean tokens).
+     */
+    copySlowdownUnderCpu?: TokenCurve;
+  };
   gpu: {
     expertMs: TokenCurve;
     moeLayerOtherMs: TokenCurve;
@@ -66,8 +77,8 @@ export interface CostModel {
     jobMs?: TokenCurve;
     /**
      * Optional: calibrate's per-expert time (at the chosen worker shape) while host-to-device copies run
-     * back to back: both read host DRAM. The timing model charges the part of a job that overlaps the copy
-     * engine's queued work at this rate (expertMs for the rest), unless jobMs is given.
+     * back to back: both read host DRAM. Unless jobMs is given, the timing model times a CPU job that
+     * starts while the copy engine is busy at this rate, and one that starts while it idles at expertMs.
      */
     expertMsUnderCopy?: TokenCurve;
   };
@@ -171,17 +182,17 @@ export function calibrationProblems(x: unknown): string[] {
       p.push(`${name} is ${v}; it must be ${r.integer ? 'an integer' : 'a number'} from ${r.min} to ${r.max}${r.unit ? ` (${r.unit})` : ''}`);
     }
   };
-  const curve = (v: unknown, name: string) => {
-    if (!Array.isArray(v) || v.length === 0) return p.push(`${name} must be a non-empty list of [tokens, ms] pairs`);
+  const curve = (v: unknown, name: string, unit = 'ms') => {
+    if (!Array.isArray(v) || v.length === 0) return p.push(`${name} must be a non-empty list of [tokens, ${unit}] pairs`);
     if (v.length > RANGES.curvePoints) return p.push(`${name} has ${v.length} points; at most ${RANGES.curvePoints}`);
     let prev = 0;
     v.forEach((pt, i) => {
       const t = RANGES.tokens;
       const ms = RANGES.ms;
       if (!Array.isArray(pt) || pt.length !== 2 || typeof pt[0] !== 'number' || typeof pt[1] !== 'number' || !(pt[0] >= 1) || !(pt[1] >= 0) || !Number.isFinite(pt[1])) {
-        p.push(`${name}[${i}] must be [tokens >= 1, ms >= 0]`);
+        p.push(`${name}[${i}] must be [tokens >= 1, ${unit} >= 0]`);
       } else if (!(pt[0] <= t.max) || !(pt[1] <= ms.max)) {
-        p.push(`${name}[${i}] is ${JSON.stringify(pt)}; it must be [tokens from ${t.min} to ${t.max}, ms from ${ms.min} to ${ms.max}]`);
+        p.push(`${name}[${i}] is ${JSON.stringify(pt)}; it must be [tokens from ${t.min} to ${t.max}, ${unit} from ${ms.min} to ${ms.max}]`);
       } else if (pt[0] <= prev) p.push(`${name}: tokens must be strictly ascending`);
       else prev = pt[0];
     });
@@ -209,6 +220,12 @@ export function calibrationProblems(x: unknown): string[] {
     num(o.transfer.h2dGBps, 'transfer.h2dGBps', RANGES.h2dGBps);
     num(o.transfer.perCopyMs, 'transfer.perCopyMs', RANGES.fixedMs);
     num(o.transfer.copyEngines, 'transfer.copyEngines', RANGES.copyEngines);
+    if (o.transfer.copySlowdownUnderCpu !== undefined) {
+      curve(o.transfer.copySlowdownUnderCpu, 'transfer.copySlowdownUnderCpu', 'factor');
+      if (Array.isArray(o.transfer.copySlowdownUnderCpu) && o.transfer.copySlowdownUnderCpu.some((pt) => Array.isArray(pt) && !(pt[1] > 0))) {
+        p.push('transfer.copySlowdownUnderCpu: every factor must be positive');
+      }
+    }
   }
   if (typeof o.gpu !== 'object' || !o.gpu) p.push('gpu must be an object');
   else {

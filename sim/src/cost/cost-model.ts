@@ -59,6 +59,20 @@ export class Costs {
   cpuJob(tokens: number): number {
     return interpolate(this.model.cpu.jobMs ?? this.model.cpu.expertMs, tokens);
   }
+  /**
+   * Host DRAM shared by the copy engine and the CPU workers (profiles with calibrate's side-by-side
+   * measurements): a CPU job that starts while copies run lasts cpuJobBesideCopies instead of cpuJob
+   * (cpu.expertMsUnderCopy; not when cpu.jobMs is given: those logged times already include it), and a
+   * copy that starts while CPU jobs of `tokens` tokens run lasts copySlowdownBesideCpu(tokens) times longer.
+   */
+  cpuJobBesideCopies(tokens: number): number {
+    const under = this.model.cpu.expertMsUnderCopy;
+    return under && !this.model.cpu.jobMs ? interpolate(under, tokens) : this.cpuJob(tokens);
+  }
+  copySlowdownBesideCpu(tokens: number): number {
+    const c = this.model.transfer.copySlowdownUnderCpu;
+    return c ? interpolate(c, tokens) : 1;
+  }
   /** With `context` (cached tokens per row) and a profile with gpu.byContext: that context's time. */
   moeLayerOther(tokens: number, context?: number): number {
     const t = this.model.gpu.byContext?.moeLayerOtherMs;

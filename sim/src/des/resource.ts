@@ -22,6 +22,11 @@ export class Resource {
   private waitingWork: number[] = [];
   /** When each server becomes free, as far as started jobs go. */
   private readonly freeAt: Float64Array;
+  /**
+   * Optional: a factor on a job's duration, asked when the job starts (a resource slowed by what another
+   * is doing at that moment: copies and CPU jobs share host DRAM). Estimates keep the submitted durations.
+   */
+  startScale: ((id: number) => number) | null = null;
 
   constructor(
     readonly name: string,
@@ -94,9 +99,20 @@ export class Resource {
     return earliest + ahead / this.servers + duration;
   }
 
+  /** The id the next submitted job gets (so a caller can tag it before startScale sees it). */
+  get nextId(): number {
+    return this.jobs;
+  }
+
+  /** Servers running a job now. */
+  get busyServers(): number {
+    return this.busy;
+  }
+
   private start(now: number, id: number): void {
     this.busy++;
-    const d = this.durations[id];
+    const d = this.startScale ? this.durations[id] * this.startScale(id) : this.durations[id];
+    if (!(d >= 0)) throw new Error(`${this.name}: negative or NaN duration ${d} at start`);
     this.busyTime += d;
     let s = 0;
     for (let i = 1; i < this.servers; i++) if (this.freeAt[i] < this.freeAt[s]) s = i;

@@ -121,6 +121,25 @@ export function simulateTiming(input: TimingInput): TimingResult {
     cpuEstimateMs[n] = costs.cpuExpert(n);
   }
   const joinMs = costs.model.cpu.activationCopyMs;
+  // Copies and CPU jobs read the same host DRAM (cost-model.ts: cpuJobBesideCopies, copySlowdownBesideCpu).
+  // Each job's duration is fixed when it starts, from what the other resource is doing at that moment.
+  const cpuBesideCopiesScale = new Float64Array(schedule.batch + 1);
+  for (let n = 1; n <= schedule.batch; n++) cpuBesideCopiesScale[n] = cpuExpertMs[n] > 0 ? costs.cpuJobBesideCopies(n) / cpuExpertMs[n] : 1;
+  const cpuJobTokens = new Int32Array(sets.experts.length + 1);
+  /** tokens of the CPU jobs running now (summed) */
+  let cpuRunningTokens = 0;
+  if (cpuBesideCopiesScale.some((f, n) => n > 0 && f !== 1)) {
+    cpu.startScale = (id) => {
+      cpuRunningTokens += cpuJobTokens[id];
+      return copy.busyServers > 0 ? cpuBesideCopiesScale[cpuJobTokens[id]] : 1;
+    };
+  } else cpu.startScale = (id) => {
+    cpuRunningTokens += cpuJobTokens[id];
+    return 1;
+  };
+  if (costs.model.transfer.copySlowdownUnderCpu) {
+    copy.startScale = () => (cpu.busyServers > 0 ? costs.copySlowdownBesideCpu(cpuRunningTokens / cpu.busyServers) : 1);
+  }
   // The launch model (profile gpu.launch, steps of at most its maxRows rows), as the runtime launches a
   // layer's experts: the resident ones (ready hits) in one launch at once, the ones copied into slots for
   // this layer (fetched misses the cache keeps, late hits) in one launch after the last of those copies,
@@ -344,8 +363,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
           r.cpuExperts++;
           cpuPending++;
           const d = cpuExpertMs[n];
+          cpuJobTokens[cpu.nextId] = n;
           cpu.submit(now, d, 0);
-          r.busyMs.cpu += d;
         } else if (launches && missCached[m]) {
           submitCopy(missKey[m], PRIO_DEMAND, LOADED);
           joinLoaded(n);
@@ -426,6 +445,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
       else if (n === LOADED) loadedLanded();
       else if (n === UPLOAD) submitLayerGpu(JOB_CPU_JOIN, 0, 1);
     } else {
+      cpuRunningTokens -= cpuJobTokens[id];
       cpu.finished(now);
       // The host waits for all of the layer's CPU jobs, then uploads their outputs (one host-to-device copy,
       // cuda_cpu_experts.cpp join_cpu_experts) and scatters them on the GPU stream. The upload shares the
@@ -441,6 +461,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   if (step !== S) throw new Error(`internal: simulation stopped at step ${step} of ${S}`);
   r.totalMs = now;
   r.busyMs.copy = copy.busyTime;
+  r.busyMs.cpu = cpu.busyTime;
   r.events = q.pushed;
   return r;
 }
