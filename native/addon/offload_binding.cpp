@@ -75,6 +75,7 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
     p.log = m.Get("log").ToBoolean();
     if (m.Get("spinUs").IsNumber()) p.spin_us = m.Get("spinUs").As<Napi::Number>().Int32Value();
     if (m.Get("fill").IsBoolean()) p.fill = m.Get("fill").As<Napi::Boolean>().Value();
+    if (m.Get("admit").IsBoolean()) p.admit = m.Get("admit").As<Napi::Boolean>().Value();
     p.costs.copy_ms = m.Get("copyMs").As<Napi::Number>().DoubleValue();
     p.costs.activation_copy_ms = m.Get("activationCopyMs").As<Napi::Number>().DoubleValue();
     auto curve = [&](const char* name) {

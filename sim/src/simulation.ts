@@ -41,6 +41,10 @@ export interface SimConfig {
    * it is a physical miss, decided by the miss rule again). The runtime's --cpu-fill.
    */
   cpuFill?: boolean;
+  /** --cpu-fill none: a CPU-computed miss is not admitted to the cache (timing/engine.ts cpuAdmit). */
+  cpuAdmit?: boolean;
+  /** Steps below this position are prefill and fetch every miss (timing/engine.ts decodeFrom). */
+  decodeFrom?: number;
 }
 
 export interface SimResult {
@@ -123,6 +127,8 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     costs: new Costs(config.calibration),
     miss: config.miss,
     cpuFill: config.cpuFill ?? true,
+    cpuAdmit: config.cpuAdmit ?? true,
+    decodeFrom: config.decodeFrom ?? 0,
     prefetch: plan,
     denseLayers: corpus.meta.numLayers - corpus.moeLayers.length,
   });

@@ -13,6 +13,7 @@ namespace moe {
 namespace offload {
 struct MissPolicy;
 struct MissLog;
+struct LayerMissDecisions;
 struct PrefetchOrder;
 struct PrefetchOptions;
 }  // namespace offload
@@ -52,6 +53,11 @@ class MoeInterceptor {
   // log each decision with its estimates (nullptr: no log).
   virtual const offload::MissPolicy* miss_policy() const { return nullptr; }
   virtual offload::MissLog* miss_log() { return nullptr; }
+  // With a policy that does not admit CPU experts (MissPolicy::admit false): the backend gives the copy
+  // engine's backlog before on_plan, and reads the misses the interceptor decided in on_plan for `layer`
+  // (nullptr: it decided none there, e.g. a prefill forward: the backend then fetches every miss).
+  virtual void set_copy_backlog_ms(double /*ms*/) {}
+  virtual const offload::LayerMissDecisions* miss_decisions(int /*layer*/) const { return nullptr; }
   // Prefetch (issue 12). prefetch_options: nullptr when off. gate_next_layer(layer): the model layer whose
   // router a backend applies to this layer's MoE input for next-gate (-1: none); the backend hands the
   // top-k ids ([rows, k]) to on_gate_next before on_plan of the same layer. prefetch_orders: the prefetches

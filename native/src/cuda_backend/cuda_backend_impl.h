@@ -147,6 +147,7 @@ class CudaBackend final : public Backend {
   // cuda_cpu_experts.cpp: the misses the policy sends to the CPU (removed from P.loaded / P.staged,
   // their slot copies turned into background fills), their jobs started; and the results joined.
   bool cpu_path(int rows) const;
+  double copy_backlog_ms();  // the copy engine's backlog as the miss rule takes it
   void choose_cpu_experts(int layer, int mi, int rows, const offload::MissPolicy& policy);
   void start_cpu_experts(int rows);
   void issue_fills(int mi);

@@ -48,6 +48,15 @@ void CudaBackend::note_copies(int count) {
   CUDA_CHECK(cudaEventRecord(copy_tail_, pool_->copy_stream()));
 }
 
+// The copy engine's backlog: none once the last copy issued has landed, else the model's estimate.
+double CudaBackend::copy_backlog_ms() {
+  double backlog = std::max(0.0, copy_free_at_ms_ - now_ms());
+  const cudaError_t q = cudaEventQuery(copy_tail_);
+  if (q == cudaSuccess) backlog = 0.0;
+  else if (q != cudaErrorNotReady) CUDA_CHECK(q);
+  return backlog;
+}
+
 void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPolicy& policy) {
   const int E = c_.n_routed_experts, H = c_.hidden_size, k = c_.num_experts_per_tok;
   LayerPlacement& P = placement_;
@@ -87,14 +96,44 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
     miss_ids_.push_back(e);
     miss_tokens_.push_back(plan_.group_begin[i + 1] - plan_.group_begin[i]);
   }
-  // The copy engine's backlog: none once the last copy issued has landed, else the model's estimate.
-  const double now = now_ms();
-  double backlog = std::max(0.0, copy_free_at_ms_ - now);
-  const cudaError_t q = cudaEventQuery(copy_tail_);
-  if (q == cudaSuccess) backlog = 0.0;
-  else if (q != cudaErrorNotReady) CUDA_CHECK(q);
-  cpu_free_.assign(static_cast<size_t>(policy.workers), 0.0);
-  offload::decide_misses(policy, backlog, cpu_free_, miss_tokens_, decisions_);
+  double backlog = 0.0;
+  if (policy.admit) {
+    backlog = copy_backlog_ms();
+    cpu_free_.assign(static_cast<size_t>(policy.workers), 0.0);
+    offload::decide_misses(policy, backlog, cpu_free_, miss_tokens_, decisions_);
+  } else {
+    // --cpu-fill none: the controller decided this layer's misses in on_plan, before the cache admitted
+    // the fetched ones; its CPU experts were not admitted, so they are among the staged ones. A physical
+    // miss it saw as a hit (a prefetch still in flight) is fetched, as is every miss of a forward it
+    // decided nothing for (prefill).
+    const offload::LayerMissDecisions* md = interceptor_->miss_decisions(plan_.layer);
+    size_t w = 0;
+    decisions_.clear();
+    for (size_t i = 0; i < miss_ids_.size(); ++i) {
+      const int32_t e = miss_ids_[i];
+      const auto it = md ? std::lower_bound(md->experts.begin(), md->experts.end(), e) : std::vector<int32_t>::const_iterator{};
+      if (!md || it == md->experts.end() || *it != e) {
+        is_miss_[static_cast<size_t>(e)] = 0;  // fetched
+        continue;
+      }
+      const size_t j = static_cast<size_t>(it - md->experts.begin());
+      if (md->tokens[j] != miss_tokens_[i]) throw Error("CPU experts: the controller's token count of expert " + std::to_string(e) + " differs (internal error)");
+      miss_ids_[w] = e;
+      miss_tokens_[w] = miss_tokens_[i];
+      decisions_.push_back(md->decisions[j]);
+      ++w;
+    }
+    miss_ids_.resize(w);
+    miss_tokens_.resize(w);
+    if (md) {
+      backlog = md->copy_backlog_ms;
+      for (size_t j = 0; j < md->experts.size(); ++j) {
+        if (md->decisions[j].on_cpu && !std::binary_search(miss_ids_.begin(), miss_ids_.end(), md->experts[j])) {
+          throw Error("CPU experts: expert " + std::to_string(md->experts[j]) + " was put on the CPU but is not a miss here (internal error)");
+        }
+      }
+    }
+  }
 
   offload::MissLog* log = interceptor_->miss_log();
   for (size_t i = 0; i < miss_ids_.size(); ++i) {

@@ -57,6 +57,9 @@ void CudaBackend::fetch_plan(int l, int rows) {
   }
   prefetch_gate_deliver(l, rows);  // issue 12 prefetch hook
   if (interceptor_) {
+    const offload::MissPolicy* mp = interceptor_->miss_policy();
+    // --cpu-fill none: the controller decides the misses in on_plan and needs the copy engine's backlog
+    if (mp && !mp->admit && cpu_path(rows)) interceptor_->set_copy_backlog_ms(copy_backlog_ms());
     interceptor_->on_plan(plan_);
     if (plan_.expert.size() != n || plan_.weight.size() != n) {
       throw Error("MoE interceptor changed the size of the plan of layer " + std::to_string(l));

@@ -54,6 +54,51 @@ StepCounts ExpertCache::run_step(int l, int32_t step, const int32_t* set, int n,
   return counts;
 }
 
+StepCounts ExpertCache::run_step_deciding_misses(int l, int32_t step, const int32_t* set, int n, const MissChooser& decide,
+                                                 CacheOutcome* outcomes) {
+  LayerCache& cache = layer(l);
+  if (cache.policy() == CachePolicy::Belady || cache.policy() == CachePolicy::Opt) {
+    throw Error(std::string("expert cache: ") + policy_name(cache.policy()) + " cannot decide misses before admitting them (it needs every request's next use)");
+  }
+  LayerCacheStats& st = stats_[static_cast<size_t>(l)];
+  cache.begin_step(step, set, n);
+  StepCounts counts;
+  misses_.clear();
+  miss_index_.clear();
+  for (int i = 0; i < n; ++i) {
+    if (cache.slot_of(set[i]) < 0) {
+      misses_.push_back(set[i]);
+      miss_index_.push_back(i);
+      continue;
+    }
+    const CacheOutcome o = cache.request(set[i], kNever);
+    if (outcomes) outcomes[i] = o;
+    if (o.code != kOutcomeHit) throw Error("expert cache: a cached expert's request was not a hit (internal error)");
+    ++st.requests;
+    ++st.hits;
+    ++counts.hits;
+  }
+  admit_.assign(misses_.size(), 1);
+  if (!misses_.empty()) decide(misses_, admit_);
+  if (admit_.size() != misses_.size()) throw Error("expert cache: the miss chooser changed the number of misses (internal error)");
+  for (size_t i = 0; i < misses_.size(); ++i) {
+    ++st.requests;
+    ++counts.misses;
+    if (!admit_[i]) {
+      ++st.bypasses;
+      if (outcomes) outcomes[miss_index_[i]] = CacheOutcome{};
+      continue;
+    }
+    const CacheOutcome o = cache.request(misses_[i], kNever);
+    if (outcomes) outcomes[miss_index_[i]] = o;
+    if (o.code == kOutcomeInsert) ++st.inserts;
+    else if (o.code == kOutcomeEvict) ++st.evictions;
+    else if (o.code == kOutcomeHit) throw Error("expert cache: a miss became a hit (internal error)");
+    else ++st.bypasses;
+  }
+  return counts;
+}
+
 std::vector<int32_t> next_request_steps(int steps, int layers, int num_experts, const std::vector<int32_t>& offsets,
                                         const std::vector<int32_t>& experts) {
   if (offsets.size() != static_cast<size_t>(steps) * layers + 1) throw Error("next_request_steps: offsets do not match steps x layers");

@@ -71,6 +71,10 @@ OffloadController::OffloadController(OffloadOptions o) : options_(std::move(o)) 
     pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   }
   set_mark_.assign(static_cast<size_t>(E), -1);
+  if (!options_.miss.admit && options_.use_cache && (options_.cache.policy == CachePolicy::Belady || options_.cache.policy == CachePolicy::Opt)) {
+    throw Error(std::string("--cpu-fill none: the ") + policy_name(options_.cache.policy) +
+                " cache needs every request's next use, so its misses cannot be decided before they are admitted; use lru, lfu, lfru, fifo or static");
+  }
   check_prefetch_options();
 }
 
@@ -114,6 +118,7 @@ void OffloadController::on_plan(MoePlan& plan) {
   }
   if (!options_.replay.empty()) replay_plan(plan);
   orders_.clear();
+  layer_decisions_.layer = -1;  // decided again below where this forward decides its misses
   int hits = 0, misses = 0;
   if (cache_) account(mi, plan, hits, misses);
   if (prefetching() && phase_ != 0) prefetch_after(mi);
@@ -190,12 +195,38 @@ void OffloadController::account(int mi, const MoePlan& plan, int& hits, int& mis
     // the simulator's order; a decode forward decided it at an earlier layer: prefetch_after).
     if (prefetching() && phase_ == 0) prefetch_into(mi, step, row_order_.data() + a, b - a);
     if (prefetching()) outcomes_.resize(static_cast<size_t>(std::max(n, 1)));
-    const StepCounts c = cache_->run_step(mi, step, set_.data(), n, next, prefetching() ? outcomes_.data() : nullptr);
+    const StepCounts c = decides_misses() ? account_deciding_misses(mi, step, plan, n)
+                                          : cache_->run_step(mi, step, set_.data(), n, next, prefetching() ? outcomes_.data() : nullptr);
     if (prefetching()) count_prefetch(mi, step, set_.data(), outcomes_.data(), n);
     hits += c.hits;
     misses += c.misses;
     a = b;
   }
+}
+
+// admit false (miss_policy.h), a decode forward (one cache step): the misses, ascending, with their
+// token counts, go through the miss rule with the backlog the backend gave; the fetched ones are admitted,
+// the CPU ones are not (the backend computes them from host memory, miss_decisions()). The simulator's
+// twin: sim/src/timing/engine.ts routed() with cpuAdmit false.
+StepCounts OffloadController::account_deciding_misses(int mi, int32_t step, const MoePlan& plan, int n) {
+  const int k = plan.k;
+  expert_tokens_.assign(static_cast<size_t>(options_.num_experts), 0);
+  for (size_t i = 0; i < static_cast<size_t>(plan.tokens) * k; ++i) ++expert_tokens_[static_cast<size_t>(plan.expert[i])];
+  LayerMissDecisions& d = layer_decisions_;
+  d.layer = plan.layer;
+  d.copy_backlog_ms = copy_backlog_ms_;
+  auto decide = [&](const std::vector<int32_t>& misses, std::vector<uint8_t>& admit) {
+    d.experts = misses;
+    d.tokens.resize(misses.size());
+    for (size_t i = 0; i < misses.size(); ++i) d.tokens[i] = expert_tokens_[static_cast<size_t>(misses[i])];
+    cpu_free_.assign(static_cast<size_t>(std::max(1, options_.miss.workers)), 0.0);  // a layer waits for all its experts
+    decide_misses(options_.miss, copy_backlog_ms_, cpu_free_, d.tokens, d.decisions);
+    for (size_t i = 0; i < misses.size(); ++i) admit[i] = d.decisions[i].on_cpu ? 0 : 1;
+  };
+  d.experts.clear();
+  d.tokens.clear();
+  d.decisions.clear();
+  return cache_->run_step_deciding_misses(mi, step, set_.data(), n, decide, prefetching() ? outcomes_.data() : nullptr);
 }
 
 void OffloadController::record_plan(int mi, const MoePlan& plan, int hits, int misses) {

@@ -132,6 +132,47 @@ int main() {
     expect(sc.hits == 0 && sc.misses == 3 && ec.stats(1).inserts == 2 && ec.stats(1).bypasses == 1 && ec.stats(0).requests == 0,
            "per-layer counts");
   }
+  {
+    // Misses decided before admission (--cpu-fill none), capacity 1, lru. Step 0 {1,2}: both miss, the
+    // chooser admits only 2 (slot 0); step 1 {1,2}: 2 hits, 1 admitted but 2 is protected: bypass;
+    // step 2 {1}: admitted, evicts 2 into slot 0.
+    ExpertCacheOptions o;
+    o.layers = 1;
+    o.num_experts = 8;
+    o.slots_per_layer = 1;
+    ExpertCache ec(o);
+    std::vector<std::vector<int32_t>> seen;
+    auto admit_only_2 = [&](const std::vector<int32_t>& m, std::vector<uint8_t>& admit) {
+      seen.push_back(m);
+      for (size_t i = 0; i < m.size(); ++i) admit[i] = m[i] == 2 ? 1 : 0;
+    };
+    auto admit_all = [&](const std::vector<int32_t>& m, std::vector<uint8_t>&) { seen.push_back(m); };
+    const int32_t s0[] = {1, 2}, s2[] = {1};
+    CacheOutcome out[2];
+    StepCounts c0 = ec.run_step_deciding_misses(0, 0, s0, 2, admit_only_2, out);
+    expect(c0.hits == 0 && c0.misses == 2 && seen.back() == std::vector<int32_t>{1, 2}, "deciding: both miss, chooser sees them ascending");
+    expect(out[0].code == kOutcomeBypass && out[1].code == kOutcomeInsert && out[1].slot == 0 && ec.layer(0).slot_of(2) == 0 && !ec.layer(0).has(1),
+           "deciding: the one not admitted leaves the cache as it was");
+    StepCounts c1 = ec.run_step_deciding_misses(0, 1, s0, 2, admit_all, out);
+    expect(c1.hits == 1 && c1.misses == 1 && seen.back() == std::vector<int32_t>{1} && out[1].code == kOutcomeHit && out[0].code == kOutcomeBypass,
+           "deciding: hits first, the protected slot makes the admitted miss bypass");
+    StepCounts c2 = ec.run_step_deciding_misses(0, 2, s2, 1, admit_all, out);
+    expect(c2.misses == 1 && out[0].code == kOutcomeEvict && out[0].victim == 2 && out[0].slot == 0, "deciding: an admitted miss evicts as usual");
+    const LayerCacheStats& st = ec.stats(0);
+    expect(st.requests == 5 && st.hits == 1 && st.bypasses == 2 && st.inserts == 1 && st.evictions == 1, "deciding: per-layer counts");
+  }
+  expect_throws(
+      [] {
+        ExpertCacheOptions o;
+        o.layers = 1;
+        o.num_experts = 8;
+        o.slots_per_layer = 2;
+        o.policy = CachePolicy::Opt;
+        ExpertCache ec(o);
+        const int32_t s[] = {1};
+        ec.run_step_deciding_misses(0, 0, s, 1, [](const std::vector<int32_t>&, std::vector<uint8_t>&) {}, nullptr);
+      },
+      "cannot decide misses before admitting", "opt deciding misses");
   // Broken preconditions throw.
   expect_throws([] { LayerCache c(8, -1, CachePolicy::Lru); }, "capacity", "capacity -1");
   {

@@ -13,6 +13,7 @@
 #include "moe/kernels.h"
 #include "moe/offload/cpu_expert_executor.h"
 #include "moe/offload/miss_policy.h"
+#include "moe/offload/offload_controller.h"
 
 using namespace moe;
 using namespace moe::offload;
@@ -145,11 +146,83 @@ void executor_tests() {
   expect_throws([&] { CpuExpertExecutor(0, 1, isa, 4, H, F); }, "must be >= 1", "no workers");
 }
 
+// --cpu-fill none: the controller decides a decode forward's misses before the cache admits the fetched
+// ones, and the backend reads its decisions; a prefill forward decides nothing (the backend fetches).
+// One MoE layer (model layer 1), 8 experts, top-2, one slot per layer.
+void no_admit_tests() {
+  auto controller = [](MissMode mode, double copy_ms) {
+    OffloadOptions o;
+    o.num_layers = 2;
+    o.moe_layers = {1};
+    o.num_experts = 8;
+    o.k = 2;
+    o.use_cache = true;
+    o.cache.slots_per_layer = 1;
+    o.miss = policy(mode, 2);
+    o.miss.costs.copy_ms = copy_ms;
+    o.miss.admit = false;
+    return std::make_unique<OffloadController>(o);
+  };
+  auto plan = [](std::vector<int32_t> experts) {
+    MoePlan p;
+    p.layer = 1;
+    p.tokens = static_cast<int>(experts.size()) / 2;
+    p.k = 2;
+    p.expert = std::move(experts);
+    p.weight.assign(p.expert.size(), 0.5f);
+    return p;
+  };
+  {
+    auto c = controller(MissMode::Cpu, 0.3);
+    c->begin_forward(0, {0}, {0}, {7});  // prefill: fetched as usual, expert 1 admitted
+    MoePlan p0 = plan({1, 2});
+    c->on_plan(p0);
+    c->end_forward();
+    expect(c->miss_decisions(1) == nullptr && c->cached_slot(1, 1) == 0, "no-admit: a prefill forward decides nothing and admits");
+    c->begin_forward(1, {0}, {1}, {7});  // decode {2, 3}: both miss, both on the CPU, neither admitted
+    MoePlan p1 = plan({3, 2});
+    c->set_copy_backlog_ms(0.25);
+    c->on_plan(p1);
+    const LayerMissDecisions* d = c->miss_decisions(1);
+    expect(d && d->experts == std::vector<int32_t>{2, 3} && d->tokens == std::vector<int32_t>{1, 1} && d->decisions.size() == 2 &&
+               d->decisions[0].on_cpu && d->decisions[1].on_cpu && std::fabs(d->copy_backlog_ms - 0.25) < 1e-12,
+           "no-admit: the decode forward's misses decided, ascending, with the backlog given");
+    expect(c->cached_slot(1, 1) == 0 && c->cached_slot(1, 2) < 0 && c->cached_slot(1, 3) < 0, "no-admit: CPU experts not admitted, the cache kept expert 1");
+    expect(c->miss_decisions(0) == nullptr, "no-admit: decisions only for the layer decided");
+    expect(c->cache().stats(0).bypasses == 3 && c->cache().stats(0).hits == 0, "no-admit: counts (prefill bypass of 2, two CPU misses)");
+    c->end_forward();
+  }
+  {
+    // hybrid with copies far cheaper than the CPU: the miss is fetched and so admitted (evicting 1)
+    auto c = controller(MissMode::Hybrid, 0.001);
+    c->begin_forward(1, {0}, {0}, {7});
+    MoePlan p = plan({1, 1});  // one expert twice: a set of one
+    c->on_plan(p);
+    expect(c->miss_decisions(1) && !c->miss_decisions(1)->decisions[0].on_cpu && c->cached_slot(1, 1) == 0, "no-admit: a fetched miss is admitted");
+  }
+  {
+    OffloadOptions o;
+    o.num_layers = 2;
+    o.moe_layers = {1};
+    o.num_experts = 8;
+    o.k = 2;
+    o.use_cache = true;
+    o.cache.slots_per_layer = 1;
+    o.cache.policy = CachePolicy::Belady;
+    o.planned_offsets = {0, 1};  // the future belady needs: one step, expert 1
+    o.planned_experts = {1};
+    o.miss = policy(MissMode::Cpu, 1);
+    o.miss.admit = false;
+    expect_throws([&] { OffloadController c(o); }, "--cpu-fill none: the belady cache", "no-admit with belady refused");
+  }
+}
+
 }  // namespace
 
 int main() {
   rule_tests();
   executor_tests();
+  no_admit_tests();
   if (moe_test::failures() == 0) {
     std::printf("all miss policy tests passed\n");
     return 0;

@@ -42,6 +42,7 @@ interface MissPoint {
   cpuExpertsPerToken?: number;
   cpuWorkers?: number | null;
   cpuFill?: boolean | null;
+  cpuAdmit?: boolean | null;
   cpuBusyShare?: number;
   missRule?: { rows: number; agree: number; ties: number; disagree: number } | null;
   bytesH2D: number;
@@ -92,7 +93,7 @@ export function missReportRows(benches: string[], replays: RoutingReplay[], cali
       const miss = p.miss ?? 'fetch';
       const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: p.warmup, repeats: p.repeats };
       const { result, msPerToken } = predictBenchPoint(benchLanes(replays, shape), shape, {
-        policy: p.policy, cacheSize: p.cache, prefetch: 'none', miss, calibration: withCpuWorkers(calibration, p.cpuWorkers), cpuFill: p.cpuFill ?? true,
+        policy: p.policy, cacheSize: p.cache, prefetch: 'none', miss, calibration: withCpuWorkers(calibration, p.cpuWorkers), cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true,
       });
       const sim = { hitRate: result.hitRate, msPerToken: msPerToken.mean };
       if (p.simHitRate !== null && Math.abs(sim.hitRate - p.simHitRate) > 1e-12) {

@@ -23,7 +23,7 @@ import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
 import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import { expertLoadOptions } from '../engine/cli-options.js';
 import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
-import { resolveMissOptions, type NativeMissSpec } from '../offload/miss-options.js';
+import { cpuFillName, cpuFillOptions, resolveMissOptions, type CpuFill, type NativeMissSpec } from '../offload/miss-options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import type { NativeCacheStats } from '../engine/native-binding.js';
@@ -50,7 +50,7 @@ export interface OffloadBenchOptions {
   cpuThreads?: number;
   cpuSpinUs?: number;
   /** cpu/hybrid: background fill of CPU-computed experts (true) and/or lazy (false), a grid dimension */
-  cpuFills?: boolean[];
+  cpuFills?: CpuFill[];
   /** the cost model the hybrid rule and the simulated column use */
   calibration: CostModel;
   /**
@@ -83,6 +83,8 @@ export interface OffloadPointResult extends PointResult {
   miss: MissMode;
   /** cpu/hybrid: CPU-computed experts filled into their slots in the background (null for fetch) */
   cpuFill: boolean | null;
+  /** cpu/hybrid: false for --cpu-fill none (CPU-computed misses not admitted; null for fetch; absent in older files) */
+  cpuAdmit?: boolean | null;
   cpuWorkers: number | null;
   cpuThreadsPerWorker: number | null;
   routing: string;
@@ -215,8 +217,11 @@ export async function runOffloadGrid(
     log(`bench: loaded in ${((performance.now() - t0) / 1e3).toFixed(1)} s${format.dtype !== 'bf16' ? ` (quantized in ${Number(engine.offloadStats()?.quantizeSeconds ?? 0).toFixed(1)} s)` : ''}`);
     try {
       for (const policy of o.policies) {
-        const variants: Array<{ miss: MissMode; cpuFill: boolean | null }> = o.misses.flatMap((m): Array<{ miss: MissMode; cpuFill: boolean | null }> => (m === 'fetch' ? [{ miss: m, cpuFill: null }] : (o.cpuFills ?? [true]).map((f) => ({ miss: m, cpuFill: f }))));
-        for (const { miss, cpuFill } of variants) {
+        const variants = o.misses.flatMap((m): Array<{ miss: MissMode; fillMode: CpuFill | null }> => (m === 'fetch' ? [{ miss: m, fillMode: null }] : (o.cpuFills ?? ['background' as const]).map((f) => ({ miss: m, fillMode: f }))));
+        for (const { miss, fillMode } of variants) {
+          const fillOptions = fillMode ? cpuFillOptions(fillMode) : { fill: true, admit: true };
+          const cpuFill = fillMode ? fillOptions.fill : null;
+          const cpuAdmit = fillMode ? fillOptions.admit : null;
           for (const pf of o.prefetches ?? [{ name: 'none' as const }]) {
           // Cache 0 is naive on-demand loading: no slot to prefetch into, so only its prefetch-free points run
           // (a grid `--cache 0,C --prefetch none,oracle` then holds naive beside the cached configurations).
@@ -229,7 +234,7 @@ export async function runOffloadGrid(
             const gens = warmup + repeats;
             const benchShape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats };
             const lanes = o.routing.length ? benchLanes(o.routing, benchShape) : null;
-            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, fill: cpuFill ?? true, profile: calibration, log: miss !== 'fetch' };
+            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, ...fillOptions, profile: calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
             const prefetchOn = pf.name !== 'none';
             engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(prefetchOn ? { prefetch: pf } : {}), ...(lanes ? { routing: lanes.replay } : {}) });
@@ -254,11 +259,12 @@ export async function runOffloadGrid(
               const corpus: RoutingCorpus = lanes.replay.corpus;
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
               const t = predictBenchPoint(lanes, benchShape, {
-                policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(calibration, missSpec?.workers), cpuFill: cpuFill ?? true,
+                policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(calibration, missSpec?.workers), cpuFill: cpuFill ?? true, cpuAdmit: cpuAdmit ?? true,
                 ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
               });
-              // With prefetch the cache's hits are the timing model's (replayCorpus has no prefetch).
-              sim = prefetchOn
+              // With prefetch, or with CPU misses left out of the cache (--cpu-fill none), the cache's hits are the
+              // timing model's (replayCorpus has neither).
+              sim = prefetchOn || cpuAdmit === false
                 ? { hits: t.result.hits, requests: t.result.requests, layerHits: new Float64Array(0), ms: t.msPerToken.mean }
                 : { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken.mean };
               simPf = prefetchOn ? t.result.prefetch : null;
@@ -279,6 +285,7 @@ export async function runOffloadGrid(
               policy,
               miss,
               cpuFill,
+              cpuAdmit,
               cpuWorkers: missSpec?.workers ?? null,
               cpuThreadsPerWorker: missSpec?.threadsPerWorker ?? null,
               routing: lanes ? lanes.description : 'router (random weights)',
@@ -288,7 +295,7 @@ export async function runOffloadGrid(
               simHits: sim?.hits ?? null,
               simRequests: sim?.requests ?? null,
               simHitRate: sim ? (sim.requests ? sim.hits / sim.requests : 0) : null,
-              hitsMatchSim: sim ? (prefetchOn ? sim.hits === hits : Array.from(sim.layerHits).every((h, l) => h === stats.hits[l])) && sim.requests === requests : null,
+              hitsMatchSim: sim ? (prefetchOn || cpuAdmit === false ? sim.hits === hits : Array.from(sim.layerHits).every((h, l) => h === stats.hits[l])) && sim.requests === requests : null,
               slotCopies: diff(before, after, 'slotCopies'),
               stagedCopies: diff(before, after, 'stagedCopies'),
               bytesH2D: bytes,
@@ -318,7 +325,7 @@ export async function runOffloadGrid(
               prefetchStats: prefetchOn ? prefetchStatsOf(stats.prefetch, before, after, simPf, engine.prefetchInferMs) : null,
             };
             log(
-              `bench: ${format.dtype} cache ${C} ${policy} miss ${miss}${cpuFill === false ? ' (lazy fill)' : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
+              `bench: ${format.dtype} cache ${C} ${policy} miss ${miss}${fillMode && fillMode !== 'background' ? ` (fill ${fillMode})` : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
                 `${point.simMsPerToken !== null ? ` (sim ${point.simMsPerToken.toFixed(2)})` : ''}, prefill ${r.prefillMs.mean.toFixed(1)} ms, ` +
                 `hit rate ${(point.hitRate * 100).toFixed(1)}%${point.simHitRate !== null ? ` (sim ${(point.simHitRate * 100).toFixed(1)}%)` : ''}, ${(bytes / 1e9).toFixed(2)} GB moved, copy wait ${wait.toFixed(0)} ms` +
                 (missSpec
@@ -383,7 +390,7 @@ export function offloadTable(points: readonly OffloadPointResult[]): string {
     'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
     `${p.expertDtype ?? 'bf16'}${p.simProfileBasis === 'scaled' ? ' (sim scaled)' : ''}`, p.expertBytes === undefined ? '-' : (p.expertBytes / 1e6).toFixed(2),
-    String(p.cache), p.policy, p.miss ?? 'fetch', p.cpuFill === undefined || p.cpuFill === null ? '-' : p.cpuFill ? 'background' : 'lazy',
+    String(p.cache), p.policy, p.miss ?? 'fetch', cpuFillName(p.cpuFill, p.cpuAdmit) ?? '-',
     p.prefetch ?? 'none', p.prefetchStats ? `${pct(p.prefetchStats.precision)} (${pct(p.prefetchStats.simPrecision)})` : '-',
     p.prefetchStats ? `${pct(p.prefetchStats.recall)} (${pct(p.prefetchStats.simRecall)})` : '-', p.prefetchStats ? gb(p.prefetchStats.wastedBytes) : '-',
     p.prefetchStats ? `${p.prefetchStats.lateHits} (${p.prefetchStats.promoted} promoted)` : '-', String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),

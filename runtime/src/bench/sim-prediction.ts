@@ -38,9 +38,16 @@ export interface BenchPrediction {
   msPerToken: Summary;
 }
 
-/** One configuration on a bench point's lanes. */
+/**
+ * The CUDA runtime's CPU path takes steps of at most this many rows (native/src/cuda_backend/
+ * cuda_backend_impl.h kCpuMaxRows): a prefill of more rows fetches every miss.
+ */
+export const CPU_PATH_MAX_ROWS = 64;
+
+/** One configuration on a bench point's lanes (its prefill fetching, as the runtime's does). */
 export function predictBenchPoint(lanes: LaneFill, s: BenchShape, config: Omit<SimConfig, 'batch' | 'keepSteps'>): BenchPrediction {
-  const result = runSimulation(lanes.replay.corpus, { ...config, batch: s.batch, keepSteps: true });
+  const decodeFrom = s.batch * s.prompt > CPU_PATH_MAX_ROWS ? s.prompt : 0;
+  const result = runSimulation(lanes.replay.corpus, { decodeFrom, ...config, batch: s.batch, keepSteps: true });
   return { result, msPerToken: summarize(timedDecodeSteps(result, s)) };
 }
 

@@ -16,6 +16,7 @@ import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
+import { cpuFillName } from '../offload/miss-options.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
 
 export interface SimVsMeasuredRow {
@@ -24,6 +25,8 @@ export interface SimVsMeasuredRow {
   cache: number;
   policy: string;
   miss: string;
+  /** --cpu-fill (null for fetch) */
+  fill: string | null;
   prefetch: string;
   batch: number;
   prompt: number;
@@ -41,9 +44,9 @@ export function simVsBench(benches: string[], profile: CostModel, replays: Routi
       if (p.prefetch === 'predicted' || p.cache === undefined) continue;
       const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: b.options.warmup, repeats: p.repeats };
       const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
-      const sim = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true }).msPerToken.mean;
+      const sim = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true }).msPerToken.mean;
       const measured = p.msPerToken.mean;
-      rows.push({ bench: file, dtype: p.expertDtype ?? 'bf16', cache: p.cache, policy: p.policy, miss: p.miss, prefetch: p.prefetch ?? 'none', batch: p.batch, prompt: p.prompt, measuredMs: measured, simulatedMs: Number(sim.toFixed(4)), error: Number((sim / measured - 1).toFixed(5)) });
+      rows.push({ bench: file, dtype: p.expertDtype ?? 'bf16', cache: p.cache, policy: p.policy, miss: p.miss, fill: cpuFillName(p.cpuFill, p.cpuAdmit), prefetch: p.prefetch ?? 'none', batch: p.batch, prompt: p.prompt, measuredMs: measured, simulatedMs: Number(sim.toFixed(4)), error: Number((sim / measured - 1).toFixed(5)) });
     }
   }
   return rows;

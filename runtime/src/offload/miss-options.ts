@@ -21,6 +21,8 @@ export interface MissOptions {
   threadsPerWorker?: number;
   /** fill a CPU-computed expert's cache slot in the background (default true) or lazily, when the GPU needs it */
   fill?: boolean;
+  /** false (`--cpu-fill none`): a miss computed on the CPU is not admitted to the cache at all (nothing copied) */
+  admit?: boolean;
   /** how long idle CPU threads poll for the next layer's jobs before sleeping (default 2000 us; 0: sleep at once) */
   spinUs?: number;
   /** the cost model the hybrid rule uses (default: the simulator's default profile) */
@@ -36,11 +38,31 @@ export interface NativeMissSpec {
   threadsPerWorker: number;
   spinUs: number;
   fill: boolean;
+  admit: boolean;
   log: boolean;
   copyMs: number;
   activationCopyMs: number;
   gpuExpertMs: Float64Array;
   cpuExpertMs: Float64Array;
+}
+
+/**
+ * `--cpu-fill`: what becomes of a miss computed on the CPU. background: the cache admits it and its slot
+ * is filled by a background copy; lazy: admitted, its slot filled when the GPU needs it; none: not
+ * admitted, nothing copied (Fiddler's way: the CPU keeps computing it while it misses).
+ */
+export const CPU_FILLS = ['background', 'lazy', 'none'] as const;
+export type CpuFill = (typeof CPU_FILLS)[number];
+
+/** The MissOptions fields of a --cpu-fill value. */
+export function cpuFillOptions(f: CpuFill): { fill: boolean; admit: boolean } {
+  return { fill: f === 'background', admit: f !== 'none' };
+}
+
+/** The --cpu-fill value of a bench point's fields (older files have only the fill flag). */
+export function cpuFillName(fill: boolean | null | undefined, admit: boolean | null | undefined): CpuFill | null {
+  if (fill === null || fill === undefined) return null;
+  return admit === false ? 'none' : fill ? 'background' : 'lazy';
 }
 
 function flat(curve: Array<[number, number]>): Float64Array {
@@ -77,6 +99,7 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
     threadsPerWorker,
     spinUs,
     fill: o.fill ?? true,
+    admit: o.admit ?? true,
     log: o.log ?? false,
     copyMs: costs.copyMs,
     activationCopyMs: profile.cpu.activationCopyMs,

@@ -28,6 +28,18 @@ export interface TimingInput {
   miss: MissMode;
   /** cpu/hybrid: fill CPU-computed experts' cache slots in the background (else lazily, on GPU use) */
   cpuFill?: boolean;
+  /**
+   * cpu/hybrid: false (`--cpu-fill none`, Fiddler's way): a miss the rule puts on the CPU is not admitted
+   * to the cache and nothing is copied for it. The layer's misses are then decided before the cache sees
+   * them: its cached experts are requested first (ascending), then the misses the rule fetches (ascending);
+   * the CPU ones are never requested. The runtime's twin: ExpertCache::run_step_deciding_misses.
+   */
+  cpuAdmit?: boolean;
+  /**
+   * Steps whose first token sits below this position are prefill and fetch every miss, as the runtime's
+   * prefill forward does (its rows exceed the CPU path's; runtime/src/bench/sim-prediction.ts). Default 0.
+   */
+  decodeFrom?: number;
   prefetch: PrefetchPlan | null;
   /** Dense (non-MoE) layers per step (DeepSeek-V2-Lite: 1). */
   denseLayers: number;
@@ -90,6 +102,10 @@ const UPLOAD_KEY = -3;
 export function simulateTiming(input: TimingInput): TimingResult {
   const { schedule, sets, caches, costs, miss, prefetch, denseLayers } = input;
   const cpuFill = input.cpuFill ?? true;
+  const cpuAdmit = input.cpuAdmit ?? true;
+  const decodeFrom = input.decodeFrom ?? 0;
+  /** the miss rule's mode this step (fetch in prefill steps) */
+  let stepMiss: MissMode = miss;
   const L = sets.layers;
   const E = sets.numExperts;
   const S = schedule.steps;
@@ -186,6 +202,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const missKey: number[] = [];
   const missTokens: number[] = [];
   const missCached: boolean[] = [];
+  /** cpuAdmit false: the request index of a miss not yet requested from the cache (-1: requested) */
+  const missRequest: number[] = [];
   const decisions: MissDecision[] = [];
   const cpuFree: number[] = [];
   const bytes = costs.model.expertBytes;
@@ -290,6 +308,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     const cache = caches[l];
     cache.beginStep(step, sets.experts, from, to);
     const countNeeded = neededDoneAt[l] !== step;
+    const decideFirst = !cpuAdmit && stepMiss !== 'fetch';
     // The runtime's fill barrier (cuda_offload_layer.cpp): before this layer's GPU work, the compute stream
     // waits for the background fills this layer issued at an earlier step (their event, the last one).
     gateCopy = lastFill[l] >= 0 && !copyLanded[lastFill[l]] ? lastFill[l] : -1;
@@ -305,6 +324,16 @@ export function simulateTiming(input: TimingInput): TimingResult {
       const e = sets.experts[i];
       const n = sets.tokens[i];
       const key = l * E + e;
+      if (decideFirst && !cache.has(e)) {
+        // requested after the rule, if it fetches it (below)
+        r.misses++;
+        if (countNeeded) r.prefetch.needed++;
+        missKey.push(key);
+        missTokens.push(n);
+        missCached.push(false);
+        missRequest.push(i);
+        continue;
+      }
       const o = cache.request(e, i);
       if (o === OUTCOME_HIT) {
         r.hits++;
@@ -349,6 +378,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
       missKey.push(key);
       missTokens.push(n);
       missCached.push(cached);
+      missRequest.push(-1);
     }
     if (residentExperts > 0) submitLayerGpu(JOB_EXPERT, costs.gpuLaunch(residentExperts, residentTokens), residentExperts);
     if (missKey.length > 0) {
@@ -356,7 +386,19 @@ export function simulateTiming(input: TimingInput): TimingResult {
       // the fetched ones' copies queued first, then the background fills of the CPU experts the cache keeps
       // (FIFO on the copy engine, so they delay the next layers' demand copies, not this layer's).
       const backlog = copy.estimateFinish(now, 0, PRIO_DEMAND) - now;
-      decideMisses(miss, missCosts, backlog, cpu.serverFreeIn(now, cpuFree), missTokens, decisions);
+      decideMisses(stepMiss, missCosts, backlog, cpu.serverFreeIn(now, cpuFree), missTokens, decisions);
+      // cpuAdmit false: the misses the rule fetches are requested now, in order; the CPU ones never are.
+      for (let m = 0; m < missKey.length; m++) {
+        if (missRequest[m] < 0) continue;
+        if (decisions[m].onCpu) {
+          r.bypasses++;
+          continue;
+        }
+        const o = cache.request(missKey[m] - l * E, missRequest[m]);
+        if (o === OUTCOME_EVICT) evicted(l, cache.lastVictim);
+        missCached[m] = o !== OUTCOME_BYPASS;
+        if (!missCached[m]) r.bypasses++;
+      }
       for (let m = 0; m < missKey.length; m++) {
         const n = missTokens[m];
         if (decisions[m].onCpu) {
@@ -374,6 +416,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
       }
       if (cpuFill) for (let m = 0; m < missKey.length; m++) if (decisions[m].onCpu && missCached[m]) lastFill[l] = submitCopy(missKey[m], PRIO_DEMAND, 0, true);
       missKey.length = 0;
+      missRequest.length = 0;
       missTokens.length = 0;
       missCached.length = 0;
     }
@@ -393,6 +436,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const startStep = () => {
     stepStart = now;
     batchTokens = schedule.tokenOffsets[step + 1] - schedule.tokenOffsets[step];
+    stepMiss = schedule.tokenPos[schedule.tokenOffsets[step]] < decodeFrom ? 'fetch' : miss;
     issuePrefetchesAfter(-1);
     if (denseLayers > 0) submitGpu(JOB_DENSE, denseLayers * costs.denseLayer(batchTokens));
     else startLayer(0);

@@ -3,6 +3,7 @@
 // and misses. One LayerCache per MoE layer (index l = position in the model's MoE layer list), each
 // empty at the start and persisting across steps and sequences, as in the simulator's replay.
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "moe/offload/layer_cache.h"
@@ -47,10 +48,20 @@ class ExpertCache {
   // distinct). next_use[i] (belady only; may be null otherwise) is set[i]'s next request step.
   // outcomes, when non-null, receives one CacheOutcome per request.
   StepCounts run_step(int l, int32_t step, const int32_t* set, int n, const int32_t* next_use, CacheOutcome* outcomes);
+  // A step whose misses are decided before any is admitted (issue 12, `--cpu-fill none`: a miss computed on
+  // the CPU does not enter the cache): begin_step(step, set), a request for each expert of `set` already
+  // cached (ascending), then decide(misses, admit) with the step's other experts (ascending), and a request
+  // for each one it admits (admit[i] != 0), in that order. The others count as requests not admitted
+  // (bypasses) and leave the cache as it was. sim/src/timing/engine.ts does the same (cpuAdmit false).
+  // Not for belady / opt (they need every request's next use). outcomes as run_step's (by set index).
+  using MissChooser = std::function<void(const std::vector<int32_t>& misses, std::vector<uint8_t>& admit)>;
+  StepCounts run_step_deciding_misses(int l, int32_t step, const int32_t* set, int n, const MissChooser& decide, CacheOutcome* outcomes);
 
  private:
   std::vector<LayerCache> caches_;
   std::vector<LayerCacheStats> stats_;
+  std::vector<int32_t> misses_, miss_index_;  // run_step_deciding_misses' scratch
+  std::vector<uint8_t> admit_;
 };
 
 // sim/src/cache/replay.ts nextRequestSteps: for request i of a flat request-set list (set (s, l) is

@@ -47,6 +47,11 @@ struct MissPolicy {
   // left empty until the GPU needs it (false, "lazy": a later cache hit on it is a physical miss, decided
   // by this rule again). The simulator's cpuFill.
   bool fill = true;
+  // false (`--cpu-fill none`, Fiddler's way): a miss the rule puts on the CPU is not admitted to the cache
+  // at all, so nothing is copied for it and the cache keeps what it held. The layer's misses are then
+  // decided before the cache admits the fetched ones (the OffloadController decides in decode forwards,
+  // ExpertCache::run_step_deciding_misses; the backend follows its decisions). Prefill forwards fetch.
+  bool admit = true;
   MissCosts costs;
   bool log = false;            // keep every decision with its estimates (MissLog)
 };
@@ -60,6 +65,15 @@ struct MissDecision {
 // (ms from now), updated; the return value's copy backlog after the layer's demand copies.
 double decide_misses(const MissPolicy& policy, double copy_backlog_ms, std::vector<double>& cpu_free,
                      const std::vector<int32_t>& tokens, std::vector<MissDecision>& out);
+
+// One MoE layer's misses as the OffloadController decided them (admit false): ascending experts, their
+// decisions, and the copy backlog the rule was given.
+struct LayerMissDecisions {
+  int layer = -1;  // model layer id; -1: none this forward
+  double copy_backlog_ms = 0;
+  std::vector<int32_t> experts, tokens;
+  std::vector<MissDecision> decisions;
+};
 
 // The runtime's decisions with the estimates they used, for the simulator's rule to replay.
 struct MissLog {

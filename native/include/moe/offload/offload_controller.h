@@ -100,6 +100,11 @@ class OffloadController final : public MoeInterceptor {
   }
   const MissPolicy* miss_policy() const override { return &options_.miss; }
   MissLog* miss_log() override { return options_.miss.log ? &miss_log_ : nullptr; }
+  // admit false (miss_policy.h): the backlog for the next on_plan's rule; that on_plan's decisions.
+  void set_copy_backlog_ms(double ms) override { copy_backlog_ms_ = ms; }
+  const LayerMissDecisions* miss_decisions(int layer) const override {
+    return layer_decisions_.layer == layer && layer >= 0 ? &layer_decisions_ : nullptr;
+  }
   // Prefetch (prefetch_decisions.cpp).
   const PrefetchOptions* prefetch_options() const override { return prefetching() ? &options_.prefetch : nullptr; }
   int gate_next_layer(int layer) const override;
@@ -122,6 +127,9 @@ class OffloadController final : public MoeInterceptor {
   void on_hook(const char* name, int layer, const float* data, int rows, int cols);
   void replay_plan(MoePlan& plan) const;
   void account(int moe_index, const MoePlan& plan, int& hits, int& misses);
+  // A decode forward's step whose misses the miss rule decides before the cache admits the fetched ones.
+  StepCounts account_deciding_misses(int moe_index, int32_t step, const MoePlan& plan, int n);
+  bool decides_misses() const { return phase_ != 0 && options_.miss.mode != MissMode::Fetch && !options_.miss.admit; }
   void record_plan(int moe_index, const MoePlan& plan, int hits, int misses);
   // prefetch_decisions.cpp
   void check_prefetch_options();
@@ -154,6 +162,11 @@ class OffloadController final : public MoeInterceptor {
   double overhead_us_ = 0;
   RecordedRows rows_;
   MissLog miss_log_;
+  // admit false: decode forwards decide their misses here (account), before the cache admits them
+  double copy_backlog_ms_ = 0;
+  LayerMissDecisions layer_decisions_;
+  std::vector<double> cpu_free_;
+  std::vector<int32_t> expert_tokens_;
   // Prefetch state: orders of the last begin_forward / on_plan; per (MoE layer, expert) the cache step a
   // prefetch was issued for and the step whose prefetch evicted it (-1: none); next-gate ids per MoE layer
   // of the current forward ([rows * k]); scratch.
