@@ -133,7 +133,7 @@ export function register(program: Command): void {
     .option('--check-offload-prefetch <list>', 'issue 12 numerics: prefetchers --check-offload also runs (comma-separated: none, next-gate)', 'none,next-gate')
     .option('--cpu-workers <n>', 'offload mode, --miss cpu/hybrid: CPU experts computed at once (default: the calibration profile\'s choice)')
     .option('--cpu-threads <n>', 'offload mode, --miss cpu/hybrid: threads per CPU worker (default: the machine\'s threads / workers)')
-    .option('--cpu-fill <list>', 'offload mode, --miss cpu/hybrid: what becomes of a miss computed on the CPU: admitted and filled by a background copy, admitted and copied when the GPU needs it, or not admitted (comma-separated: background, lazy, none; a grid dimension)', 'background')
+    .option('--cpu-fill <list>', 'offload mode, --miss cpu/hybrid: what becomes of a miss computed on the CPU: admitted and filled by a background copy, admitted and copied when the GPU needs it, or not admitted (comma-separated: background, lazy, none; a grid dimension; default none)', 'none')
     .option('--cpu-spin-us <us>', 'offload mode, --miss cpu/hybrid: idle CPU threads poll this long for the next layer before sleeping (default 2000)')
     .option('--calibration <file>', 'offload mode: cost model of the hybrid rule and of the simulated column (default: sim/calibration/h200-measured.json)')
     .option('--check-miss <list>', 'issue 12 numerics: logits with misses computed on the CPU (cpu, hybrid) against all-resident (alone: no timing grid)')

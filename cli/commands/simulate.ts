@@ -22,7 +22,7 @@ import { formatHeader, formatTable, TABLE_NOTES } from '../../sim/src/report/tab
 import { writeSweepOutputs } from '../../sim/src/report/outputs.js';
 import { sampleTracePath } from '../../sim/src/sample.js';
 import { runSweep, sweepSize, type SweepGrid } from '../../sim/src/sweep.js';
-import { MISS_MODES, type MissMode } from '../../sim/src/timing/engine.js';
+import { CPU_FILLS, cpuFillConfig, DEFAULT_CPU_FILL, MISS_MODES, type MissMode } from '../../sim/src/timing/engine.js';
 
 const ALL_POLICIES = POLICY_NAMES.join(',');
 const SWEEP_DEFAULTS = { policies: ALL_POLICIES, caches: '4,8,16,24,32,48', batches: '1', prefetchers: 'none', misses: 'fetch' };
@@ -40,6 +40,7 @@ export function register(program: Command): void {
     .option('--batch <n>', 'sequences decoded together (lanes; default 1)')
     .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')} (default none)`)
     .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')} (default fetch)`)
+    .option('--cpu-fill <how>', `--miss cpu/hybrid: what becomes of a miss computed on the CPU: ${CPU_FILLS.join(', ')} (default ${DEFAULT_CPU_FILL}; as bench's)`)
     .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/h200-measured.json, measured by calibrate on an H200)')
     .option('--expert-dtype <dtype>', `routed experts stored as ${EXPERT_DTYPES.join(', ')}: the profile's measured entry for the dtype, or its bf16 figures scaled by bytes (with a warning) (default bf16)`)
     .option('--expert-group <n>', 'with --expert-dtype int4: inputs per group (default 64)')
@@ -69,6 +70,7 @@ interface SimulateOptions {
   batch?: string;
   prefetch?: string;
   miss?: string;
+  cpuFill?: string;
   calibration?: string;
   expertDtype?: string;
   expertGroup?: string;
@@ -114,6 +116,8 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
         prefetchers: [parseChoiceOption('--prefetch', o.prefetch ?? 'none', PREFETCH_NAMES)],
         misses: [parseChoiceOption('--miss', o.miss ?? 'fetch', MISS_MODES)],
       };
+  const cpuFill = parseChoiceOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS);
+  if (o.cpuFill !== undefined && grid.misses.every((m) => m === 'fetch')) throw new UserError('option --cpu-fill: only with --miss (or --misses) cpu or hybrid');
   const expertDtype = parseChoiceOption('--expert-dtype', o.expertDtype ?? 'bf16', EXPERT_DTYPES);
   if (o.expertGroup !== undefined && expertDtype !== 'int4') throw new UserError('option --expert-group: only with --expert-dtype int4');
   const expertGroup = parseIntOption('--expert-group', o.expertGroup ?? '64', 2, 1 << 16);
@@ -155,7 +159,7 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
     }
   }
   const warmup = o.warmup ? toSequences(readTrace(o.warmup)) : undefined;
-  const base = { calibration, warmup };
+  const base = { calibration, warmup, ...cpuFillConfig(cpuFill) };
 
   const total = sweepSize(grid);
   const progress = startProgress('simulating', total, { quiet: o.quiet || !o.sweep, unit: 'configurations' });
@@ -172,7 +176,7 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
     const files = await writeSweepOutputs(out, results, {
       tracePath: shownPath,
       traceName,
-      generatedBy: `moe-offload simulate --sweep --policies ${grid.policies.join(',')} --caches ${grid.caches.join(',')} --batches ${grid.batches.join(',')} --prefetchers ${grid.prefetchers.join(',')} --misses ${grid.misses.join(',')}`,
+      generatedBy: `moe-offload simulate --sweep --policies ${grid.policies.join(',')} --caches ${grid.caches.join(',')} --batches ${grid.batches.join(',')} --prefetchers ${grid.prefetchers.join(',')} --misses ${grid.misses.join(',')}${grid.misses.some((m) => m !== 'fetch') ? ` --cpu-fill ${cpuFill}` : ''}`,
     });
     if (o.json) process.stdout.write(JSON.stringify({ out, files, results }, null, 2) + '\n');
     else process.stdout.write(`${formatHeader(shownPath, results)}\n\n${formatTable(results)}\n\n${TABLE_NOTES}\nwrote ${files.length} files to ${out}\n`);

@@ -41,7 +41,7 @@ export interface SimConfig {
    * it is a physical miss, decided by the miss rule again). The runtime's --cpu-fill.
    */
   cpuFill?: boolean;
-  /** --cpu-fill none: a CPU-computed miss is not admitted to the cache (timing/engine.ts cpuAdmit). */
+  /** false (--cpu-fill none, the commands' default): a CPU-computed miss is not admitted to the cache, and cpuFill does not apply (timing/engine.ts cpuAdmit; default true). */
   cpuAdmit?: boolean;
   /** Steps below this position are prefill and fetch every miss (timing/engine.ts decodeFrom). */
   decodeFrom?: number;

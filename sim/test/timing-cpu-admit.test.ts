@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { runSimulation, type CostModel } from '../src/index.js';
+import { cpuFillConfig, DEFAULT_CPU_FILL } from '../src/timing/engine.js';
 import { handCorpus } from './helpers.js';
 
 function costs(copyMs: number): CostModel {
@@ -19,7 +20,7 @@ function costs(copyMs: number): CostModel {
 
 const three = handCorpus([[[[1, 2]], [[1, 2]], [[1, 2]]]]);
 const run = (o: { miss: 'fetch' | 'cpu' | 'hybrid'; admit?: boolean; decodeFrom?: number; copyMs?: number }) =>
-  runSimulation(three, { policy: 'lru', cacheSize: 1, batch: 1, prefetch: 'none', miss: o.miss, cpuFill: true, cpuAdmit: o.admit, decodeFrom: o.decodeFrom, calibration: costs(o.copyMs ?? 1) });
+  runSimulation(three, { policy: 'lru', cacheSize: 1, batch: 1, prefetch: 'none', miss: o.miss, cpuFill: true, cpuAdmit: o.admit ?? true, decodeFrom: o.decodeFrom, calibration: costs(o.copyMs ?? 1) });
 
 describe('CPU experts not admitted to the cache (cpuAdmit false)', () => {
   it('cpu: every miss on the CPU, none admitted, nothing copied', () => {
@@ -30,11 +31,18 @@ describe('CPU experts not admitted to the cache (cpuAdmit false)', () => {
     expect(r.bypasses).toBe(6);
   });
 
-  it('beside the admitting default: there expert 1 takes the slot (filled), and is a hit from step 1', () => {
+  it('beside background fill (admitted): there expert 1 takes the slot (filled), and is a hit from step 1', () => {
     const r = run({ miss: 'cpu' });
     expect(r.hits).toBe(2);
     expect(r.cpuExperts).toBe(4);
     expect(r.bytesMoved).toBe(1_000_000); // the one fill
+  });
+
+  it("is the commands' default (--cpu-fill none); the API's default admits, as the runtime's MissOptions", () => {
+    expect(DEFAULT_CPU_FILL).toBe('none');
+    expect(cpuFillConfig(DEFAULT_CPU_FILL)).toEqual({ cpuFill: false, cpuAdmit: false });
+    const d = runSimulation(three, { policy: 'lru', cacheSize: 1, batch: 1, prefetch: 'none', miss: 'cpu', cpuFill: true, calibration: costs(1) });
+    expect(d.hits).toBe(run({ miss: 'cpu', admit: true }).hits);
   });
 
   it('a prefill step (below decodeFrom) fetches: expert 1 is admitted there and hit afterwards', () => {

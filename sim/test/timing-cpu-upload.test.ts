@@ -20,7 +20,7 @@ function costs(copyMs: number): CostModel {
 
 const oneExpert = handCorpus([[[[1]]]]); // one token, one MoE layer, top-1
 const run = (copyMs: number, cpuFill: boolean) =>
-  runSimulation(oneExpert, { policy: 'lru', cacheSize: 2, batch: 1, prefetch: 'none', miss: 'cpu', cpuFill, calibration: costs(copyMs) });
+  runSimulation(oneExpert, { policy: 'lru', cacheSize: 2, batch: 1, prefetch: 'none', miss: 'cpu', cpuFill, cpuAdmit: true, calibration: costs(copyMs) });
 
 describe('CPU expert outputs uploaded through the copy engine', () => {
   it('an idle copy engine: the upload right after the CPU job', () => {

@@ -25,7 +25,7 @@ function costs(copyMs: number, o: { underCopy?: number; copySlowdown?: number; j
 }
 
 const run = (corpus: ReturnType<typeof handCorpus>, model: CostModel) =>
-  runSimulation(corpus, { policy: 'lru', cacheSize: 4, batch: 1, prefetch: 'none', miss: 'cpu', cpuFill: true, calibration: model });
+  runSimulation(corpus, { policy: 'lru', cacheSize: 4, batch: 1, prefetch: 'none', miss: 'cpu', cpuFill: true, cpuAdmit: true, calibration: model });
 
 describe('copies and CPU jobs slow each other through host DRAM', () => {
   const one = handCorpus([[[[1]]]]);

@@ -71,9 +71,9 @@ OffloadController::OffloadController(OffloadOptions o) : options_(std::move(o)) 
     pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   }
   set_mark_.assign(static_cast<size_t>(E), -1);
-  if (!options_.miss.admit && options_.use_cache && (options_.cache.policy == CachePolicy::Belady || options_.cache.policy == CachePolicy::Opt)) {
+  if (!options_.miss.admit && options_.miss.mode != MissMode::Fetch && options_.use_cache && (options_.cache.policy == CachePolicy::Belady || options_.cache.policy == CachePolicy::Opt)) {
     throw Error(std::string("--cpu-fill none: the ") + policy_name(options_.cache.policy) +
-                " cache needs every request's next use, so its misses cannot be decided before they are admitted; use lru, lfu, lfru, fifo or static");
+                " cache needs every request's next use, so its misses cannot be decided before they are admitted; use --cpu-fill background or lazy, or another policy");
   }
   check_prefetch_options();
 }

@@ -1,7 +1,7 @@
 import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
 import { defaultCalibration, loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
 import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
-import { CPU_FILLS, cpuFillOptions, type CpuFill, type MissOptions } from '../offload/miss-options.js';
+import { CPU_FILLS, cpuFillOptions, DEFAULT_CPU_FILL, type CpuFill, type MissOptions } from '../offload/miss-options.js';
 import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import { PREFETCH_NAMES, type PrefetchName } from '../../../sim/src/prefetch/sources.js';
 import { existsSync, statSync } from 'node:fs';
@@ -164,14 +164,14 @@ export function missOptionsFromCli(o: RawMissCliOptions): MissOptions | undefine
     return undefined;
   }
   const s = missShape(o);
-  const fill = cpuFillOptions(parseChoiceOption('--cpu-fill', o.cpuFill ?? 'background', CPU_FILLS));
+  const fill = cpuFillOptions(parseChoiceOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS));
   return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, ...fill, profile: s.calibration };
 }
 
 /** bench: `--miss` is a list (a grid dimension). */
 export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuFills: CpuFill[]; cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
   const misses = parseChoiceListOption('--miss', o.miss ?? 'fetch', MISS_MODES);
-  const cpuFills = parseChoiceListOption('--cpu-fill', o.cpuFill ?? 'background', CPU_FILLS);
+  const cpuFills = parseChoiceListOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS);
   return { misses, cpuFills, ...missShape(o) };
 }
 

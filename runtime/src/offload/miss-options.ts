@@ -9,7 +9,7 @@
 import { availableParallelism } from 'node:os';
 import { Costs } from '../../../sim/src/cost/cost-model.js';
 import { defaultCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
-import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
+import { cpuFillConfig, MISS_MODES, type CpuFill, type MissMode } from '../../../sim/src/timing/engine.js';
 import { UserError } from '../../../core/src/errors.js';
 
 export interface MissOptions {
@@ -21,7 +21,9 @@ export interface MissOptions {
   threadsPerWorker?: number;
   /** fill a CPU-computed expert's cache slot in the background (default true) or lazily, when the GPU needs it */
   fill?: boolean;
-  /** false (`--cpu-fill none`): a miss computed on the CPU is not admitted to the cache at all (nothing copied) */
+  /** false (`--cpu-fill none`, the commands' default: the faster on the H200, reports/bench/offload-h200-2026-12-03):
+   *  a miss computed on the CPU is not admitted to the cache at all (nothing copied; fill does not apply); true
+   *  (this API's default, as the simulator's SimConfig.cpuAdmit): admitted, and filled as `fill` says */
   admit?: boolean;
   /** how long idle CPU threads poll for the next layer's jobs before sleeping (default 2000 us; 0: sleep at once) */
   spinUs?: number;
@@ -46,17 +48,12 @@ export interface NativeMissSpec {
   cpuExpertMs: Float64Array;
 }
 
-/**
- * `--cpu-fill`: what becomes of a miss computed on the CPU. background: the cache admits it and its slot
- * is filled by a background copy; lazy: admitted, its slot filled when the GPU needs it; none: not
- * admitted, nothing copied (Fiddler's way: the CPU keeps computing it while it misses).
- */
-export const CPU_FILLS = ['background', 'lazy', 'none'] as const;
-export type CpuFill = (typeof CPU_FILLS)[number];
+export { CPU_FILLS, DEFAULT_CPU_FILL, type CpuFill } from '../../../sim/src/timing/engine.js';
 
-/** The MissOptions fields of a --cpu-fill value. */
+/** The MissOptions fields of a --cpu-fill value (the simulator's cpuFillConfig, in the runtime's names). */
 export function cpuFillOptions(f: CpuFill): { fill: boolean; admit: boolean } {
-  return { fill: f === 'background', admit: f !== 'none' };
+  const c = cpuFillConfig(f);
+  return { fill: c.cpuFill, admit: c.cpuAdmit };
 }
 
 /** The --cpu-fill value of a bench point's fields (older files have only the fill flag). */

@@ -13,7 +13,7 @@ import { configKey, type Configuration } from './space.js';
 import type { CostModel } from '../../../sim/src/cost/calibration.js';
 import { DEFAULT_EXPERT_GROUP } from '../../../sim/src/cost/expert-layout.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
-import { BENCH_RUN, type ValidationPlan } from './plan.js';
+import { BENCH_RUN, VALIDATE_CPU_ADMIT, type ValidationPlan } from './plan.js';
 
 export interface MeasuredRun {
   batch: number;
@@ -112,8 +112,9 @@ export function cudaMeasure(model: string, config: ModelConfig, replays: Routing
           gpuMemory: plan.budgetBytes,
           routing: replays,
           // the plan's profile (the grid takes this dtype's figures from it, as the plan did: costModelForDtype);
-          // CPU workers and fills at the runtime's defaults, as the plan simulated them
+          // CPU workers at the runtime's defaults, fills as the plan simulated them (VALIDATE_CPU_ADMIT)
           misses: g.misses,
+          cpuFills: [VALIDATE_CPU_ADMIT ? 'background' : 'none'],
           calibration,
           prefetches: [g.prefetch],
           select: (cache, policy, p, miss) => !stop.requested && g.wanted.has(pointId(p.batch, p.prompt, policy, cache, miss)),

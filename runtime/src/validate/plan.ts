@@ -19,6 +19,11 @@ import { baselines, buildSpace, configKey, NEXT_GATE_UNDER_REPLAY, PREDICTED_NEE
 
 /** Generation shape of every measured point (the issue-6 grid's: 32 new tokens, 1 warm-up + 2 timed generations). */
 export const BENCH_RUN = { newTokens: 32, warmup: 1, repeats: 2 } as const;
+/**
+ * cpu / hybrid configurations are simulated and measured with --cpu-fill none (CPU-computed misses not
+ * admitted to the cache): the commands' default, the faster fill mode on the H200.
+ */
+export const VALIDATE_CPU_ADMIT = false;
 
 export interface ValidateInputs {
   config: ModelConfig;
@@ -176,7 +181,7 @@ export function planValidation(inputs: ValidateInputs, progress: (total: number)
     const { batch } = shape;
     const ranked: RankedConfig[] = [];
     const simulate = (config: Configuration): RankedConfig => {
-      const p = predictBenchPoint(lanes, shape, { policy: config.policy, cacheSize: config.cache, prefetch: config.prefetch, miss: config.miss, calibration: costOf(config.dtype) });
+      const p = predictBenchPoint(lanes, shape, { policy: config.policy, cacheSize: config.cache, prefetch: config.prefetch, miss: config.miss, cpuAdmit: VALIDATE_CPU_ADMIT, calibration: costOf(config.dtype) });
       tick();
       return {
         key: configKey(config),

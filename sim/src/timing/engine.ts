@@ -19,6 +19,19 @@ import type { Schedule } from '../replay/schedule.js';
 
 export const MISS_MODES = ['fetch', 'cpu', 'hybrid'] as const;
 export type MissMode = (typeof MISS_MODES)[number];
+/**
+ * `--cpu-fill`: what becomes of a miss computed on the CPU. background: the cache admits it and its slot
+ * is filled by a background copy; lazy: admitted, its slot filled when the GPU needs it; none: not
+ * admitted, nothing copied (Fiddler's way: the CPU keeps computing it while it misses). The commands'
+ * default is none (the faster on the H200: reports/bench/offload-h200-2026-12-03).
+ */
+export const CPU_FILLS = ['background', 'lazy', 'none'] as const;
+export type CpuFill = (typeof CPU_FILLS)[number];
+export const DEFAULT_CPU_FILL: CpuFill = 'none';
+/** The timing input's (and SimConfig's) fields of a --cpu-fill value. */
+export function cpuFillConfig(f: CpuFill): { cpuFill: boolean; cpuAdmit: boolean } {
+  return { cpuFill: f === 'background', cpuAdmit: f !== 'none' };
+}
 
 export interface TimingInput {
   schedule: Schedule;
@@ -29,7 +42,8 @@ export interface TimingInput {
   /** cpu/hybrid: fill CPU-computed experts' cache slots in the background (else lazily, on GPU use) */
   cpuFill?: boolean;
   /**
-   * cpu/hybrid: false (`--cpu-fill none`, Fiddler's way): a miss the rule puts on the CPU is not admitted
+   * cpu/hybrid: false (`--cpu-fill none`, Fiddler's way, the commands' default; true, this API's default:
+   * background or lazy, as cpuFill says): a miss the rule puts on the CPU is not admitted
    * to the cache and nothing is copied for it. The layer's misses are then decided before the cache sees
    * them: its cached experts are requested first (ascending), then the misses the rule fetches (ascending);
    * the CPU ones are never requested. The runtime's twin: ExpertCache::run_step_deciding_misses.

@@ -47,7 +47,7 @@ struct MissPolicy {
   // left empty until the GPU needs it (false, "lazy": a later cache hit on it is a physical miss, decided
   // by this rule again). The simulator's cpuFill.
   bool fill = true;
-  // false (`--cpu-fill none`, Fiddler's way): a miss the rule puts on the CPU is not admitted to the cache
+  // false (`--cpu-fill none`, Fiddler's way, the commands' default; true: background or lazy, as `fill` says): a miss the rule puts on the CPU is not admitted to the cache
   // at all, so nothing is copied for it and the cache keeps what it held. The layer's misses are then
   // decided before the cache admits the fetched ones (the OffloadController decides in decode forwards,
   // ExpertCache::run_step_deciding_misses; the backend follows its decisions). Prefill forwards fetch.
