@@ -6,15 +6,19 @@
  *   (compared while the two sequences' tokens so far are equal: after a divergence the inputs differ);
  * - the logits' largest absolute difference, relative to the largest reference logit of that step.
  * Prefill forwards fetch their misses (kCpuMaxRows), so the decode steps are where CPU experts run.
+ * Each miss mode runs with both fills that change what the cache holds: background (CPU experts admitted)
+ * and none (not admitted, the default).
  */
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import { Engine } from '../engine/index.js';
+import { cpuFillOptions, type CpuFill } from '../offload/miss-options.js';
 import { argmax, topGap } from './agreement.js';
 import { seededIds } from './grid.js';
 
 export interface CpuMissCheckCase {
   label: string;
   miss: MissMode;
+  fill: CpuFill;
   steps: number;
   /** steps whose reference gap is >= 0.1, and of those the ones whose top-1 agrees */
   confident: number;
@@ -34,6 +38,7 @@ export interface CpuMissCheck {
 }
 
 const GAP = 0.1;
+const FILLS: CpuFill[] = ['background', 'none'];
 const BATCHES = [
   { label: 'batch 1', promptLengths: [40] },
   { label: 'batch 4', promptLengths: [40, 33, 57, 21] },
@@ -65,13 +70,13 @@ export async function checkCpuMisses(model: string, cache: number, misses: MissM
   const eng = await Engine.load(model, { device: 'cuda', cache: { slotsPerLayer: cache, policy: 'lru' }, runShape: { batch: 16, contextTokens: 64 + newTokens, prefillRows: 16 * 64 } });
   const cases: CpuMissCheckCase[] = [];
   try {
-    for (const miss of misses) {
+    for (const miss of misses) for (const fill of FILLS) {
       for (let bi = 0; bi < BATCHES.length; bi++) {
-        eng.resetOffload({ cache: { slotsPerLayer: cache, policy: 'lru' }, miss: { mode: miss } });
+        eng.resetOffload({ cache: { slotsPerLayer: cache, policy: 'lru' }, miss: { mode: miss, ...cpuFillOptions(fill) } });
         const before = eng.offloadStats()?.cpuExperts ?? 0;
         const r = await eng.generateAll({ prompts: prompts[bi], maxNewTokens: newTokens, stopOnEos: false, recordLogits: true });
         const got = eng.logits!.perSequence;
-        const c: CpuMissCheckCase = { label: BATCHES[bi].label, miss, steps: 0, confident: 0, confidentAgree: 0, agree: 0, maxRelLogitError: 0, cpuExperts: (eng.offloadStats()?.cpuExperts ?? 0) - before, identicalTokens: true };
+        const c: CpuMissCheckCase = { label: BATCHES[bi].label, miss, fill, steps: 0, confident: 0, confidentAgree: 0, agree: 0, maxRelLogitError: 0, cpuExperts: (eng.offloadStats()?.cpuExperts ?? 0) - before, identicalTokens: true };
         const R = reference[bi];
         for (let s = 0; s < R.tokens.length; s++) {
           for (let k = 0; k < R.tokens[s].length; k++) {
@@ -94,7 +99,7 @@ export async function checkCpuMisses(model: string, cache: number, misses: MissM
           }
         }
         cases.push(c);
-        log(`cpu-miss check: ${miss} ${c.label}: top-1 ${c.confidentAgree}/${c.confident} where the gap >= ${GAP} (${c.agree}/${c.steps} overall), max relative logit error ${c.maxRelLogitError.toExponential(2)}, ${c.cpuExperts} CPU experts, tokens ${c.identicalTokens ? 'identical' : 'diverge'}`);
+        log(`cpu-miss check: ${miss} (fill ${fill}) ${c.label}: top-1 ${c.confidentAgree}/${c.confident} where the gap >= ${GAP} (${c.agree}/${c.steps} overall), max relative logit error ${c.maxRelLogitError.toExponential(2)}, ${c.cpuExperts} CPU experts, tokens ${c.identicalTokens ? 'identical' : 'diverge'}`);
       }
     }
   } finally {
