@@ -26,6 +26,8 @@ export interface CpuMissCheckCase {
   /** all compared steps whose top-1 agrees */
   agree: number;
   maxRelLogitError: number;
+  /** the confident positions whose top-1 differs: sequence, step, the reference's top-1/top-2 gap there */
+  flips: Array<{ sequence: number; step: number; gap: number }>;
   cpuExperts: number;
   identicalTokens: boolean;
 }
@@ -76,7 +78,7 @@ export async function checkCpuMisses(model: string, cache: number, misses: MissM
         const before = eng.offloadStats()?.cpuExperts ?? 0;
         const r = await eng.generateAll({ prompts: prompts[bi], maxNewTokens: newTokens, stopOnEos: false, recordLogits: true });
         const got = eng.logits!.perSequence;
-        const c: CpuMissCheckCase = { label: BATCHES[bi].label, miss, fill, steps: 0, confident: 0, confidentAgree: 0, agree: 0, maxRelLogitError: 0, cpuExperts: (eng.offloadStats()?.cpuExperts ?? 0) - before, identicalTokens: true };
+        const c: CpuMissCheckCase = { label: BATCHES[bi].label, miss, fill, steps: 0, confident: 0, confidentAgree: 0, agree: 0, maxRelLogitError: 0, flips: [], cpuExperts: (eng.offloadStats()?.cpuExperts ?? 0) - before, identicalTokens: true };
         const R = reference[bi];
         for (let s = 0; s < R.tokens.length; s++) {
           for (let k = 0; k < R.tokens[s].length; k++) {
@@ -88,9 +90,11 @@ export async function checkCpuMisses(model: string, cache: number, misses: MissM
             c.steps++;
             c.maxRelLogitError = Math.max(c.maxRelLogitError, maxDiff / Math.max(maxAbs(a), 1e-30));
             if (same) c.agree++;
-            if (topGap(a, 0, vocab) >= GAP) {
+            const gap = topGap(a, 0, vocab);
+            if (gap >= GAP) {
               c.confident++;
               if (same) c.confidentAgree++;
+              else c.flips.push({ sequence: s, step: k, gap: Number(gap.toFixed(4)) });
             }
             if (R.tokens[s][k] !== r.tokens[s][k]) {
               c.identicalTokens = false;
@@ -99,7 +103,7 @@ export async function checkCpuMisses(model: string, cache: number, misses: MissM
           }
         }
         cases.push(c);
-        log(`cpu-miss check: ${miss} (fill ${fill}) ${c.label}: top-1 ${c.confidentAgree}/${c.confident} where the gap >= ${GAP} (${c.agree}/${c.steps} overall), max relative logit error ${c.maxRelLogitError.toExponential(2)}, ${c.cpuExperts} CPU experts, tokens ${c.identicalTokens ? 'identical' : 'diverge'}`);
+        log(`cpu-miss check: ${miss} (fill ${fill}) ${c.label}: top-1 ${c.confidentAgree}/${c.confident} where the gap >= ${GAP} (${c.agree}/${c.steps} overall), max relative logit error ${c.maxRelLogitError.toExponential(2)}, ${c.cpuExperts} CPU experts, tokens ${c.identicalTokens ? 'identical' : 'diverge'}${c.flips.length ? `; top-1 differs at gap ${c.flips.map((f) => f.gap).join(', ')}` : ''}`);
       }
     }
   } finally {
