@@ -76,8 +76,11 @@ export interface SimResult {
   events: number;
   calibrationLabel: string;
   warmupLabel?: string;
-  /** With keepSteps: step s took ms[s]; its first token is position pos[s] of corpus sequence seq[s]. */
-  perStep?: { ms: Float64Array; pos: Int32Array; seq: Int32Array };
+  /**
+   * With keepSteps: step s took ms[s]; its first token is position pos[s] of corpus sequence seq[s];
+   * layerHeadMs / layerTailMs / layerTails: its MoE layers split as the runtime's counters split them (summed).
+   */
+  perStep?: { ms: Float64Array; pos: Int32Array; seq: Int32Array; layerHeadMs: Float64Array; layerTailMs: Float64Array; layerTails: Int32Array };
 }
 
 export function validateSimConfig(c: SimConfig): void {
@@ -185,7 +188,14 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
   if (warmupLabel) result.warmupLabel = warmupLabel;
   if (config.keepSteps) {
     const first = schedule.tokenOffsets.subarray(0, schedule.steps);
-    result.perStep = { ms: t.stepMs, pos: Int32Array.from(first, (i) => schedule.tokenPos[i]), seq: Int32Array.from(first, (i) => schedule.tokenSeq[i]) };
+    result.perStep = {
+      ms: t.stepMs,
+      pos: Int32Array.from(first, (i) => schedule.tokenPos[i]),
+      seq: Int32Array.from(first, (i) => schedule.tokenSeq[i]),
+      layerHeadMs: t.stepLayerHeadMs,
+      layerTailMs: t.stepLayerTailMs,
+      layerTails: t.stepLayerTails,
+    };
   }
   return result;
 }

@@ -67,3 +67,15 @@ describe('transfer.copySlowdownUnderCpu in a profile', () => {
     expect(bad([[4, 1.2], [1, 1.3]])).toContain('transfer.copySlowdownUnderCpu: tokens must be strictly ascending');
   });
 });
+
+describe('the layer split (head / tail), as the runtime counts it', () => {
+  it('one CPU miss: head = its CPU job (routing -> host goes on), tail = upload, head of the step, next layer', () => {
+    // two MoE layers, each with one CPU miss (cache 4, cpu, no fill): dense 0-2, other 2-3, CPU 3-6, upload
+    // 6-6.5; layer 2: other 6.5-7.5, CPU 7.5-10.5: head 3 (3 -> 6), tail 1.5 (6 -> 7.5)
+    const two = handCorpus([[[[1], [2]]]]);
+    const r = runSimulation(two, { policy: 'lru', cacheSize: 4, batch: 1, prefetch: 'none', miss: 'cpu', cpuAdmit: false, keepSteps: true, calibration: costs(1) });
+    expect(r.perStep!.layerTails[0]).toBe(1);
+    expect(r.perStep!.layerHeadMs[0]).toBeCloseTo(3, 9);
+    expect(r.perStep!.layerTailMs[0]).toBeCloseTo(1.5, 9);
+  });
+});

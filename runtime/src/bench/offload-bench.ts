@@ -128,6 +128,9 @@ export interface OffloadPointResult extends PointResult {
    *  (CPU experts' wait included) and the rest until the next layer's routing is on the host (ms) */
   layerHeadMs: number;
   layerTailMs: number;
+  /** the simulator's split of the same layers (null without a routing replay; absent in older files) */
+  simLayerHeadMs?: number | null;
+  simLayerTailMs?: number | null;
   /** the simulator on the same lanes, policy, cache, batch and miss mode (null without a routing replay) */
   simMsPerToken: number | null;
   simError: number | null;
@@ -255,6 +258,7 @@ export async function runOffloadGrid(
             const requests = sum(stats.requests);
             let sim: { hits: number; requests: number; layerHits: Float64Array; ms: number } | null = null;
             let simPf: { issued: number; precision: number | null; recall: number | null } | null = null;
+            let simSplit: { head: number; tail: number } | null = null;
             if (lanes) {
               const corpus: RoutingCorpus = lanes.replay.corpus;
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
@@ -268,6 +272,7 @@ export async function runOffloadGrid(
                 ? { hits: t.result.hits, requests: t.result.requests, layerHits: new Float64Array(0), ms: t.msPerToken.mean }
                 : { hits: s.hits, requests: s.requests, layerHits: s.layerHits, ms: t.msPerToken.mean };
               simPf = prefetchOn ? t.result.prefetch : null;
+              simSplit = { head: t.layerHeadMs, tail: t.layerTailMs };
             }
             const steps = r.msPerToken.n;
             const bytes = diff(before, after, 'bytesH2D');
@@ -317,6 +322,8 @@ export async function runOffloadGrid(
               stepOverheadMs: timedDecodes ? r.msPerToken.mean - diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
               layerHeadMs: perTail(diff(timedBefore, after, 'decodeLayerHeadMs'), diff(timedBefore, after, 'decodeLayerTails')),
               layerTailMs: perTail(diff(timedBefore, after, 'decodeLayerTailMs'), diff(timedBefore, after, 'decodeLayerTails')),
+              simLayerHeadMs: simSplit ? simSplit.head : null,
+              simLayerTailMs: simSplit ? simSplit.tail : null,
               simMsPerToken: sim ? sim.ms : null,
               simError: sim && r.msPerToken.mean > 0 ? sim.ms / r.msPerToken.mean - 1 : null,
               missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
@@ -333,7 +340,7 @@ export async function runOffloadGrid(
                     (cpuExperts > 0 ? ` (${(diff(before, after, 'cpuMs') / cpuExperts).toFixed(3)} ms each, hand-offs ${point.cpuStartLatencyMsPerStep.toFixed(2)} + ${point.cpuJoinLatencyMsPerStep.toFixed(2)} ms/step)` : '') +
                     `, rule ${point.missRule!.agree}/${point.missRule!.rows} agree`
                   : '') +
-                `, layer head ${point.layerHeadMs.toFixed(3)} + tail ${point.layerTailMs.toFixed(3)} ms` +
+                `, layer head ${point.layerHeadMs.toFixed(3)} + tail ${point.layerTailMs.toFixed(3)} ms${simSplit ? ` (sim ${simSplit.head.toFixed(3)} + ${simSplit.tail.toFixed(3)})` : ''}` +
                 (steps === 0 ? ' (no timed steps)' : ''),
             );
             out.push(point);

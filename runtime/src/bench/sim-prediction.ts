@@ -23,19 +23,27 @@ export function benchLanes(replays: RoutingReplay[], s: BenchShape): LaneFill {
   return fillLanes(replays, (s.warmup + s.repeats) * s.batch, s.prompt + s.newTokens - 1);
 }
 
+/** Indices of the timed generations' decode steps, from a result run with keepSteps. */
+function timedDecodeIndices(r: SimResult, s: Pick<BenchShape, 'batch' | 'prompt' | 'warmup'>): number[] {
+  if (!r.perStep) throw new Error('timedDecodeSteps: the simulation was run without keepSteps');
+  const { pos, seq } = r.perStep;
+  const out: number[] = [];
+  for (let i = 0; i < pos.length; i++) if (pos[i] >= s.prompt && Math.floor(seq[i] / s.batch) >= s.warmup) out.push(i);
+  return out;
+}
+
 /** Decode steps of the timed generations, from a result run with keepSteps. */
 export function timedDecodeSteps(r: SimResult, s: Pick<BenchShape, 'batch' | 'prompt' | 'warmup'>): number[] {
-  if (!r.perStep) throw new Error('timedDecodeSteps: the simulation was run without keepSteps');
-  const { ms, pos, seq } = r.perStep;
-  const out: number[] = [];
-  for (let i = 0; i < ms.length; i++) if (pos[i] >= s.prompt && Math.floor(seq[i] / s.batch) >= s.warmup) out.push(ms[i]);
-  return out;
+  return timedDecodeIndices(r, s).map((i) => r.perStep!.ms[i]);
 }
 
 export interface BenchPrediction {
   result: SimResult;
   /** ms per decode step over the timed decode steps (the bench's msPerToken) */
   msPerToken: Summary;
+  /** per MoE layer of those steps, as the bench's layerHeadMs / layerTailMs (0 without layers) */
+  layerHeadMs: number;
+  layerTailMs: number;
 }
 
 /**
@@ -48,7 +56,15 @@ export const CPU_PATH_MAX_ROWS = 64;
 export function predictBenchPoint(lanes: LaneFill, s: BenchShape, config: Omit<SimConfig, 'batch' | 'keepSteps'>): BenchPrediction {
   const decodeFrom = s.batch * s.prompt > CPU_PATH_MAX_ROWS ? s.prompt : 0;
   const result = runSimulation(lanes.replay.corpus, { decodeFrom, ...config, batch: s.batch, keepSteps: true });
-  return { result, msPerToken: summarize(timedDecodeSteps(result, s)) };
+  const steps = timedDecodeIndices(result, s);
+  const per = result.perStep!;
+  let head = 0, tail = 0, n = 0;
+  for (const i of steps) {
+    head += per.layerHeadMs[i];
+    tail += per.layerTailMs[i];
+    n += per.layerTails[i];
+  }
+  return { result, msPerToken: summarize(steps.map((i) => per.ms[i])), layerHeadMs: n ? head / n : 0, layerTailMs: n ? tail / n : 0 };
 }
 
 /** The profile with the run's CPU worker count (issue 12: the runtime's pool may differ from the profile's). */

@@ -33,6 +33,9 @@ export interface SimVsMeasuredRow {
   measuredMs: number;
   simulatedMs: number;
   error: number;
+  /** per decode MoE layer, measured (absent in files before the counters: null) and simulated: head and tail */
+  layerHeadMs: { measured: number | null; simulated: number };
+  layerTailMs: { measured: number | null; simulated: number };
 }
 
 export function simVsBench(benches: string[], profile: CostModel, replays: RoutingReplay[]): SimVsMeasuredRow[] {
@@ -44,9 +47,13 @@ export function simVsBench(benches: string[], profile: CostModel, replays: Routi
       if (p.prefetch === 'predicted' || p.cache === undefined) continue;
       const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: b.options.warmup, repeats: p.repeats };
       const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
-      const sim = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true }).msPerToken.mean;
+      const pred = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true });
+      const sim = pred.msPerToken.mean;
+      const r4 = (x: number) => Number(x.toFixed(4));
       const measured = p.msPerToken.mean;
-      rows.push({ bench: file, dtype: p.expertDtype ?? 'bf16', cache: p.cache, policy: p.policy, miss: p.miss, fill: cpuFillName(p.cpuFill, p.cpuAdmit), prefetch: p.prefetch ?? 'none', batch: p.batch, prompt: p.prompt, measuredMs: measured, simulatedMs: Number(sim.toFixed(4)), error: Number((sim / measured - 1).toFixed(5)) });
+      rows.push({ bench: file, dtype: p.expertDtype ?? 'bf16', cache: p.cache, policy: p.policy, miss: p.miss, fill: cpuFillName(p.cpuFill, p.cpuAdmit), prefetch: p.prefetch ?? 'none', batch: p.batch, prompt: p.prompt, measuredMs: measured, simulatedMs: Number(sim.toFixed(4)), error: Number((sim / measured - 1).toFixed(5)),
+        layerHeadMs: { measured: typeof p.layerHeadMs === 'number' ? r4(p.layerHeadMs) : null, simulated: r4(pred.layerHeadMs) },
+        layerTailMs: { measured: typeof p.layerTailMs === 'number' ? r4(p.layerTailMs) : null, simulated: r4(pred.layerTailMs) } });
     }
   }
   return rows;

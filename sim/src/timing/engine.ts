@@ -79,6 +79,16 @@ export interface TimingResult {
   tokens: number;
   stepMs: Float64Array;
   stepTokens: Int32Array;
+  /**
+   * Per step, the MoE layers split as the runtime's counters split them (decodeLayerHeadMs/TailMs): head =
+   * the routing reaching the host -> the host goes on (after the layer's CPU jobs, if any); tail -> the next
+   * MoE layer's routing reaching the host. Summed over the step's layers that have a next one (stepLayerTails).
+   * The runtime's head also holds its host work of the layer (queuing copies and launches, ~0.1 ms); here
+   * that work (host.layerMs, gpu.eagerLayerOverheadMs) sits before the routing arrives, in the tail.
+   */
+  stepLayerHeadMs: Float64Array;
+  stepLayerTailMs: Float64Array;
+  stepLayerTails: Int32Array;
   busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number; /** host work the GPU waited for (host.*, gpu.eagerLayerOverheadMs) */ host: number };
   events: number;
 }
@@ -202,6 +212,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     prefetch: { issued: 0, useful: 0, dropped: 0, needed: 0 },
     totalMs: 0, tokens: 0,
     stepMs: new Float64Array(S), stepTokens: new Int32Array(S),
+    stepLayerHeadMs: new Float64Array(S), stepLayerTailMs: new Float64Array(S), stepLayerTails: new Int32Array(S),
     busyMs: { gpuNonExpert: 0, gpuExpert: 0, copy: 0, cpu: 0, host: 0 },
     events: 0,
   };
@@ -228,6 +239,12 @@ export function simulateTiming(input: TimingInput): TimingResult {
   let batchTokens = 0;
   let stepStart = 0;
   let pendingExperts = 0;
+  // The current layer's split (stepLayerHeadMs / TailMs): its routing on the host, its CPU jobs' end, when
+  // the host went on (-1: no layer before the next routing in this step), the head it had.
+  let layerRoutedAt = 0;
+  let layerCpuDoneAt = 0;
+  let layerHostDoneAt = -1;
+  let layerHead = 0;
 
   const submitGpu = (job: number, duration: number, experts = 0) => {
     const id = gpu.submit(now, duration, 0);
@@ -315,6 +332,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
   };
 
   const routed = (l: number) => {
+    if (l > 0 && layerHostDoneAt >= 0) {
+      r.stepLayerHeadMs[step] += layerHead;
+      r.stepLayerTailMs[step] += now - layerHostDoneAt;
+      r.stepLayerTails[step]++;
+    }
+    layerRoutedAt = now;
+    layerCpuDoneAt = now;
     issuePrefetchesAfter(l);
     const idx = step * L + l;
     const from = sets.offsets[idx];
@@ -443,6 +467,9 @@ export function simulateTiming(input: TimingInput): TimingResult {
   };
 
   const layerDone = () => {
+    // the host goes on once the layer's CPU jobs are done (it waits for nothing else)
+    layerHostDoneAt = layer + 1 < L ? Math.max(layerRoutedAt, layerCpuDoneAt) : -1;
+    layerHead = layerHostDoneAt - layerRoutedAt;
     if (layer + 1 < L) startLayer(layer + 1);
     else submitGpu(JOB_HEAD, costs.head(batchTokens));
   };
@@ -504,6 +531,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
       else if (n === UPLOAD) submitLayerGpu(JOB_CPU_JOIN, 0, 1);
     } else {
       cpuRunningTokens -= cpuJobTokens[id];
+      layerCpuDoneAt = Math.max(layerCpuDoneAt, now);
       cpu.finished(now);
       // The host waits for all of the layer's CPU jobs, then uploads their outputs (one host-to-device copy,
       // cuda_cpu_experts.cpp join_cpu_experts) and scatters them on the GPU stream. The upload shares the
