@@ -330,7 +330,8 @@ async function publish(doc: BenchDocument, dir: string | undefined): Promise<voi
   const md = render(doc);
   if (dir) {
     mkdirSync(dir, { recursive: true });
-    writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc, null, 1) + '\n');
+    // compact: committed results travel with every device call, which carries at most 64 MiB
+    writeFileAtomic(join(dir, 'bench.json'), JSON.stringify(doc) + '\n');
     writeFileAtomic(join(dir, 'bench.md'), md);
     if (doc.grid.length) await writeBenchChart(doc, join(dir, "bench"), (line) => process.stderr.write(line + "\n"));
     const q = doc.quantCheck;
