@@ -4,19 +4,11 @@
  * miss. Hand-made routing: one MoE layer, top-2, experts {1, 2} at every position, one slot.
  */
 import { describe, expect, it } from 'vitest';
-import { runSimulation, type CostModel } from '../src/index.js';
+import { runSimulation } from '../src/index.js';
 import { cpuFillConfig, DEFAULT_CPU_FILL } from '../src/timing/engine.js';
-import { handCorpus } from './helpers.js';
+import { handCorpus, roundCosts } from './helpers.js';
 
-function costs(copyMs: number): CostModel {
-  return {
-    schema: 'moe-offload.calibration', version: 1, name: 'round-admit', label: 'test: round numbers', measured: false,
-    device: 'test', model: 'test', expertBytes: copyMs * 1_000_000,
-    transfer: { h2dGBps: 1, perCopyMs: 0, copyEngines: 1 },
-    gpu: { expertMs: [[1, 0.5]], moeLayerOtherMs: [[1, 1]], denseLayerMs: [[1, 2]], headMs: [[1, 1]] },
-    cpu: { workers: 1, expertMs: [[1, 3]], activationCopyMs: 0.5 },
-  };
-}
+const costs = (copyMs: number) => roundCosts('round-admit', copyMs);
 
 const three = handCorpus([[[[1, 2]], [[1, 2]], [[1, 2]]]]);
 const run = (o: { miss: 'fetch' | 'cpu' | 'hybrid'; admit?: boolean; decodeFrom?: number; copyMs?: number }) =>

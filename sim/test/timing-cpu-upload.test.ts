@@ -4,19 +4,10 @@
  * background fill of the CPU expert itself; the layer goes on once it has landed. Worked by hand.
  */
 import { describe, expect, it } from 'vitest';
-import { runSimulation, type CostModel } from '../src/index.js';
-import { handCorpus } from './helpers.js';
+import { runSimulation } from '../src/index.js';
+import { handCorpus, roundCosts } from './helpers.js';
 
-/** copy `copyMs` (1 GB/s), CPU expert 3, activation round trip 0.5, GPU expert 0.5, other 1, dense 2, head 1. */
-function costs(copyMs: number): CostModel {
-  return {
-    schema: 'moe-offload.calibration', version: 1, name: 'round-upload', label: 'test: round numbers', measured: false,
-    device: 'test', model: 'test', expertBytes: copyMs * 1_000_000,
-    transfer: { h2dGBps: 1, perCopyMs: 0, copyEngines: 1 },
-    gpu: { expertMs: [[1, 0.5]], moeLayerOtherMs: [[1, 1]], denseLayerMs: [[1, 2]], headMs: [[1, 1]] },
-    cpu: { workers: 1, expertMs: [[1, 3]], activationCopyMs: 0.5 },
-  };
-}
+const costs = (copyMs: number) => roundCosts('round-upload', copyMs);
 
 const oneExpert = handCorpus([[[[1]]]]); // one token, one MoE layer, top-1
 const run = (copyMs: number, cpuFill: boolean) =>

@@ -7,21 +7,15 @@
 import { describe, expect, it } from 'vitest';
 import { runSimulation, type CostModel } from '../src/index.js';
 import { calibrationProblems } from '../src/cost/calibration.js';
-import { handCorpus } from './helpers.js';
+import { handCorpus, roundCosts } from './helpers.js';
 
-/** copy `copyMs` (1 GB/s), CPU expert 3 (4 beside copies when given), activations 0.5, GPU expert 0.5, other 1, dense 2, head 1. */
+/** roundCosts, with the host-DRAM figures when given: CPU expert `underCopy` beside copies, copies `copySlowdown` x beside CPU jobs. */
 function costs(copyMs: number, o: { underCopy?: number; copySlowdown?: number; jobMs?: number } = {}): CostModel {
-  return {
-    schema: 'moe-offload.calibration', version: 1, name: 'round-dram', label: 'test: round numbers', measured: false,
-    device: 'test', model: 'test', expertBytes: copyMs * 1_000_000,
-    transfer: { h2dGBps: 1, perCopyMs: 0, copyEngines: 1, ...(o.copySlowdown ? { copySlowdownUnderCpu: [[1, o.copySlowdown]] as [number, number][] } : {}) },
-    gpu: { expertMs: [[1, 0.5]], moeLayerOtherMs: [[1, 1]], denseLayerMs: [[1, 2]], headMs: [[1, 1]] },
-    cpu: {
-      workers: 1, expertMs: [[1, 3]], activationCopyMs: 0.5,
-      ...(o.underCopy ? { expertMsUnderCopy: [[1, o.underCopy]] as [number, number][] } : {}),
-      ...(o.jobMs ? { jobMs: [[1, o.jobMs]] as [number, number][] } : {}),
-    },
-  };
+  const m = roundCosts('round-dram', copyMs);
+  if (o.copySlowdown) m.transfer.copySlowdownUnderCpu = [[1, o.copySlowdown]];
+  if (o.underCopy) m.cpu.expertMsUnderCopy = [[1, o.underCopy]];
+  if (o.jobMs) m.cpu.jobMs = [[1, o.jobMs]];
+  return m;
 }
 
 const run = (corpus: ReturnType<typeof handCorpus>, model: CostModel) =>

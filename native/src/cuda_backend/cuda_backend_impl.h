@@ -229,7 +229,6 @@ class CudaBackend final : public Backend {
   // Host clock (ms) when this layer's routing reached the host; and whether the forward is a decode step.
   double plan_on_host_ms_ = 0;
   double layer_end_ms_ = 0;  // decode: when the host finished the last MoE layer (0: none yet this forward)
-  double pending_head_ms_ = 0;  // that layer's head, counted once its tail is (OffloadCounters)
   bool decode_forward_ = false;
   cudaEvent_t copy_tail_ = nullptr;
   std::vector<cudaEvent_t> fill_done_;     // [moe layers] the layer's last background fills

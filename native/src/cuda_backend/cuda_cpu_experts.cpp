@@ -107,30 +107,30 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
     // miss it saw as a hit (a prefetch still in flight) is fetched, as is every miss of a forward it
     // decided nothing for (prefill).
     const offload::LayerMissDecisions* md = interceptor_->miss_decisions(plan_.layer);
+    static const offload::LayerMissDecisions none;
+    const offload::LayerMissDecisions& d = md ? *md : none;
     size_t w = 0;
     decisions_.clear();
     for (size_t i = 0; i < miss_ids_.size(); ++i) {
       const int32_t e = miss_ids_[i];
-      const auto it = md ? std::lower_bound(md->experts.begin(), md->experts.end(), e) : std::vector<int32_t>::const_iterator{};
-      if (!md || it == md->experts.end() || *it != e) {
+      const auto it = std::lower_bound(d.experts.begin(), d.experts.end(), e);
+      if (it == d.experts.end() || *it != e) {
         is_miss_[static_cast<size_t>(e)] = 0;  // fetched
         continue;
       }
-      const size_t j = static_cast<size_t>(it - md->experts.begin());
-      if (md->tokens[j] != miss_tokens_[i]) throw Error("CPU experts: the controller's token count of expert " + std::to_string(e) + " differs (internal error)");
+      const size_t j = static_cast<size_t>(it - d.experts.begin());
+      if (d.tokens[j] != miss_tokens_[i]) throw Error("CPU experts: the controller's token count of expert " + std::to_string(e) + " differs (internal error)");
       miss_ids_[w] = e;
       miss_tokens_[w] = miss_tokens_[i];
-      decisions_.push_back(md->decisions[j]);
+      decisions_.push_back(d.decisions[j]);
       ++w;
     }
     miss_ids_.resize(w);
     miss_tokens_.resize(w);
-    if (md) {
-      backlog = md->copy_backlog_ms;
-      for (size_t j = 0; j < md->experts.size(); ++j) {
-        if (md->decisions[j].on_cpu && !std::binary_search(miss_ids_.begin(), miss_ids_.end(), md->experts[j])) {
-          throw Error("CPU experts: expert " + std::to_string(md->experts[j]) + " was put on the CPU but is not a miss here (internal error)");
-        }
+    backlog = d.copy_backlog_ms;
+    for (size_t j = 0; j < d.experts.size(); ++j) {
+      if (d.decisions[j].on_cpu && !std::binary_search(miss_ids_.begin(), miss_ids_.end(), d.experts[j])) {
+        throw Error("CPU experts: expert " + std::to_string(d.experts[j]) + " was put on the CPU but is not a miss here (internal error)");
       }
     }
   }

@@ -49,12 +49,13 @@ void CudaBackend::fetch_plan(int l, int rows) {
     CUDA_CHECK(cudaMemcpyAsync(x_host_.get(), ws_.x, xb, cudaMemcpyDeviceToHost, stream_));
   }
   CUDA_CHECK(cudaStreamSynchronize(stream_));
-  plan_on_host_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  if (decode_forward_ && pool_ && layer_end_ms_ > 0) {
-    pool_->counters.decode_layer_tail_ms += plan_on_host_ms_ - layer_end_ms_;
+  const double on_host = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  if (decode_forward_ && pool_ && layer_end_ms_ > 0) {  // the last MoE layer's head and tail (expert_pool.h)
+    pool_->counters.decode_layer_head_ms += layer_end_ms_ - plan_on_host_ms_;
+    pool_->counters.decode_layer_tail_ms += on_host - layer_end_ms_;
     ++pool_->counters.decode_layer_tails;
-    pool_->counters.decode_layer_head_ms += pending_head_ms_;
   }
+  plan_on_host_ms_ = on_host;
   prefetch_gate_deliver(l, rows);  // issue 12 prefetch hook
   if (interceptor_) {
     const offload::MissPolicy* mp = interceptor_->miss_policy();
@@ -279,7 +280,6 @@ void CudaBackend::moe_offloaded(int l, int T) {
   for (int32_t e : plan_.active) launch_of_[static_cast<size_t>(e)] = -1;
   if (decode_forward_) {  // the layer's head ends here; its tail when the next MoE layer's routing is on the host
     layer_end_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
-    pending_head_ms_ = layer_end_ms_ - plan_on_host_ms_;
   }
 }
 

@@ -32,6 +32,16 @@ std::vector<Req> run(LayerCache& c, const std::vector<std::vector<int32_t>>& ste
   return out;
 }
 
+// An ExpertCache of `layers` MoE layers over 8 experts, `slots` each.
+ExpertCache make_cache(int layers, int slots, CachePolicy policy = CachePolicy::Lru) {
+  ExpertCacheOptions o;
+  o.layers = layers;
+  o.num_experts = 8;
+  o.slots_per_layer = slots;
+  o.policy = policy;
+  return ExpertCache(o);
+}
+
 bool same(const std::vector<Req>& got, const std::vector<Req>& want) {
   if (got.size() != want.size()) return false;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -122,11 +132,7 @@ int main() {
     expect(c.prefetch(6).code == kOutcomeHit, "prefetch of a cached expert is a hit");
   }
   {
-    ExpertCacheOptions o;
-    o.layers = 2;
-    o.num_experts = 8;
-    o.slots_per_layer = 2;
-    ExpertCache ec(o);
+    ExpertCache ec = make_cache(2, 2);
     const int32_t a[] = {0, 1, 2};
     const StepCounts sc = ec.run_step(1, 0, a, 3, nullptr, nullptr);
     expect(sc.hits == 0 && sc.misses == 3 && ec.stats(1).inserts == 2 && ec.stats(1).bypasses == 1 && ec.stats(0).requests == 0,
@@ -136,11 +142,7 @@ int main() {
     // Misses decided before admission (--cpu-fill none), capacity 1, lru. Step 0 {1,2}: both miss, the
     // chooser admits only 2 (slot 0); step 1 {1,2}: 2 hits, 1 admitted but 2 is protected: bypass;
     // step 2 {1}: admitted, evicts 2 into slot 0.
-    ExpertCacheOptions o;
-    o.layers = 1;
-    o.num_experts = 8;
-    o.slots_per_layer = 1;
-    ExpertCache ec(o);
+    ExpertCache ec = make_cache(1, 1);
     std::vector<std::vector<int32_t>> seen;
     auto admit_only_2 = [&](const std::vector<int32_t>& m, std::vector<uint8_t>& admit) {
       seen.push_back(m);
@@ -163,12 +165,7 @@ int main() {
   }
   expect_throws(
       [] {
-        ExpertCacheOptions o;
-        o.layers = 1;
-        o.num_experts = 8;
-        o.slots_per_layer = 2;
-        o.policy = CachePolicy::Opt;
-        ExpertCache ec(o);
+        ExpertCache ec = make_cache(1, 2, CachePolicy::Opt);
         const int32_t s[] = {1};
         ec.run_step_deciding_misses(0, 0, s, 1, [](const std::vector<int32_t>&, std::vector<uint8_t>&) {}, nullptr);
       },
@@ -219,12 +216,7 @@ int main() {
       "outside [0, 8)", "expert out of range");
   expect_throws(
       [] {
-        ExpertCacheOptions o;
-        o.layers = 1;
-        o.num_experts = 8;
-        o.slots_per_layer = 2;
-        o.policy = CachePolicy::Belady;
-        ExpertCache ec(o);
+        ExpertCache ec = make_cache(1, 2, CachePolicy::Belady);
         const int32_t s[] = {1};
         ec.run_step(0, 0, s, 1, nullptr, nullptr);
       },

@@ -149,18 +149,23 @@ void executor_tests() {
 // --cpu-fill none: the controller decides a decode forward's misses before the cache admits the fetched
 // ones, and the backend reads its decisions; a prefill forward decides nothing (the backend fetches).
 // One MoE layer (model layer 1), 8 experts, top-2, one slot per layer.
+OffloadOptions no_admit_options(MissMode mode, int workers) {
+  OffloadOptions o;
+  o.num_layers = 2;
+  o.moe_layers = {1};
+  o.num_experts = 8;
+  o.k = 2;
+  o.use_cache = true;
+  o.cache.slots_per_layer = 1;
+  o.miss = policy(mode, workers);
+  o.miss.admit = false;
+  return o;
+}
+
 void no_admit_tests() {
   auto controller = [](MissMode mode, double copy_ms) {
-    OffloadOptions o;
-    o.num_layers = 2;
-    o.moe_layers = {1};
-    o.num_experts = 8;
-    o.k = 2;
-    o.use_cache = true;
-    o.cache.slots_per_layer = 1;
-    o.miss = policy(mode, 2);
+    OffloadOptions o = no_admit_options(mode, 2);
     o.miss.costs.copy_ms = copy_ms;
-    o.miss.admit = false;
     return std::make_unique<OffloadController>(o);
   };
   auto plan = [](std::vector<int32_t> experts) {
@@ -201,18 +206,10 @@ void no_admit_tests() {
     expect(c->miss_decisions(1) && !c->miss_decisions(1)->decisions[0].on_cpu && c->cached_slot(1, 1) == 0, "no-admit: a fetched miss is admitted");
   }
   {
-    OffloadOptions o;
-    o.num_layers = 2;
-    o.moe_layers = {1};
-    o.num_experts = 8;
-    o.k = 2;
-    o.use_cache = true;
-    o.cache.slots_per_layer = 1;
+    OffloadOptions o = no_admit_options(MissMode::Cpu, 1);
     o.cache.policy = CachePolicy::Belady;
     o.planned_offsets = {0, 1};  // the future belady needs: one step, expert 1
     o.planned_experts = {1};
-    o.miss = policy(MissMode::Cpu, 1);
-    o.miss.admit = false;
     expect_throws([&] { OffloadController c(o); }, "--cpu-fill none: the belady cache", "no-admit with belady refused");
   }
 }

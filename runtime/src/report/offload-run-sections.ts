@@ -3,6 +3,7 @@
  * both fills in one run; the grids of every mode; the simulator with the same run's calibrate against every
  * point). Every number comes from reports/bench/offload-h200-2026-12-03/.
  */
+import { cpuFillName } from '../offload/miss-options.js';
 import { json } from './read-json.js';
 import { table } from './experiments.js';
 
@@ -51,7 +52,7 @@ const f1 = (x: number) => x.toFixed(1);
 const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
 const spct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
 /** A point's --cpu-fill (null for fetch), as sim-vs-bench names it. */
-const fillOf = (p: RunPoint) => (p.cpuFill === undefined || p.cpuFill === null ? null : p.cpuAdmit === false ? 'none' : p.cpuFill ? 'background' : 'lazy');
+const fillOf = (p: RunPoint) => cpuFillName(p.cpuFill, p.cpuAdmit);
 
 /** The files the sections read (for the report's source list). */
 export function offloadRunFiles(o: OffloadRunSources): string[] {

@@ -168,14 +168,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const cpuJobTokens = new Int32Array(sets.experts.length + 1);
   /** tokens of the CPU jobs running now (summed) */
   let cpuRunningTokens = 0;
-  if (cpuBesideCopiesScale.some((f, n) => n > 0 && f !== 1)) {
-    cpu.startScale = (id) => {
-      cpuRunningTokens += cpuJobTokens[id];
-      return copy.busyServers > 0 ? cpuBesideCopiesScale[cpuJobTokens[id]] : 1;
-    };
-  } else cpu.startScale = (id) => {
+  // (factor 1 throughout without the profile's curve: the hook then only counts the running tokens)
+  cpu.startScale = (id) => {
     cpuRunningTokens += cpuJobTokens[id];
-    return 1;
+    return copy.busyServers > 0 ? cpuBesideCopiesScale[cpuJobTokens[id]] : 1;
   };
   if (costs.model.transfer.copySlowdownUnderCpu) {
     copy.startScale = () => (cpu.busyServers > 0 ? costs.copySlowdownBesideCpu(cpuRunningTokens / cpu.busyServers) : 1);
@@ -240,11 +236,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
   let stepStart = 0;
   let pendingExperts = 0;
   // The current layer's split (stepLayerHeadMs / TailMs): its routing on the host, its CPU jobs' end, when
-  // the host went on (-1: no layer before the next routing in this step), the head it had.
+  // the host went on (-1: no layer before the next routing in this step).
   let layerRoutedAt = 0;
   let layerCpuDoneAt = 0;
   let layerHostDoneAt = -1;
-  let layerHead = 0;
 
   const submitGpu = (job: number, duration: number, experts = 0) => {
     const id = gpu.submit(now, duration, 0);
@@ -333,7 +328,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
 
   const routed = (l: number) => {
     if (l > 0 && layerHostDoneAt >= 0) {
-      r.stepLayerHeadMs[step] += layerHead;
+      r.stepLayerHeadMs[step] += layerHostDoneAt - layerRoutedAt;
       r.stepLayerTailMs[step] += now - layerHostDoneAt;
       r.stepLayerTails[step]++;
     }
@@ -469,7 +464,6 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const layerDone = () => {
     // the host goes on once the layer's CPU jobs are done (it waits for nothing else)
     layerHostDoneAt = layer + 1 < L ? Math.max(layerRoutedAt, layerCpuDoneAt) : -1;
-    layerHead = layerHostDoneAt - layerRoutedAt;
     if (layer + 1 < L) startLayer(layer + 1);
     else submitGpu(JOB_HEAD, costs.head(batchTokens));
   };
