@@ -313,8 +313,9 @@ function render(doc: BenchDocument): string {
   if (doc.cpuMissCheck) {
     const c = doc.cpuMissCheck;
     sections.push('', `Misses computed on the CPU against all-resident logits (cache ${c.cache}, ${c.newTokens} tokens, greedy; top-1 compared while the tokens so far agree): ${c.pass ? 'pass' : 'FAIL'}`, '',
-      '| miss | batch | CPU experts | top-1 where gap >= 0.1 | top-1 overall | max relative logit error | tokens |', '| --- | --- | --- | --- | --- | --- | --- |',
-      ...c.cases.map((x) => `| ${x.miss} | ${x.label} | ${x.cpuExperts} | ${x.confidentAgree}/${x.confident} | ${x.agree}/${x.steps} | ${x.maxRelLogitError.toExponential(2)} | ${x.identicalTokens ? 'identical' : 'diverge'} |`));
+      '| miss | fill | batch | CPU experts | top-1 where gap >= 0.1 | top-1 overall | max relative logit error | tokens | flipped confident positions (sequence/step: gap) |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
+      ...[...c.cases, ...(c.control ? [{ ...c.control, miss: 'control', fill: '-', cpuExperts: 0 }] : [])].map((x) => `| ${x.miss} | ${x.fill} | ${x.label} | ${x.cpuExperts} | ${x.confidentAgree}/${x.confident} | ${x.agree}/${x.steps} | ${x.maxRelLogitError.toExponential(2)} | ${x.identicalTokens ? 'identical' : 'diverge'} | ${x.flips.map((f) => `${f.sequence}/${f.step}: ${f.gap}`).join(', ') || '-'} |`));
+    if (c.control) sections.push('', `control: ${c.control.label}, against the batch-16 reference (the engine's own rounding noise on the same measure; not part of pass/FAIL)`);
   }
   const host = (doc.offload as { hostProfile?: { layerMs: Array<[number, number]>; stepMs: Array<[number, number]> } | null } | null)?.hostProfile;
   if (host) {

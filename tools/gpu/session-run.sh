@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
-#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident quant-check
+#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident check-miss quant-check
 #   calibrate-q cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
@@ -52,6 +52,10 @@ for step in "$@"; do
     cpubench)
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1
       echo "cpubench exit $?" | tee -a "$LOG/steps.log"; tail -20 "$LOG/cpubench.log" ;;
+    check-miss)
+      # issue 12's numerics: logits of each CPU miss mode (both fills) against all-resident
+      wait_synth
+      run_moe check-miss "${MOE_T:-300}" "moe bench --model /tmp/lite --device cuda --check-miss cpu,hybrid --out $OUTD/check-miss" ;;
     quant-check)
       wait_synth
       run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;

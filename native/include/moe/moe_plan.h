@@ -14,6 +14,7 @@ namespace offload {
 struct MissPolicy;
 struct MissLog;
 struct LayerMissDecisions;
+struct CopyBacklog;
 struct PrefetchOrder;
 struct PrefetchOptions;
 }  // namespace offload
@@ -54,9 +55,11 @@ class MoeInterceptor {
   virtual const offload::MissPolicy* miss_policy() const { return nullptr; }
   virtual offload::MissLog* miss_log() { return nullptr; }
   // With a policy that does not admit CPU experts (MissPolicy::admit false): the backend gives the copy
-  // engine's backlog before on_plan, and reads the misses the interceptor decided in on_plan for `layer`
-  // (nullptr: it decided none there, e.g. a prefill forward: the backend then fetches every miss).
-  virtual void set_copy_backlog_ms(double /*ms*/) {}
+  // engine's backlog before on_plan (miss_policy.h CopyBacklog: the interceptor may rewrite the routing,
+  // so which late prefetches count is settled there), and reads the misses the interceptor decided in
+  // on_plan for `layer` (nullptr: it decided none there, e.g. a prefill forward: the backend then fetches
+  // every miss).
+  virtual void set_copy_backlog(const offload::CopyBacklog& /*backlog*/) {}
   virtual const offload::LayerMissDecisions* miss_decisions(int /*layer*/) const { return nullptr; }
   // Prefetch (issue 12). prefetch_options: nullptr when off. gate_next_layer(layer): the model layer whose
   // router a backend applies to this layer's MoE input for next-gate (-1: none); the backend hands the

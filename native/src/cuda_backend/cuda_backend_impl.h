@@ -147,12 +147,14 @@ class CudaBackend final : public Backend {
   // cuda_cpu_experts.cpp: the misses the policy sends to the CPU (removed from P.loaded / P.staged,
   // their slot copies turned into background fills), their jobs started; and the results joined.
   bool cpu_path(int rows) const;
-  double copy_backlog_ms();  // the copy engine's backlog as the miss rule takes it
+  double copy_backlog_ms();  // the demand copies' backlog (copy_free_at_ms_, corrected by copy_tail_)
+  void take_copy_backlog(int mi);  // layer_backlog_ for layer mi's miss rule, when its routing is on the host
   void choose_cpu_experts(int layer, int mi, int rows, const offload::MissPolicy& policy);
   void start_cpu_experts(int rows);
   void issue_fills(int mi);
   void join_cpu_experts();
   void note_copies(int count);
+  void note_copy_ms(double ms);
   // cuda_prefetch.cpp (issue 12 prefetch): see that file's header comment.
   void attach_prefetch(MoeInterceptor* i);
   bool prefetching() const;
@@ -226,6 +228,10 @@ class CudaBackend final : public Backend {
   // The copy engine's backlog as the cost model sees it (host clock, ms), corrected to 0 whenever the
   // last copy issued has finished (copy_tail_).
   double copy_free_at_ms_ = 0;
+  // What the miss rule of the current layer takes as the copy backlog (miss_policy.h CopyBacklog: the demand
+  // copies' backlog plus what prefetches put on the stream ahead of the layer's misses), and scratch.
+  offload::CopyBacklog layer_backlog_;
+  PrefetchCopies::Pending pf_pending_;
   // Host clock (ms) when this layer's routing reached the host; and whether the forward is a decode step.
   double plan_on_host_ms_ = 0;
   double layer_end_ms_ = 0;  // decode: when the host finished the last MoE layer (0: none yet this forward)

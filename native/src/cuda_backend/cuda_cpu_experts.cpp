@@ -43,8 +43,13 @@ bool CudaBackend::cpu_path(int rows) const {
 void CudaBackend::note_copies(int count) {
   if (count <= 0 || !interceptor_) return;
   const offload::MissPolicy* p = interceptor_->miss_policy();
-  const double copy_ms = p ? p->costs.copy_ms : 0.0;
-  copy_free_at_ms_ = std::max(copy_free_at_ms_, now_ms()) + count * copy_ms;
+  note_copy_ms(count * (p ? p->costs.copy_ms : 0.0));
+}
+
+// Copies just put on the copy stream that take `ms` by the cost model.
+void CudaBackend::note_copy_ms(double ms) {
+  if (ms <= 0 || !pool_) return;
+  copy_free_at_ms_ = std::max(copy_free_at_ms_, now_ms()) + ms;
   CUDA_CHECK(cudaEventRecord(copy_tail_, pool_->copy_stream()));
 }
 
@@ -55,6 +60,25 @@ double CudaBackend::copy_backlog_ms() {
   if (q == cudaSuccess) backlog = 0.0;
   else if (q != cudaErrorNotReady) CUDA_CHECK(q);
   return backlog;
+}
+
+// The copy backlog layer mi's miss rule takes (miss_policy.h CopyBacklog), once its routing is on the host:
+// the demand copies' backlog plus the prefetch pieces in flight (they are on the same FIFO stream, after or
+// before those copies, so the two add up) and, per expert, the prefetch pieces still queued (a late hit's
+// are promoted ahead of the misses). With prefetch the copy-stream lock is taken here and held until the
+// layer's demand copies are issued (prefetch_release), so no scheduler piece slips in after the estimate.
+void CudaBackend::take_copy_backlog(int mi) {
+  layer_backlog_.ms = copy_backlog_ms();
+  layer_backlog_.late_prefetch_ms.clear();
+  if (!prefetching()) return;
+  if (!prefetch_link_.owns_lock()) prefetch_link_ = std::unique_lock<std::mutex>(prefetch_->link());
+  const int E = c_.n_routed_experts;
+  prefetch_->pending(mi, E, pf_pending_);
+  const offload::MissPolicy* p = interceptor_->miss_policy();
+  const double piece_ms = (p ? p->costs.copy_ms : 0.0) / prefetch_->pieces();
+  layer_backlog_.ms += pf_pending_.pieces_in_flight * piece_ms;
+  layer_backlog_.late_prefetch_ms.resize(static_cast<size_t>(E));
+  for (int e = 0; e < E; ++e) layer_backlog_.late_prefetch_ms[static_cast<size_t>(e)] = pf_pending_.queued_pieces[static_cast<size_t>(e)] * piece_ms;
 }
 
 void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPolicy& policy) {
@@ -98,7 +122,7 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
   }
   double backlog = 0.0;
   if (policy.admit) {
-    backlog = copy_backlog_ms();
+    backlog = layer_backlog_.for_experts(plan_.active.data(), static_cast<int>(plan_.active.size()));
     cpu_free_.assign(static_cast<size_t>(policy.workers), 0.0);
     offload::decide_misses(policy, backlog, cpu_free_, miss_tokens_, decisions_);
   } else {

@@ -58,9 +58,12 @@ void CudaBackend::fetch_plan(int l, int rows) {
   plan_on_host_ms_ = on_host;
   prefetch_gate_deliver(l, rows);  // issue 12 prefetch hook
   if (interceptor_) {
-    const offload::MissPolicy* mp = interceptor_->miss_policy();
-    // --cpu-fill none: the controller decides the misses in on_plan and needs the copy engine's backlog
-    if (mp && !mp->admit && cpu_path(rows)) interceptor_->set_copy_backlog_ms(copy_backlog_ms());
+    // The miss rule's copy backlog, taken now (the simulator decides when the routing is on the host);
+    // --cpu-fill none: the controller decides the misses in on_plan and needs it first.
+    if (cpu_path(rows)) {
+      take_copy_backlog(moe_index_[static_cast<size_t>(l)]);
+      if (!interceptor_->miss_policy()->admit) interceptor_->set_copy_backlog(layer_backlog_);
+    }
     interceptor_->on_plan(plan_);
     if (plan_.expert.size() != n || plan_.weight.size() != n) {
       throw Error("MoE interceptor changed the size of the plan of layer " + std::to_string(l));

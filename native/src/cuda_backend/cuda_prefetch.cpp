@@ -80,7 +80,10 @@ bool CudaBackend::prefetch_place(int mi, LayerPlacement& P) {
   if (!prefetch_link_.owns_lock()) prefetch_link_ = std::unique_lock<std::mutex>(prefetch_->link());
   pf_in_step_.assign(static_cast<size_t>(c_.n_routed_experts), 0);
   for (int32_t e : plan_.active) pf_in_step_[static_cast<size_t>(e)] = 1;
-  prefetch_->visit(mi, pf_in_step_, pf_late_);
+  // promoted pieces are demand work now: later layers' backlog counts them (this layer's took them as late)
+  const int promoted = prefetch_->visit(mi, pf_in_step_, pf_late_);
+  const offload::MissPolicy* p = interceptor_->miss_policy();
+  if (p && promoted > 0) note_copy_ms(promoted * p->costs.copy_ms / prefetch_->pieces());
   for (int32_t s : P.copy_slot) prefetch_->cancel_slot(mi, s);
   for (int32_t s : P.late_slot) prefetch_->cancel_slot(mi, s);
   // Late hits leave `resident` now and join `loaded` after the miss policy has looked at the misses

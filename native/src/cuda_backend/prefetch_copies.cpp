@@ -118,8 +118,30 @@ void PrefetchCopies::run() {
   }
 }
 
-void PrefetchCopies::visit(int mi, const std::vector<uint8_t>& in_step, std::vector<uint8_t>& late) {
+void PrefetchCopies::pending(int mi, int n_experts, Pending& out) const {
   check_error();
+  out.pieces_in_flight = 0;
+  for (cudaEvent_t ev : in_flight_) {
+    const cudaError_t q = cudaEventQuery(ev);
+    if (q == cudaErrorNotReady) {
+      cudaGetLastError();  // not an error
+      ++out.pieces_in_flight;
+    } else if (q != cudaSuccess) {
+      CUDA_CHECK(q);
+    }
+  }
+  out.queued_pieces.assign(static_cast<size_t>(n_experts), 0);
+  const size_t first = static_cast<size_t>(mi) * slots_, last = first + static_cast<size_t>(slots_);
+  for (const Entry& e : queue_) {
+    if (e.idx < first || e.idx >= last) continue;
+    const int expert = track_[e.idx].expert;
+    if (expert >= 0 && expert < n_experts) out.queued_pieces[static_cast<size_t>(expert)] += pieces_ - e.next_piece;
+  }
+}
+
+int PrefetchCopies::visit(int mi, const std::vector<uint8_t>& in_step, std::vector<uint8_t>& late) {
+  check_error();
+  int promoted_pieces = 0;
   late.assign(static_cast<size_t>(slots_), 0);
   for (int s = 0; s < slots_; ++s) {
     const size_t idx = static_cast<size_t>(mi) * slots_ + static_cast<size_t>(s);
@@ -147,11 +169,13 @@ void PrefetchCopies::visit(int mi, const std::vector<uint8_t>& in_step, std::vec
     late[static_cast<size_t>(s)] = 1;
     if (first) ++counters_.late_hits;
     if (q != queue_.end()) {
+      promoted_pieces += pieces_ - q->next_piece;
       issue_rest(*q);  // promotion: on the stream now, ahead of this layer's demand copies
       queue_.erase(q);
       if (first) ++counters_.promoted;
     }
   }
+  return promoted_pieces;
 }
 
 void PrefetchCopies::cancel_slot(int mi, int s) {

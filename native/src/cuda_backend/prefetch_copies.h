@@ -49,10 +49,19 @@ class PrefetchCopies {
   std::mutex& link() { return mu_; }
   // Queues the copy of one expert into slot `slot` of MoE layer mi (forward thread).
   void enqueue(int mi, int slot, int expert, const void* host_src, void* dst);
+  // What prefetches still put on the copy stream (forward thread, link() held), for the miss rule's backlog
+  // (miss_policy.h CopyBacklog): pieces the scheduler issued that have not landed, and per expert of MoE
+  // layer mi the pieces still queued on the host ([n_experts]).
+  struct Pending {
+    int pieces_in_flight = 0;
+    std::vector<int> queued_pieces;
+  };
+  void pending(int mi, int n_experts, Pending& out) const;
   // Layer mi's routing is on the host (forward thread, link() held): `in_step[e]` marks its active experts.
   // Counts used / unused prefetches of this layer. For each slot whose prefetched expert is active and whose
-  // copy has not landed, issues its queued pieces now (promotion) and returns true in late[slot].
-  void visit(int mi, const std::vector<uint8_t>& in_step, std::vector<uint8_t>& late);
+  // copy has not landed, issues its queued pieces now (promotion) and returns true in late[slot]. Returns
+  // the pieces promoted (now on the stream ahead of the layer's demand copies).
+  int visit(int mi, const std::vector<uint8_t>& in_step, std::vector<uint8_t>& late);
   // A demand copy is about to write slot (mi, s) (forward thread, link() held): a prefetch still queued for
   // it is dropped.
   void cancel_slot(int mi, int s);
@@ -60,6 +69,7 @@ class PrefetchCopies {
   void cancel_all();
 
   PrefetchCounters counters() const;
+  int pieces() const { return pieces_; }
 
  private:
   // A prefetch not yet fully on the stream (at most one per slot).

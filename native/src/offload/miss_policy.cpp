@@ -1,6 +1,7 @@
 #include "moe/offload/miss_policy.h"
 
 #include <algorithm>
+#include <string>
 
 #include "moe/error.h"
 
@@ -48,6 +49,19 @@ double decide_misses(const MissPolicy& p, double copy_backlog_ms, std::vector<do
     else copy_free += p.costs.copy_ms;
   }
   return copy_free;
+}
+
+double CopyBacklog::for_experts(const int32_t* experts, int n) const {
+  double b = std::max(0.0, ms);
+  if (late_prefetch_ms.empty()) return b;
+  for (int i = 0; i < n; ++i) {
+    const int32_t e = experts[i];
+    if (e < 0 || static_cast<size_t>(e) >= late_prefetch_ms.size()) {
+      throw Error("copy backlog: expert " + std::to_string(e) + " outside the " + std::to_string(late_prefetch_ms.size()) + " the backlog knows");
+    }
+    b += late_prefetch_ms[static_cast<size_t>(e)];
+  }
+  return b;
 }
 
 void MissLog::clear() {

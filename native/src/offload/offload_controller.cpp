@@ -121,6 +121,9 @@ void OffloadController::on_plan(MoePlan& plan) {
   layer_decisions_.layer = -1;  // decided again below where this forward decides its misses
   int hits = 0, misses = 0;
   if (cache_) account(mi, plan, hits, misses);
+  // the backlog was this layer's (set before each on_plan that decides misses)
+  copy_backlog_.ms = 0;
+  copy_backlog_.late_prefetch_ms.clear();
   if (prefetching() && phase_ != 0) prefetch_after(mi);
   if (options_.record) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -214,13 +217,13 @@ StepCounts OffloadController::account_deciding_misses(int mi, int32_t step, cons
   for (size_t i = 0; i < static_cast<size_t>(plan.tokens) * k; ++i) ++expert_tokens_[static_cast<size_t>(plan.expert[i])];
   LayerMissDecisions& d = layer_decisions_;
   d.layer = plan.layer;
-  d.copy_backlog_ms = copy_backlog_ms_;
+  d.copy_backlog_ms = copy_backlog_.for_experts(set_.data(), n);  // the step's set: its late prefetches count
   auto decide = [&](const std::vector<int32_t>& misses, std::vector<uint8_t>& admit) {
     d.experts = misses;
     d.tokens.resize(misses.size());
     for (size_t i = 0; i < misses.size(); ++i) d.tokens[i] = expert_tokens_[static_cast<size_t>(misses[i])];
     cpu_free_.assign(static_cast<size_t>(std::max(1, options_.miss.workers)), 0.0);  // a layer waits for all its experts
-    decide_misses(options_.miss, copy_backlog_ms_, cpu_free_, d.tokens, d.decisions);
+    decide_misses(options_.miss, d.copy_backlog_ms, cpu_free_, d.tokens, d.decisions);
     for (size_t i = 0; i < misses.size(); ++i) admit[i] = d.decisions[i].on_cpu ? 0 : 1;
   };
   d.experts.clear();

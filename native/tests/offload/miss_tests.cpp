@@ -186,7 +186,9 @@ void no_admit_tests() {
     expect(c->miss_decisions(1) == nullptr && c->cached_slot(1, 1) == 0, "no-admit: a prefill forward decides nothing and admits");
     c->begin_forward(1, {0}, {1}, {7});  // decode {2, 3}: both miss, both on the CPU, neither admitted
     MoePlan p1 = plan({3, 2});
-    c->set_copy_backlog_ms(0.25);
+    CopyBacklog b;
+    b.ms = 0.25;
+    c->set_copy_backlog(b);
     c->on_plan(p1);
     const LayerMissDecisions* d = c->miss_decisions(1);
     expect(d && d->experts == std::vector<int32_t>{2, 3} && d->tokens == std::vector<int32_t>{1, 1} && d->decisions.size() == 2 &&
@@ -204,6 +206,46 @@ void no_admit_tests() {
     MoePlan p = plan({1, 1});  // one expert twice: a set of one
     c->on_plan(p);
     expect(c->miss_decisions(1) && !c->miss_decisions(1)->decisions[0].on_cpu && c->cached_slot(1, 1) == 0, "no-admit: a fetched miss is admitted");
+  }
+  {
+    // A late prefetch of an expert the layer needs counts in the backlog; one of an expert it does not
+    // need does not. Hybrid, policy()'s costs at 1 token: copy 0.3, GPU 0.02, CPU 0.4 + 0.01; expert 1 is
+    // cached (a hit whose prefetch is still queued, 2 ms of it), expert 2 misses, 0.05 ms already on the
+    // stream. Without the late prefetch the miss is fetched (0.05 + 0.3 + 0.02 < 0.41); behind it, it goes
+    // to the CPU (2.05 + 0.32 > 0.41).
+    auto decide = [&](std::vector<double> late, std::vector<int32_t> experts) {
+      auto c = controller(MissMode::Hybrid, 0.3);
+      c->begin_forward(0, {0}, {0}, {7});  // prefill: expert 1 admitted
+      MoePlan p0 = plan({1, 1});
+      c->on_plan(p0);
+      c->end_forward();
+      c->begin_forward(1, {0}, {1}, {7});
+      MoePlan p1 = plan(std::move(experts));
+      CopyBacklog b;
+      b.ms = 0.05;
+      b.late_prefetch_ms = std::move(late);
+      c->set_copy_backlog(b);
+      c->on_plan(p1);
+      const LayerMissDecisions* d = c->miss_decisions(1);
+      return d ? *d : LayerMissDecisions{};
+    };
+    std::vector<double> late(8, 0.0);
+    late[1] = 2.0;
+    LayerMissDecisions needed = decide(late, {1, 2});
+    expect(needed.experts == std::vector<int32_t>{2} && needed.decisions.size() == 1 && needed.decisions[0].on_cpu &&
+               std::fabs(needed.copy_backlog_ms - 2.05) < 1e-12,
+           "no-admit: a needed expert's queued prefetch (2 ms) is in the backlog: the miss goes to the CPU");
+    std::vector<double> other(8, 0.0);
+    other[5] = 2.0;
+    LayerMissDecisions not_needed = decide(other, {1, 2});
+    expect(not_needed.decisions.size() == 1 && !not_needed.decisions[0].on_cpu && std::fabs(not_needed.copy_backlog_ms - 0.05) < 1e-12,
+           "no-admit: a queued prefetch of an expert the layer does not need is not in the backlog: the miss is fetched");
+    LayerMissDecisions none = decide({}, {1, 2});
+    expect(none.decisions.size() == 1 && !none.decisions[0].on_cpu && std::fabs(none.copy_backlog_ms - 0.05) < 1e-12, "no-admit: no prefetch backlog: fetched");
+    CopyBacklog short_list;
+    short_list.late_prefetch_ms = {0.0, 1.0};
+    const int32_t out_of_range[] = {3};
+    expect_throws([&] { short_list.for_experts(out_of_range, 1); }, "outside the 2", "an expert beyond the backlog's list is refused");
   }
   {
     OffloadOptions o = no_admit_options(MissMode::Cpu, 1);

@@ -66,6 +66,22 @@ struct MissDecision {
 double decide_misses(const MissPolicy& policy, double copy_backlog_ms, std::vector<double>& cpu_free,
                      const std::vector<int32_t>& tokens, std::vector<MissDecision>& out);
 
+// The copy engine's backlog when a layer's routing reaches the host, as the rule takes it: the work on the
+// copy stream ahead of this layer's demand copies (the simulator's copy.estimateFinish(now, 0, demand) in
+// sim/src/timing/engine.ts routed(), taken after the layer's late hits are promoted).
+//  - ms: what is on the stream already: earlier demand copies, promoted prefetches, and the prefetch pieces
+//    the scheduler issued (at most its pieces in flight, each counted whole: the simulator counts the one
+//    running piece's remainder, so this is at most one piece high);
+//  - late_prefetch_ms[e] ([experts] or empty): a prefetch of this layer's expert e still queued on the host.
+//    When the layer needs e (a late hit) its queued pieces are issued at once, ahead of the misses, so they
+//    count; prefetches of experts it does not need stay behind the demand copies and do not.
+struct CopyBacklog {
+  double ms = 0;
+  std::vector<double> late_prefetch_ms;
+  // The backlog for a layer that needs `experts` (n ids): ms plus their queued prefetches.
+  double for_experts(const int32_t* experts, int n) const;
+};
+
 // One MoE layer's misses as the OffloadController decided them (admit false): ascending experts, their
 // decisions, and the copy backlog the rule was given.
 struct LayerMissDecisions {

@@ -101,7 +101,7 @@ class OffloadController final : public MoeInterceptor {
   const MissPolicy* miss_policy() const override { return &options_.miss; }
   MissLog* miss_log() override { return options_.miss.log ? &miss_log_ : nullptr; }
   // admit false (miss_policy.h): the backlog for the next on_plan's rule; that on_plan's decisions.
-  void set_copy_backlog_ms(double ms) override { copy_backlog_ms_ = ms; }
+  void set_copy_backlog(const CopyBacklog& b) override { copy_backlog_ = b; }
   const LayerMissDecisions* miss_decisions(int layer) const override {
     return layer_decisions_.layer == layer && layer >= 0 ? &layer_decisions_ : nullptr;
   }
@@ -163,7 +163,7 @@ class OffloadController final : public MoeInterceptor {
   RecordedRows rows_;
   MissLog miss_log_;
   // admit false: decode forwards decide their misses here (account), before the cache admits them
-  double copy_backlog_ms_ = 0;
+  CopyBacklog copy_backlog_;
   LayerMissDecisions layer_decisions_;
   std::vector<double> cpu_free_;
   std::vector<int32_t> expert_tokens_;
