@@ -1,6 +1,6 @@
 /**
  * The simulator against the second 2026-12-03 H200 run (reports/bench/offload-h200-2026-12-03b: the cpu and
- * hybrid grids with --cpu-fill none after the miss rule's backlog counted prefetches), each point recomputed
+ * hybrid grids, fills none and background, after the miss rule's backlog counted prefetches), each point recomputed
  * on the bench's own lanes with sim/calibration/h200-offload-2026-12-03.json (nothing from these points).
  * What is held: the committed sim-vs-measured.json is what this computes, and with the oracle beside CPU experts,
  * which the fix was for, the measured layer tail no longer than the simulated one by more than one prefetch
@@ -28,15 +28,15 @@ describe.skipIf(!have)('simulated vs measured, H200 2026-12-03b (sim/calibration
   let rows: SimVsMeasuredRow[] = [];
   beforeAll(() => {
     const profile = loadCalibration(join(repo, 'sim/calibration/h200-offload-2026-12-03.json'));
-    rows = simVsBench(['grid-hybrid-none', 'grid-cpu-none'].map((b) => join(folder, b, 'bench.json')), profile, importBenchReplays(esft, tmp.path));
+    rows = simVsBench(['grid-hybrid-none', 'grid-cpu-none', 'grid-hybrid-bg', 'grid-cpu-bg'].map((b) => join(folder, b, 'bench.json')), profile, importBenchReplays(esft, tmp.path));
     const pc = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
     console.log(['| point | measured ms | simulated ms | error |', '| --- | --- | --- | --- |',
       ...rows.map((r) => `| ${r.miss} ${r.prefetch} B${r.batch} P${r.prompt} | ${r.measuredMs.toFixed(2)} | ${r.simulatedMs.toFixed(2)} | ${pc(r.error)} |`)].join('\n'));
   }, 900_000);
 
-  it('covers both grids, prefetch none and oracle (2 x 24 points)', () => {
-    expect(rows.length).toBe(48);
-    expect(rows.filter((r) => r.prefetch === 'oracle').length).toBe(24);
+  it('covers the four grids, prefetch none and oracle (4 x 24 points)', () => {
+    expect(rows.length).toBe(96);
+    expect(rows.filter((r) => r.prefetch === 'oracle').length).toBe(48);
   });
   it('with the oracle beside CPU experts, the measured layer tail is not longer than the simulated one by more than one prefetch piece', () => {
     // the backlog counts pieces in flight whole (miss_policy.h CopyBacklog): one piece, a third of the
