@@ -7,13 +7,12 @@
  * fill, oracle prefetch beside CPU experts, cpu) is printed, their misses are in the folder's README.
  * The committed sim-vs-measured.json must be what this computes. Needs the ESFT traces (skipped without).
  */
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCalibration } from '../../../sim/src/cost/calibration.js';
-import { simVsBench, type SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
+import type { SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
 import { tempDir } from '../../../core/test/helpers.js';
-import { benchEsftDir, importBenchReplays } from '../helpers/esft-replays.js';
+import { benchEsftDir } from '../helpers/esft-replays.js';
+import { expectCommittedSimRows, simulateCommittedBenches } from '../helpers/sim-vs-committed.js';
 
 const repo = resolve(import.meta.dirname, '..', '..', '..');
 const { dir: esft, have } = benchEsftDir(repo);
@@ -26,11 +25,8 @@ afterAll(() => tmp.cleanup());
 describe.skipIf(!have)('simulated vs measured, H200 2026-12-03 (sim/calibration/h200-offload-2026-12-03.json)', () => {
   let rows: SimVsMeasuredRow[] = [];
   beforeAll(() => {
-    const profile = loadCalibration(join(repo, 'sim/calibration/h200-offload-2026-12-03.json'));
-    rows = simVsBench(benches.map((b) => join(folder, b, 'bench.json')), profile, importBenchReplays(esft, tmp.path));
-    const pc = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
-    console.log(['| point | measured ms | simulated ms | error |', '| --- | --- | --- | --- |',
-      ...rows.map((r) => `| ${r.miss} ${r.fill ?? ''} c${r.cache} ${r.prefetch} B${r.batch} P${r.prompt} | ${r.measuredMs.toFixed(2)} | ${r.simulatedMs.toFixed(2)} | ${pc(r.error)} |`)].join('\n'));
+    rows = simulateCommittedBenches(benches.map((b) => join(folder, b, 'bench.json')), join(repo, 'sim/calibration/h200-offload-2026-12-03.json'), esft, tmp.path,
+      (r) => `${r.miss} ${r.fill ?? ''} c${r.cache} ${r.prefetch} B${r.batch} P${r.prompt}`);
   }, 900_000);
 
   it('covers every point (20 must-show + 24 cpu + 12 cpu none + 24 fetch + 24 hybrid background + 24 hybrid none)', () => {
@@ -47,7 +43,6 @@ describe.skipIf(!have)('simulated vs measured, H200 2026-12-03 (sim/calibration/
     for (const r of h) expect(Math.abs(r.error), `${r.bench} c${r.cache} B${r.batch} P${r.prompt}`).toBeLessThan(0.1);
   });
   it('the committed sim-vs-measured.json is what the simulator computes', () => {
-    const committed = JSON.parse(readFileSync(join(folder, 'sim-vs-measured.json'), 'utf8')).rows as SimVsMeasuredRow[];
-    expect(committed.map((r) => [r.miss, r.fill, r.prefetch, r.batch, r.prompt, r.simulatedMs])).toEqual(rows.map((r) => [r.miss, r.fill, r.prefetch, r.batch, r.prompt, r.simulatedMs]));
+    expectCommittedSimRows(join(folder, 'sim-vs-measured.json'), rows);
   });
 });

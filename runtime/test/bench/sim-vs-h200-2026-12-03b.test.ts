@@ -7,31 +7,29 @@
  * piece at every point (the first run's were up to 1.72 ms longer). The 10% target is not met at every point (the folder's README says where and why):
  * the errors are printed, not held.
  */
-import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadCalibration } from '../../../sim/src/cost/calibration.js';
 import { Costs } from '../../../sim/src/cost/cost-model.js';
 import { PREFETCH_CHUNKS } from '../../../sim/src/timing/engine.js';
-import { simVsBench, type SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
+import type { SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
 import { tempDir } from '../../../core/test/helpers.js';
-import { benchEsftDir, importBenchReplays } from '../helpers/esft-replays.js';
+import { benchEsftDir } from '../helpers/esft-replays.js';
+import { expectCommittedSimRows, simulateCommittedBenches } from '../helpers/sim-vs-committed.js';
 
 const repo = resolve(import.meta.dirname, '..', '..', '..');
 const { dir: esft, have } = benchEsftDir(repo);
 if (!have) console.warn(`[skip] ${esft} is missing: the 2026-12-03b simulator-vs-H200 table is not computed`);
 const folder = join(repo, 'reports/bench/offload-h200-2026-12-03b');
+const profileFile = join(repo, 'sim/calibration/h200-offload-2026-12-03.json');
 const tmp = tempDir();
 afterAll(() => tmp.cleanup());
 
 describe.skipIf(!have)('simulated vs measured, H200 2026-12-03b (sim/calibration/h200-offload-2026-12-03.json)', () => {
   let rows: SimVsMeasuredRow[] = [];
   beforeAll(() => {
-    const profile = loadCalibration(join(repo, 'sim/calibration/h200-offload-2026-12-03.json'));
-    rows = simVsBench(['grid-hybrid-none', 'grid-cpu-none', 'grid-hybrid-bg', 'grid-cpu-bg'].map((b) => join(folder, b, 'bench.json')), profile, importBenchReplays(esft, tmp.path));
-    const pc = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
-    console.log(['| point | measured ms | simulated ms | error |', '| --- | --- | --- | --- |',
-      ...rows.map((r) => `| ${r.miss} ${r.prefetch} B${r.batch} P${r.prompt} | ${r.measuredMs.toFixed(2)} | ${r.simulatedMs.toFixed(2)} | ${pc(r.error)} |`)].join('\n'));
+    rows = simulateCommittedBenches(['grid-hybrid-none', 'grid-cpu-none', 'grid-hybrid-bg', 'grid-cpu-bg'].map((b) => join(folder, b, 'bench.json')), profileFile, esft, tmp.path,
+      (r) => `${r.miss} ${r.fill} ${r.prefetch} B${r.batch} P${r.prompt}`);
   }, 900_000);
 
   it('covers the four grids, prefetch none and oracle (4 x 24 points)', () => {
@@ -41,13 +39,12 @@ describe.skipIf(!have)('simulated vs measured, H200 2026-12-03b (sim/calibration
   it('with the oracle beside CPU experts, the measured layer tail is not longer than the simulated one by more than one prefetch piece', () => {
     // the backlog counts pieces in flight whole (miss_policy.h CopyBacklog): one piece, a third of the
     // profile's expert copy, is the error it allows; the first run's tails were up to 1.72 ms longer
-    const pieceMs = new Costs(loadCalibration(join(repo, 'sim/calibration/h200-offload-2026-12-03.json'))).copyMs / PREFETCH_CHUNKS;
+    const pieceMs = new Costs(loadCalibration(profileFile)).copyMs / PREFETCH_CHUNKS;
     expect(pieceMs).toBeGreaterThan(0.09);
     const o = rows.filter((r) => r.prefetch === 'oracle');
     for (const r of o) expect((r.layerTailMs.measured ?? Infinity) - r.layerTailMs.simulated, `${r.miss} B${r.batch} P${r.prompt}`).toBeLessThan(pieceMs);
   });
   it('the committed sim-vs-measured.json is what the simulator computes', () => {
-    const committed = JSON.parse(readFileSync(join(folder, 'sim-vs-measured.json'), 'utf8')).rows as SimVsMeasuredRow[];
-    expect(committed.map((r) => [r.miss, r.fill, r.prefetch, r.batch, r.prompt, r.simulatedMs])).toEqual(rows.map((r) => [r.miss, r.fill, r.prefetch, r.batch, r.prompt, r.simulatedMs]));
+    expectCommittedSimRows(join(folder, 'sim-vs-measured.json'), rows);
   });
 });

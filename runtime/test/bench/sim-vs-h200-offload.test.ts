@@ -11,10 +11,10 @@
  */
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { loadCalibration } from '../../../sim/src/cost/calibration.js';
-import { simVsBench, type SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
+import type { SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
 import { tempDir } from '../../../core/test/helpers.js';
-import { benchEsftDir, importBenchReplays } from '../helpers/esft-replays.js';
+import { benchEsftDir } from '../helpers/esft-replays.js';
+import { simulateCommittedBenches } from '../helpers/sim-vs-committed.js';
 
 const repo = resolve(import.meta.dirname, '..', '..', '..');
 const { dir: esft, have } = benchEsftDir(repo);
@@ -26,11 +26,8 @@ afterAll(() => tmp.cleanup());
 describe.skipIf(!have)('simulated vs measured, H200 2026-12-02 (sim/calibration/h200-offload.json)', () => {
   let rows: SimVsMeasuredRow[] = [];
   beforeAll(() => {
-    const profile = loadCalibration(join(repo, 'sim/calibration/h200-offload.json'));
-    rows = simVsBench(['must-show', 'grid-fetch'].map((b) => join(folder, b, 'bench.json')), profile, importBenchReplays(esft, tmp.path));
-    const pc = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
-    console.log(['| point | measured ms | simulated ms | error |', '| --- | --- | --- | --- |',
-      ...rows.map((r) => `| ${r.dtype} c${r.cache} ${r.miss} ${r.prefetch} B${r.batch} P${r.prompt} | ${r.measuredMs.toFixed(2)} | ${r.simulatedMs.toFixed(2)} | ${pc(r.error)} |`)].join('\n'));
+    rows = simulateCommittedBenches(['must-show', 'grid-fetch'].map((b) => join(folder, b, 'bench.json')), join(repo, 'sim/calibration/h200-offload.json'), esft, tmp.path,
+      (r) => `${r.dtype} c${r.cache} ${r.miss} ${r.prefetch} B${r.batch} P${r.prompt}`);
   }, 900_000);
 
   it('covers every point but the predicted ones (12 must-show + 24 grid-fetch)', () => {
