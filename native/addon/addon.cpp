@@ -326,7 +326,8 @@ class ScoreWorker : public Napi::AsyncWorker {
   Napi::Promise promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      owner_->engine_->score(request_.prompts, prefill_tokens_);
+      if (owner_->offload_) owner_->offload_->session->score(request_.prompts, prefill_tokens_);
+      else owner_->engine_->score(request_.prompts, prefill_tokens_);
     } catch (const std::exception& e) {
       SetError(e.what());
     }
@@ -350,7 +351,6 @@ class ScoreWorker : public Napi::AsyncWorker {
 
 Napi::Value NativeEngine::score(const Napi::CallbackInfo& info) {
   engine(info.Env());
-  if (offload_) throw Napi::Error::New(info.Env(), "score: not available while an offloading session is attached");
   if (info.Length() != 1 || !info[0].IsObject()) throw Napi::TypeError::New(info.Env(), "score: expected a request object");
   Napi::Object req = info[0].As<Napi::Object>();
   continuous_ = false;

@@ -10,6 +10,7 @@
 //    prefill of every prompt), step() the decode steps until done().
 // Not thread-safe: one call at a time.
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -96,7 +97,11 @@ class Engine {
   // last_logits() ([sum of lengths, vocab], sequences in order). prefill_tokens 0: the sequences run
   // as one prefill batch; n > 0: their first n tokens do, then the rest one decode step per position
   // (all sequences together), so the decode path is checked on the same tokens. Ends any generation.
-  void score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens = 0);
+  // around (optional) wraps each forward: it is given the forward's rows, whether it is the prefill
+  // (the first forward), and the forward to call; the offloading session announces the rows to its
+  // controller there, as begin()/step() do.
+  using ForwardAround = std::function<void(const StepBatch& batch, bool prefill, const std::function<void()>& forward)>;
+  void score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens = 0, const ForwardAround& around = nullptr);
   // Logits of the last begin()/step(): [rows, vocab], rows as StepOutput::logits_seq says.
   const std::vector<float>& last_logits() const { return logits_; }
 

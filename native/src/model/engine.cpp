@@ -195,7 +195,7 @@ bool Engine::next_has_prefill() const {
   return false;
 }
 
-void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens) {
+void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens, const ForwardAround& around) {
   if (sequences.empty()) throw Error("score: no sequences");
   if (prefill_tokens < 0) throw Error("score: prefill_tokens must be >= 0");
   const size_t V = static_cast<size_t>(config_.vocab_size);
@@ -235,7 +235,9 @@ void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefi
     }
     if (batch.tokens.empty()) return;
     step_logits.resize(batch.tokens.size() * V);
-    backend_->forward(batch, step_logits.data());
+    const auto forward = [&] { backend_->forward(batch, step_logits.data()); };
+    if (around) around(batch, p0 == 0, forward);
+    else forward();
     for (size_t r = 0; r < dest.size(); ++r) std::copy_n(step_logits.data() + r * V, V, logits_.data() + dest[r] * V);
   };
   run(0, first);

@@ -360,6 +360,26 @@ StepOutput OffloadSession::begin(const GenerationRequest& request) {
   return out;
 }
 
+void OffloadSession::score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens) {
+  sequence_base_ += batch_size_;
+  batch_size_ = 0;
+  finish_.clear();  // score ends any generation: a step() after it has no rows
+  const int32_t base = sequence_base_;
+  engine_.score(sequences, prefill_tokens, [&](const StepBatch& batch, bool prefill, const std::function<void()>& forward) {
+    std::vector<int32_t> seq(batch.seq.size());
+    for (size_t i = 0; i < seq.size(); ++i) seq[i] = base + batch.seq[i];
+    controller_->begin_forward(prefill ? 0 : 1, seq, batch.pos, batch.tokens);
+    try {
+      forward();
+    } catch (...) {
+      controller_->abort_forward();
+      throw;
+    }
+    controller_->end_forward();
+  });
+  batch_size_ = static_cast<int>(sequences.size());
+}
+
 StepOutput OffloadSession::step() {
   std::vector<int32_t> seq, pos, tokens;
   for (size_t s = 0; s < finish_.size(); ++s) {

@@ -1,12 +1,12 @@
 /**
  * bench --check-quant int8,int4 (issue 13): fidelity of quantized routed experts against the bf16 engine on
- * the same prompts. Greedy generation of seeded prompts through the all-resident bf16 engine (the
- * reference) and through the offloaded engine with each quantized dtype (Engine.score, teacher forcing, is
- * not available while an offloading session is attached), with the logits of every step recorded: step 0's
- * come from the prefill forward (path 'prefill'), the later ones from decode steps (path 'decode'). A step
- * is compared while the two generations' tokens so far are equal (after a divergence the inputs differ),
- * by agreement.ts's compareLogits: per position ||a - b|| / ||b|| of the logits, top-1 agreement overall
- * and by the bf16 top-1/top-2 gap.
+ * the same prompts, teacher-forced: seeded prompts and the all-resident bf16 engine's greedy continuation
+ * of them are run through the bf16 engine (the reference) and through the offloaded engine with each
+ * quantized dtype by Engine.score (with the offloading session attached: OffloadSession::score), so every
+ * position is compared on the same inputs, however early the quantized engine's own greedy tokens would
+ * diverge: the prompt's positions come from one prefill forward (path 'prefill'), the continuation's from
+ * one decode step per position (path 'decode'). Compared by agreement.ts's compareLogits: per position
+ * ||a - b|| / ||b|| of the logits, top-1 agreement overall and by the bf16 top-1/top-2 gap.
  *
  * Thresholds, stated before the run (QUANT_THRESHOLDS): where the bf16 gap is >= 0.1 the top-1 must agree
  * at >= 99% (int8) / >= 95% (int4), and the median logits relative error stay <= 0.05 (int8) / <= 0.15
@@ -83,32 +83,17 @@ export function judge(dtype: 'int8' | 'int4', group: number, a: Omit<PathAgreeme
   return { dtype, group, path: a.path, positions: a.positions, top1Agreement: a.top1Agreement, confident, confidentTop1Agreement, logitsRelError: a.logitsRelError, pass };
 }
 
-type Generation = { tokens: number[][]; logits: Float32Array[][] };
-
 /**
- * The steps of one path to compare, flattened as compareLogits takes them: step 0 (the prefill forward's
- * logits) for 'prefill'; for 'decode' steps 1.. while the quantized run's tokens so far equal the reference's.
+ * score()'s rows ([sequences x length, vocab], every sequence `length` long) of positions [from, to) of
+ * each sequence, flattened as compareLogits takes them.
  */
-export function comparedSteps(got: Generation, ref: Generation, path: 'prefill' | 'decode', vocab: number): { ours: Float32Array; theirs: Float32Array; lengths: number[] } {
-  const a: Float32Array[] = [];
-  const b: Float32Array[] = [];
-  const lengths = ref.logits.map((steps, s) => {
-    let n = 0;
-    const [first, end] = path === 'prefill' ? [0, Math.min(1, steps.length)] : [1, steps.length];
-    for (let k = first; k < end; k++) {
-      if (k > 0 && got.tokens[s][k - 1] !== ref.tokens[s][k - 1]) break;  // step k's input is token k - 1
-      a.push(got.logits[s][k]);
-      b.push(steps[k]);
-      n++;
-    }
-    return n;
-  });
-  const flat = (rows: Float32Array[]) => {
-    const out = new Float32Array(rows.length * vocab);
-    rows.forEach((r, i) => out.set(r, i * vocab));
-    return out;
-  };
-  return { ours: flat(a), theirs: flat(b), lengths };
+export function positionRows(all: Float32Array, sequences: number, length: number, vocab: number, from: number, to: number): { rows: Float32Array; lengths: number[] } {
+  if (all.length !== sequences * length * vocab) throw new Error(`positionRows: ${all.length} logits are not ${sequences} x ${length} x ${vocab}`);
+  if (!(0 <= from && from <= to && to <= length)) throw new Error(`positionRows: positions [${from}, ${to}) outside [0, ${length})`);
+  const n = to - from;
+  const rows = new Float32Array(sequences * n * vocab);
+  for (let s = 0; s < sequences; s++) rows.set(all.subarray((s * length + from) * vocab, (s * length + to) * vocab), s * n * vocab);
+  return { rows, lengths: Array.from({ length: sequences }, () => n) };
 }
 
 export async function checkQuantized(
@@ -122,18 +107,19 @@ export async function checkQuantized(
   const cfg = ckpt.config;
   const avoid = new Set([cfg.bosTokenId, cfg.eosTokenId]);
   const seqs = Array.from({ length: o.sequences }, (_, s) => [cfg.bosTokenId, ...seededIds(o.seed * 389 + 7 + s, o.length - 1, cfg.vocabSize, avoid)]);
-  const generate = async (eng: Engine) => {
-    const r = await eng.generateAll({ prompts: seqs, maxNewTokens: o.newTokens, stopOnEos: false, recordLogits: true });
-    return { tokens: r.tokens, logits: eng.logits!.perSequence };
-  };
+  // The tokens every engine is forced through: each prompt and the bf16 engine's greedy continuation.
   const ref = await Engine.load(model, { device: 'cuda' });
-  let reference: Awaited<ReturnType<typeof generate>>;
+  let forced: number[][];
+  let reference: Float32Array;
   try {
-    reference = await generate(ref);
+    const r = await ref.generateAll({ prompts: seqs, maxNewTokens: o.newTokens, stopOnEos: false });
+    forced = seqs.map((p, i) => [...p, ...r.tokens[i]]);
+    reference = await ref.score(forced, o.length);
   } finally {
     ref.close();
   }
-  log(`quant check: bf16 reference done (${o.sequences} prompts of ${o.length} tokens, ${o.newTokens} greedy steps)`);
+  const total = o.length + o.newTokens;
+  log(`quant check: bf16 reference done (${o.sequences} prompts of ${o.length} tokens + ${o.newTokens} greedy tokens, teacher-forced)`);
   const cache = Math.min(o.cache, cfg.nRoutedExperts);
   const cases: QuantCheckCase[] = [];
   const expertErrors: QuantCheck['expertErrors'] = [];
@@ -146,10 +132,12 @@ export async function checkQuantized(
       ...expertLoadOptions(f),
     });
     try {
-      const got = await generate(eng);
+      const got = await eng.score(forced, o.length);
       for (const path of ['prefill', 'decode'] as const) {
-        const { ours, theirs, lengths } = comparedSteps(got, reference, path, cfg.vocabSize);
-        const c = judge(f.dtype, f.group, compareLogits(path, 'quantized experts vs bf16 engine', ours, theirs, cfg.vocabSize, lengths, 0));
+        const [from, to] = path === 'prefill' ? [0, o.length] : [o.length, total];
+        const ours = positionRows(got, o.sequences, total, cfg.vocabSize, from, to);
+        const theirs = positionRows(reference, o.sequences, total, cfg.vocabSize, from, to);
+        const c = judge(f.dtype, f.group, compareLogits(path, 'quantized experts vs bf16 engine', ours.rows, theirs.rows, cfg.vocabSize, ours.lengths, 0));
         cases.push(c);
         log(`quant check: ${f.dtype} ${path}: top-1 ${(100 * c.confidentTop1Agreement).toFixed(2)}% where the bf16 gap >= ${CONFIDENT_GAP} (${c.confident} positions), ${(100 * c.top1Agreement).toFixed(2)}% overall, logits rel. error p50 ${c.logitsRelError.p50.toExponential(2)}: ${c.pass ? 'pass' : 'FAIL'}`);
       }
@@ -183,7 +171,7 @@ export function quantCheckTable(c: QuantCheck): string {
   const logits = c.logitsNote !== undefined
     ? [`Quantized experts against the bf16 engine: ${c.logitsNote}.`]
     : [
-        `Quantized experts against the bf16 engine (greedy, ${c.sequences} prompts of ${c.length} tokens, ${c.newTokens} steps compared while the tokens agree: step 0 = prefill path, later steps = decode path; cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
+        `Quantized experts against the bf16 engine (teacher-forced: ${c.sequences} prompts of ${c.length} tokens and the bf16 engine's ${c.newTokens} greedy tokens through both engines; the prompt's positions = prefill path (one forward), the next ${c.newTokens} = decode path (one step per position); cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
         '',
         '| dtype | path | positions | top-1 where gap >= 0.1 | top-1 overall | logits rel. error p50 | p99 | max | pass |',
         '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',

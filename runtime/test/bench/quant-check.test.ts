@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import { compareLogits } from '../../src/bench/agreement.js';
 import { failedChecks } from '../../src/bench/checks.js';
-import { distribution, judge, QUANT_THRESHOLDS, quantCheckTable, type QuantCheck, comparedSteps } from '../../src/bench/quant-check.js';
+import { distribution, judge, QUANT_THRESHOLDS, quantCheckTable, type QuantCheck, positionRows } from '../../src/bench/quant-check.js';
 import type { BenchDocument } from '../../src/bench/run-bench.js';
 
 const V = 4;
@@ -58,22 +58,20 @@ describe('quantized-expert check', () => {
   });
 });
 
-describe('comparedSteps', () => {
+describe('positionRows', () => {
   const V = 2;
-  const row = (x: number) => Float32Array.from([x, -x]);
-  // sequence 0 diverges after token 1 (tokens 5,6 vs 5,7); sequence 1 agrees throughout
-  const ref = { tokens: [[5, 6, 8, 9], [1, 2, 3, 4]], logits: [[row(1), row(2), row(3), row(4)], [row(5), row(6), row(7), row(8)]] };
-  const got = { tokens: [[5, 7, 8, 9], [1, 2, 3, 4]], logits: [[row(10), row(20), row(30), row(40)], [row(50), row(60), row(70), row(80)]] };
-  it('prefill: step 0 of every sequence', () => {
-    const c = comparedSteps(got, ref, 'prefill', V);
-    expect(c.lengths).toEqual([1, 1]);
-    expect(Array.from(c.ours)).toEqual([10, -10, 50, -50]);
-    expect(Array.from(c.theirs)).toEqual([1, -1, 5, -5]);
+  // score() output of 2 sequences x 3 positions: row value = 10 * sequence + position
+  const all = Float32Array.from([0, 1, 2, 10, 11, 12].flatMap((x) => [x, -x]));
+  it('positions [from, to) of every sequence, in order, with their lengths', () => {
+    const prefill = positionRows(all, 2, 3, V, 0, 2);
+    expect(prefill.lengths).toEqual([2, 2]);
+    expect(Array.from(prefill.rows)).toEqual([0, -0, 1, -1, 10, -10, 11, -11]);
+    const decode = positionRows(all, 2, 3, V, 2, 3);
+    expect(decode.lengths).toEqual([1, 1]);
+    expect(Array.from(decode.rows)).toEqual([2, -2, 12, -12]);
   });
-  it('decode: steps 1.. while the tokens so far agree (step k reads token k - 1)', () => {
-    const c = comparedSteps(got, ref, 'decode', V);
-    // sequence 0: step 1 (input token 5, equal) compared, step 2 (input 6 vs 7) stops; sequence 1: steps 1..3
-    expect(c.lengths).toEqual([1, 3]);
-    expect(Array.from(c.ours)).toEqual([20, -20, 60, -60, 70, -70, 80, -80]);
+  it('refuses a shape that does not match or a range outside the sequences', () => {
+    expect(() => positionRows(all, 2, 4, V, 0, 1)).toThrow(/are not 2 x 4 x 2/);
+    expect(() => positionRows(all, 2, 3, V, 2, 4)).toThrow(/outside/);
   });
 });

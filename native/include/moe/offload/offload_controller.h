@@ -187,6 +187,10 @@ class OffloadSession {
   ~OffloadSession();
   StepOutput begin(const GenerationRequest& request);
   StepOutput step();
+  // Engine::score (teacher forcing) through the session: each forward's rows are announced to the
+  // controller as begin()/step() announce theirs (the first forward as a prefill, the rest as decode
+  // steps), the sequences numbered after the prompts begun before. Ends any generation.
+  void score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens);
   OffloadController& controller() { return *controller_; }
   void set_user_hook(DebugHook hook);
 
