@@ -9,13 +9,15 @@
 //     for an unknown dtype or a shape the dtype does not allow.
 //
 //   quantFidelity({ config, tensors, dtype: 'bf16' | 'int8' | 'int4', group?: number (64),
-//                   rows?: number (16), seed?: number (0), x?: Float32Array ([rows * hidden]),
+//                   rows?: number (16), seed?: number (0),
+//                   x?: Float32Array ([rows * hidden], or [MoE layers * rows * hidden]),
 //                   threads?: number (0 = hardware threads), isa?: 'auto' | 'scalar' | 'avx2' | 'avx512' | 'avx512bf16' },
 //                 onProgress?: (done: number, total: number) => void)
 //     -> Promise<{ errors: Float64Array, layers: number, layerIds: Int32Array, experts: number }>
 //     config / tensors as load() takes them (convert.cpp: to_config, to_tensors). For every routed
 //     expert of every MoE layer, ||y_q - y_bf16|| / ||y_bf16|| over `rows` activation rows: x if given
-//     (the same rows for every layer), otherwise seeded random rows rmsnorm(N(0,1)) * the layer's
+//     (the same rows for every layer, or each MoE layer's own rows in model order when x holds them
+//     all: real activations captured from a run), otherwise seeded random rows rmsnorm(N(0,1)) * the layer's
 //     post_attention_layernorm. errors is layer-major: errors[li * experts + e] is expert e of MoE
 //     layer layerIds[li] (layers = layerIds.length). Runs off the JS thread; onProgress is called on
 //     the JS thread as experts finish (possibly coalesced: done only grows).
@@ -192,8 +194,11 @@ Napi::Value quant_fidelity(const Napi::CallbackInfo& info) {
     }
     Napi::Float32Array xa = xv.As<Napi::Float32Array>();
     const size_t want = static_cast<size_t>(std::max(0, o.rows)) * static_cast<size_t>(std::max(0, config.hidden_size));
-    if (xa.ElementLength() != want) {
-      type_error(env, "quantFidelity: x has " + std::to_string(xa.ElementLength()) + " values, expected rows * hidden_size = " + std::to_string(want));
+    const size_t moe_layers = static_cast<size_t>(std::max(0, config.num_hidden_layers - config.first_k_dense_replace));
+    if (moe_layers > 1 && xa.ElementLength() == moe_layers * want) o.x_layers = static_cast<int>(moe_layers);
+    else if (xa.ElementLength() != want) {
+      type_error(env, "quantFidelity: x has " + std::to_string(xa.ElementLength()) + " values, expected rows * hidden_size = " + std::to_string(want) +
+                          " (the same rows for every layer) or MoE layers * rows * hidden_size = " + std::to_string(moe_layers * want));
     }
     x.assign(xa.Data(), xa.Data() + xa.ElementLength());
   }

@@ -426,6 +426,29 @@ void test_fidelity() {
     const bool plausible = dtype == ExpertDType::INT8 ? (mean > 1e-4 && mean < 3e-2) : (mean > 1e-2 && mean < 0.3);
     expect(plausible, "fidelity " + name + ": mean relative error " + std::to_string(mean) + " in the format's range");
   }
+  // Per-layer rows (activations captured from a run): layer li's experts see block li of x.
+  {
+    std::vector<float> xl = random_rows(4, 128, rng);
+    std::vector<float> both(x);
+    both.insert(both.end(), xl.begin(), xl.end());
+    o.progress = nullptr;
+    o.dtype = ExpertDType::INT8;
+    o.x = both.data();
+    o.x_layers = 2;
+    const FidelityResult r = expert_fidelity(m.config, m.w, o);
+    std::vector<float> got;
+    std::vector<double> want;
+    for (int li = 0; li < 2; ++li) {
+      for (int e = 0; e < 5; ++e) {
+        got.push_back(static_cast<float>(r.errors[static_cast<size_t>(li) * 5 + e]));
+        want.push_back(ref_rel_error(li == 0 ? x : xl, 4, m.w.layers[static_cast<size_t>(li + 1)].experts[static_cast<size_t>(e)], ExpertDType::INT8, 0));
+      }
+    }
+    close_all("fidelity int8 per-layer rows vs double reference", got.data(), want.data(), want.size(), 1e-5, 1e-2);
+    o.x_layers = 3;
+    expect_throws([&] { expert_fidelity(m.config, m.w, o); }, "x holds rows for 3 layers, the model has 2 MoE layers", "fidelity: per-layer rows for the wrong layer count refused");
+    o.x_layers = 1;
+  }
   // Random rows: deterministic in the seed whatever the thread count; bf16 measures kernel noise only.
   o.x = nullptr;
   o.progress = nullptr;

@@ -57,17 +57,26 @@ FidelityResult expert_fidelity(const ModelConfig& config, const ModelWeights& we
 
   FidelityResult res;
   res.experts = E;
-  std::vector<std::vector<float>> inputs;  // per MoE layer (one shared copy when the caller gave rows)
+  const bool shared_rows = o.x && o.x_layers == 1;
+  const size_t layer_values = static_cast<size_t>(o.rows) * H;
+  std::vector<std::vector<float>> inputs;  // per MoE layer (one shared copy when the caller gave one set of rows)
   for (int l = 0; l < static_cast<int>(weights.layers.size()); ++l) {
     const LayerWeights& lw = weights.layers[static_cast<size_t>(l)];
     if (!lw.moe) continue;
     if (static_cast<int>(lw.experts.size()) != E) throw Error("quant fidelity: layer " + std::to_string(l) + " has the wrong expert count");
     res.layers.push_back(l);
-    if (o.x) {
-      if (inputs.empty()) inputs.emplace_back(o.x, o.x + static_cast<size_t>(o.rows) * H);
+    if (shared_rows) {
+      if (inputs.empty()) inputs.emplace_back(o.x, o.x + layer_values);
+    } else if (o.x) {
+      if (static_cast<int>(inputs.size()) >= o.x_layers) throw Error("quant fidelity: x holds rows for " + std::to_string(o.x_layers) + " layers, the model has more MoE layers");
+      const float* first = o.x + inputs.size() * layer_values;
+      inputs.emplace_back(first, first + layer_values);
     } else {
       inputs.push_back(random_rows(o.rows, H, lw.post_norm, config.rms_norm_eps, o.seed, l));
     }
+  }
+  if (o.x && !shared_rows && static_cast<int>(inputs.size()) != o.x_layers) {
+    throw Error("quant fidelity: x holds rows for " + std::to_string(o.x_layers) + " layers, the model has " + std::to_string(inputs.size()) + " MoE layers");
   }
   const int total = static_cast<int>(res.layers.size()) * E;
   res.errors.assign(static_cast<size_t>(total), 0.0);
@@ -85,7 +94,7 @@ FidelityResult expert_fidelity(const ModelConfig& config, const ModelWeights& we
     for (int i; (i = next.fetch_add(1)) < total;) {
       const int li = i / E, e = i % E;
       const MlpWeights& w = weights.layers[static_cast<size_t>(res.layers[static_cast<size_t>(li)])].experts[static_cast<size_t>(e)];
-      const float* x = inputs[o.x ? 0 : static_cast<size_t>(li)].data();
+      const float* x = inputs[shared_rows ? 0 : static_cast<size_t>(li)].data();
       quantize_expert(L, w.gate, w.up, w.down, blob.data());
       mlp_forward(x, o.rows, w, y_ref.data(), false, 1.f, nullptr, scratch, o.isa);
       expert_ffn_q_forward(x, o.rows, L, blob.data(), y_q.data(), false, 1.f, nullptr, scratch, o.isa);

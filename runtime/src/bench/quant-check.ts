@@ -15,10 +15,12 @@
  * (README "Quantized experts": random weights cannot say what a format costs on a trained model).
  *
  * With the addon's `quantFidelity` (native/addon/quant_binding.cpp) it also reports the per-expert output
- * relative error over every expert of the checkpoint (random activations): min/p50/p90/p99/max. That part
- * is reported, not judged, and is skipped with a message on a build without the function; it runs on the
- * CPU (expert-fidelity.ts), so on --device cpu it runs alone (checkExpertsOnly) and the logits comparison,
- * which needs the CUDA offload path, is marked as not run (pass null: not judged, not failed).
+ * relative error over every expert of the checkpoint: min/p50/p90/p99/max, on seeded random activations
+ * and on real ones (each MoE layer's inputs in the bf16 reference's prefill of the same prompts,
+ * moe-inputs.ts). That part is reported, not judged, and is skipped with a message on a build without the
+ * function; it runs on the CPU (expert-fidelity.ts), so on --device cpu it runs alone (checkExpertsOnly,
+ * random activations only: no run to take them from) and the logits comparison, which needs the CUDA
+ * offload path, is marked as not run (pass null: not judged, not failed).
  */
 import { Engine } from '../engine/index.js';
 import { openCheckpoint } from '../model/checkpoint.js';
@@ -26,7 +28,8 @@ import type { ExpertFormat } from '../offload/gpu-budget.js';
 import { expertLoadOptions } from '../engine/cli-options.js';
 import { compareLogits, MARGIN_BINS, type PathAgreement } from './agreement.js';
 import { seededIds } from './grid.js';
-import { expertErrorTable, hostName, measureExpertErrors, type ExpertErrors } from './expert-fidelity.js';
+import { ACTIVATION_WORDS, expertErrorTable, hostName, measureExpertErrors, type ExpertErrors, type GivenActivations } from './expert-fidelity.js';
+import { captureMoeInputs } from './moe-inputs.js';
 
 export { distribution, type ExpertErrorDistribution } from './expert-fidelity.js';
 
@@ -111,10 +114,12 @@ export async function checkQuantized(
   const ref = await Engine.load(model, { device: 'cuda' });
   let forced: number[][];
   let reference: Float32Array;
+  let runRows: GivenActivations;
   try {
     const r = await ref.generateAll({ prompts: seqs, maxNewTokens: o.newTokens, stopOnEos: false });
     forced = seqs.map((p, i) => [...p, ...r.tokens[i]]);
     reference = await ref.score(forced, o.length);
+    runRows = await captureMoeInputs(ref, seqs, rows);
   } finally {
     ref.close();
   }
@@ -145,6 +150,7 @@ export async function checkQuantized(
       eng.close();
     }
     expertErrors.push(...(await measureExpertErrors(model, [f], { rows, seed: o.seed, threads: 0 }, log)));
+    expertErrors.push(...(await measureExpertErrors(model, [f], { rows, seed: o.seed, threads: 0 }, log, runRows)));
   }
   return { thresholds: QUANT_THRESHOLDS, sequences: o.sequences, length: o.length, newTokens: o.newTokens, cache, cases, expertErrors, expertRows: rows, expertHost: hostName(), pass: cases.length > 0 && cases.every((c) => c.pass) };
 }
@@ -177,6 +183,8 @@ export function quantCheckTable(c: QuantCheck): string {
         '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
         ...c.cases.map((x) => `| ${x.dtype}${x.dtype === 'int4' ? ` g${x.group}` : ''} | ${x.path} | ${x.positions} | ${(100 * x.confidentTop1Agreement).toFixed(2)}% of ${x.confident} | ${(100 * x.top1Agreement).toFixed(2)}% | ${x.logitsRelError.p50.toExponential(2)} | ${x.logitsRelError.p99.toExponential(2)} | ${x.logitsRelError.max.toExponential(2)} | ${x.pass ? 'yes' : 'NO'} |`),
       ];
-  const where = [c.expertRows !== undefined ? `${c.expertRows} seeded random rows rmsnorm(N(0,1)) * post_attention_layernorm per layer` : 'random activations', c.expertHost ? `CPU kernels on ${c.expertHost}` : ''].filter(Boolean).join('; ');
+  const sources = [...new Set(c.expertErrors.map((e) => e.activations ?? 'random'))];
+  const rows = c.expertRows !== undefined ? `${c.expertRows} rows per layer, ` : '';
+  const where = [`${rows}activations ${sources.map((a) => `${a}: ${ACTIVATION_WORDS[a]}`).join('; ')}`, c.expertHost ? `CPU kernels on ${c.expertHost}` : ''].filter(Boolean).join('; ');
   return [...logits, '', `Per-expert output relative error ||y_q - y_bf16|| / ||y_bf16|| (every routed expert of the checkpoint; ${where}; reported, not judged):`, '', expertErrorTable(c.expertErrors)].join('\n');
 }

@@ -19,10 +19,13 @@ struct FidelityOptions {
   ExpertDType dtype = ExpertDType::INT8;  // INT8 or INT4 (BF16 is accepted: errors then measure kernel noise)
   int group = kDefaultInt4Group;          // int4 group size
   int rows = 16;                          // activation rows per expert
-  // Caller-given rows: fp32 [rows, hidden], used for every layer. Null: per MoE layer, `rows` seeded
-  // random rows shaped like the experts' real input, rmsnorm(g) * post_attention_layernorm with
-  // g ~ N(0, 1) (Box-Muller on moe::Rng(seed, layer)); every expert of a layer sees the same rows.
+  // Caller-given rows: fp32 [x_layers, rows, hidden]: x_layers 1, the same rows for every layer, or
+  // the MoE layer count, each MoE layer's own rows in model order (real activations: each layer's MoE input
+  // captured from a run). Null: per MoE layer, `rows` seeded random rows shaped like the experts' real
+  // input, rmsnorm(g) * post_attention_layernorm with g ~ N(0, 1) (Box-Muller on moe::Rng(seed,
+  // layer)). Every expert of a layer sees the same rows.
   const float* x = nullptr;
+  int x_layers = 1;
   uint64_t seed = 0;
   int threads = 0;                        // experts computed in parallel; 0: hardware threads
   LinearIsa isa = LinearIsa::Auto;        // both kernels run with it
