@@ -49,9 +49,9 @@ describe('bench --device cpu --check-quant: the per-expert part on the CPU', () 
     const r = runCli(['bench', '--model', model, '--device', 'cpu', '--check-quant', 'int8,int4', '--expert-group', '16', '--check-quant-rows', '4', '--threads', '1', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
     expect(r.stdout).toMatch(/logits comparison not run: it needs --device cuda/);
-    expect(r.stdout).toMatch(/\| int8 \| \d+ x \d+ \| 4 \|/);
-    expect(r.stdout).toMatch(/\| int4 g16 \| \d+ x \d+ \| 4 \|/);
-    expect(r.stderr).toMatch(/int8 per-expert: \d+\/\d+ experts/);
+    expect(r.stdout).toMatch(/\| int8 \| random \| \d+ x \d+ \| 4 \|/);
+    expect(r.stdout).toMatch(/\| int4 g16 \| random \| \d+ x \d+ \| 4 \|/);
+    expect(r.stderr).toMatch(/int8 per-expert \(random activations\): \d+\/\d+ experts/);
     const doc = JSON.parse(readFileSync(join(out, 'bench.json'), 'utf8'));
     expect(doc.quantCheck.pass).toBeNull();
     const [i8, i4] = doc.quantCheck.expertErrors;
