@@ -5,13 +5,11 @@
  * other sequences join and leave beside it; the cache counts requests. The trace comes from a model of
  * the same geometry but another seed, so its routing differs from the model's own (checked).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
-import { loadRoutingReplay, type RoutingReplay } from '../../src/offload/routing-replay.js';
-import { recordTrace } from '../../src/record/recorder.js';
+import type { RoutingReplay } from '../../src/offload/routing-replay.js';
 import { tempDir } from '../../../core/test/helpers.js';
-import { makeCheckpoint, requireAddonOrSkip } from './helpers.js';
+import { checkpointWithForeignReplay, requireAddonOrSkip } from './helpers.js';
 
 const ready = requireAddonOrSkip('continuous batching with routing replay');
 
@@ -27,11 +25,7 @@ describe.skipIf(!ready)('continuous batching with routing replay', () => {
   const N = 5;
 
   beforeAll(async () => {
-    model = await makeCheckpoint(join(tmp.path, 'model'), 'tiny-a', 3);
-    const other = await makeCheckpoint(join(tmp.path, 'other'), 'tiny-a', 4);
-    const trace = join(tmp.path, 'trace.arrow');
-    await recordTrace({ model: other, dataset: 'builtin', batch: 3, promptLen: 8, gen: 8, sequences: 3, out: trace, quiet: true });
-    replay = loadRoutingReplay(trace, (await import('../../src/model/config.js')).loadModelConfig(model));
+    ({ model, replay } = await checkpointWithForeignReplay(tmp.path, 3));
   });
   afterAll(() => tmp.cleanup());
 

@@ -2,7 +2,10 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { loadModelConfig } from '../../src/model/config.js';
 import { resolveGeometry } from '../../src/model/synth/geometries.js';
+import { loadRoutingReplay, type RoutingReplay } from '../../src/offload/routing-replay.js';
+import { recordTrace } from '../../src/record/recorder.js';
 import { writeSyntheticCheckpoint } from '../../src/model/synth/write-checkpoint.js';
 import { pythonBin, repoRoot } from '../../../core/test/helpers.js';
 
@@ -22,6 +25,18 @@ export function requireAddonOrSkip(suite: string): boolean {
 export async function makeCheckpoint(out: string, geometry: string, seed: number): Promise<string> {
   await writeSyntheticCheckpoint({ geometry: resolveGeometry(geometry), seed, out, quiet: true });
   return out;
+}
+
+/**
+ * A tiny-a checkpoint (seed 3) and a routing replay of `sequences` sequences recorded from a tiny-a model
+ * of another seed (4), so the replayed routing differs from the model's own.
+ */
+export async function checkpointWithForeignReplay(dir: string, sequences: number): Promise<{ model: string; replay: RoutingReplay }> {
+  const model = await makeCheckpoint(join(dir, 'model'), 'tiny-a', 3);
+  const other = await makeCheckpoint(join(dir, 'other'), 'tiny-a', 4);
+  const trace = join(dir, 'trace.arrow');
+  await recordTrace({ model: other, dataset: 'builtin', batch: sequences, promptLen: 8, gen: 8, sequences, out: trace, quiet: true });
+  return { model, replay: loadRoutingReplay(trace, loadModelConfig(model)) };
 }
 
 export interface OracleResult {

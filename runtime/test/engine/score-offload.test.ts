@@ -6,14 +6,11 @@
  * same rows per forward), the cache sees the same requests, and the logits differ from the model's own
  * routing (the replay was applied).
  */
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Engine } from '../../src/engine/index.js';
-import { loadModelConfig } from '../../src/model/config.js';
-import { loadRoutingReplay, type RoutingReplay } from '../../src/offload/routing-replay.js';
-import { recordTrace } from '../../src/record/recorder.js';
+import type { RoutingReplay } from '../../src/offload/routing-replay.js';
 import { tempDir } from '../../../core/test/helpers.js';
-import { makeCheckpoint, requireAddonOrSkip } from './helpers.js';
+import { checkpointWithForeignReplay, requireAddonOrSkip } from './helpers.js';
 
 const ready = requireAddonOrSkip('score with an offloading session');
 
@@ -28,11 +25,7 @@ describe.skipIf(!ready)('score with an offloading session', () => {
   const N = 4;
 
   beforeAll(async () => {
-    model = await makeCheckpoint(join(tmp.path, 'model'), 'tiny-a', 3);
-    const other = await makeCheckpoint(join(tmp.path, 'other'), 'tiny-a', 4);
-    const trace = join(tmp.path, 'trace.arrow');
-    await recordTrace({ model: other, dataset: 'builtin', batch: 2, promptLen: 8, gen: 8, sequences: 2, out: trace, quiet: true });
-    replay = loadRoutingReplay(trace, loadModelConfig(model));
+    ({ model, replay } = await checkpointWithForeignReplay(tmp.path, 2));
   });
   afterAll(() => tmp.cleanup());
 
