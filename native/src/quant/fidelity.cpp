@@ -68,15 +68,14 @@ FidelityResult expert_fidelity(const ModelConfig& config, const ModelWeights& we
     if (shared_rows) {
       if (inputs.empty()) inputs.emplace_back(o.x, o.x + layer_values);
     } else if (o.x) {
-      if (static_cast<int>(inputs.size()) >= o.x_layers) throw Error("quant fidelity: x holds rows for " + std::to_string(o.x_layers) + " layers, the model has more MoE layers");
-      const float* first = o.x + inputs.size() * layer_values;
-      inputs.emplace_back(first, first + layer_values);
+      // past x's last layer nothing is read: the count check below refuses the call
+      if (static_cast<int>(inputs.size()) < o.x_layers) inputs.emplace_back(o.x + inputs.size() * layer_values, o.x + (inputs.size() + 1) * layer_values);
     } else {
       inputs.push_back(random_rows(o.rows, H, lw.post_norm, config.rms_norm_eps, o.seed, l));
     }
   }
-  if (o.x && !shared_rows && static_cast<int>(inputs.size()) != o.x_layers) {
-    throw Error("quant fidelity: x holds rows for " + std::to_string(o.x_layers) + " layers, the model has " + std::to_string(inputs.size()) + " MoE layers");
+  if (o.x && !shared_rows && static_cast<int>(res.layers.size()) != o.x_layers) {
+    throw Error("quant fidelity: x holds rows for " + std::to_string(o.x_layers) + " layers, the model has " + std::to_string(res.layers.size()) + " MoE layers");
   }
   const int total = static_cast<int>(res.layers.size()) * E;
   res.errors.assign(static_cast<size_t>(total), 0.0);
