@@ -7,7 +7,11 @@
 set -euo pipefail
 root=$(pwd)
 gpu=$root/.gpu
-[ -f "$gpu/moe-offload.mjs" ] || { echo "on-device: .gpu/ is missing: run node tools/gpu/bundle.mjs here and carry .gpu" >&2; exit 2; }
+[ -f "$gpu/moe-offload.mjs.xz" ] || [ -f "$gpu/moe-offload.mjs" ] || { echo "on-device: .gpu/ is missing: run node tools/gpu/bundle.mjs here and carry .gpu" >&2; exit 2; }
+# The CLI bundle travels xz-compressed (bundle.mjs): unpacked next to it once per carried copy.
+if [ -f "$gpu/moe-offload.mjs.xz" ] && [ ! "$gpu/moe-offload.mjs" -nt "$gpu/moe-offload.mjs.xz" ]; then
+  xz -dc "$gpu/moe-offload.mjs.xz" > "$gpu/moe-offload.mjs.tmp.$$" && mv "$gpu/moe-offload.mjs.tmp.$$" "$gpu/moe-offload.mjs"
+fi
 export MOE_NODE=/tmp/moe-node
 if [ ! -x "$MOE_NODE" ]; then xz -dc "$gpu/node.xz" > "$MOE_NODE" && chmod +x "$MOE_NODE"; fi
 export PATH="/usr/local/cuda/bin:$PATH"
