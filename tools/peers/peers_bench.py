@@ -2,7 +2,8 @@
 """llama.cpp's rows of the issue-17 table, on the GPU machine (called by run-h200.sh).
 
 Per GGUF dtype: --cpu-moe (every routed expert on the CPU; llama-bench spells it --n-cpu-moe <all layers>)
-and --n-cpu-moe N with the smallest N that keeps the peak GPU memory within the budget. The peak is
+and --n-cpu-moe N with the smallest N that keeps the peak GPU memory within the budget, then --n-cpu-moe 0
+(every expert on the GPU, over the budget: the ceiling). The peak is
 nvidia-smi's memory.used of the device, polled every 100 ms, minus the idle baseline (so the CUDA context
 and every llama.cpp buffer count). N is found by trying: the first guess is the cpu-moe peak plus the
 expert bytes of layers N.. (from the GGUF's tensor sizes); the fit test is llama-batched-bench at 16
@@ -197,6 +198,11 @@ def main() -> int:
         if fit is not None:
             n, b = fit
             res["settings"].append({"setting": f"n-cpu-moe {n}", "n_cpu_moe": n, "batched": b, "bench": bench(m, n, dt)})
+        # The ceiling: every routed expert on the GPU (n-cpu-moe 0), whatever its memory (the H200 has room);
+        # when N = 0 already fits the budget, that setting is the ceiling and is not run twice.
+        if fit is None or fit[0] != 0:
+            res["settings"].append({"setting": "all experts on the GPU (ceiling)", "n_cpu_moe": 0, "ceiling": True,
+                                    "batched": batched(m, 0, dt), "bench": bench(m, 0, dt)})
         return res
 
     results = []

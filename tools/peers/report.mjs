@@ -5,8 +5,10 @@
 // peers.json did not come back, from its logs: --logs DIR (commands.jsonl + <name>.log with the JSON that
 // llama-bench -o json / llama-batched-bench --output-format jsonl print); --peak name=MiB,... adds peaks
 // that were only read from the run's stderr. moe-offload's rows come from `moe bench` JSON (field grid):
-// --own (the model's own routing, what llama.cpp runs) and --esft (replayed ESFT routing, context only);
-// --own-miss fetch keeps only the rows of one miss mode. Fields are read loosely (missing -> "-").
+// --own (the model's own routing, what llama.cpp runs) and --esft (replayed ESFT routing, context only),
+// each a comma-separated list; a bench whose GPU budget is above --budget-gib (all experts resident) is the
+// ceiling, as llama.cpp's --n-cpu-moe 0 is. --own-miss fetch keeps only the rows of one miss mode. Fields
+// are read loosely (missing -> "-").
 //   node tools/peers/report.mjs --logs DIR | --peers peers.json [--own a.json] [--esft b.json] --out DIR
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -21,7 +23,7 @@ for (let i = 0; i < argv.length; i += 2) {
   args[argv[i].slice(2)] = argv[i + 1];
 }
 function fail(msg) {
-  console.error(`report.mjs: ${msg}\nusage: report.mjs (--peers peers.json | --logs DIR) [--own bench.json] [--esft bench.json] [--own-miss fetch] [--peak name=MiB,...] [--note text] --out DIR`);
+  console.error(`report.mjs: ${msg}\nusage: report.mjs (--peers peers.json | --logs DIR) [--own a.json,b.json] [--esft c.json] [--own-miss fetch] [--budget-gib 12] [--peak name=MiB,...] [--note text] [--title text] --out DIR`);
   process.exit(2);
 }
 if (!args.out || !(args.peers || args.logs)) fail('--out and one of --peers / --logs are required');
@@ -44,7 +46,7 @@ if (args.peers) {
     for (const s of r.settings ?? []) {
       for (const kind of ['bench', 'batched']) {
         const x = s[kind];
-        if (x) runs.push({ dtype: r.dtype, ncmoe: s.n_cpu_moe, nLayer: r.n_layer, kind, argv: x.argv, rows: x.rows ?? [], peakMiB: x.peak_gpu_mib ?? null });
+        if (x) runs.push({ dtype: r.dtype, ncmoe: s.n_cpu_moe, nLayer: r.n_layer, ceiling: !!s.ceiling, kind, argv: x.argv, rows: x.rows ?? [], peakMiB: x.peak_gpu_mib ?? null });
       }
     }
   }
@@ -71,8 +73,10 @@ if (args.peers) {
 const rows = [];
 const fmtPeak = (mib) => (mib == null ? null : mib / 1024);
 for (const r of runs) {
-  const setting = r.ncmoe >= r.nLayer ? `--cpu-moe (n-cpu-moe ${r.ncmoe})` : `--n-cpu-moe ${r.ncmoe}`;
-  const base = { system: 'llama.cpp', dtype: r.dtype, setting, routing: 'own (model router)', peakGiB: fmtPeak(r.peakMiB), source: r.argv.join(' ') };
+  const setting = r.ceiling ? 'all experts on the GPU (--n-cpu-moe 0)' : r.ncmoe >= r.nLayer ? `--cpu-moe (n-cpu-moe ${r.ncmoe})` : `--n-cpu-moe ${r.ncmoe}`;
+  // overBudget: the ceiling run (not a candidate within the budget); allOnGpu: a candidate for the ceiling
+  // table (with Q4_K_M, --n-cpu-moe 0 fits the budget and is both).
+  const base = { system: 'llama.cpp', dtype: r.dtype, setting, overBudget: r.ceiling, allOnGpu: r.ncmoe === 0, nCpuMoe: r.ncmoe, nLayer: r.nLayer, routing: 'own (model router)', peakGiB: fmtPeak(r.peakMiB), source: r.argv.join(' ') };
   if (r.logMissing) rows.push({ ...base, test: `${r.kind === 'bench' ? 'llama-bench' : 'llama-batched-bench'}: log did not come back`, tps: null });
   for (const b of r.rows) {
     if (r.kind === 'bench') rows.push({ ...base, test: b.n_prompt === 0 ? 'decode b1' : `prefill ${b.n_prompt}`, tps: b.avg_ts, note: b.n_prompt === 0 ? `${b.n_gen} new tokens, empty context` : 'one sequence' });
@@ -82,48 +86,68 @@ for (const r of runs) {
     }
   }
 }
+const budgetGiB = Number(args['budget-gib'] ?? 12);
 const ours = (file, routingLabel, missOnly, opt) => {
   const b = readJson(file, opt);
+  const ceiling = (b.offload?.gpuMemoryBytes ?? 0) > budgetGiB * 2 ** 30;
   for (const p of b.grid ?? b.points ?? []) {
     if (missOnly && p.miss !== missOnly) continue;
     const dtype = p.expertDtype ?? 'bf16';
-    const setting = `cache ${p.cache ?? 'all'}/64, ${p.miss ?? '-'}, prefetch ${p.prefetch ?? 'none'}`;
+    const setting = ceiling ? `all experts resident (cache ${p.cache ?? '?'}/64)` : `cache ${p.cache ?? 'all'}/64, ${p.miss ?? '-'}, prefetch ${p.prefetch ?? 'none'}`;
     const peakGiB = (p.deviceUsedPeakBytes ?? p.device?.deviceUsedPeakBytes ?? 0) / 2 ** 30 || null;
-    const base = { system: 'moe-offload', dtype, setting, routing: routingLabel, peakGiB, source: file };
+    const base = { system: 'moe-offload', dtype, setting, overBudget: ceiling, allOnGpu: p.cache === 64, cache: p.cache ?? null, miss: p.miss ?? null, hitRate: p.hitRate ?? null, cpuExpertsPerToken: p.cpuExpertsPerToken ?? null, msPerToken: p.msPerToken?.mean ?? null, routing: routingLabel, peakGiB, source: file };
     rows.push({ ...base, test: `decode b${p.batch}`, tps: p.decodeTokensPerSecond ?? null, note: `${p.newTokens} new tokens after ${p.prompt}-token prompts` });
     if (p.prefillMs?.mean) rows.push({ ...base, test: p.batch === 1 ? `prefill ${p.prompt}` : `prefill b${p.batch} x ${p.prompt}`, tps: (p.batch * p.prompt * 1000) / p.prefillMs.mean, note: 'begin() of all prompts' });
   }
 };
-if (args.own) ours(args.own, 'own (model router)', args['own-miss'], 'own');
-if (args.esft) ours(args.esft, 'ESFT replayed (context)', null, 'esft');
+for (const f of (args.own ?? '').split(',').filter(Boolean)) ours(f, 'own (model router)', args['own-miss'], 'own');
+for (const f of (args.esft ?? '').split(',').filter(Boolean)) ours(f, 'ESFT replayed (context)', null, 'esft');
 
 // Ratios: moe-offload / llama.cpp where both ran the same test, dtype and routing (own), best of each side.
 // Oracle prefetch (perfect knowledge of the next experts) is an upper bound, not a configuration: never "best".
-const best = (sys, dtype, test, routing) => rows.filter((r) => r.system === sys && r.dtype === dtype && r.test === test && r.routing.startsWith(routing) && r.tps != null && !r.setting.includes('prefetch oracle')).sort((a, b) => b.tps - a.tps)[0];
+// Within the budget (every run not over it) and the ceilings (every run with all experts on the GPU,
+// whatever its memory) are compared separately.
+const best = (sys, dtype, test, routing, ceiling) => rows.filter((r) => r.system === sys && r.dtype === dtype && r.test === test && r.routing.startsWith(routing) && (ceiling ? r.allOnGpu : !r.overBudget) && r.tps != null && !r.setting.includes('prefetch oracle')).sort((a, b) => b.tps - a.tps)[0];
 const ratios = [];
-for (const [dt, ldt] of [['bf16', 'bf16'], ['int8', 'q8_0'], ['int4', 'q4_k_m']]) {
-  for (const test of ['decode b1', 'decode b16', 'prefill 128']) {
-    for (const routing of ['own', 'ESFT']) {
-      const o = best('moe-offload', dt, test, routing);
-      const l = best('llama.cpp', ldt, test, 'own');
-      ratios.push({ ours: `${dt} ${routing}${o ? `: ${o.setting}` : ''}`, llama: `${ldt}${l ? `: ${l.setting}` : ''}`, test, oursTps: o?.tps ?? null, llamaTps: l?.tps ?? null, ratio: o && l ? o.tps / l.tps : null, fair: routing === 'own' });
+const TESTS = ['decode b1', 'decode b4', 'decode b8', 'decode b16', 'prefill 128', 'prefill 512'];
+for (const ceiling of [false, true]) {
+  for (const [dt, ldt] of [['bf16', 'bf16'], ['int8', 'q8_0'], ['int4', 'q4_k_m']]) {
+    for (const test of TESTS) {
+      for (const routing of ceiling ? ['own'] : ['own', 'ESFT']) {
+        const o = best('moe-offload', dt, test, routing, ceiling);
+        const l = best('llama.cpp', ldt, test, 'own', ceiling);
+        if (!o && !l) continue;
+        // the facts REPORT.md's sentence on each row is built from (runtime/src/report/peers-section.ts)
+        const oursFacts = o && { cache: o.cache, miss: o.miss, hitRate: o.hitRate, cpuExpertsPerToken: o.cpuExpertsPerToken, msPerToken: o.msPerToken, peakGiB: o.peakGiB, allOnGpu: o.allOnGpu };
+        const llamaFacts = l && { nCpuMoe: l.nCpuMoe, nLayer: l.nLayer, peakGiB: l.peakGiB, allOnGpu: l.allOnGpu };
+        ratios.push({ ceiling, dtype: dt, llamaDtype: ldt, ours: `${dt} ${routing}${o ? `: ${o.setting}` : ''}`, llama: `${ldt}${l ? `: ${l.setting}` : ''}`, test, oursTps: o?.tps ?? null, llamaTps: l?.tps ?? null, ratio: o && l ? o.tps / l.tps : null, fair: routing === 'own', oursFacts, llamaFacts });
+      }
     }
   }
 }
 const f1 = (x) => (x == null ? '-' : x.toFixed(1));
+function ratioTable(rs) {
+  return [
+    '| test | moe-offload | llama.cpp | ours tok/s | llama.cpp tok/s | ratio | fair (same routing)? |',
+    '| --- | --- | --- | ---: | ---: | ---: | --- |',
+    ...rs.map((r) => `| ${r.test} | ${r.ours} | ${r.llama} | ${f1(r.oursTps)} | ${f1(r.llamaTps)} | ${r.ratio == null ? '-' : `${r.ratio.toFixed(2)}x`} | ${r.fair ? 'yes' : 'no: ESFT routing, context'} |`),
+  ];
+}
 const notes = (args.note ?? '').split('|').filter(Boolean);
 const md = [
-  `# Peers on ${meta.device}: llama.cpp beside moe-offload, 12 GiB GPU budget`,
+  `# Peers on ${meta.device}: llama.cpp beside moe-offload, ${budgetGiB} GiB GPU budget`,
   '',
   `llama.cpp ${meta.llama_cpp?.llama_cpp_commit ?? '?'} (llama-cpp-python ${meta.llama_cpp?.llama_cpp_python ?? '?'} sdist, ggml ${meta.llama_cpp?.ggml_version ?? '?'}), CUDA build, 16 threads, -ngl 99, flash attention at its default.`,
   '',
   ...notes.map((n) => `- ${n}`),
   '',
-  '## Ratios (moe-offload / llama.cpp tokens/s; best row of each side; "-" = a side was not measured)',
+  `## Ratios within the ${budgetGiB} GiB budget (moe-offload / llama.cpp tokens/s; best row of each side; "-" = a side was not measured)`,
   '',
-  '| test | moe-offload | llama.cpp | ours tok/s | llama.cpp tok/s | ratio | fair (same routing)? |',
-  '| --- | --- | --- | ---: | ---: | ---: | --- |',
-  ...ratios.map((r) => `| ${r.test} | ${r.ours} | ${r.llama} | ${f1(r.oursTps)} | ${f1(r.llamaTps)} | ${r.ratio == null ? '-' : `${r.ratio.toFixed(2)}x`} | ${r.fair ? 'yes' : 'no: ESFT routing, context'} |`),
+  ...ratioTable(ratios.filter((r) => !r.ceiling)),
+  '',
+  '## Ceilings: every expert on the GPU (no budget), own routing',
+  '',
+  ...ratioTable(ratios.filter((r) => r.ceiling)),
   '',
   '## All rows',
   '',
@@ -141,22 +165,24 @@ writeFileSync(join(args.out, 'peers.md'), md);
 writeFileSync(join(args.out, 'peers.json'), JSON.stringify({ device: meta.device, llama_cpp: meta.llama_cpp, partial: meta.partial ?? !!meta.incomplete, notes, ratios, rows }, null, 1) + '\n');
 const spec = {
   $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-  title: `llama.cpp vs moe-offload, 12 GiB GPU budget (${meta.device}); not one device call`,
-  // The chart leaves out oracle prefetch (an upper bound, in the table): one bar per real configuration.
-  data: { values: rows.filter((r) => r.tps != null && !r.setting.includes('prefetch oracle') && ['decode b1', 'decode b4', 'decode b8', 'decode b16', 'prefill 128', 'prefill 512'].includes(r.test)).map((r) => ({ test: r.test, tps: r.tps, system: r.system, config: `${r.routing.startsWith('ESFT') ? '[ESFT] ' : ''}${r.system} ${r.dtype} ${r.setting}` })) },
-  facet: { column: { field: 'test', type: 'nominal', title: null, sort: ['decode b1', 'decode b4', 'decode b8', 'decode b16', 'prefill 128', 'prefill 512'] } },
+  title: args.title ?? `llama.cpp vs moe-offload, ${budgetGiB} GiB GPU budget (${meta.device})`,
+  // One bar per side and row of the ratio tables (the best configuration of each side, own routing): the
+  // full list of configurations is in the table; drawn all at once they are unreadable.
+  data: { values: ratios.filter((r) => r.fair).flatMap((r) => [['moe-offload', r.oursTps], ['llama.cpp', r.llamaTps]].filter(([, t]) => t != null).map(([system, tps]) => ({ test: r.test, tps, system, group: `${r.dtype} / ${r.llamaDtype}${r.ceiling ? ', all on GPU' : ', 12 GiB'}` }))) },
+  facet: { column: { field: 'test', type: 'nominal', title: null, sort: TESTS } },
   spec: {
     width: 150,
     height: 220,
     mark: 'bar',
     encoding: {
-      x: { field: 'config', type: 'nominal', title: null, axis: { labelAngle: -60, labelLimit: 300 } },
+      x: { field: 'group', type: 'nominal', title: null, axis: { labelAngle: -45, labelLimit: 200 } },
+      xOffset: { field: 'system', type: 'nominal' },
       y: { field: 'tps', type: 'quantitative', title: 'tokens/s' },
       color: { field: 'system', type: 'nominal' },
-      tooltip: [{ field: 'config' }, { field: 'tps', format: '.1f' }],
+      tooltip: [{ field: 'group' }, { field: 'system' }, { field: 'tps', format: '.1f' }],
     },
   },
-  resolve: { scale: { x: 'independent', y: 'independent' } },
+  resolve: { scale: { y: 'independent' } },
 };
 writeFileSync(join(args.out, 'peers.vl.json'), JSON.stringify(spec, null, 2) + '\n');
 const view = new vega.View(vega.parse(compile(spec).spec), { renderer: 'none' });

@@ -9,9 +9,13 @@
 # the first call was cut by a 560 s limit) rather than be killed mid-step; exit 3 = call again.
 #   1. `moe synth-model --geometry lite --seed 1` in the background, beside the llama.cpp CUDA build
 #      (tools/peers/build-llama.sh, -DGGML_CUDA=ON, arch 90) and, unless PEERS_ORACLE=0, our addon (build-cuda.sh)
-#   2. hf_to_gguf.py -> lite-bf16.gguf; the second oracle: peers_dump_logits (every layer on the GPU) on
-#      PEERS_ORACLE_SEQS x PEERS_ORACLE_LEN random ids, prefill and decode paths, then `moe peer-agreement
-#      --device cuda` on the same ids; then the safetensors are deleted
+#   2. hf_to_gguf.py -> lite-bf16.gguf (while llama.cpp builds: nothing is measured then); the second oracle:
+#      peers_dump_logits (every layer on the GPU) on PEERS_ORACLE_SEQS x PEERS_ORACLE_LEN random ids, prefill
+#      and decode paths, then `moe peer-agreement --device cuda` on the same ids
+#   2b. unless PEERS_OURS=0, moe-offload's rows on the same machine, alone on it (no build or conversion
+#      beside them): `moe bench` at 12 GiB (bf16/int8/int4, --cache fit, fetch and hybrid) on the model's own
+#      routing and on replayed ESFT routing, and all experts resident (60 GiB) as the ceiling; same prompt
+#      lengths and new-token counts as llama.cpp's runs (below). Then the safetensors are deleted
 #   3. per dtype in the order bf16, q8_0, q4_k_m: llama-quantize from the bf16 GGUF when needed, then
 #      peers_bench.py: --cpu-moe and --n-cpu-moe N, the smallest N whose peak GPU memory (nvidia-smi,
 #      polled every 100 ms, whole device minus the idle baseline: CUDA context included) stays <=
@@ -23,10 +27,12 @@
 # device". Every large write checks the free space first; df is printed at the start and the end.
 # $OUT (the device returns at most 8 files; the first call's logs/ folder did not come back): peers.json,
 # commands.jsonl, logs.tgz (every log, df, lscpu, oracle ids), llama.cpp.json, gpu.csv, peer-agreement.json,
-# peer-agreement.md; all rewritten after every step, so a killed call still returns what it measured.
+# peer-agreement.md, ours.tgz (moe bench folders); all rewritten after every step, so a killed call still
+# returns what it measured.
 # Env: PEERS_BUDGET_GIB (12), PEERS_THREADS (16), PEERS_REPS (1), PEERS_TG (64), PEERS_BATCH_NEW (16)
 #      (the first call's values), PEERS_DTYPES ("bf16 q8_0 q4_k_m"), PEERS_ORACLE (1), PEERS_ORACLE_SEQS (4),
-#      PEERS_ORACLE_LEN (128), PEERS_DEADLINE_S (520), PEERS_CLEAN=1: delete all of $PEERS_WORK's models and exit.
+#      PEERS_ORACLE_LEN (128), PEERS_OURS (1), PEERS_DEADLINE_S (520), PEERS_CLEAN=1: delete all of
+#      $PEERS_WORK's models and exit.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}
 W=${PEERS_WORK:-/tmp/peers}
@@ -39,6 +45,7 @@ TG=${PEERS_TG:-64}
 BNEW=${PEERS_BATCH_NEW:-16}
 DTYPES=${PEERS_DTYPES:-bf16 q8_0 q4_k_m}
 ORACLE=${PEERS_ORACLE:-1}
+OURS=${PEERS_OURS:-1}
 T0=$(date +%s)
 DEADLINE=$(( T0 + ${PEERS_DEADLINE_S:-520} ))
 LITE=/tmp/lite
@@ -63,7 +70,7 @@ need_disk() {  # GB path why
 }
 if [ "${PEERS_CLEAN:-0}" = 1 ]; then rm -rf "$LITE" "$W"/*.gguf "$W"/*.f32; stamp "cleaned"; exit 0; fi
 [ -f .peers/llama.cpp.tar.xz ] || die ".peers/llama.cpp.tar.xz missing: run bash tools/peers/fetch-llama.sh here and carry .peers"
-[ -f .gpu/moe-offload.mjs ] || die ".gpu missing: run node tools/gpu/bundle.mjs here and carry .gpu"
+[ -f .gpu/moe-offload.mjs.xz ] || [ -f .gpu/moe-offload.mjs ] || die ".gpu missing: run node tools/gpu/bundle.mjs here and carry .gpu"
 cp .peers/llama.cpp.json "$OUT/llama.cpp.json"
 export PATH="/usr/local/cuda/bin:$PATH"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$OUT/gpu.csv" 2>&1
@@ -106,12 +113,10 @@ if [ ! -x "$BIN/llama-bench" ] || [ ! -x "$BIN/peers_dump_logits" ] || [ ! -x "$
   ( LLAMA_JOBS=16 bash tools/peers/build-llama.sh "$BLD" -DGGML_CUDA=ON -DCMAKE_CUDA_ARCHITECTURES=90 > "$LOG/llama-build.log" 2>&1; echo $? > "$W/llama-build.rc" ) &
   llama_pid=$!
 fi
-if [ "$ORACLE" = 1 ] && [ ! -f "$W/oracle.done" ] && [ ! -f /tmp/native-cuda/.built ]; then
+if { [ "$ORACLE" = 1 ] && [ ! -f "$W/oracle.done" ]; } || { [ "$OURS" = 1 ] && [ ! -f "$W/ours.done" ]; }; then [ -f /tmp/native-cuda/.built ] || {
   stamp "build moe-offload addon (CUDA)"
-  bash tools/gpu/build-cuda.sh /tmp/native-cuda "$LOG/native-build.log" && touch /tmp/native-cuda/.built || stamp "addon build failed; no second oracle"
-fi
-[ -n "${llama_pid:-}" ] && { wait "$llama_pid"; [ "$(cat "$W/llama-build.rc")" = 0 ] || { tail -30 "$LOG/llama-build.log"; die "llama.cpp build failed"; }; }
-stamp "llama.cpp built"
+  bash tools/gpu/build-cuda.sh /tmp/native-cuda "$LOG/native-build.log" && touch /tmp/native-cuda/.built || stamp "addon build failed; no second oracle and no moe-offload rows"
+}; fi
 [ -n "${synth_pid:-}" ] && { wait "$synth_pid"; [ -f "$W/synth.ok" ] || { tail -20 "$LOG/synth.log"; die "synth-model failed"; }; }
 pack
 
@@ -123,6 +128,8 @@ if [ "$need_ckpt" = 1 ] && [ ! -f "$W/lite-bf16.gguf" ]; then
   run_logged convert-bf16 python3 tools/peers/hf_to_gguf.py --model "$LITE" --out "$W/lite-bf16.gguf.partial" --force || { tail "$LOG/convert-bf16.log"; die "conversion failed"; }
   mv "$W/lite-bf16.gguf.partial" "$W/lite-bf16.gguf"
 fi
+[ -n "${llama_pid:-}" ] && { wait "$llama_pid"; [ "$(cat "$W/llama-build.rc")" = 0 ] || { tail -30 "$LOG/llama-build.log"; die "llama.cpp build failed"; }; }
+stamp "llama.cpp built"
 if [ "$ORACLE" = 1 ] && [ -f "$W/synth.ok" ] && [ -f "$W/lite-bf16.gguf" ] && [ ! -f "$W/oracle.done" ]; then
   need_time 90 "the second oracle"
   stamp "second oracle"
@@ -141,7 +148,36 @@ if [ "$ORACLE" = 1 ] && [ -f "$W/synth.ok" ] && [ -f "$W/lite-bf16.gguf" ] && [ 
   fi
   touch "$W/oracle.done"   # tried: a failure is in the log and would fail again; the safetensors can go
 fi
-if [ -f "$W/lite-bf16.gguf" ] && [ -d "$LITE" ] && { [ "$ORACLE" != 1 ] || [ -f "$W/oracle.done" ]; }; then
+# 2b. moe-offload's rows (needs the safetensors): each bench folder is written as .partial and renamed when
+# whole, and skipped when present, so a cut call resumes with the next one.
+R=.gpu/traces/summary.arrow,.gpu/traces/translation.arrow,.gpu/traces/intent.arrow
+OURS_COMMON="--model $LITE --device cuda --policy lru --prefetch none --repeats $REPS --warmup 1 --calibration sim/calibration/h200-offload-2026-12-03-host3.json"
+ours_bench() {  # name seconds args: one `moe bench` into $W/ours/<name>
+  local name=$1 secs=$2 rc; shift 2
+  [ -f "$W/ours/$name/bench.json" ] && return 0
+  need_time "$secs" "moe bench $name"
+  mkdir -p "$W/ours"; rm -rf "$W/ours/$name.partial"
+  local cmd="moe bench $OURS_COMMON $* --out $W/ours/$name.partial"
+  python3 -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "argv": [sys.argv[2]]}))' "ours-$name" "$cmd" >> "$cmds"
+  stamp "ours: $name"
+  OUT=$ONDEV_OUT MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$(find /tmp/native-cuda -name '*.node' | head -1) PYTHONUNBUFFERED=1 \
+    timeout "$secs" bash tools/gpu/on-device.sh "$cmd" > "$LOG/ours-$name.log" 2>&1; rc=$?
+  echo "{\"name\": \"ours-$name\", \"exit\": $rc}" >> "$cmds"
+  [ "$rc" = 0 ] && [ -f "$W/ours/$name.partial/bench.json" ] && mv "$W/ours/$name.partial" "$W/ours/$name" || stamp "ours: $name failed (exit $rc; logs/ours-$name.log)"
+  tar -C "$W" --exclude='*.partial' -czf "$OUT/ours.tgz.partial" ours && mv "$OUT/ours.tgz.partial" "$OUT/ours.tgz"
+  pack
+}
+if [ "$OURS" = 1 ] && [ -f "$W/synth.ok" ] && [ -f /tmp/native-cuda/.built ] && [ ! -f "$W/ours.done" ]; then
+  Q="--expert-dtype bf16,int8,int4"
+  # b1: llama-bench decodes PEERS_TG tokens and prefills 128 and 512; batched: llama-batched-bench's 128 + PEERS_BATCH_NEW
+  ours_bench own-b1 150 --gpu-memory ${BUDGET_GIB}GiB $Q --cache fit --miss fetch,hybrid --batch 1 --prompt 128,512 --new-tokens "$TG"
+  ours_bench own-batched 200 --gpu-memory ${BUDGET_GIB}GiB $Q --cache fit --miss fetch,hybrid --batch 4,8,16 --prompt 128 --new-tokens "$BNEW"
+  ours_bench esft 120 --gpu-memory ${BUDGET_GIB}GiB --routing $R $Q --cache fit --miss hybrid --batch 1,16 --prompt 128 --new-tokens "$BNEW"
+  ours_bench resident-b1 100 --gpu-memory 60GiB $Q --cache 64 --miss fetch --batch 1 --prompt 128,512 --new-tokens "$TG"
+  ours_bench resident-batched 120 --gpu-memory 60GiB $Q --cache 64 --miss fetch --batch 4,8,16 --prompt 128 --new-tokens "$BNEW"
+  touch "$W/ours.done"   # tried: a failed bench is in its log (the table then shows "-")
+fi
+if [ -f "$W/lite-bf16.gguf" ] && [ -d "$LITE" ] && { [ "$ORACLE" != 1 ] || [ -f "$W/oracle.done" ]; } && { [ "$OURS" != 1 ] || [ -f "$W/ours.done" ]; }; then
   stamp "deleting the safetensors (disk)"; rm -rf "$LITE" "$W/synth.ok"
 fi
 rm -f "$W"/oracle.*.f32
