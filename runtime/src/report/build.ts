@@ -14,7 +14,8 @@ import { buildSpace } from '../validate/space.js';
 /** What validate --best can re-run at its widest (with --predictor and every dtype). */
 const VALIDATE_SPACE = buildSpace({ predictor: true, dtypes: EXPERT_DTYPES });
 import { analysis, missing } from './analysis.js';
-import { peersSection, prefetchSection, quantChart, quantFiles, quantExperiments, quantGridNote, quantImplementation, quantSimVsMeasured, quantSummary } from './quant-sections.js';
+import { prefetchSection, quantChart, quantFiles, quantExperiments, quantGridNote, quantImplementation, quantSimVsMeasured, quantSummary } from './quant-sections.js';
+import { peersSection } from './peers-section.js';
 import { BATCHES, find, gridCharts, gridTables, PROMPTS, simVsMeasured, table, timeBreakdown } from './experiments.js';
 import { offloadRunFiles, offloadRunSection } from './offload-run-sections.js';
 import { REFERENCES } from './references.js';

@@ -199,14 +199,3 @@ export function quantFiles(s: Sources): string[] {
   const q = s.quant;
   return [q.peersReport?.file, q.mustShow?.file, q.grid?.file, q.kernels?.file, q.cpu?.file, q.calibration?.file, q.calibrationLaunch?.file, q.check?.file, q.nextGate?.file, q.prefetchTokens?.file].filter((x): x is string => !!x);
 }
-
-/** llama.cpp on the same device (reports/bench/peers-h200/peers.json, rendered by tools/peers/report.mjs): its ratios where both sides were measured. */
-export function peersSection(s: Sources): string[] {
-  const p = s.quant.peersReport;
-  const out = ['### Peers: llama.cpp on the same H200', ''];
-  if (!p) return [...out, s.quant.peers?.length ? 'llama.cpp raw logs are committed (`reports/bench/peers-h200/`) but not rendered; no llama.cpp row is reported.' : 'No committed llama.cpp measurement (`reports/bench/peers-h200/` absent).', ''];
-  out.push(`${p.partial ? '**Partial.** ' : ''}From \`${p.file}\` (${p.device}; llama.cpp ${p.commit.slice(0, 12)}, \`--n-cpu-moe\` / \`--cpu-moe\`: expert tensors kept and computed in host memory; full table, notes and chart in [peers-h200/peers.md](bench/peers-h200/peers.md)). moe-offload / llama.cpp tokens/s where both sides were measured; "fair" = the same routing and dtype:`, '');
-  out.push(table(['test', 'moe-offload', 'llama.cpp', 'ours tok/s', 'llama.cpp tok/s', 'ratio', 'fair'], p.ratios.map((r) => [r.test, r.ours, r.llama, f1(r.oursTps), f1(r.llamaTps), `${r.ratio.toFixed(2)}x`, r.fair ? 'yes' : 'no (ESFT routing vs its own)'])), '');
-  if (p.partial) out.push('The llama.cpp side is partial (one device call cut by its time limit: the Q8_0 fit search and every Q4_K_M row are missing; peers.md lists what came back).', '');
-  return out;
-}

@@ -196,19 +196,74 @@ export function listDir(root: string, rel: string): string[] | null {
   return out;
 }
 
+/** What tools/peers/report.mjs keeps of the best row of each side, for the report's sentence on that row. */
+export interface PeersOursFacts {
+  cache: number | null;
+  miss: string | null;
+  hitRate: number | null;
+  cpuExpertsPerToken: number | null;
+  msPerToken: number | null;
+  peakGiB: number | null;
+  allOnGpu: boolean;
+}
+export interface PeersLlamaFacts {
+  nCpuMoe: number;
+  nLayer: number;
+  peakGiB: number | null;
+  allOnGpu: boolean;
+}
+export interface PeersRatio {
+  /** both sides with every expert on the GPU, whatever the memory (else: both within the budget) */
+  ceiling: boolean;
+  dtype: string;
+  llamaDtype: string;
+  test: string;
+  ours: string;
+  llama: string;
+  oursTps: number;
+  llamaTps: number;
+  ratio: number;
+  /** the same (own) routing on both sides; false: moe-offload on replayed ESFT routing, context only */
+  fair: boolean;
+  oursFacts: PeersOursFacts;
+  llamaFacts: PeersLlamaFacts;
+}
 export interface PeersReport {
   file: string;
   device: string;
   commit: string;
   partial: boolean;
-  ratios: { test: string; ours: string; llama: string; oursTps: number; llamaTps: number; ratio: number; fair: boolean }[];
+  notes: string[];
+  /** rows where both sides were measured */
+  ratios: PeersRatio[];
 }
 
 export function readPeers(root: string, rel: string): PeersReport | null {
-  const p = json<{ device: string; llama_cpp: { llama_cpp_commit: string }; partial: boolean; ratios: { test: string; ours: string; llama: string; oursTps: number | null; llamaTps: number | null; ratio: number | null; fair: boolean }[] }>(root, rel);
+  const p = json<{ device: string; llama_cpp: { llama_cpp_commit: string }; partial: boolean; notes?: string[]; ratios: Array<Partial<PeersRatio> & { ratio: number | null }> }>(root, rel);
   if (!p) return null;
-  const ratios = p.ratios.filter((r) => r.ratio !== null && r.oursTps !== null && r.llamaTps !== null) as PeersReport['ratios'];
-  return { file: rel, device: p.device, commit: p.llama_cpp.llama_cpp_commit, partial: p.partial, ratios };
+  // Files rendered before the facts existed (the earlier partial run) lack them: such rows get no sentence.
+  const ratios = p.ratios.filter((r) => r.ratio !== null && r.oursTps != null && r.llamaTps != null && r.oursFacts && r.llamaFacts) as PeersRatio[];
+  return { file: rel, device: p.device, commit: p.llama_cpp.llama_cpp_commit, partial: p.partial, notes: p.notes ?? [], ratios };
+}
+
+/** The second oracle (`moe peer-agreement` against llama.cpp's logits, reports/bench/peers-h200/device/). */
+export interface PeerAgreement {
+  file: string;
+  reference: string;
+  sequences: number;
+  length: number;
+  pass: boolean;
+  marginMin: number;
+  paths: { path: string; positions: number; top1Agreement: number; top1AgreementSeparated: number; separatedPositions: number; relErrorP50: number; relErrorMax: number; pass: boolean }[];
+}
+
+export function readPeerAgreement(root: string, rel: string): PeerAgreement | null {
+  const a = json<{ reference: string; sequences: number; length: number; pass: boolean; tolerance: { marginMin: number }; paths: Array<{ path: string; positions: number; top1Agreement: number; top1AgreementSeparated: number; separatedPositions: number; logitsRelError: { p50: number; max: number }; pass: boolean }> }>(root, rel);
+  if (!a) return null;
+  return {
+    file: rel, reference: a.reference, sequences: a.sequences, length: a.length, pass: a.pass, marginMin: a.tolerance.marginMin,
+    paths: a.paths.map((p) => ({ path: p.path, positions: p.positions, top1Agreement: p.top1Agreement, top1AgreementSeparated: p.top1AgreementSeparated, separatedPositions: p.separatedPositions, relErrorP50: p.logitsRelError.p50, relErrorMax: p.logitsRelError.max, pass: p.pass })),
+  };
 }
 
 export interface QuantSources {
@@ -224,6 +279,7 @@ export interface QuantSources {
   fidelityCpu: FidelityRow[] | null;
   peers: string[] | null;
   peersReport: PeersReport | null;
+  peerAgreement: PeerAgreement | null;
 }
 
 export const QUANT_DIR = 'reports/bench/quant-h200';
@@ -261,5 +317,6 @@ export function readQuantSources(root: string): QuantSources {
     fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
+    peerAgreement: readPeerAgreement(root, 'reports/bench/peers-h200/device/peer-agreement.json'),
   };
 }
