@@ -157,15 +157,11 @@ ours_bench() {  # name seconds args: one `moe bench` into $W/ours/<name>
   [ -f "$W/ours/$name/bench.json" ] && return 0
   need_time "$secs" "moe bench $name"
   mkdir -p "$W/ours"; rm -rf "$W/ours/$name.partial"
-  local cmd="moe bench $OURS_COMMON $* --out $W/ours/$name.partial"
-  python3 -c 'import json,sys; print(json.dumps({"name": sys.argv[1], "argv": [sys.argv[2]]}))' "ours-$name" "$cmd" >> "$cmds"
   stamp "ours: $name"
-  OUT=$ONDEV_OUT MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON=$(find /tmp/native-cuda -name '*.node' | head -1) PYTHONUNBUFFERED=1 \
-    timeout "$secs" bash tools/gpu/on-device.sh "$cmd" > "$LOG/ours-$name.log" 2>&1; rc=$?
-  echo "{\"name\": \"ours-$name\", \"exit\": $rc}" >> "$cmds"
+  run_logged "ours-$name" env OUT="$ONDEV_OUT" MOE_SKIP_NATIVE=1 MOE_NATIVE_ADDON="$(find /tmp/native-cuda -name '*.node' | head -1)" PYTHONUNBUFFERED=1 \
+    timeout "$secs" bash tools/gpu/on-device.sh "moe bench $OURS_COMMON $* --out $W/ours/$name.partial"; rc=$?
   [ "$rc" = 0 ] && [ -f "$W/ours/$name.partial/bench.json" ] && mv "$W/ours/$name.partial" "$W/ours/$name" || stamp "ours: $name failed (exit $rc; logs/ours-$name.log)"
   tar -C "$W" --exclude='*.partial' -czf "$OUT/ours.tgz.partial" ours && mv "$OUT/ours.tgz.partial" "$OUT/ours.tgz"
-  pack
 }
 if [ "$OURS" = 1 ] && [ -f "$W/synth.ok" ] && [ -f /tmp/native-cuda/.built ] && [ ! -f "$W/ours.done" ]; then
   Q="--expert-dtype bf16,int8,int4"
