@@ -66,6 +66,7 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
       o.replay.push_back(std::move(seq));
     }
   }
+  if (spec.Get("residentSteps").IsBoolean()) o.resident_steps = spec.Get("residentSteps").As<Napi::Boolean>().Value();
   if (spec.Get("miss").IsObject()) {
     Napi::Object m = spec.Get("miss").As<Napi::Object>();
     moe::offload::MissPolicy& p = o.miss;

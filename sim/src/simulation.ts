@@ -45,6 +45,8 @@ export interface SimConfig {
   cpuAdmit?: boolean;
   /** Steps below this position are prefill and fetch every miss (timing/engine.ts decodeFrom). */
   decodeFrom?: number;
+  /** false: no resident steps (timing/engine.ts residentSteps; the runtime's --resident-steps off). Default true. */
+  residentSteps?: boolean;
 }
 
 export interface SimResult {
@@ -74,13 +76,15 @@ export interface SimResult {
   breakdown: { gpuNonExpertMs: number; gpuExpertMs: number; gpuIdleMs: number; copyBusyMs: number; cpuBusyMs: number; stepMs: number };
   totalMs: number;
   events: number;
+  /** Steps that ran as resident steps (every expert cached: no per-layer host round trip; timing/engine.ts). */
+  residentSteps: number;
   calibrationLabel: string;
   warmupLabel?: string;
   /**
    * With keepSteps: step s took ms[s]; its first token is position pos[s] of corpus sequence seq[s];
    * layerHeadMs / layerTailMs / layerTails: its MoE layers split as the runtime's counters split them (summed).
    */
-  perStep?: { ms: Float64Array; pos: Int32Array; seq: Int32Array; layerHeadMs: Float64Array; layerTailMs: Float64Array; layerTails: Int32Array };
+  perStep?: { ms: Float64Array; pos: Int32Array; seq: Int32Array; layerHeadMs: Float64Array; layerTailMs: Float64Array; layerTails: Int32Array; resident: Uint8Array };
 }
 
 export function validateSimConfig(c: SimConfig): void {
@@ -132,6 +136,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     cpuFill: config.cpuFill ?? true,
     cpuAdmit: config.cpuAdmit ?? true,
     decodeFrom: config.decodeFrom ?? 0,
+    residentSteps: config.residentSteps ?? true,
     prefetch: plan,
     denseLayers: corpus.meta.numLayers - corpus.moeLayers.length,
   });
@@ -183,6 +188,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     },
     totalMs: t.totalMs,
     events: t.events,
+    residentSteps: t.stepResident.reduce((a, b) => a + b, 0),
     calibrationLabel: calibrationLabel(config.calibration),
   };
   if (warmupLabel) result.warmupLabel = warmupLabel;
@@ -195,6 +201,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
       layerHeadMs: t.stepLayerHeadMs,
       layerTailMs: t.stepLayerTailMs,
       layerTails: t.stepLayerTails,
+      resident: t.stepResident,
     };
   }
   return result;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
-#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident check-miss quant-check
+#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab check-miss quant-check
 #   calibrate-q cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
@@ -49,6 +49,13 @@ for step in "$@"; do
       # `host` takes (runtime/src/calibrate/host-from-bench.ts)
       wait_synth
       run_moe bench-resident "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 60GiB --routing $R --cache 64 --policy lru --miss fetch --batch ${MOE_RESIDENT_BATCH:-1,4,8,16} --prompt 128 --new-tokens 16 --repeats 1 --warmup 1 --out $OUTD/bench-resident" ;;
+    resident-ab)
+      # resident steps on against off, side by side in one call: int4 with every expert in a slot at 12 GiB
+      # (static: all 64 pinned), misses fetched, batch 1 and 16 (cuda_resident_step.cpp)
+      wait_synth
+      for rs in on off; do
+        run_moe resident-$rs "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R --calibration ${MOE_AB_CAL:-sim/calibration/h200-offload-2026-12-03-host3.json} --expert-dtype int4 --cache fit --policy static --miss fetch --batch 1,16 --prompt 128 --new-tokens 32 --repeats 2 --warmup 1 --resident-steps $rs --out $OUTD/resident-$rs"
+      done ;;
     cpubench)
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1
       echo "cpubench exit $?" | tee -a "$LOG/steps.log"; tail -20 "$LOG/cpubench.log" ;;

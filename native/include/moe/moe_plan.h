@@ -69,6 +69,15 @@ class MoeInterceptor {
   virtual int gate_next_layer(int /*layer*/) const { return -1; }
   virtual void on_gate_next(int /*layer*/, const int32_t* /*ids*/, int /*rows*/, int /*k*/) {}
   virtual const std::vector<offload::PrefetchOrder>* prefetch_orders() const { return nullptr; }
+  // Resident steps (offloading backends): when every routed expert of every MoE layer is cached, a decode
+  // forward may run without bringing each layer's routing to the host, and call on_plan for its layers, in
+  // order, after the forward. plans_after_forward: whether this interceptor allows that (false when it must
+  // see a layer's routing while the forward runs: recording, next-gate prefetch, any prefetcher). A backend
+  // asks before each forward; with every expert cached on_plan then decides nothing that moves data.
+  virtual bool plans_after_forward() const { return false; }
+  // The routing on_plan will substitute for plan.layer's (routing replay), written into plan.expert and
+  // plan.weight (plan.tokens rows of plan.k) before the forward; false (plan untouched): it keeps the router's.
+  virtual bool routing_ahead(MoePlan& /*plan*/) const { return false; }
 };
 
 }  // namespace moe

@@ -355,14 +355,17 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
   StepPlan p = make_plan(b);
   ensure_workspace(p.T, p.R);
   const StepInputs in = upload_inputs(b, p);
-  // Offloaded experts: every MoE layer goes through the host (placement, copies), so no graphs.
-  const bool graph =
-      opt_.use_graphs && !hook_ && !interceptor_ && !pool_ && p.decode_rows && p.logits_identity && p.T <= kGraphMaxRows;
+  // Offloaded experts: every MoE layer goes through the host (placement, copies), so no graphs, except in a
+  // resident step (every routed expert in a slot: cuda_resident_step.cpp).
+  resident_now_ = resident_step_possible(p);
+  const bool graph = opt_.use_graphs && !hook_ && ((!interceptor_ && !pool_) || resident_now_) && p.decode_rows && p.logits_identity &&
+                     p.T <= kGraphMaxRows;
   if (pool_) pool_->begin_forward();
   decode_forward_ = p.decode_rows;
   layer_end_ms_ = 0;
   issue_prefetch_orders();  // issue 12 prefetch: the layers the controller decided at the step's start
   const auto forward_start = std::chrono::steady_clock::now();
+  if (resident_now_) begin_resident_step(p);
   if (graph) {
     // A graph serves every step of its key: attention on the cache (also right at position 0) up to
     // the generation's bound.
@@ -372,6 +375,7 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
   } else {
     run_model(p, in, false);
   }
+  if (resident_now_) fetch_resident_plans(p.T);
   if (p.R > 0) {
     const size_t bytes = static_cast<size_t>(p.R) * c_.vocab_size * sizeof(float);
     CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), ws_.logits, bytes, cudaMemcpyDeviceToHost, stream_));
@@ -380,6 +384,10 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
     if (hook_) hook_("logits", -1, logits, p.R, c_.vocab_size);
   } else {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  if (resident_now_) {
+    end_resident_step(p.T);
+    ++pool_->counters.resident_forwards;
   }
   if (pool_ && p.decode_rows) {
     ++pool_->counters.decode_forwards;
@@ -448,7 +456,7 @@ std::string CudaBackend::device_info() const {
       << ",\"cpuJoinLatencyMs\":" << k.cpu_join_latency_ms << ",\"decodeForwards\":" << k.decode_forwards
       << ",\"decodeForwardMs\":" << k.decode_forward_ms << ",\"decodeHostLayerMs\":" << k.decode_host_layer_ms
       << ",\"decodeLayerTails\":" << k.decode_layer_tails << ",\"decodeLayerHeadMs\":" << k.decode_layer_head_ms
-      << ",\"decodeLayerTailMs\":" << k.decode_layer_tail_ms
+      << ",\"decodeLayerTailMs\":" << k.decode_layer_tail_ms << ",\"residentForwards\":" << k.resident_forwards
       << ",\"prefetch\":" << prefetch_info() << "}";
   }
   o << "}";

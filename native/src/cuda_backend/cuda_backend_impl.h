@@ -101,7 +101,11 @@ class CudaBackend final : public Backend {
   void set_debug_hook(DebugHook hook) override { hook_ = std::move(hook); }
   void set_moe_interceptor(MoeInterceptor* i) override {
     interceptor_ = i;
-    if (pool_) pool_->forget();  // a new cache starts cold, and so do the slots
+    if (pool_) {
+      pool_->forget();  // a new cache starts cold, and so do the slots
+      resident_tables_ok_ = false;
+      drop_graphs();    // resident-step graphs bake the interceptor's routing source (replay or router)
+    }
     attach_prefetch(i);          // issue 12 prefetch (cuda_prefetch.cpp)
   }
   std::string device_info() const override;
@@ -144,6 +148,13 @@ class CudaBackend final : public Backend {
   // cuda_offload_layer.cpp: the MoE block with offloaded routed experts (shared experts included)
   void moe_offloaded(int layer, int rows);
   void fetch_plan(int layer, int rows);
+  void launch_expert_entries(int rows, const int32_t* mask, const float* rw, const bf16* const* table, const uint8_t* const* blobs);
+  // cuda_resident_step.cpp: a decode forward with every routed expert in a slot (see that file's header).
+  bool resident_step_possible(const StepPlan& p) const;
+  void begin_resident_step(const StepPlan& p);
+  void moe_resident(int layer, int rows);
+  void fetch_resident_plans(int rows);
+  void end_resident_step(int rows);
   // cuda_cpu_experts.cpp: the misses the policy sends to the CPU (removed from P.loaded / P.staged,
   // their slot copies turned into background fills), their jobs started; and the results joined.
   bool cpu_path(int rows) const;
@@ -239,6 +250,19 @@ class CudaBackend final : public Backend {
   cudaEvent_t copy_tail_ = nullptr;
   std::vector<cudaEvent_t> fill_done_;     // [moe layers] the layer's last background fills
   std::vector<uint8_t> fill_pending_;
+
+  // Resident steps (cuda_resident_step.cpp): per MoE layer the slot pointer tables ([3E] bf16 gate/up/down,
+  // then [E] blobs) and the step's routing ([kGraphMaxRows * k] ids, then weights), on the device and in
+  // pinned host memory; whether the tables match the slots; whether this forward is one; whether the
+  // interceptor substitutes the routing (replay: uploaded before the forward) or keeps the router's (brought
+  // back after it).
+  DeviceMemory resident_dev_;
+  PinnedMemory resident_host_;
+  bool resident_tables_ok_ = false;
+  bool resident_now_ = false;
+  bool resident_replay_ = false;
+  size_t resident_table_bytes() const;
+  size_t resident_plan_bytes() const;
 
   // Prefetch (issue 12): copies, the copy-stream lock held from a layer's placement to its demand copies,
   // next-gate's device buffers (logits | ids | weights) and host ids, scratch.

@@ -1,8 +1,8 @@
 // The DeepSeek-V2 forward on the GPU, one step. Residual stream fp32; activations between GEMMs
 // bf16; every GEMM bf16 x bf16 with fp32 accumulation (cuBLAS), projections that feed the residual
 // (o_proj, MLP down, experts) accumulate straight into it. Nothing here synchronises with the host
-// except the large-batch routed-expert path (group sizes), the MoE interceptor and debug dumps, none
-// of which runs inside a captured graph.
+// except the large-batch routed-expert path (group sizes), the MoE interceptor, the offloaded MoE layers
+// outside resident steps and debug dumps, none of which runs inside a captured graph.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -101,7 +101,8 @@ void CudaBackend::ffn(int l, const StepPlan& p, bool capturing) {
     dump_f32("router_logits", l, ws_.router, T, E);
     cuda::router_topk(ws_.router, T, E, k, c_.norm_topk_prob, static_cast<float>(c_.routed_scaling_factor), ws_.ids,
                       ws_.rw, stream_);
-    moe_offloaded(l, T);
+    if (resident_now_) moe_resident(l, T);  // every routed expert in a slot: cuda_resident_step.cpp
+    else moe_offloaded(l, T);
     return;
   }
   // Router logits in fp32 (bf16 operands, fp32 accumulation and output), softmax + greedy top-k.

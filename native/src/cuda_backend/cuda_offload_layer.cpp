@@ -83,12 +83,38 @@ void CudaBackend::fetch_plan(int l, int rows) {
   }
 }
 
+// One launch of the routed-expert kernels (the kernel path: fewer than kCublasRows rows) over the entries
+// `mask` names (-1: skipped), each entry's output into ws_.expert_out for combine_expert_outputs. Weights
+// from `table` ([3E]: gate, up, down pointers of bf16 experts) or `blobs` ([E] quantized blobs).
+void CudaBackend::launch_expert_entries(int T, const int32_t* mask, const float* rw, const bf16* const* table, const uint8_t* const* blobs) {
+  const int H = c_.hidden_size, E = c_.n_routed_experts, k = c_.num_experts_per_tok, dff = c_.moe_intermediate_size;
+  if (quant_experts_) {
+    if (T <= kGemvMaxRows) {
+      cuda::expert_ffn_decode_q_entries(ws_.x, T, H, mask, rw, k, E, blobs, qlayout_, ws_.expert_ws, ws_.expert_ws_bytes, stream_, ws_.expert_out);
+    } else {
+      cuda::expert_ffn_grouped_q_entries(ws_.x, T, H, mask, rw, k, E, blobs, qlayout_, ws_.expert_ws, ws_.expert_ws_bytes, stream_, ws_.expert_out);
+    }
+    return;
+  }
+  const bf16* const* tg = table;
+  const bf16* const* tu = table + E;
+  const bf16* const* td = table + 2 * E;
+  if (T <= kGemvMaxRows && gemv_ok_) {
+    cuda::expert_ffn_decode_entries(ws_.x, T, H, mask, rw, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws, ws_.expert_ws_bytes, stream_,
+                                    ws_.expert_out);
+  } else {
+    cuda::expert_ffn_grouped_entries(ws_.x, T, H, mask, rw, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws, ws_.expert_ws_bytes, stream_,
+                                     ws_.expert_out);
+  }
+}
+
 void CudaBackend::moe_offloaded(int l, int T) {
   const DeviceLayer& D = w_->layers[static_cast<size_t>(l)];
   const int H = c_.hidden_size, E = c_.n_routed_experts, k = c_.num_experts_per_tok, dff = c_.moe_intermediate_size;
   const int mi = moe_index_[static_cast<size_t>(l)];
   const size_t n = static_cast<size_t>(T) * k;
   ExpertPool& X = *pool_;
+  resident_tables_ok_ = false;  // this layer's placement may move experts between slots
   fetch_plan(l, T);
   LayerPlacement& P = placement_;
   X.place(mi, plan_.active, cached_slot_, P);
@@ -198,30 +224,10 @@ void CudaBackend::moe_offloaded(int l, int T) {
   // The shared experts first (on the residual stream, as the all-resident path), while copies run.
   if (D.shared_gu) mlp(D.shared_gu, D.shared_down, w_->shared_ff, T);
 
-  const bf16* const* tg = table_d;
-  const bf16* const* tu = table_d + E;
-  const bf16* const* td = table_d + 2 * E;
   auto compute = [&](int launch, const int32_t* experts, size_t count) {
     if (count == 0) return;
     if (kernel_path) {
-      const int32_t* mask = masks_d + static_cast<size_t>(launch) * n;
-      if (quant_experts_) {
-        if (T <= kGemvMaxRows) {
-          cuda::expert_ffn_decode_q_entries(ws_.x, T, H, mask, rw_d, k, E, blobs_d, qlayout_, ws_.expert_ws, ws_.expert_ws_bytes, stream_,
-                                            ws_.expert_out);
-        } else {
-          cuda::expert_ffn_grouped_q_entries(ws_.x, T, H, mask, rw_d, k, E, blobs_d, qlayout_, ws_.expert_ws, ws_.expert_ws_bytes, stream_,
-                                             ws_.expert_out);
-        }
-        return;
-      }
-      if (T <= kGemvMaxRows && gemv_ok_) {
-        cuda::expert_ffn_decode_entries(ws_.x, T, H, mask, rw_d, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws,
-                                ws_.expert_ws_bytes, stream_, ws_.expert_out);
-      } else {
-        cuda::expert_ffn_grouped_entries(ws_.x, T, H, mask, rw_d, k, E, H, dff, tg, tu, td, ws_.h, H, false, ws_.expert_ws,
-                                 ws_.expert_ws_bytes, stream_, ws_.expert_out);
-      }
+      launch_expert_entries(T, masks_d + static_cast<size_t>(launch) * n, rw_d, table_d, blobs_d);
       return;
     }
     // cuBLAS per expert, from its own source (gate|up stacked, then down), as routed_cublas does.

@@ -49,6 +49,9 @@ struct OffloadCounters {
   // attention and router, their launches and the synchronisation). Summed over layers with a next MoE
   // layer in the same forward (decode_layer_tails of them), so the timing model's per-layer parts can be
   // compared with the runtime's.
+  // Decode forwards that ran as resident steps (cuda_resident_step.cpp): every routed expert in a slot, no
+  // per-layer host round trip; not counted in decode_host_layer_ms or the layer split below.
+  uint64_t resident_forwards = 0;
   uint64_t decode_layer_tails = 0;
   double decode_layer_head_ms = 0;
   double decode_layer_tail_ms = 0;
@@ -72,6 +75,7 @@ class ExpertPool {
   ExpertPool(const ExpertPool&) = delete;
   ExpertPool& operator=(const ExpertPool&) = delete;
 
+  int layers() const { return layers_; }
   int slots() const { return slots_; }
   int staging() const { return staging_; }
   uint64_t device_bytes() const { return memory_.bytes(); }
@@ -88,6 +92,8 @@ class ExpertPool {
   void mark_empty(int mi, int s) { physical_.at(static_cast<size_t>(mi)).at(static_cast<size_t>(s)) = -1; }
   // Issue 12 prefetch: the slot is being written with `expert` (a prefetch copy queued; cuda_prefetch.cpp).
   void set_physical(int mi, int s, int expert) { physical_.at(static_cast<size_t>(mi)).at(static_cast<size_t>(s)) = expert; }
+  // The expert slot s of MoE layer mi holds (its copy issued), -1 empty.
+  int physical(int mi, int s) const { return physical_[static_cast<size_t>(mi)][static_cast<size_t>(s)]; }
 
   // Events (created once). ready/free: per staging buffer; resident_done: after the resident launch;
   // slots_done: after the layer's slot copies.

@@ -132,6 +132,19 @@ void OffloadController::on_plan(MoePlan& plan) {
   }
 }
 
+bool OffloadController::routing_ahead(MoePlan& plan) const {
+  if (options_.replay.empty()) return false;
+  if (moe_index(plan.layer) < 0) throw Error("offload: routing asked ahead for layer " + std::to_string(plan.layer) + ", which is not a MoE layer");
+  if (static_cast<size_t>(plan.tokens) != seq_.size() || plan.k != options_.k) {
+    throw Error("offload: routing asked ahead for " + std::to_string(plan.tokens) + " rows but the session announced " + std::to_string(seq_.size()));
+  }
+  const size_t n = static_cast<size_t>(plan.tokens) * plan.k;
+  plan.expert.resize(n);
+  plan.weight.resize(n);
+  replay_plan(plan);
+  return true;
+}
+
 void OffloadController::replay_plan(MoePlan& plan) const {
   const int L = static_cast<int>(options_.moe_layers.size()), k = options_.k, mi = moe_index(plan.layer);
   for (int r = 0; r < plan.tokens; ++r) {

@@ -60,6 +60,8 @@ export interface OffloadBenchOptions {
   select?: (cache: number, policy: PolicyName, point: GridPoint, miss: MissMode) => boolean;
   /** prefetchers, each a grid dimension (issue 12; default none) */
   prefetches?: PrefetchOptions[];
+  /** false (`--resident-steps off`): no resident steps, in the runtime and the simulated column (default true) */
+  residentSteps?: boolean;
 }
 
 /** The first logged miss decisions of a point, committed with the results so a CPU test can replay them. */
@@ -131,6 +133,11 @@ export interface OffloadPointResult extends PointResult {
   /** the simulator's split of the same layers (null without a routing replay; absent in older files) */
   simLayerHeadMs?: number | null;
   simLayerTailMs?: number | null;
+  /** resident steps allowed (--resident-steps), and how many timed decode steps ran as one, measured and
+   *  simulated (every routed expert cached: cuda_resident_step.cpp; absent in older files) */
+  residentStepsOn?: boolean;
+  residentSteps?: number;
+  simResidentSteps?: number | null;
   /** the simulator on the same lanes, policy, cache, batch and miss mode (null without a routing replay) */
   simMsPerToken: number | null;
   simError: number | null;
@@ -240,7 +247,8 @@ export async function runOffloadGrid(
             const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, ...fillOptions, profile: calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
             const prefetchOn = pf.name !== 'none';
-            engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, ...(prefetchOn ? { prefetch: pf } : {}), ...(lanes ? { routing: lanes.replay } : {}) });
+            const residentOn = o.residentSteps ?? true;
+            engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, residentSteps: residentOn, ...(prefetchOn ? { prefetch: pf } : {}), ...(lanes ? { routing: lanes.replay } : {}) });
             const before = engine.offloadStats();
             const t1 = performance.now();
             // The forward's own time is read over the timed generations only: the warm-up's forwards start
@@ -259,13 +267,16 @@ export async function runOffloadGrid(
             let sim: { hits: number; requests: number; layerHits: Float64Array; ms: number } | null = null;
             let simPf: { issued: number; precision: number | null; recall: number | null } | null = null;
             let simSplit: { head: number; tail: number } | null = null;
+            let simResident: number | null = null;
             if (lanes) {
               const corpus: RoutingCorpus = lanes.replay.corpus;
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
               const t = predictBenchPoint(lanes, benchShape, {
                 policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(calibration, missSpec?.workers), cpuFill: cpuFill ?? true, cpuAdmit: cpuAdmit ?? true,
+                residentSteps: residentOn,
                 ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
               });
+              simResident = t.residentSteps;
               // With prefetch, or with CPU misses left out of the cache (--cpu-fill none), the cache's hits are the
               // timing model's (replayCorpus has neither).
               sim = prefetchOn || cpuAdmit === false
@@ -281,6 +292,9 @@ export async function runOffloadGrid(
             const dev = r.device;
             const tokens = gens * p.newTokens * p.batch;
             const timedDecodes = diff(timedBefore, after, 'decodeForwards');
+            const timedResident = diff(timedBefore, after, 'residentForwards');
+            // host work per MoE layer of the decode forwards that went through the host layer by layer
+            const layerDecodes = timedDecodes - timedResident;
             const point: OffloadPointResult = {
               ...r,
               expertDtype: format.dtype,
@@ -318,12 +332,15 @@ export async function runOffloadGrid(
               cpuStartLatencyMsPerStep: timedDecodes ? diff(timedBefore, after, 'cpuStartLatencyMs') / timedDecodes : 0,
               cpuJoinLatencyMsPerStep: timedDecodes ? diff(timedBefore, after, 'cpuJoinLatencyMs') / timedDecodes : 0,
               forwardMs: timedDecodes ? diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
-              hostLayerMs: timedDecodes ? diff(timedBefore, after, 'decodeHostLayerMs') / (timedDecodes * config.moeLayers.length) : 0,
+              hostLayerMs: layerDecodes > 0 ? diff(timedBefore, after, 'decodeHostLayerMs') / (layerDecodes * config.moeLayers.length) : 0,
               stepOverheadMs: timedDecodes ? r.msPerToken.mean - diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
               layerHeadMs: perTail(diff(timedBefore, after, 'decodeLayerHeadMs'), diff(timedBefore, after, 'decodeLayerTails')),
               layerTailMs: perTail(diff(timedBefore, after, 'decodeLayerTailMs'), diff(timedBefore, after, 'decodeLayerTails')),
               simLayerHeadMs: simSplit ? simSplit.head : null,
               simLayerTailMs: simSplit ? simSplit.tail : null,
+              residentStepsOn: residentOn,
+              residentSteps: timedResident,
+              simResidentSteps: simResident,
               simMsPerToken: sim ? sim.ms : null,
               simError: sim && r.msPerToken.mean > 0 ? sim.ms / r.msPerToken.mean - 1 : null,
               missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
@@ -341,6 +358,7 @@ export async function runOffloadGrid(
                     `, rule ${point.missRule!.agree}/${point.missRule!.rows} agree`
                   : '') +
                 `, layer head ${point.layerHeadMs.toFixed(3)} + tail ${point.layerTailMs.toFixed(3)} ms${simSplit ? ` (sim ${simSplit.head.toFixed(3)} + ${simSplit.tail.toFixed(3)})` : ''}` +
+                `, resident steps ${timedResident}/${timedDecodes}${simResident !== null ? ` (sim ${simResident})` : ''}${residentOn ? '' : ' (off)'}` +
                 (steps === 0 ? ' (no timed steps)' : ''),
             );
             out.push(point);
@@ -391,10 +409,17 @@ export const pct = (v: number | null) => (v === null ? '-' : `${(100 * v).toFixe
 const gb = (b: number) => (b / 1e9).toFixed(2);
 export const gib = (b: number) => (b / 2 ** 30).toFixed(2);
 
+/** "measured (simulated)" resident steps of a point; "off" when not allowed; "-" in files from before them. */
+function residentCell(p: OffloadPointResult): string {
+  if (p.residentSteps === undefined) return '-';
+  if (p.residentStepsOn === false) return 'off';
+  return `${p.residentSteps}${p.simResidentSteps != null ? ` (${p.simResidentSteps})` : ''}`;
+}
+
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {
   const head = ['dtype', 'expert MB', 'cache', 'policy', 'miss', 'fill', 'prefetch', 'precision (sim)', 'recall (sim)', 'wasted GB', 'late hits', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
-    'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
+    'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'resident steps (sim)', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
     `${p.expertDtype ?? 'bf16'}${p.simProfileBasis === 'scaled' ? ' (sim scaled)' : ''}`, p.expertBytes === undefined ? '-' : (p.expertBytes / 1e6).toFixed(2),
     String(p.cache), p.policy, p.miss ?? 'fetch', cpuFillName(p.cpuFill, p.cpuAdmit) ?? '-',
@@ -405,7 +430,7 @@ export function offloadTable(points: readonly OffloadPointResult[]): string {
     p.decodeTokensPerSecond.toFixed(1), pct(p.hitRate), pct(p.simHitRate), p.hitsMatchSim === null ? '-' : p.hitsMatchSim ? 'yes' : 'NO',
     p.cpuExpertsPerToken === undefined ? '-' : p.cpuExpertsPerToken.toFixed(1), String(p.fillCopies ?? '-'), p.miss && p.miss !== 'fetch' ? pct(p.cpuBusyShare) : '-',
     p.missRule ? `${p.missRule.agree}/${p.missRule.rows}${p.missRule.ties ? ` (+${p.missRule.ties} ties)` : ''}` : '-',
-    gb(p.bytesH2D), p.copyWaitMs.toFixed(0), gib(p.enginePeakBytes), gib(p.deviceUsedPeakBytes),
+    residentCell(p), gb(p.bytesH2D), p.copyWaitMs.toFixed(0), gib(p.enginePeakBytes), gib(p.deviceUsedPeakBytes),
   ]);
   return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');
 }
@@ -418,7 +443,8 @@ export function offloadTable(points: readonly OffloadPointResult[]): string {
 export function hostProfileOf(points: readonly OffloadPointResult[]): { layerMs: Array<[number, number]>; stepMs: Array<[number, number]> } | null {
   const by = new Map<number, { layer: number[]; step: number[] }>();
   for (const p of points) {
-    if (p.miss !== 'fetch' || !(p.forwardMs > 0)) continue;
+    // resident steps skip the per-layer host work this measures
+    if (p.miss !== 'fetch' || !(p.forwardMs > 0) || (p.residentSteps ?? 0) > 0) continue;
     const e = by.get(p.batch) ?? { layer: [], step: [] };
     e.layer.push(p.hostLayerMs);
     e.step.push(p.stepOverheadMs);

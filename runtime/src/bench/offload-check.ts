@@ -5,6 +5,9 @@
  * session (Engine.resetOffload). Batches cover the three routed-expert paths of the CUDA backend: a
  * single prompt (decode GEMV), four prompts of unequal length (tile kernel at prefill), and four long
  * prompts (>= 2048 prefill rows: cuBLAS per expert).
+ * With a cache of every expert (cache = the model's routed experts) two more runs per batch: static with every
+ * expert pinned, resident steps on and off (cuda_resident_step.cpp): both must match, and the first must have
+ * run resident steps (else the check fails: the path it exists for was not exercised).
  */
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { Engine } from '../engine/index.js';
@@ -17,6 +20,9 @@ export interface OffloadCheckCase {
   /** issue 12: the prefetcher of the offloaded run (prefetch must not change arithmetic) */
   prefetch: 'none' | 'next-gate';
   identical: boolean;
+  /** decode forwards that ran as resident steps; for the all-pinned cases, whether resident steps were allowed */
+  residentSteps: number;
+  resident?: 'on' | 'off';
   /** first (sequence, index) whose token differs */
   firstDifference: { sequence: number; index: number } | null;
   bytesH2D: number;
@@ -75,16 +81,36 @@ export async function checkOffloadTokens(
         for (const prefetch of cache > 0 ? prefetches : ['none' as const])
         for (let i = 0; i < BATCHES.length; i++) {
           eng.resetOffload({ cache: { slotsPerLayer: cache, policy }, ...(prefetch !== 'none' ? { prefetch: { name: prefetch } } : {}) });
-          const before = eng.offloadStats()?.bytesH2D ?? 0;
-          const tokens = await run(eng, i);
-          const diff = firstDifference(reference[i], tokens);
-          cases.push({ label: BATCHES[i].label, cache, policy, prefetch, identical: diff === null, firstDifference: diff, bytesH2D: (eng.offloadStats()?.bytesH2D ?? 0) - before });
-          log(`offload check: cache ${cache} ${policy}${prefetch !== 'none' ? ` prefetch ${prefetch}` : ''} ${BATCHES[i].label}: ${diff === null ? 'identical' : `DIFFERS at sequence ${diff.sequence} token ${diff.index}`}`);
+          cases.push(await runCase(i, cache, policy, prefetch));
+        }
+      }
+    }
+    const E = ref.config.nRoutedExperts;
+    if (caches.includes(E)) {
+      const pinned = ref.config.moeLayers.map(() => Array.from({ length: E }, (_, e) => e));
+      for (const resident of ['on', 'off'] as const) {
+        for (let i = 0; i < BATCHES.length; i++) {
+          eng.resetOffload({ cache: { slotsPerLayer: E, policy: 'static', pinned }, residentSteps: resident === 'on' });
+          cases.push({ ...(await runCase(i, E, 'static', 'none', resident)), resident });
         }
       }
     }
   } finally {
     eng.close();
   }
-  return { newTokens, batches: BATCHES, cases, allIdentical: cases.every((c) => c.identical) };
+  // resident steps on with every expert pinned: the check holds only if they ran
+  const exercised = cases.every((c) => c.resident !== 'on' || c.residentSteps > 0);
+  if (!exercised) log('offload check: FAILED: resident steps were allowed with every expert pinned but none ran');
+  return { newTokens, batches: BATCHES, cases, allIdentical: cases.every((c) => c.identical) && exercised };
+
+  async function runCase(i: number, cache: number, policy: PolicyName, prefetch: 'none' | 'next-gate', resident?: 'on' | 'off'): Promise<OffloadCheckCase> {
+    const before = eng.offloadStats();
+    const tokens = await run(eng, i);
+    const after = eng.offloadStats();
+    const diff = firstDifference(reference[i], tokens);
+    const residentSteps = (after?.residentForwards ?? 0) - (before?.residentForwards ?? 0);
+    log(`offload check: cache ${cache} ${policy}${prefetch !== 'none' ? ` prefetch ${prefetch}` : ''}${resident ? ` (every expert pinned, resident steps ${resident})` : ''} ${BATCHES[i].label}: ` +
+      `${diff === null ? 'identical' : `DIFFERS at sequence ${diff.sequence} token ${diff.index}`}, ${residentSteps} resident steps`);
+    return { label: BATCHES[i].label, cache, policy, prefetch, identical: diff === null, residentSteps, firstDifference: diff, bytesH2D: (after?.bytesH2D ?? 0) - (before?.bytesH2D ?? 0) };
+  }
 }

@@ -44,6 +44,8 @@ export interface BenchPrediction {
   /** per MoE layer of those steps, as the bench's layerHeadMs / layerTailMs (0 without layers) */
   layerHeadMs: number;
   layerTailMs: number;
+  /** how many of those steps ran as resident steps (the bench's residentSteps) */
+  residentSteps: number;
 }
 
 /**
@@ -58,13 +60,14 @@ export function predictBenchPoint(lanes: LaneFill, s: BenchShape, config: Omit<S
   const result = runSimulation(lanes.replay.corpus, { decodeFrom, ...config, batch: s.batch, keepSteps: true });
   const steps = timedDecodeIndices(result, s);
   const per = result.perStep!;
-  let head = 0, tail = 0, n = 0;
+  let head = 0, tail = 0, n = 0, resident = 0;
   for (const i of steps) {
     head += per.layerHeadMs[i];
     tail += per.layerTailMs[i];
     n += per.layerTails[i];
+    resident += per.resident[i];
   }
-  return { result, msPerToken: summarize(steps.map((i) => per.ms[i])), layerHeadMs: n ? head / n : 0, layerTailMs: n ? tail / n : 0 };
+  return { result, msPerToken: summarize(steps.map((i) => per.ms[i])), layerHeadMs: n ? head / n : 0, layerTailMs: n ? tail / n : 0, residentSteps: resident };
 }
 
 /** The profile with the run's CPU worker count (issue 12: the runtime's pool may differ from the profile's). */

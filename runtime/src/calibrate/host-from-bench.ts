@@ -4,12 +4,17 @@
  * Only points whose every expert was resident (misses fetched, no prefetch, hit rate >= 95%) are used: there the
  * warm-up's forwards cost what the timed ones do, so the step's time outside the forward is read correctly
  * also from benches made before the bench read its forward counters after the warm-up (at lower hit rates
- * the cold warm-up made it negative). Per batch: the mean of those points' figures.
+ * the cold warm-up made it negative). Points whose decode steps ran as resident steps (no per-layer host work
+ * to read) are left out: measure them with `bench --resident-steps off`. Per batch: the mean of those points'
+ * figures.
  *
  *   node dist/runtime/src/calibrate/host-from-bench.js --bench a.json[,b.json] --base profile.json --out F
+ *   node dist/runtime/src/calibrate/host-from-bench.js --resident a.json --moe-layers 26 --base profile.json --out F
+ *     (gpu.residentLayerOverheadMs instead: residentCurveFromBenches)
  */
 import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
+import { Costs } from '../../../sim/src/cost/cost-model.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
@@ -28,6 +33,7 @@ interface BenchPointLike {
   forwardMs?: number;
   hostLayerMs?: number;
   stepOverheadMs?: number;
+  residentSteps?: number;
 }
 
 export function hostCurvesFromBenches(benches: string[]): { layerMs: TokenCurve; stepMs: TokenCurve; points: number } {
@@ -38,7 +44,7 @@ export function hostCurvesFromBenches(benches: string[]): { layerMs: TokenCurve;
     if (!Array.isArray(doc.grid)) throw new UserError(`--bench ${path}: not a bench.json`);
     for (const p of doc.grid) {
       // without prefetch: a prefetcher's hits are experts copied during the step, not resident ones
-      if (p.miss !== 'fetch' || (p.prefetch ?? 'none') !== 'none' || !((p.hitRate ?? 0) >= RESIDENT_HIT_RATE) || !((p.forwardMs ?? 0) > 0)) continue;
+      if (p.miss !== 'fetch' || (p.prefetch ?? 'none') !== 'none' || !((p.hitRate ?? 0) >= RESIDENT_HIT_RATE) || !((p.forwardMs ?? 0) > 0) || (p.residentSteps ?? 0) > 0) continue;
       const e = by.get(p.batch) ?? { layer: [], step: [] };
       e.layer.push(p.hostLayerMs ?? 0);
       e.step.push(p.stepOverheadMs ?? 0);
@@ -46,7 +52,7 @@ export function hostCurvesFromBenches(benches: string[]): { layerMs: TokenCurve;
       points++;
     }
   }
-  if (by.size === 0) throw new UserError(`--bench: no fetch point with a hit rate of at least ${RESIDENT_HIT_RATE * 100}% (all experts resident)`);
+  if (by.size === 0) throw new UserError(`--bench: no fetch point with a hit rate of at least ${RESIDENT_HIT_RATE * 100}% (all experts resident) and no resident steps (bench --resident-steps off)`);
   const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
   const batches = [...by.keys()].sort((a, b) => a - b);
   const curve = (k: 'layer' | 'step'): TokenCurve => batches.map((b) => [b, Number(Math.max(0, mean(by.get(b)![k])).toPrecision(4))]);
@@ -67,11 +73,64 @@ export function withBenchHost(base: CostModel, benches: string[]): CostModel {
   };
 }
 
+interface ResidentPointLike {
+  batch: number;
+  msPerToken?: { mean: number; n: number };
+  simMsPerToken?: number | null;
+  residentSteps?: number;
+  residentStepsOn?: boolean;
+}
+
+/**
+ * gpu.residentLayerOverheadMs (calibration.ts) from bench points whose every timed decode step was a resident
+ * step: per batch, the mean of (measured - simulated) / MoE layers, added to the base profile's own curve (the
+ * bench's simulated column used it), never below 0. The bench must have been simulated with `base`.
+ */
+export function residentCurveFromBenches(base: CostModel, benches: string[], moeLayers: number): { curve: TokenCurve; points: number } {
+  const by = new Map<number, number[]>();
+  const own = new Costs(base);
+  let points = 0;
+  for (const path of benches) {
+    const doc = JSON.parse(readFileSync(path, 'utf8')) as { grid?: ResidentPointLike[] };
+    if (!Array.isArray(doc.grid)) throw new UserError(`--resident ${path}: not a bench.json`);
+    for (const p of doc.grid) {
+      const n = p.msPerToken?.n ?? 0;
+      if (p.residentStepsOn === false || !(n > 0) || p.residentSteps !== n || typeof p.simMsPerToken !== 'number') continue;
+      const v = by.get(p.batch) ?? [];
+      v.push(own.residentLayerOverhead(p.batch) + (p.msPerToken!.mean - p.simMsPerToken) / moeLayers);
+      by.set(p.batch, v);
+      points++;
+    }
+  }
+  if (by.size === 0) throw new UserError('--resident: no bench point whose every timed decode step was a resident step');
+  const batches = [...by.keys()].sort((a, b) => a - b);
+  const curve: TokenCurve = batches.map((b) => [b, Number(Math.max(0, by.get(b)!.reduce((x, y) => x + y, 0) / by.get(b)!.length).toPrecision(4))]);
+  return { curve, points };
+}
+
+export function withBenchResident(base: CostModel, benches: string[], moeLayers: number): CostModel {
+  const { curve, points } = residentCurveFromBenches(base, benches, moeLayers);
+  return {
+    ...base,
+    name: `${base.name}-resident`,
+    label: `${base.label}; resident-step excess from offload benches`,
+    gpu: { ...base.gpu, residentLayerOverheadMs: curve },
+    sources: {
+      ...(base.sources ?? {}),
+      'gpu.residentLayerOverheadMs': `mean of ${points} resident bench points (every timed decode step a resident step) of ${benches.join(', ')}: (measured - simulated with ${base.name}) ms per token / ${moeLayers} MoE layers, by batch, clamped at 0`,
+    },
+  };
+}
+
 if (process.argv[1] && process.argv[1].endsWith('host-from-bench.js')) {
   try {
-    const profile = withBenchHost(loadCalibration(requiredScriptArg('--base')), requiredScriptArg('--bench').split(','));
+    const base = loadCalibration(requiredScriptArg('--base'));
+    const resident = process.argv.indexOf('--resident');
+    const profile = resident > 0
+      ? withBenchResident(base, requiredScriptArg('--resident').split(','), Number(requiredScriptArg('--moe-layers')))
+      : withBenchHost(base, requiredScriptArg('--bench').split(','));
     writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(profile, null, 1) + '\n');
-    process.stdout.write(`${requiredScriptArg('--out')}: host ${JSON.stringify(profile.host)}\n`);
+    process.stdout.write(`${requiredScriptArg('--out')}: host ${JSON.stringify(profile.host)}, resident ${JSON.stringify(profile.gpu.residentLayerOverheadMs ?? null)}\n`);
   } catch (err) {
     process.stderr.write(`host-from-bench: ${(err as Error).message}\n`);
     process.exitCode = 1;

@@ -58,6 +58,9 @@ export interface OffloadStats {
   decodeLayerTails: number;
   decodeLayerHeadMs: number;
   decodeLayerTailMs: number;
+  /** decode forwards that ran as resident steps (every routed expert in a slot; counted in decodeForwards,
+   *  not in decodeHostLayerMs or the layer split; read as 0 when an addon built before them lacks it) */
+  residentForwards: number;
 }
 
 /** An error of the native engine (bad weights, a bug): rethrown here so it carries a JS stack. */
@@ -162,7 +165,7 @@ export class Engine {
   /** --prefetch predicted: the predictor's measured CPU time per (token, layer) prediction, ms (precomputed before the run). */
   prefetchInferMs: number | null = null;
 
-  resetOffload(options: Pick<EngineLoadOptions, 'cache' | 'routing' | 'record' | 'miss' | 'prefetch'> | null): void {
+  resetOffload(options: Pick<EngineLoadOptions, 'cache' | 'routing' | 'record' | 'miss' | 'prefetch' | 'residentSteps'> | null): void {
     this.assertOpen();
     if (this.busy) throw new UserError('engine is busy: one operation at a time');
     const spec = options === null ? null : buildOffloadSpec(this.checkpoint, options, this.placement.native.offloadSlots !== undefined);

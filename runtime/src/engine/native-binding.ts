@@ -133,6 +133,8 @@ export interface NativeOffloadSpec {
   miss?: NativeMissSpec;
   prefetch?: NativePrefetchSpec;
   tensors?: NativeTensor[];
+  /** false: no resident steps (native OffloadOptions::resident_steps; default true) */
+  residentSteps?: boolean;
 }
 
 /** The miss decisions logged since the last takeMissLog() (issue 12), one row per missed expert. */

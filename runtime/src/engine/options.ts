@@ -40,6 +40,12 @@ export interface EngineLoadOptions {
   expertDtype?: ExpertDtype;
   /** int4: inputs per group (default 64; must divide hidden_size and moe_intermediate_size) */
   expertGroup?: number;
+  /**
+   * device 'cuda', offloaded (default true): a decode step in which the cache holds every routed expert of
+   * every MoE layer runs as a resident step (no per-layer routing round trip to the host, a CUDA graph;
+   * native/src/cuda_backend/cuda_resident_step.cpp); false keeps the per-layer path, to measure the difference
+   */
+  residentSteps?: boolean;
 }
 
 export type Sampling = 'greedy' | { temperature: number; topP?: number; seed?: number };
@@ -63,7 +69,7 @@ export interface ResolvedLoadOptions {
 }
 
 /** Offloading options are checked against the model in runtime/src/offload/offload-spec.ts. */
-export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss', 'prefetch', 'expertDtype', 'expertGroup'];
+export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss', 'prefetch', 'expertDtype', 'expertGroup', 'residentSteps'];
 
 export interface ResolvedSampling {
   greedy: boolean;

@@ -38,8 +38,10 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions, offload
   if (record !== undefined && (record === null || typeof record !== 'object')) throw new UserError('option record: must be an object {scores, gateNext, timings}');
   const miss = resolveMissOptions(o.miss, offloaded ? 'cuda' : (o.device ?? 'cpu'), offloaded);
   const prefetch = resolvePrefetchOptions(o.prefetch, { routing, hasCache: cache !== null && cache !== undefined, offloadedCuda: offloaded, moeLayers: L });
+  if (o.residentSteps !== undefined && typeof o.residentSteps !== 'boolean') throw new UserError(`option residentSteps: must be true or false, got ${JSON.stringify(o.residentSteps)}`);
   if (!cache && !routing && !record && !miss) return null;
   const spec: NativeOffloadSpec = {};
+  if (o.residentSteps === false) spec.residentSteps = false;
   if (miss) spec.miss = miss;
   if (prefetch) {
     spec.prefetch = prefetch.inferMsPerTokenLayer === undefined ? prefetch.spec : { ...prefetch.spec, inferMsPerTokenLayer: prefetch.inferMsPerTokenLayer };

@@ -58,6 +58,13 @@ export interface CostModel {
      * The curve is held at its last point past its last row count (it is measured on the decode kernel's rows).
      */
     eagerLayerOverheadMs?: TokenCurve;
+    /**
+     * Optional: per MoE layer of a resident step (timing/engine.ts residentSteps: every expert cached, the
+     * forward a CUDA graph), by the step's rows, what the runtime's resident forward takes beyond the GPU
+     * curves above plus the host work: read from resident bench points (runtime/src/calibrate/host-from-bench.ts
+     * --resident), never from the points it is then compared with. Held at its last point. Absent: 0.
+     */
+    residentLayerOverheadMs?: TokenCurve;
   };
   cpu: {
     workers: number;
@@ -232,6 +239,7 @@ export function calibrationProblems(x: unknown): string[] {
     for (const k of ['expertMs', 'moeLayerOtherMs', 'denseLayerMs', 'headMs'] as const) curve(o.gpu[k], `gpu.${k}`);
     if (o.gpu.launch !== undefined) launchTable(o.gpu.launch, 'gpu.launch');
     if (o.gpu.eagerLayerOverheadMs !== undefined) curve(o.gpu.eagerLayerOverheadMs, 'gpu.eagerLayerOverheadMs');
+    if (o.gpu.residentLayerOverheadMs !== undefined) curve(o.gpu.residentLayerOverheadMs, 'gpu.residentLayerOverheadMs');
     if (o.gpu.byContext !== undefined) {
       const b = o.gpu.byContext as Partial<ContextCurves> | null;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) p.push('gpu.byContext must be an object');

@@ -98,6 +98,12 @@ export class Costs {
     if (!c) return 0;
     return interpolate(c, Math.min(tokens, c[c.length - 1][0]));
   }
+  /** Per MoE layer of a resident step (gpu.residentLayerOverheadMs; 0 without it), held past its last point. */
+  residentLayerOverhead(tokens: number): number {
+    const c = this.model.gpu.residentLayerOverheadMs;
+    if (!c) return 0;
+    return interpolate(c, Math.min(tokens, c[c.length - 1][0]));
+  }
   /** The runtime's host work per MoE layer / per step (0 for a profile without `host`). */
   hostLayer(tokens: number): number {
     return this.model.host ? interpolate(this.model.host.layerMs, tokens) : 0;

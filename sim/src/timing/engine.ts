@@ -57,7 +57,19 @@ export interface TimingInput {
   prefetch: PrefetchPlan | null;
   /** Dense (non-MoE) layers per step (DeepSeek-V2-Lite: 1). */
   denseLayers: number;
+  /**
+   * Resident steps (default true; the runtime's `residentSteps`, native/src/cuda_backend/cuda_resident_step.cpp):
+   * a decode step (first token at or past decodeFrom) of at most RESIDENT_STEP_MAX_ROWS tokens, with no
+   * prefetcher, that starts with every routed expert of every MoE layer cached and filled runs without the
+   * routing's per-layer trip to the host: no host.layerMs or gpu.eagerLayerOverheadMs between the layers (but
+   * gpu.residentLayerOverheadMs, when profiled); the controller's per-layer work (host.layerMs each) runs after
+   * the head, with host.stepMs.
+   */
+  residentSteps?: boolean;
 }
+
+/** The runtime's largest resident step (cuda_backend_impl.h kGraphMaxRows: it runs as a CUDA graph). */
+export const RESIDENT_STEP_MAX_ROWS = 64;
 
 export interface TimingResult {
   hits: number;
@@ -89,6 +101,8 @@ export interface TimingResult {
   stepLayerHeadMs: Float64Array;
   stepLayerTailMs: Float64Array;
   stepLayerTails: Int32Array;
+  /** 1 for the steps that ran as resident steps (TimingInput.residentSteps; no layer split is counted there) */
+  stepResident: Uint8Array;
   busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number; /** host work the GPU waited for (host.*, gpu.eagerLayerOverheadMs) */ host: number };
   events: number;
 }
@@ -208,7 +222,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     prefetch: { issued: 0, useful: 0, dropped: 0, needed: 0 },
     totalMs: 0, tokens: 0,
     stepMs: new Float64Array(S), stepTokens: new Int32Array(S),
-    stepLayerHeadMs: new Float64Array(S), stepLayerTailMs: new Float64Array(S), stepLayerTails: new Int32Array(S),
+    stepLayerHeadMs: new Float64Array(S), stepLayerTailMs: new Float64Array(S), stepLayerTails: new Int32Array(S), stepResident: new Uint8Array(S),
     busyMs: { gpuNonExpert: 0, gpuExpert: 0, copy: 0, cpu: 0, host: 0 },
     events: 0,
   };
@@ -240,6 +254,14 @@ export function simulateTiming(input: TimingInput): TimingResult {
   let layerRoutedAt = 0;
   let layerCpuDoneAt = 0;
   let layerHostDoneAt = -1;
+  // Resident steps: possible at all (every cache can hold every expert, no prefetcher), and this step's.
+  const residentAllowed = (input.residentSteps ?? true) && !prefetch && caches.every((c) => c.capacity >= E);
+  let residentNow = false;
+  /** every (layer, expert) cached and its copy issued (the runtime's slots: ExpertPool::physical) */
+  const everyExpertCached = () => {
+    for (let i = 0; i < L * E; i++) if (residency[i] === NOT_CACHED) return false;
+    return true;
+  };
 
   const submitGpu = (job: number, duration: number, experts = 0) => {
     const id = gpu.submit(now, duration, 0);
@@ -327,7 +349,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   };
 
   const routed = (l: number) => {
-    if (l > 0 && layerHostDoneAt >= 0) {
+    if (l > 0 && layerHostDoneAt >= 0 && !residentNow) {
       r.stepLayerHeadMs[step] += layerHostDoneAt - layerRoutedAt;
       r.stepLayerTailMs[step] += now - layerHostDoneAt;
       r.stepLayerTails[step]++;
@@ -471,11 +493,17 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const startStep = () => {
     stepStart = now;
     batchTokens = schedule.tokenOffsets[step + 1] - schedule.tokenOffsets[step];
-    stepMiss = schedule.tokenPos[schedule.tokenOffsets[step]] < decodeFrom ? 'fetch' : miss;
+    const decode = schedule.tokenPos[schedule.tokenOffsets[step]] >= decodeFrom;
+    stepMiss = decode ? miss : 'fetch';
+    residentNow = residentAllowed && decode && batchTokens <= RESIDENT_STEP_MAX_ROWS && everyExpertCached();
+    r.stepResident[step] = residentNow ? 1 : 0;
     issuePrefetchesAfter(-1);
     if (denseLayers > 0) submitGpu(JOB_DENSE, denseLayers * costs.denseLayer(batchTokens));
     else startLayer(0);
   };
+
+  /** Host work after the head: the step's, plus in a resident step the controller's per-layer work it deferred. */
+  const stepHostMs = () => costs.hostStep(batchTokens) + (residentNow ? L * costs.hostLayer(batchTokens) : 0);
 
   const expertDone = (experts = 1) => {
     pendingExperts -= experts;
@@ -494,12 +522,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
         // The routing's trip to the host: the runtime's own host work (host.layerMs) plus what its eager,
         // once-per-layer synchronised launching costs beyond the GPU work (gpu.eagerLayerOverheadMs), one
         // wait of the GPU's critical path before the layer's copies and expert launches are issued.
-        const h = costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens);
+        // A resident step keeps its routing on the GPU: none of that (only its measured excess, if profiled).
+        const h = residentNow ? costs.residentLayerOverhead(batchTokens) : costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens);
         if (h > 0) submitGpu(JOB_HOST_LAYER, h);
         else routed(layer);
       } else if (job === JOB_HOST_LAYER) routed(layer);
       else if (job === JOB_DENSE) startLayer(0);
-      else if (job === JOB_HEAD && costs.hostStep(batchTokens) > 0) submitGpu(JOB_HOST_STEP, costs.hostStep(batchTokens));
+      else if (job === JOB_HEAD && stepHostMs() > 0) submitGpu(JOB_HOST_STEP, stepHostMs());
       else {
         r.stepMs[step] = now - stepStart;
         r.stepTokens[step] = batchTokens;

@@ -63,6 +63,9 @@ struct OffloadOptions {
   PrefetchOptions prefetch;
   // Router weights of every layer (only the MoE layers' are read), for gate_next.
   const ModelWeights* weights = nullptr;
+  // Resident steps (MoeInterceptor::plans_after_forward): allowed unless false (`--resident-steps off`, for
+  // measuring what they save; the simulator's SimConfig.residentSteps).
+  bool resident_steps = true;
 };
 
 // Rows recorded since the last take, in trace order (forward step, MoE layer, row of the step).
@@ -112,6 +115,11 @@ class OffloadController final : public MoeInterceptor {
   const std::vector<PrefetchOrder>* prefetch_orders() const override { return prefetching() ? &orders_ : nullptr; }
   const PrefetchStats& prefetch_stats() const { return prefetch_stats_; }
   bool prefetching() const { return options_.prefetch.source != PrefetchSource::None && cache_ != nullptr; }
+  // Resident steps: on_plan may follow the forward when there is a cache, nothing is recorded and nothing
+  // prefetched (the backend also checks that the cache holds every expert); routing replay's rows for
+  // plan.layer, ahead of the forward (the rows begin_forward announced).
+  bool plans_after_forward() const override { return options_.resident_steps && cache_ && !options_.record && !prefetching(); }
+  bool routing_ahead(MoePlan& plan) const override;
 
   // The debug hook recording needs; forwards every call to `user` (e.g. the addon's capture).
   DebugHook make_hook();
