@@ -375,7 +375,7 @@ void CudaBackend::forward(const StepBatch& b, float* logits) {
   } else {
     run_model(p, in, false);
   }
-  if (resident_now_) fetch_resident_plans(p.T);
+  if (resident_now_) fetch_resident_plans();
   if (p.R > 0) {
     const size_t bytes = static_cast<size_t>(p.R) * c_.vocab_size * sizeof(float);
     CUDA_CHECK(cudaMemcpyAsync(logits_host_.get(), ws_.logits, bytes, cudaMemcpyDeviceToHost, stream_));

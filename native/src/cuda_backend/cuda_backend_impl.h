@@ -153,7 +153,7 @@ class CudaBackend final : public Backend {
   bool resident_step_possible(const StepPlan& p) const;
   void begin_resident_step(const StepPlan& p);
   void moe_resident(int layer, int rows);
-  void fetch_resident_plans(int rows);
+  void fetch_resident_plans();
   void end_resident_step(int rows);
   // cuda_cpu_experts.cpp: the misses the policy sends to the CPU (removed from P.loaded / P.staged,
   // their slot copies turned into background fills), their jobs started; and the results joined.

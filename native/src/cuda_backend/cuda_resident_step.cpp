@@ -134,8 +134,7 @@ void CudaBackend::moe_resident(int l, int T) {
 }
 
 // Before the forward's synchronisation: the router's routing of every layer to the host.
-void CudaBackend::fetch_resident_plans(int T) {
-  (void)T;
+void CudaBackend::fetch_resident_plans() {
   if (resident_replay_) return;
   const size_t tables = resident_table_bytes();
   CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(resident_host_.get()) + tables, static_cast<char*>(resident_dev_.get()) + tables, resident_plan_bytes(),

@@ -27,6 +27,12 @@ export function interpolateContext(table: Array<[number, TokenCurve]>, tokens: n
   return Math.max(0, y0 + ((y1 - y0) * (context - c0)) / (c1 - c0));
 }
 
+/** An optional per-layer overhead curve at `tokens`, held at its last point past it; 0 when absent. */
+function heldCurve(c: TokenCurve | undefined, tokens: number): number {
+  if (!c) return 0;
+  return interpolate(c, Math.min(tokens, c[c.length - 1][0]));
+}
+
 export class Costs {
   readonly copyMs: number;
   constructor(readonly model: CostModel) {
@@ -94,15 +100,11 @@ export class Costs {
    * about larger steps.
    */
   eagerLayerOverhead(tokens: number): number {
-    const c = this.model.gpu.eagerLayerOverheadMs;
-    if (!c) return 0;
-    return interpolate(c, Math.min(tokens, c[c.length - 1][0]));
+    return heldCurve(this.model.gpu.eagerLayerOverheadMs, tokens);
   }
   /** Per MoE layer of a resident step (gpu.residentLayerOverheadMs; 0 without it), held past its last point. */
   residentLayerOverhead(tokens: number): number {
-    const c = this.model.gpu.residentLayerOverheadMs;
-    if (!c) return 0;
-    return interpolate(c, Math.min(tokens, c[c.length - 1][0]));
+    return heldCurve(this.model.gpu.residentLayerOverheadMs, tokens);
   }
   /** The runtime's host work per MoE layer / per step (0 for a profile without `host`). */
   hostLayer(tokens: number): number {
