@@ -69,6 +69,7 @@ interface BenchCliOptions {
   checkQuant?: string;
   checkQuantRows: string;
   residentSteps?: string;
+  sampleOn?: string;
 }
 
 /** A bench.json written earlier (e.g. on the GPU machine), checked enough to re-render it. */
@@ -92,7 +93,7 @@ const RUN_OPTIONS = [
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
   '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--check-miss',
   '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
-  '--expert-dtype', '--expert-group', '--check-quant', '--check-quant-rows', '--resident-steps',
+  '--expert-dtype', '--expert-group', '--check-quant', '--check-quant-rows', '--resident-steps', '--sample-on',
 ];
 
 export function register(program: Command): void {
@@ -138,6 +139,7 @@ export function register(program: Command): void {
     .option('--cpu-spin-us <us>', 'offload mode, --miss cpu/hybrid: idle CPU threads poll this long for the next layer before sleeping (default 2000)')
     .option('--calibration <file>', 'offload mode: cost model of the hybrid rule and of the simulated column (default: sim/calibration/h200-measured.json)')
     .option('--resident-steps <on|off>', 'offload mode: decode steps with every routed expert cached run as resident steps, without the per-layer routing round trip to the host (on, default); off keeps the per-layer path in the runtime and the simulated column, to measure the difference')
+    .option('--sample-on <device|host>', 'offload mode: where greedy tokens are sampled: device (default: on CUDA only the tokens come back) or host (every step\'s logits copied to the host and sampled there, the path before device sampling), to measure the difference')
     .option('--check-miss <list>', 'issue 12 numerics: logits with misses computed on the CPU (cpu, hybrid) against all-resident (alone: no timing grid)')
     .option('--check-offload', 'issue 6 invariant: tokens identical between all-resident and offloaded runs (alone: no timing grid); a difference exits with status 1')
     .option('--check-offload-caches <list>', 'cache sizes of --check-offload', '0,8,16,32')
@@ -174,7 +176,7 @@ export function register(program: Command): void {
         { option: '--check-offload-policies', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--check-offload-tokens', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--force', applies: o.out !== undefined, needs: 'with --out' },
-        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
+        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
         ...['--batch', '--prompt', '--new-tokens', '--repeats', '--warmup'].map((f) => ({ option: f, applies: !checkOnly, needs: 'by the timing grid, which --check-offload / --check-miss alone do not run (add --cache for both)' })),
       ]);
       const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';
@@ -205,6 +207,7 @@ export function register(program: Command): void {
             ...missGridFromCli(o),
             prefetches: prefetchGridFromCli(o),
             residentSteps: o.residentSteps === undefined ? true : parseChoiceOption('--resident-steps', o.residentSteps, ['on', 'off'] as const) === 'on',
+            sampleOn: o.sampleOn === undefined ? ('device' as const) : parseChoiceOption('--sample-on', o.sampleOn, ['device', 'host'] as const),
           }
         : null;
       if (offload?.policies.includes('static') && offload.routing.length === 0) throw new UserError('option --policy: static needs --routing (pinned experts come from the replayed trace)');

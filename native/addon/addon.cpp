@@ -49,6 +49,7 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
     return DefineClass(env, "NativeEngine",
                        {InstanceMethod<&NativeEngine::begin>("begin"), InstanceMethod<&NativeEngine::step>("step"),
                         InstanceMethod<&NativeEngine::logits>("logits"), InstanceMethod<&NativeEngine::info>("info"),
+                        InstanceMethod<&NativeEngine::set_keep_logits>("setKeepLogits"),
                         InstanceMethod<&NativeEngine::set_debug_capture>("setDebugCapture"),
                         InstanceMethod<&NativeEngine::take_debug_capture>("takeDebugCapture"),
                         InstanceMethod<&NativeEngine::set_offload>("setOffload"),
@@ -200,10 +201,21 @@ class NativeEngine : public Napi::ObjectWrap<NativeEngine> {
   }
 
   Napi::Value logits(const Napi::CallbackInfo& info) {
-    const std::vector<float>& l = engine(info.Env()).last_logits();
-    Napi::Float32Array out = Napi::Float32Array::New(info.Env(), l.size());
-    std::copy(l.begin(), l.end(), out.Data());
-    return out;
+    try {
+      const std::vector<float>& l = engine(info.Env()).last_logits();
+      Napi::Float32Array out = Napi::Float32Array::New(info.Env(), l.size());
+      std::copy(l.begin(), l.end(), out.Data());
+      return out;
+    } catch (const std::exception& err) {
+      throw Napi::Error::New(info.Env(), err.what());
+    }
+  }
+
+  // setKeepLogits(keep: boolean): whether begin()/step() bring the logits to the host (Engine::set_keep_logits).
+  Napi::Value set_keep_logits(const Napi::CallbackInfo& info) {
+    if (info.Length() < 1 || !info[0].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setKeepLogits(keep): keep must be a boolean");
+    engine(info.Env()).set_keep_logits(info[0].As<Napi::Boolean>().Value());
+    return info.Env().Undefined();
   }
 
   Napi::Value info(const Napi::CallbackInfo& info) {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
-#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab check-miss quant-check
+#   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab resident-policy-ab check-miss quant-check
 #   calibrate-q cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
@@ -31,13 +31,13 @@ for step in "$@"; do
       rm -f /tmp/synth.rc; synth_bg
       MOE_EXTRA_TARGETS="moe_miss_tests moe_quant_tests expert_cpu_bench" bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; } ;;
     kernels)
-      timeout 300 $build/cuda_kernel_tests --bench --json "$OUTD/cuda_kernels.json" > "$LOG/cuda_kernels.log" 2>&1
+      timeout 300 $build/cuda_kernel_tests ${MOE_KERNEL_ARGS---bench} --json "$OUTD/cuda_kernels.json" > "$LOG/cuda_kernels.log" 2>&1
       echo "cuda_kernel_tests exit $?" | tee -a "$LOG/steps.log"; grep -E "FAIL|passed|failed" "$LOG/cuda_kernels.log" | tail -6 ;;
     hosttests)
       for t in moe_quant_tests moe_miss_tests; do timeout 120 $build/$t > "$LOG/$t.log" 2>&1; echo "$t exit $?" | tee -a "$LOG/steps.log"; tail -2 "$LOG/$t.log"; done ;;
     check)
       wait_synth
-      run_moe check 240 "moe bench --model /tmp/lite --device cuda --check-offload --check-offload-caches 16 --check-offload-policies lru --check-offload-tokens 8 --check-offload-prefetch none,next-gate ${MOE_CHECK_ARGS:-} --out $OUTD/check" ;;
+      run_moe check 240 "moe bench --model /tmp/lite --device cuda --check-offload --check-offload-caches ${MOE_CHECK_CACHES:-16,64} --check-offload-policies lru --check-offload-tokens 8 --check-offload-prefetch none,next-gate ${MOE_CHECK_ARGS:-} --out $OUTD/check" ;;
     bench-own)
       wait_synth
       run_moe bench-own "${MOE_T:-280}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB ${MOE_OWN_ARGS:---cache 19 --policy lru --miss fetch,hybrid --prefetch none,next-gate --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/bench-own" ;;
@@ -45,16 +45,26 @@ for step in "$@"; do
       wait_synth
       run_moe bench-replay "${MOE_T:-500}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R ${MOE_REPLAY_ARGS:---cache 19 --policy lru --miss fetch,cpu,hybrid --prefetch none,oracle --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/bench-replay" ;;
     bench-resident)
-      # every expert in a slot (cache 64, a budget that holds them): the host work the simulator's profile
-      # `host` takes (runtime/src/calibrate/host-from-bench.ts)
+      # every expert in a slot (cache 64, a budget that holds them), resident steps off: the host work the
+      # simulator's profile `host` takes (runtime/src/calibrate/host-from-bench.ts); greedy tokens sampled on
+      # the GPU and, side by side, on the host (MOE_SAMPLE_ON: which)
       wait_synth
-      run_moe bench-resident "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 60GiB --routing $R --cache 64 --policy lru --miss fetch --batch ${MOE_RESIDENT_BATCH:-1,4,8,16} --prompt 128 --new-tokens 16 --repeats 1 --warmup 1 --out $OUTD/bench-resident" ;;
+      for so in ${MOE_SAMPLE_ON:-device host}; do
+        run_moe bench-resident-$so "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 60GiB --routing $R --cache 64 --policy lru --miss fetch --resident-steps off --sample-on $so --batch ${MOE_RESIDENT_BATCH:-1,4,8,16} --prompt 128 --new-tokens 16 --repeats 1 --warmup 1 --out $OUTD/bench-resident-$so"
+      done ;;
     resident-ab)
       # resident steps on against off, side by side in one call: int4 with every expert in a slot at 12 GiB
       # (static: all 64 pinned), misses fetched, batch 1 and 16 (cuda_resident_step.cpp)
       wait_synth
       for rs in on off; do
         run_moe resident-$rs "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R --calibration ${MOE_AB_CAL:-sim/calibration/h200-offload-2026-12-03-host3.json} --expert-dtype int4 --cache fit --policy static --miss fetch --batch 1,16 --prompt 128 --new-tokens 32 --repeats 2 --warmup 1 --resident-steps $rs --out $OUTD/resident-$rs"
+      done ;;
+    resident-policy-ab)
+      # the resident-step B16 discrepancy (bench static 15.6 ms/token against validate fifo 14.0, two calls):
+      # static and fifo at cache 64 (int4, 12 GiB, resident steps on) side by side, two rounds in one call
+      wait_synth
+      for round in 1 2; do
+        run_moe resident-policy-$round "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R --calibration ${MOE_AB_CAL:-sim/calibration/h200-offload-2026-12-04-resident.json} --expert-dtype int4 --cache 64 --policy static,fifo --miss fetch --batch 1,16 --prompt 128 --new-tokens 32 --repeats 2 --warmup 1 --out $OUTD/resident-policy-$round"
       done ;;
     cpubench)
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1

@@ -36,6 +36,15 @@ class Backend {
   virtual void clear_sequence(int slot) = 0;
   // Runs the model on the batch, appending to the caches; logits: [logit_rows.size(), vocab].
   virtual void forward(const StepBatch& batch, float* logits) = 0;
+  // A greedy step that may leave the logits on the device: true when tokens[r] holds each logit row's
+  // arg-max (lowest index on ties) and `logits` was not written; false when `logits` was written as by
+  // forward() (a backend without device sampling, or a row with a NaN or infinite logit, which the engine
+  // then names). The CUDA backend samples on the GPU; the CPU backend's logits are already in host memory.
+  virtual bool forward_argmax(const StepBatch& batch, int32_t* tokens, float* logits) {
+    (void)tokens;
+    forward(batch, logits);
+    return false;
+  }
   virtual void set_debug_hook(DebugHook hook) = 0;
   virtual void set_moe_interceptor(MoeInterceptor* interceptor) = 0;  // not owned; nullptr: none
   // A JSON object describing the device (the CUDA backend: GPU name, memory figures); "{}" on the CPU.

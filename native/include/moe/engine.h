@@ -102,8 +102,12 @@ class Engine {
   // controller there, as begin()/step() do.
   using ForwardAround = std::function<void(const StepBatch& batch, bool prefill, const std::function<void()>& forward)>;
   void score(const std::vector<std::vector<int32_t>>& sequences, int prefill_tokens = 0, const ForwardAround& around = nullptr);
-  // Logits of the last begin()/step(): [rows, vocab], rows as StepOutput::logits_seq says.
-  const std::vector<float>& last_logits() const { return logits_; }
+  // Logits of the last begin()/step(): [rows, vocab], rows as StepOutput::logits_seq says; an error when
+  // that step kept none (set_keep_logits(false) and every row greedy: sampled on the device).
+  const std::vector<float>& last_logits() const;
+  // Whether begin()/step() must bring every row's logits to the host (default true). false lets a backend
+  // with device sampling (CUDA) return only the tokens of an all-greedy step: same tokens, less host work.
+  void set_keep_logits(bool keep) { keep_logits_ = keep; }
 
   void set_debug_hook(DebugHook hook) { backend_->set_debug_hook(std::move(hook)); }
   void set_moe_interceptor(MoeInterceptor* interceptor) { backend_->set_moe_interceptor(interceptor); }
@@ -133,6 +137,9 @@ class Engine {
   int slot_capacity_ = 0;    // open_slots' capacity; 0 after begin() (per-prompt capacities)
   std::vector<Slot> slots_;
   std::vector<float> logits_;
+  bool keep_logits_ = true;
+  bool logits_kept_ = true;            // the last begin()/step() wrote logits_
+  std::vector<int32_t> device_tokens_;  // forward_argmax's tokens, per logit row
   std::vector<float> work_;
   std::vector<int32_t> order_;
 };

@@ -184,6 +184,10 @@ void embedding(const bf16* table, int vocab, int hidden, const int32_t* ids, int
                int32_t* bad_id_flag, cudaStream_t stream);
 
 // ---- sampling (sampling.cu) ---------------------------------------------------------------------------
+// The engine's greedy step: token_out[row] = the row's arg-max (lowest index on ties, the CPU sampler's
+// order), nonfinite_out[row] = how many of its logits are NaN or infinite (token meaningless then).
+void argmax_rows(const float* logits, int rows, int vocab, int32_t* token_out, int32_t* nonfinite_out, cudaStream_t stream);
+
 // Per row of logits [rows, vocab] fp32: temperature[row] <= 0 -> greedy arg-max (lowest index on ties);
 // else p = softmax(logits / T); keep the tokens with p >= tau, tau the largest value whose kept mass
 // reaches top_p[row] (ties at tau kept); draw u in [0, kept mass) from rng_state[row] and return the

@@ -1,5 +1,6 @@
 // Token sampling on the device, one 1024-thread block per row.
-//   greedy (temperature <= 0): arg-max, lowest index on ties.
+//   greedy (temperature <= 0): arg-max, lowest index on ties. argmax_rows: the same, plus a count of
+//   non-finite logits per row (the CUDA engine's greedy steps: tokens come back, the logits stay).
 //   otherwise: p = softmax(logits / T); nucleus threshold tau found by a 16-way search over the
 //   bit patterns of positive floats (8 passes over the row, each a deterministic block
 //   reduction); then one draw u * (kept mass) located by a block scan in index order.
@@ -23,6 +24,60 @@ __device__ __forceinline__ uint64_t splitmix64(uint64_t z) {
   return z ^ (z >> 31);
 }
 
+constexpr int NO_INDEX = 0x7fffffff;
+
+// Arg-max of one row by the whole block (larger value wins, then the lower index: the CPU sampler's
+// order); the answer is valid in thread 0. NaN never wins; NO_INDEX when nothing beats -inf.
+__device__ int block_argmax(const float* __restrict__ l, int vocab, int tid) {
+  float best = -INFINITY;
+  int best_i = NO_INDEX;
+  for (int i = tid; i < vocab; i += THREADS) {
+    const float v = l[i];
+    if (v > best) { best = v; best_i = i; }  // strided ascending: first max has the lowest index
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+    const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+    if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
+  }
+  __shared__ float bv[32];
+  __shared__ int bi[32];
+  if ((tid & 31) == 0) { bv[tid >> 5] = best; bi[tid >> 5] = best_i; }
+  __syncthreads();
+  if (tid < 32) {
+    best = bv[tid];
+    best_i = bi[tid];
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+      if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
+    }
+  }
+  return best_i;
+}
+
+// The engine's device-side greedy step: per row the arg-max and how many logits are NaN or infinite
+// (the engine then brings the row to the host to name the first one, as its host check does).
+__global__ void __launch_bounds__(THREADS)
+    argmax_kernel(const float* __restrict__ logits, int vocab, int32_t* __restrict__ token_out,
+                  int32_t* __restrict__ nonfinite_out) {
+  __shared__ int bad;
+  const int row = blockIdx.x, tid = threadIdx.x;
+  const float* l = logits + static_cast<int64_t>(row) * vocab;
+  if (tid == 0) bad = 0;
+  __syncthreads();
+  int mine = 0;
+  for (int i = tid; i < vocab; i += THREADS) mine += isfinite(l[i]) ? 0 : 1;
+  if (mine) atomicAdd(&bad, mine);
+  const int best_i = block_argmax(l, vocab, tid);  // its __syncthreads orders the atomics before the read
+  if (tid == 0) {
+    token_out[row] = best_i == NO_INDEX ? 0 : best_i;
+    nonfinite_out[row] = bad;
+  }
+}
+
 __global__ void __launch_bounds__(THREADS)
     sample_kernel(const float* __restrict__ logits, int vocab, const float* __restrict__ temperature,
                   const float* __restrict__ top_p, uint64_t* rng_state, int32_t* __restrict__ token_out) {
@@ -35,35 +90,9 @@ __global__ void __launch_bounds__(THREADS)
   const float T = temperature[row];
 
   if (!(T > 0.f)) {  // greedy; NaN temperature is treated as greedy too
-    float best = -INFINITY;
-    int best_i = 0x7fffffff;
-    for (int i = tid; i < vocab; i += THREADS) {
-      const float v = l[i];
-      if (v > best) { best = v; best_i = i; }  // strided ascending: first max has the lowest index
-    }
-    // Reduce (value, index) pairs: larger value wins, then lower index.
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-      const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-      if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
-    }
-    __shared__ float bv[32];
-    __shared__ int bi[32];
-    if ((tid & 31) == 0) { bv[tid >> 5] = best; bi[tid >> 5] = best_i; }
-    __syncthreads();
-    if (tid < 32) {
-      best = bv[tid];
-      best_i = bi[tid];
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
-        if (ov > best || (ov == best && oi < best_i)) { best = ov; best_i = oi; }
-      }
-      // All -inf (or NaN) logits: best_i stays at the sentinel; answer token 0 rather than garbage.
-      if (tid == 0) token_out[row] = best_i == 0x7fffffff ? 0 : best_i;
-    }
+    const int best_i = block_argmax(l, vocab, tid);
+    // All -inf (or NaN) logits: best_i stays at the sentinel; answer token 0 rather than garbage.
+    if (tid == 0) token_out[row] = best_i == NO_INDEX ? 0 : best_i;
     return;
   }
 
@@ -171,6 +200,13 @@ __global__ void __launch_bounds__(THREADS)
 }
 
 }  // namespace
+
+void argmax_rows(const float* logits, int rows, int vocab, int32_t* token_out, int32_t* nonfinite_out, cudaStream_t stream) {
+  MOE_CUDA_REQUIRE(rows >= 0 && vocab > 0);
+  if (rows == 0) return;
+  argmax_kernel<<<rows, THREADS, 0, stream>>>(logits, vocab, token_out, nonfinite_out);
+  CUDA_CHECK_LAUNCH();
+}
 
 void sample_tokens(const float* logits, int rows, int vocab, const float* temperature, const float* top_p,
                    uint64_t* rng_state, int32_t* token_out, cudaStream_t stream) {

@@ -76,6 +76,7 @@ struct Workspace {
   float* hl = nullptr;     // [R, hidden] gathered logit rows
   bf16* xl = nullptr;      // [R, hidden]
   float* logits = nullptr; // [R, vocab]
+  int32_t* greedy = nullptr;  // [2R]: forward_argmax's tokens, then its non-finite counts
   int64_t* iota = nullptr; // [T] 0, 1, 2, ...
   // Offloading only: the step's routing, pointer table (bf16: gate/up/down pointers; int8/int4: blob
   // pointers) and launch masks (one upload per MoE layer), and the per-entry expert outputs that
@@ -98,6 +99,7 @@ class CudaBackend final : public Backend {
   // The slot's cache rows stay allocated; the next sequence there writes them again from position 0.
   void clear_sequence(int slot) override { length_.at(static_cast<size_t>(slot)) = 0; }
   void forward(const StepBatch& b, float* logits) override;
+  bool forward_argmax(const StepBatch& b, int32_t* tokens, float* logits) override;
   void set_debug_hook(DebugHook hook) override { hook_ = std::move(hook); }
   void set_moe_interceptor(MoeInterceptor* i) override {
     interceptor_ = i;
@@ -126,6 +128,8 @@ class CudaBackend final : public Backend {
   static constexpr int kCpuMaxRows = 64;
 
  private:
+  // forward() (tokens null) and forward_argmax(): true when the tokens came back and the logits did not.
+  bool forward_impl(const StepBatch& b, float* logits, int32_t* tokens);
   // cuda_backend.cpp
   void check_batch(const StepBatch& b, std::vector<int>& new_length) const;
   StepPlan make_plan(const StepBatch& b) const;

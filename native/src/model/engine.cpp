@@ -218,6 +218,7 @@ void Engine::score(const std::vector<std::vector<int32_t>>& sequences, int prefi
   slots_.clear();
   backend_->reset_sequences(capacity);
   logits_.resize(total * V);
+  logits_kept_ = true;
   const size_t first = prefill_tokens > 0 ? static_cast<size_t>(prefill_tokens) : longest;
   std::vector<float> step_logits;
   // Runs positions [p0, p1) of every sequence that has them, as one batch, and files the logits.
@@ -251,14 +252,30 @@ bool Engine::done() const {
   return true;
 }
 
+const std::vector<float>& Engine::last_logits() const {
+  if (!logits_kept_) throw Error("logits: the last step sampled its tokens on the device and kept no logits (keep them with setKeepLogits(true) before the step)");
+  return logits_;
+}
+
 StepOutput Engine::sample_rows(const StepBatch& batch) {
   const int V = config_.vocab_size;
-  logits_.resize(batch.logit_rows.size() * static_cast<size_t>(V));
-  backend_->forward(batch, logits_.data());
+  const size_t R = batch.logit_rows.size();
+  logits_.resize(R * static_cast<size_t>(V));
+  bool all_greedy = true;
+  for (size_t r = 0; r < R; ++r) all_greedy = all_greedy && slots_[static_cast<size_t>(batch.seq[static_cast<size_t>(batch.logit_rows[r])])].sampling.greedy;
+  bool on_device = false;
+  if (!keep_logits_ && all_greedy) {
+    device_tokens_.resize(R);
+    on_device = backend_->forward_argmax(batch, device_tokens_.data(), logits_.data());
+  } else {
+    backend_->forward(batch, logits_.data());
+  }
+  logits_kept_ = !on_device;
   // Broken weights (NaN/Inf) or a broken config make every logit NaN and greedy sampling then picks
   // token 0 without a word: stop instead. The message's prefix is matched by runtime/src/engine/non-finite.ts,
   // which re-runs the sequence with the debug hook to name the first layer whose output is not finite.
-  for (size_t r = 0; r < batch.logit_rows.size(); ++r) {
+  // (Device sampling counts non-finite logits and then hands the logits over, so they are checked here too.)
+  for (size_t r = 0; r < R && !on_device; ++r) {
     const float* row = logits_.data() + r * static_cast<size_t>(V);
     for (int v = 0; v < V; ++v) {
       if (!std::isfinite(row[v])) {
@@ -273,7 +290,7 @@ StepOutput Engine::sample_rows(const StepBatch& batch) {
   for (size_t r = 0; r < batch.logit_rows.size(); ++r) {
     const int si = batch.seq[static_cast<size_t>(batch.logit_rows[r])];
     Slot& s = slots_[static_cast<size_t>(si)];
-    const int32_t tok = sample_token(logits_.data() + r * V, V, s.sampling, s.rng, work_, order_);
+    const int32_t tok = on_device ? device_tokens_[r] : sample_token(logits_.data() + r * V, V, s.sampling, s.rng, work_, order_);
     out.token[si] = tok;
     out.logits_seq.push_back(si);
     s.pending.clear();

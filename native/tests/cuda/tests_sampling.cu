@@ -65,6 +65,43 @@ void test_greedy(Context& ctx, Random& rnd, CheckResult& r) {
   require(r, bad == 0, "greedy arg-max, ties to the lower index");
 }
 
+// argmax_rows (the engine's greedy steps): the first maximum of each row, found here by a plain scan,
+// with exact ties planted; and the count of non-finite logits of rows given NaN, +inf and -inf.
+void test_argmax_rows(Context& ctx, Random& rnd, CheckResult& r) {
+  for (const int V : {102400, 37}) {
+    const int rows = 8;
+    std::vector<float> l = rnd.f32_tensor(static_cast<size_t>(rows) * V, 8.f);
+    std::vector<int> planted_bad(rows, 0);
+    for (int t = 0; t < rows; ++t) {
+      float* row = l.data() + static_cast<size_t>(t) * V;
+      const int a = rnd.integer(0, V - 1), b = rnd.integer(0, V - 1);
+      row[a] = row[b] = 50.f;  // an exact tie: the lower index must win
+      if (t == 3) { row[rnd.integer(0, V - 1)] = NAN; planted_bad[t] = 1; }
+      if (t == 5) { row[0] = INFINITY; row[V - 1] = -INFINITY; planted_bad[t] = 2; }
+    }
+    DeviceBuffer<float> dl(l.size());
+    dl.upload(l);
+    DeviceBuffer<int32_t> tok(rows), bad(rows);
+    tok.poison();
+    bad.poison();
+    argmax_rows(dl.get(), rows, V, tok.get(), bad.get(), ctx.stream);
+    CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+    const std::vector<int32_t> got = tok.download(), got_bad = bad.download();
+    int wrong = 0;
+    for (int t = 0; t < rows; ++t) {
+      const float* row = l.data() + static_cast<size_t>(t) * V;
+      int first_max = 0;
+      for (int i = 1; i < V; ++i)
+        if (row[i] > row[first_max]) first_max = i;
+      const bool token_ok = planted_bad[t] > 0 || got[t] == first_max;
+      if ((!token_ok || got_bad[t] != planted_bad[t]) && wrong++ < 5)
+        std::printf("    [argmax_rows V=%d] row %d: token %d (expected %d), non-finite %d (planted %d)\n", V, t, got[t], first_max,
+                    got_bad[t], planted_bad[t]);
+    }
+    require(r, wrong == 0, "argmax_rows: first maximum and non-finite count per row, vocab " + std::to_string(V));
+  }
+}
+
 // Every draw: token inside the fp64 nucleus (up to boundary tolerance) and at the position the
 // same uniform number selects in fp64 (up to rounding of the running mass).
 void test_draws(Context& ctx, Random& rnd, CheckResult& r) {
@@ -165,6 +202,7 @@ void run_sampling_tests(Context& ctx) {
   Random rnd(ctx.seed ^ 0x7777);
   CheckResult r{"sampling"};
   test_greedy(ctx, rnd, r);
+  test_argmax_rows(ctx, rnd, r);
   test_draws(ctx, rnd, r);
   test_frequencies(ctx, rnd, r);
   ctx.checks.push_back(r);

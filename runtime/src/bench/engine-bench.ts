@@ -27,7 +27,7 @@ interface OneRun {
 
 
 /** One generation with timestamps at the end of the prefill and of every decode step. */
-async function timedGeneration(engine: Engine, prompts: number[][], newTokens: number, what: string, log?: (line: string) => void): Promise<OneRun> {
+async function timedGeneration(engine: Engine, prompts: number[][], newTokens: number, what: string, log: ((line: string) => void) | undefined, keepLogits: boolean): Promise<OneRun> {
   const t0 = performance.now();
   let last = t0;
   let prefillMs = 0;
@@ -45,7 +45,7 @@ async function timedGeneration(engine: Engine, prompts: number[][], newTokens: n
   try {
     // Sequences advance in lockstep (no eos stop) and each step yields sequence 0 first, so the
     // arrival of sequence 0's token k marks the end of step k.
-    for await (const t of engine.generate({ prompts, maxNewTokens: newTokens, stopOnEos: false })) {
+    for await (const t of engine.generate({ prompts, maxNewTokens: newTokens, stopOnEos: false, keepLogits })) {
       if (t.sequence !== 0 || t.index === index) continue;
       const now = performance.now();
       if (t.index === 0) prefillMs = now - t0;
@@ -59,14 +59,21 @@ async function timedGeneration(engine: Engine, prompts: number[][], newTokens: n
   return { prefillMs, stepMs, totalMs: performance.now() - t0 };
 }
 
+export interface BenchPointOptions {
+  /** called between the warm-up and the timed generations (e.g. to read the engine's counters there) */
+  afterWarmup?: () => void;
+  /** 'host': every step's logits come to the host and are sampled there (GenerateOptions.keepLogits); default 'device' */
+  sampleOn?: 'device' | 'host';
+}
+
 /** Warm-up generations first (graph capture, buffer growth), then `repeats` timed ones. */
-/** `afterWarmup`: called between the warm-up and the timed generations (e.g. to read the engine's counters there). */
-export async function benchPoint(engine: Engine, point: GridPoint, prompts: number[][], repeats: number, warmup: number, log?: (line: string) => void, afterWarmup?: () => void): Promise<PointResult> {
+export async function benchPoint(engine: Engine, point: GridPoint, prompts: number[][], repeats: number, warmup: number, log?: (line: string) => void, o: BenchPointOptions = {}): Promise<PointResult> {
   const name = `batch ${point.batch} prompt ${point.prompt} new ${point.newTokens}`;
-  for (let i = 0; i < warmup; i++) await timedGeneration(engine, prompts, point.newTokens, `${name}, warm-up ${i + 1}/${warmup}`, log);
-  afterWarmup?.();
+  const keep = o.sampleOn === 'host';
+  for (let i = 0; i < warmup; i++) await timedGeneration(engine, prompts, point.newTokens, `${name}, warm-up ${i + 1}/${warmup}`, log, keep);
+  o.afterWarmup?.();
   const runs: OneRun[] = [];
-  for (let i = 0; i < repeats; i++) runs.push(await timedGeneration(engine, prompts, point.newTokens, `${name}, timed run ${i + 1}/${repeats}`, log));
+  for (let i = 0; i < repeats; i++) runs.push(await timedGeneration(engine, prompts, point.newTokens, `${name}, timed run ${i + 1}/${repeats}`, log, keep));
   const steps = runs.flatMap((r) => r.stepMs);
   const msPerToken = summarize(steps);
   const totalMs = runs.reduce((a, r) => a + r.totalMs, 0);

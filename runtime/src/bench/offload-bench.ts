@@ -62,6 +62,8 @@ export interface OffloadBenchOptions {
   prefetches?: PrefetchOptions[];
   /** false (`--resident-steps off`): no resident steps, in the runtime and the simulated column (default true) */
   residentSteps?: boolean;
+  /** `--sample-on host`: logits to the host every step, sampled there (the A/B of device sampling; default device) */
+  sampleOn?: 'device' | 'host';
 }
 
 /** The first logged miss decisions of a point, committed with the results so a CPU test can replay them. */
@@ -137,6 +139,8 @@ export interface OffloadPointResult extends PointResult {
    *  simulated (every routed expert cached: cuda_resident_step.cpp; absent in older files) */
   residentStepsOn?: boolean;
   residentSteps?: number;
+  /** where greedy tokens were sampled (absent in files before device sampling: host) */
+  sampleOn?: 'device' | 'host';
   simResidentSteps?: number | null;
   /** the simulator on the same lanes, policy, cache, batch and miss mode (null without a routing replay) */
   simMsPerToken: number | null;
@@ -254,8 +258,11 @@ export async function runOffloadGrid(
             // The forward's own time is read over the timed generations only: the warm-up's forwards start
             // from cold slots and would make the step's time outside the forward look negative.
             let timedBefore = before;
-            const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup, log, () => {
-              timedBefore = engine.offloadStats();
+            const r = await benchPoint(engine, p, promptsOf(p), repeats, warmup, log, {
+              afterWarmup: () => {
+                timedBefore = engine.offloadStats();
+              },
+              sampleOn: o.sampleOn,
             });
             const wallMs = performance.now() - t1;
             const after = engine.offloadStats();
@@ -339,6 +346,7 @@ export async function runOffloadGrid(
               simLayerHeadMs: simSplit ? simSplit.head : null,
               simLayerTailMs: simSplit ? simSplit.tail : null,
               residentStepsOn: residentOn,
+              sampleOn: o.sampleOn ?? 'device',
               residentSteps: timedResident,
               simResidentSteps: simResident,
               simMsPerToken: sim ? sim.ms : null,

@@ -8,6 +8,8 @@
  * With a cache of every expert (cache = the model's routed experts) two more runs per batch: static with every
  * expert pinned, resident steps on and off (cuda_resident_step.cpp): both must match, and the first must have
  * run resident steps (else the check fails: the path it exists for was not exercised).
+ * The reference keeps its logits (recordLogits), so its tokens are sampled on the host from them, while the
+ * offloaded runs sample greedy rows on the GPU (Engine::set_keep_logits): the check covers that path too.
  */
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { Engine } from '../engine/index.js';
@@ -61,10 +63,11 @@ export async function checkOffloadTokens(
   const vocab = ref.config.vocabSize;
   const avoid = new Set([ref.config.bosTokenId, ref.config.eosTokenId]);
   const prompts = BATCHES.map((b, bi) => b.promptLengths.map((n, s) => [ref.config.bosTokenId, ...seededIds(seed * 977 + bi * 131 + s, n - 1, vocab, avoid)]));
-  const run = async (e: Engine, i: number) => (await e.generateAll({ prompts: prompts[i], maxNewTokens: newTokens, stopOnEos: false })).tokens;
+  const run = async (e: Engine, i: number, recordLogits = false) =>
+    (await e.generateAll({ prompts: prompts[i], maxNewTokens: newTokens, stopOnEos: false, recordLogits })).tokens;
   const reference: number[][][] = [];
   try {
-    for (let i = 0; i < BATCHES.length; i++) reference.push(await run(ref, i));
+    for (let i = 0; i < BATCHES.length; i++) reference.push(await run(ref, i, true));
   } finally {
     ref.close();
   }

@@ -134,7 +134,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
         engine: { device: typeof deviceInfo.name === 'string' ? deviceInfo.name : o.device, backend: o.device, loadSeconds: 0, deviceInfo, host: `${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}` },
         options: { batches: o.batches, prompts: o.prompts, newTokens: o.newTokens, repeats: o.repeats, warmup: o.warmup, seed: o.seed },
         timing:
-          'wall clock through the Engine API (Node -> addon -> device and back, host sampling included); routed experts offloaded to pinned host memory; ' +
+          `wall clock through the Engine API (Node -> addon -> device and back; ${o.offload?.sampleOn === 'host' ? 'every step\'s logits copied to the host and sampled there (--sample-on host)' : 'greedy tokens picked on the GPU, only their ids come back'}); routed experts offloaded to pinned host memory; ` +
           'each grid point starts with a cold cache and cold GPU slots; prefill = begin() of all prompts; ms/token = one decode step; greedy, no eos stop; prompts are seeded random ids, routing as the routing column says',
         grid: points,
         baseline,
@@ -184,7 +184,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
         engine: { device: deviceName, backend: info.backend, loadSeconds, deviceInfo, host: `${cpus()[0]?.model ?? 'unknown'} x ${cpus().length}` },
         options: { batches: o.batches, prompts: o.prompts, newTokens: o.newTokens, repeats: o.repeats, warmup: o.warmup, seed: o.seed },
         timing:
-          'wall clock through the Engine API (Node -> addon -> device and back, host sampling included); prefill = begin() of all prompts; ' +
+          'wall clock through the Engine API (Node -> addon -> device and back; greedy tokens picked where the logits are: on CUDA the GPU, only their ids come back); prefill = begin() of all prompts; ' +
           'ms/token = one decode step (one token for every sequence); greedy, no eos stop; prompts are seeded random ids',
         grid: points,
         baseline,

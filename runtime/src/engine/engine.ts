@@ -267,6 +267,8 @@ export class Engine {
     const counts = prompts.map(() => 0);
     const generated: number[][] = prompts.map(() => []);
     try {
+      // Without recorded logits a greedy generation takes only its tokens back from the GPU.
+      this.handle.setKeepLogits(record || options.keepLogits === true);
       let result = await this.guardFinite('prefill', prompts, generated, () =>
         this.handle.begin({ prompts, maxNewTokens: options.maxNewTokens, ...sampling, stopOnEos: options.stopOnEos ?? true }),
       );
@@ -306,6 +308,7 @@ export class Engine {
     this.busy = true;
     try {
       await native('opening sequence slots', () => this.handle.openSlots(o.slots, o.capacity));
+      this.handle.setKeepLogits(false);  // the server reads tokens only
     } finally {
       this.busy = false;
     }

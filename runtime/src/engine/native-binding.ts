@@ -100,7 +100,10 @@ export interface NativeCapture {
 export interface NativeEngineHandle {
   begin(request: NativeRequest): Promise<NativeStepResult>;
   step(): Promise<NativeStepResult>;
+  /** the last begin()/step()'s logits; throws when that step kept none (setKeepLogits(false), all rows greedy) */
   logits(): Float32Array;
+  /** whether begin()/step() bring the logits to the host (default true); false lets CUDA sample greedy rows on the GPU */
+  setKeepLogits(keep: boolean): void;
   info(): { backend: string; weightBytes: number; cpuFeatures: string; linearKernel: string; device: string };
   /** teacher forcing: logits of every position of request.prompts, read with logits() */
   score(request: NativeRequest & { prefillTokens: number }): Promise<void>;

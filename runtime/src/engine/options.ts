@@ -61,6 +61,11 @@ export interface GenerateOptions {
   stopOnEos?: boolean;
   /** keep every step's logits in engine.logits (for tests; costs vocab floats per token) */
   recordLogits?: boolean;
+  /**
+   * bring every step's logits to the host and sample there, without recording them (bench --sample-on host:
+   * the path before device sampling, for A/B). Default: a greedy step on CUDA returns only its tokens.
+   */
+  keepLogits?: boolean;
 }
 
 export interface ResolvedLoadOptions {
@@ -118,7 +123,7 @@ export function resolveSampling(s: Sampling | undefined): ResolvedSampling {
 
 export function checkGenerateShape(o: GenerateOptions): void {
   if (!isPlainObject(o)) fail('generate', 'options must be an object');
-  rejectUnknownKeys(o as unknown as Record<string, unknown>, ['prompts', 'maxNewTokens', 'sampling', 'stopOnEos', 'recordLogits'], '');
+  rejectUnknownKeys(o as unknown as Record<string, unknown>, ['prompts', 'maxNewTokens', 'sampling', 'stopOnEos', 'recordLogits', 'keepLogits'], '');
   if (!Array.isArray(o.prompts) || o.prompts.length === 0) fail('prompts', 'must be a non-empty array of token-id arrays or strings');
   const allText = o.prompts.every((p) => typeof p === 'string');
   const allIds = o.prompts.every((p) => Array.isArray(p));
@@ -128,6 +133,7 @@ export function checkGenerateShape(o: GenerateOptions): void {
   }
   if (o.stopOnEos !== undefined && typeof o.stopOnEos !== 'boolean') fail('stopOnEos', 'must be a boolean');
   if (o.recordLogits !== undefined && typeof o.recordLogits !== 'boolean') fail('recordLogits', 'must be a boolean');
+  if (o.keepLogits !== undefined && typeof o.keepLogits !== 'boolean') fail('keepLogits', 'must be a boolean');
 }
 
 /** Token-id prompts checked against the vocabulary; errors name the prompt and the position. */
