@@ -8,9 +8,9 @@
  * to read) are left out: measure them with `bench --resident-steps off`. Per batch: the mean of those points'
  * figures.
  *
- *   node dist/runtime/src/calibrate/host-from-bench.js --bench a.json[,b.json] --base profile.json --out F
- *   node dist/runtime/src/calibrate/host-from-bench.js --resident a.json --moe-layers 26 --base profile.json --out F
- *     (gpu.residentLayerOverheadMs instead: residentCurveFromBenches)
+ *   node dist/runtime/src/calibrate/host-from-bench.js --bench a.json[,b.json] --base profile.json --out F [--name NAME]
+ *   node dist/runtime/src/calibrate/host-from-bench.js --resident a.json --traces T1,T2,.. --moe-layers 26 --base profile.json --out F
+ *     (gpu.residentLayerOverheadMs instead: residentCurveFromBenches; --traces: the bench's routing files in its --routing order)
  */
 import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
@@ -18,6 +18,13 @@ import { Costs } from '../../../sim/src/cost/cost-model.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
+import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
+import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
+import type { PolicyName } from '../../../sim/src/cache/types.js';
+import { readTrace } from '../../../traces/src/reader.js';
+import { toSequences } from '../../../traces/src/sequences.js';
+import type { RoutingReplay } from '../offload/routing-replay.js';
+import { benchLanes, predictBenchPoint } from '../bench/sim-prediction.js';
 
 /**
  * Hit rate from which a point counts as all-resident: with a slot for every expert the misses left (3-4% at
@@ -75,29 +82,41 @@ export function withBenchHost(base: CostModel, benches: string[]): CostModel {
 
 interface ResidentPointLike {
   batch: number;
+  prompt: number;
+  newTokens: number;
+  repeats: number;
+  cache: number;
+  policy: PolicyName;
+  miss: 'fetch' | 'cpu' | 'hybrid';
+  prefetch?: 'none' | 'oracle';
+  expertDtype?: ExpertDtype;
   msPerToken?: { mean: number; n: number };
-  simMsPerToken?: number | null;
   residentSteps?: number;
   residentStepsOn?: boolean;
 }
 
 /**
  * gpu.residentLayerOverheadMs (calibration.ts) from bench points whose every timed decode step was a resident
- * step: per batch, the mean of (measured - simulated) / MoE layers, added to the base profile's own curve (the
- * bench's simulated column used it), never below 0. The bench must have been simulated with `base`.
+ * step: each point simulated again on its own lanes with `base` (whatever profile the bench itself was
+ * simulated with), then per batch the mean of base's own term + (measured - simulated) / MoE layers, never
+ * below 0. replays: the bench's routing files, in its --routing order.
  */
-export function residentCurveFromBenches(base: CostModel, benches: string[], moeLayers: number): { curve: TokenCurve; points: number } {
+export function residentCurveFromBenches(base: CostModel, benches: string[], moeLayers: number, replays: RoutingReplay[]): { curve: TokenCurve; points: number } {
   const by = new Map<number, number[]>();
   const own = new Costs(base);
   let points = 0;
   for (const path of benches) {
-    const doc = JSON.parse(readFileSync(path, 'utf8')) as { grid?: ResidentPointLike[] };
-    if (!Array.isArray(doc.grid)) throw new UserError(`--resident ${path}: not a bench.json`);
+    const doc = JSON.parse(readFileSync(path, 'utf8')) as { grid?: ResidentPointLike[]; options?: { warmup: number } };
+    if (!Array.isArray(doc.grid) || !doc.options) throw new UserError(`--resident ${path}: not a bench.json`);
     for (const p of doc.grid) {
       const n = p.msPerToken?.n ?? 0;
-      if (p.residentStepsOn === false || !(n > 0) || p.residentSteps !== n || typeof p.simMsPerToken !== 'number') continue;
+      if (p.residentStepsOn === false || !(n > 0) || p.residentSteps !== n) continue;
+      const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: doc.options.warmup, repeats: p.repeats };
+      const model = costModelForDtype(base, p.expertDtype ?? 'bf16').model;
+      const sim = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, residentSteps: true });
+      if (sim.residentSteps !== n) throw new UserError(`--resident ${path}: batch ${p.batch} ran ${n} resident steps, the simulator ${sim.residentSteps}: --traces must be the bench's routing, in its order`);
       const v = by.get(p.batch) ?? [];
-      v.push(own.residentLayerOverhead(p.batch) + (p.msPerToken!.mean - p.simMsPerToken) / moeLayers);
+      v.push(own.residentLayerOverhead(p.batch) + (p.msPerToken!.mean - sim.msPerToken.mean) / moeLayers);
       by.set(p.batch, v);
       points++;
     }
@@ -108,8 +127,8 @@ export function residentCurveFromBenches(base: CostModel, benches: string[], moe
   return { curve, points };
 }
 
-export function withBenchResident(base: CostModel, benches: string[], moeLayers: number): CostModel {
-  const { curve, points } = residentCurveFromBenches(base, benches, moeLayers);
+export function withBenchResident(base: CostModel, benches: string[], moeLayers: number, replays: RoutingReplay[]): CostModel {
+  const { curve, points } = residentCurveFromBenches(base, benches, moeLayers, replays);
   return {
     ...base,
     name: `${base.name}-resident`,
@@ -117,7 +136,7 @@ export function withBenchResident(base: CostModel, benches: string[], moeLayers:
     gpu: { ...base.gpu, residentLayerOverheadMs: curve },
     sources: {
       ...(base.sources ?? {}),
-      'gpu.residentLayerOverheadMs': `mean of ${points} resident bench points (every timed decode step a resident step) of ${benches.join(', ')}: (measured - simulated with ${base.name}) ms per token / ${moeLayers} MoE layers, by batch, clamped at 0`,
+      'gpu.residentLayerOverheadMs': `mean of ${points} resident bench points (every timed decode step a resident step) of ${benches.join(', ')}: (measured - simulated with ${base.name} on the bench's lanes) ms per token / ${moeLayers} MoE layers, by batch, clamped at 0`,
     },
   };
 }
@@ -127,10 +146,12 @@ if (process.argv[1] && process.argv[1].endsWith('host-from-bench.js')) {
     const base = loadCalibration(requiredScriptArg('--base'));
     const resident = process.argv.indexOf('--resident');
     const profile = resident > 0
-      ? withBenchResident(base, requiredScriptArg('--resident').split(','), Number(requiredScriptArg('--moe-layers')))
+      ? withBenchResident(base, requiredScriptArg('--resident').split(','), Number(requiredScriptArg('--moe-layers')),
+        requiredScriptArg('--traces').split(',').map((path) => ({ path, corpus: toSequences(readTrace(path)) })))
       : withBenchHost(base, requiredScriptArg('--bench').split(','));
-    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(profile, null, 1) + '\n');
-    process.stdout.write(`${requiredScriptArg('--out')}: host ${JSON.stringify(profile.host)}, resident ${JSON.stringify(profile.gpu.residentLayerOverheadMs ?? null)}\n`);
+    const named = process.argv.includes('--name') ? { ...profile, name: requiredScriptArg('--name') } : profile;
+    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(named, null, 1) + '\n');
+    process.stdout.write(`${requiredScriptArg('--out')} (${named.name}): host ${JSON.stringify(profile.host)}, resident ${JSON.stringify(profile.gpu.residentLayerOverheadMs ?? null)}\n`);
   } catch (err) {
     process.stderr.write(`host-from-bench: ${(err as Error).message}\n`);
     process.exitCode = 1;

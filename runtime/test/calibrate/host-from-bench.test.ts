@@ -1,9 +1,14 @@
-/** The host section taken from offload benches: all-resident fetch points only, means by batch, negatives at 0. */
+/** The host section taken from offload benches (all-resident fetch points only, means by batch, negatives at 0), and the resident-step excess. */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { hostCurvesFromBenches, withBenchHost } from '../../src/calibrate/host-from-bench.js';
+import { fileURLToPath } from 'node:url';
+import { hostCurvesFromBenches, residentCurveFromBenches, withBenchHost } from '../../src/calibrate/host-from-bench.js';
+import { benchLanes, predictBenchPoint } from '../../src/bench/sim-prediction.js';
 import { defaultCalibration } from '../../../sim/src/cost/calibration.js';
+import { Costs } from '../../../sim/src/cost/cost-model.js';
+import { readTrace } from '../../../traces/src/reader.js';
+import { toSequences } from '../../../traces/src/sequences.js';
 import { tempDir } from '../../../core/test/helpers.js';
 
 const t = tempDir();
@@ -46,5 +51,39 @@ describe('hostCurvesFromBenches', () => {
   it('refuses benches without an all-resident fetch point', () => {
     expect(() => hostCurvesFromBenches([bench([pt(1, 0.5, 1)])])).toThrow(/no fetch point with a hit rate of at least 95%/);
     expect(() => hostCurvesFromBenches([bench({} as unknown as P[])])).toThrow(/not a bench.json/);
+  });
+});
+
+describe('residentCurveFromBenches', () => {
+  const sample = fileURLToPath(new URL('../../../traces/samples/synthetic-zipf-sticky.arrow', import.meta.url));
+  const replays = [{ path: sample, corpus: toSequences(readTrace(sample)) }];
+  const base = defaultCalibration();
+  const shape = { batch: 2, prompt: 16, newTokens: 6, warmup: 1, repeats: 1 };
+  const config = { policy: 'static' as const, cacheSize: 64, prefetch: 'none' as const, miss: 'fetch' as const, calibration: base, residentSteps: true };
+  const sim = predictBenchPoint(benchLanes(replays, shape), shape, config);
+  const point = (extra: Record<string, unknown> = {}) => ({
+    batch: 2, prompt: 16, newTokens: 6, repeats: 1, cache: 64, policy: 'static', miss: 'fetch', expertDtype: 'bf16',
+    msPerToken: { mean: sim.msPerToken.mean + 26 * 0.05, n: sim.residentSteps }, residentSteps: sim.residentSteps, residentStepsOn: true, ...extra,
+  });
+  const residentBench = (grid: unknown[]) => {
+    const path = join(t.path, `r${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(path, JSON.stringify({ options: { warmup: 1 }, grid }));
+    return path;
+  };
+
+  it('re-simulates each all-resident point on its lanes and keeps the excess per MoE layer', () => {
+    expect(sim.residentSteps).toBeGreaterThan(0);
+    const b = residentBench([point(), point({ residentStepsOn: false }), point({ residentSteps: 0 })]);
+    const r = residentCurveFromBenches(base, [b], 26, replays);
+    expect(r.points).toBe(1);
+    expect(r.curve[0][0]).toBe(2);
+    expect(r.curve[0][1]).toBeCloseTo(new Costs(base).residentLayerOverhead(2) + 0.05, 6);
+  });
+  it('holds a point faster than simulated at 0 and refuses routing that does not reproduce the resident steps', () => {
+    const fast = residentBench([point({ msPerToken: { mean: sim.msPerToken.mean - 26, n: sim.residentSteps } })]);
+    expect(residentCurveFromBenches(base, [fast], 26, replays).curve).toEqual([[2, 0]]);
+    const other = residentBench([point({ msPerToken: { mean: 5, n: sim.residentSteps + 1 }, residentSteps: sim.residentSteps + 1 })]);
+    expect(() => residentCurveFromBenches(base, [other], 26, replays)).toThrow(/--traces must be the bench's routing/);
+    expect(() => residentCurveFromBenches(base, [residentBench([])], 26, replays)).toThrow(/no bench point whose every timed decode step/);
   });
 });
