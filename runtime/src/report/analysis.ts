@@ -40,7 +40,13 @@ function validationItem(s: Sources): string {
   if (!v) return `\`validate --best\` was not re-run with the runtime's prefetchers and quantized dtypes; the committed validation${s.validations.length ? ` (${s.validations.map((x) => x.dir).join(', ')})` : ''} predates them.`;
   const failed = v.result.checks.filter((c) => !c.pass);
   const why = failed.map((c) => `${c.name}: ${c.value === null ? '-' : c.name.includes('Spearman') ? c.value.toFixed(3) : `${(100 * c.value).toFixed(1)}%`} (limit ${c.limit})`).join('; ');
-  return `\`validate --best\` (${v.dir}, ${v.result.plan.predictor ? 'with' : 'without'} \`--predictor\`): ${failed.length} of ${v.result.checks.length} checks fail${failed.length ? `: ${why}` : ''}.`;
+  if (failed.length === 0) {
+    const errors = v.result.checks.filter((c) => c.name.includes('largest') && c.value !== null).map((c) => `${(100 * c.value!).toFixed(1)}%`);
+    return v.result.plan.predictor
+      ? ''
+      : `\`validate --best\` (${v.dir}) passes all ${v.result.checks.length} checks (largest errors ${errors.join(' and ')}), but without \`--predictor\`: \`predicted\` prefetch was not among the configurations it could run.`;
+  }
+  return `\`validate --best\` (${v.dir}, ${v.result.plan.predictor ? 'with' : 'without'} \`--predictor\`): ${failed.length} of ${v.result.checks.length} checks fail: ${why}.`;
 }
 
 export function missing(s: Sources): string[] {

@@ -151,6 +151,8 @@ export function readSources(root: string): Sources {
       const r = json<ValidationResult>(root, `reports/validate/${d}/validation.json`);
       if (r) validations.push({ dir: `reports/validate/${d}`, result: r });
     }
+    // oldest first, so the last one read is the newest run (directory names are not always dated)
+    validations.sort((a, b) => String(a.result.date ?? '').localeCompare(String(b.result.date ?? '')) || a.dir.localeCompare(b.dir));
   }
   return {
     root,
