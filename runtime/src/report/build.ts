@@ -3,6 +3,7 @@
  * number is computed from those files, and a section whose data is absent says so. Deterministic: the same
  * files give the same bytes (a test regenerates it and compares).
  */
+import { latestRunSection, latestRunSummary } from './latest-run-section.js';
 import type { TopLevelSpec } from 'vega-lite';
 import { LITE_CONFIG } from '../model/synth/geometries.js';
 import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
@@ -104,6 +105,7 @@ export function buildReport(s: Sources): BuiltReport {
   const sim = simVsMeasured(s);
   const tb = timeBreakdown(s);
   const v = validationSummary(s);
+  const lr = latestRunSummary(s.latestRun);
   const qs = quantSummary(s);
   const qsim = quantSimVsMeasured(s);
   const qchart = quantChart(s);
@@ -112,7 +114,7 @@ export function buildReport(s: Sources): BuiltReport {
   const cfg = LITE_CONFIG as Record<string, number>;
   const moeLayers = cfg.num_hidden_layers - cfg.first_k_dense_replace;
   const sources = [
-    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`), ...quantFiles(s), ...offloadRunFiles(s.offloadRun)]),
+    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`), ...quantFiles(s), ...offloadRunFiles(s.offloadRun), ...(s.latestRun?.files ?? [])]),
   ];
   const md: string[] = [];
   md.push('# moe-offload: DeepSeek-V2-Lite with offloaded experts on one GPU — report', '');
@@ -132,6 +134,7 @@ export function buildReport(s: Sources): BuiltReport {
         `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）在两者中都已实现：oracle 预取（上界）已在 GPU 上测量，next-gate 在模型自身路由上命中率提高但净效果为负（预取常常来不及，见下文），predicted（训练好的预测器，未见过被回放的 summary 任务）已在 GPU 上测量：batch 16 时对 hybrid 有帮助，batch 1 时净效果为负（见下文）。${v.zh}`,
     );
     md.push('', qs.zh, '');
+    if (lr) md.push(lr.zh, '');
   } else md.push('没有已提交的 GPU 测量结果。', '');
   md.push('## Summary', '');
   if (h.lfu1 && h.lru1 && h.naive1) {
@@ -146,6 +149,7 @@ export function buildReport(s: Sources): BuiltReport {
       qs.en,
       '',
     );
+    if (lr) md.push(lr.en, '');
   } else md.push('No committed GPU measurements.', '');
 
   md.push('## System architecture and implementation', '');
@@ -211,6 +215,7 @@ export function buildReport(s: Sources): BuiltReport {
   } else md.push('No committed measurements.', '');
   md.push(...quantExperiments(s, cal?.h2dGBps ?? null, cal?.perCopyMs ?? null));
   md.push(...offloadRunSection(s.offloadRun));
+  md.push(...latestRunSection(s.latestRun));
   md.push(...peersSection(s));
 
   md.push('## Where the time goes', '');

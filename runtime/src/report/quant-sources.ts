@@ -16,6 +16,7 @@ export interface OffloadPoint {
   dtype: string;
   expertBytes: number;
   cache: number;
+  policy: string;
   miss: string;
   prefetch: string;
   batch: number;
@@ -45,6 +46,7 @@ interface RawPoint {
   expertDtype?: string;
   expertBytes?: number;
   cache: number;
+  policy?: string;
   miss?: string;
   prefetch?: string;
   hitRate: number;
@@ -71,6 +73,7 @@ export function readOffloadBench(root: string, rel: string): OffloadBench | null
     dtype: p.expertDtype ?? 'bf16',
     expertBytes: p.expertBytes ?? p.device?.offload?.expertBytes ?? NaN,
     cache: p.cache,
+    policy: p.policy ?? 'lru',
     miss: p.miss ?? 'fetch',
     prefetch: p.prefetch ?? 'none',
     batch: p.batch,

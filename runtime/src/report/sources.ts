@@ -4,6 +4,7 @@
  */
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
+import { readLatestRun, type LatestRun } from './latest-run-section.js';
 import type { ValidationResult } from '../validate/result.js';
 import { readOffloadRun, type OffloadRunSources } from './offload-run-sections.js';
 import { readQuantSources, type QuantSources } from './quant-sources.js';
@@ -63,6 +64,8 @@ export interface Sources {
   quant: QuantSources;
   /** issue 12's 2026-12-02 run: naive, fetch, hybrid, prefetchers in one run; the fetch grid (offload-run-sections.ts) */
   offloadRun: OffloadRunSources;
+  /** the newest one-call must-show run, with GPU sampling and resident steps (latest-run-section.ts) */
+  latestRun: LatestRun | null;
 }
 
 
@@ -166,5 +169,6 @@ export function readSources(root: string): Sources {
     validations,
     quant,
     offloadRun: readOffloadRun(root),
+    latestRun: readLatestRun(root),
   };
 }

@@ -1,0 +1,56 @@
+/**
+ * The newest one-call measurement of the must-show points (batch 1 and 16, prompt 128, every expert dtype at
+ * 12 GiB) with the runtime as it is now: GPU sampling and resident steps, which the older sections' runs
+ * predate. Every bench.json under LATEST_RUN_DIR, in file order; the simulated column is each bench's own.
+ */
+import { table } from './experiments.js';
+import { listDir, readOffloadBench, type OffloadPoint } from './quant-sources.js';
+
+export const LATEST_RUN_DIR = 'reports/bench/must-show-h200-2026-12-04';
+
+export interface LatestRun {
+  dir: string;
+  files: string[];
+  device: string;
+  points: OffloadPoint[];
+}
+
+export function readLatestRun(root: string): LatestRun | null {
+  const files = listDir(root, LATEST_RUN_DIR)?.filter((f) => f.endsWith('/bench.json')) ?? [];
+  const benches = files.map((f) => readOffloadBench(root, f)).filter((b) => b !== null);
+  if (benches.length === 0) return null;
+  return { dir: LATEST_RUN_DIR, files, device: benches[0].device, points: benches.flatMap((b) => b.points) };
+}
+
+/** Per dtype the best batch-1 ms/token and the best batch-16 tokens/s of the run, for the summary. */
+export function latestRunSummary(r: LatestRun | null): { zh: string; en: string } | null {
+  if (!r) return null;
+  const dtypes = ['bf16', 'int8', 'int4'].filter((d) => r.points.some((p) => p.dtype === d));
+  const best = (d: string, batch: number, pick: (p: OffloadPoint) => number, better: (a: number, b: number) => boolean) =>
+    r.points.filter((p) => p.dtype === d && p.batch === batch).map(pick).reduce((a, b) => (better(b, a) ? b : a), NaN);
+  const b1 = dtypes.map((d) => best(d, 1, (p) => p.ms.mean, (a, b) => !(a >= b)).toFixed(2));
+  const b16 = dtypes.map((d) => best(d, 16, (p) => p.tokS, (a, b) => !(a <= b)).toFixed(1));
+  return {
+    zh: `当前运行时（贪心 token 在 GPU 上选出、常驻步；\`${r.dir}/\`，一次调用）：batch 1 各格式（${dtypes.join(' / ')}）最佳 ${b1.join(' / ')} ms/token，batch 16 最佳 ${b16.join(' / ')} token/s。`,
+    en: `With the current runtime (greedy tokens picked on the GPU, resident steps; \`${r.dir}/\`, one call): best batch 1 per dtype (${dtypes.join(' / ')}) ${b1.join(' / ')} ms per output token, best batch 16 ${b16.join(' / ')} tokens/s.`,
+  };
+}
+
+const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
+
+export function latestRunSection(r: LatestRun | null): string[] {
+  if (!r) return [];
+  const errors = r.points.filter((p) => p.simMs !== null).map((p) => p.simMs! / p.ms.mean - 1);
+  const within = errors.filter((e) => Math.abs(e) <= 0.1).length;
+  const rows = r.points.map((p) => [p.dtype, String(p.cache), p.policy, p.miss, String(p.batch), p.ms.mean.toFixed(2), p.tokS.toFixed(1), `${(100 * p.hitRate).toFixed(1)}%`, p.gbMoved.toFixed(2), p.simMs === null ? '-' : p.simMs.toFixed(2), p.simMs === null ? '-' : pct(p.simMs / p.ms.mean - 1)]);
+  return [
+    '### The must-show points with the current runtime (GPU sampling, resident steps)',
+    '',
+    `One call on the ${r.device} (\`${r.dir}/\`: ${r.files.map((f) => `\`${f}\``).join(', ')}): routing replayed from ESFT (summary + translation + intent; lanes as each bench file says), 12 GiB, the cache that fits per dtype, no prefetch, prompt 128. Greedy tokens are picked on the GPU (only their ids come back) and a step with every routed expert in a slot runs as a resident step (one CUDA graph, no routing trip to the host per layer); the runs of the sections above predate both. Simulated: each bench's own column (its profile is on its command line); within 10% at ${within} of ${errors.length} points.`,
+    '',
+    table(['dtype', 'slots', 'policy', 'miss', 'batch', 'ms/token', 'tokens/s', 'hit rate', 'GB moved', 'simulated ms/token', 'error'], rows),
+    '',
+    ...r.files.map((f) => `![${f.split('/').slice(-2, -1)[0]}](${f.replace(/^reports\//, '').replace(/bench\.json$/, 'bench.png')})`),
+    '',
+  ];
+}
