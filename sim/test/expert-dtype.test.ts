@@ -29,6 +29,16 @@ describe('cost model per expert dtype', () => {
     expect(costModelForDtype(withEntries(), 'int8').model.cpu.jobMs).toBeUndefined();
   });
 
+  it("cpu.expertMsUnderCopy (calibrate's bf16 jobs beside copies) follows the dtype's expert time too", () => {
+    const m = withEntries();
+    m.cpu = { ...m.cpu, expertMs: [[1, 0.4], [64, 4]], expertMsUnderCopy: [[1, 0.52], [64, 6]] };
+    // int8 measured at [[1, 0.3], [64, 2]]: x 0.75 at 1 token, x 0.5 at 64 (unscaled, an int8 job beside
+    // copies would last as long as a bf16 one)
+    expect(costModelForDtype(m, 'int8').model.cpu.expertMsUnderCopy).toEqual([[1, 0.39], [64, 3]]);
+    expect(new Costs(costModelForDtype(m, 'int8').model).cpuJobBesideCopies(1)).toBeCloseTo(0.39, 9);
+    expect(costModelForDtype(withEntries(), 'int8').model.cpu.expertMsUnderCopy).toBeUndefined();
+  });
+
   it('bf16: the profile as it is', () => {
     const r = costModelForDtype(base, 'bf16');
     expect(r.model).toBe(base);

@@ -47,7 +47,7 @@ export function simVsBench(benches: string[], profile: CostModel, replays: Routi
       if (p.prefetch === 'predicted' || p.cache === undefined) continue;
       const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: b.options.warmup, repeats: p.repeats };
       const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
-      const pred = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true, residentSteps: p.residentStepsOn ?? true });
+      const pred = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true, residentSteps: p.residentStepsOn ?? false });
       const sim = pred.msPerToken.mean;
       const r4 = (x: number) => Number(x.toFixed(4));
       const measured = p.msPerToken.mean;

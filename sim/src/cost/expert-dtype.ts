@@ -35,13 +35,15 @@ function shapeOf(m: CostModel, dtype: ExpertDtype): { hidden: number; dff: numbe
 }
 
 /**
- * cpu.jobMs (bf16 jobs timed inside the runtime) for another dtype: each point times that dtype's calibrated
- * expert time over bf16's at the same tokens, so the runtime's overhead over calibrate stays in proportion;
- * none when bf16 has none.
+ * The CPU job curves measured with bf16 experts for another dtype: cpu.jobMs (jobs timed inside the runtime)
+ * and cpu.expertMsUnderCopy (calibrate's jobs beside running copies). Each point times that dtype's calibrated
+ * expert time over bf16's at the same tokens, so the runtime's overhead over calibrate, and the slowdown
+ * beside copies, stay in proportion; absent where bf16 has none. (Kept unscaled, a 0.34 ms int8 job beside
+ * copies lasted bf16's 0.51 ms in the simulator.)
  */
-function jobMsFor(m: CostModel, dtypeExpertMs: TokenCurve): { jobMs?: TokenCurve } {
-  if (!m.cpu.jobMs) return {};
-  return { jobMs: m.cpu.jobMs.map(([t, ms]) => [t, Number(((ms * interpolate(dtypeExpertMs, t)) / interpolate(m.cpu.expertMs, t)).toPrecision(4))]) };
+function cpuCurvesFor(m: CostModel, dtypeExpertMs: TokenCurve): { jobMs?: TokenCurve; expertMsUnderCopy?: TokenCurve } {
+  const scaled = (c: TokenCurve): TokenCurve => c.map(([t, ms]) => [t, Number(((ms * interpolate(dtypeExpertMs, t)) / interpolate(m.cpu.expertMs, t)).toPrecision(4))]);
+  return { ...(m.cpu.jobMs ? { jobMs: scaled(m.cpu.jobMs) } : {}), ...(m.cpu.expertMsUnderCopy ? { expertMsUnderCopy: scaled(m.cpu.expertMsUnderCopy) } : {}) };
 }
 
 /** The profile the simulator uses for experts stored as `dtype` (int4 with `group` inputs per group). */
@@ -55,7 +57,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
       expertBytes: entry.expertBytes,
       // The entry's own launch table or none (then per-expert launches): bf16's launches are not this dtype's.
       gpu: { ...m.gpu, expertMs: entry.gpu.expertMs, launch: entry.gpu.launch },
-      cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers, ...jobMsFor(m, entry.cpu.expertMs) },
+      cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers, ...cpuCurvesFor(m, entry.cpu.expertMs) },
     };
     if (!model.gpu.launch) delete model.gpu.launch;
     return { dtype, model, basis: 'measured', warning: null };
@@ -72,7 +74,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
     label: `${m.label}; ${dtype} experts: bf16 figures scaled by bytes (x${r.toFixed(3)}), not measured`,
     expertBytes: m.expertBytes === bf16 ? q : Math.round(m.expertBytes * r),
     gpu: { ...m.gpu, expertMs: scale(m.gpu.expertMs, r) },
-    cpu: { ...m.cpu, expertMs: cpuExpertMs, ...jobMsFor(m, cpuExpertMs) },
+    cpu: { ...m.cpu, expertMs: cpuExpertMs, ...cpuCurvesFor(m, cpuExpertMs) },
     sources: { ...m.sources, [`expertBytes (${dtype})`]: `computed: expert_layout(${dtype}${dtype === 'int4' ? `, group ${group}` : ''}) of hidden ${shape.hidden}, d_ff ${shape.dff} (sim/src/cost/expert-layout.ts)` },
   };
   delete model.gpu.launch;  // scaled figures stay per expert: no launch table is guessed
