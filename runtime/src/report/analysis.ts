@@ -2,6 +2,7 @@
  * REPORT.md's analysis (why each optimisation helps where it does) and its list of what is missing, with
  * every number taken from Sources (the must-show bench, the grid, the all-resident run).
  */
+import { gridAgreementGap } from './latest-run-section.js';
 import { find } from './experiments.js';
 import { quantHeadline } from './quant-sections.js';
 import type { Sources } from './sources.js';
@@ -59,7 +60,7 @@ export function missing(s: Sources): string[] {
     s.quant.peersReport ? (s.quant.peersReport.partial ? 'llama.cpp rows are partial (`reports/bench/peers-h200/peers.md` says which are missing).' : 'Peers: llama.cpp\'s rows are the model\'s own routing only (it cannot replay a trace), and transformers + accelerate is not in that table (its batch-1 point is in the experiments above).') : 'No rendered llama.cpp measurement is committed.',
     s.quant.check?.crashed ? 'The quantized fidelity check on the device is partial: int8 logits only; the per-expert errors and int4 were not measured there.' : '',
     s.quant.fidelityCpu?.length ? '' : 'The per-expert error distribution measured on a CPU (`reports/bench/quant-h200/fidelity-cpu/`) is absent.',
-    'The simulator is not within 10% everywhere: after the miss rule counted prefetches in its copy backlog (reports/bench/offload-h200-2026-12-03b/) 38 of the 48 cpu and hybrid points with fill none and 33 of 48 with background fill are within 10%, the rest to -27% (the CPU experts\' wait: jobs slower beside copies than calibrate measures, and a host whose run-to-run spread reaches 27% at one point); some quantized points with oracle prefetch.',
+    gridAgreementGap(s.latestRun) ?? '',
     'The CPU-miss numerics check fails in 2 of 12 cases at one position (reference gap 0.171; reports/bench/offload-h200-2026-12-03b/check-miss/); the all-resident engine run with other GEMM shapes shows the same logit error (5.4%), so the criterion is below this random-weight checkpoint\'s rounding noise.',
   ].filter((x) => x);
   out.push(...items.map((x) => `- ${x}`), '');

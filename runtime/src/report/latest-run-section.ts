@@ -2,24 +2,67 @@
  * The newest one-call measurement of the must-show points (batch 1 and 16, prompt 128, every expert dtype at
  * 12 GiB) with the runtime as it is now: GPU sampling and resident steps, which the older sections' runs
  * predate. Every bench.json under LATEST_RUN_DIR, in file order; the simulated column is each bench's own.
+ * Beside it the batch x prompt grids measured with the same runtime (LATEST_GRID_DIRS), summarised per
+ * configuration by how many of their points the simulator predicts within 10%.
  */
 import { table } from './experiments.js';
 import { listDir, readOffloadBench, type OffloadPoint } from './quant-sources.js';
 
 export const LATEST_RUN_DIR = 'reports/bench/must-show-h200-2026-12-04';
+export const LATEST_GRID_DIRS = ['reports/bench/miss-grid-h200-2026-12-04', 'reports/bench/quant-grid-h200-2026-12-04'];
 
-export interface LatestRun {
+export interface BenchSet {
   dir: string;
   files: string[];
   device: string;
   points: OffloadPoint[];
 }
 
-export function readLatestRun(root: string): LatestRun | null {
-  const files = listDir(root, LATEST_RUN_DIR)?.filter((f) => f.endsWith('/bench.json')) ?? [];
+export interface LatestRun extends BenchSet {
+  grids: BenchSet[];
+}
+
+function readBenchSet(root: string, dir: string): BenchSet | null {
+  const files = listDir(root, dir)?.filter((f) => f.endsWith('/bench.json')) ?? [];
   const benches = files.map((f) => readOffloadBench(root, f)).filter((b) => b !== null);
   if (benches.length === 0) return null;
-  return { dir: LATEST_RUN_DIR, files, device: benches[0].device, points: benches.flatMap((b) => b.points) };
+  return { dir, files, device: benches[0].device, points: benches.flatMap((b) => b.points) };
+}
+
+export function readLatestRun(root: string): LatestRun | null {
+  const run = readBenchSet(root, LATEST_RUN_DIR);
+  if (!run) return null;
+  return { ...run, grids: LATEST_GRID_DIRS.map((d) => readBenchSet(root, d)).filter((g) => g !== null) };
+}
+
+const simError = (p: OffloadPoint) => (p.simMs === null ? null : p.simMs / p.ms.mean - 1);
+
+/** Per (dtype, slots, miss, prefetch) of the grids: points, how many the simulator has within 10%, the largest error. */
+export function gridAgreement(r: LatestRun): { key: string; dir: string; points: number; within: number; largest: number }[] {
+  const out = new Map<string, { key: string; dir: string; points: number; within: number; largest: number }>();
+  for (const g of r.grids) {
+    for (const p of g.points) {
+      const e = simError(p);
+      if (e === null) continue;
+      const key = `${p.dtype} ${p.cache} slots, ${p.miss}, prefetch ${p.prefetch}`;
+      const row = out.get(key) ?? { key, dir: g.dir, points: 0, within: 0, largest: 0 };
+      row.points++;
+      if (Math.abs(e) <= 0.1) row.within++;
+      row.largest = Math.max(row.largest, Math.abs(e));
+      out.set(key, row);
+    }
+  }
+  return [...out.values()];
+}
+
+/** The report's missing-or-partial line on the simulator's agreement, from the current runtime's grids. */
+export function gridAgreementGap(r: LatestRun | null): string | null {
+  if (!r || r.grids.length === 0) return null;
+  const rows = gridAgreement(r);
+  const points = rows.reduce((a, x) => a + x.points, 0), within = rows.reduce((a, x) => a + x.within, 0);
+  if (within === points) return null;
+  const off = rows.filter((x) => x.within < x.points).map((x) => `${x.key}: ${x.within} of ${x.points}, to ${(100 * x.largest).toFixed(1)}%`);
+  return `The simulator is not within 10% everywhere: in the current runtime's grids (${r.grids.map((g) => g.dir).join(', ')}) ${within} of ${points} points are; the configurations with points outside: ${off.join('; ')}.`;
 }
 
 /** Per dtype the best batch-1 ms/token and the best batch-16 tokens/s of the run, for the summary. */
@@ -36,6 +79,9 @@ export function latestRunSummary(r: LatestRun | null): { zh: string; en: string 
   };
 }
 
+/** A bench's chart (rendered beside its bench.json), linked from reports/REPORT.md. */
+const chart = (benchJson: string) => `![${benchJson.split('/').slice(-2, -1)[0]}](${benchJson.replace(/^reports\//, '').replace(/bench\.json$/, 'bench.png')})`;
+
 const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
 
 export function latestRunSection(r: LatestRun | null): string[] {
@@ -50,7 +96,17 @@ export function latestRunSection(r: LatestRun | null): string[] {
     '',
     table(['dtype', 'slots', 'policy', 'miss', 'batch', 'ms/token', 'tokens/s', 'hit rate', 'GB moved', 'simulated ms/token', 'error'], rows),
     '',
-    ...r.files.map((f) => `![${f.split('/').slice(-2, -1)[0]}](${f.replace(/^reports\//, '').replace(/bench\.json$/, 'bench.png')})`),
+    ...r.files.map(chart),
     '',
+    ...(r.grids.length
+      ? [
+          `The batch 1/4/8/16 x prompt 128/256/512 grids measured with the same runtime (${r.grids.map((g) => `\`${g.dir}/\``).join(', ')}; ESFT routing replayed, 12 GiB, each bench's own simulated column): how many points the simulator predicts within 10%.`,
+          '',
+          table(['configuration', 'points', 'within 10%', 'largest error', 'source'], gridAgreement(r).map((x) => [x.key, String(x.points), String(x.within), `${(100 * x.largest).toFixed(1)}%`, `\`${x.dir}/\``])),
+          '',
+          ...r.grids.flatMap((g) => g.files).map(chart),
+          '',
+        ]
+      : []),
   ];
 }
