@@ -352,8 +352,8 @@ StepInputs CudaBackend::upload_inputs(const StepBatch& b, const StepPlan& p) {
 void CudaBackend::forward(const StepBatch& b, float* logits) { forward_impl(b, logits, nullptr); }
 
 // Greedy steps keep the logits on the GPU: 8 bytes per row come back instead of vocab * 4 (6.5 MB at batch
-// 16), and the host neither copies nor scans them; the per-step host time this saves was 4.2-4.7 ms at
-// batch 16 on the H200 host (bench stepOverheadMs, reports/bench/resident-h200/).
+// 16), and the host neither copies nor scans them: at batch 16 the step's time outside the forward went
+// from 5.0 to 0.4 ms on the H200 host (bench --sample-on host against device, reports/bench/device-sampling-h200/).
 bool CudaBackend::forward_argmax(const StepBatch& b, int32_t* tokens, float* logits) { return forward_impl(b, logits, tokens); }
 
 bool CudaBackend::forward_impl(const StepBatch& b, float* logits, int32_t* tokens) {

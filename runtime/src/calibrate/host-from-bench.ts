@@ -1,6 +1,7 @@
 /**
  * A calibration profile whose `host` section (the runtime's host work on the critical path: per MoE layer,
- * and per step outside the forward, the step's bookkeeping and, before greedy tokens were picked on the GPU, sampling the batch's logits) comes from offload bench files.
+ * and per step outside the forward: the step's bookkeeping and, before greedy tokens were picked on the
+ * GPU, sampling the batch's logits) comes from offload bench files.
  * Only points whose every expert was resident (misses fetched, no prefetch, hit rate >= 95%) are used: there the
  * warm-up's forwards cost what the timed ones do, so the step's time outside the forward is read correctly
  * also from benches made before the bench read its forward counters after the warm-up (at lower hit rates

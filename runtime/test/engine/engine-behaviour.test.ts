@@ -52,6 +52,13 @@ describe.skipIf(!ready)('engine behaviour', () => {
     await expect(run({ sampling: { temperature: 1, seed: -3 } })).rejects.toThrow(/option sampling.seed/);
     await expect(run({ sampling: 'beam' as 'greedy' })).rejects.toThrow(/option sampling/);
     await expect(run({ maxTokens: 3 } as never)).rejects.toThrow(/option maxTokens: unknown option/);
+    await expect(run({ keepLogits: 'yes' } as never)).rejects.toThrow(/option keepLogits: must be a boolean/);
+  });
+
+  it('keepLogits changes nothing on the CPU backend (its logits are on the host already)', async () => {
+    const kept = await engine.generateAll({ prompts: [prompt], maxNewTokens: 4, stopOnEos: false, keepLogits: true });
+    const plain = await engine.generateAll({ prompts: [prompt], maxNewTokens: 4, stopOnEos: false });
+    expect(plain.tokens).toEqual(kept.tokens);
   });
 
   it('stops each sequence at its own limit or EOS, the others unaffected', async () => {
