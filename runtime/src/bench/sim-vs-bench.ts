@@ -17,7 +17,10 @@ import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { cpuFillName } from '../offload/miss-options.js';
-import { benchLanes, predictBenchPoint, withCpuWorkers } from './sim-prediction.js';
+import { benchLanes, predictBenchPoint, withCpuWorkers, type BenchPrediction } from './sim-prediction.js';
+import type { PolicyName } from '../../../sim/src/cache/types.js';
+import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
+import type { MissMode } from '../../../sim/src/timing/engine.js';
 
 export interface SimVsMeasuredRow {
   bench: string;
@@ -38,6 +41,31 @@ export interface SimVsMeasuredRow {
   layerTailMs: { measured: number | null; simulated: number };
 }
 
+/** A grid point as a bench.json records it: the fields that decide its simulation. */
+export interface RecordedPoint {
+  batch: number;
+  prompt: number;
+  newTokens: number;
+  repeats: number;
+  cache: number;
+  policy: PolicyName;
+  miss: MissMode;
+  prefetch?: 'none' | 'next-gate' | 'oracle';
+  expertDtype?: ExpertDtype;
+  cpuWorkers?: number | null;
+  cpuFill?: boolean | null;
+  cpuAdmit?: boolean | null;
+  /** absent in files before resident steps existed: the runtime had none */
+  residentStepsOn?: boolean;
+}
+
+/** A recorded point simulated again on its own lanes with `profile` (per its dtype, CPU workers, fill mode). */
+export function simulateRecordedPoint(p: RecordedPoint, warmup: number, profile: CostModel, replays: RoutingReplay[]): BenchPrediction {
+  const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats: p.repeats };
+  const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
+  return predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true, residentSteps: p.residentStepsOn ?? false });
+}
+
 export function simVsBench(benches: string[], profile: CostModel, replays: RoutingReplay[]): SimVsMeasuredRow[] {
   const rows: SimVsMeasuredRow[] = [];
   for (const file of benches) {
@@ -45,9 +73,7 @@ export function simVsBench(benches: string[], profile: CostModel, replays: Routi
     if (!Array.isArray(b.grid) || !b.options) throw new UserError(`--bench ${file}: not a bench.json`);
     for (const p of b.grid) {
       if (p.prefetch === 'predicted' || p.cache === undefined) continue;
-      const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: b.options.warmup, repeats: p.repeats };
-      const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
-      const pred = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true, residentSteps: p.residentStepsOn ?? false });
+      const pred = simulateRecordedPoint(p, b.options.warmup, profile, replays);
       const sim = pred.msPerToken.mean;
       const r4 = (x: number) => Number(x.toFixed(4));
       const measured = p.msPerToken.mean;

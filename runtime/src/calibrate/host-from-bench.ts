@@ -19,13 +19,10 @@ import { Costs } from '../../../sim/src/cost/cost-model.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
-import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
-import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
-import type { PolicyName } from '../../../sim/src/cache/types.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
-import { benchLanes, predictBenchPoint } from '../bench/sim-prediction.js';
+import { simulateRecordedPoint, type RecordedPoint } from '../bench/sim-vs-bench.js';
 
 /**
  * Hit rate from which a point counts as all-resident: with a slot for every expert the misses left (3-4% at
@@ -81,19 +78,9 @@ export function withBenchHost(base: CostModel, benches: string[]): CostModel {
   };
 }
 
-interface ResidentPointLike {
-  batch: number;
-  prompt: number;
-  newTokens: number;
-  repeats: number;
-  cache: number;
-  policy: PolicyName;
-  miss: 'fetch' | 'cpu' | 'hybrid';
-  prefetch?: 'none' | 'oracle';
-  expertDtype?: ExpertDtype;
+interface ResidentPointLike extends RecordedPoint {
   msPerToken?: { mean: number; n: number };
   residentSteps?: number;
-  residentStepsOn?: boolean;
 }
 
 /**
@@ -112,9 +99,7 @@ export function residentCurveFromBenches(base: CostModel, benches: string[], moe
     for (const p of doc.grid) {
       const n = p.msPerToken?.n ?? 0;
       if (p.residentStepsOn === false || !(n > 0) || p.residentSteps !== n) continue;
-      const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: doc.options.warmup, repeats: p.repeats };
-      const model = costModelForDtype(base, p.expertDtype ?? 'bf16').model;
-      const sim = predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, residentSteps: true });
+      const sim = simulateRecordedPoint(p, doc.options.warmup, base, replays);
       if (sim.residentSteps !== n) throw new UserError(`--resident ${path}: batch ${p.batch} ran ${n} resident steps, the simulator ${sim.residentSteps}: --traces must be the bench's routing, in its order`);
       const v = by.get(p.batch) ?? [];
       v.push(own.residentLayerOverhead(p.batch) + (p.msPerToken!.mean - sim.msPerToken.mean) / moeLayers);

@@ -86,9 +86,12 @@ const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
 
 export function latestRunSection(r: LatestRun | null): string[] {
   if (!r) return [];
-  const errors = r.points.filter((p) => p.simMs !== null).map((p) => p.simMs! / p.ms.mean - 1);
+  const errors = r.points.map(simError).filter((e) => e !== null);
   const within = errors.filter((e) => Math.abs(e) <= 0.1).length;
-  const rows = r.points.map((p) => [p.dtype, String(p.cache), p.policy, p.miss, String(p.batch), p.ms.mean.toFixed(2), p.tokS.toFixed(1), `${(100 * p.hitRate).toFixed(1)}%`, p.gbMoved.toFixed(2), p.simMs === null ? '-' : p.simMs.toFixed(2), p.simMs === null ? '-' : pct(p.simMs / p.ms.mean - 1)]);
+  const rows = r.points.map((p) => {
+    const e = simError(p);
+    return [p.dtype, String(p.cache), p.policy, p.miss, String(p.batch), p.ms.mean.toFixed(2), p.tokS.toFixed(1), `${(100 * p.hitRate).toFixed(1)}%`, p.gbMoved.toFixed(2), p.simMs === null ? '-' : p.simMs.toFixed(2), e === null ? '-' : pct(e)];
+  });
   return [
     '### The must-show points with the current runtime (GPU sampling, resident steps)',
     '',
