@@ -11,7 +11,9 @@ export function addPrefetchFlags(cmd: Command, opts: { routing: boolean }): Comm
   const needs = opts.routing ? 'oracle and predicted need --routing, next-gate is refused with it' : 'chat has no --routing, so only next-gate (oracle and predicted need a replayed routing)';
   return cmd
     .option('--prefetch <name>', `device cuda, offloaded: copy experts into the cache ahead of need: none, next-gate (the next layer's router on this layer's input), oracle (the replayed routing ahead), predicted (--predictor's experts); ${needs}`, 'none')
-    .option('--predictor <dir>', '--prefetch predicted: the exported predictor (train-predictor --out DIR)')
+    .option('--predictor <dir>', '--prefetch predicted: the exported predictor (train-predictor --out DIR), run inside the runtime at each MoE layer')
+    .option('--predictor-budget <n>', '--prefetch predicted: experts the predictor names per token and layer (default 6)')
+    .option('--predictor-min-prob <p>', '--prefetch predicted: leave out predicted experts below this probability (default 0: keep all)')
     .option('--prefetch-lookahead <k>', '--prefetch oracle: layers ahead (default 1)')
     .option('--prefetch-in-flight <n>', 'with a prefetcher: prefetch pieces on the copy stream at once (default 1)');
 }

@@ -51,6 +51,8 @@ interface BenchCliOptions {
   checkMiss?: string;
   prefetch?: string;
   predictor?: string;
+  predictorBudget?: string;
+  predictorMinProb?: string;
   prefetchLookahead?: string;
   prefetchInFlight?: string;
   checkOffloadPrefetch?: string;
@@ -92,7 +94,7 @@ const RUN_OPTIONS = [
   '--check-sequences', '--check-length', '--check-prefill', '--check-fp32', '--python', '--cache', '--policy', '--gpu-memory', '--routing',
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
   '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--check-miss',
-  '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
+  '--prefetch', '--predictor', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
   '--expert-dtype', '--expert-group', '--check-quant', '--check-quant-rows', '--resident-steps', '--sample-on',
 ];
 
@@ -129,7 +131,9 @@ export function register(program: Command): void {
     .option('--routing <traces>', 'offload mode: replay these traces\' routing (comma-separated; lanes filled from concatenated sequences when one trace is short)')
     .option('--miss <list>', 'offload mode: what to do with a missed expert, each a grid dimension (comma-separated: fetch, cpu, hybrid; cpu/hybrid compute misses on the CPU)', 'fetch')
     .option('--prefetch <list>', 'offload mode: prefetchers, each a grid dimension (comma-separated: none, next-gate, oracle, predicted; oracle and predicted need --routing, next-gate is refused with it)', 'none')
-    .option('--predictor <dir>', 'offload mode, --prefetch predicted: the exported predictor (train-predictor --out DIR)')
+    .option('--predictor <dir>', 'offload mode, --prefetch predicted: the exported predictor (train-predictor --out DIR), run inside the runtime at each MoE layer')
+    .option('--predictor-budget <n>', 'offload mode, --prefetch predicted: experts the predictor names per token and layer (default 6)')
+    .option('--predictor-min-prob <p>', 'offload mode, --prefetch predicted: leave out predicted experts below this probability (default 0: keep all)')
     .option('--prefetch-lookahead <k>', 'offload mode, --prefetch oracle: layers ahead (default 1)')
     .option('--prefetch-in-flight <n>', 'offload mode: prefetch pieces on the copy stream at once (default 1)')
     .option('--check-offload-prefetch <list>', 'issue 12 numerics: prefetchers --check-offload also runs (comma-separated: none, next-gate)', 'none,next-gate')
@@ -176,7 +180,7 @@ export function register(program: Command): void {
         { option: '--check-offload-policies', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--check-offload-tokens', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--force', applies: o.out !== undefined, needs: 'with --out' },
-        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
+        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
         ...['--batch', '--prompt', '--new-tokens', '--repeats', '--warmup'].map((f) => ({ option: f, applies: !checkOnly, needs: 'by the timing grid, which --check-offload / --check-miss alone do not run (add --cache for both)' })),
       ]);
       const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';

@@ -1,5 +1,6 @@
 #include "offload_binding.h"
 
+#include <memory>
 #include <string>
 
 #include "convert.h"
@@ -21,6 +22,50 @@ Arr to_typed(Napi::Env env, const std::vector<T>& v) {
   Arr a = Arr::New(env, v.size());
   std::copy(v.begin(), v.end(), a.Data());
   return a;
+}
+
+int int_of(const Napi::Object& o, const char* key, const char* what) {
+  if (!o.Get(key).IsNumber()) throw moe::Error(std::string("offload spec: ") + what + "." + key + " must be a number");
+  return o.Get(key).As<Napi::Number>().Int32Value();
+}
+
+// prefetch.predictor: the exported predictor as runtime/src/offload/prefetch-options.ts hands it over
+// ({moeLayers, numExperts, topK, lookahead, budget, minLogit, blocks, layers: [{in, out, weightT, bias}]}).
+moe::offload::PredictorModel to_predictor(const Napi::Value& v) {
+  if (!v.IsObject()) throw moe::Error("offload spec: prefetch.predictor must be an object");
+  const Napi::Object o = v.As<Napi::Object>();
+  moe::offload::PredictorModel m;
+  m.moe_layers = int_of(o, "moeLayers", "prefetch.predictor");
+  m.num_experts = int_of(o, "numExperts", "prefetch.predictor");
+  m.top_k = int_of(o, "topK", "prefetch.predictor");
+  m.lookahead = int_of(o, "lookahead", "prefetch.predictor");
+  m.budget = int_of(o, "budget", "prefetch.predictor");
+  if (o.Get("minLogit").IsNumber()) m.min_logit = o.Get("minLogit").As<Napi::Number>().DoubleValue();
+  if (!o.Get("blocks").IsArray() || !o.Get("layers").IsArray()) throw moe::Error("offload spec: prefetch.predictor needs blocks and layers arrays");
+  const Napi::Array blocks = o.Get("blocks").As<Napi::Array>();
+  for (uint32_t i = 0; i < blocks.Length(); ++i) {
+    const Napi::Object b = blocks.Get(i).As<Napi::Object>();
+    const std::string kind = b.Get("kind").ToString().Utf8Value();
+    moe::offload::PredictorBlock pb;
+    if (kind == "layer") pb.kind = moe::offload::PredictorBlock::Kind::Layer;
+    else if (kind == "routing") {
+      pb.layer_offset = int_of(b, "layerOffset", "prefetch.predictor.blocks[i]");
+      pb.token_offset = int_of(b, "tokenOffset", "prefetch.predictor.blocks[i]");
+      pb.per_layer = b.Get("perLayer").ToBoolean();
+    } else throw moe::Error("option --predictor: the runtime's predictor takes routing and layer feature blocks, not '" + kind + "'");
+    m.blocks.push_back(pb);
+  }
+  const Napi::Array layers = o.Get("layers").As<Napi::Array>();
+  for (uint32_t i = 0; i < layers.Length(); ++i) {
+    const Napi::Object l = layers.Get(i).As<Napi::Object>();
+    moe::offload::PredictorLayer pl;
+    pl.in = int_of(l, "in", "prefetch.predictor.layers[i]");
+    pl.out = int_of(l, "out", "prefetch.predictor.layers[i]");
+    pl.weight_t = to_vector<float, Napi::Float32Array>(l.Get("weightT"), "prefetch.predictor.layers[i].weightT");
+    pl.bias = to_vector<float, Napi::Float32Array>(l.Get("bias"), "prefetch.predictor.layers[i].bias");
+    m.layers.push_back(std::move(pl));
+  }
+  return m;
 }
 
 }  // namespace
@@ -98,7 +143,8 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
     const std::string src = pf.Get("source").As<Napi::String>().Utf8Value();
     if (src == "next-gate") p.source = moe::offload::PrefetchSource::NextGate;
     else if (src == "table") p.source = moe::offload::PrefetchSource::Table;
-    else throw moe::Error("offload spec: prefetch.source must be next-gate or table, got '" + src + "'");
+    else if (src == "predictor") p.source = moe::offload::PrefetchSource::Predictor;
+    else throw moe::Error("offload spec: prefetch.source must be next-gate, table or predictor, got '" + src + "'");
     p.lookahead = pf.Get("lookahead").As<Napi::Number>().Int32Value();
     if (pf.Get("pieces").IsNumber()) p.pieces = pf.Get("pieces").As<Napi::Number>().Int32Value();
     if (pf.Get("maxInFlight").IsNumber()) p.max_in_flight = pf.Get("maxInFlight").As<Napi::Number>().Int32Value();
@@ -108,6 +154,7 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
       Napi::Array t = pf.Get("table").As<Napi::Array>();
       for (uint32_t g = 0; g < t.Length(); ++g) p.table.push_back(to_vector<int32_t, Napi::Int32Array>(t.Get(g), "prefetch.table[g]"));
     }
+    if (p.source == moe::offload::PrefetchSource::Predictor) p.predictor = std::make_shared<moe::offload::PredictorMlp>(to_predictor(pf.Get("predictor")));
     if (p.host_gate) {
       if (!spec.Get("tensors").IsArray()) throw moe::Error("offload spec: prefetch next-gate on the CPU engine needs the checkpoint's tensors");
       if (!holder->routers) holder->routers = moe::WeightStore::open(c, to_tensors(spec.Get("tensors").As<Napi::Array>()));
@@ -200,6 +247,12 @@ Napi::Value cache_stats(Napi::Env env, const moe::offload::OffloadController& c)
     pf.Set("dropped", static_cast<double>(p.dropped));
     pf.Set("needed", static_cast<double>(p.needed));
     pf.Set("alreadyCached", static_cast<double>(p.already));
+    if (c.prefetch_options()->predictor) {  // the in-line predictor's own time (predictor_mlp.h)
+      pf.Set("inferUs", p.infer_us);
+      pf.Set("inferPredictions", static_cast<double>(p.infer_predictions));
+      pf.Set("prefillInferUs", p.prefill_infer_us);
+      pf.Set("prefillInferPredictions", static_cast<double>(p.prefill_infer_predictions));
+    }
     o.Set("prefetch", pf);
   }
   return o;

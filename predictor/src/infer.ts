@@ -12,7 +12,7 @@ import { topIndices } from './metrics.js';
 import type { MlpWeights } from './mlp.js';
 import { readPredictorDir, type PredictorManifest } from './predictor-dir.js';
 
-interface InferLayer {
+export interface InferLayer {
   inWidth: number;
   outWidth: number;
   /** [in, out]: W transposed, so a nonzero input adds one contiguous row. */
@@ -23,7 +23,8 @@ interface InferLayer {
 export class PredictorRuntime {
   readonly spec: FeatureSpec;
   readonly width: number;
-  private readonly layers: InferLayer[];
+  /** The dense layers, W transposed (what the runtime's C++ port, native/src/offload/predictor_mlp.cpp, takes). */
+  readonly layers: readonly InferLayer[];
   private readonly scratch: Float32Array[];
   private readonly features: Float32Array;
   private readonly logits: Float32Array;

@@ -4,37 +4,14 @@ import { tempDir } from '../../core/test/helpers.js';
 import { NO_EXPERT } from '../../traces/src/sequences.js';
 import { annotateCorpus } from '../src/annotate.js';
 import { PredictorRuntime } from '../src/infer.js';
-import { defaultFeatureSpec, featureWidth } from '../src/features.js';
-import { initMlpWeights } from '../src/mlp.js';
-import { writePredictorDir } from '../src/predictor-dir.js';
-import { structuredSequences, tinyCorpus } from './fixtures.js';
+import { structuredSequences, tinyCorpus, writeRandomPredictor } from './fixtures.js';
 
 const d = tempDir('predictor-annotate-');
 afterAll(() => d.cleanup());
 const g = { L: 4, k: 2, E: 8 };
 
 function tinyPredictor(dir: string, lookahead: number): void {
-  const geometry = { numMoeLayers: 4, numExperts: 8, topK: 2 };
-  const spec = defaultFeatureSpec(geometry, lookahead, { perLayer: true });
-  const model = { inputWidth: featureWidth(spec), hidden: [6], outputWidth: 8, activation: 'relu' as const };
-  writePredictorDir(
-    dir,
-    {
-      format: 'moe-offload-predictor',
-      version: 1,
-      geometry: { moeLayers: [1, 2, 3, 4], numExperts: 8, topK: 2, modelId: 'tiny', configHash: 'test' },
-      lookahead,
-      features: { ...spec, width: featureWidth(spec) },
-      model,
-      popularity: Array.from({ length: 4 }, () => Array(8).fill(0)),
-      training: {
-        backend: 'test', createdAt: new Date(0).toISOString(), seed: 1, options: {},
-        split: { kind: 'sequence', train: [], val: [], test: [] },
-        samples: { train: 0, val: 0, test: 0 }, history: [], bestEpoch: 0, stoppedEarly: false, routing: [],
-      },
-    },
-    initMlpWeights(model, 5),
-  );
+  writeRandomPredictor(dir, { moeLayers: [1, 2, 3, 4], numExperts: 8, topK: 2 }, lookahead);
 }
 
 describe('annotateCorpus', () => {

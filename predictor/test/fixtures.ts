@@ -2,6 +2,9 @@
 import { TraceWriter } from '../../traces/src/writer.js';
 import type { RunMeta } from '../../traces/src/schema.js';
 import type { RoutingCorpus, SequenceRouting } from '../../traces/src/sequences.js';
+import { defaultFeatureSpec, featureWidth } from '../src/features.js';
+import { initMlpWeights } from '../src/mlp.js';
+import { writePredictorDir } from '../src/predictor-dir.js';
 
 export interface TinyGeometry {
   L: number;
@@ -117,4 +120,32 @@ export function structuredSequences(g: TinyGeometry, count: number, length: numb
     out.push(makeSequence(firstSeq + n, g, experts));
   }
   return out;
+}
+
+/**
+ * An exported predictor with seeded random weights (no training, no TensorFlow.js) for `geometry`, predicting
+ * `lookahead` layers ahead from the default features (per-layer slot on): for tests of what consumes one.
+ */
+export function writeRandomPredictor(dir: string, geometry: { moeLayers: number[]; numExperts: number; topK: number }, lookahead: number, opts: { hidden?: number[]; seed?: number } = {}): void {
+  const g = { numMoeLayers: geometry.moeLayers.length, numExperts: geometry.numExperts, topK: geometry.topK };
+  const spec = defaultFeatureSpec(g, lookahead, { perLayer: true });
+  const model = { inputWidth: featureWidth(spec), hidden: opts.hidden ?? [6], outputWidth: g.numExperts, activation: 'relu' as const };
+  writePredictorDir(
+    dir,
+    {
+      format: 'moe-offload-predictor',
+      version: 1,
+      geometry: { moeLayers: geometry.moeLayers.slice(), numExperts: g.numExperts, topK: g.topK, modelId: 'tiny', configHash: 'test' },
+      lookahead,
+      features: { ...spec, width: featureWidth(spec) },
+      model,
+      popularity: Array.from({ length: g.numMoeLayers }, () => Array(g.numExperts).fill(0)),
+      training: {
+        backend: 'test', createdAt: new Date(0).toISOString(), seed: opts.seed ?? 5, options: {},
+        split: { kind: 'sequence', train: [], val: [], test: [] },
+        samples: { train: 0, val: 0, test: 0 }, history: [], bestEpoch: 0, stoppedEarly: false, routing: [],
+      },
+    },
+    initMlpWeights(model, opts.seed ?? 5),
+  );
 }

@@ -47,6 +47,8 @@ export interface SimConfig {
   decodeFrom?: number;
   /** false: no resident steps (timing/engine.ts residentSteps; the runtime's --resident-steps off). Default true. */
   residentSteps?: boolean;
+  /** prefetch predicted: the runtime's in-line predictor, ms per (row, layer) prediction (timing/engine.ts predictorMs; default 0). */
+  predictorMs?: number;
 }
 
 export interface SimResult {
@@ -137,6 +139,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     cpuAdmit: config.cpuAdmit ?? true,
     decodeFrom: config.decodeFrom ?? 0,
     residentSteps: config.residentSteps ?? true,
+    predictorMs: config.predictorMs ?? 0,
     prefetch: plan,
     denseLayers: corpus.meta.numLayers - corpus.moeLayers.length,
   });

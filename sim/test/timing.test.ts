@@ -165,3 +165,23 @@ describe('predictions are checked', () => {
     expect(() => runSimulation(c, { ...base, prefetch: 'predicted', miss: 'fetch', calibration: roundCosts() })).toThrow(/predicts expert 99, but the trace has 8 experts/);
   });
 });
+
+describe('the in-line predictor is host work after each predicting layer (predictorMs)', () => {
+  // One sequence, 3 tokens, two MoE layers, top-2; the predictor (lookahead 1) names layer 1's experts at layer 0.
+  // All four experts fit (C = 4): after step 0 every request hits, and the predictor's time is the only change
+  // on the critical path: each step waits predictorMs x 1 row after layer 0 (layer 1 predicts nothing).
+  const c = handCorpus([[[[1, 2], [3, 4]], [[1, 2], [3, 4]], [[1, 2], [3, 4]]]]);
+  const NO = 65535;
+  c.sequences[0].predictions = { lookahead: 1, width: 2, ids: Uint16Array.from([NO, NO, 3, 4, NO, NO, 3, 4, NO, NO, 3, 4]) };
+  const run = (predictorMs: number, prefetch: 'predicted' | 'oracle' = 'predicted') =>
+    runSimulation(c, { policy: 'lru', cacheSize: 4, batch: 1, prefetch, miss: 'fetch', calibration: roundCosts(), predictorMs });
+  it('adds predictorMs per row to every step after step 0, and nothing to another prefetcher', () => {
+    const base = run(0);
+    const slow = run(0.25);
+    expect(base.prefetch.useful).toBeGreaterThan(0);
+    expect(slow.timePerTokenMs.p50 - base.timePerTokenMs.p50).toBeCloseTo(0.25, 9);
+    expect(slow.totalMs - base.totalMs).toBeGreaterThanOrEqual(0.5 - 1e-9);
+    expect(slow.totalMs - base.totalMs).toBeLessThanOrEqual(0.75 + 1e-9);
+    expect(run(0.25, 'oracle').totalMs).toBeCloseTo(run(0, 'oracle').totalMs, 9);
+  });
+});

@@ -175,6 +175,7 @@ void OffloadController::account(int mi, const MoePlan& plan, int& hits, int& mis
   if (phase_ == 0) std::stable_sort(row_order_.begin(), row_order_.end(), [&](int32_t a, int32_t b) { return pos_[a] < pos_[b]; });
   const int32_t p0 = phase_ == 0 && T > 0 ? pos_[static_cast<size_t>(row_order_[0])] : 0;
   set_.resize(static_cast<size_t>(options_.num_experts));
+  if (prefetching() && phase_ == 0) predict_prefill_rows(mi);  // predicted: this layer's ids for every row
   for (int a = 0; a < T;) {
     int b = a + 1;
     if (phase_ == 0) {

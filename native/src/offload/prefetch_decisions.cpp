@@ -6,6 +6,8 @@
 // layer t - lookahead, and a prefill forward that decides it inside layer t's accounting, give the same
 // decisions (runtime/test/offload/prefetch-twin.test.ts compares them with the simulator's).
 #include <algorithm>
+#include <chrono>
+#include <thread>
 #include <string>
 
 #include "moe/error.h"
@@ -32,6 +34,20 @@ void OffloadController::check_prefetch_options() {
         if (e < -1 || e >= E) throw Error("offload spec: prefetch table of sequence " + std::to_string(g) + " names expert " + std::to_string(e));
       }
     }
+  }
+  if (p.source == PrefetchSource::Predictor) {
+    if (!p.predictor) throw Error("offload spec: prefetch predicted needs its predictor");
+    const PredictorModel& m = p.predictor->model();
+    if (m.moe_layers != L || m.num_experts != E || m.top_k != options_.k) {
+      throw Error("option --predictor: trained for " + std::to_string(m.moe_layers) + " MoE layers x " + std::to_string(m.num_experts) + " experts, top-" + std::to_string(m.top_k) +
+                  "; the model has " + std::to_string(L) + " x " + std::to_string(E) + ", top-" + std::to_string(options_.k));
+    }
+    if (m.lookahead != p.lookahead) throw Error("offload spec: prefetch predicted's lookahead differs from its predictor's");
+    if (options_.replay.empty()) throw Error("option --prefetch predicted: needs a routing replay (--routing F): the predictor's inputs are the replayed routing");
+    pf_ids_.resize(static_cast<size_t>(m.budget));
+    pf_pool_ = std::make_unique<ThreadPool>(static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+    pf_scratch_.clear();
+    for (int i = 0; i < pf_pool_->size(); ++i) pf_scratch_.push_back(p.predictor->make_scratch());
   }
   prefetched_for_.assign(static_cast<size_t>(L) * E, -1);
   prefetch_victim_at_.assign(static_cast<size_t>(L) * E, -1);
@@ -92,6 +108,24 @@ void OffloadController::prefetch_into(int t, int32_t step, const int32_t* rows, 
     for (int i = 0; i < nrows; ++i) {
       for (int j = 0; j < k; ++j) visit(g[static_cast<size_t>(rows[i]) * k + j]);
     }
+  } else if (p.source == PrefetchSource::Predictor) {
+    if (t - p.lookahead < 0) return;  // nothing runs k layers before the first k layers
+    const int budget = p.predictor->model().budget;
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < nrows; ++i) {
+      const int r = rows[i];
+      if (phase_ == 0) {  // predict_prefill_rows computed this layer's rows
+        const int32_t* ids = pf_prefill_ids_.data() + static_cast<size_t>(r) * budget;
+        for (int j = 0; j < pf_prefill_count_[static_cast<size_t>(r)]; ++j) visit(ids[j]);
+        continue;
+      }
+      const int got = predict_row(r, t - p.lookahead, pf_scratch_[0], pf_ids_.data());
+      for (int j = 0; j < got; ++j) visit(pf_ids_[static_cast<size_t>(j)]);
+    }
+    if (phase_ != 0) {
+      prefetch_stats_.infer_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+      prefetch_stats_.infer_predictions += nrows;
+    }
   } else {
     const int w = p.width;
     for (int i = 0; i < nrows; ++i) {
@@ -130,6 +164,40 @@ void OffloadController::prefetch_into(int t, int32_t step, const int32_t* rows, 
     // A prefill forward moves what the cache holds at its layer's placement (no separate copies).
     if (phase_ != 0) orders_.push_back(PrefetchOrder{t, e, o.slot, step});
   }
+}
+
+// predicted: the ids of row r of the forward for MoE layer i_src + lookahead, from the replayed routing.
+int OffloadController::predict_row(int r, int i_src, PredictorScratch& scratch, int32_t* out) const {
+  const int g = seq_[static_cast<size_t>(r)], pos = pos_[static_cast<size_t>(r)];
+  if (g < 0 || static_cast<size_t>(g) >= options_.replay.size()) {
+    throw Error("prefetch predicted: the replay has " + std::to_string(options_.replay.size()) + " sequences; prompt " + std::to_string(g) + " has none");
+  }
+  const ReplaySequence& rs = options_.replay[static_cast<size_t>(g)];
+  return options_.prefetch.predictor->predict(scratch, rs.experts.data(), rs.weights.data(), rs.length, pos, i_src, out);
+}
+
+// predicted, a prefill forward: every row's ids for MoE layer `target`, before the layer's per-position cache
+// steps consume them (prefetch_into). The rows are independent, so the pool computes them at once; a decode
+// forward's few rows are predicted one after another in prefetch_into.
+void OffloadController::predict_prefill_rows(int target) {
+  const PrefetchOptions& p = options_.prefetch;
+  if (p.source != PrefetchSource::Predictor || target - p.lookahead < 0) return;
+  const int budget = p.predictor->model().budget;
+  const int64_t rows = static_cast<int64_t>(seq_.size());
+  pf_prefill_ids_.resize(static_cast<size_t>(rows) * budget);
+  pf_prefill_count_.resize(static_cast<size_t>(rows));
+  const auto t0 = std::chrono::steady_clock::now();
+  const int64_t threads = pf_pool_->size();
+  const int64_t per = (rows + threads - 1) / threads;
+  pf_pool_->parallel_for(threads, 1, [&](int64_t c0, int64_t c1) {
+    for (int64_t c = c0; c < c1; ++c) {
+      for (int64_t r = c * per; r < std::min(rows, (c + 1) * per); ++r) {
+        pf_prefill_count_[static_cast<size_t>(r)] = predict_row(static_cast<int>(r), target - p.lookahead, pf_scratch_[static_cast<size_t>(c)], pf_prefill_ids_.data() + static_cast<size_t>(r) * budget);
+      }
+    }
+  });
+  prefetch_stats_.prefill_infer_us += std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count();
+  prefetch_stats_.prefill_infer_predictions += rows;
 }
 
 // After the requests of (step, t): useful = hits on experts prefetched for this step; needed = requests

@@ -154,7 +154,7 @@ export interface OffloadPointResult extends PointResult {
   prefetch: string;
   prefetchStats: { issued: number; useful: number; dropped: number; needed: number; precision: number | null; recall: number | null;
     wastedBytes: number; lateHits: number; promoted: number; cancelled: number; simPrecision: number | null; simRecall: number | null;
-    simIssued: number | null; inferMsPerTokenLayer: number | null } | null;
+    simIssued: number | null; inferMsPerTokenLayer: number | null; /** true: measured in-line (absent in files from before) */ inferInline?: boolean } | null;
 }
 
 function sampleOf(log: ReturnType<Engine['takeMissLog']>, spec: NativeMissSpec): MissLogSample {
@@ -282,6 +282,9 @@ export async function runOffloadGrid(
                 policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(calibration, missSpec?.workers), cpuFill: cpuFill ?? true, cpuAdmit: cpuAdmit ?? true,
                 residentSteps: residentOn,
                 ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
+                // predicted: the in-line predictor's time per prediction as this run measured it (a host cost of
+                // the predictor the profile does not hold; a small share: see the point's inferMsPerTokenLayer)
+                ...(pf.name === 'predicted' && stats.prefetch?.inferPredictions ? { predictorMs: (stats.prefetch.inferUs ?? 0) / stats.prefetch.inferPredictions / 1000 } : {}),
               });
               simResident = t.residentSteps;
               // With prefetch, or with CPU misses left out of the cache (--cpu-fill none), the cache's hits are the
@@ -354,7 +357,7 @@ export async function runOffloadGrid(
               missRule: missLog && missSpec ? checkMissLog(missLog, missSpec) : null,
               missLogSample: missLog && missSpec ? sampleOf(missLog, missSpec) : null,
               prefetch: pf.name,
-              prefetchStats: prefetchOn ? prefetchStatsOf(stats.prefetch, before, after, simPf, engine.prefetchInferMs) : null,
+              prefetchStats: prefetchOn ? prefetchStatsOf(stats.prefetch, before, after, simPf) : null,
             };
             log(
               `bench: ${format.dtype} cache ${C} ${policy} miss ${miss}${fillMode && fillMode !== 'background' ? ` (fill ${fillMode})` : ''} batch ${p.batch} prompt ${p.prompt}: ${r.msPerToken.mean.toFixed(2)} ms/token` +
@@ -388,7 +391,6 @@ function prefetchStatsOf(
   before: OffloadStats | null,
   after: OffloadStats | null,
   sim: { issued: number; precision: number | null; recall: number | null } | null,
-  inferMs: number | null,
 ): NonNullable<OffloadPointResult['prefetchStats']> {
   if (!d) throw new UserError('bench: the engine reports no prefetch counts');
   const dev = (s: OffloadStats | null, k: keyof PrefetchDevice) => Number(((s as unknown as { prefetch?: PrefetchDevice } | null)?.prefetch ?? {})[k] ?? 0);
@@ -397,7 +399,10 @@ function prefetchStatsOf(
     issued: d.issued, useful: d.useful, dropped: d.dropped, needed: d.needed,
     ...prefetchPrecisionRecall(d),
     wastedBytes: dd('wastedBytes'), lateHits: dd('lateHits'), promoted: dd('promoted'), cancelled: dd('cancelled'),
-    simPrecision: sim?.precision ?? null, simRecall: sim?.recall ?? null, simIssued: sim?.issued ?? null, inferMsPerTokenLayer: inferMs,
+    simPrecision: sim?.precision ?? null, simRecall: sim?.recall ?? null, simIssued: sim?.issued ?? null,
+    // predicted: the in-line predictor's mean time per (token, layer) prediction, warm-up and timed runs together
+    inferMsPerTokenLayer: d.inferPredictions ? (d.inferUs ?? 0) / d.inferPredictions / 1000 : null,
+    inferInline: true,
   };
 }
 
@@ -424,16 +429,26 @@ function residentCell(p: OffloadPointResult): string {
   return `${p.residentSteps}${p.simResidentSteps != null ? ` (${p.simResidentSteps})` : ''}`;
 }
 
+/**
+ * predicted: the in-line predictor's mean time per (token, layer) prediction, us. Bench files written before it
+ * ran in-line (2026-12-04) hold the TypeScript precomputation's time there, which no run waited for: marked.
+ */
+function predictorCell(p: OffloadPointResult): string {
+  const ms = p.prefetchStats?.inferMsPerTokenLayer;
+  if (ms == null || p.prefetch !== 'predicted') return '-';
+  return p.prefetchStats!.inferInline ? (1000 * ms).toFixed(1) : `(${(1000 * ms).toFixed(0)}, precomputed)`;
+}
+
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {
-  const head = ['dtype', 'expert MB', 'cache', 'policy', 'miss', 'fill', 'prefetch', 'precision (sim)', 'recall (sim)', 'wasted GB', 'late hits', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
+  const head = ['dtype', 'expert MB', 'cache', 'policy', 'miss', 'fill', 'prefetch', 'precision (sim)', 'recall (sim)', 'wasted GB', 'late hits', 'predictor us', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
     'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'resident steps (sim)', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
     `${p.expertDtype ?? 'bf16'}${p.simProfileBasis === 'scaled' ? ' (sim scaled)' : ''}`, p.expertBytes === undefined ? '-' : (p.expertBytes / 1e6).toFixed(2),
     String(p.cache), p.policy, p.miss ?? 'fetch', cpuFillName(p.cpuFill, p.cpuAdmit) ?? '-',
     p.prefetch ?? 'none', p.prefetchStats ? `${pct(p.prefetchStats.precision)} (${pct(p.prefetchStats.simPrecision)})` : '-',
     p.prefetchStats ? `${pct(p.prefetchStats.recall)} (${pct(p.prefetchStats.simRecall)})` : '-', p.prefetchStats ? gb(p.prefetchStats.wastedBytes) : '-',
-    p.prefetchStats ? `${p.prefetchStats.lateHits} (${p.prefetchStats.promoted} promoted)` : '-', String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
+    p.prefetchStats ? `${p.prefetchStats.lateHits} (${p.prefetchStats.promoted} promoted)` : '-', predictorCell(p), String(p.batch), String(p.prompt), String(p.newTokens), p.prefillMs.mean.toFixed(1), p.msPerToken.mean.toFixed(2),
     p.msPerToken.p50.toFixed(2), p.msPerToken.p99.toFixed(2), p.simMsPerToken == null ? '-' : p.simMsPerToken.toFixed(2), p.simError == null ? '-' : `${(100 * p.simError).toFixed(1)}%`,
     p.decodeTokensPerSecond.toFixed(1), pct(p.hitRate), pct(p.simHitRate), p.hitsMatchSim === null ? '-' : p.hitsMatchSim ? 'yes' : 'NO',
     p.cpuExpertsPerToken === undefined ? '-' : p.cpuExpertsPerToken.toFixed(1), String(p.fillCopies ?? '-'), p.miss && p.miss !== 'fetch' ? pct(p.cpuBusyShare) : '-',

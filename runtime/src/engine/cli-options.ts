@@ -179,6 +179,8 @@ export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpu
 export interface RawPrefetchCliOptions {
   prefetch?: string;
   predictor?: string;
+  predictorBudget?: string;
+  predictorMinProb?: string;
   prefetchLookahead?: string;
   prefetchInFlight?: string;
 }
@@ -196,11 +198,22 @@ function prefetchShape(o: RawPrefetchCliOptions): { lookahead?: number; maxInFli
   };
 }
 
-/** One prefetcher's options: the predictor for predicted, the lookahead for oracle, the pieces in flight for any. */
+/** --predictor-budget / --predictor-min-prob (simulate's names): only with --prefetch predicted. */
+function predictorShape(o: RawPrefetchCliOptions, predicted: boolean): { predictorBudget?: number; predictorMinProb?: number } {
+  for (const [flag, v] of [['--predictor-budget', o.predictorBudget], ['--predictor-min-prob', o.predictorMinProb]] as const) {
+    if (v !== undefined && !predicted) throw new UserError(`option ${flag}: only with --prefetch predicted`);
+  }
+  return {
+    ...(o.predictorBudget === undefined ? {} : { predictorBudget: parseIntOption('--predictor-budget', o.predictorBudget, 1, 65535) }),
+    ...(o.predictorMinProb === undefined ? {} : { predictorMinProb: parseFloatOption('--predictor-min-prob', o.predictorMinProb, 0, 1) }),
+  };
+}
+
+/** One prefetcher's options: the predictor (and its budget and gate) for predicted, the lookahead for oracle, the pieces in flight for any. */
 function prefetchOptionsOf(name: PrefetchName, o: RawPrefetchCliOptions, shape: { lookahead?: number; maxInFlight?: number }): PrefetchOptions {
   return {
     name,
-    ...(name === 'predicted' ? { predictor: o.predictor } : {}),
+    ...(name === 'predicted' ? { predictor: o.predictor, ...predictorShape(o, true) } : {}),
     ...(name === 'oracle' && shape.lookahead !== undefined ? { lookahead: shape.lookahead } : {}),
     ...(shape.maxInFlight !== undefined ? { maxInFlight: shape.maxInFlight } : {}),
   };
@@ -212,6 +225,7 @@ export function prefetchGridFromCli(o: RawPrefetchCliOptions): PrefetchOptions[]
   if (o.predictor !== undefined && !names.includes('predicted')) throw new UserError('option --predictor: only with --prefetch predicted');
   if (names.includes('predicted') && o.predictor === undefined) throw new UserError('option --prefetch predicted: needs --predictor DIR (a predictor exported by train-predictor --out DIR)');
   checkPredictorDir(o);
+  predictorShape(o, names.includes('predicted'));
   if (o.prefetchLookahead !== undefined && !names.includes('oracle')) throw new UserError('option --prefetch-lookahead: only with --prefetch oracle');
   const shape = prefetchShape(o);
   return names.map((name) => prefetchOptionsOf(name, o, shape));
@@ -229,6 +243,7 @@ export function prefetchOptionsFromCli(o: RawPrefetchCliOptions, ctx: { routing:
   if (o.predictor !== undefined && name !== 'predicted') throw new UserError('option --predictor: only with --prefetch predicted');
   if (o.prefetchLookahead !== undefined && name !== 'oracle') throw new UserError('option --prefetch-lookahead: only with --prefetch oracle (next-gate looks 1 layer ahead, predicted its predictor\'s k)');
   if (o.prefetchInFlight !== undefined && name === 'none') throw new UserError('option --prefetch-in-flight: only with a prefetcher (--prefetch next-gate, oracle or predicted)');
+  predictorShape(o, name === 'predicted');
   if (name === 'none') return undefined;
   if (!ctx.offloadedCuda) throw new UserError(`option --prefetch ${name}: needs offloaded experts on the GPU (--device cuda with --cache C or --gpu-memory SIZE): a prefetch copies experts from host memory into GPU slots`);
   if (name === 'predicted' && o.predictor === undefined) throw new UserError('option --prefetch predicted: needs --predictor DIR (a predictor exported by train-predictor --out DIR)');

@@ -144,7 +144,6 @@ export class Engine {
     }
     const engine = new Engine(ckpt, handle);
     engine.placement = placement;
-    engine.prefetchInferMs = offload?.prefetch?.inferMsPerTokenLayer ?? null;
     try {
       checkLoadedFormat(placement.format, engine.offloadStats() as unknown as Record<string, unknown> | null);
     } catch (err) {
@@ -162,9 +161,6 @@ export class Engine {
    * replay, whose sequence counting starts again at 0. On device 'cuda' with offloaded experts the cache's
    * slots may not exceed the pool's (load option poolSlots). null options detach offloading.
    */
-  /** --prefetch predicted: the predictor's measured CPU time per (token, layer) prediction, ms (precomputed before the run). */
-  prefetchInferMs: number | null = null;
-
   resetOffload(options: Pick<EngineLoadOptions, 'cache' | 'routing' | 'record' | 'miss' | 'prefetch' | 'residentSteps'> | null): void {
     this.assertOpen();
     if (this.busy) throw new UserError('engine is busy: one operation at a time');
@@ -180,7 +176,6 @@ export class Engine {
       throw new EngineError(`offloading setup: ${(err as Error).message}`);
     }
     this.placement = { ...this.placement, cache: options?.cache };
-    this.prefetchInferMs = spec?.prefetch?.inferMsPerTokenLayer ?? null;
   }
 
   /** The CUDA backend's offloading counters (cumulative since load): copies, bytes, copy-wait time; null when nothing is offloaded. */

@@ -183,7 +183,7 @@ export interface NativeCacheStats {
   evictions: Float64Array;
   bypasses: Float64Array;
   /** with prefetch (issue 12): the controller's decisions, the simulator's TimingResult.prefetch counts */
-  prefetch?: { issued: number; useful: number; dropped: number; needed: number; alreadyCached: number };
+  prefetch?: { issued: number; useful: number; dropped: number; needed: number; alreadyCached: number; /** predicted: the in-line predictor's time (us) and predictions (cumulative since load), decode and prefill forwards */ inferUs?: number; inferPredictions?: number; prefillInferUs?: number; prefillInferPredictions?: number };
 }
 
 export interface NativeLoadOptions {

@@ -44,7 +44,7 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions, offload
   if (o.residentSteps === false) spec.residentSteps = false;
   if (miss) spec.miss = miss;
   if (prefetch) {
-    spec.prefetch = prefetch.inferMsPerTokenLayer === undefined ? prefetch.spec : { ...prefetch.spec, inferMsPerTokenLayer: prefetch.inferMsPerTokenLayer };
+    spec.prefetch = prefetch.spec;
     if (prefetch.spec.hostGate) spec.tensors = toNativeTensors(ckpt);
   }
   if (cache) {

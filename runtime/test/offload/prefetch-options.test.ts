@@ -1,6 +1,6 @@
 /** Issue 12 prefetch: bad input refused before loading, naming the option. */
 import { describe, expect, it } from 'vitest';
-import { prefetchGridFromCli } from '../../src/engine/cli-options.js';
+import { prefetchGridFromCli, prefetchOptionsFromCli } from '../../src/engine/cli-options.js';
 import { resolvePrefetchOptions } from '../../src/offload/prefetch-options.js';
 import type { RoutingReplay } from '../../src/offload/routing-replay.js';
 import { tempDir } from '../../../core/test/helpers.js';
@@ -27,6 +27,9 @@ describe('prefetch options', () => {
     expect(() => resolvePrefetchOptions({ name: 'next-gate', lookahead: 2 }, ctx())).toThrow(/--prefetch-lookahead: only with --prefetch oracle/);
     expect(() => prefetchGridFromCli({ prefetch: 'oracle', predictor: 'x' })).toThrow(/--predictor: only with --prefetch predicted/);
     expect(() => prefetchGridFromCli({ prefetch: 'next-gate', prefetchLookahead: '2' })).toThrow(/--prefetch-lookahead: only with --prefetch oracle/);
+    expect(() => prefetchGridFromCli({ prefetch: 'oracle', predictorBudget: '3' })).toThrow(/--predictor-budget: only with --prefetch predicted/);
+    expect(() => prefetchOptionsFromCli({ prefetch: 'oracle', predictorMinProb: '0.5' }, { routing: true, offloadedCuda: true })).toThrow(/--predictor-min-prob: only with --prefetch predicted/);
+    expect(() => resolvePrefetchOptions({ name: 'oracle', predictorMinProb: 0.5 }, ctx(replay))).toThrow(/--predictor-min-prob: only with --prefetch predicted/);
   });
   it('a predictor directory that is not a predictor is refused naming --predictor', () => {
     const tmp = tempDir('pf-opt-');
@@ -43,5 +46,18 @@ describe('prefetch options', () => {
     expect(resolvePrefetchOptions({ name: 'next-gate' }, ctx())!.spec.hostGate).toBe(false);
     expect(resolvePrefetchOptions({ name: 'next-gate' }, { ...ctx(), offloadedCuda: false })!.spec.hostGate).toBe(true);
     expect(resolvePrefetchOptions({ name: 'none' }, ctx())).toBeNull();
+  });
+});
+
+describe('prefetch options: the predictor budget and gate', () => {
+  it('parses --predictor-budget and --predictor-min-prob for predicted and refuses values out of range', () => {
+    const tmp = tempDir('pf-opt-b-');
+    try {
+      expect(prefetchGridFromCli({ prefetch: 'none,predicted', predictor: tmp.path, predictorBudget: '2', predictorMinProb: '0.7' })[1]).toMatchObject({ name: 'predicted', predictorBudget: 2, predictorMinProb: 0.7 });
+      expect(() => prefetchGridFromCli({ prefetch: 'predicted', predictor: tmp.path, predictorMinProb: '1.5' })).toThrow(/--predictor-min-prob/);
+      expect(() => prefetchGridFromCli({ prefetch: 'predicted', predictor: tmp.path, predictorBudget: '0' })).toThrow(/--predictor-budget/);
+    } finally {
+      tmp.cleanup();
+    }
   });
 });

@@ -66,6 +66,12 @@ export interface TimingInput {
    * the head, with host.stepMs.
    */
   residentSteps?: boolean;
+  /**
+   * prefetch predicted: the runtime runs its predictor in-line (native/src/offload/predictor_mlp.cpp), on the
+   * host once a layer's routing is there and before its copies and launches are issued: ms per (row, layer)
+   * prediction, host work on the critical path of every MoE layer that has one k layers ahead (default 0).
+   */
+  predictorMs?: number;
 }
 
 /** The runtime's largest resident step (cuda_backend_impl.h kGraphMaxRows: it runs as a CUDA graph). */
@@ -502,6 +508,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
     else startLayer(0);
   };
 
+  /** The in-line predictor's work after layer l's routing (predicted only): one prediction per row for layer l + k. */
+  const predictorMs = input.predictorMs ?? 0;
+  const predictingMs = (l: number) => (predictorMs > 0 && prefetch?.name === 'predicted' && l + prefetch.lookahead < L ? predictorMs * batchTokens : 0);
+
   /** Host work after the head: the step's, plus in a resident step the controller's per-layer work it deferred. */
   const stepHostMs = () => costs.hostStep(batchTokens) + (residentNow ? L * costs.hostLayer(batchTokens) : 0);
 
@@ -523,7 +533,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
         // once-per-layer synchronised launching costs beyond the GPU work (gpu.eagerLayerOverheadMs), one
         // wait of the GPU's critical path before the layer's copies and expert launches are issued.
         // A resident step keeps its routing on the GPU: none of that (only its measured excess, if profiled).
-        const h = residentNow ? costs.residentLayerOverhead(batchTokens) : costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens);
+        const h = residentNow ? costs.residentLayerOverhead(batchTokens) : costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens) + predictingMs(layer);
         if (h > 0) submitGpu(JOB_HOST_LAYER, h);
         else routed(layer);
       } else if (job === JOB_HOST_LAYER) routed(layer);

@@ -144,6 +144,8 @@ class OffloadController final : public MoeInterceptor {
   void prefetch_step_start();
   void prefetch_after(int moe_index);
   void prefetch_into(int target, int32_t step, const int32_t* rows, int nrows);
+  void predict_prefill_rows(int target);
+  int predict_row(int r, int i_src, PredictorScratch& scratch, int32_t* out) const;
   void count_prefetch(int target, int32_t step, const int32_t* set, const CacheOutcome* outcomes, int n);
   int moe_index(int layer) const { return layer >= 0 && layer < static_cast<int>(moe_index_.size()) ? moe_index_[static_cast<size_t>(layer)] : -1; }
 
@@ -182,7 +184,12 @@ class OffloadController final : public MoeInterceptor {
   PrefetchStats prefetch_stats_;
   std::vector<int32_t> prefetched_for_, prefetch_victim_at_;
   std::vector<std::vector<int32_t>> gate_ids_;
-  std::vector<int32_t> pf_set_, pf_rows_;
+  std::vector<int32_t> pf_set_, pf_rows_, pf_ids_;
+  // predicted: per-thread scratch, and a prefill layer's ids computed for all its rows at once
+  // ([row * budget], counts per row) with the pool that computes them
+  std::vector<PredictorScratch> pf_scratch_;
+  std::vector<int32_t> pf_prefill_ids_, pf_prefill_count_;
+  std::unique_ptr<ThreadPool> pf_pool_;
   std::vector<CacheOutcome> outcomes_;
 };
 

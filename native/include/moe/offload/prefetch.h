@@ -8,16 +8,21 @@
 //   next-gate  P(s, t) = union over the step's rows of the top-k of layer t's router applied to layer t-1's
 //              MoE input (the backend or, on the CPU engine, the controller computes it); lookahead 1.
 //   table      P(s, t) = union over the step's rows of table[g][(pos * L + t) * width + j] (j < width,
-//              -1 = none): oracle (the replayed routing itself) and predicted (the predictor's ids, computed
-//              in TypeScript with the simulator's code: runtime/src/offload/prefetch-options.ts).
+//              -1 = none): oracle (the replayed routing itself).
+//   predictor  P(s, t) = union over the step's rows of the trained predictor's ids for layer t, computed here
+//              after layer t - lookahead's routing (moe/offload/predictor_mlp.h) from the replayed routing:
+//              predicted (its inputs are the replay's routing, so it needs one).
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "moe/offload/predictor_mlp.h"
 
 namespace moe {
 namespace offload {
 
-enum class PrefetchSource { None, NextGate, Table };
+enum class PrefetchSource { None, NextGate, Table, Predictor };
 
 struct PrefetchOptions {
   PrefetchSource source = PrefetchSource::None;
@@ -26,6 +31,7 @@ struct PrefetchOptions {
   int width = 0;                              // table: ids per (position, layer)
   std::vector<std::vector<int32_t>> table;    // table: per replayed sequence g, [length * L * width]
   bool host_gate = false;                     // next-gate on the CPU engine: the controller applies the router
+  std::shared_ptr<PredictorMlp> predictor;    // predictor: the MLP (its lookahead is this lookahead)
   // GPU copy scheduling (the backend reads them): pieces per prefetched expert and how many pieces may be
   // on the copy stream at once (a demand copy waits behind at most that many).
   int pieces = 3;
@@ -49,6 +55,12 @@ struct PrefetchStats {
   int64_t dropped = 0;
   int64_t needed = 0;
   int64_t already = 0;  // already cached: nothing to do
+  // predicted: the in-line predictor's wall time and predictions, decode forwards (one row per sequence,
+  // serial, on the forward's critical path) and prefill forwards (all rows of a layer at once, in parallel)
+  double infer_us = 0;
+  int64_t infer_predictions = 0;
+  double prefill_infer_us = 0;
+  int64_t prefill_infer_predictions = 0;
 };
 
 }  // namespace offload
