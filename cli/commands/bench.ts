@@ -136,7 +136,7 @@ export function register(program: Command): void {
     .option('--predictor-min-prob <p>', 'offload mode, --prefetch predicted: leave out predicted experts below this probability (default 0: keep all)')
     .option('--prefetch-lookahead <k>', 'offload mode, --prefetch oracle: layers ahead (default 1)')
     .option('--prefetch-in-flight <n>', 'offload mode: prefetch pieces on the copy stream at once (default 1)')
-    .option('--check-offload-prefetch <list>', 'issue 12 numerics: prefetchers --check-offload also runs (comma-separated: none, next-gate)', 'none,next-gate')
+    .option('--check-offload-prefetch <list>', 'issue 12 numerics: prefetchers --check-offload also runs (comma-separated: none, next-gate on the model\'s own routing; oracle, predicted under replay of --routing, predicted with --predictor)', 'none,next-gate')
     .option('--cpu-workers <n>', 'offload mode, --miss cpu/hybrid: CPU experts computed at once (default: the calibration profile\'s choice)')
     .option('--cpu-threads <n>', 'offload mode, --miss cpu/hybrid: threads per CPU worker (default: the machine\'s threads / workers)')
     .option('--cpu-fill <list>', 'offload mode, --miss cpu/hybrid: what becomes of a miss computed on the CPU: admitted and filled by a background copy, admitted and copied when the GPU needs it, or not admitted (comma-separated: background, lazy, none; a grid dimension; default none)', 'none')
@@ -162,6 +162,8 @@ export function register(program: Command): void {
       const device = o.device === undefined ? defaultDevice() : parseChoiceOption('--device', o.device, ['cpu', 'cuda'] as const);
       const offloadMode = o.cache !== undefined;
       const checkOnly = (!!o.checkOffload || o.checkMiss !== undefined || o.checkQuant !== undefined) && !offloadMode;
+      // --check-offload-prefetch oracle / predicted replay --routing's traces (and predicted runs --predictor)
+      const checkReplay = !!o.checkOffload && /(^|,)\s*(oracle|predicted)\s*(,|$)/.test(o.checkOffloadPrefetch ?? '');
       // --check-quant on the CPU is its per-expert part alone: no generations, so no sequences to size
       const quantExpertsOnly = o.checkQuant !== undefined && device === 'cpu';
       const checkSeqs = o.check !== undefined || (o.checkQuant !== undefined && !quantExpertsOnly);
@@ -180,7 +182,8 @@ export function register(program: Command): void {
         { option: '--check-offload-policies', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--check-offload-tokens', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--force', applies: o.out !== undefined, needs: 'with --out' },
-        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
+        { option: '--predictor', applies: offloadMode || checkReplay, needs: 'with --cache (offload mode), or --check-offload-prefetch predicted' },
+        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
         ...['--batch', '--prompt', '--new-tokens', '--repeats', '--warmup'].map((f) => ({ option: f, applies: !checkOnly, needs: 'by the timing grid, which --check-offload / --check-miss alone do not run (add --cache for both)' })),
       ]);
       const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';
@@ -189,7 +192,9 @@ export function register(program: Command): void {
       const checkPrefill = parseIntOption('--check-prefill', o.checkPrefill, 1, 4096);
       if (checkPrefill >= checkLength) throw new UserError(`option --check-prefill: must be below --check-length (${checkLength}), got ${checkPrefill}`);
       if ((offloadMode || o.checkOffload) && device !== 'cuda') throw new UserError(`option ${offloadMode ? '--cache' : '--check-offload'}: offloading needs --device cuda`);
-      if (!offloadMode && (o.gpuMemory !== undefined || o.routing !== undefined)) throw new UserError(`option ${o.gpuMemory !== undefined ? '--gpu-memory' : '--routing'}: only in offload mode (with --cache)`);
+      if (!offloadMode && (o.gpuMemory !== undefined || (o.routing !== undefined && !checkReplay))) {
+        throw new UserError(`option ${o.gpuMemory !== undefined ? '--gpu-memory' : '--routing'}: only in offload mode (with --cache)${o.gpuMemory !== undefined ? '' : ', or for --check-offload-prefetch oracle / predicted'}`);
+      }
       if (offloadMode && check) throw new UserError('option --check: the agreement check runs on the all-resident engine; run it without --cache');
       checkDeviceBuilt('--device', device);
       const config = loadModelConfig(o.model);
@@ -220,7 +225,10 @@ export function register(program: Command): void {
             caches: parseIntListOption('--check-offload-caches', o.checkOffloadCaches, 0, config.nRoutedExperts),
             policies: parseChoiceListOption('--check-offload-policies', o.checkOffloadPolicies, benchPolicies.filter((p) => p !== 'static')),
             newTokens: parseIntOption('--check-offload-tokens', o.checkOffloadTokens, 1, 4096),
-            prefetches: parseChoiceListOption('--check-offload-prefetch', o.checkOffloadPrefetch ?? 'none,next-gate', ['none', 'next-gate'] as const),
+            prefetches: parseChoiceListOption('--check-offload-prefetch', o.checkOffloadPrefetch ?? 'none,next-gate', ['none', 'next-gate', 'oracle', 'predicted'] as const),
+            // oracle and predicted run under replay of --routing's traces (predicted: --predictor's predictor)
+            routing: o.routing === undefined ? [] : o.routing.split(',').map((f) => loadRoutingReplay(resolve(f.trim()), config)),
+            predictor: o.predictor,
           }
         : null;
       if (o.checkMiss !== undefined && device !== 'cuda') throw new UserError('option --check-miss: needs --device cuda');

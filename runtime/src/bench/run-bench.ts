@@ -10,7 +10,8 @@ import { makeGrid, makePrompts, seededIds, type GridPoint } from './grid.js';
 import { evaluateTargets, type TargetResult } from './targets.js';
 import { runTransformers, type BaselineResult } from './transformers-baseline.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
-import { checkOffloadTokens, type OffloadCheck } from './offload-check.js';
+import type { RoutingReplay } from '../offload/routing-replay.js';
+import { checkOffloadTokens, type CheckPrefetch, type OffloadCheck } from './offload-check.js';
 import { checkCpuMisses, type CpuMissCheck } from './cpu-miss-check.js';
 import { hostProfileOf } from './offload-bench.js';
 import { checkQuantized, type QuantCheck } from './quant-check.js';
@@ -40,7 +41,8 @@ export interface BenchOptions {
   /** issue 6: routed experts offloaded, grid over cache sizes and policies (device cuda) */
   offload?: OffloadBenchOptions | null;
   /** issue 6: tokens identical between all-resident and offloaded runs (device cuda) */
-  checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number; prefetches?: Array<'none' | 'next-gate'> } | null;
+  /** prefetches oracle / predicted run under replay of `routing` (predicted with `predictor`) */
+  checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number; prefetches?: CheckPrefetch[]; routing?: RoutingReplay[]; predictor?: string } | null;
   /** issue 12: logits with misses computed on the CPU against all-resident (device cuda) */
   checkMiss?: { misses: MissMode[]; cache: number; newTokens: number } | null;
   /** issue 13: quantized experts against the bf16 engine (teacher forcing; device cuda) */
@@ -111,7 +113,8 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
     let offloadCheck: OffloadCheck | null = null;
     if (o.checkOffload) {
       o.log('bench: offload check (tokens identical: all-resident vs offloaded)');
-      offloadCheck = await checkOffloadTokens(ckpt.dir, o.checkOffload.caches, o.checkOffload.policies, o.checkOffload.newTokens, o.seed, o.log, o.checkOffload.prefetches ?? ['none', 'next-gate']);
+      offloadCheck = await checkOffloadTokens(ckpt.dir, o.checkOffload.caches, o.checkOffload.policies, o.checkOffload.newTokens, o.seed, o.log, o.checkOffload.prefetches ?? ['none', 'next-gate'],
+        o.checkOffload.routing?.length ? { routing: o.checkOffload.routing, predictor: o.checkOffload.predictor } : undefined);
     }
     let cpuMissCheck: CpuMissCheck | null = null;
     if (o.checkMiss) {

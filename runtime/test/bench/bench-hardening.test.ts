@@ -10,6 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { benchChartSpec } from '../../src/bench/chart.js';
 import type { BenchDocument } from '../../src/bench/run-bench.js';
 import { failedChecks } from '../../src/bench/checks.js';
+import { checkOffloadTokens } from '../../src/bench/offload-check.js';
+import type { RoutingReplay } from '../../src/offload/routing-replay.js';
 import { cudaBuilt } from '../../src/engine/devices.js';
 import { makeCheckpoint, requireAddonOrSkip } from '../engine/helpers.js';
 import { runCli, tempDir } from '../../../core/test/helpers.js';
@@ -115,6 +117,15 @@ describe.skipIf(!ready)('bench hardening', () => {
     }
     const replot = runCli(['bench', '--replot', join(tmp.path, 'x.json'), '--batch', '2']);
     expect(replot.stderr).toMatch(/option --batch: has no effect with --replot/);
+  });
+});
+
+describe('offload check under replay: refused before loading', () => {
+  it('oracle / predicted without --routing, predicted without --predictor', async () => {
+    const log = () => {};
+    await expect(checkOffloadTokens('/nonexistent', [16], ['lru'], 4, 1, log, ['none', 'oracle'])).rejects.toThrow(/--check-offload-prefetch oracle: needs --routing/);
+    const replay = { path: 't.arrow', corpus: {} } as unknown as RoutingReplay;
+    await expect(checkOffloadTokens('/nonexistent', [16], ['lru'], 4, 1, log, ['predicted'], { routing: [replay] })).rejects.toThrow(/--check-offload-prefetch predicted: needs --predictor/);
   });
 });
 
