@@ -326,7 +326,11 @@ function render(doc: BenchDocument): string {
   if (doc.offloadCheck) {
     const c = doc.offloadCheck;
     const bad = c.cases.filter((x) => !x.identical);
-    sections.push('', `Tokens identical, all-resident vs offloaded (${c.cases.length} runs: caches ${[...new Set(c.cases.map((x) => x.cache))].join('/')}, policies ${[...new Set(c.cases.map((x) => x.policy))].join('/')}, ${c.batches.map((b) => b.label).join(', ')}; ${c.newTokens} tokens each): ${c.allIdentical ? 'yes, every run' : `NO: ${bad.map((x) => `${x.label} cache ${x.cache} ${x.policy}`).join('; ')}`}`);
+    const replayed = c.cases.filter((x) => x.replayed);
+    const prefetchers = [...new Set(c.cases.filter((x) => !x.replayed).map((x) => x.prefetch ?? 'none'))];
+    sections.push('', `Tokens identical, all-resident vs offloaded (${c.cases.length} runs: caches ${[...new Set(c.cases.map((x) => x.cache))].join('/')}, policies ${[...new Set(c.cases.map((x) => x.policy))].join('/')}, ${c.batches.map((b) => b.label).join(', ')}; prefetch ${prefetchers.join('/')} on the model's own routing` +
+      `${replayed.length ? `; prefetch ${[...new Set(replayed.map((x) => x.prefetch))].join('/')} under a replayed routing, against the all-resident engine under the same replay (${[...new Set(replayed.map((x) => x.label))].join(', ')}: ${replayed.length} runs)` : ''}` +
+      `; ${c.newTokens} tokens each): ${c.allIdentical ? 'yes, every run' : `NO: ${bad.map((x) => `${x.label} cache ${x.cache} ${x.policy}${x.prefetch && x.prefetch !== 'none' ? ` prefetch ${x.prefetch}` : ''}`).join('; ')}`}`);
   }
   if (doc.cpuMissCheck) {
     const c = doc.cpuMissCheck;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
 #   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab resident-policy-ab check-miss quant-check
-#   calibrate-q cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
+#   calibrate-q cpuprobe cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
 LOG=$OUTD/logs
@@ -66,6 +66,17 @@ for step in "$@"; do
       for round in 1 2; do
         run_moe resident-policy-$round "${MOE_T:-200}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R --calibration ${MOE_AB_CAL:-sim/calibration/h200-offload-2026-12-04-resident.json} --expert-dtype int4 --cache 64 --policy static,fifo --miss fetch --batch 1,16 --prompt 128 --new-tokens 32 --repeats 2 --warmup 1 --out $OUTD/resident-policy-$round"
       done ;;
+    cpuprobe)
+      # the host's CPU speed varies between machines by up to 2.5x (reports/bench/host-noise-h200-2026-12-04/):
+      # one bf16 expert, 1 token, 16 threads, cold; prints the median and writes cpu-probe.json. With
+      # MOE_CPU_PROBE_MAX_MS set, a slower host stops the remaining steps (exit 3): its cpu/hybrid figures
+      # would not be comparable with the simulator's CPU curves.
+      timeout 60 $build/expert_cpu_bench --json "$OUTD/cpu-probe.json" --max-threads 16 --dtype bf16 --kernels avx512bf16 --min-seconds 0.3 > "$LOG/cpu-probe.log" 2>&1
+      probe=$(python3 -c "import json;d=json.load(open('$OUTD/cpu-probe.json'));print([x for x in d['results'] if x['mode']=='cold' and x['tokens']==1 and x['threads']==16][0]['median_ms'])")
+      stamp "cpu probe: $probe ms per bf16 expert (1 token, 16 threads, cold)"
+      if [ -n "${MOE_CPU_PROBE_MAX_MS:-}" ] && ! python3 -c "import sys; sys.exit(0 if $probe <= ${MOE_CPU_PROBE_MAX_MS} else 1)"; then
+        stamp "cpu probe above ${MOE_CPU_PROBE_MAX_MS} ms: stopping"; exit 3
+      fi ;;
     cpubench)
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1
       echo "cpubench exit $?" | tee -a "$LOG/steps.log"; tail -20 "$LOG/cpubench.log" ;;

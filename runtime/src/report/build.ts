@@ -45,7 +45,7 @@ function whatExistsWhere(s: Sources): string[] {
       ['dimension', 'in the simulator', 'in the CUDA runtime', 'measured on the GPU in', "validate --best re-runs (runtime/src/validate/space.ts)"],
       [
         ['policy', POLICY_NAMES.join(', '), VALIDATE_SPACE.policy.runtime.join(', '), files([s.offloadGrid, 'reports/bench/miss-h200/summary.json']), VALIDATE_SPACE.policy.runtime.join(', ')],
-        ['prefetch', PREFETCH_NAMES.join(', '), PREFETCH_NAMES.join(', '), `oracle: ${files([q.mustShow?.file, q.grid?.file])}; next-gate: ${files([q.nextGate?.file])}; predicted: not measured`, VALIDATE_SPACE.prefetch.runtime.join(', ')],
+        ['prefetch', PREFETCH_NAMES.join(', '), PREFETCH_NAMES.join(', '), `oracle: ${files([q.mustShow?.file, q.grid?.file])}; next-gate: ${files([q.nextGate?.file])}; predicted (in-line): ${files([q.predicted?.file, q.predictedGated?.file])}`, VALIDATE_SPACE.prefetch.runtime.join(', ')],
         ['miss', MISS_MODES.join(', '), MISS_MODES.join(', '), files(['reports/bench/miss-h200/summary.json', q.mustShow?.file]), VALIDATE_SPACE.miss.runtime.join(', ')],
         ['expert dtype', EXPERT_DTYPES.join(', '), EXPERT_DTYPES.join(', '), files([q.mustShow?.file, q.grid?.file]), VALIDATE_SPACE.dtype.runtime.join(', ')],
       ],
@@ -131,7 +131,7 @@ export function buildReport(s: Sources): BuiltReport {
     md.push('');
     md.push(
       `卸载运行受 PCIe 拷贝限制：按命中计数估算，缺失专家的拷贝时间占每步时间的 ${range(tb.copyShares, pct, ' 至 ')}。模拟器（用在该 H200 上实测的成本模型）对已测网格各点（缺失专家走 PCIe）的预测误差为 ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（偏低）${sim.cpuErrors.length ? `；对 CPU 计算缺失专家的各点为 ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`, ' 至 ')}（模拟器尚未正确建模 CPU 路径）` : ''}。` +
-        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）在两者中都已实现：oracle 预取（上界）已在 GPU 上测量，next-gate 在模型自身路由上命中率提高但净效果为负（预取常常来不及，见下文），predicted（训练好的预测器，未见过被回放的 summary 任务）已在 GPU 上测量：batch 16 时对 hybrid 有帮助，batch 1 时净效果为负（见下文）。${v.zh}`,
+        `专家缓存策略（lru、lfu、fifo、lfru、static）在模拟器和 CUDA 运行时中都已实现且逐次决策一致；CPU 计算缺失专家（--miss cpu|hybrid）在两者中都已实现，且运行时的每个决策与模拟器的规则一致（结果见下方网格中的 + CPU 行，reports/bench/miss-h200）；预取（next-gate、predicted、oracle）在两者中都已实现：oracle 预取（上界）已在 GPU 上测量，next-gate 在模型自身路由上命中率提高但净效果为负（预取常常来不及，见下文），predicted（训练好的预测器，在运行时内部逐层运行，未见过被回放的 summary 任务）已在 GPU 上测量：batch 1 时净效果为负（缺失专家走 PCIe 时慢 22%），batch 16 时差别在几个百分点以内（见下文）。${v.zh}`,
     );
     md.push('', qs.zh, '');
     if (lr) md.push(lr.zh, '');
@@ -144,7 +144,7 @@ export function buildReport(s: Sources): BuiltReport {
         (h.lfu16 && h.lru16 ? `Batch 16, prompt 128: ${f1(h.lfu16.tokS)} (lfu) / ${f1(h.lru16.tokS)} (lru) output tokens/s${h.res16 ? ` (all resident: ${f1(h.res16.tokS)})` : ''}.` : ''),
       '',
       `Offloaded decode is copy-bound: the PCIe time of the missed experts, estimated from the hit counts, is ${range(tb.copyShares, pct)} of the measured step. The simulator, with the cost model measured on that H200, predicts every measured grid point (misses fetched) within ${range(sim.errors, (e) => `${(100 * e).toFixed(1)}%`)} (low)${sim.cpuErrors.length ? `; the points with misses on the CPU it predicts ${range(sim.cpuErrors, (e) => `${(100 * e).toFixed(1)}%`)} off (its CPU path is not yet the runtime's)` : ''}. ` +
-        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists in both: oracle prefetch (the upper bound) is measured on the GPU, next-gate on the model's own routing raises the hit rate but its net effect is negative (most prefetches arrive late, below), predicted (the trained predictor, which never saw the replayed summary task) is measured on the GPU: it helps hybrid at batch 16 and is negative at batch 1 (below). ${v.en}`,
+        `Expert cache policies (lru, lfu, fifo, lfru, static) exist in the simulator and the CUDA runtime and make the same decisions; CPU computation of missed experts (--miss cpu|hybrid) exists in both, the runtime's every decision equal to the simulator's rule (the + CPU rows of the grid below, reports/bench/miss-h200); prefetch (next-gate, predicted, oracle) exists in both: oracle prefetch (the upper bound) is measured on the GPU, next-gate on the model's own routing raises the hit rate but its net effect is negative (most prefetches arrive late, below), predicted (the trained predictor, run inside the runtime at every MoE layer, which never saw the replayed summary task) is measured on the GPU: its net effect is negative at batch 1 (22% slower with misses fetched) and within a few percent at batch 16 (below). ${v.en}`,
       '',
       qs.en,
       '',

@@ -6,7 +6,7 @@
 import type { TopLevelSpec } from 'vega-lite';
 import { LITE_CONFIG } from '../model/synth/geometries.js';
 import { table } from './experiments.js';
-import type { OffloadPoint } from './quant-sources.js';
+import { PREDICTED_DIR, type OffloadPoint } from './quant-sources.js';
 import type { Sources } from './sources.js';
 
 const f2 = (x: number) => x.toFixed(2);
@@ -42,7 +42,7 @@ export function quantSummary(s: Sources): { zh: string; en: string } {
 export function prefetchSection(s: Sources): string[] {
   const out: string[] = [];
   out.push(
-    '`next-gate` (layer l+1\'s router on layer l\'s hidden state, as mixtral-offloading), `predicted` (the predictor\'s experts for layer i+k) and `oracle` (the true experts one layer ahead, an upper bound) are implemented in the simulator (`sim/src/prefetch/`) and in the CUDA runtime (`--prefetch none|next-gate|oracle|predicted`; runtime/src/offload/README.md): the decisions are one rule written in both languages (`native/src/offload/prefetch_decisions.cpp`, the twin of the simulator\'s, tested decision for decision), prefetches go through the cache like misses (the step\'s predicted set is protected from eviction), move in three pieces behind demand copies on the one copy engine (`native/src/cuda_backend/prefetch_copies.*`), and an expert still in flight when its layer needs it is a late hit, promoted to a demand copy. next-gate runs the next router on the GPU; it is refused under routing replay (a random-weight model\'s gate cannot predict a replayed routing), so it is measured on the model\'s own routing; oracle needs a replayed routing; predicted takes the predictor\'s ids precomputed from the replayed routing.',
+    '`next-gate` (layer l+1\'s router on layer l\'s hidden state, as mixtral-offloading), `predicted` (the predictor\'s experts for layer i+k) and `oracle` (the true experts one layer ahead, an upper bound) are implemented in the simulator (`sim/src/prefetch/`) and in the CUDA runtime (`--prefetch none|next-gate|oracle|predicted`; runtime/src/offload/README.md): the decisions are one rule written in both languages (`native/src/offload/prefetch_decisions.cpp`, the twin of the simulator\'s, tested decision for decision), prefetches go through the cache like misses (the step\'s predicted set is protected from eviction), move in three pieces behind demand copies on the one copy engine (`native/src/cuda_backend/prefetch_copies.*`), and an expert still in flight when its layer needs it is a late hit, promoted to a demand copy. next-gate runs the next router on the GPU; it is refused under routing replay (a random-weight model\'s gate cannot predict a replayed routing), so it is measured on the model\'s own routing; oracle needs a replayed routing; predicted runs the exported predictor inside the runtime (a C++ port of its MLP, `native/src/offload/predictor_mlp.cpp`, at each MoE layer once the routing is on the host, on the replayed routing; its decisions equal the simulator\'s on the TypeScript predictions, `runtime/test/offload/prefetch-predicted-esft.test.ts`).',
     '',
   );
   const ng = s.quant.nextGate;
@@ -65,6 +65,7 @@ export function prefetchSection(s: Sources): string[] {
         '',
       );
   } else out.push('No committed GPU measurement of next-gate prefetch.', '');
+  out.push(...predictedParagraph(s));
   const t = s.quant.prefetchTokens;
   if (t) {
     const gate = t.cases.filter((c) => c.prefetch !== 'none');
@@ -198,4 +199,37 @@ export function quantChart(s: Sources): { name: string; spec: TopLevelSpec } | n
 export function quantFiles(s: Sources): string[] {
   const q = s.quant;
   return [q.peersReport?.file, q.mustShow?.file, q.grid?.file, q.kernels?.file, q.cpu?.file, q.calibration?.file, q.calibrationLaunch?.file, q.check?.file, q.nextGate?.file, q.prefetchTokens?.file].filter((x): x is string => !!x);
+}
+
+/** issue 12: predicted prefetch with the predictor in-line, against none and the oracle, misses fetched and hybrid. */
+function predictedParagraph(s: Sources): string[] {
+  const b = s.quant.predicted;
+  if (!b) return ['No committed GPU measurement of predicted prefetch with the predictor run in-line.', ''];
+  const pts = [...b.points, ...(s.quant.predictedGated?.points.map((p) => ({ ...p, prefetch: 'predicted, gate 0.8' })) ?? [])];
+  const cell = (miss: string, prefetch: string, batch: number) => pts.find((p) => p.miss === miss && p.prefetch === prefetch && p.batch === batch);
+  const rows: string[][] = [];
+  for (const miss of ['fetch', 'hybrid']) {
+    for (const prefetch of ['none', 'predicted', 'predicted, gate 0.8', 'oracle']) {
+      const a = cell(miss, prefetch, 1);
+      const z = cell(miss, prefetch, 16);
+      if (!a && !z) continue;
+      const pr = (p?: OffloadPoint) => (p?.prefetchStats ? `${pct(p.prefetchStats.precision)} / ${pct(p.prefetchStats.recall)}` : '-');
+      const us = (p?: OffloadPoint) => (p?.prefetchStats?.inferMsPerTokenLayer != null ? (1000 * p.prefetchStats.inferMsPerTokenLayer).toFixed(1) : '-');
+      const ms = (p?: OffloadPoint) => (p ? `${f2(p.ms.mean)}${p.simMs !== null ? ` (${f2(p.simMs)})` : ''}` : '-');
+      rows.push([miss, prefetch, ms(a), ms(z), pr(a), pr(z), `${us(a)} / ${us(z)}`]);
+    }
+  }
+  const out = [`Predicted prefetch with the predictor run inside the runtime (\`${b.file}\`, ${b.device}; the predictor never saw the summary task that fills the lanes; cache ${b.points[0]?.cache} lru, 12 GiB, ESFT routing replayed, prompt 128; simulated in brackets):`, ''];
+  out.push(table(['miss', 'prefetch', 'batch 1 ms/token', 'batch 16 ms/step', 'precision / recall (1)', 'precision / recall (16)', 'predictor us per prediction (1 / 16)'], rows), '');
+  const none = cell('fetch', 'none', 1);
+  const pred = cell('fetch', 'predicted', 1);
+  if (none && pred) {
+    out.push(`Its net effect is negative with misses fetched: ${signed(pred.ms.mean / none.ms.mean - 1)} at batch 1, where the one copy engine is the bottleneck and every wrong prediction (${pct(1 - (pred.prefetchStats?.precision ?? 0))} of them) costs a whole expert copy that demand copies wait behind, while a right one only starts a copy one layer earlier. With hybrid the simulator and a side-by-side run agree that it is slower at batch 1 too (wrong prefetches keep the copy engine busy, so more misses go to the CPU); the reasons, the gate, and the run-to-run noise of the CPU modes are in \`${PREDICTED_DIR}/README.md\` and \`reports/bench/host-noise-h200-2026-12-04/README.md\`.`, '');
+  }
+  const r = s.quant.prefetchReplayTokens;
+  if (r) {
+    const rep = r.cases.filter((c) => c.prefetch === 'oracle' || c.prefetch === 'predicted');
+    out.push(`Under a replayed routing, tokens with prefetch ${[...new Set(rep.map((c) => c.prefetch))].join(' and ')} are identical to the all-resident engine's under the same replay in ${rep.every((c) => c.identical) ? 'all' : 'NOT all'} ${rep.length} runs (\`${r.file}\`).`, '');
+  }
+  return out;
 }

@@ -32,7 +32,7 @@ export interface OffloadPoint {
   missesPerStep: number;
   gbMoved: number;
   routing: string;
-  prefetchStats: { precision: number; recall: number; wastedBytes: number; lateHits: number; promoted: number } | null;
+  prefetchStats: { precision: number; recall: number; wastedBytes: number; lateHits: number; promoted: number; inferMsPerTokenLayer?: number | null; inferInline?: boolean } | null;
 }
 
 interface RawPoint {
@@ -279,6 +279,10 @@ export interface QuantSources {
   calibrationLaunch: QuantCalibration | null;
   check: QuantCheckLog | null;
   prefetchTokens: TokensCheck | null;
+  /** issue 12, the predictor run in-line: misses fetched / hybrid x none / predicted / oracle, the gated predictor, tokens under replay */
+  predicted: OffloadBench | null;
+  predictedGated: OffloadBench | null;
+  prefetchReplayTokens: TokensCheck | null;
   fidelityCpu: FidelityRow[] | null;
   peers: string[] | null;
   peersReport: PeersReport | null;
@@ -286,6 +290,8 @@ export interface QuantSources {
 }
 
 export const QUANT_DIR = 'reports/bench/quant-h200';
+/** predicted prefetch with the predictor run inside the runtime (2026-12-04) */
+export const PREDICTED_DIR = 'reports/bench/prefetch-h200-2026-12-04';
 
 /** One dtype's per-expert output error distribution from a `bench --check-quant` document (quantCheck.expertErrors). */
 export interface FidelityRow extends ExpertErrorDistribution {
@@ -317,6 +323,9 @@ export function readQuantSources(root: string): QuantSources {
     calibrationLaunch: readQuantCalibration(root, `${QUANT_DIR}/calibration-quant-launch.json`),
     check: readQuantCheckLog(root, `${QUANT_DIR}/quant-check-partial.log`),
     prefetchTokens: readTokensCheck(root, 'reports/bench/prefetch-h200/check-offload-prefetch.json'),
+    predicted: readOffloadBench(root, `${PREDICTED_DIR}/predicted/bench.json`),
+    predictedGated: readOffloadBench(root, `${PREDICTED_DIR}/predicted-gated/bench.json`),
+    prefetchReplayTokens: readTokensCheck(root, `${PREDICTED_DIR}/check-replay/bench.json`),
     fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
