@@ -40,6 +40,8 @@ CudaBackend::CudaBackend(const ModelConfig& c, const ModelWeights& w, const Cuda
   if (o.device < 0 || o.device >= count) throw Error("device 'cuda': GPU " + std::to_string(o.device) + " does not exist");
   const char* env = std::getenv("MOE_CUDA_GRAPHS");
   if (env != nullptr && std::string(env) == "0") opt_.use_graphs = false;
+  const char* timing = std::getenv("MOE_TIME_EXPERT_LAUNCHES");
+  time_expert_launches_ = timing != nullptr && std::string(timing) == "1";
   CUDA_CHECK(cudaSetDevice(o.device));
   CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   CUBLAS_CHECK(cublasCreate(&cublas_));
@@ -126,6 +128,7 @@ CudaBackend::~CudaBackend() {
   cpu_exec_.reset();  // joins the CPU workers
   if (pool_) cudaStreamSynchronize(pool_->copy_stream());
   for (cudaEvent_t e : fill_done_) cudaEventDestroy(e);
+  for (cudaEvent_t e : launch_events_) cudaEventDestroy(e);
   if (copy_tail_) cudaEventDestroy(copy_tail_);
   delete w_;
   if (cublas_) cublasDestroy(cublas_);
@@ -403,6 +406,7 @@ bool CudaBackend::forward_impl(const StepBatch& b, float* logits, int32_t* token
   } else if (p.R == 0) {
     CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
+  collect_expert_launches();
   if (resident_now_) {
     end_resident_step(p.T);
     ++pool_->counters.resident_forwards;
@@ -415,6 +419,27 @@ bool CudaBackend::forward_impl(const StepBatch& b, float* logits, int32_t* token
   sample_device_used();
   length_ = new_length;
   return sampled;
+}
+
+void CudaBackend::mark_expert_launch() {
+  if (launch_events_used_ == launch_events_.size()) {
+    cudaEvent_t e = nullptr;
+    CUDA_CHECK(cudaEventCreate(&e));
+    launch_events_.push_back(e);
+  }
+  CUDA_CHECK(cudaEventRecord(launch_events_[launch_events_used_++], stream_));
+}
+
+void CudaBackend::collect_expert_launches() {
+  if (pool_ != nullptr) {
+    for (size_t i = 0; i + 1 < launch_events_used_; i += 2) {
+      float ms = 0;
+      CUDA_CHECK(cudaEventElapsedTime(&ms, launch_events_[i], launch_events_[i + 1]));
+      pool_->counters.decode_expert_gpu_ms += ms;
+      ++pool_->counters.decode_expert_launches;
+    }
+  }
+  launch_events_used_ = 0;
 }
 
 void CudaBackend::run_graph(const StepPlan& p, const StepInputs& in) {
@@ -476,6 +501,7 @@ std::string CudaBackend::device_info() const {
       << ",\"decodeForwardMs\":" << k.decode_forward_ms << ",\"decodeHostLayerMs\":" << k.decode_host_layer_ms
       << ",\"decodeLayerTails\":" << k.decode_layer_tails << ",\"decodeLayerHeadMs\":" << k.decode_layer_head_ms
       << ",\"decodeLayerTailMs\":" << k.decode_layer_tail_ms << ",\"residentForwards\":" << k.resident_forwards
+      << ",\"decodeExpertLaunches\":" << k.decode_expert_launches << ",\"decodeExpertGpuMs\":" << k.decode_expert_gpu_ms
       << ",\"prefetch\":" << prefetch_info() << "}";
   }
   o << "}";

@@ -253,6 +253,15 @@ class CudaBackend final : public Backend {
   bool decode_forward_ = false;
   cudaEvent_t copy_tail_ = nullptr;
   std::vector<cudaEvent_t> fill_done_;     // [moe layers] the layer's last background fills
+  // MOE_TIME_EXPERT_LAUNCHES=1, a diagnostic: CUDA events around a decode forward's routed-expert launches
+  // (each layer's resident and loaded launch), their GPU time summed at the forward's end into
+  // counters.decode_expert_gpu_ms, so the simulator's launch table can be compared with the kernels inside
+  // a step. Off by default (the events add host work).
+  bool time_expert_launches_ = false;
+  std::vector<cudaEvent_t> launch_events_;  // pairs: [2i] before launch i, [2i + 1] after it
+  size_t launch_events_used_ = 0;
+  void mark_expert_launch();      // records the next event of the current pair on the compute stream
+  void collect_expert_launches();  // after the forward's synchronisation: sums and resets the pairs
   std::vector<uint8_t> fill_pending_;
 
   // Resident steps (cuda_resident_step.cpp): per MoE layer the slot pointer tables ([3E] bf16 gate/up/down,

@@ -249,7 +249,11 @@ void CudaBackend::moe_offloaded(int l, int T) {
     }
   };
 
+  // MOE_TIME_EXPERT_LAUNCHES=1: events around the kernel launches only (a loaded launch's begins after its wait)
+  const bool timed = time_expert_launches_ && decode_forward_ && kernel_path;
+  if (timed && !P.resident.empty()) mark_expert_launch();
   compute(0, P.resident.data(), P.resident.size());
+  if (timed && !P.resident.empty()) mark_expert_launch();
   if (!P.late_slot.empty()) {
     // Slots whose previous occupant the resident launch just read: written after it.
     CUDA_CHECK(cudaEventRecord(X.resident_done(), stream_));
@@ -264,7 +268,9 @@ void CudaBackend::moe_offloaded(int l, int T) {
   issue_fills(mi);  // after the demand copies: the fetched misses are not queued behind them
   if (!P.loaded.empty()) {
     X.timed_wait(stream_, X.slots_done());
+    if (timed) mark_expert_launch();
     compute(1, P.loaded.data(), P.loaded.size());
+    if (timed) mark_expert_launch();
   }
   for (size_t i = 0; i < P.staged.size(); ++i) {
     const int b = static_cast<int>(i % static_cast<size_t>(S));

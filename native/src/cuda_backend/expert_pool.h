@@ -55,6 +55,10 @@ struct OffloadCounters {
   uint64_t decode_layer_tails = 0;
   double decode_layer_head_ms = 0;
   double decode_layer_tail_ms = 0;
+  // MOE_TIME_EXPERT_LAUNCHES=1 only (cuda_backend_impl.h): GPU time of the decode forwards' routed-expert
+  // launches (CUDA events around each), and how many launches
+  uint64_t decode_expert_launches = 0;
+  double decode_expert_gpu_ms = 0;
 };
 
 // Where each active expert of one layer step is computed from.

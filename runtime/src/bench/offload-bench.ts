@@ -132,6 +132,10 @@ export interface OffloadPointResult extends PointResult {
    *  (CPU experts' wait included) and the rest until the next layer's routing is on the host (ms) */
   layerHeadMs: number;
   layerTailMs: number;
+  /** MOE_TIME_EXPERT_LAUNCHES=1 runs only: the timed decode steps' routed-expert launches, GPU ms per step
+   *  (CUDA events around each resident and loaded launch) and launches per step; absent otherwise */
+  expertGpuMsPerStep?: number;
+  expertLaunchesPerStep?: number;
   /** the simulator's split of the same layers (null without a routing replay; absent in older files) */
   simLayerHeadMs?: number | null;
   simLayerTailMs?: number | null;
@@ -166,7 +170,7 @@ function sampleOf(log: ReturnType<Engine['takeMissLog']>, spec: NativeMissSpec):
   return { spec: { ...spec, gpuExpertMs: Array.from(spec.gpuExpertMs), cpuExpertMs: Array.from(spec.cpuExpertMs) }, rows: n, columns: cols };
 }
 
-type Counter = { [K in keyof OffloadStats]-?: OffloadStats[K] extends number ? K : never }[keyof OffloadStats];
+type Counter = { [K in keyof OffloadStats]-?: NonNullable<OffloadStats[K]> extends number ? K : never }[keyof OffloadStats];
 
 function diff(a: OffloadStats | null, b: OffloadStats | null, key: Counter): number {
   return (b?.[key] ?? 0) - (a?.[key] ?? 0);
@@ -346,6 +350,9 @@ export async function runOffloadGrid(
               stepOverheadMs: timedDecodes ? r.msPerToken.mean - diff(timedBefore, after, 'decodeForwardMs') / timedDecodes : 0,
               layerHeadMs: perTail(diff(timedBefore, after, 'decodeLayerHeadMs'), diff(timedBefore, after, 'decodeLayerTails')),
               layerTailMs: perTail(diff(timedBefore, after, 'decodeLayerTailMs'), diff(timedBefore, after, 'decodeLayerTails')),
+              ...(timedDecodes && diff(timedBefore, after, 'decodeExpertLaunches') > 0
+                ? { expertGpuMsPerStep: diff(timedBefore, after, 'decodeExpertGpuMs') / timedDecodes, expertLaunchesPerStep: diff(timedBefore, after, 'decodeExpertLaunches') / timedDecodes }
+                : {}),
               simLayerHeadMs: simSplit ? simSplit.head : null,
               simLayerTailMs: simSplit ? simSplit.tail : null,
               residentStepsOn: residentOn,

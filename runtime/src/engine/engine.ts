@@ -61,6 +61,10 @@ export interface OffloadStats {
   /** decode forwards that ran as resident steps (every routed expert in a slot; counted in decodeForwards,
    *  not in decodeHostLayerMs or the layer split; read as 0 when an addon built before them lacks it) */
   residentForwards: number;
+  /** MOE_TIME_EXPERT_LAUNCHES=1 only (a diagnostic; 0 otherwise or on an older addon): the GPU time of the
+   *  decode forwards' routed-expert launches (CUDA events around each resident and loaded launch), and how many */
+  decodeExpertLaunches?: number;
+  decodeExpertGpuMs?: number;
 }
 
 /** An error of the native engine (bad weights, a bug): rethrown here so it carries a JS stack. */
