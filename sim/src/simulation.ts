@@ -86,7 +86,7 @@ export interface SimResult {
    * With keepSteps: step s took ms[s]; its first token is position pos[s] of corpus sequence seq[s];
    * layerHeadMs / layerTailMs / layerTails: its MoE layers split as the runtime's counters split them (summed).
    */
-  perStep?: { ms: Float64Array; pos: Int32Array; seq: Int32Array; layerHeadMs: Float64Array; layerTailMs: Float64Array; layerTails: Int32Array; resident: Uint8Array };
+  perStep?: { ms: Float64Array; pos: Int32Array; seq: Int32Array; layerHeadMs: Float64Array; layerTailMs: Float64Array; layerTails: Int32Array; expertGpuMs: Float64Array; resident: Uint8Array };
 }
 
 export function validateSimConfig(c: SimConfig): void {
@@ -204,6 +204,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
       layerHeadMs: t.stepLayerHeadMs,
       layerTailMs: t.stepLayerTailMs,
       layerTails: t.stepLayerTails,
+      expertGpuMs: t.stepExpertGpuMs,
       resident: t.stepResident,
     };
   }

@@ -46,6 +46,8 @@ export interface BenchPrediction {
   layerTailMs: number;
   /** how many of those steps ran as resident steps (the bench's residentSteps) */
   residentSteps: number;
+  /** GPU time of routed-expert work per timed step (the bench's expertGpuMsPerStep when launches are timed) */
+  expertGpuMsPerStep: number;
 }
 
 /**
@@ -60,14 +62,15 @@ export function predictBenchPoint(lanes: LaneFill, s: BenchShape, config: Omit<S
   const result = runSimulation(lanes.replay.corpus, { decodeFrom, ...config, batch: s.batch, keepSteps: true });
   const steps = timedDecodeIndices(result, s);
   const per = result.perStep!;
-  let head = 0, tail = 0, n = 0, resident = 0;
+  let head = 0, tail = 0, n = 0, resident = 0, expert = 0;
   for (const i of steps) {
+    expert += per.expertGpuMs[i];
     head += per.layerHeadMs[i];
     tail += per.layerTailMs[i];
     n += per.layerTails[i];
     resident += per.resident[i];
   }
-  return { result, msPerToken: summarize(steps.map((i) => per.ms[i])), layerHeadMs: n ? head / n : 0, layerTailMs: n ? tail / n : 0, residentSteps: resident };
+  return { result, msPerToken: summarize(steps.map((i) => per.ms[i])), layerHeadMs: n ? head / n : 0, layerTailMs: n ? tail / n : 0, residentSteps: resident, expertGpuMsPerStep: steps.length ? expert / steps.length : 0 };
 }
 
 /** The profile with the run's CPU worker count (issue 12: the runtime's pool may differ from the profile's). */

@@ -39,6 +39,7 @@ export interface SimVsMeasuredRow {
   /** per decode MoE layer, measured (absent in files before the counters: null) and simulated: head and tail */
   layerHeadMs: { measured: number | null; simulated: number };
   layerTailMs: { measured: number | null; simulated: number };
+  expertGpuMsPerStep?: { measured: number; simulated: number };
 }
 
 /** A grid point as a bench.json records it: the fields that decide its simulation. */
@@ -79,7 +80,9 @@ export function simVsBench(benches: string[], profile: CostModel, replays: Routi
       const measured = p.msPerToken.mean;
       rows.push({ bench: file, dtype: p.expertDtype ?? 'bf16', cache: p.cache, policy: p.policy, miss: p.miss, fill: cpuFillName(p.cpuFill, p.cpuAdmit), prefetch: p.prefetch ?? 'none', batch: p.batch, prompt: p.prompt, measuredMs: measured, simulatedMs: Number(sim.toFixed(4)), error: Number((sim / measured - 1).toFixed(5)),
         layerHeadMs: { measured: typeof p.layerHeadMs === 'number' ? r4(p.layerHeadMs) : null, simulated: r4(pred.layerHeadMs) },
-        layerTailMs: { measured: typeof p.layerTailMs === 'number' ? r4(p.layerTailMs) : null, simulated: r4(pred.layerTailMs) } });
+        layerTailMs: { measured: typeof p.layerTailMs === 'number' ? r4(p.layerTailMs) : null, simulated: r4(pred.layerTailMs) },
+        // MOE_TIME_EXPERT_LAUNCHES=1 benches: the routed-expert launches' GPU time per step against the simulator's
+        ...(typeof p.expertGpuMsPerStep === 'number' ? { expertGpuMsPerStep: { measured: r4(p.expertGpuMsPerStep), simulated: r4(pred.expertGpuMsPerStep) } } : {}) });
     }
   }
   return rows;

@@ -107,6 +107,9 @@ export interface TimingResult {
   stepLayerHeadMs: Float64Array;
   stepLayerTailMs: Float64Array;
   stepLayerTails: Int32Array;
+  /** Per step, the GPU time of its routed-expert work (the launches' or per-expert durations; the runtime's
+   *  decodeExpertGpuMs under MOE_TIME_EXPERT_LAUNCHES=1 measures the launches' part). */
+  stepExpertGpuMs: Float64Array;
   /** 1 for the steps that ran as resident steps (TimingInput.residentSteps; no layer split is counted there) */
   stepResident: Uint8Array;
   busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number; /** host work the GPU waited for (host.*, gpu.eagerLayerOverheadMs) */ host: number };
@@ -228,7 +231,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     prefetch: { issued: 0, useful: 0, dropped: 0, needed: 0 },
     totalMs: 0, tokens: 0,
     stepMs: new Float64Array(S), stepTokens: new Int32Array(S),
-    stepLayerHeadMs: new Float64Array(S), stepLayerTailMs: new Float64Array(S), stepLayerTails: new Int32Array(S), stepResident: new Uint8Array(S),
+    stepLayerHeadMs: new Float64Array(S), stepLayerTailMs: new Float64Array(S), stepLayerTails: new Int32Array(S), stepExpertGpuMs: new Float64Array(S), stepResident: new Uint8Array(S),
     busyMs: { gpuNonExpert: 0, gpuExpert: 0, copy: 0, cpu: 0, host: 0 },
     events: 0,
   };
@@ -274,6 +277,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     gpuJob[id] = job;
     gpuJobExperts[id] = experts;
     if (job === JOB_EXPERT || job === JOB_CPU_JOIN) r.busyMs.gpuExpert += duration;
+    if (job === JOB_EXPERT) r.stepExpertGpuMs[step] += duration;
     else if (job === JOB_HOST_LAYER || job === JOB_HOST_STEP) r.busyMs.host += duration;
     else r.busyMs.gpuNonExpert += duration;
   };
