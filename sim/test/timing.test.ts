@@ -42,6 +42,9 @@ describe('timing model, worked by hand (C = 2, lru)', () => {
     // GPU busy: dense 4 + other 2 + head 2 + experts 2 = 10 of 12 ms -> per step 5 busy, 1 idle.
     expect(r.breakdown.gpuIdleMs).toBeCloseTo(1, 9);
     expect(r.breakdown.gpuNonExpertMs + r.breakdown.gpuExpertMs).toBeCloseTo(5, 9);
+    // per step, the experts' GPU time (two 0.5 ms experts each step)
+    const kept = runSimulation(corpus, { ...base, prefetch: 'none', miss: 'fetch', calibration: roundCosts(), keepSteps: true });
+    expect(Array.from(kept.perStep!.expertGpuMs)).toEqual([1, 1]);
   });
 
   it('cpu: misses run on the single CPU worker while their copy fills the slot in the background', () => {
