@@ -1,4 +1,4 @@
-// The in-line expert predictor (moe/offload/predictor_mlp.h): predictor/src/infer.ts in C++, value for value.
+// The in-line expert predictor (moe/offload/predictor_mlp.h): predictor/src/infer.ts in C++.
 #include "moe/offload/predictor_mlp.h"
 
 #include <algorithm>

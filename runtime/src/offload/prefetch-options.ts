@@ -11,8 +11,8 @@
  *              i + k for each row once layer i's routing is on the host, from the replayed routing; its time is
  *              counted there (cache stats prefetch.inferUs). The same predictions are also computed here, with
  *              the simulator's code (predictor/src/annotate.ts), into the replay's corpus, so that the
- *              simulator's prediction of the same run sees the same plan (the port computes the same float32
- *              values: runtime/test/offload/prefetch-twin.test.ts compares the decisions).
+ *              simulator's prediction of the same run sees the same plan (the port names the same experts:
+ *              runtime/test/offload/prefetch-twin.test.ts and prefetch-predicted-esft.test.ts compare the decisions).
  * The decisions (which expert goes into which slot) are the simulator's (native/include/moe/offload/prefetch.h).
  */
 import { BadInputError, UserError } from '../../../core/src/errors.js';

@@ -5,7 +5,7 @@
  * routing replay), next-gate (the model's own routing; the simulator reads the recorded gate_next
  * column, the runtime computes the same gate on the CPU engine) and predicted (the runtime runs its C++
  * port of the predictor in-line, the simulator reads predictions the TypeScript inference made beforehand:
- * equal decisions mean equal ids, value for value). The decisions do not depend on timing,
+ * equal decisions mean equal ids). The decisions do not depend on timing,
  * so the CPU engine (the controller without a GPU) checks them; the CUDA backend executes the same orders.
  */
 import { existsSync } from 'node:fs';

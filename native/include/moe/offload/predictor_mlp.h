@@ -2,10 +2,10 @@
 // The trained expert predictor (issue 12: `--prefetch predicted`) run inside the runtime: at MoE layer i,
 // once layer i's routing is on the host, it names the experts of layer i + lookahead for each row of the
 // forward. It is the C++ port of predictor/src/infer.ts (PredictorRuntime.predict) and of the feature
-// vector of predictor/src/features.ts (writeFeatures), and it computes the same float32 values: each sum
-// is formed in double and stored as float, as JavaScript does with a Float32Array, and the nonzero inputs
-// are visited in ascending order. So its ids equal the TypeScript reference's, which the simulator uses
-// (runtime/test/offload/prefetch-twin.test.ts compares the decisions).
+// vector of predictor/src/features.ts (writeFeatures): the nonzero inputs are visited in ascending order and
+// each sum is rounded to float as JavaScript's Float32Array stores it (predictor_mlp.cpp accumulate_row says
+// when a fused multiply-add could differ), so its ids equal the TypeScript reference's, which the simulator
+// uses (runtime/test/offload/prefetch-twin.test.ts and prefetch-predicted-esft.test.ts compare the decisions).
 //
 // Why the CPU, not the GPU: the decisions that consume the ids (the expert cache's prefetch) are made on the
 // host right after the routing arrives, and the MLP is small (one hidden layer of a few hundred units, a few
