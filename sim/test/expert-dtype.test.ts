@@ -61,6 +61,17 @@ describe('cost model per expert dtype', () => {
     expect(costModelForDtype(m, 'int4', 64).basis).toBe('measured');
   });
 
+  it("the eager-launch overhead: the entry's own when it has one (measured with its kernel), else bf16's", () => {
+    const m = withEntries();
+    m.gpu = { ...m.gpu, eagerLayerOverheadMs: [[1, 0.05], [16, 0.17]] };
+    m.byExpertDtype!.int4!.gpu.eagerLayerOverheadMs = [[1, 0.04], [16, 0.06]];
+    expect(calibrationProblems(m)).toEqual([]);
+    expect(new Costs(costModelForDtype(m, 'int4', 64).model).eagerLayerOverhead(16)).toBeCloseTo(0.06, 9);
+    expect(new Costs(costModelForDtype(m, 'int8').model).eagerLayerOverhead(16)).toBeCloseTo(0.17, 9);
+    m.byExpertDtype!.int4!.gpu.eagerLayerOverheadMs = [[1, -0.1]];
+    expect(calibrationProblems(m).join(' ')).toMatch(/byExpertDtype\.int4\.gpu\.eagerLayerOverheadMs/);
+  });
+
   it('no entry: bf16 curves and bytes scaled by the bytes ratio, measured false, a warning saying scaled, not measured', () => {
     const r = costModelForDtype(base, 'int4');
     const ratio = 4_866_048 / 17_301_504;

@@ -3,7 +3,7 @@
  * the profile's byExpertDtype section (sim/src/cost/calibration.ts). Copies need no new measurement: the
  * copy fit is linear in bytes, and the section's expertBytes (the blob's, from the layout) goes through it.
  * GPU: one expert of the dtype with n tokens, decode kernel up to gemvMaxRows rows and grouped above, as
- * for bf16. CPU: one expert of the dtype at the CPU configuration chosen for bf16 (workers x threads),
+ * for bf16; its multi-expert launches; and the eager launching's overhead of a layer with its decode kernel. CPU: one expert of the dtype at the CPU configuration chosen for bf16 (workers x threads),
  * which keeps the pool shape the runtime uses (it takes the profile's workers) and the measurement short.
  *
  * Native interface used (coded against, added with the quantized kernels): `new CudaCalibrator(config,
@@ -22,6 +22,7 @@ import type { NativeCalibrate } from './native.js';
 import type { CalibratePlan } from './plan.js';
 import { sampled, type RawCpuExpert, type RawGpuExpert } from './raw.js';
 import { launchPoints, measureLaunches, type RawLaunch } from './measure-launch.js';
+import { layerStepPoints, measureLayerSteps, type RawLayerStep } from './measure-layer-step.js';
 
 export interface RawDtype {
   dtype: string;
@@ -30,6 +31,8 @@ export interface RawDtype {
   gpu: RawGpuExpert[] | null;
   /** multi-expert launches of this dtype (null: not measured: --device cpu, or an addon without launchMs) */
   launches?: RawLaunch[] | null;
+  /** offloaded-style layer steps with this dtype's decode kernel, eager and as a graph (gpu.eagerLayerOverheadMs) */
+  layerSteps?: RawLayerStep[] | null;
   cpu: RawCpuExpert[];
   cpuIsa: string;
 }
@@ -40,7 +43,7 @@ export interface DtypeResult {
 }
 
 export function dtypeSteps(plan: CalibratePlan, gpu: boolean, routedExperts: number): number {
-  return plan.cpuTokens.length + (gpu ? plan.gpuExpertTokens.length + launchPoints(plan, routedExperts).length : 0);
+  return plan.cpuTokens.length + (gpu ? plan.gpuExpertTokens.length + launchPoints(plan, routedExperts).length + layerStepPoints(plan) : 0);
 }
 
 function checkDtype(what: string, cal: { expertDtype?: () => string }, f: ExpertFormat): void {
@@ -66,6 +69,7 @@ export function measureDtype(
   let gpuCurve: Array<[number, number]> | null = null;
   let gpuRaw: RawGpuExpert[] | null = null;
   let launches: RawLaunch[] | null = null;
+  let layerSteps: RawLayerStep[] | null = null;
   if (withGpu) {
     const cal = new native.CudaCalibrator(config, plan.gpuExpertPool, plan.layerCopies, f.dtype, f.group);
     try {
@@ -78,6 +82,9 @@ export function measureDtype(
       }
       gpuCurve = gpuRaw.map((e) => [e.tokens, Number(e.medianMs.toPrecision(4))]);
       launches = measureLaunches(cal, plan, config.n_routed_experts, progress);
+      // The eager launching's overhead with this dtype's expert kernel in the layer: how much of the host's
+      // launching the GPU waits for depends on how long the layer's kernels run (bf16's is not int4's).
+      layerSteps = measureLayerSteps(cal, plan, progress);
     } finally {
       cal.close();
     }
@@ -91,5 +98,5 @@ export function measureDtype(
     progress.tick();
   }
   const cpuCurve = cpuRaw.map((e) => [e.tokens, e.medianMs] as [number, number]);
-  return { gpuCurve, cpuCurve, raw: { dtype: f.dtype, group: f.group, expertBytes, gpu: gpuRaw, launches, cpu: cpuRaw, cpuIsa: cal.isa() } };
+  return { gpuCurve, cpuCurve, raw: { dtype: f.dtype, group: f.group, expertBytes, gpu: gpuRaw, launches, layerSteps, cpu: cpuRaw, cpuIsa: cal.isa() } };
 }

@@ -22,6 +22,7 @@ import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
 import { expertBlobBytes } from '../../../sim/src/cost/expert-layout.js';
 import type { ExpertFormat } from '../offload/gpu-budget.js';
 import { buildProfile } from './profile.js';
+import { eagerOverheadCurve, eagerOverheadSource } from './measure-layer-step.js';
 import { launchSource, launchTable } from './measure-launch.js';
 import { RAW_FORMAT, type RawDocument } from './raw.js';
 import { comparisonTable } from './table.js';
@@ -166,7 +167,18 @@ function addDtypeEntry(
   }
   sources[`byExpertDtype.${d}.cpu.expertMs`] = `measured by calibrate, one ${d} expert through the CPU quantized expert path (kernel ${raw.cpuIsa}) on ${cpu.threadsPerWorker} thread(s) while ${cpu.workers} run at once (bf16's choice)`;
   sources[`byExpertDtype.${d}.expertBytes`] = `computed: expert_layout(${d}${d === 'int4' ? `, group ${f.group}` : ''}) (sim/src/cost/expert-layout.ts, mirror of native/src/quant/expert_format.cpp)`;
-  (profile.byExpertDtype ??= {})[d] = { expertBytes: bytes, ...(d === 'int4' ? { group: f.group } : {}), gpu: { expertMs: gpuMs, ...(launch ? { launch } : {}) }, cpu: { expertMs: cpuCurve, workers: cpu.workers } };
+  let eager = raw.layerSteps?.length ? eagerOverheadCurve(raw.layerSteps) : undefined;
+  if (eager) sources[`byExpertDtype.${d}.gpu.eagerLayerOverheadMs`] = eagerOverheadSource(`measured by calibrate on ${where} with the ${d} decode expert kernel`, raw.layerSteps!, plan);
+  else if (!gpuCurve && base?.model.byExpertDtype?.[d]?.gpu.eagerLayerOverheadMs && costModelForDtype(base.model, d, f.group).basis === 'measured') {
+    eager = base.model.byExpertDtype[d]!.gpu.eagerLayerOverheadMs;
+    sources[`byExpertDtype.${d}.gpu.eagerLayerOverheadMs`] = `not measured (--cpu-only): taken from ${base.file}'s measured entry`;
+  }
+  (profile.byExpertDtype ??= {})[d] = {
+    expertBytes: bytes,
+    ...(d === 'int4' ? { group: f.group } : {}),
+    gpu: { expertMs: gpuMs, ...(launch ? { launch } : {}), ...(eager ? { eagerLayerOverheadMs: eager } : {}) },
+    cpu: { expertMs: cpuCurve, workers: cpu.workers },
+  };
 }
 
 /** JSON with each [tokens, ms] pair on one line, as the shipped profiles are written. */

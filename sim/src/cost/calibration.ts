@@ -112,7 +112,8 @@ export interface ExpertDtypeProfile {
   expertBytes: number;
   /** int4: inputs per group the figures were measured with */
   group?: number;
-  gpu: { expertMs: TokenCurve; launch?: LaunchTable };
+  /** eagerLayerOverheadMs: gpu.eagerLayerOverheadMs measured with this dtype's decode kernel in the layer */
+  gpu: { expertMs: TokenCurve; launch?: LaunchTable; eagerLayerOverheadMs?: TokenCurve };
   cpu: { expertMs: TokenCurve; workers?: number };
 }
 
@@ -298,6 +299,7 @@ export function calibrationProblems(x: unknown): string[] {
           else {
             curve(e.gpu!.expertMs, `${at}.gpu.expertMs`);
             if (e.gpu!.launch !== undefined) launchTable(e.gpu!.launch, `${at}.gpu.launch`);
+            if (e.gpu!.eagerLayerOverheadMs !== undefined) curve(e.gpu!.eagerLayerOverheadMs, `${at}.gpu.eagerLayerOverheadMs`);
           }
           if (!isObject(e.cpu)) p.push(`${at}.cpu must be an object {expertMs, workers?}`);
           else {
