@@ -5,6 +5,8 @@
  * Beside it the batch x prompt grids measured with the same runtime (LATEST_GRID_DIRS), summarised per
  * configuration by how many of their points the simulator predicts within 10%.
  */
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { table } from './experiments.js';
 import { listDir, readOffloadBench, type OffloadPoint } from './quant-sources.js';
 
@@ -20,6 +22,21 @@ export interface BenchSet {
 
 export interface LatestRun extends BenchSet {
   grids: BenchSet[];
+  /** the quantized points re-simulated with the per-dtype eager-launch profile (DTYPE_EAGER_FILES) */
+  dtypeEager: { profile: string; files: string[]; rows: { dtype: string; error: number }[] } | null;
+}
+
+/** sim-vs-bench of the quantized points with sim/calibration/h200-offload-2026-12-04-dtype-eager.json */
+export const DTYPE_EAGER_FILES = [
+  'reports/bench/must-show-h200-2026-12-04/sim-vs-measured-dtype-eager.json',
+  'reports/bench/quant-grid-h200-2026-12-04/sim-vs-measured-dtype-eager.json',
+  'reports/bench/int4-samecall-h200-2026-12-04/sim-vs-measured-dtype-eager.json',
+];
+
+function readDtypeEager(root: string): LatestRun['dtypeEager'] {
+  const docs = DTYPE_EAGER_FILES.filter((f) => existsSync(join(root, f))).map((f) => ({ f, d: JSON.parse(readFileSync(join(root, f), 'utf8')) as { profile: string; rows: { dtype: string; error: number }[] } }));
+  if (docs.length === 0) return null;
+  return { profile: docs[0].d.profile, files: docs.map((x) => x.f), rows: docs.flatMap((x) => x.d.rows.filter((r) => r.dtype !== 'bf16')) };
 }
 
 function readBenchSet(root: string, dir: string): BenchSet | null {
@@ -32,7 +49,7 @@ function readBenchSet(root: string, dir: string): BenchSet | null {
 export function readLatestRun(root: string): LatestRun | null {
   const run = readBenchSet(root, LATEST_RUN_DIR);
   if (!run) return null;
-  return { ...run, grids: LATEST_GRID_DIRS.map((d) => readBenchSet(root, d)).filter((g) => g !== null) };
+  return { ...run, grids: LATEST_GRID_DIRS.map((d) => readBenchSet(root, d)).filter((g) => g !== null), dtypeEager: readDtypeEager(root) };
 }
 
 const simError = (p: OffloadPoint) => (p.simMs === null ? null : p.simMs / p.ms.mean - 1);
@@ -111,5 +128,20 @@ export function latestRunSection(r: LatestRun | null): string[] {
           '',
         ]
       : []),
+    ...dtypeEagerParagraph(r),
+  ];
+}
+
+/** The quantized points again with each format's own eager-launch overhead (calibrate's, as a ratio to bf16). */
+function dtypeEagerParagraph(r: LatestRun): string[] {
+  const e = r.dtypeEager;
+  if (!e) return [];
+  const per = ['int8', 'int4'].map((d) => {
+    const rows = e.rows.filter((x) => x.dtype === d);
+    return rows.length ? `${d} ${rows.filter((x) => Math.abs(x.error) <= 0.1).length} of ${rows.length} (largest ${(100 * Math.max(...rows.map((x) => Math.abs(x.error)))).toFixed(1)}%)` : null;
+  }).filter((x) => x !== null);
+  return [
+    `The quantized points of these runs (and of \`reports/bench/int4-samecall-h200-2026-12-04/\`, the int4 grid on another machine) re-simulated with \`${e.profile}\`, the same profile but with each format's eager-launch overhead measured with its own decode kernel (\`calibrate --expert-dtype\`, carried over as a ratio to bf16; the bf16 curve over-charged int4 layers at batch 8-16, where their long kernels hide the host's launching): within 10% at ${per.join(', ')} (${e.files.map((f) => `\`${f}\``).join(', ')}).`,
+    '',
   ];
 }

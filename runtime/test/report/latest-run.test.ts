@@ -9,7 +9,7 @@ const pt = (dtype: string, batch: number, ms: number, simMs: number | null): Off
 });
 
 describe('latest run', () => {
-  const run: LatestRun = { dir: 'reports/bench/x', files: ['reports/bench/x/a/bench.json'], device: 'NVIDIA H200', points: [pt('bf16', 1, 20, 21), pt('bf16', 1, 18, 30), pt('bf16', 16, 100, 100), pt('int4', 1, 3.5, 3.6), pt('int4', 16, 10, null)], grids: [] };
+  const run: LatestRun = { dir: 'reports/bench/x', files: ['reports/bench/x/a/bench.json'], device: 'NVIDIA H200', points: [pt('bf16', 1, 20, 21), pt('bf16', 1, 18, 30), pt('bf16', 16, 100, 100), pt('int4', 1, 3.5, 3.6), pt('int4', 16, 10, null)], grids: [], dtypeEager: null };
   it('summarises the best batch-1 ms/token and batch-16 tokens/s per dtype', () => {
     const s = latestRunSummary(run)!;
     expect(s.en).toContain('(bf16 / int4) 18.00 / 3.50 ms per output token');
@@ -34,5 +34,12 @@ describe('latest run', () => {
     expect(gridAgreementGap({ ...withGrid, grids: [{ ...grid, points: grid.points.slice(0, 1) }] })).toBeNull();
     expect(gridAgreementGap(run)).toBeNull();
     expect(latestRunSection(withGrid).join('\n')).toContain('| bf16 19 slots, fetch, prefetch none | 2 | 1 | 15.0% | `reports/bench/g/` |');
+  });
+  it('counts the quantized points re-simulated with the per-dtype eager profile', () => {
+    const dtypeEager = { profile: 'sim/calibration/p.json', files: ['reports/bench/x/sim-vs-measured-dtype-eager.json'], rows: [{ dtype: 'int8', error: 0.05 }, { dtype: 'int8', error: -0.12 }, { dtype: 'int4', error: 0.09 }] };
+    const md = latestRunSection({ ...run, dtypeEager }).join('\n');
+    expect(md).toContain('within 10% at int8 1 of 2 (largest 12.0%), int4 1 of 1 (largest 9.0%)');
+    expect(md).toContain('`sim/calibration/p.json`');
+    expect(latestRunSection(run).join('\n')).not.toContain('eager-launch overhead');
   });
 });
