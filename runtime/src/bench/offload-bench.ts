@@ -288,7 +288,7 @@ export async function runOffloadGrid(
                 ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
                 // predicted: the in-line predictor's time per prediction as this run measured it (a host cost of
                 // the predictor the profile does not hold; a small share: see the point's inferMsPerTokenLayer)
-                ...(pf.name === 'predicted' && stats.prefetch?.inferPredictions ? { predictorMs: (stats.prefetch.inferUs ?? 0) / stats.prefetch.inferPredictions / 1000 } : {}),
+                ...(pf.name === 'predicted' && inferMsPerPrediction(stats.prefetch) !== null ? { predictorMs: inferMsPerPrediction(stats.prefetch)! } : {}),
               });
               simResident = t.residentSteps;
               // With prefetch, or with CPU misses left out of the cache (--cpu-fill none), the cache's hits are the
@@ -392,6 +392,11 @@ export async function runOffloadGrid(
   return out;
 }
 
+/** predicted: the in-line predictor's mean time per (token, layer) decode prediction, ms (warm-up and timed runs together); null without one. */
+function inferMsPerPrediction(d: NativeCacheStats['prefetch']): number | null {
+  return d?.inferPredictions ? (d.inferUs ?? 0) / d.inferPredictions / 1000 : null;
+}
+
 type PrefetchDevice = { wastedBytes?: number; lateHits?: number; promoted?: number; cancelled?: number };
 function prefetchStatsOf(
   d: NativeCacheStats['prefetch'],
@@ -407,8 +412,7 @@ function prefetchStatsOf(
     ...prefetchPrecisionRecall(d),
     wastedBytes: dd('wastedBytes'), lateHits: dd('lateHits'), promoted: dd('promoted'), cancelled: dd('cancelled'),
     simPrecision: sim?.precision ?? null, simRecall: sim?.recall ?? null, simIssued: sim?.issued ?? null,
-    // predicted: the in-line predictor's mean time per (token, layer) prediction, warm-up and timed runs together
-    inferMsPerTokenLayer: d.inferPredictions ? (d.inferUs ?? 0) / d.inferPredictions / 1000 : null,
+    inferMsPerTokenLayer: inferMsPerPrediction(d),
     inferInline: true,
   };
 }

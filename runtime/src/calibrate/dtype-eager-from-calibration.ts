@@ -14,11 +14,12 @@
  */
 import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
 import { interpolate } from '../../../sim/src/cost/cost-model.js';
+import { EXPERT_DTYPES } from '../../../sim/src/cost/expert-layout.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
 
-const DTYPES = ['int8', 'int4'] as const;
+const DTYPES = EXPERT_DTYPES.filter((d) => d !== 'bf16');
 
 /** `base` with each quantized entry of `base` that `cal` measured an eager curve for given base bf16 x the ratio. */
 export function withDtypeEager(base: CostModel, cal: CostModel, calFile = 'the calibration'): CostModel {

@@ -5,9 +5,8 @@
  * Beside it the batch x prompt grids measured with the same runtime (LATEST_GRID_DIRS), summarised per
  * configuration by how many of their points the simulator predicts within 10%.
  */
-import { existsSync, readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { table } from './experiments.js';
+import { json } from './read-json.js';
 import { listDir, readOffloadBench, type OffloadPoint } from './quant-sources.js';
 
 export const LATEST_RUN_DIR = 'reports/bench/must-show-h200-2026-12-04';
@@ -34,7 +33,8 @@ export const DTYPE_EAGER_FILES = [
 ];
 
 function readDtypeEager(root: string): LatestRun['dtypeEager'] {
-  const docs = DTYPE_EAGER_FILES.filter((f) => existsSync(join(root, f))).map((f) => ({ f, d: JSON.parse(readFileSync(join(root, f), 'utf8')) as { profile: string; rows: { dtype: string; error: number }[] } }));
+  const docs = DTYPE_EAGER_FILES.map((f) => ({ f, d: json<{ profile: string; rows: { dtype: string; error: number }[] }>(root, f) }))
+    .filter((x): x is { f: string; d: NonNullable<typeof x.d> } => x.d !== null);
   if (docs.length === 0) return null;
   return { profile: docs[0].d.profile, files: docs.map((x) => x.f), rows: docs.flatMap((x) => x.d.rows.filter((r) => r.dtype !== 'bf16')) };
 }
