@@ -19,6 +19,7 @@ import { requireRegularFile } from '../../runtime/src/model/regular-file.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
 import { expertDtypeListFromCli, missGridFromCli, prefetchGridFromCli } from '../../runtime/src/engine/cli-options.js';
+import { CPU_ROUNDINGS } from '../../runtime/src/offload/miss-options.js';
 import { checkExpertsOnly, quantCheckTable, type QuantCheck } from '../../runtime/src/bench/quant-check.js';
 import { hostName, writeExpertErrorChart } from '../../runtime/src/bench/expert-fidelity.js';
 import { openCheckpoint } from '../../runtime/src/model/checkpoint.js';
@@ -60,6 +61,7 @@ interface BenchCliOptions {
   cpuThreads?: string;
   cpuSpinUs?: string;
   cpuFill: string;
+  cpuRounding?: string;
   calibration?: string;
   routing?: string;
   checkOffload?: boolean;
@@ -93,7 +95,7 @@ const RUN_OPTIONS = [
   '--model', '--device', '--threads', '--batch', '--prompt', '--new-tokens', '--repeats', '--warmup', '--seed', '--baseline', '--check',
   '--check-sequences', '--check-length', '--check-prefill', '--check-fp32', '--python', '--cache', '--policy', '--gpu-memory', '--routing',
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
-  '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--check-miss',
+  '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--cpu-rounding', '--calibration', '--check-miss',
   '--prefetch', '--predictor', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
   '--expert-dtype', '--expert-group', '--check-quant', '--check-quant-rows', '--resident-steps', '--sample-on',
 ];
@@ -141,6 +143,7 @@ export function register(program: Command): void {
     .option('--cpu-threads <n>', 'offload mode, --miss cpu/hybrid: threads per CPU worker (default: the machine\'s threads / workers)')
     .option('--cpu-fill <list>', 'offload mode, --miss cpu/hybrid: what becomes of a miss computed on the CPU: admitted and filled by a background copy, admitted and copied when the GPU needs it, or not admitted (comma-separated: background, lazy, none; a grid dimension; default none)', 'none')
     .option('--cpu-spin-us <us>', 'offload mode, --miss cpu/hybrid: idle CPU threads poll this long for the next layer before sleeping (default 2000)')
+    .option('--cpu-rounding <how>', 'offload mode and --check-miss, --miss cpu/hybrid, bf16 experts: fast (the dpbf16 kernel, the default) or gpu-order (rounds exactly as the GPU\'s decode kernel: CPU-computed misses change no logit; needs AVX-512BW)')
     .option('--calibration <file>', 'offload mode: cost model of the hybrid rule and of the simulated column (default: sim/calibration/h200-measured.json)')
     .option('--resident-steps <on|off>', 'offload mode: decode steps with every routed expert cached run as resident steps, without the per-layer routing round trip to the host (on, default); off keeps the per-layer path in the runtime and the simulated column, to measure the difference')
     .option('--sample-on <device|host>', 'offload mode: where greedy tokens are sampled: device (default: on CUDA only the tokens come back) or host (every step\'s logits copied to the host and sampled there, the path before device sampling), to measure the difference')
@@ -183,6 +186,7 @@ export function register(program: Command): void {
         { option: '--check-offload-tokens', applies: !!o.checkOffload, needs: 'with --check-offload' },
         { option: '--force', applies: o.out !== undefined, needs: 'with --out' },
         { option: '--predictor', applies: offloadMode || checkReplay, needs: 'with --cache (offload mode), or --check-offload-prefetch predicted' },
+        { option: '--cpu-rounding', applies: offloadMode || o.checkMiss !== undefined, needs: 'with --cache (offload mode) or --check-miss' },
         ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
         ...['--batch', '--prompt', '--new-tokens', '--repeats', '--warmup'].map((f) => ({ option: f, applies: !checkOnly, needs: 'by the timing grid, which --check-offload / --check-miss alone do not run (add --cache for both)' })),
       ]);
@@ -232,7 +236,9 @@ export function register(program: Command): void {
           }
         : null;
       if (o.checkMiss !== undefined && device !== 'cuda') throw new UserError('option --check-miss: needs --device cuda');
-      const checkMiss = o.checkMiss === undefined ? null : { misses: parseChoiceListOption('--check-miss', o.checkMiss, ['cpu', 'hybrid'] as const), cache: 16, newTokens: 24 };
+      const checkMiss = o.checkMiss === undefined
+        ? null
+        : { misses: parseChoiceListOption('--check-miss', o.checkMiss, ['cpu', 'hybrid'] as const), cache: 16, newTokens: 24, rounding: parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS) };
       if (offload?.caches === 'fit' && offload.gpuMemory === null) throw new UserError('option --cache fit: needs --gpu-memory (the budget the slots are sized by)');
       const checkQuant = o.checkQuant === undefined
         ? null
@@ -334,7 +340,7 @@ function render(doc: BenchDocument): string {
   }
   if (doc.cpuMissCheck) {
     const c = doc.cpuMissCheck;
-    sections.push('', `Misses computed on the CPU against all-resident logits (cache ${c.cache}, ${c.newTokens} tokens, greedy; top-1 compared while the tokens so far agree): ${c.pass ? 'pass' : 'FAIL'}`, '',
+    sections.push('', `Misses computed on the CPU (rounding ${c.rounding ?? 'fast'}${c.rounding === 'gpu-order' ? ': tokens must be identical' : ''}) against all-resident logits (cache ${c.cache}, ${c.newTokens} tokens, greedy; top-1 compared while the tokens so far agree): ${c.pass ? 'pass' : 'FAIL'}`, '',
       '| miss | fill | batch | CPU experts | top-1 where gap >= 0.1 | top-1 overall | max relative logit error | tokens | flipped confident positions (sequence/step: gap) |', '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',
       ...[...c.cases, ...(c.control ? [{ ...c.control, miss: 'control', fill: '-', cpuExperts: 0 }] : [])].map((x) => `| ${x.miss} | ${x.fill} | ${x.label} | ${x.cpuExperts} | ${x.confidentAgree}/${x.confident} | ${x.agree}/${x.steps} | ${x.maxRelLogitError.toExponential(2)} | ${x.identicalTokens ? 'identical' : 'diverge'} | ${x.flips.map((f) => `${f.sequence}/${f.step}: ${f.gap}`).join(', ') || '-'} |`));
     if (c.control) sections.push('', `control: ${c.control.label}, against the batch-16 reference (the engine's own rounding noise on the same measure; not part of pass/FAIL)`);

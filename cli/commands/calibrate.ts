@@ -5,6 +5,7 @@ import { rawPathFor, runCalibrate, type CalibrateOptions } from '../../runtime/s
 import { UserError } from '../../core/src/errors.js';
 import { checkOutputFile } from '../../core/src/output-path.js';
 import { defaultDevice } from '../../runtime/src/engine/devices.js';
+import { CPU_ROUNDINGS } from '../../runtime/src/offload/miss-options.js';
 import { parseChoiceOption, parseIntListOption } from '../../core/src/options.js';
 import { expertDtypeListFromCli } from '../../runtime/src/engine/cli-options.js';
 
@@ -22,6 +23,7 @@ interface CalibrateCliOptions {
   quiet?: boolean;
   expertDtype?: string;
   expertGroup?: string;
+  cpuRounding?: string;
 }
 
 /** Checks the options before anything is measured; every refusal names the option. */
@@ -63,6 +65,7 @@ export function parseCalibrateOptions(o: CalibrateCliOptions, command: string): 
     quiet: !!o.quiet,
     command,
     expertFormats,
+    cpuRounding: o.cpuRounding === undefined ? undefined : parseChoiceOption('--cpu-rounding', o.cpuRounding, CPU_ROUNDINGS),
   };
 }
 
@@ -82,6 +85,7 @@ export function register(program: Command): void {
     .option('--name <name>', "the profile's name (default: the --out file name)")
     .option('--expert-dtype <list>', 'expert formats to measure (comma-separated: bf16, int8, int4); bf16 is always measured (the top-level figures), each other gets a byExpertDtype entry (GPU and CPU expert times of the quantized kernels)', 'bf16')
     .option('--expert-group <n>', 'with int4: inputs per group (default 64)')
+    .option('--cpu-rounding <how>', 'the bf16 CPU expert kernel the CPU curves are measured with, as the runtime\'s --cpu-rounding: fast (default) or gpu-order')
     .option('--quiet', 'no progress and no table')
     .action((opts: CalibrateCliOptions) => {
       const o = parseCalibrateOptions(opts, ['moe-offload', ...process.argv.slice(2)].join(' '));

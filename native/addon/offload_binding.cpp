@@ -120,6 +120,7 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
     p.threads_per_worker = m.Get("threadsPerWorker").As<Napi::Number>().Int32Value();
     p.log = m.Get("log").ToBoolean();
     if (m.Get("spinUs").IsNumber()) p.spin_us = m.Get("spinUs").As<Napi::Number>().Int32Value();
+    if (m.Get("rounding").IsString()) p.rounding = moe::offload::parse_cpu_expert_rounding(m.Get("rounding").As<Napi::String>().Utf8Value());
     if (m.Get("fill").IsBoolean()) p.fill = m.Get("fill").As<Napi::Boolean>().Value();
     if (m.Get("admit").IsBoolean()) p.admit = m.Get("admit").As<Napi::Boolean>().Value();
     p.costs.copy_ms = m.Get("copyMs").As<Napi::Number>().DoubleValue();

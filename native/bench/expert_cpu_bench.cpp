@@ -8,7 +8,7 @@
 // table of the dtypes at the largest thread count, and writes JSON.
 //
 //   expert_cpu_bench --json out.json [--dtype bf16,int8,int4] [--group 64] [--max-threads 16] [--pool 48]
-//                    [--min-seconds 0.3] [--kernels avx512bf16,avx512,avx2,scalar]
+//                    [--min-seconds 0.3] [--kernels gpu-order,avx512bf16,avx512,avx2,scalar]
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -128,11 +128,22 @@ int main(int argc, char** argv) {
     }
 
     const std::string kernels_arg = arg(argc, argv, "--kernels", "");
-    std::vector<LinearIsa> kernels;
+    // gpu-order: mlp_forward_gpu_order's AVX-512 version (bf16 only), the kernel the CUDA runtime computes
+    // bf16 misses with (it rounds as the GPU's decode kernel); the others are mlp_forward's ISAs.
+    struct Kernel {
+      std::string name;
+      LinearIsa isa;
+      bool gpu_order;
+    };
+    std::vector<Kernel> kernels;
+    auto wanted = [&](const std::string& name) {
+      bool w = kernels_arg.empty();
+      for (const std::string& k : split(kernels_arg)) w = w || k == name;
+      return w;
+    };
+    if (gpu_order_vectorized() && wanted("gpu-order")) kernels.push_back({"gpu-order", LinearIsa::Avx512, true});
     for (LinearIsa isa : {LinearIsa::Avx512Bf16, LinearIsa::Avx512, LinearIsa::Avx2, LinearIsa::Scalar}) {
-      bool wanted = kernels_arg.empty();
-      for (const std::string& k : split(kernels_arg)) wanted = wanted || k == linear_isa_name(isa);
-      if (isa_supported(isa) && wanted) kernels.push_back(isa);
+      if (isa_supported(isa) && wanted(linear_isa_name(isa))) kernels.push_back({linear_isa_name(isa), isa, false});
     }
     if (kernels.empty()) throw std::runtime_error("--kernels: none of '" + kernels_arg + "' runs on this CPU");
     std::vector<int> thread_counts;
@@ -144,7 +155,9 @@ int main(int argc, char** argv) {
     for (const DtypePool& dp : pools) {
       const bool bf16 = dp.layout.dtype == quant::ExpertDType::BF16;
       const char* dname = quant::expert_dtype_name(dp.layout.dtype);
-      for (LinearIsa isa : kernels) {
+      for (const Kernel& kernel : kernels) {
+        if (kernel.gpu_order && !bf16) continue;
+        const LinearIsa isa = kernel.isa;
         for (int threads : thread_counts) {
           ThreadPool pool(threads);
           for (int tokens : {1, 4, 16}) {
@@ -152,7 +165,8 @@ int main(int argc, char** argv) {
             for (size_t i = 0; i < x.size(); ++i) x[i] = (static_cast<float>(i % 97) - 48.f) * 0.01f;
             FfnScratch scratch;
             auto run = [&](size_t e) {
-              if (bf16) mlp_forward(x.data(), tokens, experts[e].w, y.data(), false, 1.f, &pool, scratch, isa);
+              if (kernel.gpu_order) mlp_forward_gpu_order(x.data(), tokens, experts[e].w, y.data(), false, 1.f, &pool, scratch, true);
+              else if (bf16) mlp_forward(x.data(), tokens, experts[e].w, y.data(), false, 1.f, &pool, scratch, isa);
               else quant::expert_ffn_q_forward(x.data(), tokens, dp.layout, dp.blob(e), y.data(), false, 1.f, &pool, scratch, isa);
             };
             for (const char* mode : {"hot", "cold"}) {
@@ -169,7 +183,7 @@ int main(int argc, char** argv) {
                 if (ms.size() > 20000) break;
               }
               std::sort(ms.begin(), ms.end());
-              Result r{dname, linear_isa_name(isa), mode, tokens, threads, static_cast<int>(ms.size()), ms[ms.size() / 2], ms[0], 0};
+              Result r{dname, kernel.name, mode, tokens, threads, static_cast<int>(ms.size()), ms[ms.size() / 2], ms[0], 0};
               r.gbps = static_cast<double>(dp.layout.bytes) / (r.median_ms * 1e-3) / 1e9;
               results.push_back(r);
               std::printf("%-5s %-11s %-5s %6d %7d %10.3f %10.3f %9.1f\n", dname, r.kernel.c_str(), mode, tokens, threads, r.median_ms, r.min_ms,
@@ -184,14 +198,14 @@ int main(int argc, char** argv) {
     std::printf("\nmedian ms per expert at %d threads (x: speed-up over bf16)\n%-11s %-5s %6s", max_threads, "kernel", "mode", "tokens");
     for (const DtypePool& dp : pools) std::printf(" %9s", quant::expert_dtype_name(dp.layout.dtype));
     std::printf("\n");
-    for (LinearIsa isa : kernels) {
+    for (const Kernel& kernel : kernels) {
       for (const char* mode : {"hot", "cold"}) {
         for (int tokens : {1, 4, 16}) {
-          std::printf("%-11s %-5s %6d", linear_isa_name(isa), mode, tokens);
+          std::printf("%-11s %-5s %6d", kernel.name.c_str(), mode, tokens);
           double base = 0;
           for (const DtypePool& dp : pools) {
             for (const Result& r : results) {
-              if (r.dtype == quant::expert_dtype_name(dp.layout.dtype) && r.kernel == linear_isa_name(isa) && r.mode == mode &&
+              if (r.dtype == quant::expert_dtype_name(dp.layout.dtype) && r.kernel == kernel.name && r.mode == mode &&
                   r.tokens == tokens && r.threads == max_threads) {
                 if (dp.layout.dtype == quant::ExpertDType::BF16) base = r.median_ms;
                 if (base > 0 && dp.layout.dtype != quant::ExpertDType::BF16) std::printf(" %6.3f %4.1fx", r.median_ms, base / r.median_ms);

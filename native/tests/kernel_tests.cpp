@@ -474,10 +474,93 @@ void test_weight_store() {
 
 }  // namespace
 
+// The GPU-order expert (mlp_forward_gpu_order): the AVX-512 version gives the scalar reference's bits
+// (the reference's own agreement with the CUDA decode kernel is tests/cuda/tests_ffn.cu's), both are the FFN
+// within bf16 tolerance of an fp64 reference (h rounded to bf16, as the GPU does), and bad shapes are refused.
+// Shapes: DeepSeek-V2-Lite's (2048 x 1408: the last down round covers 16 of 32 lanes) and a small one whose
+// last round covers 8 lanes; token counts across the accumulator block of 64.
+void test_mlp_gpu_order() {
+  std::printf("mlp_forward_gpu_order (routed expert in the CUDA decode kernel's rounding)\n");
+  Lcg rng(11);
+  ThreadPool pool(3);
+  struct Shape { int H, F; std::vector<int> tokens; };
+  for (const Shape& sh : {Shape{512, 328, {1, 3, 70}}, Shape{2048, 1408, {1, 5}}}) {
+    const int H = sh.H, F = sh.F;
+    Bf16Matrix g(F, H, rng, 0.05f), u(F, H, rng, 0.05f), d(H, F, rng, 0.05f);
+    MlpWeights w;
+    w.gate = g.view;
+    w.up = u.view;
+    w.down = d.view;
+    for (int T : sh.tokens) {
+      const std::string what = "gpu-order H=" + std::to_string(H) + " F=" + std::to_string(F) + " T=" + std::to_string(T);
+      std::vector<float> x = random_vec(static_cast<size_t>(T) * H, rng);
+      for (float& v : x) v = bf16_to_f32(f32_to_bf16(v));
+      FfnScratch s1, s2;
+      std::vector<float> ys(static_cast<size_t>(T) * H, 7.f), yv(ys.size(), 9.f);
+      mlp_forward_gpu_order(x.data(), T, w, ys.data(), false, 1.f, &pool, s1, false);
+      if (gpu_order_vectorized()) {
+        mlp_forward_gpu_order(x.data(), T, w, yv.data(), false, 1.f, &pool, s2, true);
+        size_t differ = 0;
+        for (size_t i = 0; i < ys.size(); ++i) differ += ys[i] != yv[i];
+        expect(differ == 0, what + ": AVX-512 equals the scalar reference bit for bit (" + std::to_string(differ) + " of " + std::to_string(ys.size()) + " differ)");
+      } else if (T == 1) {
+        std::printf("  skipped: the AVX-512 version (this CPU lacks AVX-512BW)\n");
+      }
+      std::vector<double> ref(static_cast<size_t>(T) * H);
+      for (int t = 0; t < T; ++t) {
+        std::vector<double> hmid(F);
+        for (int f = 0; f < F; ++f) {
+          double a = 0, b = 0;
+          for (int k = 0; k < H; ++k) {
+            const double xv = x[static_cast<size_t>(t) * H + k];
+            a += xv * matrix_at(w.gate, f, k);
+            b += xv * matrix_at(w.up, f, k);
+          }
+          hmid[f] = bf16_to_f32(f32_to_bf16(static_cast<float>(a / (1.0 + std::exp(-a)) * b)));
+        }
+        for (int o = 0; o < H; ++o) {
+          double acc = 0;
+          for (int f = 0; f < F; ++f) acc += hmid[f] * matrix_at(w.down, o, f);
+          ref[static_cast<size_t>(t) * H + o] = acc;
+        }
+      }
+      // h is rounded to bf16 on both sides; an fp32 gate or up near a rounding boundary may round the other way.
+      close_all(what + " against fp64", ys.data(), ref.data(), ref.size(), 2e-3, 2e-2);
+    }
+    // accumulate and scale, as mlp_forward: out += 0.5 * ffn(x)
+    std::vector<float> x = random_vec(static_cast<size_t>(2) * H, rng), y1(static_cast<size_t>(2) * H), acc(y1.size(), 1.f);
+    FfnScratch s;
+    mlp_forward_gpu_order(x.data(), 2, w, y1.data(), false, 1.f, &pool, s, false);
+    mlp_forward_gpu_order(x.data(), 2, w, acc.data(), true, 0.5f, &pool, s, false);
+    std::vector<double> want(y1.size());
+    for (size_t i = 0; i < want.size(); ++i) want[i] = 1.0 + 0.5 * static_cast<double>(y1[i]);
+    close_all("gpu-order accumulate", acc.data(), want.data(), want.size(), 1e-6, 1e-6);
+  }
+  // SiLU: within a few ulp of the exact value over the range the kernel sees.
+  {
+    double worst = 0;
+    for (int i = -20000; i <= 20000; ++i) {
+      const float gv = static_cast<float>(i) * 1e-3f;
+      const double exact = gv / (1.0 + std::exp(-static_cast<double>(gv)));
+      if (exact != 0) worst = std::max(worst, std::fabs(gpu_order_silu(gv) - exact) / std::fabs(exact));
+    }
+    expect(worst < 5e-7, "gpu-order SiLU within 5e-7 relative of the exact one on [-20, 20] (worst " + std::to_string(worst) + ")");
+  }
+  Bf16Matrix g(8, 200, rng), u(8, 200, rng), d(200, 8, rng);
+  MlpWeights bad;
+  bad.gate = g.view;
+  bad.up = u.view;
+  bad.down = d.view;
+  std::vector<float> x(200), y(200);
+  FfnScratch s;
+  expect_throws([&] { mlp_forward_gpu_order(x.data(), 1, bad, y.data(), false, 1.f, nullptr, s, false); }, "multiple of 256", "gpu-order refuses hidden 200");
+}
+
 int main() {
   std::printf("CPU: %s\n", cpu_features().describe().c_str());
   test_linear();
   test_mlp();
+  test_mlp_gpu_order();
   test_rmsnorm_silu();
   test_rope();
   test_mla();

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
 #   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab resident-policy-ab check-miss quant-check
-#   calibrate-q cpuprobe cpubench sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
+#   calibrate-q cpuprobe cpubench cpuorder predgpu sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
 LOG=$OUTD/logs
@@ -29,12 +29,12 @@ for step in "$@"; do
     build)
       nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$LOG/gpu.txt"
       rm -f /tmp/synth.rc; synth_bg
-      MOE_EXTRA_TARGETS="moe_miss_tests moe_quant_tests expert_cpu_bench" bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; } ;;
+      MOE_EXTRA_TARGETS="moe_miss_tests moe_quant_tests moe_kernel_tests expert_cpu_bench" bash tools/gpu/build-cuda.sh $build "$LOG/build.log" || { stamp "build FAILED"; exit 1; } ;;
     kernels)
       timeout 300 $build/cuda_kernel_tests ${MOE_KERNEL_ARGS---bench} --json "$OUTD/cuda_kernels.json" > "$LOG/cuda_kernels.log" 2>&1
       echo "cuda_kernel_tests exit $?" | tee -a "$LOG/steps.log"; grep -E "FAIL|passed|failed" "$LOG/cuda_kernels.log" | tail -6 ;;
     hosttests)
-      for t in moe_quant_tests moe_miss_tests; do timeout 120 $build/$t > "$LOG/$t.log" 2>&1; echo "$t exit $?" | tee -a "$LOG/steps.log"; tail -2 "$LOG/$t.log"; done ;;
+      for t in moe_kernel_tests moe_quant_tests moe_miss_tests; do timeout 120 $build/$t > "$LOG/$t.log" 2>&1; echo "$t exit $?" | tee -a "$LOG/steps.log"; tail -2 "$LOG/$t.log"; done ;;
     check)
       wait_synth
       run_moe check 240 "moe bench --model /tmp/lite --device cuda --check-offload --check-offload-caches ${MOE_CHECK_CACHES:-16,64} --check-offload-policies lru --check-offload-tokens 8 --check-offload-prefetch none,next-gate ${MOE_CHECK_ARGS:-} --out $OUTD/check" ;;
@@ -80,6 +80,15 @@ for step in "$@"; do
     cpubench)
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-quant.json" --max-threads 16 --dtype bf16,int8,int4 --kernels avx512bf16,avx512 > "$LOG/cpubench.log" 2>&1
       echo "cpubench exit $?" | tee -a "$LOG/steps.log"; tail -20 "$LOG/cpubench.log" ;;
+    cpuorder)
+      # the CPU expert kernel that rounds as the GPU's decode kernel (gpu-order) beside the dpbf16 one, bf16
+      timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-gpu-order.json" --max-threads 16 --dtype bf16 --kernels gpu-order,avx512bf16 --min-seconds 0.2 > "$LOG/cpuorder.log" 2>&1
+      echo "cpuorder exit $?" | tee -a "$LOG/steps.log"; tail -14 "$LOG/cpuorder.log" ;;
+    predgpu)
+      # the expert predictor's MLP on the GPU (a round trip) against the CPU port, checked then timed
+      timeout 120 cmake --build $build --target predictor_gpu_bench > "$LOG/predgpu-build.log" 2>&1 || { stamp "predictor_gpu_bench build FAILED"; tail -20 "$LOG/predgpu-build.log"; continue; }
+      timeout 200 $build/predictor_gpu_bench --out "$OUTD/predictor-gpu.json" > "$LOG/predgpu.log" 2>&1
+      echo "predgpu exit $?" | tee -a "$LOG/steps.log"; tail -24 "$LOG/predgpu.log" ;;
     check-miss)
       # issue 12's numerics: logits of each CPU miss mode (both fills) against all-resident
       wait_synth

@@ -78,12 +78,22 @@ struct FfnScratch {
   std::vector<float> up;        // [T, d_ff]
   std::vector<uint16_t> xb;     // [T, hidden] bf16 copy of x (Avx512Bf16 only)
   std::vector<uint16_t> hb;     // [T, d_ff]
-  std::vector<float> xr;        // [T, hidden] x rounded to bf16 values (quantized experts under Avx512Bf16 only)
+  std::vector<float> xr;        // [T, hidden] x rounded to bf16 values (quantized experts under Avx512Bf16; mlp_forward_gpu_order's lane layout)
 };
 // out[t] (+)= down(silu(gate x[t]) * up x[t]); accumulate adds scale * result into out.
 // Gate and up rows are computed together per thread (one pass over the pool), then down.
 void mlp_forward(const float* x, int T, const MlpWeights& w, float* out, bool accumulate, float scale,
                  ThreadPool* pool, FfnScratch& scratch, LinearIsa isa = LinearIsa::Auto);
+// The same FFN for bf16 weights, rounded exactly as the CUDA decode expert kernel (expert_ffn_decode.cu)
+// rounds it: its summation order and its SiLU (moe/gpu_order_math.h), so a missed expert computed here gives
+// the GPU's bits (`--miss cpu|hybrid` then change no logit; src/kernels/expert_gpu_order.h says how).
+// Needs hidden % 256 == 0 and d_ff % 8 == 0; x is read rounded to bf16, as the GPU holds it. vectorized:
+// the AVX-512 version (gpu_order_vectorized() says whether this CPU has it), else the scalar reference.
+bool gpu_order_vectorized();
+// Its SiLU (moe/gpu_order_math.h), compiled as the kernel is.
+float gpu_order_silu(float g);
+void mlp_forward_gpu_order(const float* x, int T, const MlpWeights& w, float* out, bool accumulate, float scale,
+                           ThreadPool* pool, FfnScratch& scratch, bool vectorized);
 
 // ---- sampling ------------------------------------------------------------------------------
 // A small, fully specified generator (splitmix64 seeding + xoshiro256**) so seeded sampling gives

@@ -35,7 +35,8 @@ class CpuCalibrator {
  public:
   // pool: experts allocated and cycled through (>= 1); isa: "auto" (Avx512Bf16 where supported,
   // the CPU expert executor's fast mode, else the best fp32-activation kernel), or a kernel name
-  // (scalar, avx2, avx512, avx512bf16).
+  // (scalar, avx2, avx512, avx512bf16; gpu-order: bf16 in the CUDA decode kernel's rounding, the runtime's
+  // `--cpu-rounding gpu-order`).
   // dtype / group: the experts' storage (quantized: isa "auto" lets the quantized kernels choose).
   CpuCalibrator(const ModelConfig& config, int pool, const std::string& isa, quant::ExpertDType dtype = quant::ExpertDType::BF16,
                 int group = quant::kDefaultInt4Group);

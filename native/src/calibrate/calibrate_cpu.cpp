@@ -31,7 +31,7 @@ LinearIsa parse_isa(const std::string& name) {
       return isa;
     }
   }
-  throw Error("calibrate: unknown CPU kernel '" + name + "' (auto, scalar, avx2, avx512, avx512bf16)");
+  throw Error("calibrate: unknown CPU kernel '" + name + "' (auto, gpu-order, scalar, avx2, avx512, avx512bf16)");
 }
 
 uint64_t lcg(uint64_t& s) {
@@ -52,6 +52,7 @@ CpuInfo cpu_info() {
 struct CpuCalibrator::Impl {
   int hidden = 0, d_ff = 0;
   LinearIsa isa = LinearIsa::Scalar;
+  bool gpu_order = false;  // bf16 through mlp_forward_gpu_order
   std::string isa_name;
   quant::ExpertLayout layout;
   std::vector<std::vector<uint16_t>> storage;  // per expert: gate | up | down
@@ -69,8 +70,18 @@ CpuCalibrator::CpuCalibrator(const ModelConfig& c, int pool, const std::string& 
   m.layout = quant::expert_layout(dtype, m.hidden, m.d_ff, group);
   const bool quantized = dtype != quant::ExpertDType::BF16;
   // Quantized experts: "auto" is the quantized kernels' own choice (LinearIsa::Auto).
-  m.isa = quantized && isa == "auto" ? LinearIsa::Auto : parse_isa(isa);
-  m.isa_name = m.isa == LinearIsa::Auto ? "auto" : linear_isa_name(m.isa);
+  // gpu-order: bf16 experts through mlp_forward_gpu_order, the kernel of the runtime's `--cpu-rounding gpu-order`.
+  const bool gpu_order_shapes = m.hidden % 256 == 0 && m.d_ff % 8 == 0;
+  if (!quantized && isa == "gpu-order") {
+    if (!gpu_order_vectorized()) throw Error("calibrate: kernel gpu-order needs AVX-512BW, which this CPU lacks");
+    if (!gpu_order_shapes) throw Error("calibrate: kernel gpu-order needs hidden % 256 == 0 and d_ff % 8 == 0");
+    m.gpu_order = true;
+    m.isa = LinearIsa::Avx512;
+    m.isa_name = "gpu-order";
+  } else {
+    m.isa = quantized && isa == "auto" ? LinearIsa::Auto : parse_isa(isa);
+    m.isa_name = m.isa == LinearIsa::Auto ? "auto" : linear_isa_name(m.isa);
+  }
   const size_t per = static_cast<size_t>(m.d_ff) * m.hidden;
   uint64_t seed = 12345;
   // bf16: the pool's experts as bf16 views; quantized: one blob each, quantized from that expert's own
@@ -136,6 +147,8 @@ std::vector<double> CpuCalibrator::expert_ms(int tokens, int threads, int concur
       k.next = (k.next + 1) % pool;
       if (quantized) {
         quant::expert_ffn_q_forward(k.x.data(), tokens, m.layout, m.blobs[at].data(), k.y.data(), false, 1.f, k.tp.get(), k.scratch, m.isa);
+      } else if (m.gpu_order) {
+        mlp_forward_gpu_order(k.x.data(), tokens, m.experts[at], k.y.data(), false, 1.f, k.tp.get(), k.scratch, true);
       } else {
         mlp_forward(k.x.data(), tokens, m.experts[at], k.y.data(), false, 1.f, k.tp.get(), k.scratch, m.isa);
       }

@@ -6,7 +6,9 @@
 //
 //   1. group_small_kernel (1 block): tokens per expert, the list of active experts, sorted entries.
 //   2. gate_up_gemv: warp = one intermediate row i of one active expert: g = Wg[i].x, u = Wu[i].x
-//      for each of the expert's tokens; h[p, i] = bf16(silu(g) * u).
+//      for each of the expert's tokens; h[p, i] = bf16(silu(g) * u), with the SiLU of moe/gpu_order_math.h
+//      (IEEE operations only, not __expf) so that the CPU's mlp_forward_gpu_order, which sums in this
+//      kernel's order, gives the same bits (a missed expert computed on the CPU changes no logit).
 //   3. down_gemv: warp = two output rows of one active expert: ybuf[entry, c] = w * (Wd[c] . h[p]).
 //   4. combine_expert_outputs (expert_ffn_grouped.cu, shared with the tile path): y[t] (+)= sum_j ybuf[t * k + j],
 //      fixed order j = 0..k-1. With a caller's expert_out the combine is left to the caller (offloading:
@@ -22,6 +24,7 @@
 #include "cuda_check.h"
 #include "expert_group.h"
 #include "moe_cuda_kernels.h"
+#include "moe/gpu_order_math.h"
 
 namespace moe::cuda {
 namespace {
@@ -146,7 +149,7 @@ __global__ void __launch_bounds__(THREADS) gate_up_gemv(const bf16* __restrict__
     }
     sg = detail::warp_sum(sg);
     su = detail::warp_sum(su);
-    if (lane == 0) h[static_cast<int64_t>(p) * d_ff + i] = __float2bfloat16(detail::silu(sg) * su);
+    if (lane == 0) h[static_cast<int64_t>(p) * d_ff + i] = __float2bfloat16(gpu_order::mul(gpu_order::silu(sg), su));
   }
 }
 

@@ -32,6 +32,17 @@ double now_ms() {
 
 LinearIsa cpu_expert_isa() { return isa_supported(LinearIsa::Avx512Bf16) ? LinearIsa::Avx512Bf16 : best_exact_isa(); }
 
+// `--cpu-rounding gpu-order` (miss_policy.h) holds only where the GPU's twin is the decode kernel and the CPU
+// has the vector version (the scalar one is a test reference, too slow to serve); quantized experts round
+// their own way on both sides, so the option does not apply to them.
+offload::CpuExpertRounding cpu_expert_rounding(const offload::MissPolicy& policy, bool quantized, bool gemv_ok) {
+  if (policy.rounding != offload::CpuExpertRounding::GpuOrder) return offload::CpuExpertRounding::Fast;
+  if (quantized) throw Error("option --cpu-rounding gpu-order: only for bf16 experts (--expert-dtype bf16)");
+  if (!gemv_ok) throw Error("option --cpu-rounding gpu-order: this model's expert shapes do not run the GPU's decode kernel (hidden % 256, d_ff % 8)");
+  if (!gpu_order_vectorized()) throw Error("option --cpu-rounding gpu-order: needs a CPU with AVX-512BW");
+  return offload::CpuExpertRounding::GpuOrder;
+}
+
 }  // namespace
 
 bool CudaBackend::cpu_path(int rows) const {
@@ -93,10 +104,12 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
   if (P.loaded.empty() && P.staged.empty()) return;
 
   // First use: the executor in the policy's shape and the buffers, sized once.
-  if (!cpu_exec_ || cpu_exec_->workers() != policy.workers || cpu_exec_->threads_per_worker() != policy.threads_per_worker) {
+  const offload::CpuExpertRounding rounding = cpu_expert_rounding(policy, quant_experts_, gemv_ok_);
+  if (!cpu_exec_ || cpu_exec_->workers() != policy.workers || cpu_exec_->threads_per_worker() != policy.threads_per_worker ||
+      cpu_exec_->rounding() != rounding) {
     cpu_exec_.reset();
     cpu_exec_ = std::make_unique<offload::CpuExpertExecutor>(policy.workers, policy.threads_per_worker, cpu_expert_isa(), kCpuMaxRows, H,
-                                                            c_.moe_intermediate_size, policy.spin_us);
+                                                            c_.moe_intermediate_size, policy.spin_us, rounding);
   }
   const size_t max_entries = static_cast<size_t>(kCpuMaxRows) * k;
   if (cpu_out_dev_.bytes() == 0) {

@@ -10,8 +10,9 @@
 
 namespace moe::offload {
 
-CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff, int spin_us)
-    : threads_per_worker_(threads_per_worker), isa_(isa), max_rows_(max_rows), hidden_(hidden), d_ff_(d_ff), spin_us_(std::max(0, spin_us)) {
+CpuExpertExecutor::CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff, int spin_us,
+                                     CpuExpertRounding rounding)
+    : threads_per_worker_(threads_per_worker), isa_(isa), rounding_(rounding), max_rows_(max_rows), hidden_(hidden), d_ff_(d_ff), spin_us_(std::max(0, spin_us)) {
   if (workers < 1 || threads_per_worker < 1) {
     throw Error("CPU experts: workers and threads per worker must be >= 1 (got " + std::to_string(workers) + " x " +
                 std::to_string(threads_per_worker) + ")");
@@ -108,6 +109,7 @@ void CpuExpertExecutor::worker_loop(int w) {
       try {
         const auto t0 = std::chrono::steady_clock::now();
         if (job.blob) quant::expert_ffn_q_forward(job.x, job.rows, *job.layout, job.blob, job.y, false, 1.f, pool, scratch, isa_);
+        else if (rounding_ == CpuExpertRounding::GpuOrder) mlp_forward_gpu_order(job.x, job.rows, job.weights, job.y, false, 1.f, pool, scratch, gpu_order_vectorized());
         else mlp_forward(job.x, job.rows, job.weights, job.y, false, 1.f, pool, scratch, isa_);
         if (job.row_scale) {
           const int H = job.blob ? job.layout->hidden : job.weights.down.rows;

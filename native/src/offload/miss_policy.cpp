@@ -14,6 +14,14 @@ MissMode parse_miss_mode(const std::string& name) {
   throw Error("miss mode '" + name + "': expected fetch, cpu or hybrid");
 }
 
+CpuExpertRounding parse_cpu_expert_rounding(const std::string& name) {
+  if (name == "fast") return CpuExpertRounding::Fast;
+  if (name == "gpu-order") return CpuExpertRounding::GpuOrder;
+  throw Error("option --cpu-rounding: unknown value '" + name + "' (fast or gpu-order)");
+}
+
+const char* cpu_expert_rounding_name(CpuExpertRounding r) { return r == CpuExpertRounding::GpuOrder ? "gpu-order" : "fast"; }
+
 const char* miss_mode_name(MissMode m) {
   switch (m) {
     case MissMode::Fetch: return "fetch";

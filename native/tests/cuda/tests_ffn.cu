@@ -4,6 +4,7 @@
 #include <numeric>
 
 #include "test_util.h"
+#include "moe/kernels.h"
 
 namespace moe::cuda::test {
 namespace {
@@ -166,6 +167,65 @@ void check_ffn_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int 
   compare(r, got, ref, 2e-3, 1e-2, what.c_str());
 }
 
+// The CPU expert that rounds as the decode kernel (moe::mlp_forward_gpu_order, src/kernels/expert_gpu_order.h)
+// against the kernel itself (expert_ffn_decode_entries: the per-entry outputs, routing weight applied, before
+// the combine): equal bit for bit, each expert's tokens computed together as the CPU expert executor does,
+// with the scalar reference and, where this host has it, the AVX-512 version. Issue 12: a missed expert
+// computed on the CPU then changes no logit of a `--miss cpu|hybrid` run.
+void check_gpu_order_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int rows, int k, int n_experts, int hidden,
+                          int d_ff, bool skewed) {
+  HostBf16 x = rnd.bf16_tensor(static_cast<size_t>(rows) * hidden, 1.f);
+  std::vector<int32_t> ids;
+  std::vector<float> w;
+  random_routing(rnd, rows, k, n_experts, ids, w, skewed);
+  DeviceBuffer<bf16> dx = upload_bf16(x);
+  DeviceBuffer<int32_t> dids(ids.size());
+  dids.upload(ids);
+  DeviceBuffer<float> dw(w.size());
+  dw.upload(w);
+  DeviceBuffer<float> dy(static_cast<size_t>(rows) * hidden), dout(ids.size() * hidden);
+  dout.poison();
+  const size_t wsb = expert_ffn_decode_workspace_bytes(rows, k, n_experts, hidden, d_ff);
+  DeviceBuffer<unsigned char> ws(wsb);
+  expert_ffn_decode_entries(dx.get(), rows, hidden, dids.get(), dw.get(), k, n_experts, hidden, d_ff, ex.pg.get(), ex.pu.get(),
+                            ex.pd.get(), dy.get(), hidden, false, ws.get(), wsb, ctx.stream, dout.get());
+  CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
+  const std::vector<float> gpu = dout.download();
+  std::vector<bool> paths = {false};
+  if (moe::gpu_order_vectorized()) paths.push_back(true);
+  for (bool vec : paths) {
+    size_t differ = 0, compared = 0;
+    moe::FfnScratch scratch;
+    for (int e = 0; e < n_experts; ++e) {
+      std::vector<int> entries;
+      for (size_t i = 0; i < ids.size(); ++i) if (ids[i] == e) entries.push_back(static_cast<int>(i));
+      if (entries.empty()) continue;
+      const int n = static_cast<int>(entries.size());
+      std::vector<float> xs(static_cast<size_t>(n) * hidden), ys(xs.size());
+      for (int q = 0; q < n; ++q) std::copy_n(&x.f[static_cast<size_t>(entries[q] / k) * hidden], hidden, &xs[static_cast<size_t>(q) * hidden]);
+      moe::MlpWeights mw;
+      mw.gate = moe::Matrix{ex.gate[e].bits.data(), moe::DType::BF16, d_ff, hidden};
+      mw.up = moe::Matrix{ex.up[e].bits.data(), moe::DType::BF16, d_ff, hidden};
+      mw.down = moe::Matrix{ex.down[e].bits.data(), moe::DType::BF16, hidden, d_ff};
+      moe::mlp_forward_gpu_order(xs.data(), n, mw, ys.data(), false, 1.f, nullptr, scratch, vec);
+      for (int q = 0; q < n; ++q) {
+        const float rw = w[static_cast<size_t>(entries[q])];
+        for (int c = 0; c < hidden; ++c) {
+          const float cpu = ys[static_cast<size_t>(q) * hidden + c] * rw;  // the executor's row scale, as the kernel's v * rw
+          const float g = gpu[static_cast<size_t>(entries[q]) * hidden + c];
+          ++compared;
+          if (!(cpu == g)) {
+            if (differ < 5) std::printf("    [gpu-order %s] entry %d col %d: cpu %.9g gpu %.9g\n", vec ? "avx512" : "scalar", entries[q], c, cpu, g);
+            ++differ;
+          }
+        }
+      }
+    }
+    require(r, differ == 0, "rows=" + std::to_string(rows) + " hidden=" + std::to_string(hidden) + " d_ff=" + std::to_string(d_ff) +
+                                (vec ? " avx512" : " scalar") + ": " + std::to_string(differ) + " of " + std::to_string(compared) + " outputs differ");
+  }
+}
+
 void test_expert_ffn(Context& ctx, Random& rnd) {
   CheckResult r{"expert_ffn_grouped"};
   Experts real = make_experts(rnd, 64, 2048, 1408, true);
@@ -181,6 +241,11 @@ void test_expert_ffn(Context& ctx, Random& rnd) {
   check_ffn_case(ctx, rnd, rg, real, 32, 6, 64, 2048, 1408, true, true, FfnImpl::Gemv);   // one expert with 24+ tokens
   check_ffn_case(ctx, rnd, rg, small, 40, 2, 8, 256, 192, true, false, FfnImpl::Gemv);   // d_ff not a multiple of 256
   ctx.checks.push_back(rg);
+  CheckResult ro{"expert_ffn_decode vs CPU gpu-order (bits)"};
+  check_gpu_order_case(ctx, rnd, ro, real, 1, 6, 64, 2048, 1408, false);
+  check_gpu_order_case(ctx, rnd, ro, real, 16, 6, 64, 2048, 1408, true);   // several tokens per expert
+  check_gpu_order_case(ctx, rnd, ro, small, 12, 2, 8, 256, 192, false);    // d_ff not a multiple of 256
+  ctx.checks.push_back(ro);
   CheckResult rc{"expert_ffn_cublas_per_expert"};
   check_ffn_case(ctx, rnd, rc, real, 300, 6, 64, 2048, 1408, true, true, FfnImpl::CublasPerExpert);
   check_ffn_case(ctx, rnd, rc, small, 300, 2, 8, 256, 192, false, false, FfnImpl::CublasPerExpert);

@@ -144,6 +144,34 @@ void executor_tests() {
   std::vector<CpuExpertJob> too_big = {{weights(2), x[3].data(), 5, y[3].data(), nullptr}};
   expect_throws([&] { ex.start(&too_big); }, "a job of 5 rows", "rows beyond the executor's bound");
   expect_throws([&] { CpuExpertExecutor(0, 1, isa, 4, H, F); }, "must be >= 1", "no workers");
+
+  // --cpu-rounding gpu-order: the executor's bf16 jobs are mlp_forward_gpu_order's bits times the row scale,
+  // as the GPU's decode kernel multiplies v by the routing weight (the shapes need hidden % 256 == 0).
+  {
+    const int H2 = 256, F2 = 40;
+    std::vector<uint16_t> w2(static_cast<size_t>(3) * F2 * H2);
+    for (auto& v : w2) v = bf16_of(nd(rng));
+    MlpWeights m;
+    m.gate = Matrix{w2.data(), DType::BF16, F2, H2};
+    m.up = Matrix{w2.data() + static_cast<size_t>(F2) * H2, DType::BF16, F2, H2};
+    m.down = Matrix{w2.data() + static_cast<size_t>(2) * F2 * H2, DType::BF16, H2, F2};
+    std::vector<float> x2(static_cast<size_t>(3) * H2), y2(x2.size()), ref(x2.size());
+    for (float& v : x2) v = bf16_to_f32(bf16_of(nd(rng) * 5.f));
+    const float sc[3] = {0.3f, 0.7f, 1.1f};
+    CpuExpertExecutor ge(1, 2, isa, 4, H2, F2, 0, CpuExpertRounding::GpuOrder);
+    expect(ge.rounding() == CpuExpertRounding::GpuOrder, "executor keeps its rounding");
+    std::vector<CpuExpertJob> jobs = {{m, x2.data(), 3, y2.data(), sc}};
+    ge.start(&jobs);
+    ge.wait();
+    FfnScratch s;
+    mlp_forward_gpu_order(x2.data(), 3, m, ref.data(), false, 1.f, nullptr, s, gpu_order_vectorized());
+    size_t differ = 0;
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < H2; ++c) differ += y2[static_cast<size_t>(r) * H2 + c] != ref[static_cast<size_t>(r) * H2 + c] * sc[r];
+    expect(differ == 0, "gpu-order executor jobs equal mlp_forward_gpu_order x row scale bit for bit (" + std::to_string(differ) + " differ)");
+    expect(parse_cpu_expert_rounding("gpu-order") == CpuExpertRounding::GpuOrder && parse_cpu_expert_rounding("fast") == CpuExpertRounding::Fast, "rounding names");
+    expect_throws([] { parse_cpu_expert_rounding("exact"); }, "option --cpu-rounding: unknown value 'exact'", "unknown rounding");
+  }
 }
 
 // --cpu-fill none: the controller decides a decode forward's misses before the cache admits the fetched

@@ -23,7 +23,7 @@ import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
 import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import { expertLoadOptions } from '../engine/cli-options.js';
 import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
-import { cpuFillName, cpuFillOptions, resolveMissOptions, type CpuFill, type NativeMissSpec } from '../offload/miss-options.js';
+import { cpuFillName, cpuFillOptions, resolveMissOptions, type CpuFill, type CpuRounding, type NativeMissSpec } from '../offload/miss-options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import type { NativeCacheStats } from '../engine/native-binding.js';
@@ -51,6 +51,8 @@ export interface OffloadBenchOptions {
   cpuSpinUs?: number;
   /** cpu/hybrid: background fill of CPU-computed experts (true) and/or lazy (false), a grid dimension */
   cpuFills?: CpuFill[];
+  /** cpu/hybrid: how a bf16 miss is computed on the CPU (default fast) */
+  cpuRounding?: CpuRounding;
   /** the cost model the hybrid rule and the simulated column use */
   calibration: CostModel;
   /**
@@ -91,6 +93,8 @@ export interface OffloadPointResult extends PointResult {
   cpuAdmit?: boolean | null;
   cpuWorkers: number | null;
   cpuThreadsPerWorker: number | null;
+  /** cpu/hybrid: the CPU experts' rounding (null for fetch; absent in older files: fast) */
+  cpuRounding?: CpuRounding | null;
   routing: string;
   /** runtime counters over the point's generations (warm-up included; cold start) */
   hits: number;
@@ -252,7 +256,7 @@ export async function runOffloadGrid(
             const gens = warmup + repeats;
             const benchShape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats };
             const lanes = o.routing.length ? benchLanes(o.routing, benchShape) : null;
-            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, ...fillOptions, profile: calibration, log: miss !== 'fetch' };
+            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, rounding: o.cpuRounding, ...fillOptions, profile: calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
             const prefetchOn = pf.name !== 'none';
             const residentOn = o.residentSteps ?? true;
@@ -321,6 +325,7 @@ export async function runOffloadGrid(
               cpuAdmit,
               cpuWorkers: missSpec?.workers ?? null,
               cpuThreadsPerWorker: missSpec?.threadsPerWorker ?? null,
+              cpuRounding: missSpec?.rounding ?? null,
               routing: lanes ? lanes.description : 'router (random weights)',
               hits,
               requests,

@@ -17,6 +17,7 @@ import { hostProfileOf } from './offload-bench.js';
 import { checkQuantized, type QuantCheck } from './quant-check.js';
 import type { ExpertFormat } from '../offload/gpu-budget.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
+import type { CpuRounding } from '../offload/miss-options.js';
 import { offloadTargets, runOffloadGrid, type OffloadBenchOptions } from './offload-bench.js';
 
 export interface BenchOptions {
@@ -44,7 +45,7 @@ export interface BenchOptions {
   /** prefetches oracle / predicted run under replay of `routing` (predicted with `predictor`) */
   checkOffload?: { caches: number[]; policies: PolicyName[]; newTokens: number; prefetches?: CheckPrefetch[]; routing?: RoutingReplay[]; predictor?: string } | null;
   /** issue 12: logits with misses computed on the CPU against all-resident (device cuda) */
-  checkMiss?: { misses: MissMode[]; cache: number; newTokens: number } | null;
+  checkMiss?: { misses: MissMode[]; cache: number; newTokens: number; rounding?: CpuRounding } | null;
   /** issue 13: quantized experts against the bf16 engine (teacher forcing; device cuda) */
   checkQuant?: { formats: ExpertFormat[]; sequences: number; length: number; newTokens: number; cache: number; rows?: number } | null;
   /** no timing grid (e.g. only the offload check) */
@@ -119,7 +120,7 @@ export async function runBench(o: BenchOptions): Promise<BenchDocument> {
     let cpuMissCheck: CpuMissCheck | null = null;
     if (o.checkMiss) {
       o.log(`bench: CPU-miss check (${o.checkMiss.misses.join(', ')} against all-resident logits)`);
-      cpuMissCheck = await checkCpuMisses(ckpt.dir, o.checkMiss.cache, o.checkMiss.misses, o.checkMiss.newTokens, o.seed, o.log);
+      cpuMissCheck = await checkCpuMisses(ckpt.dir, o.checkMiss.cache, o.checkMiss.misses, o.checkMiss.newTokens, o.seed, o.log, o.checkMiss.rounding ?? 'fast');
     }
     let quantCheck: QuantCheck | null = null;
     if (o.checkQuant) {

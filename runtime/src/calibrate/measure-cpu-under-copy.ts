@@ -53,6 +53,7 @@ export function measureCpuUnderCopy(
   plan: CalibratePlan,
   cpu: CpuResult,
   progress: Progress,
+  kernel = 'auto',
 ): CpuUnderCopyResult | null {
   const gpu = new native.CudaCalibrator(config, 16, 1);
   try {
@@ -60,7 +61,7 @@ export function measureCpuUnderCopy(
       for (let i = 0; i < plan.cpuJobTokens.length; i++) progress.tick();
       return null;
     }
-    const cal = new native.CpuCalibrator(config, cpuPoolExperts(plan, expertBytes), 'auto');
+    const cal = new native.CpuCalibrator(config, cpuPoolExperts(plan, expertBytes), kernel);
     const { threadsPerWorker: t, workers: w } = cpu;
     const raw: RawCpuUnderCopy[] = [];
     let copyMsAlone: number | null = null;

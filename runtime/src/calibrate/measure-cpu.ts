@@ -44,10 +44,11 @@ export function measureCpu(
   threads: number[],
   topK: number,
   progress: Progress,
+  kernel = 'auto',
 ): CpuResult {
   const info = native.cpuInfo();
   const pool = cpuPoolExperts(plan, expertBytes);
-  const cal = new native.CpuCalibrator(config, pool, 'auto');
+  const cal = new native.CpuCalibrator(config, pool, kernel);
   const experts: RawCpuExpert[] = [];
   const time = (tokens: number, t: number, workers: number): RawCpuExpert => {
     const iters = cpuSampleIters(cal, tokens, t, workers, plan);

@@ -21,6 +21,7 @@ import { dtypeSteps, measureDtype, type RawDtype } from './measure-dtype.js';
 import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
 import { expertBlobBytes } from '../../../sim/src/cost/expert-layout.js';
 import type { ExpertFormat } from '../offload/gpu-budget.js';
+import type { CpuRounding } from '../offload/miss-options.js';
 import { buildProfile } from './profile.js';
 import { eagerOverheadCurve, eagerOverheadSource } from './measure-layer-step.js';
 import { launchSource, launchTable } from './measure-launch.js';
@@ -43,6 +44,8 @@ export interface CalibrateOptions {
   command: string;
   /** issue 13: expert formats to measure besides bf16 (the top-level figures); each gets a byExpertDtype entry */
   expertFormats?: ExpertFormat[];
+  /** the bf16 CPU expert kernel the curves are measured with: the runtime's --cpu-rounding (default fast) */
+  cpuRounding?: CpuRounding;
 }
 
 export interface CalibrateResult {
@@ -84,8 +87,10 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
   if (!o.quiet && o.device === 'cpu') process.stderr.write('calibrate: --device cpu measures the CPU figures only; the GPU figures come from --base\n');
   const progress = startProgress('calibrate', total, { quiet: o.quiet });
   const gpu = o.device === 'cuda' ? measureGpu(native, nc, expertBytes, plan, progress) : undefined;
-  const cpu = measureCpu(native, nc, expertBytes, plan, threads, config.numExpertsPerTok, progress);
-  const cpuUnderCopy = o.device === 'cuda' ? measureCpuUnderCopy(native, nc, expertBytes, plan, cpu, progress) : undefined;
+  // 'auto' is the fast kernel (dpbf16 where the CPU has it); gpu-order the CUDA decode kernel's rounding
+  const cpuKernel = o.cpuRounding === 'gpu-order' ? 'gpu-order' : 'auto';
+  const cpu = measureCpu(native, nc, expertBytes, plan, threads, config.numExpertsPerTok, progress, cpuKernel);
+  const cpuUnderCopy = o.device === 'cuda' ? measureCpuUnderCopy(native, nc, expertBytes, plan, cpu, progress, cpuKernel) : undefined;
   const dtypes = quant.map((f, i) => ({ f, bytes: quantBytes[i], ...measureDtype(native, nc, f, quantBytes[i], plan, cpu, o.device === 'cuda', progress) }));
   progress.done();
 

@@ -1,7 +1,7 @@
 import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
 import { defaultCalibration, loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
 import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
-import { CPU_FILLS, cpuFillOptions, DEFAULT_CPU_FILL, type CpuFill, type MissOptions } from '../offload/miss-options.js';
+import { CPU_FILLS, CPU_ROUNDINGS, cpuFillOptions, DEFAULT_CPU_FILL, type CpuFill, type CpuRounding, type MissOptions } from '../offload/miss-options.js';
 import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import { PREFETCH_NAMES, type PrefetchName } from '../../../sim/src/prefetch/sources.js';
 import { existsSync, statSync } from 'node:fs';
@@ -142,6 +142,7 @@ export interface RawMissCliOptions {
   cpuThreads?: string;
   cpuSpinUs?: string;
   cpuFill?: string;
+  cpuRounding?: string;
   calibration?: string;
 }
 
@@ -158,21 +159,23 @@ function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: nu
 export function missOptionsFromCli(o: RawMissCliOptions): MissOptions | undefined {
   const mode = parseChoiceOption('--miss', o.miss ?? 'fetch', MISS_MODES);
   if (mode === 'fetch') {
-    if (o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.cpuSpinUs !== undefined || o.cpuFill !== undefined) {
-      throw new UserError('options --cpu-workers / --cpu-threads / --cpu-spin-us / --cpu-fill: only with --miss cpu or hybrid');
+    if (o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.cpuSpinUs !== undefined || o.cpuFill !== undefined || o.cpuRounding !== undefined) {
+      throw new UserError('options --cpu-workers / --cpu-threads / --cpu-spin-us / --cpu-fill / --cpu-rounding: only with --miss cpu or hybrid');
     }
     return undefined;
   }
   const s = missShape(o);
   const fill = cpuFillOptions(parseChoiceOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS));
-  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, ...fill, profile: s.calibration };
+  const rounding = parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS);
+  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, rounding, ...fill, profile: s.calibration };
 }
 
 /** bench: `--miss` is a list (a grid dimension). */
-export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuFills: CpuFill[]; cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
+export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuFills: CpuFill[]; cpuRounding: CpuRounding; cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
   const misses = parseChoiceListOption('--miss', o.miss ?? 'fetch', MISS_MODES);
   const cpuFills = parseChoiceListOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS);
-  return { misses, cpuFills, ...missShape(o) };
+  const cpuRounding = parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS);
+  return { misses, cpuFills, cpuRounding, ...missShape(o) };
 }
 
 /** Raw commander values of the prefetch options (bench, generate, chat; issue 12). */

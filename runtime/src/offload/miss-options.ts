@@ -27,6 +27,8 @@ export interface MissOptions {
   admit?: boolean;
   /** how long idle CPU threads poll for the next layer's jobs before sleeping (default 2000 us; 0: sleep at once) */
   spinUs?: number;
+  /** how a bf16 miss is computed on the CPU (CPU_ROUNDINGS; default fast) */
+  rounding?: CpuRounding;
   /** the cost model the hybrid rule uses (default: the simulator's default profile) */
   profile?: CostModel;
   /** keep every decision with its estimates (Engine.takeMissLog) */
@@ -39,6 +41,7 @@ export interface NativeMissSpec {
   workers: number;
   threadsPerWorker: number;
   spinUs: number;
+  rounding: CpuRounding;
   fill: boolean;
   admit: boolean;
   log: boolean;
@@ -49,6 +52,16 @@ export interface NativeMissSpec {
 }
 
 export { CPU_FILLS, DEFAULT_CPU_FILL, type CpuFill } from '../../../sim/src/timing/engine.js';
+
+/**
+ * `--cpu-rounding`: how the CPU computes a bf16 miss (native/include/moe/offload/miss_policy.h).
+ * fast: the dpbf16 kernel (bf16 activations, fp32 sums in its own order), the kernel every CPU-mode
+ * figure so far was measured with; gpu-order: the CUDA decode kernel's rounding exactly
+ * (native/src/kernels/expert_gpu_order.h), so the run's logits are the all-resident run's; needs AVX-512BW
+ * and bf16 experts.
+ */
+export const CPU_ROUNDINGS = ['fast', 'gpu-order'] as const;
+export type CpuRounding = (typeof CPU_ROUNDINGS)[number];
 
 /** The MissOptions fields of a --cpu-fill value (the simulator's cpuFillConfig, in the runtime's names). */
 export function cpuFillOptions(f: CpuFill): { fill: boolean; admit: boolean } {
@@ -89,12 +102,15 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
   if (workers * threadsPerWorker > hw) {
     throw new UserError(`options --cpu-workers ${workers} x --cpu-threads ${threadsPerWorker}: ${workers * threadsPerWorker} threads, more than this machine's ${hw}`);
   }
+  const rounding = o.rounding ?? 'fast';
+  if (!(CPU_ROUNDINGS as readonly string[]).includes(rounding)) throw new UserError(`option --cpu-rounding: unknown value '${String(rounding)}' (choose from ${CPU_ROUNDINGS.join(', ')})`);
   const costs = new Costs(profile);
   return {
     mode: o.mode,
     workers,
     threadsPerWorker,
     spinUs,
+    rounding,
     fill: o.fill ?? true,
     admit: o.admit ?? true,
     log: o.log ?? false,

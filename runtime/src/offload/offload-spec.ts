@@ -37,6 +37,9 @@ export function buildOffloadSpec(ckpt: Checkpoint, o: EngineLoadOptions, offload
   const record = o.record;
   if (record !== undefined && (record === null || typeof record !== 'object')) throw new UserError('option record: must be an object {scores, gateNext, timings}');
   const miss = resolveMissOptions(o.miss, offloaded ? 'cuda' : (o.device ?? 'cpu'), offloaded);
+  if (miss?.rounding === 'gpu-order' && (o.expertDtype ?? 'bf16') !== 'bf16') {
+    throw new UserError(`option --cpu-rounding gpu-order: only for bf16 experts (--expert-dtype ${o.expertDtype} rounds its own way on the CPU and the GPU)`);
+  }
   const prefetch = resolvePrefetchOptions(o.prefetch, { routing, hasCache: cache !== null && cache !== undefined, offloadedCuda: offloaded, moeLayers: L });
   if (o.residentSteps !== undefined && typeof o.residentSteps !== 'boolean') throw new UserError(`option residentSteps: must be true or false, got ${JSON.stringify(o.residentSteps)}`);
   if (!cache && !routing && !record && !miss) return null;

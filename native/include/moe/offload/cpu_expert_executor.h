@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "moe/kernels.h"
+#include "moe/offload/miss_policy.h"
 #include "moe/quant/expert_format.h"
 #include "moe/thread_pool.h"
 #include "moe/weights.h"
@@ -41,7 +42,9 @@ struct CpuExpertJob {
 
 class CpuExpertExecutor {
  public:
-  CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff, int spin_us = 0);
+  // rounding (miss_policy.h): how bf16 jobs are computed; quantized jobs always run the ISA's q kernels.
+  CpuExpertExecutor(int workers, int threads_per_worker, LinearIsa isa, int max_rows, int hidden, int d_ff, int spin_us = 0,
+                    CpuExpertRounding rounding = CpuExpertRounding::Fast);
   ~CpuExpertExecutor();
   CpuExpertExecutor(const CpuExpertExecutor&) = delete;
   CpuExpertExecutor& operator=(const CpuExpertExecutor&) = delete;
@@ -49,6 +52,7 @@ class CpuExpertExecutor {
   int workers() const { return static_cast<int>(threads_.size()); }
   int threads_per_worker() const { return threads_per_worker_; }
   LinearIsa isa() const { return isa_; }
+  CpuExpertRounding rounding() const { return rounding_; }
   // The jobs must stay alive and unchanged until wait() returns. One batch at a time.
   void start(std::vector<CpuExpertJob>* jobs);
   void wait();
@@ -65,6 +69,7 @@ class CpuExpertExecutor {
 
   int threads_per_worker_;
   LinearIsa isa_;
+  CpuExpertRounding rounding_;
   int max_rows_;
   int hidden_, d_ff_;
   std::vector<std::thread> threads_;

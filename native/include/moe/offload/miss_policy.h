@@ -38,11 +38,21 @@ struct MissCosts {
   double gpu_ms(int tokens) const { return interpolate_curve(gpu_expert_ms, tokens); }
 };
 
+// How the CPU computes a bf16 miss (`--cpu-rounding`): Fast, mlp_forward's dpbf16 kernel (bf16 activations,
+// fp32 sums in its own order; the default, the kernel every CPU-mode figure was measured with), or GpuOrder,
+// mlp_forward_gpu_order, which rounds exactly as the CUDA decode expert kernel does, so that a miss computed
+// on the CPU gives the GPU's bits and the run's logits are the all-resident run's (needs AVX-512BW; exact
+// while the GPU runs its decode kernel, up to 32 rows a forward). Quantized experts are not affected.
+enum class CpuExpertRounding : int8_t { Fast = 0, GpuOrder = 1 };
+CpuExpertRounding parse_cpu_expert_rounding(const std::string& name);  // throws naming the value
+const char* cpu_expert_rounding_name(CpuExpertRounding r);
+
 struct MissPolicy {
   MissMode mode = MissMode::Fetch;
   int workers = 1;             // CPU experts computed at once
   int threads_per_worker = 1;  // threads each
   int spin_us = 2000;          // CPU threads poll this long for the next layer's jobs before sleeping
+  CpuExpertRounding rounding = CpuExpertRounding::Fast;
   // A CPU-computed expert the cache admitted: copied into its slot in the background (true), or its slot
   // left empty until the GPU needs it (false, "lazy": a later cache hit on it is a physical miss, decided
   // by this rule again). The simulator's cpuFill.

@@ -1,0 +1,19 @@
+/** `--cpu-rounding` (issue 12 numerics): how the CPU computes a bf16 miss; bad input refused naming the option. */
+import { describe, expect, it } from 'vitest';
+import { missGridFromCli, missOptionsFromCli } from '../../src/engine/cli-options.js';
+import { resolveMissOptions } from '../../src/offload/miss-options.js';
+
+describe('--cpu-rounding', () => {
+  it('defaults to fast and reaches the addon spec as given', () => {
+    expect(resolveMissOptions({ mode: 'hybrid' }, 'cuda', true)?.rounding).toBe('fast');
+    expect(resolveMissOptions({ mode: 'cpu', rounding: 'gpu-order' }, 'cuda', true)?.rounding).toBe('gpu-order');
+    expect(missOptionsFromCli({ miss: 'hybrid', cpuRounding: 'gpu-order' })?.rounding).toBe('gpu-order');
+    expect(missOptionsFromCli({ miss: 'cpu' })?.rounding).toBe('fast');
+    expect(missGridFromCli({ miss: 'fetch,hybrid', cpuRounding: 'gpu-order' }).cpuRounding).toBe('gpu-order');
+  });
+  it('refuses unknown values and a rounding without CPU misses', () => {
+    expect(() => resolveMissOptions({ mode: 'cpu', rounding: 'exact' as 'fast' }, 'cuda', true)).toThrow(/--cpu-rounding: unknown value 'exact'/);
+    expect(() => missOptionsFromCli({ miss: 'hybrid', cpuRounding: 'exact' })).toThrow(/--cpu-rounding/);
+    expect(() => missOptionsFromCli({ miss: 'fetch', cpuRounding: 'gpu-order' })).toThrow(/--cpu-rounding: only with --miss cpu or hybrid/);
+  });
+});
