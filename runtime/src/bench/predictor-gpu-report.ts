@@ -16,7 +16,7 @@ import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
 
-interface PredictorGpuResult {
+export interface PredictorGpuResult {
   benchmark: string;
   device: { name: string };
   host_threads: number;

@@ -7,6 +7,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import { LITE_CONFIG } from '../model/synth/geometries.js';
 import { table } from './experiments.js';
 import { PREDICTED_DIR, type OffloadPoint } from './quant-sources.js';
+import { predictorGpuTable } from '../bench/predictor-gpu-report.js';
 import type { Sources } from './sources.js';
 
 const f2 = (x: number) => x.toFixed(2);
@@ -225,6 +226,10 @@ function predictedParagraph(s: Sources): string[] {
   const pred = cell('fetch', 'predicted', 1);
   if (none && pred) {
     out.push(`Its net effect is negative with misses fetched: ${signed(pred.ms.mean / none.ms.mean - 1)} at batch 1, where the one copy engine is the bottleneck and every wrong prediction (${pct(1 - (pred.prefetchStats?.precision ?? 0))} of them) costs a whole expert copy that demand copies wait behind, while a right one only starts a copy one layer earlier. With hybrid the simulator and a side-by-side run agree that it is slower at batch 1 too (wrong prefetches keep the copy engine busy, so more misses go to the CPU); the reasons, the gate, and the run-to-run noise of the CPU modes are in \`${PREDICTED_DIR}/README.md\` and \`reports/bench/host-noise-h200-2026-12-04/README.md\`.`, '');
+  }
+  const g = s.quant.predictorGpu;
+  if (g) {
+    out.push(`Where the predictor runs (issue 12: the GPU or the CPU, whichever is cheaper): its MLP on the CPU, one row after another or on a pool, against a GPU version's round trip (inputs up, one kernel, ids down, the wait), idle or beside a kernel that fills every SM (\`${g.file}\`, ${g.doc.device.name}, median (p90) us per call; GPU ids and logits checked equal to the CPU's first: ${g.doc.check.pass ? 'pass' : 'FAIL'}, ${g.doc.check.rows} rows). Measured with the GPU kernel's first version; the committed revision is untimed (\`reports/bench/predictor-gpu-h200-2026-12-04/README.md\`). The runtime keeps it on the CPU, a decode forward\'s rows one after another (the cheapest up to 8 rows; from 16 rows the pool is, a change not yet measured in a run):`, '', predictorGpuTable(g.doc), '');
   }
   const r = s.quant.prefetchReplayTokens;
   if (r) {

@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExpertErrorDistribution } from '../bench/expert-fidelity.js';
+import type { PredictorGpuResult } from '../bench/predictor-gpu-report.js';
 import { json } from './read-json.js';
 import type { Stat } from './sources.js';
 
@@ -283,6 +284,8 @@ export interface QuantSources {
   predicted: OffloadBench | null;
   predictedGated: OffloadBench | null;
   prefetchReplayTokens: TokensCheck | null;
+  /** issue 12, where the predictor runs: its MLP timed on the CPU and on the GPU (predictor_gpu_bench) */
+  predictorGpu: { file: string; doc: PredictorGpuResult } | null;
   fidelityCpu: FidelityRow[] | null;
   peers: string[] | null;
   peersReport: PeersReport | null;
@@ -292,6 +295,9 @@ export interface QuantSources {
 export const QUANT_DIR = 'reports/bench/quant-h200';
 /** predicted prefetch with the predictor run inside the runtime (2026-12-04) */
 export const PREDICTED_DIR = 'reports/bench/prefetch-h200-2026-12-04';
+/** the in-line predictor's MLP on the CPU and on the GPU (2026-12-04, the GPU kernel's first version) */
+export const PREDICTOR_GPU_FILE = 'reports/bench/predictor-gpu-h200-2026-12-04/predictor-gpu-first-kernel.json';
+const withFile = <T>(file: string, doc: T | null) => (doc ? { file, doc } : null);
 
 /** One dtype's per-expert output error distribution from a `bench --check-quant` document (quantCheck.expertErrors). */
 export interface FidelityRow extends ExpertErrorDistribution {
@@ -326,6 +332,7 @@ export function readQuantSources(root: string): QuantSources {
     predicted: readOffloadBench(root, `${PREDICTED_DIR}/predicted/bench.json`),
     predictedGated: readOffloadBench(root, `${PREDICTED_DIR}/predicted-gated/bench.json`),
     prefetchReplayTokens: readTokensCheck(root, `${PREDICTED_DIR}/check-replay/bench.json`),
+    predictorGpu: withFile(PREDICTOR_GPU_FILE, json<PredictorGpuResult>(root, PREDICTOR_GPU_FILE)),
     fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
