@@ -63,6 +63,25 @@ void random_routing(Random& rnd, int rows, int k, int n_experts, std::vector<int
   }
 }
 
+// A routed batch: activations [rows, x_stride] and the routing, on the host and uploaded.
+struct RoutedInput {
+  HostBf16 x;
+  std::vector<int32_t> ids;
+  std::vector<float> w;
+  DeviceBuffer<bf16> dx;
+  DeviceBuffer<int32_t> dids;
+  DeviceBuffer<float> dw;
+  RoutedInput(Random& rnd, int rows, int x_stride, int k, int n_experts, bool skewed)
+      : x(rnd.bf16_tensor(static_cast<size_t>(rows) * x_stride, 1.f)) {
+    random_routing(rnd, rows, k, n_experts, ids, w, skewed);
+    dx = upload_bf16(x);
+    dids = DeviceBuffer<int32_t>(ids.size());
+    dids.upload(ids);
+    dw = DeviceBuffer<float>(w.size());
+    dw.upload(w);
+  }
+};
+
 enum class FfnImpl { Grouped, Gemv, CublasPerExpert };
 
 // The prefill path of the CUDA backend, built from the helpers: group, gather, one cuBLAS GEMM per
@@ -103,15 +122,13 @@ void cublas_per_expert(Context& ctx, Experts& ex, const bf16* x, int rows, int x
 void check_ffn_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int rows, int k, int n_experts, int hidden,
                     int d_ff, bool skewed, bool accumulate, FfnImpl impl = FfnImpl::Grouped) {
   const int x_stride = hidden + 64, y_stride = hidden + 32;
-  HostBf16 x = rnd.bf16_tensor(static_cast<size_t>(rows) * x_stride, 1.f);
-  std::vector<int32_t> ids;
-  std::vector<float> w;
-  random_routing(rnd, rows, k, n_experts, ids, w, skewed);
-  DeviceBuffer<bf16> dx = upload_bf16(x);
-  DeviceBuffer<int32_t> dids(ids.size());
-  dids.upload(ids);
-  DeviceBuffer<float> dw(w.size());
-  dw.upload(w);
+  RoutedInput in(rnd, rows, x_stride, k, n_experts, skewed);
+  const HostBf16& x = in.x;
+  const std::vector<int32_t>& ids = in.ids;
+  const std::vector<float>& w = in.w;
+  DeviceBuffer<bf16>& dx = in.dx;
+  DeviceBuffer<int32_t>& dids = in.dids;
+  DeviceBuffer<float>& dw = in.dw;
   std::vector<float> y0 = rnd.f32_tensor(static_cast<size_t>(rows) * y_stride, 1.f);
   DeviceBuffer<float> dy(y0.size());
   if (accumulate) dy.upload(y0); else dy.poison();
@@ -174,20 +191,13 @@ void check_ffn_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int 
 // computed on the CPU then changes no logit of a `--miss cpu|hybrid` run.
 void check_gpu_order_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex, int rows, int k, int n_experts, int hidden,
                           int d_ff, bool skewed) {
-  HostBf16 x = rnd.bf16_tensor(static_cast<size_t>(rows) * hidden, 1.f);
-  std::vector<int32_t> ids;
-  std::vector<float> w;
-  random_routing(rnd, rows, k, n_experts, ids, w, skewed);
-  DeviceBuffer<bf16> dx = upload_bf16(x);
-  DeviceBuffer<int32_t> dids(ids.size());
-  dids.upload(ids);
-  DeviceBuffer<float> dw(w.size());
-  dw.upload(w);
+  const RoutedInput in(rnd, rows, hidden, k, n_experts, skewed);
+  const std::vector<int32_t>& ids = in.ids;
   DeviceBuffer<float> dy(static_cast<size_t>(rows) * hidden), dout(ids.size() * hidden);
   dout.poison();
   const size_t wsb = expert_ffn_decode_workspace_bytes(rows, k, n_experts, hidden, d_ff);
   DeviceBuffer<unsigned char> ws(wsb);
-  expert_ffn_decode_entries(dx.get(), rows, hidden, dids.get(), dw.get(), k, n_experts, hidden, d_ff, ex.pg.get(), ex.pu.get(),
+  expert_ffn_decode_entries(in.dx.get(), rows, hidden, in.dids.get(), in.dw.get(), k, n_experts, hidden, d_ff, ex.pg.get(), ex.pu.get(),
                             ex.pd.get(), dy.get(), hidden, false, ws.get(), wsb, ctx.stream, dout.get());
   CUDA_CHECK(cudaStreamSynchronize(ctx.stream));
   const std::vector<float> gpu = dout.download();
@@ -202,14 +212,14 @@ void check_gpu_order_case(Context& ctx, Random& rnd, CheckResult& r, Experts& ex
       if (entries.empty()) continue;
       const int n = static_cast<int>(entries.size());
       std::vector<float> xs(static_cast<size_t>(n) * hidden), ys(xs.size());
-      for (int q = 0; q < n; ++q) std::copy_n(&x.f[static_cast<size_t>(entries[q] / k) * hidden], hidden, &xs[static_cast<size_t>(q) * hidden]);
+      for (int q = 0; q < n; ++q) std::copy_n(&in.x.f[static_cast<size_t>(entries[q] / k) * hidden], hidden, &xs[static_cast<size_t>(q) * hidden]);
       moe::MlpWeights mw;
       mw.gate = moe::Matrix{ex.gate[e].bits.data(), moe::DType::BF16, d_ff, hidden};
       mw.up = moe::Matrix{ex.up[e].bits.data(), moe::DType::BF16, d_ff, hidden};
       mw.down = moe::Matrix{ex.down[e].bits.data(), moe::DType::BF16, hidden, d_ff};
       moe::mlp_forward_gpu_order(xs.data(), n, mw, ys.data(), false, 1.f, nullptr, scratch, vec);
       for (int q = 0; q < n; ++q) {
-        const float rw = w[static_cast<size_t>(entries[q])];
+        const float rw = in.w[static_cast<size_t>(entries[q])];
         for (int c = 0; c < hidden; ++c) {
           const float cpu = ys[static_cast<size_t>(q) * hidden + c] * rw;  // the executor's row scale, as the kernel's v * rw
           const float g = gpu[static_cast<size_t>(entries[q]) * hidden + c];
