@@ -90,9 +90,10 @@ for step in "$@"; do
       timeout 200 $build/predictor_gpu_bench --out "$OUTD/predictor-gpu.json" > "$LOG/predgpu.log" 2>&1
       echo "predgpu exit $?" | tee -a "$LOG/steps.log"; tail -24 "$LOG/predgpu.log" ;;
     check-miss)
-      # issue 12's numerics: logits of each CPU miss mode (both fills) against all-resident
+      # issue 12's numerics: logits of each CPU miss mode (both fills) against all-resident; MOE_CHECK_MISS_ARGS
+      # (e.g. --cpu-rounding gpu-order: tokens must then be identical), MOE_CHECK_MISS_NAME (output folder)
       wait_synth
-      run_moe check-miss "${MOE_T:-300}" "moe bench --model /tmp/lite --device cuda --check-miss cpu,hybrid --out $OUTD/check-miss" ;;
+      run_moe check-miss "${MOE_T:-300}" "moe bench --model /tmp/lite --device cuda --check-miss cpu,hybrid ${MOE_CHECK_MISS_ARGS:-} --out $OUTD/${MOE_CHECK_MISS_NAME:-check-miss}" ;;
     quant-check)
       wait_synth
       run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;

@@ -1,4 +1,4 @@
-/** Runs the C++ test executables (kernel, offload cache, miss rule, quantized experts, engine options; built with the addon) from vitest. */
+/** Runs the C++ test executables (kernel, offload cache, miss rule, quantized experts, engine options, the CUDA decode kernels' host emulation; built with the addon) from vitest. */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,7 +10,9 @@ const offloadExe = join(repoRoot, 'native', 'build', 'moe_offload_tests');
 const missExe = join(repoRoot, 'native', 'build', 'moe_miss_tests');
 const quantExe = join(repoRoot, 'native', 'build', 'moe_quant_tests');
 const optionsExe = join(repoRoot, 'native', 'build', 'moe_engine_options_tests');
-const all = [exe, offloadExe, missExe, quantExe, optionsExe];
+const emuExe = join(repoRoot, 'native', 'build', 'moe_cuda_emu_tests');
+const emuControlExe = join(repoRoot, 'native', 'build', 'moe_cuda_emu_control');
+const all = [exe, offloadExe, missExe, quantExe, optionsExe, emuExe, emuControlExe];
 const built = all.every((f) => existsSync(f));
 if (!built) {
   const msg = `native tests: ${all.filter((f) => !existsSync(f)).join(', ')} not built; run \`npm run build:native\``;
@@ -43,6 +45,16 @@ describe.skipIf(!built)('native kernels against their references', () => {
     console.log(r.stdout.split('\n').filter((l) => /skipped|FAIL/.test(l)).join('\n'));
     expect(r.status, r.stdout + r.stderr).toBe(0);
     expect(r.stdout).toMatch(/all quant tests passed/);
+  });
+
+  it('the CUDA decode expert kernels, run on the host, give the bits of the CPU expert that rounds as they do (and a sequential warp sum does not)', () => {
+    const r = spawnSync(emuExe, [], { encoding: 'utf8' });
+    console.log(r.stdout.split('\n').filter((l) => /^case|TOTAL|DIFF/.test(l)).join('\n'));
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/TOTAL: \d+ compared, 0 differ/);
+    const c = spawnSync(emuControlExe, ['a', 'b'], { encoding: 'utf8' });
+    expect(c.status, c.stdout + c.stderr).toBe(0);
+    expect(c.stdout).toMatch(/control: the sequential warp sum differs, as it must/);
   });
 
   it('engine options are refused by name where they cannot apply', () => {
