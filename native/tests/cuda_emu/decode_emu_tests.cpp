@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include <algorithm>
@@ -53,7 +54,7 @@ struct Case {
   float gate_scale = 1.f;                  // multiplies the gate weights (to push silu's argument far out)
 };
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
 #ifdef MOE_EMU_CONTROL
   const bool control = true;
 #else
@@ -194,4 +195,13 @@ int main(int argc, char** argv) {
   }
   std::printf(total_diff == 0 ? "all emulated decode outputs equal the CPU's bit for bit\n" : "FAILED: emulated decode outputs differ from the CPU's\n");
   return total_diff == 0 ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "moe_cuda_emu_tests: %s\n", e.what());
+    return 2;
+  }
 }

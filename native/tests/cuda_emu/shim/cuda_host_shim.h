@@ -72,10 +72,14 @@ template <typename T> inline T __ldg(const T* p) { return *p; }
 
 // fmaf, fmaxf, INFINITY: glibc's (<cmath>); fmaf is correctly rounded (a libm call: no -mfma here).
 
-// Not used by the emulated kernels (only by other helpers of common.cuh): abort if ever reached.
-[[noreturn]] inline void emu_unsupported(const char* what) { std::fprintf(stderr, "emu: %s unsupported\n", what); std::abort(); }
+// What the emulation does not model (never reached by the emulated kernels): it is recorded from whichever
+// thread reaches it, and the launch that ran it throws (emu_runtime.cpp), so the test fails with the name.
+void emu_unsupported(const char* what);
 inline void __syncthreads() { g_block_bar->arrive_and_wait(); }
-inline float rsqrtf(float) { emu_unsupported("rsqrtf"); }
+inline float rsqrtf(float) {
+  emu_unsupported("rsqrtf");
+  return NAN;
+}
 
 // Warp lockstep state (defined in emu_runtime.cpp).
 struct EmuWarp {
