@@ -161,11 +161,6 @@ char* mapped_pointer(void* host) {
   return static_cast<char*>(d);
 }
 
-int block_width(const offload::PredictorBlock& b, const offload::PredictorModel& m) {
-  if (b.kind == offload::PredictorBlock::Kind::Layer) return m.moe_layers;
-  return b.per_layer ? m.moe_layers * m.num_experts : m.num_experts;
-}
-
 }  // namespace
 
 void PredictorMlpGpu::Free::operator()(void* p) const { cudaFree(p); }
@@ -241,49 +236,21 @@ PredictorMlpGpu::PredictorMlpGpu(const offload::PredictorMlp& mlp, int max_rows,
     in_kernel_ = static_cast<char*>(in_dev_.get());
     out_kernel_ = static_cast<char*>(out_dev_.get());
   }
-  features_.assign(static_cast<size_t>(mlp.feature_width()), 0.f);
+  inputs_.features.assign(static_cast<size_t>(mlp.feature_width()), 0.f);
 }
 
 PredictorMlpGpu::~PredictorMlpGpu() = default;
 
-// Row `row`'s nonzero inputs in the order predict's layer 0 visits them. This is a copy of the feature code
-// of PredictorMlp::predict (predictor_mlp.cpp), dense scratch and all, so the inputs are its inputs exactly:
-// predictor_mlp.h exposes no feature extraction, and the GPU port is kept out of the CPU class. The bench's
-// check (GPU logits and ids against the CPU's) is what keeps the two copies equal.
+// Row `row`'s nonzero inputs in the order predict's layer 0 visits them: the CPU port's own
+// (gather_predictor_inputs), so the two take the same inputs.
 int PredictorMlpGpu::row_inputs(const PredictorRow& row, Nonzero* out) {
-  const int L = m_.moe_layers, E = m_.num_experts, k = m_.top_k, t = row.t, i = row.i;
-  if (t < 0 || t >= row.length || i < 0 || i + m_.lookahead >= L) throw Error("prefetch predicted: no prediction for token " + std::to_string(t) + " at MoE layer " + std::to_string(i));
-  auto add_input = [this](int index, float value) {
-    float& f = features_[static_cast<size_t>(index)];
-    if (f == 0.f) touched_.push_back(index);
-    f = static_cast<float>(static_cast<double>(f) + static_cast<double>(value));
-  };
-  touched_.clear();
-  int o = 0;
-  for (const offload::PredictorBlock& b : m_.blocks) {
-    if (b.kind == offload::PredictorBlock::Kind::Layer) {
-      add_input(o + i, 1.f);
-    } else {
-      const int tt = t + b.token_offset, l = i + b.layer_offset;
-      if (tt >= 0 && tt < row.length && l >= 0 && l < L) {
-        const size_t base = (static_cast<size_t>(tt) * L + l) * k;
-        const int slot = b.per_layer ? o + i * E : o;
-        for (int j = 0; j < k; ++j) {
-          const int32_t e = row.experts[base + j];
-          if (e < 0 || e >= E) throw Error("prefetch predicted: the replayed routing names expert " + std::to_string(e) + " (token " + std::to_string(tt) + ", MoE layer " + std::to_string(l) + ")");
-          add_input(slot + e, row.weights[base + j]);
-        }
-      }
-    }
-    o += block_width(b, m_);
-  }
-  std::sort(touched_.begin(), touched_.end());
+  offload::gather_predictor_inputs(m_, inputs_, row.experts, row.weights, row.length, row.t, row.i);
   int n = 0;
-  for (int idx : touched_) {  // predict skips zero inputs (v == 0.f: continue)
-    const float v = features_[static_cast<size_t>(idx)];
-    if (v != 0.f) out[n++] = Nonzero{idx, v};  // touched_ has at most one entry per add_input: <= max_nonzeros_
+  for (int idx : inputs_.touched) {  // predict skips zero inputs (v == 0.f: continue)
+    const float v = inputs_.features[static_cast<size_t>(idx)];
+    if (v != 0.f) out[n++] = Nonzero{idx, v};  // touched has at most one entry per input added: <= max_nonzeros_
   }
-  for (int idx : touched_) features_[static_cast<size_t>(idx)] = 0.f;
+  offload::clear_predictor_inputs(inputs_);
   return n;
 }
 

@@ -75,8 +75,7 @@ class PredictorMlpGpu {
   bool mapped_ = false;
   char* in_kernel_ = nullptr;  // what the kernel reads and writes: in_dev_ / out_dev_, or the mapped staging
   char* out_kernel_ = nullptr;
-  std::vector<float> features_;  // predict's dense feature vector, all zero between calls
-  std::vector<int> touched_;
+  offload::PredictorScratch inputs_;  // gather_predictor_inputs' dense features (all zero between calls) and indices
 };
 
 }  // namespace moe::cuda

@@ -67,18 +67,18 @@ PredictorScratch PredictorMlp::make_scratch() const {
   return s;
 }
 
-int PredictorMlp::predict(PredictorScratch& s, const int32_t* experts, const float* weights, int length, int t, int i, int32_t* out) const {
+void gather_predictor_inputs(const PredictorModel& m, PredictorScratch& s, const int32_t* experts, const float* weights, int length, int t, int i) {
   auto add_input = [&s](int index, float value) {
     float& f = s.features[static_cast<size_t>(index)];
     if (f == 0.f) s.touched.push_back(index);
     f = static_cast<float>(static_cast<double>(f) + static_cast<double>(value));
   };
-  const int L = m_.moe_layers, E = m_.num_experts, k = m_.top_k;
-  if (t < 0 || t >= length || i < 0 || i + m_.lookahead >= L) throw Error("prefetch predicted: no prediction for token " + std::to_string(t) + " at MoE layer " + std::to_string(i));
-  // Features (features.ts writeFeatures), sparse: only the nonzero entries are written, then visited ascending.
+  const int L = m.moe_layers, E = m.num_experts, k = m.top_k;
+  if (t < 0 || t >= length || i < 0 || i + m.lookahead >= L) throw Error("prefetch predicted: no prediction for token " + std::to_string(t) + " at MoE layer " + std::to_string(i));
+  // Sparse: only the nonzero entries are written, then visited ascending.
   s.touched.clear();
   int o = 0;
-  for (const PredictorBlock& b : m_.blocks) {
+  for (const PredictorBlock& b : m.blocks) {
     if (b.kind == PredictorBlock::Kind::Layer) {
       add_input(o + i, 1.f);
     } else {
@@ -93,9 +93,18 @@ int PredictorMlp::predict(PredictorScratch& s, const int32_t* experts, const flo
         }
       }
     }
-    o += block_width(b, m_);
+    o += block_width(b, m);
   }
   std::sort(s.touched.begin(), s.touched.end());
+}
+
+void clear_predictor_inputs(PredictorScratch& s) {
+  for (int idx : s.touched) s.features[static_cast<size_t>(idx)] = 0.f;
+}
+
+int PredictorMlp::predict(PredictorScratch& s, const int32_t* experts, const float* weights, int length, int t, int i, int32_t* out) const {
+  const int E = m_.num_experts;
+  gather_predictor_inputs(m_, s, experts, weights, length, t, i);
   // Layers (infer.ts forwardRow): y = bias, then y[o] += v * W^T[i][o] for each nonzero input i, ascending.
   const float* input = s.features.data();
   const int* nz = s.touched.data();
@@ -115,7 +124,7 @@ int PredictorMlp::predict(PredictorScratch& s, const int32_t* experts, const flo
     }
     input = y.data();
   }
-  for (int idx : s.touched) s.features[static_cast<size_t>(idx)] = 0.f;  // back to all zero for the next call
+  clear_predictor_inputs(s);  // back to all zero for the next call
   // Top `budget` (metrics.ts topIndices: insertion, the earlier expert first on equal logits).
   const float* lg = input;
   const int count = m_.budget;

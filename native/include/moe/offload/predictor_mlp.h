@@ -58,6 +58,15 @@ struct PredictorScratch {
   std::vector<int> rank;
 };
 
+// The nonzero inputs of one prediction (features.ts writeFeatures) for token t of a routed sequence at MoE
+// layer i: each added into s.features (as float(double + double), as JavaScript's Float32Array stores a sum),
+// its index listed once in s.touched, sorted ascending. Throws for a token or layer with no prediction and for a
+// routed expert outside the model. The caller reads them, then clear_predictor_inputs (s.features is all zero
+// between calls). PredictorMlp::predict is this, the MLP and the top-budget selection; the GPU port
+// (src/cuda/predictor_mlp_gpu.cu) takes its inputs from here too.
+void gather_predictor_inputs(const PredictorModel& m, PredictorScratch& s, const int32_t* experts, const float* weights, int length, int t, int i);
+void clear_predictor_inputs(PredictorScratch& s);
+
 class PredictorMlp {
  public:
   // Checks the model's shapes (a clear moe::Error naming what does not fit).
