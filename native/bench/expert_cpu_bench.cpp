@@ -18,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_args.h"
 #include "moe/cpu_features.h"
 #include "moe/kernels.h"
 #include "moe/quant/expert_format.h"
@@ -25,6 +26,7 @@
 #include "moe/quant/quantize.h"
 
 using namespace moe;
+using moe::bench::arg;
 
 namespace {
 
@@ -49,13 +51,6 @@ uint64_t lcg(uint64_t& s) {
 void fill(std::vector<uint16_t>& v, size_t n, uint64_t& s) {
   v.resize(n);
   for (uint16_t& x : v) x = f32_to_bf16((static_cast<float>(lcg(s) % 2001) - 1000.f) * 2e-5f);
-}
-
-std::string arg(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (name == argv[i]) return argv[i + 1];
-  }
-  return def;
 }
 
 std::vector<std::string> split(const std::string& s) {

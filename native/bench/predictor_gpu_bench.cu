@@ -32,11 +32,13 @@
 #include <utility>
 #include <vector>
 
+#include "bench_args.h"
 #include "cuda_check.h"
 #include "moe/offload/predictor_mlp.h"
 #include "moe/thread_pool.h"
 #include "predictor_mlp_gpu.h"
 
+using moe::bench::arg;
 using moe::cuda::PredictorMlpGpu;
 using moe::cuda::PredictorRow;
 using moe::cuda::PredictorTransfer;
@@ -52,13 +54,6 @@ constexpr int kSets = 64;                // calls cycle through this many row se
 constexpr int kMaxRows = 32;
 constexpr int kRowCounts[] = {1, 2, 4, 8, 16, 32};
 constexpr size_t kMinIters = 2000, kMaxIters = 1000000;
-
-std::string arg(int argc, char** argv, const std::string& name, const std::string& def) {
-  for (int i = 1; i + 1 < argc; ++i) {
-    if (name == argv[i]) return argv[i + 1];
-  }
-  return def;
-}
 
 void progress(const std::string& s) {
   std::printf("[predictor_gpu_bench] %s\n", s.c_str());

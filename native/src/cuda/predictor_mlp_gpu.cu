@@ -171,15 +171,9 @@ PredictorMlpGpu::PredictorMlpGpu(const offload::PredictorMlp& mlp, int max_rows,
   static_assert(sizeof(Nonzero) == sizeof(Nz), "the kernel reads the staging's pairs as Nz");
   MOE_CUDA_REQUIRE(max_rows >= 1);
   const offload::PredictorModel& src = mlp.model();
-  // The geometry without the weights (those go to the device), for the feature code of row_inputs.
-  m_.moe_layers = src.moe_layers;
-  m_.num_experts = src.num_experts;
-  m_.top_k = src.top_k;
-  m_.lookahead = src.lookahead;
-  m_.blocks = src.blocks;
-  m_.budget = src.budget;
-  m_.min_logit = src.min_logit;
-  budget_ = src.budget;
+  // The model without its weights (those go to the device): the geometry and blocks row_inputs reads.
+  m_ = src;
+  m_.layers = {};
   for (const offload::PredictorBlock& b : src.blocks) max_nonzeros_ += b.kind == offload::PredictorBlock::Kind::Layer ? 1 : src.top_k;
 
   // All weights and biases in one buffer (each array at a multiple of 4 floats), one LayerDesc per layer.
@@ -207,7 +201,7 @@ PredictorMlpGpu::PredictorMlpGpu(const offload::PredictorMlp& mlp, int max_rows,
 
   // Threads: one per output of the widest layer (a warp multiple); wider layers loop.
   threads_ = std::min(kMaxThreads, (max_width_ + 31) / 32 * 32);
-  smem_bytes_ = (2 * static_cast<size_t>(act_) + tile_ + 2 * static_cast<size_t>(max_nonzeros_) + budget_) * sizeof(float);
+  smem_bytes_ = (2 * static_cast<size_t>(act_) + tile_ + 2 * static_cast<size_t>(max_nonzeros_) + m_.budget) * sizeof(float);
   if (smem_bytes_ > 48 * 1024) {  // beyond the default: opt in, up to what the device allows
     int device = 0, limit = 0;
     CUDA_CHECK(cudaGetDevice(&device));
@@ -224,7 +218,7 @@ PredictorMlpGpu::PredictorMlpGpu(const offload::PredictorMlp& mlp, int max_rows,
   // brings back exactly what was asked for.
   pairs_at_ = (static_cast<size_t>(max_rows) + 2) / 2 * 2 * sizeof(int32_t);
   const size_t in_bytes = pairs_at_ + static_cast<size_t>(max_rows) * max_nonzeros_ * sizeof(Nonzero);
-  const size_t out_bytes = static_cast<size_t>(max_rows) * (1 + budget_ + m_.num_experts) * sizeof(int32_t);
+  const size_t out_bytes = static_cast<size_t>(max_rows) * (1 + m_.budget + m_.num_experts) * sizeof(int32_t);
   in_host_.reset(host_alloc(in_bytes, mapped_));
   out_host_.reset(host_alloc(out_bytes, mapped_));
   if (mapped_) {
@@ -273,19 +267,19 @@ int PredictorMlpGpu::predict_rows(cudaStream_t stream, const PredictorRow* rows,
   int32_t* dout = reinterpret_cast<int32_t*>(out_kernel_);
   int32_t* d_counts = dout;
   int32_t* d_ids = dout + n;
-  float* d_logits = out_logits != nullptr ? reinterpret_cast<float*>(d_ids + static_cast<size_t>(n) * budget_) : nullptr;
-  const Net net{static_cast<const float*>(params_.get()), static_cast<const LayerDesc*>(layers_.get()), n_layers_, act_, tile_, max_nonzeros_, E, budget_,
+  float* d_logits = out_logits != nullptr ? reinterpret_cast<float*>(d_ids + static_cast<size_t>(n) * m_.budget) : nullptr;
+  const Net net{static_cast<const float*>(params_.get()), static_cast<const LayerDesc*>(layers_.get()), n_layers_, act_, tile_, max_nonzeros_, E, m_.budget,
                 m_.min_logit};
   predictor_kernel<<<n, threads_, smem_bytes_, stream>>>(net, reinterpret_cast<const int32_t*>(din), reinterpret_cast<const Nz*>(din + pairs_at_), d_counts,
                                                          d_ids, d_logits);
   CUDA_CHECK_LAUNCH();
-  const size_t out_bytes = static_cast<size_t>(n) * (1 + budget_ + (out_logits != nullptr ? E : 0)) * sizeof(int32_t);
+  const size_t out_bytes = static_cast<size_t>(n) * (1 + m_.budget + (out_logits != nullptr ? E : 0)) * sizeof(int32_t);
   if (!mapped_) CUDA_CHECK(cudaMemcpyAsync(out_host_.get(), dout, out_bytes, cudaMemcpyDeviceToHost, stream));
   CUDA_CHECK(cudaStreamSynchronize(stream));
   const int32_t* h = static_cast<const int32_t*>(out_host_.get());
   std::memcpy(out_counts, h, static_cast<size_t>(n) * sizeof(int32_t));
-  std::memcpy(out_ids, h + n, static_cast<size_t>(n) * budget_ * sizeof(int32_t));
-  if (out_logits != nullptr) std::memcpy(out_logits, h + n + static_cast<size_t>(n) * budget_, static_cast<size_t>(n) * E * sizeof(float));
+  std::memcpy(out_ids, h + n, static_cast<size_t>(n) * m_.budget * sizeof(int32_t));
+  if (out_logits != nullptr) std::memcpy(out_logits, h + n + static_cast<size_t>(n) * m_.budget, static_cast<size_t>(n) * E * sizeof(float));
   int ids = 0;
   for (int r = 0; r < n; ++r) ids += out_counts[r];
   return ids;

@@ -44,7 +44,7 @@ class PredictorMlpGpu {
   PredictorMlpGpu& operator=(const PredictorMlpGpu&) = delete;
 
   int max_rows() const { return max_rows_; }
-  int budget() const { return budget_; }
+  int budget() const { return m_.budget; }
 
   // Predicts n <= max_rows rows on `stream` and waits for them: row r's ids (best first) into
   // out_ids[r * budget ...], how many in out_counts[r] (fewer than budget where min_logit leaves some out);
@@ -68,7 +68,7 @@ class PredictorMlpGpu {
   int row_inputs(const PredictorRow& row, Nonzero* out);
 
   offload::PredictorModel m_;  // geometry and blocks (the weights live on the device)
-  int max_rows_ = 0, budget_ = 0, n_layers_ = 0, max_nonzeros_ = 0, max_width_ = 0, act_ = 0, tile_ = 0, threads_ = 0;
+  int max_rows_ = 0, n_layers_ = 0, max_nonzeros_ = 0, max_width_ = 0, act_ = 0, tile_ = 0, threads_ = 0;
   size_t smem_bytes_ = 0, pairs_at_ = 0;
   std::unique_ptr<void, Free> params_, layers_, in_dev_, out_dev_;
   std::unique_ptr<void, FreeHost> in_host_, out_host_;
