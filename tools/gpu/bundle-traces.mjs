@@ -8,19 +8,34 @@ import { join } from 'node:path';
 
 export const ESFT_TASKS = ['summary', 'translation', 'intent'];
 
+/**
+ * The tasks to bundle: the three the project knows, in that order, then every other folder of `esftDir`
+ * that holds an ESFT dump (`expert_weights_1.txt`), sorted by name. Routing the project has not seen (the
+ * upstream task left out of ../shared, or a user's own dump) then travels without a code change and is
+ * replayed with `MOE_ROUTING=.gpu/traces/<task>.arrow` (tools/gpu/session-run.sh).
+ */
+export function esftTasks(esftDir) {
+  const extra = existsSync(esftDir)
+    ? readdirSync(esftDir)
+        .filter((t) => !ESFT_TASKS.includes(t) && existsSync(join(esftDir, t, 'expert_weights_1.txt')))
+        .sort()
+    : [];
+  return [...ESFT_TASKS, ...extra];
+}
+
 /** Newest modification time of a folder's files (ms). */
 function newest(dir) {
   return Math.max(...readdirSync(dir).map((f) => statSync(join(dir, f)).mtimeMs));
 }
 
 /**
- * Imports the ESFT tasks found under `esftDir` into `outDir` (<task>.arrow.xz). `cli` runs the project CLI
+ * Imports the ESFT tasks (esftTasks) found under `esftDir` into `outDir` (<task>.arrow.xz). `cli` runs the project CLI
  * (argument list). Returns {imported, skipped, missing} task names; a missing esftDir gives missing = all.
  */
 export function bundleTraces(esftDir, outDir, cli, log = () => {}) {
   const result = { imported: [], skipped: [], missing: [] };
   mkdirSync(outDir, { recursive: true });
-  for (const task of ESFT_TASKS) {
+  for (const task of esftTasks(esftDir)) {
     const src = join(esftDir, task);
     const xz = join(outDir, `${task}.arrow.xz`);
     if (!existsSync(src)) {

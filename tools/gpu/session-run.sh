@@ -11,7 +11,9 @@ stamp() { echo "[run $(( $(date +%s) - start )) s] $*" | tee -a "$LOG/steps.log"
 export MOE_NODE=/tmp/moe-node
 [ -x $MOE_NODE ] || { xz -dc .gpu/node.xz > "$MOE_NODE" && chmod +x "$MOE_NODE"; }
 build=/tmp/native-build
-R=.gpu/traces/summary.arrow,.gpu/traces/translation.arrow,.gpu/traces/intent.arrow
+# The replayed routing: the three ESFT tasks, or MOE_ROUTING (comma-separated trace v1 files, e.g. an ESFT task the
+# project has not seen, which bundle.mjs imports when its folder is in ../shared/traces/esft: .gpu/traces/<task>.arrow)
+R=${MOE_ROUTING:-.gpu/traces/summary.arrow,.gpu/traces/translation.arrow,.gpu/traces/intent.arrow}
 synth_bg() {
   if [ ! -f /tmp/lite/config.json ]; then
     ( OUT=$LOG MOE_SKIP_NATIVE=1 timeout 150 bash tools/gpu/on-device.sh 'moe synth-model --geometry lite --seed 1 --out /tmp/lite' > "$LOG/synth.log" 2>&1; echo $? > /tmp/synth.rc ) &

@@ -33,7 +33,7 @@ build_native
 
 wait_synth
 
-R=.gpu/traces/summary.arrow,.gpu/traces/translation.arrow,.gpu/traces/intent.arrow
+R=${MOE_ROUTING:-.gpu/traces/summary.arrow,.gpu/traces/translation.arrow,.gpu/traces/intent.arrow}  # MOE_ROUTING: other trace v1 files, e.g. routing not seen
 ARGS=${MOE_VALIDATE_ARGS:---trace $R --gpu-memory 12GiB --batch 1,16 --prompt 128}
 # MOE_VALIDATE_CALIBRATE=1: calibrate on this machine in this call first (GPU and CPU kernels, copies, every
 # dtype of MOE_VALIDATE_DTYPES), with the `host` section (host work per layer and step, which calibrate does

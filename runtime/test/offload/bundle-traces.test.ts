@@ -12,7 +12,7 @@ import { toSequences } from '../../../traces/src/sequences.js';
 import { importEsft } from '../../../traces/src/import-esft.js';
 import { repoRoot, tempDir } from '../../../core/test/helpers.js';
 // @ts-expect-error plain JS module of the tools folder
-import { bundleTraces, ESFT_TASKS } from '../../../tools/gpu/bundle-traces.mjs';
+import { bundleTraces, ESFT_TASKS, esftTasks } from '../../../tools/gpu/bundle-traces.mjs';
 
 const esft = resolve(repoRoot, '..', 'shared', 'traces', 'esft');
 const tmp = tempDir('bundle-traces-');
@@ -47,6 +47,22 @@ describe('bundle: ESFT traces for the device', () => {
     utimesSync(join(src, 'intent', 'expert_weights_1.txt'), later, later);
     expect(bundleTraces(src, out, fakeCli).imported).toEqual(['intent']);
     expect(execFileSync('xz', ['-dc', join(out, 'intent.arrow.xz')]).toString()).toBe('arrow bytes');
+  });
+
+  it('bundles a task it does not know (routing not seen) after the known three; ignores folders without a dump', () => {
+    const src = join(tmp.path, 'esft-extra');
+    for (const t of [...ESFT_TASKS, 'law', 'code']) {
+      mkdirSync(join(src, t), { recursive: true });
+      writeFileSync(join(src, t, 'expert_weights_1.txt'), 'x');
+    }
+    mkdirSync(join(src, 'notes'), { recursive: true });
+    writeFileSync(join(src, 'README.md'), 'not a task');
+    expect(esftTasks(src)).toEqual([...ESFT_TASKS, 'code', 'law']);
+    const out = join(tmp.path, 'out3');
+    const fakeCli = (a: string[]) => writeFileSync(a[a.indexOf('--out') + 1], `arrow of ${a[3]}`);
+    expect(bundleTraces(src, out, fakeCli).imported).toEqual([...ESFT_TASKS, 'code', 'law']);
+    expect(execFileSync('xz', ['-dc', join(out, 'law.arrow.xz')]).toString()).toBe(`arrow of ${join(src, 'law')}`);
+    expect(existsSync(join(out, 'notes.arrow.xz'))).toBe(false);
   });
 
   describe.skipIf(!existsSync(join(esft, 'intent')))('with the real ESFT intent task', () => {
