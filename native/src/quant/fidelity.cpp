@@ -94,7 +94,7 @@ FidelityResult expert_fidelity(const ModelConfig& config, const ModelWeights& we
       const int li = i / E, e = i % E;
       const MlpWeights& w = weights.layers[static_cast<size_t>(res.layers[static_cast<size_t>(li)])].experts[static_cast<size_t>(e)];
       const float* x = inputs[shared_rows ? 0 : static_cast<size_t>(li)].data();
-      quantize_expert(L, w.gate, w.up, w.down, blob.data());
+      quantize_expert(L, w.gate, w.up, w.down, blob.data(), o.int4_fit);
       mlp_forward(x, o.rows, w, y_ref.data(), false, 1.f, nullptr, scratch, o.isa);
       expert_ffn_q_forward(x, o.rows, L, blob.data(), y_q.data(), false, 1.f, nullptr, scratch, o.isa);
       res.errors[static_cast<size_t>(i)] = relative_error(y_q, y_ref);

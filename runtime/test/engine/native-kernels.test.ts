@@ -57,6 +57,17 @@ describe.skipIf(!built)('native kernels against their references', () => {
     expect(c.stdout).toMatch(/control: the sequential warp sum differs, as it must/);
   });
 
+  it('int4_fit_bench runs, the search has the lower median expert error than round-to-nearest, and a bad group is refused by name', () => {
+    const bench = join(repoRoot, 'native', 'build', 'int4_fit_bench');
+    const r = spawnSync(bench, ['--experts', '3', '--hidden', '256', '--d-ff', '128', '--rows', '4'], { encoding: 'utf8' });
+    expect(r.status, r.stdout + r.stderr).toBe(0);
+    const p50 = (fit: string) => Number(new RegExp(`\\| ${fit} \\| [0-9.]+% \\| ([0-9.]+)%`).exec(r.stdout)?.[1]);
+    expect(p50('search')).toBeLessThan(p50('nearest'));
+    const bad = spawnSync(bench, ['--group', '48'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/group size 48/);
+  });
+
   it('engine options are refused by name where they cannot apply', () => {
     const r = spawnSync(optionsExe, [], { encoding: 'utf8' });
     expect(r.status, r.stdout + r.stderr).toBe(0);

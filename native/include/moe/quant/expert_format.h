@@ -18,7 +18,10 @@
 //         packed two per byte, element c of row r in byte (r * cols + c) / 2: even c the low
 //         nibble, odd c the high nibble; scale and zero fp16 [rows, cols / group] (group-major
 //         within a row: index r * (cols / group) + g). zero is fractional (fp16), not rounded.
-//         scale = (max - min) / 15 of the group, zero = -min / scale (scale 0: all q 0, zero 0).
+//         The quantizer (quantize.h Int4Fit) chooses each group's scale and zero: by default the pair
+//         with the smallest squared error among round-to-nearest over [min, max] (scale = (max - min)
+//         / 15, zero = -min / scale) and a few narrower windows refit by least squares; each q is then
+//         the nearest level (scale 0: all q 0, zero 0). Readers need only the formula above.
 #include <cstddef>
 #include <cstdint>
 #include <string>

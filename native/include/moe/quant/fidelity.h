@@ -11,6 +11,7 @@
 #include "moe/config.h"
 #include "moe/kernels.h"
 #include "moe/quant/expert_format.h"
+#include "moe/quant/quantize.h"
 #include "moe/weights.h"
 
 namespace moe::quant {
@@ -18,6 +19,7 @@ namespace moe::quant {
 struct FidelityOptions {
   ExpertDType dtype = ExpertDType::INT8;  // INT8 or INT4 (BF16 is accepted: errors then measure kernel noise)
   int group = kDefaultInt4Group;          // int4 group size
+  Int4Fit int4_fit = Int4Fit::Search;     // int4: how the groups' scale and zero are chosen (quantize.h)
   int rows = 16;                          // activation rows per expert
   // Caller-given rows: fp32 [x_layers, rows, hidden]: x_layers 1, the same rows for every layer, or
   // the MoE layer count, each MoE layer's own rows in model order (real activations: each layer's MoE input
