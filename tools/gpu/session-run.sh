@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
 #   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab resident-policy-ab check-miss quant-check
-#   calibrate-q cpuprobe cpubench cpuorder predgpu sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
+#   calibrate-q cpuprobe cpubench cpuorder int4fit predgpu sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
 LOG=$OUTD/logs
@@ -86,6 +86,12 @@ for step in "$@"; do
       # the CPU expert kernel that rounds as the GPU's decode kernel (gpu-order) beside the dpbf16 one, bf16
       timeout 240 $build/expert_cpu_bench --json "$OUTD/expert-cpu-gpu-order.json" --max-threads 16 --dtype bf16 --kernels gpu-order,avx512bf16 --min-seconds 0.2 > "$LOG/cpuorder.log" 2>&1
       echo "cpuorder exit $?" | tee -a "$LOG/steps.log"; tail -14 "$LOG/cpuorder.log" ;;
+    int4fit)
+      # the int4 quantizer: round-to-nearest against the window search on the device's host (the load's cost
+      # there), then quant-check re-measures the logits with the search (reports/bench/int4-fit-cpu-2026-12-05/)
+      timeout 120 cmake --build $build --target int4_fit_bench > "$LOG/int4fit-build.log" 2>&1 || { stamp "int4_fit_bench build FAILED"; tail -20 "$LOG/int4fit-build.log"; continue; }
+      timeout 120 $build/int4_fit_bench --experts 16 --rows 16 --group 64 --json "$OUTD/int4-fit-g64.json" > "$LOG/int4fit.log" 2>&1
+      echo "int4fit exit $?" | tee -a "$LOG/steps.log"; tail -5 "$LOG/int4fit.log" ;;
     predgpu)
       # the expert predictor's MLP on the GPU (a round trip) against the CPU port, checked then timed
       timeout 120 cmake --build $build --target predictor_gpu_bench > "$LOG/predgpu-build.log" 2>&1 || { stamp "predictor_gpu_bench build FAILED"; tail -20 "$LOG/predgpu-build.log"; continue; }
