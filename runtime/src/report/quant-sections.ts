@@ -7,6 +7,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import { LITE_CONFIG } from '../model/synth/geometries.js';
 import { table } from './experiments.js';
 import { PREDICTED_DIR, type OffloadPoint } from './quant-sources.js';
+import { int4FitTable } from '../bench/int4-fit-report.js';
 import { predictorGpuTable } from '../bench/predictor-gpu-report.js';
 import type { Sources } from './sources.js';
 
@@ -116,6 +117,10 @@ export function quantImplementation(s: Sources): string[] {
       ...q.fidelityCpu.map((f) => `| ${f.dtype}${f.dtype === 'int4' ? ` g${f.group}` : ''} | ${f.layers} x ${f.experts} | ${f.rows} | ${e(f.min)} | ${e(f.p50)} | ${e(f.p90)} | ${e(f.p99)} | ${e(f.max)} | \`${f.file}\` |`), '');
   }
   else out.push('The per-expert error distribution measured on a CPU (`reports/bench/quant-h200/fidelity-cpu/`) is absent: not committed when this report was generated.', '');
+  const fit = q.int4Fit;
+  if (fit) {
+    out.push(`The figures above (device and CPU) were measured with int4's round-to-nearest over each group's [min, max]. Since 2026-12-05 the quantizer also tries six narrower, shifted windows refit by least squares and keeps the pair with the least squared error (never worse; same format and kernels). Side by side on ${fit.docs[0].experts} experts of the model's shape per group size (\`int4_fit_bench\`, the CPU machine, \`reports/bench/int4-fit-cpu-2026-12-05/\`; the logits check has not been re-run with it):`, '', int4FitTable(fit.docs), '');
+  }
   out.push('**What these figures cannot tell.** Every checkpoint here has random weights, and random weights cannot tell what a format costs in task quality on a trained checkpoint (trained experts have outlier channels that per-channel int8 and grouped int4 handle differently from Gaussian noise): check perplexity and task accuracy against bf16 on your own data before relying on a quantized format.', '');
   return out;
 }

@@ -6,6 +6,7 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExpertErrorDistribution } from '../bench/expert-fidelity.js';
+import type { Int4FitResult } from '../bench/int4-fit-report.js';
 import type { PredictorGpuResult } from '../bench/predictor-gpu-report.js';
 import { json } from './read-json.js';
 import type { Stat } from './sources.js';
@@ -287,6 +288,8 @@ export interface QuantSources {
   /** issue 12, where the predictor runs: its MLP timed on the CPU and on the GPU (predictor_gpu_bench) */
   predictorGpu: { file: string; doc: PredictorGpuResult } | null;
   fidelityCpu: FidelityRow[] | null;
+  /** int4's two quantizers side by side (int4_fit_bench), one result per group size */
+  int4Fit: { files: string[]; docs: Int4FitResult[] } | null;
   peers: string[] | null;
   peersReport: PeersReport | null;
   peerAgreement: PeerAgreement | null;
@@ -297,6 +300,8 @@ export const QUANT_DIR = 'reports/bench/quant-h200';
 export const PREDICTED_DIR = 'reports/bench/prefetch-h200-2026-12-04';
 /** the in-line predictor's MLP on the CPU and on the GPU (2026-12-04, the GPU kernel's first version) */
 export const PREDICTOR_GPU_FILE = 'reports/bench/predictor-gpu-h200-2026-12-04/predictor-gpu-first-kernel.json';
+/** int4_fit_bench at groups 64, 32 and 128 (2026-12-05, the CPU machine) */
+export const INT4_FIT_FILES = [64, 32, 128].map((g) => `reports/bench/int4-fit-cpu-2026-12-05/int4-fit-g${g}.json`);
 const withFile = <T>(file: string, doc: T | null) => (doc ? { file, doc } : null);
 
 /** One dtype's per-expert output error distribution from a `bench --check-quant` document (quantCheck.expertErrors). */
@@ -318,6 +323,11 @@ function readFidelity(root: string, rel: string): FidelityRow[] | null {
   return rows;
 }
 
+function readInt4Fit(root: string): { files: string[]; docs: Int4FitResult[] } | null {
+  const docs = INT4_FIT_FILES.map((f) => json<Int4FitResult>(root, f));
+  return docs.every((d) => d !== null) ? { files: INT4_FIT_FILES, docs: docs as Int4FitResult[] } : null;
+}
+
 export function readQuantSources(root: string): QuantSources {
   return {
     mustShow: readOffloadBench(root, `${QUANT_DIR}/must-show/bench.json`),
@@ -334,6 +344,7 @@ export function readQuantSources(root: string): QuantSources {
     prefetchReplayTokens: readTokensCheck(root, `${PREDICTED_DIR}/check-replay/bench.json`),
     predictorGpu: withFile(PREDICTOR_GPU_FILE, json<PredictorGpuResult>(root, PREDICTOR_GPU_FILE)),
     fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
+    int4Fit: readInt4Fit(root),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
     peerAgreement: readPeerAgreement(root, 'reports/bench/peers-h200/device/peer-agreement.json'),
