@@ -11,6 +11,7 @@ import type { PrefetchName } from '../../../sim/src/prefetch/sources.js';
 import { UserError } from '../../../core/src/errors.js';
 import type { ModelConfig } from '../model/config.js';
 import { BF16_EXPERTS, planGpuMemory, type ExpertFormat, type GpuMemoryPlan } from '../offload/gpu-budget.js';
+import type { RoutingCorpus } from '../../../traces/src/sequences.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import type { LaneFill } from '../offload/replay-lanes.js';
 import { resolvePrefetchOptions } from '../offload/prefetch-options.js';
@@ -39,6 +40,12 @@ export interface ValidateInputs {
   formats?: ExpertFormat[];
   /** the exported predictor (--predictor DIR): predicted is simulated on its predictions and run on the GPU */
   predictor?: string;
+  /**
+   * static's pinned experts from this routing instead of the replay's own first half (the simulator's and
+   * the runtime's default). Simulated only: validate's CLI never sets it, since its GPU runs pin the
+   * default way; routing-transfer.ts uses it to pin from other tasks, as a deployment would.
+   */
+  staticWarmup?: RoutingCorpus;
 }
 
 /** Per swept expert dtype: the slots the budget holds in that format and where its cost figures come from. */
@@ -181,7 +188,7 @@ export function planValidation(inputs: ValidateInputs, progress: (total: number)
     const { batch } = shape;
     const ranked: RankedConfig[] = [];
     const simulate = (config: Configuration): RankedConfig => {
-      const p = predictBenchPoint(lanes, shape, { policy: config.policy, cacheSize: config.cache, prefetch: config.prefetch, miss: config.miss, cpuAdmit: VALIDATE_CPU_ADMIT, calibration: costOf(config.dtype) });
+      const p = predictBenchPoint(lanes, shape, { policy: config.policy, cacheSize: config.cache, prefetch: config.prefetch, miss: config.miss, cpuAdmit: VALIDATE_CPU_ADMIT, calibration: costOf(config.dtype), warmup: inputs.staticWarmup });
       tick();
       return {
         key: configKey(config),
