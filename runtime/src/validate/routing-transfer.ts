@@ -26,6 +26,7 @@ import { writeChart } from '../../../core/src/charts.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { parseChoiceOption, parseIntListOption, requiredScriptArg } from '../../../core/src/options.js';
+import { startProgress } from '../../../core/src/progress.js';
 import { loadCalibration } from '../../../sim/src/cost/calibration.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences, type RoutingCorpus } from '../../../traces/src/sequences.js';
@@ -153,7 +154,7 @@ export function staticPinsTable(own: TransferResult, others: TransferResult): st
   return ['| batch | prompt | task | static, pins from the task itself (ms/token) | pins from the other tasks | change |', '| --- | --- | --- | --- | --- | --- |', ...rows].join('\n');
 }
 
-export async function runRoutingTransfer(o: { traces: string[]; calibration: string; out: string; budget: string; batches: number[]; prompts: number[]; staticPins: StaticPins; log: (l: string) => void }): Promise<TransferResult> {
+export async function runRoutingTransfer(o: { traces: string[]; calibration: string; out: string; budget: string; batches: number[]; prompts: number[]; staticPins: StaticPins }): Promise<TransferResult> {
   if (o.traces.length < 2) throw new UserError(`option --traces: needs at least 2 traces, got ${o.traces.length}`);
   const config = parseModelConfig(LITE_CONFIG, 'embedded DeepSeek-V2-Lite config.json');
   const calibration = loadCalibration(o.calibration);
@@ -165,9 +166,14 @@ export async function runRoutingTransfer(o: { traces: string[]; calibration: str
   });
   const perTask = o.traces.map((path, i) => {
     const task = basename(path, extname(path));
-    o.log(`routing transfer: sweeping ${task} (static pinned from ${o.staticPins === 'own' ? 'its own first half' : 'the other traces'})`);
     const staticWarmup = o.staticPins === 'others' ? othersCorpus(corpora, i) : undefined;
-    const plan = planValidation({ config, modelLabel: 'embedded DeepSeek-V2-Lite config', replays: [{ path, corpus: corpora[i] }], budgetBytes, batches: o.batches, prompts: o.prompts, top: 1, calibration, staticWarmup });
+    let progress: ReturnType<typeof startProgress> | undefined;
+    const label = `routing transfer: ${task} (static pinned from ${o.staticPins === 'own' ? 'its own first half' : 'the other traces'})`;
+    const plan = planValidation({ config, modelLabel: 'embedded DeepSeek-V2-Lite config', replays: [{ path, corpus: corpora[i] }], budgetBytes, batches: o.batches, prompts: o.prompts, top: 1, calibration, staticWarmup }, (total) => {
+      progress = startProgress(label, total);
+      return () => progress!.tick();
+    });
+    progress?.done();
     return { task, plan };
   });
   const points: TransferPoint[] = perTask[0].plan.points.map((p0) => {
@@ -201,7 +207,6 @@ if (process.argv[1] && process.argv[1].endsWith('routing-transfer.js')) {
     batches: parseIntListOption('--batch', optionalArg('--batch', '1,16'), 1, 4096),
     prompts: parseIntListOption('--prompt', optionalArg('--prompt', '128'), 1, 1 << 20),
     staticPins: parseChoiceOption('--static-pins', optionalArg('--static-pins', 'own'), ['own', 'others'] as const),
-    log: (l) => process.stderr.write(l + '\n'),
   })
     .then((r) => process.stdout.write(transferTable(r) + '\n'))
     .catch((err: Error) => {
