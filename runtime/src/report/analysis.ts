@@ -61,6 +61,8 @@ export function missing(s: Sources): string[] {
     s.quant.check?.crashed ? 'The quantized fidelity check on the device is partial: int8 logits only; the per-expert errors and int4 were not measured there.' : '',
     s.quant.fidelityCpu?.length ? '' : 'The per-expert error distribution measured on a CPU (`reports/bench/quant-h200/fidelity-cpu/`) is absent.',
     gridAgreementGap(s.latestRun) ?? '',
+    s.quant.int4Fit ? 'int4\'s scale search (2026-12-05, `reports/bench/int4-fit-cpu-2026-12-05/`) is measured per expert on a CPU only: the device\'s logits check (81-88% top-1 where the gap is at least 0.1, below the 95% bar) predates it and has not been re-run.' : '',
+    'Routing not seen is simulated only (`reports/sim/routing-transfer-2026-12-05/`: each ESFT task held out in turn): the dynamic picks transfer within 0.3%, but `static` under replay pins from the same trace and pinned from other tasks is 5-73% slower; no GPU run has replayed a task the tools were not developed on.',
     'The CPU-miss numerics check fails in 2 of 12 cases at one position (reference gap 0.171; reports/bench/offload-h200-2026-12-03b/check-miss/); the all-resident engine run with other GEMM shapes shows the same logit error (5.4%), so the criterion is below this random-weight checkpoint\'s rounding noise with the default CPU kernel. `--cpu-rounding gpu-order` computes a CPU miss in the GPU decode kernel\'s exact order (the same bits, so the all-resident tokens); it is tested on the CPU only so far: its GPU bit-for-bit check and `--check-miss --cpu-rounding gpu-order` have not run on a device (runtime/src/offload/README.md).',
   ].filter((x) => x);
   out.push(...items.map((x) => `- ${x}`), '');
