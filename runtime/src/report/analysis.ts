@@ -50,6 +50,16 @@ function validationItem(s: Sources): string {
   return `\`validate --best\` (${v.dir}, ${v.result.plan.predictor ? 'with' : 'without'} \`--predictor\`): ${failed.length} of ${v.result.checks.length} checks fail: ${why}.`;
 }
 
+/** The simulated leave-one-task-out (routing-transfer.ts): the worst regret of a pick, and what static owes to its pins. */
+function routingTransferItem(s: Sources): string {
+  const t = s.quant.routingTransfer;
+  if (!t) return 'Routing not seen: no simulated leave-one-task-out is committed, and no GPU run has replayed a task the tools were not developed on.';
+  const worst = Math.max(...t.others.points.flatMap((p) => p.heldOut.map((h) => h.regret)));
+  const changes = t.own.points.flatMap((p) => p.staticBest.map((a) => t.others.points.find((q) => q.batch === p.batch && q.prompt === p.prompt)!.staticBest.find((b) => b.task === a.task)!.ms / a.ms - 1));
+  const pct = (v: number) => `${(100 * v).toFixed(0)}%`;
+  return `Routing not seen is simulated only (\`${t.dir}/\`: each ESFT task held out in turn): the pick made on the other tasks is within ${(100 * worst).toFixed(1)}% of the held-out task's best, but \`static\` under replay pins from the same trace, and pinned from other tasks its best is ${pct(Math.min(...changes))}-${pct(Math.max(...changes))} slower; no GPU run has replayed a task the tools were not developed on.`;
+}
+
 export function missing(s: Sources): string[] {
   const out = ['## What is missing or partial', ''];
   const items = [
@@ -62,7 +72,7 @@ export function missing(s: Sources): string[] {
     s.quant.fidelityCpu?.length ? '' : 'The per-expert error distribution measured on a CPU (`reports/bench/quant-h200/fidelity-cpu/`) is absent.',
     gridAgreementGap(s.latestRun) ?? '',
     s.quant.int4Fit ? 'int4\'s scale search (2026-12-05, `reports/bench/int4-fit-cpu-2026-12-05/`) is measured per expert on a CPU only: the device\'s logits check (81-88% top-1 where the gap is at least 0.1, below the 95% bar) predates it and has not been re-run.' : '',
-    'Routing not seen is simulated only (`reports/sim/routing-transfer-2026-12-05/`: each ESFT task held out in turn): the dynamic picks transfer within 0.3%, but `static` under replay pins from the same trace and pinned from other tasks is 5-73% slower; no GPU run has replayed a task the tools were not developed on.',
+    routingTransferItem(s),
     'The CPU-miss numerics check fails in 2 of 12 cases at one position (reference gap 0.171; reports/bench/offload-h200-2026-12-03b/check-miss/); the all-resident engine run with other GEMM shapes shows the same logit error (5.4%), so the criterion is below this random-weight checkpoint\'s rounding noise with the default CPU kernel. `--cpu-rounding gpu-order` computes a CPU miss in the GPU decode kernel\'s exact order (the same bits, so the all-resident tokens); it is tested on the CPU only so far: its GPU bit-for-bit check and `--check-miss --cpu-rounding gpu-order` have not run on a device (runtime/src/offload/README.md).',
   ].filter((x) => x);
   out.push(...items.map((x) => `- ${x}`), '');

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { ExpertErrorDistribution } from '../bench/expert-fidelity.js';
 import type { Int4FitResult } from '../bench/int4-fit-report.js';
 import type { PredictorGpuResult } from '../bench/predictor-gpu-report.js';
+import type { TransferResult } from '../validate/routing-transfer.js';
 import { json } from './read-json.js';
 import type { Stat } from './sources.js';
 
@@ -290,6 +291,8 @@ export interface QuantSources {
   fidelityCpu: FidelityRow[] | null;
   /** int4's two quantizers side by side (int4_fit_bench), one result per group size */
   int4Fit: { files: string[]; docs: Int4FitResult[] } | null;
+  /** routing not seen, simulated: each ESFT task held out, static pinned from the task itself and from the others */
+  routingTransfer: { dir: string; own: TransferResult; others: TransferResult } | null;
   peers: string[] | null;
   peersReport: PeersReport | null;
   peerAgreement: PeerAgreement | null;
@@ -301,6 +304,8 @@ export const PREDICTED_DIR = 'reports/bench/prefetch-h200-2026-12-04';
 /** the in-line predictor's MLP on the CPU and on the GPU (2026-12-04, the GPU kernel's first version) */
 export const PREDICTOR_GPU_FILE = 'reports/bench/predictor-gpu-h200-2026-12-04/predictor-gpu-first-kernel.json';
 /** int4_fit_bench at groups 64, 32 and 128 (2026-12-05, the CPU machine) */
+/** routing-transfer.ts's two runs (2026-12-05) */
+export const ROUTING_TRANSFER_DIR = 'reports/sim/routing-transfer-2026-12-05';
 export const INT4_FIT_FILES = [64, 32, 128].map((g) => `reports/bench/int4-fit-cpu-2026-12-05/int4-fit-g${g}.json`);
 const withFile = <T>(file: string, doc: T | null) => (doc ? { file, doc } : null);
 
@@ -328,6 +333,12 @@ function readInt4Fit(root: string): { files: string[]; docs: Int4FitResult[] } |
   return docs.every((d) => d !== null) ? { files: INT4_FIT_FILES, docs: docs as Int4FitResult[] } : null;
 }
 
+function readRoutingTransfer(root: string): QuantSources['routingTransfer'] {
+  const own = json<TransferResult>(root, `${ROUTING_TRANSFER_DIR}/static-pins-own/routing-transfer.json`);
+  const others = json<TransferResult>(root, `${ROUTING_TRANSFER_DIR}/static-pins-others/routing-transfer.json`);
+  return own && others ? { dir: ROUTING_TRANSFER_DIR, own, others } : null;
+}
+
 export function readQuantSources(root: string): QuantSources {
   return {
     mustShow: readOffloadBench(root, `${QUANT_DIR}/must-show/bench.json`),
@@ -345,6 +356,7 @@ export function readQuantSources(root: string): QuantSources {
     predictorGpu: withFile(PREDICTOR_GPU_FILE, json<PredictorGpuResult>(root, PREDICTOR_GPU_FILE)),
     fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
     int4Fit: readInt4Fit(root),
+    routingTransfer: readRoutingTransfer(root),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
     peerAgreement: readPeerAgreement(root, 'reports/bench/peers-h200/device/peer-agreement.json'),
