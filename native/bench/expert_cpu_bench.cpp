@@ -13,12 +13,13 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "bench_args.h"
+#include "bench_output.h"
 #include "moe/cpu_features.h"
 #include "moe/kernels.h"
 #include "moe/quant/expert_format.h"
@@ -213,9 +214,8 @@ int main(int argc, char** argv) {
       }
     }
 
-    const std::string tmp = json + ".partial";
     {
-      std::ofstream f(tmp);
+      std::ostringstream f;
       f << "{\n  \"benchmark\": \"expert_cpu_bench\",\n  \"expert\": {\"hidden\": " << kHidden << ", \"d_ff\": " << kFf
         << ", \"int4_group\": " << group << "},\n  \"dtypes\": [";
       for (size_t i = 0; i < pools.size(); ++i) {
@@ -231,9 +231,8 @@ int main(int argc, char** argv) {
           << ", \"min_ms\": " << r.min_ms << ", \"gbps\": " << r.gbps << "}" << (i + 1 < results.size() ? "," : "") << "\n";
       }
       f << "  ]\n}\n";
-      if (!f) throw std::runtime_error("cannot write " + tmp);
+      bench::write_text_atomic(json, f.str());
     }
-    if (std::rename(tmp.c_str(), json.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp + " to " + json);
     std::printf("\nwrote %s\n", json.c_str());
     return 0;
   } catch (const std::exception& e) {

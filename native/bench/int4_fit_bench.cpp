@@ -12,13 +12,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <fstream>
+#include <sstream>
 #include <memory>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "bench_args.h"
+#include "bench_output.h"
 #include "moe/error.h"
 #include "moe/quant/expert_format.h"
 #include "moe/quant/fidelity.h"
@@ -126,9 +127,8 @@ int run(int argc, char** argv) {
                 100 * quantile(r.output_errors, 0.9), 100 * quantile(r.output_errors, 1.0), r.ms_per_expert);
   }
   if (!json.empty()) {
-    const std::string tmp = json + ".tmp";
     {
-      std::ofstream f(tmp);
+      std::ostringstream f;
       f << "{\n  \"bench\": \"int4_fit_bench\",\n  \"weights\": \"normal, std 1/sqrt(fan_in), bf16 (as synth-model)\",\n";
       f << "  \"activations\": \"seeded random rows rmsnorm(N(0,1)), post norm 1\",\n";
       f << "  \"hidden\": " << H << ", \"dFf\": " << F << ", \"group\": " << group << ", \"experts\": " << E << ", \"rows\": " << rows << ",\n  \"fits\": [";
@@ -140,9 +140,8 @@ int run(int argc, char** argv) {
         f << "]}";
       }
       f << "\n  ]\n}\n";
-      if (!f) throw Error("int4_fit_bench: cannot write " + tmp);
+      bench::write_text_atomic(json, f.str());
     }
-    if (std::rename(tmp.c_str(), json.c_str()) != 0) throw Error("int4_fit_bench: cannot rename " + tmp + " to " + json);
   }
   return 0;
 }

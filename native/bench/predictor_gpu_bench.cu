@@ -24,8 +24,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <fstream>
 #include <random>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -33,6 +33,7 @@
 #include <vector>
 
 #include "bench_args.h"
+#include "bench_output.h"
 #include "cuda_check.h"
 #include "moe/offload/predictor_mlp.h"
 #include "moe/thread_pool.h"
@@ -404,9 +405,8 @@ int main(int argc, char** argv) {
     }
 
     if (!out.empty()) {
-      const std::string tmp = out + ".tmp";
       {
-        std::ofstream f(tmp);
+        std::ostringstream f;
         f << "{\n  \"benchmark\": \"predictor_gpu_bench\",\n  \"device\": {\"name\": \"" << prop.name << "\", \"sms\": " << prop.multiProcessorCount
           << "},\n  \"host_threads\": " << hw << ",\n  \"model\": {\"moe_layers\": " << kL << ", \"experts\": " << kE << ", \"top_k\": " << kK
           << ", \"width\": " << cpu.feature_width() << ", \"hidden\": [" << kHidden << "], \"budget\": " << budget << "},\n  \"seed\": " << seed
@@ -421,9 +421,8 @@ int main(int argc, char** argv) {
             << (i + 1 < stats.size() ? "," : "") << "\n";
         }
         f << "  ]\n}\n";
-        if (!f) throw std::runtime_error("cannot write " + tmp);
+        moe::bench::write_text_atomic(out, f.str());
       }
-      if (std::rename(tmp.c_str(), out.c_str()) != 0) throw std::runtime_error("cannot rename " + tmp + " to " + out);
       progress("wrote " + out);
     }
     CUDA_CHECK(cudaStreamDestroy(stream));
