@@ -41,3 +41,8 @@ export function requiredScriptArg(name: string, argv: readonly string[] = proces
   if (i < 0 || i + 1 >= argv.length) throw new UserError(`option ${name}: required`);
   return argv[i + 1];
 }
+
+/** The value after `name` as requiredScriptArg reads it, or `fallback` when `name` is absent (present without a value: refused). */
+export function optionalScriptArg(name: string, fallback: string, argv: readonly string[] = process.argv): string {
+  return argv.includes(name) ? requiredScriptArg(name, argv) : fallback;
+}

@@ -14,6 +14,7 @@ import { writeChart } from '../../../core/src/charts.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
+import { percentile } from './stats.js';
 
 export interface Int4FitResult {
   bench: string;
@@ -40,11 +41,6 @@ function readResult(path: string): Int4FitResult {
   return doc;
 }
 
-function quantile(values: number[], q: number): number {
-  const s = [...values].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor(q * (s.length - 1) + 0.5))];
-}
-
 /** Bits per weight of the int4 format: 4, plus an fp16 scale and an fp16 zero per group. */
 export function int4BitsPerWeight(group: number): number {
   return 4 + 32 / group;
@@ -56,7 +52,7 @@ export function int4FitTable(docs: Int4FitResult[]): string {
   const rows = docs.flatMap((doc) =>
     doc.fits.map(
       (f) =>
-        `| ${doc.group} | ${int4BitsPerWeight(doc.group)} | ${f.fit} | ${pct(f.weightError, 3)} | ${pct(quantile(f.outputErrors, 0.5))} | ${pct(quantile(f.outputErrors, 0.9))} | ${pct(Math.max(...f.outputErrors))} | ${f.msPerExpert.toFixed(0)} |`,
+        `| ${doc.group} | ${int4BitsPerWeight(doc.group)} | ${f.fit} | ${pct(f.weightError, 3)} | ${pct(percentile(f.outputErrors, 50))} | ${pct(percentile(f.outputErrors, 90))} | ${pct(Math.max(...f.outputErrors))} | ${f.msPerExpert.toFixed(0)} |`,
     ),
   );
   return [
@@ -82,7 +78,7 @@ export async function writeInt4FitReport(o: { results: string[]; out: string }):
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
     title: 'int4 expert output error: round-to-nearest vs window search',
     data: {
-      values: docs.flatMap((doc) => doc.fits.map((f) => ({ group: `g${doc.group} (${int4BitsPerWeight(doc.group)} bits)`, quantizer: f.fit, p50: 100 * quantile(f.outputErrors, 0.5) }))),
+      values: docs.flatMap((doc) => doc.fits.map((f) => ({ group: `g${doc.group} (${int4BitsPerWeight(doc.group)} bits)`, quantizer: f.fit, p50: 100 * percentile(f.outputErrors, 50) }))),
     },
     width: 360,
     height: 240,

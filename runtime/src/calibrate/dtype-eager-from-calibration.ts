@@ -17,7 +17,7 @@ import { interpolate } from '../../../sim/src/cost/cost-model.js';
 import { EXPERT_DTYPES } from '../../../sim/src/cost/expert-layout.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
-import { requiredScriptArg } from '../../../core/src/options.js';
+import { optionalScriptArg, requiredScriptArg } from '../../../core/src/options.js';
 
 const DTYPES = EXPERT_DTYPES.filter((d) => d !== 'bf16');
 
@@ -54,7 +54,7 @@ if (process.argv[1] && process.argv[1].endsWith('dtype-eager-from-calibration.js
   try {
     const calFile = requiredScriptArg('--calibration');
     const profile = withDtypeEager(loadCalibration(requiredScriptArg('--base')), loadCalibration(calFile), calFile);
-    const named = process.argv.includes('--name') ? { ...profile, name: requiredScriptArg('--name') } : profile;
+    const named = { ...profile, name: optionalScriptArg('--name', profile.name) };
     if (process.argv.includes('--label')) named.label = requiredScriptArg('--label');
     writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(named, null, 1) + '\n');
     process.stdout.write(`${requiredScriptArg('--out')} (${named.name}): ${DTYPES.map((d) => `${d} ${JSON.stringify(named.byExpertDtype?.[d]?.gpu.eagerLayerOverheadMs ?? null)}`).join(', ')}\n`);

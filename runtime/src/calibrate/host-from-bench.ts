@@ -18,7 +18,7 @@ import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/s
 import { Costs } from '../../../sim/src/cost/cost-model.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
-import { requiredScriptArg } from '../../../core/src/options.js';
+import { optionalScriptArg, requiredScriptArg } from '../../../core/src/options.js';
 import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
@@ -135,7 +135,7 @@ if (process.argv[1] && process.argv[1].endsWith('host-from-bench.js')) {
       ? withBenchResident(base, requiredScriptArg('--resident').split(','), Number(requiredScriptArg('--moe-layers')),
         requiredScriptArg('--traces').split(',').map((path) => ({ path, corpus: toSequences(readTrace(path)) })))
       : withBenchHost(base, requiredScriptArg('--bench').split(','));
-    const named = process.argv.includes('--name') ? { ...profile, name: requiredScriptArg('--name') } : profile;
+    const named = { ...profile, name: optionalScriptArg('--name', profile.name) };
     writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(named, null, 1) + '\n');
     process.stdout.write(`${requiredScriptArg('--out')} (${named.name}): host ${JSON.stringify(profile.host)}, resident ${JSON.stringify(profile.gpu.residentLayerOverheadMs ?? null)}\n`);
   } catch (err) {

@@ -25,7 +25,7 @@ import type { TopLevelSpec } from 'vega-lite';
 import { writeChart } from '../../../core/src/charts.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
-import { parseChoiceOption, parseIntListOption, requiredScriptArg } from '../../../core/src/options.js';
+import { optionalScriptArg, parseChoiceOption, parseIntListOption, requiredScriptArg } from '../../../core/src/options.js';
 import { startProgress } from '../../../core/src/progress.js';
 import { loadCalibration } from '../../../sim/src/cost/calibration.js';
 import { readTrace } from '../../../traces/src/reader.js';
@@ -155,6 +155,7 @@ export function staticPinsTable(own: TransferResult, others: TransferResult): st
 }
 
 export async function runRoutingTransfer(o: { traces: string[]; calibration: string; out: string; budget: string; batches: number[]; prompts: number[]; staticPins: StaticPins }): Promise<TransferResult> {
+  // leaveOneOut refuses fewer too, but only after the sweeps (minutes): refuse before them.
   if (o.traces.length < 2) throw new UserError(`option --traces: needs at least 2 traces, got ${o.traces.length}`);
   const config = parseModelConfig(LITE_CONFIG, 'embedded DeepSeek-V2-Lite config.json');
   const calibration = loadCalibration(o.calibration);
@@ -177,14 +178,13 @@ export async function runRoutingTransfer(o: { traces: string[]; calibration: str
     return { task, plan };
   });
   const points: TransferPoint[] = perTask[0].plan.points.map((p0) => {
-    const staticBest: TransferPoint['staticBest'] = [];
-    const rankings: TaskRanking[] = perTask.map(({ task, plan }) => {
-      const p = plan.points.find((x) => x.batch === p0.batch && x.prompt === p0.prompt)!;
-      const deployable = p.ranked.filter((r) => r.runtimeGaps.length === 0 && r.config.prefetch !== 'oracle');
-      const statics = p.ranked.filter((r) => r.config.policy === 'static');
-      staticBest.push({ task, ms: Math.min(...statics.map((r) => r.predictedMs.mean)) });
-      return { task, ms: new Map(p.ranked.map((r) => [r.key, r.predictedMs.mean])), runnable: new Set(deployable.map((r) => r.key)) };
-    });
+    const ranked = perTask.map(({ task, plan }) => ({ task, ranked: plan.points.find((x) => x.batch === p0.batch && x.prompt === p0.prompt)!.ranked }));
+    const rankings: TaskRanking[] = ranked.map(({ task, ranked: rs }) => ({
+      task,
+      ms: new Map(rs.map((r) => [r.key, r.predictedMs.mean])),
+      runnable: new Set(rs.filter((r) => r.runtimeGaps.length === 0 && r.config.prefetch !== 'oracle').map((r) => r.key)),
+    }));
+    const staticBest = ranked.map(({ task, ranked: rs }) => ({ task, ms: Math.min(...rs.filter((r) => r.config.policy === 'static').map((r) => r.predictedMs.mean)) }));
     const pairs = rankings.flatMap((a, i) => rankings.slice(i + 1).map((b) => ({ a: a.task, b: b.task, rho: rankAgreement(a, b) })));
     return { batch: p0.batch, prompt: p0.prompt, heldOut: leaveOneOut(rankings), spearman: pairs, staticBest };
   });
@@ -196,17 +196,15 @@ export async function runRoutingTransfer(o: { traces: string[]; calibration: str
   return result;
 }
 
-const optionalArg = (name: string, def: string) => (process.argv.includes(name) ? requiredScriptArg(name) : def);
-
 if (process.argv[1] && process.argv[1].endsWith('routing-transfer.js')) {
   runRoutingTransfer({
     traces: requiredScriptArg('--traces').split(','),
     calibration: requiredScriptArg('--calibration'),
     out: requiredScriptArg('--out'),
-    budget: optionalArg('--gpu-memory', '12GiB'),
-    batches: parseIntListOption('--batch', optionalArg('--batch', '1,16'), 1, 4096),
-    prompts: parseIntListOption('--prompt', optionalArg('--prompt', '128'), 1, 1 << 20),
-    staticPins: parseChoiceOption('--static-pins', optionalArg('--static-pins', 'own'), ['own', 'others'] as const),
+    budget: optionalScriptArg('--gpu-memory', '12GiB'),
+    batches: parseIntListOption('--batch', optionalScriptArg('--batch', '1,16'), 1, 4096),
+    prompts: parseIntListOption('--prompt', optionalScriptArg('--prompt', '128'), 1, 1 << 20),
+    staticPins: parseChoiceOption('--static-pins', optionalScriptArg('--static-pins', 'own'), ['own', 'others'] as const),
   })
     .then((r) => process.stdout.write(transferTable(r) + '\n'))
     .catch((err: Error) => {
