@@ -129,6 +129,23 @@ std::vector<moe::TensorSource> to_tensors(const Napi::Array& a) {
   return out;
 }
 
+moe::quant::QuantizedFileSpec to_quantized_file(const Napi::Value& v) {
+  if (!v.IsObject()) fail(v.Env(), "native: quantizedFile must be an object {path, mode, header}");
+  Napi::Object q = v.As<Napi::Object>();
+  moe::quant::QuantizedFileSpec spec;
+  spec.path = str(q, "path");
+  if (spec.path.empty()) fail(q.Env(), "native: quantizedFile.path is empty");
+  const std::string mode = str(q, "mode");
+  if (mode == "read") spec.mode = moe::quant::QuantizedFileSpec::Mode::Read;
+  else if (mode == "write") spec.mode = moe::quant::QuantizedFileSpec::Mode::Write;
+  else fail(q.Env(), "native: quantizedFile.mode must be 'read' or 'write', not '" + mode + "'");
+  Napi::Value hv = field(q, "header");
+  if (!hv.IsBuffer()) fail(q.Env(), "native: quantizedFile.header must be a Buffer");
+  Napi::Buffer<uint8_t> h = hv.As<Napi::Buffer<uint8_t>>();
+  spec.header.assign(h.Data(), h.Data() + h.Length());
+  return spec;
+}
+
 moe::EngineOptions to_engine_options(const Napi::Object& o) {
   moe::EngineOptions e;
   e.device = str(o, "device");
@@ -152,6 +169,7 @@ moe::EngineOptions to_engine_options(const Napi::Object& o) {
     e.expert_group = integer(o, "expertGroup");
     if (e.expert_group < 2 || e.expert_group % 2 != 0) fail(o.Env(), "native: expertGroup must be an even integer >= 2");
   }
+  if (o.Has("quantizedFile") && !o.Get("quantizedFile").IsUndefined()) e.quantized_file = to_quantized_file(o.Get("quantizedFile"));
   return e;
 }
 

@@ -14,6 +14,8 @@ namespace moe_addon {
 moe::ModelConfig to_config(const Napi::Object& o);
 std::vector<moe::TensorSource> to_tensors(const Napi::Array& a);
 moe::EngineOptions to_engine_options(const Napi::Object& o);
+// {path, mode: 'read' | 'write', header: Buffer}: the quantized experts file (moe/quant/quantized_file.h)
+moe::quant::QuantizedFileSpec to_quantized_file(const Napi::Value& v);
 moe::GenerationRequest to_request(const Napi::Object& o);
 // {prompt: Int32Array, maxNewTokens, greedy, temperature, topP, seed, stopOnEos}
 moe::SequenceRequest to_sequence_request(const Napi::Object& o);

@@ -2,7 +2,7 @@
 // (native/include/moe/quant/expert_format.h, fidelity.h) for the TypeScript side.
 //
 //   expertLayout(dtype: 'bf16' | 'int8' | 'int4', hidden: number, dff: number, group?: number)
-//     -> { dtype, hidden, dff, group, bytes,
+//     -> { dtype, hidden, dff, group, bytes, quantizer,
 //          gate: { rows, cols, q, scale, zero }, up: {...}, down: {...} }
 //     Byte offsets from the start of one expert blob, exactly moe::quant::expert_layout's (group
 //     defaults to 64 and is 0 in the result for bf16 / int8). Synchronous; throws (naming the value)
@@ -21,6 +21,15 @@
 //     post_attention_layernorm. errors is layer-major: errors[li * experts + e] is expert e of MoE
 //     layer layerIds[li] (layers = layerIds.length). Runs off the JS thread; onProgress is called on
 //     the JS thread as experts finish (possibly coalesced: done only grows).
+//
+//   expertBlobs({ config, tensors, dtype: 'int8' | 'int4', group?: number (64),
+//                 file?: { path, mode: 'read' | 'write', header: Buffer }, returnBlobs?: boolean (false) })
+//     -> Promise<{ blobs: Buffer | null, bytes, quantizeSeconds,
+//                  file: null | { path, read, written, rebuiltExperts, readSeconds, writeSeconds, warning } }>
+//     The routed experts as the CUDA backend's host memory holds them (moe/quant/expert_blobs.h), built
+//     without a GPU: quantized from the checkpoint, or read from / written to the quantized experts file
+//     (moe/quant/quantized_file.h) exactly as a load does. blobs (only with returnBlobs) is layer-major,
+//     blob (mi * E + e) at mi * E * bytes-per-blob. Used by `moe quantize-experts` and the tests.
 #include "quant_binding.h"
 
 #include <memory>
@@ -28,8 +37,11 @@
 #include <vector>
 
 #include "convert.h"
+#include "moe/quant/expert_blobs.h"
 #include "moe/quant/expert_format.h"
 #include "moe/quant/fidelity.h"
+#include "moe/quant/quantize.h"
+#include "moe/quant/quantized_file.h"
 #include "moe/weights.h"
 
 namespace moe_addon {
@@ -38,12 +50,12 @@ namespace {
 
 [[noreturn]] void type_error(Napi::Env env, const std::string& what) { throw Napi::TypeError::New(env, what); }
 
-int int_field(const Napi::Object& o, const char* name, int def) {
+int int_field(const Napi::Object& o, const char* name, int def, const char* where = "quantFidelity") {
   Napi::Value v = o.Get(name);
   if (v.IsUndefined()) return def;
-  if (!v.IsNumber()) type_error(o.Env(), std::string("quantFidelity: ") + name + " must be a number");
+  if (!v.IsNumber()) type_error(o.Env(), std::string(where) + ": " + name + " must be a number");
   const double d = v.As<Napi::Number>().DoubleValue();
-  if (d != static_cast<double>(static_cast<int>(d))) type_error(o.Env(), std::string("quantFidelity: ") + name + " must be an integer");
+  if (d != static_cast<double>(static_cast<int>(d))) type_error(o.Env(), std::string(where) + ": " + name + " must be an integer");
   return static_cast<int>(d);
 }
 
@@ -94,6 +106,7 @@ Napi::Value expert_layout(const Napi::CallbackInfo& info) {
   o.Set("dff", L.d_ff);
   o.Set("group", L.group);
   o.Set("bytes", static_cast<double>(L.bytes));
+  o.Set("quantizer", moe::quant::quantizer_id(L.dtype));
   o.Set("gate", matrix_object(env, L.gate));
   o.Set("up", matrix_object(env, L.up));
   o.Set("down", matrix_object(env, L.down));
@@ -207,11 +220,98 @@ Napi::Value quant_fidelity(const Napi::CallbackInfo& info) {
   return worker->promise();
 }
 
+class ExpertBlobsWorker : public Napi::AsyncWorker {
+ public:
+  ExpertBlobsWorker(Napi::Env env, moe::ModelConfig config, std::vector<moe::TensorSource> tensors, moe::quant::ExpertLayout layout,
+                    bool has_file, moe::quant::QuantizedFileSpec file, bool return_blobs)
+      : Napi::AsyncWorker(env, "moe.expertBlobs"), config_(std::move(config)), tensors_(std::move(tensors)), layout_(layout), has_file_(has_file),
+        file_(std::move(file)), return_blobs_(return_blobs), deferred_(Napi::Promise::Deferred::New(env)) {}
+
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    try {
+      std::unique_ptr<moe::WeightStore> store = moe::WeightStore::open(config_, tensors_);
+      std::vector<int> moe_layers;
+      for (int l = 0; l < config_.num_hidden_layers; ++l) {
+        if (store->weights().layers.at(static_cast<size_t>(l)).moe) moe_layers.push_back(l);
+      }
+      blobs_.assign(moe::quant::expert_blobs_bytes(config_, moe_layers, layout_), 0);
+      if (has_file_) result_ = moe::quant::fill_expert_blobs_with_file(config_, store->weights(), moe_layers, layout_, blobs_.data(), file_, quantize_seconds_);
+      else quantize_seconds_ = moe::quant::fill_expert_blobs(config_, store->weights(), moe_layers, layout_, blobs_.data());
+    } catch (const std::exception& e) {
+      SetError(e.what());
+    }
+  }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("bytes", static_cast<double>(blobs_.size()));
+    o.Set("blobs", return_blobs_ ? Napi::Value(Napi::Buffer<uint8_t>::Copy(env, blobs_.data(), blobs_.size())) : env.Null());
+    o.Set("quantizeSeconds", quantize_seconds_);
+    if (has_file_) {
+      Napi::Object f = Napi::Object::New(env);
+      f.Set("path", result_.path);
+      f.Set("read", result_.read);
+      f.Set("written", result_.written);
+      f.Set("rebuiltExperts", static_cast<double>(result_.rebuilt));
+      f.Set("readSeconds", result_.read_seconds);
+      f.Set("writeSeconds", result_.write_seconds);
+      f.Set("warning", result_.warning);
+      o.Set("file", f);
+    } else {
+      o.Set("file", env.Null());
+    }
+    deferred_.Resolve(o);
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  moe::ModelConfig config_;
+  std::vector<moe::TensorSource> tensors_;
+  moe::quant::ExpertLayout layout_;
+  bool has_file_;
+  moe::quant::QuantizedFileSpec file_;
+  bool return_blobs_;
+  std::vector<uint8_t> blobs_;
+  double quantize_seconds_ = 0;
+  moe::quant::QuantizedFileResult result_;
+  Napi::Promise::Deferred deferred_;
+};
+
+Napi::Value expert_blobs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) type_error(env, "expertBlobs: expected ({config, tensors, dtype, group?, file?, returnBlobs?})");
+  Napi::Object spec = info[0].As<Napi::Object>();
+  if (!spec.Get("config").IsObject() || !spec.Get("tensors").IsArray()) type_error(env, "expertBlobs: expected {config: object, tensors: array, dtype: string, ...}");
+  moe::ModelConfig config = to_config(spec.Get("config").As<Napi::Object>());
+  std::vector<moe::TensorSource> tensors = to_tensors(spec.Get("tensors").As<Napi::Array>());
+  const moe::quant::ExpertDType dtype = dtype_value(env, spec.Get("dtype"), "expertBlobs");
+  if (dtype == moe::quant::ExpertDType::BF16) type_error(env, "expertBlobs: dtype must be 'int8' or 'int4' (bf16 experts are the checkpoint's weights)");
+  moe::quant::ExpertLayout layout;
+  try {
+    layout = moe::quant::expert_layout(dtype, config.hidden_size, config.moe_intermediate_size, int_field(spec, "group", moe::quant::kDefaultInt4Group, "expertBlobs"));
+  } catch (const std::exception& e) {
+    throw Napi::Error::New(env, std::string("expertBlobs: ") + e.what());
+  }
+  Napi::Value fv = spec.Get("file");
+  const bool has_file = !fv.IsUndefined() && !fv.IsNull();
+  moe::quant::QuantizedFileSpec file;
+  if (has_file) file = to_quantized_file(fv);
+  Napi::Value rv = spec.Get("returnBlobs");
+  if (!rv.IsUndefined() && !rv.IsBoolean()) type_error(env, "expertBlobs: returnBlobs must be a boolean");
+  auto* worker = new ExpertBlobsWorker(env, std::move(config), std::move(tensors), layout, has_file, std::move(file), rv.IsBoolean() && rv.As<Napi::Boolean>().Value());
+  worker->Queue();
+  return worker->promise();
+}
+
 }  // namespace
 
 void register_quant(Napi::Env env, Napi::Object exports) {
   exports.Set("expertLayout", Napi::Function::New(env, expert_layout, "expertLayout"));
   exports.Set("quantFidelity", Napi::Function::New(env, quant_fidelity, "quantFidelity"));
+  exports.Set("expertBlobs", Napi::Function::New(env, expert_blobs, "expertBlobs"));
 }
 
 }  // namespace moe_addon

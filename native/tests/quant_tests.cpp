@@ -5,10 +5,14 @@
 // as skipped, by name) against double-precision references built from dequantize_row; the CPU expert
 // executor's quantized jobs and the fidelity tool are checked against the same references.
 // Run: moe_quant_tests (exit status 0 = all passed)
+#include <unistd.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <string>
 #include <utility>
@@ -17,10 +21,12 @@
 #include "check.h"
 #include "moe/error.h"
 #include "moe/offload/cpu_expert_executor.h"
+#include "moe/quant/expert_blobs.h"
 #include "moe/quant/expert_format.h"
 #include "moe/quant/expert_kernels.h"
 #include "moe/quant/fidelity.h"
 #include "moe/quant/quantize.h"
+#include "moe/quant/quantized_file.h"
 #include "moe/thread_pool.h"
 
 using namespace moe;
@@ -561,6 +567,158 @@ void test_fidelity() {
   expect_throws([&] { expert_fidelity(m.config, m.w, o); }, "group size 48", "fidelity: a group that does not divide refused");
 }
 
+// ---- the blob buffer and the quantized experts file -------------------------------------------------
+
+void test_blob_checksum() {
+  std::printf("blob_checksum (XXH64, seed 0)\n");
+  // The published XXH64 vectors: below 4 bytes, the 8-byte tail, and the 32-byte stripes.
+  const std::pair<std::string, uint64_t> vectors[] = {
+      {"", 0xEF46DB3751D8E999ull},
+      {"a", 0xD24EC4F1A98C6E5Bull},
+      {"abc", 0x44BC2CF5AD770999ull},
+      {std::string(32, 'a'), 0x856E843298F99AD7ull},
+      {"Nobody inspects the spammish repetition", 0xFBCEA83C8A378BF1ull},
+      {"The quick brown fox jumps over the lazy dog", 0x0B242D361FDA71BCull},
+  };
+  for (const auto& [text, want] : vectors) {
+    const uint64_t got = blob_checksum(reinterpret_cast<const uint8_t*>(text.data()), text.size());
+    expect(got == want, "xxh64 of a " + std::to_string(text.size()) + "-byte string");
+  }
+  // one flipped bit anywhere in a blob changes it
+  std::vector<uint8_t> blob(1000);
+  Lcg rng(5);
+  for (uint8_t& b : blob) b = static_cast<uint8_t>(rng.next() * 127 + 128);
+  const uint64_t base = blob_checksum(blob.data(), blob.size());
+  int same = 0;
+  for (size_t i = 0; i < blob.size(); i += 37) {
+    blob[i] ^= 0x10;
+    same += blob_checksum(blob.data(), blob.size()) == base;
+    blob[i] ^= 0x10;
+  }
+  expect(same == 0, "a flipped bit changes the checksum");
+}
+
+std::vector<uint8_t> read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_all(const std::string& path, const std::vector<uint8_t>& bytes) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+}
+
+void test_expert_blobs() {
+  std::printf("fill_expert_blobs\n");
+  Lcg rng(21);
+  TinyModel m(3, rng);
+  const std::vector<int> layers = {1, 2};
+  for (auto [dtype, group] : {std::pair{ExpertDType::BF16, 0}, {ExpertDType::INT8, 0}, {ExpertDType::INT4, 32}}) {
+    const ExpertLayout L = expert_layout(dtype, 128, 64, group == 0 ? kDefaultInt4Group : group);
+    std::vector<uint8_t> buf(expert_blobs_bytes(m.config, layers, L), 0xAB);
+    fill_expert_blobs(m.config, m.w, layers, L, buf.data());
+    bool equal = buf.size() == 6 * L.bytes;
+    for (size_t i = 0; i < 6 && equal; ++i) {
+      const MlpWeights& X = m.w.layers[static_cast<size_t>(layers[i / 3])].experts[i % 3];
+      std::vector<uint8_t> want(L.bytes);
+      quantize_expert(L, X.gate, X.up, X.down, want.data());
+      equal = std::memcmp(buf.data() + i * L.bytes, want.data(), L.bytes) == 0;
+    }
+    expect(equal, std::string("fill: blob (mi * E + e) is quantize_expert's output for layer mi, expert e (") + expert_dtype_name(dtype) + ")");
+  }
+  const ExpertLayout L8 = expert_layout(ExpertDType::INT8, 128, 64);
+  std::vector<uint8_t> full(expert_blobs_bytes(m.config, layers, L8)), part(full.size(), 0);
+  fill_expert_blobs(m.config, m.w, layers, L8, full.data());
+  const std::vector<size_t> only = {4};
+  fill_expert_blobs(m.config, m.w, layers, L8, part.data(), &only);
+  bool only_four = std::memcmp(part.data() + 4 * L8.bytes, full.data() + 4 * L8.bytes, L8.bytes) == 0;
+  for (size_t i = 0; i < part.size(); ++i) only_four = only_four && (i / L8.bytes == 4 || part[i] == 0);
+  expect(only_four, "fill with `only`: writes those blobs and nothing else");
+  MlpWeights saved = m.w.layers[2].experts[1];
+  m.w.layers[2].experts[1].up.cols = 64;
+  expect_throws([&] { fill_expert_blobs(m.config, m.w, layers, L8, full.data()); }, "layer 2 expert 1 up_proj is [64, 64], expected [64, 128]", "fill: a wrong shape is named");
+  m.w.layers[2].experts[1] = saved;
+}
+
+void test_quantized_file() {
+  std::printf("quantized experts file\n");
+  Lcg rng(22);
+  TinyModel m(3, rng);
+  const std::vector<int> layers = {1, 2};
+  const ExpertLayout L = expert_layout(ExpertDType::INT4, 128, 64, 32);
+  const size_t n = 6, bytes = expert_blobs_bytes(m.config, layers, L);
+  std::vector<uint8_t> fresh(bytes);
+  fill_expert_blobs(m.config, m.w, layers, L, fresh.data());
+  char tmpl[] = "/tmp/moe-qfile-XXXXXX";
+  const std::string dir = mkdtemp(tmpl);
+  QuantizedFileSpec spec;
+  spec.path = dir + "/experts.safetensors";
+  spec.header.assign(4096, ' ');  // this side treats the header as opaque bytes (the TypeScript side writes the JSON)
+  spec.header[0] = 0x01;
+  const auto load = [&](QuantizedFileSpec::Mode mode, std::vector<uint8_t>& out, double& qs) {
+    QuantizedFileSpec s = spec;
+    s.mode = mode;
+    out.assign(bytes, 0);
+    return fill_expert_blobs_with_file(m.config, m.w, layers, L, out.data(), s, qs);
+  };
+  std::vector<uint8_t> got;
+  double qs = -1;
+  QuantizedFileResult r = load(QuantizedFileSpec::Mode::Write, got, qs);
+  std::vector<uint8_t> file = read_all(spec.path);
+  expect(r.written && !r.read && r.warning.empty() && got == fresh, "write: the blobs quantized, the file written, no warning");
+  expect(file.size() == 4096 + n * L.bytes + n * 8, "write: header + blobs + one u64 checksum per blob");
+  bool layout_ok = std::equal(spec.header.begin(), spec.header.end(), file.begin()) &&
+                   std::equal(fresh.begin(), fresh.end(), file.begin() + 4096);
+  for (size_t i = 0; i < n && layout_ok; ++i) {
+    uint64_t c;
+    std::memcpy(&c, file.data() + 4096 + n * L.bytes + i * 8, 8);
+    layout_ok = c == blob_checksum(fresh.data() + i * L.bytes, L.bytes);
+  }
+  expect(layout_ok, "write: the header bytes as given, the blobs in order, their checksums last");
+  expect(access((spec.path + ".partial-" + std::to_string(getpid())).c_str(), F_OK) != 0, "write: no partial file left");
+
+  r = load(QuantizedFileSpec::Mode::Read, got, qs);
+  expect(r.read && !r.written && r.rebuilt == 0 && qs == 0 && r.warning.empty() && got == fresh, "read: the same blobs, nothing quantized");
+
+  // a corrupted blob (expert 2 of layer 2 = blob 5): only it is quantized again, and the file is rewritten
+  file[4096 + 5 * L.bytes + 17] ^= 0x40;
+  write_all(spec.path, file);
+  r = load(QuantizedFileSpec::Mode::Read, got, qs);
+  expect(r.read && r.rebuilt == 1 && r.written && got == fresh, "corrupt blob: re-quantized, the file rewritten");
+  expect(r.warning.find("1 of 6 experts fail their checksum (first: layer 2 expert 2)") != std::string::npos, "corrupt blob: the warning names the expert: " + r.warning);
+  r = load(QuantizedFileSpec::Mode::Read, got, qs);
+  expect(r.read && r.rebuilt == 0 && r.warning.empty() && got == fresh, "corrupt blob: the rewritten file reads clean");
+
+  // truncated after the TypeScript side checked it: not used, rebuilt whole
+  file = read_all(spec.path);
+  file.resize(file.size() - 8);
+  write_all(spec.path, file);
+  r = load(QuantizedFileSpec::Mode::Read, got, qs);
+  expect(!r.read && r.written && got == fresh && r.warning.find("truncated or changed since it was checked") != std::string::npos, "truncated: rebuilt, rewritten: " + r.warning);
+  expect(read_all(spec.path).size() == 4096 + n * L.bytes + n * 8, "truncated: the rewritten file is whole");
+
+  // another header (the check raced a rewrite): not used
+  file = read_all(spec.path);
+  file[100] = 'x';
+  write_all(spec.path, file);
+  r = load(QuantizedFileSpec::Mode::Read, got, qs);
+  expect(!r.read && r.written && got == fresh && r.warning.find("header changed") != std::string::npos, "changed header: rebuilt: " + r.warning);
+
+  // a folder that cannot take the file: a warning, the blobs still right
+  QuantizedFileSpec bad = spec;
+  bad.path = dir + "/missing/experts.safetensors";
+  bad.mode = QuantizedFileSpec::Mode::Write;
+  got.assign(bytes, 0);
+  r = fill_expert_blobs_with_file(m.config, m.w, layers, L, got.data(), bad, qs);
+  expect(!r.written && got == fresh && r.warning.find("not written") != std::string::npos, "unwritable: a warning, the load goes on: " + r.warning);
+
+  const ExpertLayout B = expert_layout(ExpertDType::BF16, 128, 64);
+  std::vector<uint8_t> bf(expert_blobs_bytes(m.config, layers, B));
+  expect_throws([&] { fill_expert_blobs_with_file(m.config, m.w, layers, B, bf.data(), spec, qs); }, "only for int8 / int4", "bf16 has no quantized file");
+  std::remove(spec.path.c_str());
+  rmdir(dir.c_str());
+}
+
 }  // namespace
 
 int main() {
@@ -576,6 +734,9 @@ int main() {
   test_expert_ffn_q();
   test_executor_q();
   test_fidelity();
+  test_blob_checksum();
+  test_expert_blobs();
+  test_quantized_file();
   if (failures()) {
     std::printf("%d check(s) FAILED\n", failures());
     return 1;

@@ -19,6 +19,7 @@
 #include "moe/config.h"
 #include "moe/kernels.h"
 #include "moe/quant/expert_format.h"
+#include "moe/quant/quantized_file.h"
 #include "moe/weights.h"
 
 namespace moe {
@@ -35,6 +36,9 @@ struct EngineOptions {
   // offload_slots >= 0. expert_group: inputs per int4 group (ignored otherwise).
   quant::ExpertDType expert_dtype = quant::ExpertDType::BF16;
   int expert_group = quant::kDefaultInt4Group;
+  // int8 / int4 offloaded experts: the quantized experts file to read or write (moe/quant/quantized_file.h;
+  // the TypeScript side decides which after checking the file's header). Empty path: none.
+  quant::QuantizedFileSpec quantized_file;
 };
 
 struct GenerationRequest {

@@ -81,7 +81,7 @@ CudaBackend::CudaBackend(const ModelConfig& c, const ModelWeights& w, const Cuda
                                          c.n_routed_experts, expert_layout_.bytes);
     if (quant_experts_) dequant_ = DeviceMemory(static_cast<size_t>(3) * c.moe_intermediate_size * c.hidden_size * sizeof(bf16));
     check_budget("after the weights and the expert pool");
-    host_experts_ = std::make_unique<HostExperts>(c, w, moe_layers, expert_layout_);
+    host_experts_ = std::make_unique<HostExperts>(c, w, moe_layers, expert_layout_, opt_.quantized_file.path.empty() ? nullptr : &opt_.quantized_file);
     cached_slot_.assign(static_cast<size_t>(c.n_routed_experts), -1);
     launch_of_.assign(static_cast<size_t>(c.n_routed_experts), -1);
     CUDA_CHECK(cudaEventCreateWithFlags(&copy_tail_, cudaEventDisableTiming));
@@ -471,6 +471,17 @@ void CudaBackend::run_graph(const StepPlan& p, const StepInputs& in) {
   CUDA_CHECK(cudaGraphLaunch(it->second, stream_));
 }
 
+// device_info().offload.quantizedFile: null without a file, else what this load did with it.
+std::string CudaBackend::quantized_file_info() const {
+  if (!host_experts_ || !host_experts_->has_file) return "null";
+  const quant::QuantizedFileResult& f = host_experts_->file_result;
+  std::ostringstream o;
+  o << "{\"path\":\"" << json_escape(f.path) << "\",\"read\":" << (f.read ? "true" : "false") << ",\"written\":" << (f.written ? "true" : "false")
+    << ",\"rebuiltExperts\":" << f.rebuilt << ",\"readSeconds\":" << f.read_seconds << ",\"writeSeconds\":" << f.write_seconds
+    << ",\"warning\":\"" << json_escape(f.warning) << "\"}";
+  return o.str();
+}
+
 std::string CudaBackend::device_info() const {
   cudaDeviceProp prop{};
   cudaGetDeviceProperties(&prop, opt_.device);
@@ -492,7 +503,7 @@ std::string CudaBackend::device_info() const {
       << ",\"expertDtype\":\"" << quant::expert_dtype_name(expert_layout_.dtype) << "\""
       << ",\"expertBytes\":" << host_experts_->expert_bytes() << ",\"hostExpertBytes\":" << host_experts_->bytes()
       << ",\"poolBytes\":" << pool_->device_bytes() << ",\"hostCopySeconds\":" << host_experts_->copy_seconds
-      << ",\"quantizeSeconds\":" << host_experts_->quantize_seconds << ",\"hostPinSeconds\":" << host_experts_->pin_seconds << ",\"forwards\":" << k.forwards
+      << ",\"quantizeSeconds\":" << host_experts_->quantize_seconds << ",\"hostPinSeconds\":" << host_experts_->pin_seconds << ",\"quantizedFile\":" << quantized_file_info() << ",\"forwards\":" << k.forwards
       << ",\"slotCopies\":" << k.slot_copies << ",\"stagedCopies\":" << k.staged_copies << ",\"bytesH2D\":" << k.bytes
       << ",\"copyWaits\":" << k.waits << ",\"copyWaitMs\":" << k.copy_wait_ms << ",\"cpuExperts\":" << k.cpu_experts
       << ",\"cpuRows\":" << k.cpu_rows << ",\"fillCopies\":" << k.fill_copies << ",\"cpuMs\":" << k.cpu_ms

@@ -6,6 +6,7 @@
 
 #include "moe/backend.h"
 #include "moe/quant/expert_format.h"
+#include "moe/quant/quantized_file.h"
 
 namespace moe {
 
@@ -22,6 +23,7 @@ struct CudaBackendOptions {
   // Issue 13: storage and compute format of the offloaded routed experts (quantized needs offload_slots >= 0).
   quant::ExpertDType expert_dtype = quant::ExpertDType::BF16;
   int expert_group = quant::kDefaultInt4Group;
+  quant::QuantizedFileSpec quantized_file;  // quantized experts only; empty path: none (moe/quant/quantized_file.h)
 };
 
 std::unique_ptr<Backend> make_cuda_backend(const ModelConfig& config, const ModelWeights& weights,

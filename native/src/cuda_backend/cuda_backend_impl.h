@@ -180,6 +180,7 @@ class CudaBackend final : public Backend {
   void prefetch_join_loaded(LayerPlacement& P);
   void prefetch_release();
   std::string prefetch_info() const;
+  std::string quantized_file_info() const;
   void dump_f32(const char* name, int layer, const float* d, int rows, int cols);
   void dump_bf16(const char* name, int layer, const bf16* d, int rows, int cols);
 

@@ -29,6 +29,8 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
     } catch (const Error& e) {
       throw Error(std::string("expertGroup: ") + e.what());
     }
+  } else if (!options.quantized_file.path.empty()) {
+    throw Error("quantizedFile: only with int8 / int4 experts (expertDtype); bf16 experts are the checkpoint's own weights");
   }
 #ifndef MOE_WITH_CUDA
   if (options.device == "cuda") {
@@ -44,6 +46,7 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
     cuda.gpu_budget_bytes = options.gpu_budget_bytes;
     cuda.expert_dtype = options.expert_dtype;
     cuda.expert_group = options.expert_group;
+    cuda.quantized_file = options.quantized_file;
     backend_ = make_cuda_backend(config_, store_->weights(), cuda);
     return;
   }

@@ -238,6 +238,14 @@ uint16_t f32_to_f16(float f) {
   return static_cast<uint16_t>(sign | h);
 }
 
+const char* quantizer_id(ExpertDType dtype) {
+  switch (dtype) {
+    case ExpertDType::INT8: return "int8-absmax-1";
+    case ExpertDType::INT4: return "int4-window-search-1";  // 2026-12-05: the window search (before it, round-to-nearest)
+    default: return "bf16";
+  }
+}
+
 const MatrixLayout& part_layout(const ExpertLayout& layout, Part part) {
   switch (part) {
     case Part::Gate: return layout.gate;

@@ -24,6 +24,11 @@ enum class Int4Fit { Search, Nearest };
 void quantize_expert(const ExpertLayout& layout, const Matrix& gate, const Matrix& up, const Matrix& down, uint8_t* out,
                      Int4Fit fit = Int4Fit::Search);
 
+// The quantizer's identity for a dtype (what Int4Fit::Search / int8's absmax write), stored in the quantized
+// experts file (quantized_file.h), which is rebuilt when it differs. Change it whenever quantize_expert's
+// output for the same weights changes. bf16: "bf16" (a copy).
+const char* quantizer_id(ExpertDType dtype);
+
 enum class Part { Gate = 0, Up = 1, Down = 2 };
 const MatrixLayout& part_layout(const ExpertLayout& layout, Part part);
 
