@@ -18,7 +18,8 @@ import { loadModelConfig } from '../../runtime/src/model/config.js';
 import { requireRegularFile } from '../../runtime/src/model/regular-file.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
-import { expertDtypeListFromCli, missGridFromCli, prefetchGridFromCli } from '../../runtime/src/engine/cli-options.js';
+import { expertDtypeListFromCli, missGridFromCli, prefetchGridFromCli, quantizedFileFromCli } from '../../runtime/src/engine/cli-options.js';
+import { QUANTIZED_FILE_HELP } from '../expert-dtype-flags.js';
 import { CPU_ROUNDINGS } from '../../runtime/src/offload/miss-options.js';
 import { checkExpertsOnly, quantCheckTable, type QuantCheck } from '../../runtime/src/bench/quant-check.js';
 import { hostName, writeExpertErrorChart } from '../../runtime/src/bench/expert-fidelity.js';
@@ -70,6 +71,7 @@ interface BenchCliOptions {
   checkOffloadTokens: string;
   expertDtype: string;
   expertGroup: string;
+  quantizedFile?: string;
   checkQuant?: string;
   checkQuantRows: string;
   residentSteps?: string;
@@ -97,7 +99,7 @@ const RUN_OPTIONS = [
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
   '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--cpu-rounding', '--calibration', '--check-miss',
   '--prefetch', '--predictor', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
-  '--expert-dtype', '--expert-group', '--check-quant', '--check-quant-rows', '--resident-steps', '--sample-on',
+  '--expert-dtype', '--expert-group', '--quantized-file', '--check-quant', '--check-quant-rows', '--resident-steps', '--sample-on',
 ];
 
 export function register(program: Command): void {
@@ -126,6 +128,7 @@ export function register(program: Command): void {
     .option('--cache <list>', 'offload mode (device cuda): routed experts in host memory, these GPU slots per MoE layer (comma-separated; 0: naive on-demand loading; fit: with --gpu-memory, the most slots each --expert-dtype allows)')
     .option('--expert-dtype <list>', 'offload mode: routed experts stored as bf16, int8 or int4, each a grid dimension (comma-separated); the simulated column uses the profile\'s figures for the dtype (measured, or scaled by bytes with a warning)', 'bf16')
     .option('--expert-group <n>', 'with --expert-dtype / --check-quant int4: inputs per group', '64')
+    .option('--quantized-file <f>', `${QUANTIZED_FILE_HELP}; with several quantized dtypes only auto`, 'off')
     .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, greedy generation of --check-sequences seeded prompts of --check-prefill tokens up to --check-length (logits compared while the tokens agree); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid). Also the per-expert output relative error of every routed expert (CPU kernels, --check-quant-rows random rows): on --device cpu only that part runs (the logits comparison needs --device cuda)')
     .option('--check-quant-rows <n>', 'with --check-quant: activation rows per expert of the per-expert error (seeded rmsnorm(N(0,1)) * post_attention_layernorm)', '16')
     .option('--policy <list>', 'offload mode (with --cache): cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
@@ -177,6 +180,7 @@ export function register(program: Command): void {
         { option: '--check-prefill', applies: checkSeqs, needs: 'with --check, or --check-quant on --device cuda' },
         { option: '--expert-dtype', applies: offloadMode, needs: 'with --cache (offload mode; --check-quant takes its own list)' },
         expertGroupRule([o.expertDtype, o.checkQuant].filter((x) => x !== undefined).join(',')),
+        { option: '--quantized-file', applies: offloadMode, needs: 'with --cache (offload mode) and --expert-dtype int8 / int4' },
         { option: '--check-quant-rows', applies: o.checkQuant !== undefined, needs: 'with --check-quant' },
         { option: '--check-fp32', applies: o.check !== undefined, needs: 'with --check' },
         { option: '--python', applies: o.check !== undefined || o.baseline !== undefined, needs: 'with --baseline or --check' },
@@ -214,6 +218,7 @@ export function register(program: Command): void {
         ? {
             caches: o.cache!.trim() === 'fit' ? ('fit' as const) : parseIntListOption('--cache', o.cache!, 0, config.nRoutedExperts),
             formats: expertDtypeListFromCli(o),
+            quantizedFile: quantizedFileFromCli(o, expertDtypeListFromCli(o)),
             policies: parseChoiceListOption('--policy', o.policy, benchPolicies),
             gpuMemory: o.gpuMemory === undefined ? null : parseByteSize('--gpu-memory', o.gpuMemory),
             routing: o.routing === undefined ? [] : o.routing.split(',').map((f) => loadRoutingReplay(resolve(f.trim()), config)),

@@ -18,7 +18,7 @@ import { loadModelConfig, parseModelConfig, type ModelConfig } from '../../runti
 import { LITE_CONFIG } from '../../runtime/src/model/synth/geometries.js';
 import { parseByteSize } from '../../runtime/src/offload/gpu-budget.js';
 import { checkReplayGeometry, type RoutingReplay } from '../../runtime/src/offload/routing-replay.js';
-import { expertDtypeListFromCli } from '../../runtime/src/engine/cli-options.js';
+import { expertDtypeListFromCli, quantizedFileFromCli } from '../../runtime/src/engine/cli-options.js';
 import { cudaMeasure } from '../../runtime/src/validate/measure.js';
 import { addExpertDtypeFlags } from '../expert-dtype-flags.js';
 import { expertGroupRule, refuseUnused } from '../option-rules.js';
@@ -100,7 +100,7 @@ export function register(program: Command): void {
         await validateBest({
           inputs: { config, modelLabel: o.model ?? 'embedded DeepSeek-V2-Lite config', replays, budgetBytes, batches, prompts, top, calibration, formats, predictor: o.predictor },
           out,
-          measure: unavailable ? { unavailable } : cudaMeasure(o.model!, config, replays, calibration),
+          measure: unavailable ? { unavailable } : cudaMeasure(o.model!, config, replays, calibration, quantizedFileFromCli(o, formats)),
           stop,
           command: ['moe-offload', ...process.argv.slice(2)].join(' '),
           print: (t) => process.stdout.write(t),

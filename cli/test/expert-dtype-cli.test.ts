@@ -32,6 +32,10 @@ describe('--expert-dtype on generate, chat, serve, bench', () => {
     [['bench', '--device', 'cpu', '--check-quant-rows', '8'], /option --check-quant-rows: has no effect here \(it is used with --check-quant\)/],
     [['bench', '--device', 'cpu', '--check-quant', 'int8', '--check-quant-rows', '0'], /option --check-quant-rows/],
     [['bench', '--device', 'cpu', '--check-quant', 'bf16'], /option --check-quant: list int8 and\/or int4/],
+    // the quantized experts file: only for quantized experts, one path per format
+    [['generate', '--prompt-ids', '1,2', '--quantized-file', 'auto'], /option --quantized-file: only with --expert-dtype int8 or int4/],
+    [['serve', '--expert-dtype', 'bf16', '--quantized-file', 'x.safetensors'], /option --quantized-file: only with --expert-dtype int8 or int4/],
+    [['bench', '--device', 'cpu', '--quantized-file', 'auto'], /option --quantized-file: has no effect here \(it is used with --cache/],
   ];
   for (const [args, msg] of cases) {
     it(`${args.join(' ')}: refused by name, exit 2`, () => {

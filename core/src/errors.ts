@@ -20,7 +20,10 @@ export class NotImplementedError extends UserError {
 /** An input file that is missing, truncated or malformed: the message names the file and the problem. */
 export class BadInputError extends UserError {
   override readonly name = 'BadInputError';
-  constructor(readonly file: string, problem: string) {
+  constructor(
+    readonly file: string,
+    readonly problem: string,
+  ) {
     super(`${file}: ${problem}`);
   }
 }

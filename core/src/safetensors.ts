@@ -14,32 +14,37 @@ export type TensorDtype = 'BF16' | 'F16' | 'F32';
 
 export const DTYPE_BYTES: Readonly<Record<TensorDtype, number>> = { BF16: 2, F16: 2, F32: 4 };
 
+/** Raw bytes and 64-bit words: the quantized experts file's dtypes (runtime/src/offload/quantized-file.ts), never weights. */
+export type RawDtype = 'U8' | 'U64';
+export const RAW_DTYPE_BYTES: Readonly<Record<RawDtype, number>> = { U8: 1, U64: 8 };
+
 /** dtypes of the safetensors format that are valid but not weights this engine uses */
 const OTHER_SAFETENSORS_DTYPES = new Set(['F64', 'F8_E4M3', 'F8_E5M2', 'I8', 'U8', 'I16', 'U16', 'I32', 'U32', 'I64', 'U64', 'BOOL']);
 
 /** A header longer than this is refused outright (real ones are a few MB at most). */
 export const MAX_HEADER_BYTES = 100 * 1024 * 1024;
 
-export interface SafetensorsEntry {
+export interface SafetensorsEntry<D extends string = TensorDtype> {
   name: string;
-  dtype: TensorDtype;
+  dtype: D;
   shape: number[];
   /** absolute byte offset of the tensor's data in the file */
   offset: number;
   nbytes: number;
 }
 
-export interface SafetensorsHeader {
+export interface SafetensorsHeader<D extends string = TensorDtype> {
   file: string;
   fileSize: number;
   /** absolute offset of the data region (8 + header length) */
   dataStart: number;
   metadata: Record<string, string>;
   /** in file order (ascending offset) */
-  tensors: SafetensorsEntry[];
+  tensors: SafetensorsEntry<D>[];
 }
 
-export function readSafetensorsHeader(file: string): SafetensorsHeader {
+/** `dtypes`: the dtypes accepted and their sizes (default: the weights' BF16, F16, F32). */
+export function readSafetensorsHeader<D extends string = TensorDtype>(file: string, dtypes: Readonly<Record<D, number>> = DTYPE_BYTES as Record<D, number>): SafetensorsHeader<D> {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -54,7 +59,7 @@ export function readSafetensorsHeader(file: string): SafetensorsHeader {
     readExactly(fd, lenBuf, 0, file);
     const headerBuf = Buffer.alloc(checkedHeaderLength(file, lenBuf.readBigUInt64LE(0), fileSize));
     readExactly(fd, headerBuf, 8, file);
-    return parseHeader(file, headerBuf, fileSize);
+    return parseHeader(file, headerBuf, fileSize, dtypes);
   } finally {
     closeSync(fd);
   }
@@ -69,7 +74,7 @@ export function parseSafetensorsBytes(file: string, bytes: Uint8Array): Safetens
   if (fileSize < 8) throw new BadInputError(file, `truncated: ${fileSize} bytes, too short for a safetensors header`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const n = checkedHeaderLength(file, view.getBigUint64(0, true), fileSize);
-  return parseHeader(file, Buffer.from(bytes.buffer, bytes.byteOffset + 8, n), fileSize);
+  return parseHeader(file, Buffer.from(bytes.buffer, bytes.byteOffset + 8, n), fileSize, DTYPE_BYTES);
 }
 
 function checkedHeaderLength(file: string, headerLen: bigint, fileSize: number): number {
@@ -91,7 +96,7 @@ function readExactly(fd: number, buf: Buffer, position: number, file: string): v
   }
 }
 
-function parseHeader(file: string, headerBuf: Buffer, fileSize: number): SafetensorsHeader {
+function parseHeader<D extends string>(file: string, headerBuf: Buffer, fileSize: number, dtypes: Readonly<Record<D, number>>): SafetensorsHeader<D> {
   const dataStart = 8 + headerBuf.length;
   let json: unknown;
   try {
@@ -102,7 +107,7 @@ function parseHeader(file: string, headerBuf: Buffer, fileSize: number): Safeten
   if (json === null || typeof json !== 'object' || Array.isArray(json)) throw new BadInputError(file, 'header is not a JSON object');
 
   const metadata: Record<string, string> = {};
-  const tensors: SafetensorsEntry[] = [];
+  const tensors: SafetensorsEntry<D>[] = [];
   const dataSize = fileSize - dataStart;
   const ranges: { name: string; begin: number; end: number }[] = [];
 
@@ -119,9 +124,10 @@ function parseHeader(file: string, headerBuf: Buffer, fileSize: number): Safeten
     if (value === null || typeof value !== 'object' || Array.isArray(value)) throw new BadInputError(file, `${where}: header entry is not an object`);
     const { dtype, shape, data_offsets: offsets } = value as Record<string, unknown>;
     if (typeof dtype !== 'string') throw new BadInputError(file, `${where}: dtype is missing or not a string`);
-    if (!(dtype in DTYPE_BYTES)) {
-      const why = OTHER_SAFETENSORS_DTYPES.has(dtype) ? 'not supported for weights' : 'unknown dtype';
-      throw new BadInputError(file, `${where}: dtype ${JSON.stringify(dtype)} is ${why} (expected BF16, F16 or F32)`);
+    if (!Object.hasOwn(dtypes, dtype)) {
+      const known = OTHER_SAFETENSORS_DTYPES.has(dtype) || dtype in DTYPE_BYTES;
+      const why = known ? `not supported ${(dtypes as unknown) === DTYPE_BYTES ? 'for weights' : 'in this file'}` : 'unknown dtype';
+      throw new BadInputError(file, `${where}: dtype ${JSON.stringify(dtype)} is ${why} (expected ${Object.keys(dtypes).join(', ')})`);
     }
     if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
       throw new BadInputError(file, `${where}: shape ${JSON.stringify(shape)} is not a list of non-negative integers`);
@@ -132,7 +138,7 @@ function parseHeader(file: string, headerBuf: Buffer, fileSize: number): Safeten
     const [begin, end] = offsets as [number, number];
     if (end < begin) throw new BadInputError(file, `${where}: data_offsets [${begin}, ${end}] end before they begin`);
     const elems = (shape as number[]).reduce((a, d) => a * d, 1);
-    const expected = elems * DTYPE_BYTES[dtype as TensorDtype];
+    const expected = elems * dtypes[dtype as D];
     if (!Number.isSafeInteger(expected) || end - begin !== expected) {
       throw new BadInputError(
         file,
@@ -143,7 +149,7 @@ function parseHeader(file: string, headerBuf: Buffer, fileSize: number): Safeten
       throw new BadInputError(file, `${where}: data ends at byte ${dataStart + end} but the file has only ${fileSize} bytes (truncated, or the header lies)`);
     }
     ranges.push({ name, begin, end });
-    tensors.push({ name, dtype: dtype as TensorDtype, shape: (shape as number[]).slice(), offset: dataStart + begin, nbytes: end - begin });
+    tensors.push({ name, dtype: dtype as D, shape: (shape as number[]).slice(), offset: dataStart + begin, nbytes: end - begin });
   }
 
   checkCoverage(file, ranges, dataSize);
@@ -172,29 +178,36 @@ function checkCoverage(file: string, ranges: { name: string; begin: number; end:
 }
 
 /** A tensor of a file being written; the data follows the header in this order, back to back. */
-export interface HeaderTensor {
+export interface HeaderTensor<D extends string = TensorDtype> {
   name: string;
-  dtype: TensorDtype;
+  dtype: D;
   shape: readonly number[];
 }
 
 /**
  * The header bytes (u64 length + JSON) for `tensors` laid out back to back in the given order, with
  * `metadata` first when there is any. The JSON is padded with spaces (the format allows trailing
- * whitespace) so that the data region starts 8-byte aligned.
+ * whitespace) so that the data region starts `align`-byte aligned (default 8; a multiple of 8).
  */
-export function encodeSafetensorsHeader(tensors: readonly HeaderTensor[], metadata: Readonly<Record<string, string>> = {}): Buffer {
+export function encodeSafetensorsHeader<D extends string = TensorDtype>(
+  tensors: readonly HeaderTensor<D>[],
+  metadata: Readonly<Record<string, string>> = {},
+  options: { dtypes?: Readonly<Record<D, number>>; align?: number } = {},
+): Buffer {
+  const dtypes = options.dtypes ?? (DTYPE_BYTES as Record<D, number>);
+  const align = options.align ?? 8;
+  if (!Number.isInteger(align) || align < 8 || align % 8 !== 0) throw new Error(`internal: header alignment ${align} is not a positive multiple of 8`);
   const obj: Record<string, unknown> = {};
   if (Object.keys(metadata).length > 0) obj.__metadata__ = metadata;
   let offset = 0;
   for (const t of tensors) {
     if (t.name === '__metadata__' || Object.hasOwn(obj, t.name)) throw new Error(`internal: tensor name ${t.name} is reserved or used twice`);
-    const nbytes = t.shape.reduce((a, d) => a * d, 1) * DTYPE_BYTES[t.dtype];
+    const nbytes = t.shape.reduce((a, d) => a * d, 1) * dtypes[t.dtype];
     obj[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + nbytes] };
     offset += nbytes;
   }
   let json = JSON.stringify(obj);
-  json += ' '.repeat((8 - (Buffer.byteLength(json) % 8)) % 8);
+  json += ' '.repeat((align - ((8 + Buffer.byteLength(json)) % align)) % align);
   const body = Buffer.from(json, 'utf8');
   const header = Buffer.alloc(8 + body.length);
   header.writeBigUInt64LE(BigInt(body.length), 0);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
 #   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab resident-policy-ab check-miss quant-check
-#   calibrate-q cpuprobe cpubench cpuorder int4fit predgpu sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
+#   calibrate-q cpuprobe cpubench cpuorder int4fit predgpu qfile sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
 LOG=$OUTD/logs
@@ -102,6 +102,18 @@ for step in "$@"; do
       # (e.g. --cpu-rounding gpu-order: tokens must then be identical), MOE_CHECK_MISS_NAME (output folder)
       wait_synth
       run_moe check-miss "${MOE_T:-300}" "moe bench --model /tmp/lite --device cuda --check-miss cpu,hybrid ${MOE_CHECK_MISS_ARGS:-} --out $OUTD/${MOE_CHECK_MISS_NAME:-check-miss}" ;;
+    qfile)
+      # the quantized experts file (runtime/src/offload/quantized-file.ts): int4 quantized and written (1), then read
+      # back (2), greedy tokens of both loads and of a load without the file compared; load times in the logs
+      wait_synth
+      rm -f /tmp/lite/moe-offload-experts-*.safetensors*
+      for round in 1 2 off; do
+        qf=auto; [ "$round" = off ] && qf=off
+        run_moe qfile-$round 240 "moe generate --model /tmp/lite --device cuda --gpu-memory 12GiB --expert-dtype int4 --quantized-file $qf --prompt-ids 1,2,3,4,5,6,7,8 --max-new-tokens 24 --json > $LOG/qfile-$round.json"
+      done
+      ls -la /tmp/lite/ | tee "$LOG/qfile-ls.txt"
+      grep -h "pinned host memory\|warning" "$LOG"/qfile-*.log
+      python3 -c "import json,sys; t=[json.load(open('$LOG/qfile-%s.json' % r))['tokens'] for r in ('1','2','off')]; print('qfile tokens identical:', t[0]==t[1]==t[2])" ;;
     quant-check)
       wait_synth
       run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;

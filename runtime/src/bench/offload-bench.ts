@@ -22,6 +22,7 @@ import { BF16_EXPERTS, gpuMemoryFor, planGpuMemory, type ExpertFormat, type GpuM
 import { costModelForDtype } from '../../../sim/src/cost/expert-dtype.js';
 import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import { expertLoadOptions } from '../engine/cli-options.js';
+import { describeExpertSource } from '../offload/quantized-file.js';
 import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
 import { cpuFillName, cpuFillOptions, resolveMissOptions, type CpuFill, type CpuRounding, type NativeMissSpec } from '../offload/miss-options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
@@ -38,6 +39,8 @@ export interface OffloadBenchOptions {
   caches: number[] | 'fit';
   /** issue 13: routed-expert storage formats, a grid dimension (default bf16 only) */
   formats?: ExpertFormat[];
+  /** quantized formats: the quantized experts file (`auto` or a path; absent: quantize at every load) */
+  quantizedFile?: string;
   policies: PolicyName[];
   /** bytes; the engine's budget check and the plan (null: none) */
   gpuMemory: number | null;
@@ -233,10 +236,10 @@ export async function runOffloadGrid(
       poolSlots: C,
       runShape: shape,
       ...(o.gpuMemory !== null ? { gpuMemory: o.gpuMemory } : {}),
-      ...expertLoadOptions(format),
+      ...expertLoadOptions(format, o.quantizedFile),
     });
     const loadedBytes = engine.placement.plan?.expertBytes ?? gpuMemoryFor(config, C, shape, 0, format).expertBytes;
-    log(`bench: loaded in ${((performance.now() - t0) / 1e3).toFixed(1)} s${format.dtype !== 'bf16' ? ` (quantized in ${Number(engine.offloadStats()?.quantizeSeconds ?? 0).toFixed(1)} s)` : ''}`);
+    log(`bench: loaded in ${((performance.now() - t0) / 1e3).toFixed(1)} s${format.dtype !== 'bf16' ? ` (${describeExpertSource(engine.offloadStats())})` : ''}`);
     try {
       for (const policy of o.policies) {
         const variants = o.misses.flatMap((m): Array<{ miss: MissMode; fillMode: CpuFill | null }> => (m === 'fetch' ? [{ miss: m, fillMode: null }] : (o.cpuFills ?? ['background' as const]).map((f) => ({ miss: m, fillMode: f }))));

@@ -86,10 +86,11 @@ export interface RawOffloadCliOptions extends RawExpertCliOptions {
   gpuMemory?: string;
 }
 
-/** Raw commander values of `--expert-dtype D --expert-group N` (issue 13). */
+/** Raw commander values of `--expert-dtype D --expert-group N --quantized-file F` (issue 13). */
 export interface RawExpertCliOptions {
   expertDtype?: string;
   expertGroup?: string;
+  quantizedFile?: string;
 }
 
 /** `--expert-dtype bf16|int8|int4 [--expert-group N]`: refused by name before anything loads. */
@@ -104,10 +105,28 @@ export function expertDtypeListFromCli(o: RawExpertCliOptions): ExpertFormat[] {
   return parseChoiceListOption('--expert-dtype', o.expertDtype ?? 'bf16', EXPERT_DTYPES).map((dtype) => ({ dtype, group }));
 }
 
-/** Engine.load's expertDtype / expertGroup for a format (nothing for bf16: the pre-issue-13 load). */
-export function expertLoadOptions(f: ExpertFormat): Pick<EngineLoadOptions, 'expertDtype' | 'expertGroup'> {
+/**
+ * Engine.load's expertDtype / expertGroup (and quantizedFile, `--quantized-file`) for a format; nothing for
+ * bf16: the pre-issue-13 load, which has no quantized experts file.
+ */
+export function expertLoadOptions(f: ExpertFormat, quantizedFile?: string): Pick<EngineLoadOptions, 'expertDtype' | 'expertGroup' | 'quantizedFile'> {
   if (f.dtype === 'bf16') return {};
-  return f.dtype === 'int4' ? { expertDtype: f.dtype, expertGroup: f.group } : { expertDtype: f.dtype };
+  const file = quantizedFile === undefined || quantizedFile === 'off' ? {} : { quantizedFile };
+  return f.dtype === 'int4' ? { expertDtype: f.dtype, expertGroup: f.group, ...file } : { expertDtype: f.dtype, ...file };
+}
+
+/**
+ * `--quantized-file auto|off|PATH` beside the formats it would serve: refused without a quantized format,
+ * and a PATH with several (one file holds one format; auto names one per format).
+ */
+export function quantizedFileFromCli(o: RawExpertCliOptions, formats: readonly ExpertFormat[]): string | undefined {
+  const v = o.quantizedFile;
+  if (v === undefined || v === 'off') return undefined;
+  if (v.length === 0) throw new UserError('option --quantized-file: must be auto, off or a file path');
+  const quantized = formats.filter((f) => f.dtype !== 'bf16');
+  if (quantized.length === 0) throw new UserError("option --quantized-file: only with --expert-dtype int8 or int4 (bf16 experts are the checkpoint's own weights)");
+  if (v !== 'auto' && quantized.length > 1) throw new UserError(`option --quantized-file ${v}: one file holds one format, and ${quantized.map((f) => f.dtype).join(', ')} are asked for; use --quantized-file auto (one file per format)`);
+  return v;
 }
 
 /**
@@ -115,9 +134,10 @@ export function expertLoadOptions(f: ExpertFormat): Pick<EngineLoadOptions, 'exp
  * --gpu-memory the cache gets the slots that fit (policy --policy); both: C must fit. The budget needs the
  * run's shape (batch, tokens per sequence), so callers pass it. --gpu-memory is for device cuda only.
  */
-export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConfig, device: 'cpu' | 'cuda', shape: RunShape): Pick<EngineLoadOptions, 'cache' | 'gpuMemory' | 'runShape' | 'expertDtype' | 'expertGroup'> {
+export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConfig, device: 'cpu' | 'cuda', shape: RunShape): Pick<EngineLoadOptions, 'cache' | 'gpuMemory' | 'runShape' | 'expertDtype' | 'expertGroup' | 'quantizedFile'> {
   const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
   const format = expertFormatFromCli(o);
+  const quantizedFile = quantizedFileFromCli(o, [format]);
   if (format.dtype !== 'bf16' && device !== 'cuda') throw new UserError(`option --expert-dtype ${format.dtype}: needs --device cuda (the CPU engine computes bf16 experts only)`);
   if (format.dtype !== 'bf16' && o.cache === undefined && o.gpuMemory === undefined) {
     throw new UserError(`option --expert-dtype ${format.dtype}: needs offloaded experts (--cache C or --gpu-memory SIZE); all-resident experts stay bf16`);
@@ -131,7 +151,7 @@ export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConf
     cache: slotsPerLayer === undefined ? undefined : { slotsPerLayer, policy },
     gpuMemory,
     runShape: shape,
-    ...expertLoadOptions(format),
+    ...expertLoadOptions(format, quantizedFile),
   };
 }
 

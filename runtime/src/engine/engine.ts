@@ -5,8 +5,9 @@ import { UserError } from '../../../core/src/errors.js';
 import { buildOffloadSpec } from '../offload/offload-spec.js';
 import { resolvePlacement, type Placement } from '../offload/placement.js';
 import { checkLoadedFormat } from '../offload/expert-format.js';
-import { BF16_EXPERTS } from '../offload/gpu-budget.js';
-import { loadNativeAddon, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
+import { BF16_EXPERTS, type ExpertFormat } from '../offload/gpu-budget.js';
+import { checkQuantizedFileOption, planQuantizedFile } from '../offload/quantized-file.js';
+import { loadNativeAddon, type NativeAddon, type NativeQuantizedFileResult, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
 import { ContinuousBatch } from './continuous-batch.js';
 import { isNonFiniteError, locateNonFinite } from './non-finite.js';
@@ -30,6 +31,8 @@ export interface OffloadStats {
   /** issue 13: the routed experts' storage and one blob's bytes (absent on an addon built before it) */
   expertDtype?: string;
   quantizeSeconds?: number;
+  /** the quantized experts file: null without one (absent on an addon built before it) */
+  quantizedFile?: NativeQuantizedFileResult | null;
   hostPinSeconds: number;
   forwards: number;
   slotCopies: number;
@@ -93,6 +96,27 @@ export interface RecordedLogits {
 
 const FINISH: Record<number, FinishReason | null> = { 0: null, 1: 'eos', 2: 'length' };
 
+/**
+ * The native quantizer's id for a quantized format (what a quantized experts file records); '' for bf16. An
+ * addon built before the quantized experts file cannot say it, and cannot read or write the file.
+ */
+function nativeQuantizer(addon: NativeAddon, config: ModelConfig, format: ExpertFormat, option: string | undefined): string {
+  checkQuantizedFileOption(option, format);
+  if (format.dtype === 'bf16' || option === undefined || option === 'off') return '';
+  const id = addon.expertLayout?.(format.dtype, config.hiddenSize, config.moeIntermediateSize, format.group).quantizer;
+  if (id === undefined || addon.expertBlobs === undefined) {
+    throw new UserError('option --quantized-file: this build of the native engine has no quantized experts file; rebuild it (npm run build:native, or tools/gpu/build-cuda.sh)');
+  }
+  return id;
+}
+
+/** a quantized load slower than this without a quantized experts file says how to skip the work next time */
+const QUANTIZE_NOTE_SECONDS = 5;
+
+function warnOnStderr(message: string): void {
+  process.stderr.write(`moe: warning: ${message}\n`);
+}
+
 async function native<T>(what: string, call: () => Promise<T> | T): Promise<T> {
   try {
     return await call();
@@ -135,9 +159,9 @@ export class Engine {
     const load = { ...(options ?? {}), cache: placement.cache };
     const offload = buildOffloadSpec(ckpt, load, placement.native.offloadSlots !== undefined);
     const addon = loadNativeAddon();
-    const handle = await native(`loading ${ckpt.dir}`, () =>
-      addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: { device: opts.device, threads: opts.threads, ...placement.native } }),
-    );
+    const quantizedFile = planQuantizedFile(ckpt, placement.format, options?.quantizedFile, nativeQuantizer(addon, ckpt.config, placement.format, options?.quantizedFile), warnOnStderr);
+    const nativeOptions = { device: opts.device, threads: opts.threads, ...placement.native, ...(quantizedFile ? { quantizedFile } : {}) };
+    const handle = await native(`loading ${ckpt.dir}`, () => addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: nativeOptions }));
     if (offload) {
       try {
         handle.setOffload(offload);
@@ -153,6 +177,10 @@ export class Engine {
     } catch (err) {
       handle.close();
       throw err;
+    }
+    const quantizeSeconds = engine.offloadStats()?.quantizeSeconds ?? 0;
+    if (!quantizedFile && quantizeSeconds > QUANTIZE_NOTE_SECONDS) {
+      process.stderr.write(`moe: note: quantizing the routed experts took ${quantizeSeconds.toFixed(1)} s; --quantized-file auto (load option quantizedFile: 'auto') keeps them beside the checkpoint for the next load\n`);
     }
     return engine;
   }

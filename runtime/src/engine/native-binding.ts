@@ -196,11 +196,50 @@ export interface NativeLoadOptions {
   /** issue 13, offloaded experts: 'int8' | 'int4' (absent: bf16) and the int4 group size */
   expertDtype?: string;
   expertGroup?: number;
+  /** quantized experts: the quantized experts file to read or write (runtime/src/offload/quantized-file.ts) */
+  quantizedFile?: { path: string; mode: 'read' | 'write'; header: Buffer };
+}
+
+/** What a load (or expertBlobs) did with the quantized experts file (native/include/moe/quant/quantized_file.h). */
+export interface NativeQuantizedFileResult {
+  path: string;
+  /** the blobs came from the file (those that failed their checksum excepted) */
+  read: boolean;
+  /** this load (re)wrote the file */
+  written: boolean;
+  /** blobs whose checksum failed, quantized again */
+  rebuiltExperts: number;
+  readSeconds: number;
+  writeSeconds: number;
+  /** why the file was not read or not written; '' when nothing went wrong */
+  warning: string;
+}
+
+/** One expert blob's byte layout (native/addon/quant_binding.cpp expertLayout). */
+export interface NativeExpertLayout {
+  dtype: string;
+  hidden: number;
+  dff: number;
+  group: number;
+  bytes: number;
+  /** the quantizer's id (moe/quant/quantize.h quantizer_id): a quantized experts file of another is rebuilt */
+  quantizer?: string;
 }
 
 export interface NativeAddon {
   load(spec: { config: NativeModelConfig; tensors: NativeTensor[]; options: NativeLoadOptions }): Promise<NativeEngineHandle>;
   cpuFeatures(): string;
+  /** absent in builds before issue 13 */
+  expertLayout?(dtype: string, hidden: number, dff: number, group?: number): NativeExpertLayout;
+  /** the routed experts' blobs built without a GPU (quantize-experts, tests); absent in builds before the quantized experts file */
+  expertBlobs?(spec: {
+    config: NativeModelConfig;
+    tensors: NativeTensor[];
+    dtype: string;
+    group?: number;
+    file?: { path: string; mode: 'read' | 'write'; header: Buffer };
+    returnBlobs?: boolean;
+  }): Promise<{ blobs: Buffer | null; bytes: number; quantizeSeconds: number; file: NativeQuantizedFileResult | null }>;
 }
 
 /** The repository root: the nearest ancestor of this file holding package.json and native/. */

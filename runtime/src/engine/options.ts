@@ -41,6 +41,12 @@ export interface EngineLoadOptions {
   /** int4: inputs per group (default 64; must divide hidden_size and moe_intermediate_size) */
   expertGroup?: number;
   /**
+   * int8 / int4: the quantized experts file (runtime/src/offload/quantized-file.ts): 'off' (default: quantize
+   * at every load), 'auto' (<checkpoint>/moe-offload-experts-<dtype>[-g<group>].safetensors) or a path. The
+   * first load writes it, later loads read it; a file from another checkpoint or format is rebuilt.
+   */
+  quantizedFile?: string;
+  /**
    * device 'cuda', offloaded (default true): a decode step in which the cache holds every routed expert of
    * every MoE layer runs as a resident step (no per-layer routing round trip to the host, a CUDA graph;
    * native/src/cuda_backend/cuda_resident_step.cpp); false keeps the per-layer path, to measure the difference
@@ -74,7 +80,7 @@ export interface ResolvedLoadOptions {
 }
 
 /** Offloading options are checked against the model in runtime/src/offload/offload-spec.ts. */
-export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss', 'prefetch', 'expertDtype', 'expertGroup', 'residentSteps'];
+export const OFFLOAD_LOAD_KEYS = ['cache', 'routing', 'record', 'gpuMemory', 'runShape', 'poolSlots', 'miss', 'prefetch', 'expertDtype', 'expertGroup', 'quantizedFile', 'residentSteps'];
 
 export interface ResolvedSampling {
   greedy: boolean;

@@ -88,7 +88,8 @@ export function measureGroups(plan: ValidationPlan): MeasureGroup[] {
  * `stop.requested`. `calibration`: the profile the plan simulated with (the runtime's hybrid rule and the
  * bench's simulated column use it too).
  */
-export function cudaMeasure(model: string, config: ModelConfig, replays: RoutingReplay[], calibration: CostModel): MeasureFn {
+/** `quantizedFile`: the quantized experts file of the int8 / int4 re-runs (`auto`; absent: quantized at each load). */
+export function cudaMeasure(model: string, config: ModelConfig, replays: RoutingReplay[], calibration: CostModel, quantizedFile?: string): MeasureFn {
   return async (plan, stop, log) => {
     const groups = measureGroups(plan);
     const batches = [...new Set(plan.points.map((p) => p.batch))];
@@ -108,6 +109,7 @@ export function cudaMeasure(model: string, config: ModelConfig, replays: Routing
         {
           caches: g.caches,
           formats: [{ dtype: g.dtype, group: g.group }],
+          quantizedFile,
           policies: g.policies,
           gpuMemory: plan.budgetBytes,
           routing: replays,

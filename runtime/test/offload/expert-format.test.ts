@@ -5,7 +5,7 @@
  * group that does not divide the shapes), plus the post-load guard against an addon that ignores the option.
  */
 import { describe, expect, it } from 'vitest';
-import { expertDtypeListFromCli, expertFormatFromCli, offloadOptionsFromCli } from '../../src/engine/cli-options.js';
+import { expertDtypeListFromCli, expertFormatFromCli, expertLoadOptions, offloadOptionsFromCli, quantizedFileFromCli } from '../../src/engine/cli-options.js';
 import { parseModelConfig } from '../../src/model/config.js';
 import { LITE_CONFIG } from '../../src/model/synth/geometries.js';
 import { planGpuMemory } from '../../src/offload/gpu-budget.js';
@@ -75,5 +75,19 @@ describe('expert dtype: CLI flags', () => {
     expect(bf16.expertDtype).toBeUndefined();
     expect(() => offloadOptionsFromCli({ policy: 'lru', expertDtype: 'int8' }, lite, 'cuda', shape)).toThrow(/needs offloaded experts/);
     expect(() => offloadOptionsFromCli({ policy: 'lru', cache: '4', expertDtype: 'int8' }, lite, 'cpu', shape)).toThrow(/needs --device cuda/);
+  });
+
+  it('--quantized-file: passed on for quantized formats only; a path serves one format, auto one per format', () => {
+    const i8 = { dtype: 'int8' as const, group: 64 };
+    const i4 = { dtype: 'int4' as const, group: 64 };
+    expect(offloadOptionsFromCli({ policy: 'lru', gpuMemory: '12GiB', expertDtype: 'int4', quantizedFile: 'auto' }, lite, 'cuda', shape).quantizedFile).toBe('auto');
+    expect(offloadOptionsFromCli({ policy: 'lru', gpuMemory: '12GiB', expertDtype: 'int4', quantizedFile: 'off' }, lite, 'cuda', shape).quantizedFile).toBeUndefined();
+    expect(() => offloadOptionsFromCli({ policy: 'lru', gpuMemory: '12GiB', quantizedFile: 'auto' }, lite, 'cuda', shape)).toThrow(/--quantized-file: only with --expert-dtype int8 or int4/);
+    expect(quantizedFileFromCli({ quantizedFile: 'auto' }, [{ dtype: 'bf16', group: 64 }, i8, i4])).toBe('auto');
+    expect(quantizedFileFromCli({ quantizedFile: '/f.safetensors' }, [{ dtype: 'bf16', group: 64 }, i8])).toBe('/f.safetensors');
+    expect(() => quantizedFileFromCli({ quantizedFile: '/f.safetensors' }, [i8, i4])).toThrow(/one file holds one format, and int8, int4 are asked for; use --quantized-file auto/);
+    // bf16 points of a grid get no file
+    expect(expertLoadOptions({ dtype: 'bf16', group: 64 }, 'auto')).toEqual({});
+    expect(expertLoadOptions(i8, 'auto')).toEqual({ expertDtype: 'int8', quantizedFile: 'auto' });
   });
 });
