@@ -13,6 +13,7 @@ import { register as registerServe } from './serve.js';
 import { register as registerServeBench } from './serve-bench.js';
 import { register as registerReport } from './report.js';
 import { register as registerPeerAgreement } from './peer-agreement.js';
+import { register as registerQuantizeExperts } from './quantize-experts.js';
 
 /** One file per command; each file's `register` adds the command and its options. */
 export function registerAll(program: Command): void {
@@ -26,6 +27,7 @@ export function registerAll(program: Command): void {
   registerTraces(program);
   registerBench(program);
   registerCalibrate(program);
+  registerQuantizeExperts(program);
   registerServe(program);
   registerServeBench(program);
   registerReport(program);
