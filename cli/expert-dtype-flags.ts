@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 
 export const EXPERT_DTYPE_HELP =
-  'routed experts stored as bf16 (the checkpoint as it is), int8 (symmetric per output channel) or int4 (groups of --expert-group inputs, fp16 scale and zero); quantized experts need --device cuda with --cache or --gpu-memory';
+  'routed experts stored as bf16 (the checkpoint as it is), int8 (symmetric per output channel) or int4 (groups of --expert-group inputs, fp16 scale and zero); quantized on --device cuda: the offloaded experts (needs --cache or --gpu-memory); on --device cpu: the CPU engine\'s own copy';
 
 export const QUANTIZED_FILE_HELP =
   'with --expert-dtype int8 / int4: off (quantize at every load), auto (<checkpoint>/moe-offload-experts-<dtype>[-g<group>].safetensors) or a path: the first load writes the quantized experts there, later loads read them (checked: a file from another checkpoint or format is rebuilt)';

@@ -21,9 +21,8 @@ import { loadRoutingReplay } from '../../runtime/src/offload/routing-replay.js';
 import { expertDtypeListFromCli, missGridFromCli, prefetchGridFromCli, quantizedFileFromCli } from '../../runtime/src/engine/cli-options.js';
 import { QUANTIZED_FILE_HELP } from '../expert-dtype-flags.js';
 import { CPU_ROUNDINGS } from '../../runtime/src/offload/miss-options.js';
-import { checkExpertsOnly, quantCheckTable, type QuantCheck } from '../../runtime/src/bench/quant-check.js';
-import { hostName, writeExpertErrorChart } from '../../runtime/src/bench/expert-fidelity.js';
-import { openCheckpoint } from '../../runtime/src/model/checkpoint.js';
+import { quantCheckTable } from '../../runtime/src/bench/quant-check.js';
+import { writeExpertErrorChart } from '../../runtime/src/bench/expert-fidelity.js';
 import { expertGroupRule } from '../option-rules.js';
 
 interface BenchCliOptions {
@@ -129,7 +128,7 @@ export function register(program: Command): void {
     .option('--expert-dtype <list>', 'offload mode: routed experts stored as bf16, int8 or int4, each a grid dimension (comma-separated); the simulated column uses the profile\'s figures for the dtype (measured, or scaled by bytes with a warning)', 'bf16')
     .option('--expert-group <n>', 'with --expert-dtype / --check-quant int4: inputs per group', '64')
     .option('--quantized-file <f>', `${QUANTIZED_FILE_HELP}; with several quantized dtypes only auto`, 'off')
-    .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, greedy generation of --check-sequences seeded prompts of --check-prefill tokens up to --check-length (logits compared while the tokens agree); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid). Also the per-expert output relative error of every routed expert (CPU kernels, --check-quant-rows random rows): on --device cpu only that part runs (the logits comparison needs --device cuda)')
+    .option('--check-quant <list>', 'issue 13 fidelity: quantized experts (int8, int4) against the bf16 engine, greedy generation of --check-sequences seeded prompts of --check-prefill tokens up to --check-length (logits compared while the tokens agree); thresholds in runtime/src/bench/quant-check.ts; a failure exits with status 1 (alone: no timing grid). Also the per-expert output relative error of every routed expert (CPU kernels, --check-quant-rows rows of random and of the run\'s activations). --device cuda: the quantized experts offloaded behind a 16-slot cache; --device cpu: the CPU engine\'s own quantized copy')
     .option('--check-quant-rows <n>', 'with --check-quant: activation rows per expert of the per-expert error (seeded rmsnorm(N(0,1)) * post_attention_layernorm)', '16')
     .option('--policy <list>', 'offload mode (with --cache): cache policies (comma-separated: lru, lfu, fifo, lfru, static)', 'lru')
     .option('--gpu-memory <size>', 'offload mode: GPU memory budget (e.g. 12GiB) the run is checked against; each --cache must fit')
@@ -170,14 +169,12 @@ export function register(program: Command): void {
       const checkOnly = (!!o.checkOffload || o.checkMiss !== undefined || o.checkQuant !== undefined) && !offloadMode;
       // --check-offload-prefetch oracle / predicted replay --routing's traces (and predicted runs --predictor)
       const checkReplay = !!o.checkOffload && /(^|,)\s*(oracle|predicted)\s*(,|$)/.test(o.checkOffloadPrefetch ?? '');
-      // --check-quant on the CPU is its per-expert part alone: no generations, so no sequences to size
-      const quantExpertsOnly = o.checkQuant !== undefined && device === 'cpu';
-      const checkSeqs = o.check !== undefined || (o.checkQuant !== undefined && !quantExpertsOnly);
+      const checkSeqs = o.check !== undefined || o.checkQuant !== undefined;
       refuseUnused(cmd, [
         { option: '--threads', applies: device === 'cpu', needs: 'with --device cpu' },
-        { option: '--check-sequences', applies: checkSeqs, needs: 'with --check, or --check-quant on --device cuda' },
-        { option: '--check-length', applies: checkSeqs, needs: 'with --check, or --check-quant on --device cuda' },
-        { option: '--check-prefill', applies: checkSeqs, needs: 'with --check, or --check-quant on --device cuda' },
+        { option: '--check-sequences', applies: checkSeqs, needs: 'with --check or --check-quant' },
+        { option: '--check-length', applies: checkSeqs, needs: 'with --check or --check-quant' },
+        { option: '--check-prefill', applies: checkSeqs, needs: 'with --check or --check-quant' },
         { option: '--expert-dtype', applies: offloadMode, needs: 'with --cache (offload mode; --check-quant takes its own list)' },
         expertGroupRule([o.expertDtype, o.checkQuant].filter((x) => x !== undefined).join(',')),
         { option: '--quantized-file', applies: offloadMode, needs: 'with --cache (offload mode) and --expert-dtype int8 / int4' },
@@ -211,7 +208,6 @@ export function register(program: Command): void {
       const newTokens = parseIntListOption('--new-tokens', o.newTokens, 2, 1 << 20);
       if (!checkOnly) checkContextLimit(config, Math.max(...prompts), Math.max(...newTokens), { prompt: '--prompt', newTokens: '--new-tokens' });
       if (check) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
-      if (quantExpertsOnly && (check || baseline)) throw new UserError(`option --check-quant: on --device cpu it runs alone (the per-expert part only); run ${check ? '--check' : '--baseline'} separately`);
       const out = o.out === undefined ? undefined : checkBenchOut(o.out, !!o.force, [o.model, ...(o.routing?.split(',').map((f) => f.trim()) ?? [])]);
       const benchPolicies = ['lru', 'lfu', 'fifo', 'lfru', 'static'] as const;
       const offload = offloadMode
@@ -260,14 +256,9 @@ export function register(program: Command): void {
       if (checkQuant && checkQuant.formats.length === 0) throw new UserError('option --check-quant: list int8 and/or int4 (bf16 is the reference)');
       const seed = parseIntOption('--seed', o.seed, 0, 2 ** 31 - 1);
       const threads = o.threads === undefined ? 0 : parseIntOption('--threads', o.threads, 0, 1024);
-      if (quantExpertsOnly) {
-        const quantCheck = await checkExpertsOnly(o.model, checkQuant!.formats, { rows: checkQuant!.rows, seed, threads }, (line) => process.stderr.write(line + '\n'));
-        await publish(expertsOnlyDocument(o.model, quantCheck, seed), out);
-        return;
-      }
-      if (checkQuant && !quantExpertsOnly) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
+      if (checkQuant) checkContextLimit(config, checkLength, 1, { prompt: '--check-length', newTokens: '--check-length' });
       const doc = await runBench({
-        checkQuant,
+        checkQuant: checkQuant ? { ...checkQuant, device, threads } : null,
         offload,
         checkOffload,
         checkMiss,
@@ -294,25 +285,6 @@ export function register(program: Command): void {
       const failed = failedChecks(doc);
       if (failed.length) throw new UserError(`bench: ${failed.join('; ')} (the tables above${out ? ` and ${join(out, 'bench.md')}` : ''} have the figures)`, 1);
     });
-}
-
-/** The bench document of --device cpu --check-quant: no grid, no engine run; the per-expert part only. */
-function expertsOnlyDocument(model: string, quantCheck: QuantCheck, seed: number): BenchDocument {
-  const ckpt = openCheckpoint(model);
-  return {
-    format: 'moe-offload-bench-v1',
-    date: new Date().toISOString(),
-    model: ckpt.dir,
-    configSha256: ckpt.configHash,
-    engine: { device: 'cpu', backend: 'cpu', loadSeconds: 0, deviceInfo: {}, host: hostName() },
-    options: { batches: [], prompts: [], newTokens: [], repeats: 0, warmup: 0, seed },
-    timing: 'none: --check-quant on --device cpu runs only the per-expert error (CPU kernels, reference and quantized)',
-    grid: [],
-    baseline: null,
-    agreement: null,
-    targets: [],
-    quantCheck,
-  };
 }
 
 /** --out: a new folder, or an existing empty one (made beforehand), or with --force any folder; checked before the run. */

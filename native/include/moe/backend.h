@@ -11,6 +11,8 @@
 #include "moe/config.h"
 #include "moe/debug_hook.h"
 #include "moe/moe_plan.h"
+#include "moe/quant/expert_format.h"
+#include "moe/quant/quantized_file.h"
 #include "moe/weights.h"
 
 namespace moe {
@@ -53,6 +55,12 @@ class Backend {
 
 struct CpuBackendOptions {
   int threads = 0;  // 0: hardware concurrency
+  // Routed experts quantized in host memory (moe/quant/expert_format.h; BF16: the checkpoint's weights, read
+  // in place), computed by the quantized CPU expert kernels (moe/quant/expert_kernels.h); quantized_file as
+  // on CUDA (moe/quant/quantized_file.h; empty path: none).
+  quant::ExpertDType expert_dtype = quant::ExpertDType::BF16;
+  int expert_group = quant::kDefaultInt4Group;
+  quant::QuantizedFileSpec quantized_file;
 };
 std::unique_ptr<Backend> make_cpu_backend(const ModelConfig& config, const ModelWeights& weights,
                                           const CpuBackendOptions& options);

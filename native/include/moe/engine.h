@@ -31,9 +31,10 @@ struct EngineOptions {
   // GPU slots per MoE layer; -1 keeps every weight on the GPU. Ignored on the CPU.
   int offload_slots = -1;
   uint64_t gpu_budget_bytes = 0;  // device 'cuda': > 0 caps the engine's device allocations (checked)
-  // Issue 13: how the offloaded routed experts are stored (host memory, GPU slots) and computed. BF16 is
-  // the checkpoint's weights as before; INT8 / INT4 (moe/quant/expert_format.h) need device 'cuda' with
-  // offload_slots >= 0. expert_group: inputs per int4 group (ignored otherwise).
+  // Issue 13: how the routed experts are stored and computed. BF16 is the checkpoint's weights as before;
+  // INT8 / INT4 (moe/quant/expert_format.h): on device 'cuda' the offloaded experts (offload_slots >= 0;
+  // host memory, GPU slots), on device 'cpu' the CPU engine's own quantized copy. expert_group: inputs per
+  // int4 group (ignored otherwise).
   quant::ExpertDType expert_dtype = quant::ExpertDType::BF16;
   int expert_group = quant::kDefaultInt4Group;
   // int8 / int4 offloaded experts: the quantized experts file to read or write (moe/quant/quantized_file.h;

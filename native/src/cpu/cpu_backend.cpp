@@ -2,6 +2,7 @@
 // bf16 (or f16/f32) weights. Linear layers run over all rows of the batch at once; attention runs per
 // row against that row's own sequence cache, so prompts of different lengths share one forward.
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -10,6 +11,8 @@
 #include "moe/backend.h"
 #include "moe/error.h"
 #include "moe/kernels.h"
+#include "moe/quant/expert_blobs.h"
+#include "moe/quant/expert_kernels.h"
 #include "moe/thread_pool.h"
 
 namespace moe {
@@ -20,6 +23,7 @@ class CpuBackend final : public Backend {
  public:
   CpuBackend(const ModelConfig& c, const ModelWeights& w, const CpuBackendOptions& o)
       : c_(c), w_(w), pool_(o.threads > 0 ? o.threads : std::max(1u, std::thread::hardware_concurrency())) {
+    if (o.expert_dtype != quant::ExpertDType::BF16) quantize_experts(o);
     rope_ = make_rope_table(c);
     dims_.heads = c.num_attention_heads;
     dims_.nope = c.qk_nope_head_dim;
@@ -37,6 +41,7 @@ class CpuBackend final : public Backend {
   }
 
   const char* name() const override { return "cpu"; }
+  std::string device_info() const override;
 
   void reset_sequences(const std::vector<int>& capacity) override {
     seqs_.clear();
@@ -59,6 +64,11 @@ class CpuBackend final : public Backend {
   void check_batch(const StepBatch& b, std::vector<int>& new_length) const;
   void attention(int layer, const StepBatch& b);
   void moe(int layer, const StepBatch& b);
+  void quantize_experts(const CpuBackendOptions& o);
+  // The blob of routed expert e of model layer l (quantized experts only).
+  const uint8_t* blob(int l, int e) const {
+    return blobs_.data() + (static_cast<size_t>(moe_index_[static_cast<size_t>(l)]) * c_.n_routed_experts + static_cast<size_t>(e)) * layout_.bytes;
+  }
   void dump(const char* name, int layer, const float* data, int rows, int cols) {
     if (hook_) hook_(name, layer, data, rows, cols);
   }
@@ -79,7 +89,51 @@ class CpuBackend final : public Backend {
   std::vector<float> h_, x_, q_, qa_, ckv_, attn_, tmp_, ffn_, router_, gx_, gy_, dbg_;
   FfnScratch ffn_scratch_;
   MoePlan plan_;
+  // Quantized routed experts (CpuBackendOptions::expert_dtype): every MoE layer's blobs (moe/quant/expert_blobs.h),
+  // moe_index_[l] the MoE layer index of model layer l (-1 for a dense layer). Empty: bf16 from the checkpoint.
+  quant::ExpertLayout layout_;
+  std::vector<uint8_t> blobs_;
+  std::vector<int> moe_index_;
+  double quantize_seconds_ = 0;
+  bool has_file_ = false;
+  quant::QuantizedFileResult file_result_;
 };
+
+void CpuBackend::quantize_experts(const CpuBackendOptions& o) {
+  layout_ = quant::expert_layout(o.expert_dtype, c_.hidden_size, c_.moe_intermediate_size, o.expert_group);
+  std::vector<int> moe_layers;
+  moe_index_.assign(w_.layers.size(), -1);
+  for (size_t l = 0; l < w_.layers.size(); ++l) {
+    if (!w_.layers[l].moe) continue;
+    moe_index_[l] = static_cast<int>(moe_layers.size());
+    moe_layers.push_back(static_cast<int>(l));
+  }
+  blobs_.resize(quant::expert_blobs_bytes(c_, moe_layers, layout_));
+  if (!o.quantized_file.path.empty()) {
+    has_file_ = true;
+    file_result_ = quant::fill_expert_blobs_with_file(c_, w_, moe_layers, layout_, blobs_.data(), o.quantized_file, quantize_seconds_);
+  } else {
+    quantize_seconds_ = quant::fill_expert_blobs(c_, w_, moe_layers, layout_, blobs_.data());
+  }
+  const double gb = 1e-9 * static_cast<double>(blobs_.size());
+  const char* dt = quant::expert_dtype_name(layout_.dtype);
+  if (has_file_ && file_result_.read) {
+    std::fprintf(stderr, "moe: routed experts in host memory: %.2f GB %s (read %.1f s from %s%s)\n", gb, dt, file_result_.read_seconds, file_result_.path.c_str(),
+                 file_result_.rebuilt > 0 ? ", some experts quantized again" : "");
+  } else {
+    std::fprintf(stderr, "moe: routed experts in host memory: %.2f GB %s (quantize %.1f s%s)\n", gb, dt, quantize_seconds_,
+                 has_file_ && file_result_.written ? (", written to " + file_result_.path).c_str() : "");
+  }
+}
+
+// {"routedExperts": {expertDtype, expertBytes, hostExpertBytes, quantizeSeconds, quantizedFile}}: what the CUDA
+// backend reports under offload, for the format check and the load's log (runtime/src/engine/engine.ts).
+std::string CpuBackend::device_info() const {
+  const char* dt = quant::expert_dtype_name(blobs_.empty() ? quant::ExpertDType::BF16 : layout_.dtype);
+  std::string s = std::string("{\"routedExperts\":{\"expertDtype\":\"") + dt + "\",\"expertBytes\":" + std::to_string(layout_.bytes) +
+                  ",\"hostExpertBytes\":" + std::to_string(blobs_.size()) + ",\"quantizeSeconds\":" + std::to_string(quantize_seconds_) + ",\"quantizedFile\":";
+  return s + (has_file_ ? quant::quantized_file_json(file_result_) : std::string("null")) + "}}";
+}
 
 void CpuBackend::check_batch(const StepBatch& b, std::vector<int>& new_length) const {
   const size_t T = b.tokens.size();
@@ -219,6 +273,7 @@ void CpuBackend::moe(int l, const StepBatch& b) {
   for (size_t i = 0; i < plan_.active.size(); ++i) {
     const int e = plan_.active[i];
     const MlpWeights* ew = interceptor_ ? interceptor_->expert_weights(l, e) : nullptr;
+    if (ew != nullptr && !blobs_.empty()) throw Error("CPU backend: MoeInterceptor::expert_weights() replacing expert weights is not supported with quantized experts; return nullptr");
     if (!ew) ew = &L.experts[static_cast<size_t>(e)];
     const int begin = plan_.group_begin[i], n = plan_.group_begin[i + 1] - begin;
     grow(gx_, static_cast<size_t>(n) * H);
@@ -226,7 +281,8 @@ void CpuBackend::moe(int l, const StepBatch& b) {
     for (int j = 0; j < n; ++j) {
       std::memcpy(gx_.data() + static_cast<size_t>(j) * H, x_.data() + static_cast<size_t>(plan_.group_token[begin + j]) * H, sizeof(float) * H);
     }
-    mlp_forward(gx_.data(), n, *ew, gy_.data(), false, 1.0f, &pool_, ffn_scratch_);
+    if (blobs_.empty()) mlp_forward(gx_.data(), n, *ew, gy_.data(), false, 1.0f, &pool_, ffn_scratch_);
+    else quant::expert_ffn_q_forward(gx_.data(), n, layout_, blob(l, e), gy_.data(), false, 1.0f, &pool_, ffn_scratch_);
     for (int j = 0; j < n; ++j) {
       float* out = ffn_.data() + static_cast<size_t>(plan_.group_token[begin + j]) * H;
       const float* y = gy_.data() + static_cast<size_t>(j) * H;

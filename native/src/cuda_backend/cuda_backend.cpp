@@ -474,12 +474,7 @@ void CudaBackend::run_graph(const StepPlan& p, const StepInputs& in) {
 // device_info().offload.quantizedFile: null without a file, else what this load did with it.
 std::string CudaBackend::quantized_file_info() const {
   if (!host_experts_ || !host_experts_->has_file) return "null";
-  const quant::QuantizedFileResult& f = host_experts_->file_result;
-  std::ostringstream o;
-  o << "{\"path\":\"" << json_escape(f.path) << "\",\"read\":" << (f.read ? "true" : "false") << ",\"written\":" << (f.written ? "true" : "false")
-    << ",\"rebuiltExperts\":" << f.rebuilt << ",\"readSeconds\":" << f.read_seconds << ",\"writeSeconds\":" << f.write_seconds
-    << ",\"warning\":\"" << json_escape(f.warning) << "\"}";
-  return o.str();
+  return quant::quantized_file_json(host_experts_->file_result);
 }
 
 std::string CudaBackend::device_info() const {

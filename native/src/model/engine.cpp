@@ -20,9 +20,9 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
   }
   if (options.expert_dtype != quant::ExpertDType::BF16) {
     const std::string dt = quant::expert_dtype_name(options.expert_dtype);
-    if (options.device != "cuda" || options.offload_slots < 0) {
-      throw Error("expertDtype '" + dt + "' needs device 'cuda' with the routed experts offloaded (cache or gpuMemory); " +
-                  (options.device != "cuda" ? "device '" + options.device + "' computes experts in bf16 only" : "every expert is resident here"));
+    // the CPU quantizes its own copy in host memory; CUDA only the offloaded experts (resident ones stay bf16)
+    if (options.device == "cuda" && options.offload_slots < 0) {
+      throw Error("expertDtype '" + dt + "' on device 'cuda' needs the routed experts offloaded (cache or gpuMemory); every expert is resident here");
     }
     try {
       quant::expert_layout(options.expert_dtype, config.hidden_size, config.moe_intermediate_size, options.expert_group);
@@ -53,6 +53,9 @@ Engine::Engine(const ModelConfig& config, const std::vector<TensorSource>& tenso
 #endif
   CpuBackendOptions cpu;
   cpu.threads = options.threads;
+  cpu.expert_dtype = options.expert_dtype;
+  cpu.expert_group = options.expert_group;
+  cpu.quantized_file = options.quantized_file;
   backend_ = make_cpu_backend(config_, store_->weights(), cpu);
 }
 

@@ -168,6 +168,22 @@ bool write_file(const QuantizedFileSpec& spec, const Geometry& g, const uint8_t*
 
 }  // namespace
 
+std::string quantized_file_json(const QuantizedFileResult& r) {
+  const auto escaped = [](const std::string& v) {
+    std::string o;
+    for (char ch : v) {
+      if (static_cast<unsigned char>(ch) < 0x20) continue;  // control characters dropped: paths and messages need none
+      if (ch == '"' || ch == '\\') o += '\\';
+      o += ch;
+    }
+    return o;
+  };
+  char times[96];
+  std::snprintf(times, sizeof times, ",\"readSeconds\":%.3f,\"writeSeconds\":%.3f", r.read_seconds, r.write_seconds);
+  return "{\"path\":\"" + escaped(r.path) + "\",\"read\":" + (r.read ? "true" : "false") + ",\"written\":" + (r.written ? "true" : "false") +
+         ",\"rebuiltExperts\":" + std::to_string(r.rebuilt) + times + ",\"warning\":\"" + escaped(r.warning) + "\"}";
+}
+
 uint64_t blob_checksum(const uint8_t* p, size_t n) {
   const uint8_t* const end = p + n;
   uint64_t h;

@@ -1,8 +1,9 @@
 /**
  * bench --check-quant int8,int4 (issue 13): fidelity of quantized routed experts against the bf16 engine on
  * the same prompts, teacher-forced: seeded prompts and the all-resident bf16 engine's greedy continuation
- * of them are run through the bf16 engine (the reference) and through the offloaded engine with each
- * quantized dtype by Engine.score (with the offloading session attached: OffloadSession::score), so every
+ * of them are run through the bf16 engine (the reference) and through the engine with each quantized dtype
+ * (on cuda offloaded behind a cache, with the offloading session attached: OffloadSession::score; on cpu the
+ * CPU engine's own quantized copy) by Engine.score, so every
  * position is compared on the same inputs, however early the quantized engine's own greedy tokens would
  * diverge: the prompt's positions come from one prefill forward (path 'prefill'), the continuation's from
  * one decode step per position (path 'decode'). Compared by agreement.ts's compareLogits: per position
@@ -18,9 +19,8 @@
  * relative error over every expert of the checkpoint: min/p50/p90/p99/max, on seeded random activations
  * and on real ones (each MoE layer's inputs in the bf16 reference's prefill of the same prompts,
  * moe-inputs.ts). That part is reported, not judged, and is skipped with a message on a build without the
- * function; it runs on the CPU (expert-fidelity.ts), so on --device cpu it runs alone (checkExpertsOnly,
- * random activations only: no run to take them from) and the logits comparison, which needs the CUDA
- * offload path, is marked as not run (pass null: not judged, not failed).
+ * function; it runs on the CPU (expert-fidelity.ts). Documents written before the CPU engine had quantized
+ * experts may hold a logitsNote instead of cases (the logits part not run, pass null).
  */
 import { Engine } from '../engine/index.js';
 import { openCheckpoint } from '../model/checkpoint.js';
@@ -65,7 +65,9 @@ export interface QuantCheck {
   /** activation rows per expert of the per-expert part, and where it ran */
   expertRows?: number;
   expertHost?: string;
-  /** why the logits comparison did not run (--device cpu), else absent */
+  /** where the engines ran (absent in documents before the CPU engine had quantized experts: cuda) */
+  device?: 'cpu' | 'cuda';
+  /** documents before the CPU engine had quantized experts: why the logits comparison did not run (--device cpu), else absent */
   logitsNote?: string;
   /** null: nothing judged (the logits comparison did not run) */
   pass: boolean | null;
@@ -102,16 +104,18 @@ export function positionRows(all: Float32Array, sequences: number, length: numbe
 export async function checkQuantized(
   model: string,
   formats: ExpertFormat[],
-  o: { sequences: number; length: number; newTokens: number; cache: number; seed: number; rows?: number },
+  o: { sequences: number; length: number; newTokens: number; cache: number; seed: number; rows?: number; device?: 'cpu' | 'cuda'; threads?: number },
   log: (line: string) => void,
 ): Promise<QuantCheck> {
+  // cuda: the quantized experts offloaded behind a cache of o.cache slots; cpu: the CPU engine's own quantized copy
+  const device = o.device ?? 'cuda';
   const rows = o.rows ?? 16;
   const ckpt = openCheckpoint(model);
   const cfg = ckpt.config;
   const avoid = new Set([cfg.bosTokenId, cfg.eosTokenId]);
   const seqs = Array.from({ length: o.sequences }, (_, s) => [cfg.bosTokenId, ...seededIds(o.seed * 389 + 7 + s, o.length - 1, cfg.vocabSize, avoid)]);
   // The tokens every engine is forced through: each prompt and the bf16 engine's greedy continuation.
-  const ref = await Engine.load(model, { device: 'cuda' });
+  const ref = await Engine.load(model, { device, ...(device === 'cpu' ? { threads: o.threads ?? 0 } : {}) });
   let forced: number[][];
   let reference: Float32Array;
   let runRows: GivenActivations;
@@ -130,12 +134,12 @@ export async function checkQuantized(
   const expertErrors: QuantCheck['expertErrors'] = [];
   for (const f of formats) {
     if (f.dtype === 'bf16') continue;
-    const eng = await Engine.load(model, {
-      device: 'cuda',
-      cache: { slotsPerLayer: cache, policy: 'lru' },
-      runShape: { batch: o.sequences, contextTokens: o.length + o.newTokens, prefillRows: o.sequences * o.length },
-      ...expertLoadOptions(f),
-    });
+    const eng = await Engine.load(
+      model,
+      device === 'cuda'
+        ? { device, cache: { slotsPerLayer: cache, policy: 'lru' }, runShape: { batch: o.sequences, contextTokens: o.length + o.newTokens, prefillRows: o.sequences * o.length }, ...expertLoadOptions(f) }
+        : { device, threads: o.threads ?? 0, ...expertLoadOptions(f) },
+    );
     try {
       const got = await eng.score(forced, o.length);
       for (const path of ['prefill', 'decode'] as const) {
@@ -152,23 +156,7 @@ export async function checkQuantized(
     expertErrors.push(...(await measureExpertErrors(model, [f], { rows, seed: o.seed, threads: 0 }, log)));
     expertErrors.push(...(await measureExpertErrors(model, [f], { rows, seed: o.seed, threads: 0 }, log, runRows)));
   }
-  return { thresholds: QUANT_THRESHOLDS, sequences: o.sequences, length: o.length, newTokens: o.newTokens, cache, cases, expertErrors, expertRows: rows, expertHost: hostName(), pass: cases.length > 0 && cases.every((c) => c.pass) };
-}
-
-/**
- * --device cpu: the per-expert part alone (it runs on the CPU); the logits comparison needs the CUDA
- * offload path and is marked as not run rather than judged.
- */
-export async function checkExpertsOnly(
-  model: string,
-  formats: ExpertFormat[],
-  o: { rows: number; seed: number; threads: number },
-  log: (line: string) => void,
-): Promise<QuantCheck> {
-  const logitsNote = 'logits comparison not run: it needs --device cuda (quantized experts run only on the offloaded CUDA path); per-expert part only';
-  log(`quant check: ${logitsNote}`);
-  const expertErrors = await measureExpertErrors(model, formats, o, log);
-  return { thresholds: QUANT_THRESHOLDS, sequences: 0, length: 0, newTokens: 0, cache: 0, cases: [], expertErrors, expertRows: o.rows, expertHost: hostName(), logitsNote, pass: null };
+  return { thresholds: QUANT_THRESHOLDS, device, sequences: o.sequences, length: o.length, newTokens: o.newTokens, cache: device === 'cuda' ? cache : 0, cases, expertErrors, expertRows: rows, expertHost: hostName(), pass: cases.length > 0 && cases.every((c) => c.pass) };
 }
 
 /** bench.md's section. */
@@ -177,7 +165,7 @@ export function quantCheckTable(c: QuantCheck): string {
   const logits = c.logitsNote !== undefined
     ? [`Quantized experts against the bf16 engine: ${c.logitsNote}.`]
     : [
-        `Quantized experts against the bf16 engine (teacher-forced: ${c.sequences} prompts of ${c.length} tokens and the bf16 engine's ${c.newTokens} greedy tokens through both engines; the prompt's positions = prefill path (one forward), the next ${c.newTokens} = decode path (one step per position); cache ${c.cache}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
+        `Quantized experts against the bf16 engine (teacher-forced: ${c.sequences} prompts of ${c.length} tokens and the bf16 engine's ${c.newTokens} greedy tokens through both engines; the prompt's positions = prefill path (one forward), the next ${c.newTokens} = decode path (one step per position); ${c.device === 'cpu' ? 'CPU engine' : `offloaded on the GPU, cache ${c.cache}`}; thresholds ${t}): ${c.pass ? 'pass' : 'FAIL'}`,
         '',
         '| dtype | path | positions | top-1 where gap >= 0.1 | top-1 overall | logits rel. error p50 | p99 | max | pass |',
         '| --- | --- | --- | --- | --- | --- | --- | --- | --- |',

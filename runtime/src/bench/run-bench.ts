@@ -47,7 +47,7 @@ export interface BenchOptions {
   /** issue 12: logits with misses computed on the CPU against all-resident (device cuda) */
   checkMiss?: { misses: MissMode[]; cache: number; newTokens: number; rounding?: CpuRounding } | null;
   /** issue 13: quantized experts against the bf16 engine (teacher forcing; device cuda) */
-  checkQuant?: { formats: ExpertFormat[]; sequences: number; length: number; newTokens: number; cache: number; rows?: number } | null;
+  checkQuant?: { formats: ExpertFormat[]; sequences: number; length: number; newTokens: number; cache: number; rows?: number; device?: 'cpu' | 'cuda'; threads?: number } | null;
   /** no timing grid (e.g. only the offload check) */
   skipGrid?: boolean;
 }

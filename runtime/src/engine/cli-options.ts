@@ -138,8 +138,7 @@ export function offloadOptionsFromCli(o: RawOffloadCliOptions, config: ModelConf
   const policy = parseChoiceOption('--policy', o.policy, POLICY_NAMES);
   const format = expertFormatFromCli(o);
   const quantizedFile = quantizedFileFromCli(o, [format]);
-  if (format.dtype !== 'bf16' && device !== 'cuda') throw new UserError(`option --expert-dtype ${format.dtype}: needs --device cuda (the CPU engine computes bf16 experts only)`);
-  if (format.dtype !== 'bf16' && o.cache === undefined && o.gpuMemory === undefined) {
+  if (format.dtype !== 'bf16' && device === 'cuda' && o.cache === undefined && o.gpuMemory === undefined) {
     throw new UserError(`option --expert-dtype ${format.dtype}: needs offloaded experts (--cache C or --gpu-memory SIZE); all-resident experts stay bf16`);
   }
   const gpuMemory = o.gpuMemory === undefined ? undefined : parseByteSize('--gpu-memory', o.gpuMemory);

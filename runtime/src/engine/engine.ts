@@ -172,13 +172,14 @@ export class Engine {
     }
     const engine = new Engine(ckpt, handle);
     engine.placement = placement;
+    const experts = engine.routedExpertsInfo();
     try {
-      checkLoadedFormat(placement.format, engine.offloadStats() as unknown as Record<string, unknown> | null);
+      checkLoadedFormat(placement.format, experts as Record<string, unknown> | null);
     } catch (err) {
       handle.close();
       throw err;
     }
-    const quantizeSeconds = engine.offloadStats()?.quantizeSeconds ?? 0;
+    const quantizeSeconds = experts?.quantizeSeconds ?? 0;
     if (!quantizedFile && quantizeSeconds > QUANTIZE_NOTE_SECONDS) {
       process.stderr.write(`moe: note: quantizing the routed experts took ${quantizeSeconds.toFixed(1)} s; --quantized-file auto (load option quantizedFile: 'auto') keeps them beside the checkpoint for the next load\n`);
     }
@@ -208,6 +209,17 @@ export class Engine {
       throw new EngineError(`offloading setup: ${(err as Error).message}`);
     }
     this.placement = { ...this.placement, cache: options?.cache };
+  }
+
+  /**
+   * How the routed experts were loaded: dtype, one blob's bytes, quantizeSeconds, the quantized experts file.
+   * CUDA reports them with its offloading counters (null when nothing is offloaded), the CPU engine under
+   * device_info().routedExperts (null from an addon built before quantized CPU experts).
+   */
+  routedExpertsInfo(): Pick<OffloadStats, 'expertDtype' | 'expertBytes' | 'quantizeSeconds' | 'quantizedFile'> | null {
+    if (this.placement.native.offloadSlots !== undefined) return this.offloadStats();
+    const r = this.deviceInfo().routedExperts;
+    return r && typeof r === 'object' ? (r as Pick<OffloadStats, 'expertDtype' | 'expertBytes' | 'quantizeSeconds' | 'quantizedFile'>) : null;
   }
 
   /** The CUDA backend's offloading counters (cumulative since load): copies, bytes, copy-wait time; null when nothing is offloaded. */

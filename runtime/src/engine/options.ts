@@ -35,7 +35,8 @@ export interface EngineLoadOptions {
   poolSlots?: number;
   /**
    * routed experts' storage (issue 13): 'bf16' (default, the checkpoint's weights as they are), 'int8' (per
-   * output channel) or 'int4' (groups of expertGroup inputs); quantized only with offloaded experts on 'cuda'
+   * output channel) or 'int4' (groups of expertGroup inputs); quantized on 'cuda' only with offloaded experts (the all-resident CUDA engine stays bf16), on 'cpu' the CPU
+   * engine's own copy in host memory
    */
   expertDtype?: ExpertDtype;
   /** int4: inputs per group (default 64; must divide hidden_size and moe_intermediate_size) */

@@ -1,9 +1,10 @@
 /**
  * Engine.load's `expertDtype` / `expertGroup` (issue 13): how the routed experts are stored in host memory,
  * in the GPU slots and for the CPU experts. bf16 (the default) is exactly the pre-issue-13 engine; int8 and
- * int4 are quantized once at load from the bf16 checkpoint (native/include/moe/quant/expert_format.h) and
- * exist only for offloaded experts on device cuda: the all-resident engine and the CPU engine compute bf16
- * experts, so a quantized dtype there is refused by name rather than silently ignored.
+ * int4 are quantized once at load from the bf16 checkpoint (native/include/moe/quant/expert_format.h): on
+ * device cuda the offloaded experts (the all-resident CUDA engine computes bf16 experts, so a quantized dtype
+ * there is refused by name rather than silently ignored), on device cpu the CPU engine's own copy in host
+ * memory, computed by the quantized CPU expert kernels.
  */
 import type { ModelConfig } from '../model/config.js';
 import { DEFAULT_EXPERT_GROUP, EXPERT_DTYPES, expertLayout, type ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
@@ -27,8 +28,7 @@ export function resolveExpertFormat(config: ModelConfig, o: ExpertFormatOptions,
   const group = o.expertGroup ?? DEFAULT_EXPERT_GROUP;
   if (dtype === 'bf16') return { dtype, group };
   if (!Number.isInteger(group) || group < 2 || group > 1 << 16) throw new UserError(`option --expert-group: must be a positive even whole number, got ${String(o.expertGroup)}`);
-  if (device !== 'cuda') throw new UserError(`option --expert-dtype ${dtype}: needs --device cuda (the CPU engine computes bf16 experts only)`);
-  if (!offloaded) throw new UserError(`option --expert-dtype ${dtype}: needs offloaded experts (--cache C or --gpu-memory SIZE); all-resident experts stay bf16`);
+  if (device === 'cuda' && !offloaded) throw new UserError(`option --expert-dtype ${dtype}: needs offloaded experts (--cache C or --gpu-memory SIZE); all-resident experts stay bf16`);
   try {
     expertLayout(dtype, config.hiddenSize, config.moeIntermediateSize, group);
   } catch (err) {
@@ -46,7 +46,7 @@ export function checkLoadedFormat(format: ExpertFormat, offload: Record<string, 
   const got = offload?.expertDtype;
   if (got !== format.dtype) {
     throw new UserError(
-      `option --expert-dtype ${format.dtype}: this build of the native engine ${got === undefined ? 'does not support quantized experts (device_info().offload has no expertDtype)' : `loaded ${String(got)} experts`}; rebuild it (tools/gpu/build-cuda.sh)`,
+      `option --expert-dtype ${format.dtype}: this build of the native engine ${got === undefined ? 'does not support quantized experts here (it reports no expertDtype)' : `loaded ${String(got)} experts`}; rebuild it (tools/gpu/build-cuda.sh)`,
     );
   }
 }

@@ -40,10 +40,14 @@ describe('expert dtype: engine options', () => {
     expect(resolvePlacement(lite, 'cuda', { cache: { slotsPerLayer: bf16Most + 1, policy: 'lru' }, gpuMemory: 12 * GiB, runShape: shape, expertDtype: 'int8' }).plan?.expertDtype).toBe('int8');
   });
 
-  it('refuses by name: unknown dtype, quantized on the CPU or all-resident, group without int4, a group that does not divide', () => {
+  it('on the CPU engine a quantized dtype reaches the addon too (its own copy in host memory)', () => {
+    expect(resolvePlacement(lite, 'cpu', { expertDtype: 'int8' }).native).toEqual({ expertDtype: 'int8' });
+    expect(resolvePlacement(lite, 'cpu', { cache, expertDtype: 'int4', expertGroup: 32 })).toMatchObject({ native: { expertDtype: 'int4', expertGroup: 32 }, format: { dtype: 'int4', group: 32 } });
+  });
+
+  it('refuses by name: unknown dtype, quantized all-resident on cuda, group without int4, a group that does not divide', () => {
     expect(() => resolveExpertFormat(lite, { expertDtype: 'fp8' as never }, 'cuda', true)).toThrow(/option --expert-dtype: unknown value 'fp8' \(choose from bf16, int8, int4\)/);
-    expect(() => resolvePlacement(lite, 'cpu', { expertDtype: 'int8' })).toThrow(/--expert-dtype int8: needs --device cuda/);
-    expect(() => resolvePlacement(lite, 'cpu', { cache, expertDtype: 'int4' })).toThrow(/--expert-dtype int4: needs --device cuda/);
+    expect(() => resolvePlacement(lite, 'cpu', { expertDtype: 'int4', expertGroup: 96 })).toThrow(/--expert-group: .*96 must divide hidden \(2048\)/);
     expect(() => resolvePlacement(lite, 'cuda', { expertDtype: 'int8' })).toThrow(/needs offloaded experts \(--cache C or --gpu-memory SIZE\)/);
     expect(() => resolvePlacement(lite, 'cuda', { cache, expertDtype: 'int8', expertGroup: 64 })).toThrow(/--expert-group: only with --expert-dtype int4/);
     expect(() => resolvePlacement(lite, 'cuda', { cache, expertDtype: 'int4', expertGroup: 96 })).toThrow(/--expert-group: .*96 must divide hidden \(2048\)/);
@@ -67,14 +71,14 @@ describe('expert dtype: CLI flags', () => {
     expect(() => expertDtypeListFromCli({ expertDtype: 'bf16,q4' })).toThrow(/--expert-dtype/);
   });
 
-  it('offloadOptionsFromCli: the budget\'s slots follow the dtype; quantized needs cuda and offloading', () => {
+  it('offloadOptionsFromCli: the budget\'s slots follow the dtype; quantized on cuda needs offloading', () => {
     const bf16 = offloadOptionsFromCli({ policy: 'lru', gpuMemory: '12GiB' }, lite, 'cuda', shape);
     const int4 = offloadOptionsFromCli({ policy: 'lru', gpuMemory: '12GiB', expertDtype: 'int4' }, lite, 'cuda', shape);
     expect(int4.cache!.slotsPerLayer).toBeGreaterThan(bf16.cache!.slotsPerLayer);
     expect(int4).toMatchObject({ expertDtype: 'int4', expertGroup: 64 });
     expect(bf16.expertDtype).toBeUndefined();
     expect(() => offloadOptionsFromCli({ policy: 'lru', expertDtype: 'int8' }, lite, 'cuda', shape)).toThrow(/needs offloaded experts/);
-    expect(() => offloadOptionsFromCli({ policy: 'lru', cache: '4', expertDtype: 'int8' }, lite, 'cpu', shape)).toThrow(/needs --device cuda/);
+    expect(offloadOptionsFromCli({ policy: 'lru', expertDtype: 'int8' }, lite, 'cpu', shape)).toMatchObject({ expertDtype: 'int8' });
   });
 
   it('--quantized-file: passed on for quantized formats only; a path serves one format, auto one per format', () => {

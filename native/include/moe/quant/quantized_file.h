@@ -45,6 +45,10 @@ struct QuantizedFileResult {
   std::string warning;       // why the file was not read or not written (also printed on stderr); empty: none
 };
 
+// {"path","read","written","rebuiltExperts","readSeconds","writeSeconds","warning"}: the result as the backends'
+// device_info() reports it (runtime/src/engine/native-binding.ts NativeQuantizedFileResult).
+std::string quantized_file_json(const QuantizedFileResult& r);
+
 // Fills out[0 .. expert_blobs_bytes) for a quantized layout, reading the file (Mode::Read) or quantizing
 // and then writing it (Mode::Write); quantize_seconds gets the time spent quantizing (0 after a clean
 // read). Errors of the file are warnings in the result; errors of the checkpoint (shapes) throw.
