@@ -51,6 +51,26 @@ function validationItem(s: Sources): string {
 }
 
 /** The simulated leave-one-task-out (routing-transfer.ts): the worst regret of a pick, and what static owes to its pins. */
+/** int4 against the 95% bar: the latest teacher-forced device check (with the scale search), else what is missing. */
+function int4FidelityItem(s: Sources): string {
+  const int4 = s.quant.teacherForced?.cases.filter((c) => c.dtype === 'int4') ?? [];
+  if (!int4.length) return s.quant.int4Fit ? "int4's scale search is measured per expert on a CPU only: no teacher-forced device check with it is committed." : '';
+  const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
+  const tf = s.quant.teacherForced!;
+  return `int4 g${int4[0].group} misses the 95% top-1 bar with the scale search too: ${int4.map((c) => `${pct(c.confidentTop1Agreement)} ${c.path}`).join(', ')} where the bf16 gap is at least 0.1 (\`${tf.file}\`, ${tf.device}; random weights).`;
+}
+
+/** gpu-order end to end on the device: which cases gave the all-resident tokens. */
+function gpuOrderItem(s: Sources): string {
+  const g = s.quant.gpuOrderCheck;
+  if (!g) return "`--check-miss --cpu-rounding gpu-order` has not run on a device (runtime/src/offload/README.md).";
+  const differ = g.rows.filter((r) => !r.identical);
+  const same = g.rows.length - differ.length;
+  if (!differ.length) return `With gpu-order every case of \`${g.file}\` (${g.device}) gave the all-resident tokens.`;
+  const allConfident = g.rows.every((r) => r.confidentAgree);
+  return `With gpu-order ${same} of ${g.rows.length} cases of \`${g.file}\` (${g.device}) gave the all-resident tokens; ${differ.map((r) => `${r.miss} ${r.fill} ${r.batch}`).join(', ')} diverged (max relative logit difference ${Math.max(...differ.map((r) => r.maxRelError)).toExponential(1)}) although the CPU experts' bits equal the GPU's, so something else differs there (not yet found)${allConfident ? '; the top-1 agreed wherever the all-resident gap was at least 0.1' : ''}.`;
+}
+
 function routingTransferItem(s: Sources): string {
   const t = s.quant.routingTransfer;
   if (!t) return 'Routing not seen: no simulated leave-one-task-out is committed, and no GPU run has replayed a task the tools were not developed on.';
@@ -71,9 +91,10 @@ export function missing(s: Sources): string[] {
     s.quant.check?.crashed ? 'The quantized fidelity check on the device is partial: int8 logits only; the per-expert errors and int4 were not measured there.' : '',
     s.quant.fidelityCpu?.length ? '' : 'The per-expert error distribution measured on a CPU (`reports/bench/quant-h200/fidelity-cpu/`) is absent.',
     gridAgreementGap(s.latestRun) ?? '',
-    s.quant.int4Fit ? 'int4\'s scale search (2026-12-05, `reports/bench/int4-fit-cpu-2026-12-05/`) is measured per expert on a CPU only: the device\'s logits check (81-88% top-1 where the gap is at least 0.1, below the 95% bar) predates it and has not been re-run.' : '',
+    int4FidelityItem(s),
     routingTransferItem(s),
-    'The CPU-miss numerics check fails in 2 of 12 cases at one position (reference gap 0.171; reports/bench/offload-h200-2026-12-03b/check-miss/); the all-resident engine run with other GEMM shapes shows the same logit error (5.4%), so the criterion is below this random-weight checkpoint\'s rounding noise with the default CPU kernel. `--cpu-rounding gpu-order` computes a CPU miss in the GPU decode kernel\'s exact order (the same bits, so the all-resident tokens); it is tested on the CPU only so far: its GPU bit-for-bit check and `--check-miss --cpu-rounding gpu-order` have not run on a device (runtime/src/offload/README.md).',
+    'The CPU-miss numerics check fails in 2 of 12 cases at one position (reference gap 0.171; reports/bench/offload-h200-2026-12-03b/check-miss/); the all-resident engine run with other GEMM shapes shows the same logit error (5.4%), so the criterion is below this random-weight checkpoint\'s rounding noise with the default CPU kernel. `--cpu-rounding gpu-order` computes a CPU miss in the GPU decode kernel\'s exact order (the same bits, so the all-resident tokens).',
+    gpuOrderItem(s),
   ].filter((x) => x);
   out.push(...items.map((x) => `- ${x}`), '');
   return out;

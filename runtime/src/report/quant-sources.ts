@@ -289,6 +289,10 @@ export interface QuantSources {
   /** issue 12, where the predictor runs: its MLP timed on the CPU and on the GPU (predictor_gpu_bench) */
   predictorGpu: { file: string; doc: PredictorGpuResult } | null;
   fidelityCpu: FidelityRow[] | null;
+  /** the teacher-forced `bench --check-quant` of the latest device run (with int4's scale search) */
+  teacherForced: { file: string; device: string; cases: TeacherForcedCase[] } | null;
+  /** `bench --check-miss --cpu-rounding gpu-order` on the device: per miss mode, fill and batch, tokens identical or not */
+  gpuOrderCheck: { file: string; device: string; rows: GpuOrderRow[] } | null;
   /** int4's two quantizers side by side (int4_fit_bench), one result per group size */
   int4Fit: { files: string[]; docs: Int4FitResult[] } | null;
   /** routing not seen, simulated: each ESFT task held out, static pinned from the task itself and from the others */
@@ -306,6 +310,57 @@ export const PREDICTOR_GPU_FILE = 'reports/bench/predictor-gpu-h200-2026-12-04/p
 /** int4_fit_bench at groups 64, 32 and 128 (2026-12-05, the CPU machine) */
 /** routing-transfer.ts's two runs (2026-12-05) */
 export const ROUTING_TRANSFER_DIR = 'reports/sim/routing-transfer-2026-12-05';
+/** the device run of 2026-12-07 (an H100): the teacher-forced quantized check with int4's search, and gpu-order's end-to-end check */
+export const H100_RUN_DIR = 'reports/bench/h100-2026-12-07';
+
+export interface TeacherForcedCase {
+  dtype: string;
+  group: number;
+  path: string;
+  positions: number;
+  confident: number;
+  confidentTop1Agreement: number;
+  top1Agreement: number;
+  logitsRelErrorP50: number;
+  pass: boolean;
+}
+
+export interface GpuOrderRow {
+  miss: string;
+  fill: string;
+  batch: string;
+  identical: boolean;
+  confidentAgree: boolean;
+  maxRelError: number;
+}
+
+/** The GPU's name from a session-run.sh folder's logs/gpu.txt (nvidia-smi's csv: a header, then "name, memory, driver"). */
+function gpuName(root: string, dir: string): string {
+  const file = join(root, dir, 'logs', 'gpu.txt');
+  if (!existsSync(file)) return 'the GPU machine (logs/gpu.txt absent)';
+  return readFileSync(file, 'utf8').split('\n')[1]?.split(',')[0]?.trim() || 'the GPU machine';
+}
+
+function readTeacherForced(root: string, dir: string): QuantSources['teacherForced'] {
+  const file = `${dir}/quant-check/bench.json`;
+  const doc = json<{ quantCheck?: { cases?: Array<Omit<TeacherForcedCase, 'logitsRelErrorP50'> & { logitsRelError: { p50: number } }> } }>(root, file);
+  const cases = doc?.quantCheck?.cases;
+  if (!cases?.length) return null;
+  return { file, device: gpuName(root, dir), cases: cases.map((c) => ({ ...c, logitsRelErrorP50: c.logitsRelError.p50 })) };
+}
+
+function readGpuOrderCheck(root: string, dir: string): QuantSources['gpuOrderCheck'] {
+  const file = `${dir}/check-miss-gpu-order/bench.json`;
+  type Case = { miss: string; fill: string; label: string; identicalTokens: boolean; confident: number; confidentAgree: number; maxRelLogitError: number };
+  const cases = json<{ cpuMissCheck?: { rounding?: string; cases?: Case[] } }>(root, file)?.cpuMissCheck?.cases;
+  if (!cases?.length) return null;
+  return {
+    file,
+    device: gpuName(root, dir),
+    rows: cases.map((c) => ({ miss: c.miss, fill: c.fill, batch: c.label, identical: c.identicalTokens, confidentAgree: c.confidentAgree === c.confident, maxRelError: c.maxRelLogitError })),
+  };
+}
+
 export const INT4_FIT_FILES = [64, 32, 128].map((g) => `reports/bench/int4-fit-cpu-2026-12-05/int4-fit-g${g}.json`);
 const withFile = <T>(file: string, doc: T | null) => (doc ? { file, doc } : null);
 
@@ -356,6 +411,8 @@ export function readQuantSources(root: string): QuantSources {
     predictorGpu: withFile(PREDICTOR_GPU_FILE, json<PredictorGpuResult>(root, PREDICTOR_GPU_FILE)),
     fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
     int4Fit: readInt4Fit(root),
+    teacherForced: readTeacherForced(root, `${H100_RUN_DIR}/call1`),
+    gpuOrderCheck: readGpuOrderCheck(root, `${H100_RUN_DIR}/call1`),
     routingTransfer: readRoutingTransfer(root),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
