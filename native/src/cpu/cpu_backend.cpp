@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -67,7 +68,7 @@ class CpuBackend final : public Backend {
   void quantize_experts(const CpuBackendOptions& o);
   // The blob of routed expert e of model layer l (quantized experts only).
   const uint8_t* blob(int l, int e) const {
-    return blobs_.data() + (static_cast<size_t>(moe_index_[static_cast<size_t>(l)]) * c_.n_routed_experts + static_cast<size_t>(e)) * layout_.bytes;
+    return blobs_.get() + (static_cast<size_t>(moe_index_[static_cast<size_t>(l)]) * c_.n_routed_experts + static_cast<size_t>(e)) * layout_.bytes;
   }
   void dump(const char* name, int layer, const float* data, int rows, int cols) {
     if (hook_) hook_(name, layer, data, rows, cols);
@@ -92,7 +93,8 @@ class CpuBackend final : public Backend {
   // Quantized routed experts (CpuBackendOptions::expert_dtype): every MoE layer's blobs (moe/quant/expert_blobs.h),
   // moe_index_[l] the MoE layer index of model layer l (-1 for a dense layer). Empty: bf16 from the checkpoint.
   quant::ExpertLayout layout_;
-  std::vector<uint8_t> blobs_;
+  std::unique_ptr<uint8_t[]> blobs_;  // not value-initialized: the fill writes every byte (padding included)
+  size_t blob_bytes_ = 0;
   std::vector<int> moe_index_;
   double quantize_seconds_ = 0;
   bool has_file_ = false;
@@ -108,14 +110,15 @@ void CpuBackend::quantize_experts(const CpuBackendOptions& o) {
     moe_index_[l] = static_cast<int>(moe_layers.size());
     moe_layers.push_back(static_cast<int>(l));
   }
-  blobs_.resize(quant::expert_blobs_bytes(c_, moe_layers, layout_));
+  blob_bytes_ = quant::expert_blobs_bytes(c_, moe_layers, layout_);
+  blobs_.reset(new uint8_t[blob_bytes_]);
   if (!o.quantized_file.path.empty()) {
     has_file_ = true;
-    file_result_ = quant::fill_expert_blobs_with_file(c_, w_, moe_layers, layout_, blobs_.data(), o.quantized_file, quantize_seconds_);
+    file_result_ = quant::fill_expert_blobs_with_file(c_, w_, moe_layers, layout_, blobs_.get(), o.quantized_file, quantize_seconds_);
   } else {
-    quantize_seconds_ = quant::fill_expert_blobs(c_, w_, moe_layers, layout_, blobs_.data());
+    quantize_seconds_ = quant::fill_expert_blobs(c_, w_, moe_layers, layout_, blobs_.get());
   }
-  const double gb = 1e-9 * static_cast<double>(blobs_.size());
+  const double gb = 1e-9 * static_cast<double>(blob_bytes_);
   const char* dt = quant::expert_dtype_name(layout_.dtype);
   if (has_file_ && file_result_.read) {
     std::fprintf(stderr, "moe: routed experts in host memory: %.2f GB %s (read %.1f s from %s%s)\n", gb, dt, file_result_.read_seconds, file_result_.path.c_str(),
@@ -129,9 +132,9 @@ void CpuBackend::quantize_experts(const CpuBackendOptions& o) {
 // {"routedExperts": {expertDtype, expertBytes, hostExpertBytes, quantizeSeconds, quantizedFile}}: what the CUDA
 // backend reports under offload, for the format check and the load's log (runtime/src/engine/engine.ts).
 std::string CpuBackend::device_info() const {
-  const char* dt = quant::expert_dtype_name(blobs_.empty() ? quant::ExpertDType::BF16 : layout_.dtype);
+  const char* dt = quant::expert_dtype_name(!blobs_ ? quant::ExpertDType::BF16 : layout_.dtype);
   std::string s = std::string("{\"routedExperts\":{\"expertDtype\":\"") + dt + "\",\"expertBytes\":" + std::to_string(layout_.bytes) +
-                  ",\"hostExpertBytes\":" + std::to_string(blobs_.size()) + ",\"quantizeSeconds\":" + std::to_string(quantize_seconds_) + ",\"quantizedFile\":";
+                  ",\"hostExpertBytes\":" + std::to_string(blob_bytes_) + ",\"quantizeSeconds\":" + std::to_string(quantize_seconds_) + ",\"quantizedFile\":";
   return s + (has_file_ ? quant::quantized_file_json(file_result_) : std::string("null")) + "}}";
 }
 
@@ -273,7 +276,7 @@ void CpuBackend::moe(int l, const StepBatch& b) {
   for (size_t i = 0; i < plan_.active.size(); ++i) {
     const int e = plan_.active[i];
     const MlpWeights* ew = interceptor_ ? interceptor_->expert_weights(l, e) : nullptr;
-    if (ew != nullptr && !blobs_.empty()) throw Error("CPU backend: MoeInterceptor::expert_weights() replacing expert weights is not supported with quantized experts; return nullptr");
+    if (ew != nullptr && blobs_) throw Error("CPU backend: MoeInterceptor::expert_weights() replacing expert weights is not supported with quantized experts; return nullptr");
     if (!ew) ew = &L.experts[static_cast<size_t>(e)];
     const int begin = plan_.group_begin[i], n = plan_.group_begin[i + 1] - begin;
     grow(gx_, static_cast<size_t>(n) * H);
@@ -281,7 +284,7 @@ void CpuBackend::moe(int l, const StepBatch& b) {
     for (int j = 0; j < n; ++j) {
       std::memcpy(gx_.data() + static_cast<size_t>(j) * H, x_.data() + static_cast<size_t>(plan_.group_token[begin + j]) * H, sizeof(float) * H);
     }
-    if (blobs_.empty()) mlp_forward(gx_.data(), n, *ew, gy_.data(), false, 1.0f, &pool_, ffn_scratch_);
+    if (!blobs_) mlp_forward(gx_.data(), n, *ew, gy_.data(), false, 1.0f, &pool_, ffn_scratch_);
     else quant::expert_ffn_q_forward(gx_.data(), n, layout_, blob(l, e), gy_.data(), false, 1.0f, &pool_, ffn_scratch_);
     for (int j = 0; j < n; ++j) {
       float* out = ffn_.data() + static_cast<size_t>(plan_.group_token[begin + j]) * H;
