@@ -48,7 +48,12 @@ offload::CpuExpertRounding cpu_expert_rounding(const offload::MissPolicy& policy
 bool CudaBackend::cpu_path(int rows) const {
   if (!interceptor_ || !pool_) return false;
   const offload::MissPolicy* p = interceptor_->miss_policy();
-  return p != nullptr && p->mode != offload::MissMode::Fetch && rows <= kCpuMaxRows && rows < kCublasRows;
+  if (p == nullptr || p->mode == offload::MissMode::Fetch || rows > kCpuMaxRows || rows >= kCublasRows) return false;
+  // gpu-order reproduces the decode kernel, which the GPU runs up to kGemvMaxRows rows; from 33 rows it runs the
+  // grouped tile kernel (another order), so a CPU expert there would not have the GPU's bits: fetch instead.
+  // (H100, 2026-12-07: a 40-token batch-1 prefill with --cpu-fill background put experts on the CPU and its
+  // tokens left the all-resident ones; reports/bench/h100-2026-12-07/README.md.)
+  return p->rounding != offload::CpuExpertRounding::GpuOrder || rows <= kGemvMaxRows;
 }
 
 void CudaBackend::note_copies(int count) {

@@ -68,7 +68,7 @@ function gpuOrderItem(s: Sources): string {
   const same = g.rows.length - differ.length;
   if (!differ.length) return `With gpu-order every case of \`${g.file}\` (${g.device}) gave the all-resident tokens.`;
   const allConfident = g.rows.every((r) => r.confidentAgree);
-  return `With gpu-order ${same} of ${g.rows.length} cases of \`${g.file}\` (${g.device}) gave the all-resident tokens; ${differ.map((r) => `${r.miss} ${r.fill} ${r.batch}`).join(', ')} diverged (max relative logit difference ${Math.max(...differ.map((r) => r.maxRelError)).toExponential(1)}) although the CPU experts' bits equal the GPU's, so something else differs there (not yet found)${allConfident ? '; the top-1 agreed wherever the all-resident gap was at least 0.1' : ''}.`;
+  return `With gpu-order ${same} of ${g.rows.length} cases of \`${g.file}\` (${g.device}) gave the all-resident tokens; ${differ.map((r) => `${r.miss} ${r.fill} ${r.batch}`).join(', ')} diverged (max relative logit difference ${Math.max(...differ.map((r) => r.maxRelError)).toExponential(1)})${allConfident ? ', the top-1 still equal wherever the all-resident gap was at least 0.1' : ''}. The cause: their 40-token prefill (33-64 rows) took the CPU path, where the GPU runs its grouped kernel, whose order gpu-order does not reproduce; since then gpu-order fetches every miss of a forward above 32 rows (native/src/cuda_backend/cuda_cpu_experts.cpp cpu_path; not yet re-run on a device).`;
 }
 
 function routingTransferItem(s: Sources): string {
