@@ -94,6 +94,12 @@ const CASES: Array<[string, string[]]> = [
   ['calibrate: base missing', ['calibrate', '--device', 'cpu', '--cpu-only', '--base', MISSING, '--out', p('c2.json')]],
   ['calibrate: base bad JSON', ['calibrate', '--device', 'cpu', '--cpu-only', '--base', BADJSON, '--quick', '--geometry', 'tiny-a', '--out', p('c3.json')]],
   ['calibrate: model missing', ['calibrate', '--model', MISSING, '--out', p('c4.json')]],
+  // quantize-experts
+  ['quantize-experts: missing model', ['quantize-experts', '--model', MISSING, '--expert-dtype', 'int8']],
+  ['quantize-experts: model is a file', ['quantize-experts', '--model', FILE, '--expert-dtype', 'int4']],
+  ['quantize-experts: bf16', ['quantize-experts', '--model', MODEL, '--expert-dtype', 'bf16']],
+  ['quantize-experts: file in a missing folder', ['quantize-experts', '--model', MODEL, '--expert-dtype', 'int8', '--quantized-file', join(MISSING, 'x.safetensors')]],
+  ['quantize-experts: file is not ours', ['quantize-experts', '--model', MODEL, '--expert-dtype', 'int8', '--quantized-file', FILE]],
   // simulate (the data side's command: only its bad arguments are exercised here)
   ['simulate: trace missing', ['simulate', '--trace', MISSING]],
   ['simulate: trace garbage', ['simulate', '--trace', GARBAGE]],
