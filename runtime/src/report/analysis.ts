@@ -64,11 +64,11 @@ function int4FidelityItem(s: Sources): string {
 function gpuOrderItem(s: Sources): string {
   const g = s.quant.gpuOrderCheck;
   if (!g) return "`--check-miss --cpu-rounding gpu-order` has not run on a device (runtime/src/offload/README.md).";
-  const differ = g.rows.filter((r) => !r.identical);
-  const same = g.rows.length - differ.length;
+  const differ = g.cases.filter((c) => !c.identicalTokens);
+  const same = g.cases.length - differ.length;
   if (!differ.length) return `With gpu-order every case of \`${g.file}\` (${g.device}) gave the all-resident tokens.`;
-  const allConfident = g.rows.every((r) => r.confidentAgree);
-  return `With gpu-order ${same} of ${g.rows.length} cases of \`${g.file}\` (${g.device}) gave the all-resident tokens; ${differ.map((r) => `${r.miss} ${r.fill} ${r.batch}`).join(', ')} diverged (max relative logit difference ${Math.max(...differ.map((r) => r.maxRelError)).toExponential(1)})${allConfident ? ', the top-1 still equal wherever the all-resident gap was at least 0.1' : ''}. The cause: their 40-token prefill (33-64 rows) took the CPU path, where the GPU runs its grouped kernel, whose order gpu-order does not reproduce; since then gpu-order fetches every miss of a forward above 32 rows (native/src/cuda_backend/cuda_cpu_experts.cpp cpu_path; not yet re-run on a device).`;
+  const allConfident = g.cases.every((c) => c.confidentAgree === c.confident);
+  return `With gpu-order ${same} of ${g.cases.length} cases of \`${g.file}\` (${g.device}) gave the all-resident tokens; ${differ.map((c) => `${c.miss} ${c.fill} ${c.label}`).join(', ')} diverged (max relative logit difference ${Math.max(...differ.map((c) => c.maxRelLogitError)).toExponential(1)})${allConfident ? ', the top-1 still equal wherever the all-resident gap was at least 0.1' : ''}. The cause: their 40-token prefill (33-64 rows) took the CPU path, where the GPU runs its grouped kernel, whose order gpu-order does not reproduce; since then gpu-order fetches every miss of a forward above 32 rows (native/src/cuda_backend/cuda_cpu_experts.cpp cpu_path; not yet re-run on a device).`;
 }
 
 function routingTransferItem(s: Sources): string {

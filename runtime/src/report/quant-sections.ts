@@ -125,7 +125,7 @@ export function quantImplementation(s: Sources): string[] {
   if (tf) {
     const pct = (v: number) => `${(100 * v).toFixed(2)}%`;
     out.push(`Teacher-forced, with the search (\`${tf.file}\`, ${tf.device}, offloaded behind a 16-slot cache):`, '',
-      table(['dtype', 'path', 'positions', 'top-1 where gap >= 0.1', 'top-1 overall', 'logits rel. error p50', 'threshold'], tf.cases.map((c) => [`${c.dtype}${c.dtype === 'int4' ? ` g${c.group}` : ''}`, c.path, String(c.positions), `${pct(c.confidentTop1Agreement)} of ${c.confident}`, pct(c.top1Agreement), pct(c.logitsRelErrorP50), c.pass ? 'pass' : 'FAIL'])), '');
+      table(['dtype', 'path', 'positions', 'top-1 where gap >= 0.1', 'top-1 overall', 'logits rel. error p50', 'threshold'], tf.cases.map((c) => [`${c.dtype}${c.dtype === 'int4' ? ` g${c.group}` : ''}`, c.path, String(c.positions), `${pct(c.confidentTop1Agreement)} of ${c.confident}`, pct(c.top1Agreement), pct(c.logitsRelError.p50), c.pass ? 'pass' : 'FAIL'])), '');
   }
   out.push('**What these figures cannot tell.** Every checkpoint here has random weights, and random weights cannot tell what a format costs in task quality on a trained checkpoint (trained experts have outlier channels that per-channel int8 and grouped int4 handle differently from Gaussian noise): check perplexity and task accuracy against bf16 on your own data before relying on a quantized format.', '');
   return out;

@@ -7,6 +7,8 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ExpertErrorDistribution } from '../bench/expert-fidelity.js';
 import type { Int4FitResult } from '../bench/int4-fit-report.js';
+import type { QuantCheckCase } from '../bench/quant-check.js';
+import type { CpuMissCheckCase } from '../bench/cpu-miss-check.js';
 import type { PredictorGpuResult } from '../bench/predictor-gpu-report.js';
 import type { TransferResult } from '../validate/routing-transfer.js';
 import { json } from './read-json.js';
@@ -290,9 +292,9 @@ export interface QuantSources {
   predictorGpu: { file: string; doc: PredictorGpuResult } | null;
   fidelityCpu: FidelityRow[] | null;
   /** the teacher-forced `bench --check-quant` of the latest device run (with int4's scale search) */
-  teacherForced: { file: string; device: string; cases: TeacherForcedCase[] } | null;
+  teacherForced: { file: string; device: string; cases: QuantCheckCase[] } | null;
   /** `bench --check-miss --cpu-rounding gpu-order` on the device: per miss mode, fill and batch, tokens identical or not */
-  gpuOrderCheck: { file: string; device: string; rows: GpuOrderRow[] } | null;
+  gpuOrderCheck: { file: string; device: string; cases: CpuMissCheckCase[] } | null;
   /** int4's two quantizers side by side (int4_fit_bench), one result per group size */
   int4Fit: { files: string[]; docs: Int4FitResult[] } | null;
   /** routing not seen, simulated: each ESFT task held out, static pinned from the task itself and from the others */
@@ -307,32 +309,10 @@ export const QUANT_DIR = 'reports/bench/quant-h200';
 export const PREDICTED_DIR = 'reports/bench/prefetch-h200-2026-12-04';
 /** the in-line predictor's MLP on the CPU and on the GPU (2026-12-04, the GPU kernel's first version) */
 export const PREDICTOR_GPU_FILE = 'reports/bench/predictor-gpu-h200-2026-12-04/predictor-gpu-first-kernel.json';
-/** int4_fit_bench at groups 64, 32 and 128 (2026-12-05, the CPU machine) */
 /** routing-transfer.ts's two runs (2026-12-05) */
 export const ROUTING_TRANSFER_DIR = 'reports/sim/routing-transfer-2026-12-05';
 /** the device run of 2026-12-07 (an H100): the teacher-forced quantized check with int4's search, and gpu-order's end-to-end check */
 export const H100_RUN_DIR = 'reports/bench/h100-2026-12-07';
-
-export interface TeacherForcedCase {
-  dtype: string;
-  group: number;
-  path: string;
-  positions: number;
-  confident: number;
-  confidentTop1Agreement: number;
-  top1Agreement: number;
-  logitsRelErrorP50: number;
-  pass: boolean;
-}
-
-export interface GpuOrderRow {
-  miss: string;
-  fill: string;
-  batch: string;
-  identical: boolean;
-  confidentAgree: boolean;
-  maxRelError: number;
-}
 
 /** The GPU's name from a session-run.sh folder's logs/gpu.txt (nvidia-smi's csv: a header, then "name, memory, driver"). */
 function gpuName(root: string, dir: string): string {
@@ -343,24 +323,17 @@ function gpuName(root: string, dir: string): string {
 
 function readTeacherForced(root: string, dir: string): QuantSources['teacherForced'] {
   const file = `${dir}/quant-check/bench.json`;
-  const doc = json<{ quantCheck?: { cases?: Array<Omit<TeacherForcedCase, 'logitsRelErrorP50'> & { logitsRelError: { p50: number } }> } }>(root, file);
-  const cases = doc?.quantCheck?.cases;
-  if (!cases?.length) return null;
-  return { file, device: gpuName(root, dir), cases: cases.map((c) => ({ ...c, logitsRelErrorP50: c.logitsRelError.p50 })) };
+  const cases = json<{ quantCheck?: { cases?: QuantCheckCase[] } }>(root, file)?.quantCheck?.cases;
+  return cases?.length ? { file, device: gpuName(root, dir), cases } : null;
 }
 
 function readGpuOrderCheck(root: string, dir: string): QuantSources['gpuOrderCheck'] {
   const file = `${dir}/check-miss-gpu-order/bench.json`;
-  type Case = { miss: string; fill: string; label: string; identicalTokens: boolean; confident: number; confidentAgree: number; maxRelLogitError: number };
-  const cases = json<{ cpuMissCheck?: { rounding?: string; cases?: Case[] } }>(root, file)?.cpuMissCheck?.cases;
-  if (!cases?.length) return null;
-  return {
-    file,
-    device: gpuName(root, dir),
-    rows: cases.map((c) => ({ miss: c.miss, fill: c.fill, batch: c.label, identical: c.identicalTokens, confidentAgree: c.confidentAgree === c.confident, maxRelError: c.maxRelLogitError })),
-  };
+  const cases = json<{ cpuMissCheck?: { cases?: CpuMissCheckCase[] } }>(root, file)?.cpuMissCheck?.cases;
+  return cases?.length ? { file, device: gpuName(root, dir), cases } : null;
 }
 
+/** int4_fit_bench at groups 64, 32 and 128 (2026-12-05, the CPU machine) */
 export const INT4_FIT_FILES = [64, 32, 128].map((g) => `reports/bench/int4-fit-cpu-2026-12-05/int4-fit-g${g}.json`);
 const withFile = <T>(file: string, doc: T | null) => (doc ? { file, doc } : null);
 
