@@ -4,8 +4,8 @@ import { parseChoiceOption, parseIntOption } from '../../core/src/options.js';
 import { loadNativeAddon } from '../../runtime/src/engine/native-binding.js';
 import { toNativeConfig, toNativeTensors } from '../../runtime/src/engine/native-config.js';
 import { openCheckpoint } from '../../runtime/src/model/checkpoint.js';
-import { planQuantizedFile } from '../../runtime/src/offload/quantized-file.js';
-import { expertLayout } from '../../sim/src/cost/expert-layout.js';
+import { nativeQuantizerId, planQuantizedFile } from '../../runtime/src/offload/quantized-file.js';
+import { resolveExpertFormat } from '../../runtime/src/offload/expert-format.js';
 import { printWarnings } from '../warnings.js';
 
 /**
@@ -29,20 +29,14 @@ export function register(program: Command): void {
       if (o.quantizedFile === 'off') throw new UserError('option --quantized-file: off writes nothing; name auto or a path');
       const ckpt = openCheckpoint(o.model);
       printWarnings(ckpt.warnings);
-      const format = { dtype, group };
-      try {
-        expertLayout(dtype, ckpt.config.hiddenSize, ckpt.config.moeIntermediateSize, group);
-      } catch (err) {
-        throw new UserError(`option --expert-group: ${(err as Error).message}`);
-      }
+      // the CPU engine's checks of the format (the group must divide the expert's dims)
+      const format = resolveExpertFormat(ckpt.config, { expertDtype: dtype, ...(dtype === 'int4' ? { expertGroup: group } : {}) }, 'cpu', false);
       const addon = loadNativeAddon();
-      const quantizer = addon.expertLayout?.(dtype, ckpt.config.hiddenSize, ckpt.config.moeIntermediateSize, format.group).quantizer;
-      if (quantizer === undefined || addon.expertBlobs === undefined) throw new UserError('quantize-experts: this build of the native engine has no quantized experts file; rebuild it (npm run build:native)');
-      const plan = planQuantizedFile(ckpt, format, o.quantizedFile, quantizer, (w) => process.stderr.write(`moe-offload: warning: ${w}\n`))!;
+      const plan = planQuantizedFile(ckpt, format, o.quantizedFile, () => nativeQuantizerId(addon, ckpt.config, format), (w) => process.stderr.write(`moe-offload: warning: ${w}\n`))!;
       if (o.force) plan.mode = 'write';
       process.stderr.write(`quantize-experts: ${plan.mode === 'read' ? 'checking' : 'writing'} ${plan.path}\n`);
       const t0 = performance.now();
-      const r = await addon.expertBlobs({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), dtype, group: format.group, file: plan });
+      const r = await addon.expertBlobs!({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), dtype, group: format.group, file: plan });
       const f = r.file!;
       const gb = (r.bytes / 1e9).toFixed(2);
       const seconds = ((performance.now() - t0) / 1e3).toFixed(1);

@@ -5,9 +5,9 @@ import { UserError } from '../../../core/src/errors.js';
 import { buildOffloadSpec } from '../offload/offload-spec.js';
 import { resolvePlacement, type Placement } from '../offload/placement.js';
 import { checkLoadedFormat } from '../offload/expert-format.js';
-import { BF16_EXPERTS, type ExpertFormat } from '../offload/gpu-budget.js';
-import { checkQuantizedFileOption, planQuantizedFile } from '../offload/quantized-file.js';
-import { loadNativeAddon, type NativeAddon, type NativeQuantizedFileResult, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
+import { BF16_EXPERTS } from '../offload/gpu-budget.js';
+import { nativeQuantizerId, planQuantizedFile } from '../offload/quantized-file.js';
+import { loadNativeAddon, type NativeQuantizedFileResult, type NativeCacheStats, type NativeCapture, type NativeMissLog, type NativeEngineHandle, type NativeRecord, type NativeStepResult } from './native-binding.js';
 import { toNativeConfig, toNativeTensors } from './native-config.js';
 import { ContinuousBatch } from './continuous-batch.js';
 import { isNonFiniteError, locateNonFinite } from './non-finite.js';
@@ -96,20 +96,6 @@ export interface RecordedLogits {
 
 const FINISH: Record<number, FinishReason | null> = { 0: null, 1: 'eos', 2: 'length' };
 
-/**
- * The native quantizer's id for a quantized format (what a quantized experts file records); '' for bf16. An
- * addon built before the quantized experts file cannot say it, and cannot read or write the file.
- */
-function nativeQuantizer(addon: NativeAddon, config: ModelConfig, format: ExpertFormat, option: string | undefined): string {
-  checkQuantizedFileOption(option, format);
-  if (format.dtype === 'bf16' || option === undefined || option === 'off') return '';
-  const id = addon.expertLayout?.(format.dtype, config.hiddenSize, config.moeIntermediateSize, format.group).quantizer;
-  if (id === undefined || addon.expertBlobs === undefined) {
-    throw new UserError('option --quantized-file: this build of the native engine has no quantized experts file; rebuild it (npm run build:native, or tools/gpu/build-cuda.sh)');
-  }
-  return id;
-}
-
 /** a quantized load slower than this without a quantized experts file says how to skip the work next time */
 const QUANTIZE_NOTE_SECONDS = 5;
 
@@ -159,7 +145,7 @@ export class Engine {
     const load = { ...(options ?? {}), cache: placement.cache };
     const offload = buildOffloadSpec(ckpt, load, placement.native.offloadSlots !== undefined);
     const addon = loadNativeAddon();
-    const quantizedFile = planQuantizedFile(ckpt, placement.format, options?.quantizedFile, nativeQuantizer(addon, ckpt.config, placement.format, options?.quantizedFile), warnOnStderr);
+    const quantizedFile = planQuantizedFile(ckpt, placement.format, options?.quantizedFile, () => nativeQuantizerId(addon, ckpt.config, placement.format), warnOnStderr);
     const nativeOptions = { device: opts.device, threads: opts.threads, ...placement.native, ...(quantizedFile ? { quantizedFile } : {}) };
     const handle = await native(`loading ${ckpt.dir}`, () => addon.load({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), options: nativeOptions }));
     if (offload) {

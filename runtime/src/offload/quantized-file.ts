@@ -11,20 +11,23 @@
  * checkpoint, another dtype, group or quantizer, another version of this format) and the file is rebuilt.
  * A file that exists but is not one of ours is refused, never overwritten.
  *
- * The checkpoint's fingerprint (metadata `checkpoint`): sha256 over config.json, each shard's name, size and
- * safetensors header, and 64 bytes at the start and in the middle of every routed expert tensor. It tells
- * checkpoints apart (two synthetic checkpoints of different seeds have identical headers), but an in-place
+ * The checkpoint's fingerprint (metadata `checkpoint`): sha256 over config.json's hash and every tensor's
+ * entry as openCheckpoint parsed it (name, dtype, shape, shard, offset, size: the shards' layout), and 64 bytes
+ * at the start and in the middle of every routed expert tensor. It tells checkpoints apart (two synthetic
+ * checkpoints of different seeds have identical layouts), but an in-place
  * edit of an expert's weights that leaves those bytes alone is not seen: after editing weights in place,
  * delete the file (or use --quantized-file off).
  */
-import { closeSync, existsSync, openSync, readdirSync, readFileSync, readSync, statSync, unlinkSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { basename, dirname, join, resolve } from 'node:path';
 import type { Checkpoint } from '../model/checkpoint.js';
+import type { ModelConfig } from '../model/config.js';
+import type { NativeAddon } from '../engine/native-binding.js';
 import type { ExpertFormat } from './gpu-budget.js';
 import { expertLayout } from '../../../sim/src/cost/expert-layout.js';
-import { encodeSafetensorsHeader, RAW_DTYPE_BYTES, readSafetensorsHeader, type HeaderTensor, type RawDtype } from '../../../core/src/safetensors.js';
-import { BadInputError, UserError } from '../../../core/src/errors.js';
+import { encodeSafetensorsHeader, MAX_HEADER_BYTES, RAW_DTYPE_BYTES, type HeaderTensor, type RawDtype } from '../../../core/src/safetensors.js';
+import { UserError } from '../../../core/src/errors.js';
 
 export const QUANTIZED_FILE_FORMAT = 'moe-offload-quantized-experts';
 /** the layout of the data region and the metadata keys; a file of another version is rebuilt */
@@ -53,22 +56,10 @@ export function autoQuantizedFilePath(checkpointDir: string, format: ExpertForma
 /** sha256 hex of what identifies the checkpoint's routed experts (see the module comment). */
 export function checkpointFingerprint(ckpt: Checkpoint): string {
   const h = createHash('sha256');
-  h.update(readFileSync(join(ckpt.dir, 'config.json')));
-  for (const shard of [...ckpt.shards].sort()) {
-    const fd = openSync(shard, 'r');
-    try {
-      const size = statSync(shard).size;
-      const len = Buffer.alloc(8);
-      readSync(fd, len, 0, 8, 0);
-      const n = Number(len.readBigUInt64LE(0));
-      const header = Buffer.alloc(Math.min(n, Math.max(0, size - 8)));
-      readSync(fd, header, 0, header.length, 8);
-      h.update(`${basename(shard)}\0${size}\0`).update(header);
-    } finally {
-      closeSync(fd);
-    }
-  }
-  const experts = [...ckpt.tensors.values()].filter((t) => /\.mlp\.experts\.\d+\./.test(t.name)).sort((a, b) => (a.name < b.name ? -1 : 1));
+  h.update(ckpt.configHash);
+  const tensors = [...ckpt.tensors.values()].sort((a, b) => (a.name < b.name ? -1 : 1));
+  for (const t of tensors) h.update(`\0${t.name}\0${t.dtype}\0${t.shape.join(',')}\0${basename(t.file)}\0${t.offset}\0${t.nbytes}`);
+  const experts = tensors.filter((t) => /\.mlp\.experts\.\d+\./.test(t.name)).sort((a, b) => (a.name < b.name ? -1 : 1));
   const byFile = new Map<string, number>();
   const sample = Buffer.alloc(SAMPLE_BYTES);
   try {
@@ -87,7 +78,7 @@ export function checkpointFingerprint(ckpt: Checkpoint): string {
 }
 
 /** The metadata and header a file for this checkpoint and format must have. `quantizer`: the native quantizer's id. */
-export function expectedQuantizedFileHeader(ckpt: Checkpoint, format: ExpertFormat, quantizer: string, fingerprint: string): { header: Buffer; metadata: Record<string, string> } {
+export function expectedQuantizedFileHeader(ckpt: Checkpoint, format: ExpertFormat, quantizer: string, fingerprint: string): { header: Buffer; metadata: Record<string, string>; fileBytes: number } {
   const c = ckpt.config;
   const blob = expertLayout(format.dtype, c.hiddenSize, c.moeIntermediateSize, format.group).bytes;
   const tensors: HeaderTensor<RawDtype>[] = c.moeLayers.map((l) => ({ name: `layers.${l}.mlp.experts`, dtype: 'U8', shape: [c.nRoutedExperts, blob] }));
@@ -106,7 +97,9 @@ export function expectedQuantizedFileHeader(ckpt: Checkpoint, format: ExpertForm
     blob_bytes: String(blob),
     checkpoint: fingerprint,
   };
-  return { header: encodeSafetensorsHeader(tensors, metadata, { dtypes: RAW_DTYPE_BYTES, align: DATA_ALIGN }), metadata };
+  const header = encodeSafetensorsHeader(tensors, metadata, { dtypes: RAW_DTYPE_BYTES, align: DATA_ALIGN });
+  const dataBytes = c.moeLayers.length * c.nRoutedExperts * (blob + RAW_DTYPE_BYTES.U64);
+  return { header, metadata, fileBytes: header.length + dataBytes };
 }
 
 /** The metadata of a file if it says it is ours (read leniently: a truncated data region still answers). */
@@ -117,7 +110,7 @@ function ownMetadata(path: string): Record<string, unknown> | 'unreadable' | 'fo
     const len = Buffer.alloc(8);
     if (size < 8 || readSync(fd, len, 0, 8, 0) < 8) return 'unreadable';
     const n = len.readBigUInt64LE(0);
-    if (n > BigInt(size - 8) || n > 100n << 20n) return 'unreadable';
+    if (n > BigInt(size - 8) || n > BigInt(MAX_HEADER_BYTES)) return 'unreadable';
     const body = Buffer.alloc(Number(n));
     readSync(fd, body, 0, body.length, 8);
     let json: unknown;
@@ -135,7 +128,7 @@ function ownMetadata(path: string): Record<string, unknown> | 'unreadable' | 'fo
 }
 
 /** Why an existing file of ours cannot be read as it is; null: it can. */
-function mismatch(path: string, expected: { header: Buffer; metadata: Record<string, string> }, got: Record<string, unknown>): string | null {
+function mismatch(path: string, expected: ReturnType<typeof expectedQuantizedFileHeader>, got: Record<string, unknown>): string | null {
   const e = expected.metadata;
   const differs = (key: string, what: (g: string, e: string) => string): string | null => (got[key] === e[key] ? null : what(String(got[key]), e[key]));
   const reason =
@@ -147,22 +140,17 @@ function mismatch(path: string, expected: { header: Buffer; metadata: Record<str
     ['hidden_size', 'moe_intermediate_size', 'n_routed_experts', 'moe_layers', 'blob_bytes', 'checksum'].map((k) => differs(k, (g, w) => `its ${k} is ${g}, expected ${w}`)).find((r) => r !== null) ??
     null;
   if (reason !== null) return reason;
-  // same metadata: the layout must also be byte for byte the expected one, and the data all there
+  // same metadata: the header must also be byte for byte the expected one, and the data all there
+  const head = Buffer.alloc(expected.header.length);
+  const fd = openSync(path, 'r');
   try {
-    const h = readSafetensorsHeader(path, RAW_DTYPE_BYTES);
-    const fd = openSync(path, 'r');
-    const head = Buffer.alloc(expected.header.length);
-    try {
-      readSync(fd, head, 0, head.length, 0);
-    } finally {
-      closeSync(fd);
-    }
-    if (!head.equals(expected.header)) return 'its header differs from the one this build writes';
-    const dataBytes = h.tensors.reduce((a, t) => a + t.nbytes, 0);
-    if (h.fileSize !== expected.header.length + dataBytes) return `it is ${h.fileSize} bytes, expected ${expected.header.length + dataBytes}`;
-  } catch (err) {
-    return err instanceof BadInputError ? err.problem : (err as Error).message;
+    readSync(fd, head, 0, head.length, 0);
+  } finally {
+    closeSync(fd);
   }
+  if (!head.equals(expected.header)) return 'its header differs from the one this build writes';
+  const size = statSync(path).size;
+  if (size !== expected.fileBytes) return `it is ${size} bytes, expected ${expected.fileBytes} (${size < expected.fileBytes ? 'truncated' : 'longer than its header says'})`;
   return null;
 }
 
@@ -198,7 +186,7 @@ function isRunning(pid: number): boolean {
 }
 
 /** Checks the option's shape (before anything loads): `off`, `auto` or a path. */
-export function checkQuantizedFileOption(option: unknown, format: ExpertFormat): void {
+function checkQuantizedFileOption(option: unknown, format: ExpertFormat): void {
   if (option === undefined || option === 'off') return;
   if (typeof option !== 'string' || option.length === 0) throw new UserError(`option --quantized-file: must be auto, off or a file path, got ${JSON.stringify(option)}`);
   if (format.dtype === 'bf16') throw new UserError('option --quantized-file: only with --expert-dtype int8 or int4 (bf16 experts are the checkpoint\'s own weights)');
@@ -206,9 +194,10 @@ export function checkQuantizedFileOption(option: unknown, format: ExpertFormat):
 
 /**
  * Read or write, and the header, for a load of `format`; null with `off` (or no option). Warns (via `warn`)
- * naming the file when an existing file is rebuilt. `quantizer`: the addon's expertLayout(...).quantizer.
+ * naming the file when an existing file is rebuilt. `quantizer`: the native quantizer's id (nativeQuantizerId),
+ * asked for only once the option is known to need a file.
  */
-export function planQuantizedFile(ckpt: Checkpoint, format: ExpertFormat, option: QuantizedFileOption | undefined, quantizer: string, warn: (message: string) => void): QuantizedFilePlan | null {
+export function planQuantizedFile(ckpt: Checkpoint, format: ExpertFormat, option: QuantizedFileOption | undefined, quantizer: () => string, warn: (message: string) => void): QuantizedFilePlan | null {
   checkQuantizedFileOption(option, format);
   if (option === undefined || option === 'off') return null;
   const auto = option === 'auto';
@@ -217,7 +206,7 @@ export function planQuantizedFile(ckpt: Checkpoint, format: ExpertFormat, option
   if (protectedFiles.has(path)) throw new UserError(`option --quantized-file: ${path} is part of the checkpoint; name another file`);
   if (!existsSync(dirname(path)) || !statSync(dirname(path)).isDirectory()) throw new UserError(`option --quantized-file: ${dirname(path)}: no such folder`);
   removeStalePartials(path);
-  const expected = expectedQuantizedFileHeader(ckpt, format, quantizer, checkpointFingerprint(ckpt));
+  const expected = expectedQuantizedFileHeader(ckpt, format, quantizer(), checkpointFingerprint(ckpt));
   if (!existsSync(path)) return { path, mode: 'write', header: expected.header };
   if (!statSync(path).isFile()) throw new UserError(`option --quantized-file: ${path} exists and is not a file`);
   const meta = ownMetadata(path);
@@ -230,6 +219,18 @@ export function planQuantizedFile(ckpt: Checkpoint, format: ExpertFormat, option
   if (reason === null) return { path, mode: 'read', header: expected.header };
   warn(`quantized experts file ${path}: ${reason}; it is not used, and is rebuilt by this load`);
   return { path, mode: 'write', header: expected.header };
+}
+
+/**
+ * The native quantizer's id for a quantized format (recorded in the file; a file of another is rebuilt). An
+ * addon built before the quantized experts file cannot say it, and cannot read or write the file: refused.
+ */
+export function nativeQuantizerId(addon: NativeAddon, config: ModelConfig, format: ExpertFormat): string {
+  const id = addon.expertLayout?.(format.dtype, config.hiddenSize, config.moeIntermediateSize, format.group).quantizer;
+  if (id === undefined || addon.expertBlobs === undefined) {
+    throw new UserError('option --quantized-file: this build of the native engine has no quantized experts file; rebuild it (npm run build:native, or tools/gpu/build-cuda.sh)');
+  }
+  return id;
 }
 
 /** Where a quantized load's experts came from, for a log line: "quantized in 18.2 s, written to F" or "read from F in 2.0 s". */

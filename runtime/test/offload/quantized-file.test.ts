@@ -40,7 +40,7 @@ describe.skipIf(!ready)('quantized experts file', () => {
     addon().expertBlobs!({ config: toNativeConfig(ckpt.config), tensors: toNativeTensors(ckpt), dtype: f.dtype, group: f.group, file, returnBlobs: true });
   const plan = (ckpt: Checkpoint, f: ExpertFormat, option: string, q = quantizer(f)) => {
     const warnings: string[] = [];
-    return { plan: planQuantizedFile(ckpt, f, option, q, (w) => warnings.push(w)), warnings };
+    return { plan: planQuantizedFile(ckpt, f, option, () => q, (w) => warnings.push(w)), warnings };
   };
   let fresh4: Buffer;
 
@@ -53,7 +53,7 @@ describe.skipIf(!ready)('quantized experts file', () => {
 
   it('off and no option: no file', () => {
     expect(plan(a, int4, 'off').plan).toBeNull();
-    expect(planQuantizedFile(a, int4, undefined, 'q', () => {})).toBeNull();
+    expect(planQuantizedFile(a, int4, undefined, () => 'q', () => {})).toBeNull();
   });
 
   it('first load writes it, the next reads the same bytes as a fresh quantization', async () => {
