@@ -232,10 +232,7 @@ class ExpertBlobsWorker : public Napi::AsyncWorker {
   void Execute() override {
     try {
       std::unique_ptr<moe::WeightStore> store = moe::WeightStore::open(config_, tensors_);
-      std::vector<int> moe_layers;
-      for (int l = 0; l < config_.num_hidden_layers; ++l) {
-        if (store->weights().layers.at(static_cast<size_t>(l)).moe) moe_layers.push_back(l);
-      }
+      const std::vector<int> moe_layers = moe::quant::moe_layer_ids(store->weights());
       blobs_.assign(moe::quant::expert_blobs_bytes(config_, moe_layers, layout_), 0);
       if (has_file_) result_ = moe::quant::fill_expert_blobs_with_file(config_, store->weights(), moe_layers, layout_, blobs_.data(), file_, quantize_seconds_);
       else quantize_seconds_ = moe::quant::fill_expert_blobs(config_, store->weights(), moe_layers, layout_, blobs_.data());

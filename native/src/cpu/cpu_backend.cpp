@@ -103,13 +103,9 @@ class CpuBackend final : public Backend {
 
 void CpuBackend::quantize_experts(const CpuBackendOptions& o) {
   layout_ = quant::expert_layout(o.expert_dtype, c_.hidden_size, c_.moe_intermediate_size, o.expert_group);
-  std::vector<int> moe_layers;
+  const std::vector<int> moe_layers = quant::moe_layer_ids(w_);
   moe_index_.assign(w_.layers.size(), -1);
-  for (size_t l = 0; l < w_.layers.size(); ++l) {
-    if (!w_.layers[l].moe) continue;
-    moe_index_[l] = static_cast<int>(moe_layers.size());
-    moe_layers.push_back(static_cast<int>(l));
-  }
+  for (size_t mi = 0; mi < moe_layers.size(); ++mi) moe_index_[static_cast<size_t>(moe_layers[mi])] = static_cast<int>(mi);
   blob_bytes_ = quant::expert_blobs_bytes(c_, moe_layers, layout_);
   blobs_.reset(new uint8_t[blob_bytes_]);
   if (!o.quantized_file.path.empty()) {

@@ -54,6 +54,14 @@ const MlpWeights& expert_of(const ModelWeights& w, const std::vector<int>& moe_l
 
 }  // namespace
 
+std::vector<int> moe_layer_ids(const ModelWeights& w) {
+  std::vector<int> ids;
+  for (size_t l = 0; l < w.layers.size(); ++l) {
+    if (w.layers[l].moe) ids.push_back(static_cast<int>(l));
+  }
+  return ids;
+}
+
 size_t expert_blobs_bytes(const ModelConfig& c, const std::vector<int>& moe_layers, const ExpertLayout& layout) {
   return moe_layers.size() * static_cast<size_t>(c.n_routed_experts) * layout.bytes;
 }

@@ -16,6 +16,9 @@
 
 namespace moe::quant {
 
+// The model layer ids of the MoE layers, ascending (index mi of the blob order).
+std::vector<int> moe_layer_ids(const ModelWeights& w);
+
 // Bytes of the buffer: moe_layers.size() * n_routed_experts * layout.bytes.
 size_t expert_blobs_bytes(const ModelConfig& c, const std::vector<int>& moe_layers, const ExpertLayout& layout);
 
