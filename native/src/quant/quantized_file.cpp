@@ -85,8 +85,7 @@ void warn(QuantizedFileResult& r, const std::string& text) {
 
 // Mode::Read. Returns false (with r.warning saying why) when the file cannot be used at all; true when the
 // blobs are in `out`, `bad` listing those whose checksum failed (still to be quantized).
-bool read_blobs(const QuantizedFileSpec& spec, const Geometry& g, uint8_t* out, std::vector<uint64_t>& sums, std::vector<size_t>& bad,
-                QuantizedFileResult& r) {
+bool read_blobs(const QuantizedFileSpec& spec, const Geometry& g, uint8_t* out, std::vector<size_t>& bad, QuantizedFileResult& r) {
   const std::string& path = spec.path;
   try {
     Fd f;
@@ -102,14 +101,13 @@ bool read_blobs(const QuantizedFileSpec& spec, const Geometry& g, uint8_t* out, 
     if (header != spec.header) throw Error(path + ": its header changed since it was checked");
     std::vector<uint8_t> table(g.n * sizeof(uint64_t));
     pread_all(f.fd, table.data(), table.size(), g.checksums_at(), path);
-    for (size_t i = 0; i < g.n; ++i) sums[i] = load64(table.data() + i * sizeof(uint64_t));
     std::mutex m;
     detail::run_load_tasks(
         g.n,
         [&](size_t i) {
           uint8_t* blob = out + i * g.stride;
           pread_all(f.fd, blob, g.stride, g.data + i * g.stride, path);
-          if (blob_checksum(blob, g.stride) != sums[i]) {
+          if (blob_checksum(blob, g.stride) != load64(table.data() + i * sizeof(uint64_t))) {
             std::lock_guard<std::mutex> lock(m);
             bad.push_back(i);
           }
@@ -124,8 +122,9 @@ bool read_blobs(const QuantizedFileSpec& spec, const Geometry& g, uint8_t* out, 
   return true;
 }
 
-// Writes the whole file under "<path>.partial-<pid>", then renames it over `path`. Failures are warnings.
-bool write_file(const QuantizedFileSpec& spec, const Geometry& g, const uint8_t* blobs, const std::vector<uint64_t>& sums, QuantizedFileResult& r) {
+// Writes the whole file under "<path>.partial-<pid>", each blob's checksum taken as it is written, then renames
+// it over `path`. Failures are warnings.
+bool write_file(const QuantizedFileSpec& spec, const Geometry& g, const uint8_t* blobs, QuantizedFileResult& r) {
   const std::string tmp = spec.path + ".partial-" + std::to_string(::getpid());
   try {
     struct statvfs fs {};
@@ -141,15 +140,17 @@ bool write_file(const QuantizedFileSpec& spec, const Geometry& g, const uint8_t*
     f.fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (f.fd < 0) throw Error(spec.path + ": not written: cannot create " + tmp + ": " + errno_text(errno));
     pwrite_all(f.fd, spec.header.data(), spec.header.size(), 0, tmp);
+    std::vector<uint8_t> table(g.n * sizeof(uint64_t));
     detail::run_load_tasks(
         g.n,
         [&](size_t i) {
-          pwrite_all(f.fd, blobs + i * g.stride, g.stride, g.data + i * g.stride, tmp);
+          const uint8_t* blob = blobs + i * g.stride;
+          const uint64_t sum = blob_checksum(blob, g.stride);
+          std::memcpy(table.data() + i * sizeof(uint64_t), &sum, sizeof sum);
+          pwrite_all(f.fd, blob, g.stride, g.data + i * g.stride, tmp);
           return g.stride;
         },
         g.n * g.stride, "routed experts -> " + spec.path);
-    std::vector<uint8_t> table(g.n * sizeof(uint64_t));
-    for (size_t i = 0; i < g.n; ++i) std::memcpy(table.data() + i * sizeof(uint64_t), &sums[i], sizeof(uint64_t));
     pwrite_all(f.fd, table.data(), table.size(), g.checksums_at(), tmp);
     // No fsync: a file cut short by a crash after the rename fails its checksums on the next read and is rebuilt.
     if (::close(f.fd) != 0) {
@@ -229,14 +230,13 @@ QuantizedFileResult fill_expert_blobs_with_file(const ModelConfig& c, const Mode
   g.n = moe_layers.size() * static_cast<size_t>(c.n_routed_experts);
   g.stride = layout.bytes;
   g.data = spec.header.size();
-  std::vector<uint64_t> sums(g.n, 0);
   quantize_seconds = 0;
 
   bool fill_all = spec.mode == QuantizedFileSpec::Mode::Write, rewrite = fill_all;
   if (!fill_all) {
     const auto t0 = std::chrono::steady_clock::now();
     std::vector<size_t> bad;
-    if (!read_blobs(spec, g, out, sums, bad, r)) {
+    if (!read_blobs(spec, g, out, bad, r)) {
       fill_all = rewrite = true;  // unusable as a whole (size, header, I/O): rebuilt from the checkpoint
     } else {
       r.read_seconds = seconds_since(t0);
@@ -247,25 +247,15 @@ QuantizedFileResult fill_expert_blobs_with_file(const ModelConfig& c, const Mode
                     std::to_string(moe_layers[bad[0] / E]) + " expert " + std::to_string(bad[0] % E) +
                     "): quantizing those from the checkpoint and rewriting the file");
         quantize_seconds = fill_expert_blobs(c, w, moe_layers, layout, out, &bad);
-        for (size_t i : bad) sums[i] = blob_checksum(out + i * g.stride, g.stride);
         r.rebuilt = bad.size();
         rewrite = true;
       }
     }
   }
-  if (fill_all) {
-    quantize_seconds = fill_expert_blobs(c, w, moe_layers, layout, out);
-    detail::run_load_tasks(
-        g.n,
-        [&](size_t i) {
-          sums[i] = blob_checksum(out + i * g.stride, g.stride);
-          return g.stride;
-        },
-        0, "");
-  }
+  if (fill_all) quantize_seconds = fill_expert_blobs(c, w, moe_layers, layout, out);
   if (rewrite) {
     const auto t1 = std::chrono::steady_clock::now();
-    r.written = write_file(spec, g, out, sums, r);
+    r.written = write_file(spec, g, out, r);
     r.write_seconds = seconds_since(t1);
   }
   return r;
