@@ -8,6 +8,7 @@ import { existsSync, statSync } from 'node:fs';
 import type { ModelConfig } from '../model/config.js';
 import { parseByteSize, planGpuMemory, type ExpertFormat, type RunShape } from '../offload/gpu-budget.js';
 import { EXPERT_DTYPES } from '../../../sim/src/cost/expert-layout.js';
+import { expertFormatOptions } from '../offload/expert-format.js';
 import { UserError } from '../../../core/src/errors.js';
 import { parseChoiceListOption, parseChoiceOption, parseFloatOption, parseIntOption } from '../../../core/src/options.js';
 import type { EngineLoadOptions, Sampling } from './options.js';
@@ -111,8 +112,7 @@ export function expertDtypeListFromCli(o: RawExpertCliOptions): ExpertFormat[] {
  */
 export function expertLoadOptions(f: ExpertFormat, quantizedFile?: string): Pick<EngineLoadOptions, 'expertDtype' | 'expertGroup' | 'quantizedFile'> {
   if (f.dtype === 'bf16') return {};
-  const file = quantizedFile === undefined || quantizedFile === 'off' ? {} : { quantizedFile };
-  return f.dtype === 'int4' ? { expertDtype: f.dtype, expertGroup: f.group, ...file } : { expertDtype: f.dtype, ...file };
+  return { ...expertFormatOptions(f), ...(quantizedFile === undefined || quantizedFile === 'off' ? {} : { quantizedFile }) };
 }
 
 /**

@@ -38,6 +38,15 @@ export function resolveExpertFormat(config: ModelConfig, o: ExpertFormatOptions,
 }
 
 /**
+ * The load options that say a format (Engine.load's and the native load's expertDtype / expertGroup); bf16
+ * gives none: exactly the pre-issue-13 load, on any build of the addon.
+ */
+export function expertFormatOptions(f: ExpertFormat): { expertDtype?: ExpertDtype; expertGroup?: number } {
+  if (f.dtype === 'bf16') return {};
+  return f.dtype === 'int4' ? { expertDtype: f.dtype, expertGroup: f.group } : { expertDtype: f.dtype };
+}
+
+/**
  * After load: the engine must report the dtype it was asked for (device_info().offload.expertDtype). An
  * addon built before issue 13 ignores the option and would run bf16 experts under an int8 label.
  */

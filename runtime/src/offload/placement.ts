@@ -8,7 +8,7 @@ import type { EngineLoadOptions } from '../engine/options.js';
 import type { ModelConfig } from '../model/config.js';
 import { UserError } from '../../../core/src/errors.js';
 import type { CacheOptions } from './cache-options.js';
-import { resolveExpertFormat } from './expert-format.js';
+import { expertFormatOptions, resolveExpertFormat } from './expert-format.js';
 import { checkSlotsFit, CONTEXT_RESERVE_BYTES, planGpuMemory, type ExpertFormat, type GpuMemoryPlan, type RunShape } from './gpu-budget.js';
 
 export const DEFAULT_RUN_SHAPE: RunShape = { batch: 1, contextTokens: 4096 };
@@ -33,7 +33,7 @@ export function resolvePlacement(config: ModelConfig, device: 'cpu' | 'cuda', o:
     if (gpuMemory !== undefined) throw new UserError('option gpuMemory (--gpu-memory): only on device cuda (the CPU engine keeps every weight in host memory)');
     if (poolSlots !== undefined) throw new UserError('option poolSlots: only on device cuda');
     const format = resolveExpertFormat(config, o, device, false);
-    return { cache, native: formatNative(format), plan: null, format };
+    return { cache, native: expertFormatOptions(format), plan: null, format };
   }
   if (cache === undefined && gpuMemory === undefined) {
     if (poolSlots !== undefined) throw new UserError('option poolSlots: needs a cache or gpuMemory (offloading)');
@@ -57,11 +57,5 @@ export function resolvePlacement(config: ModelConfig, device: 'cpu' | 'cuda', o:
   }
   const native: Placement['native'] = { offloadSlots: pool };
   if (gpuMemory !== undefined) native.gpuBudgetBytes = Math.max(0, gpuMemory - CONTEXT_RESERVE_BYTES);
-  return { cache, native: { ...native, ...formatNative(format) }, plan, format };
-}
-
-/** The native load's expertDtype / expertGroup; bf16 sends nothing: exactly the pre-issue-13 load, on any build of the addon. */
-function formatNative(format: ExpertFormat): Placement['native'] {
-  if (format.dtype === 'bf16') return {};
-  return format.dtype === 'int4' ? { expertDtype: format.dtype, expertGroup: format.group } : { expertDtype: format.dtype };
+  return { cache, native: { ...native, ...expertFormatOptions(format) }, plan, format };
 }
