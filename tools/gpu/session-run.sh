@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One device call of this session's checks (kept small: each step bounded, logs to $OUT). Steps by name:
 #   bash tools/gpu/session-run.sh STEP...   (steps: build kernels hosttests check bench-own bench-replay bench-q bench-resident resident-ab resident-policy-ab check-miss quant-check
-#   calibrate-q cpuprobe cpubench cpuorder int4fit predgpu qfile sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
+#   calibrate-q qfile-cold cpuprobe cpubench cpuorder int4fit predgpu qfile sharegpt pack; pack last: one results.tgz, since at most 8 files come back)
 set -uo pipefail
 OUTD=${OUT:-/tmp/out}
 LOG=$OUTD/logs
@@ -114,6 +114,18 @@ for step in "$@"; do
       ls -la /tmp/lite/ | tee "$LOG/qfile-ls.txt"
       grep -h "pinned host memory\|warning" "$LOG"/qfile-*.log
       python3 -c "import json,sys; t=[json.load(open('$LOG/qfile-%s.json' % r))['tokens'] for r in ('1','2','off')]; print('qfile tokens identical:', t[0]==t[1]==t[2])" ;;
+    qfile-cold)
+      # the quantized experts file read from the disk, not the page cache: written by one load, then fsync'd and
+      # its pages dropped (posix_fadvise DONTNEED needs no root) before the second load reads it
+      wait_synth
+      rm -f /tmp/lite/moe-offload-experts-*.safetensors*
+      run_moe qfile-cold-write 240 "moe generate --model /tmp/lite --device cuda --gpu-memory 12GiB --expert-dtype int4 --quantized-file auto --prompt-ids 1,2,3,4,5,6,7,8 --max-new-tokens 8 --json > $LOG/qfile-cold-write.json"
+      f=$(ls /tmp/lite/moe-offload-experts-int4*.safetensors)
+      python3 -c "import os,sys; fd=os.open(sys.argv[1],os.O_RDONLY); os.fsync(fd); os.posix_fadvise(fd,0,0,os.POSIX_FADV_DONTNEED); os.close(fd)" "$f"
+      grep -E "^(Cached|MemFree)" /proc/meminfo | tee "$LOG/qfile-cold-meminfo.txt"
+      df -h /tmp | tee -a "$LOG/qfile-cold-meminfo.txt"
+      run_moe qfile-cold-read 240 "moe generate --model /tmp/lite --device cuda --gpu-memory 12GiB --expert-dtype int4 --quantized-file auto --prompt-ids 1,2,3,4,5,6,7,8 --max-new-tokens 8 --json > $LOG/qfile-cold-read.json"
+      grep -h "pinned host memory\|warning" "$LOG"/qfile-cold-*.log ;;
     quant-check)
       wait_synth
       run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;
