@@ -311,8 +311,10 @@ export const PREDICTED_DIR = 'reports/bench/prefetch-h200-2026-12-04';
 export const PREDICTOR_GPU_FILE = 'reports/bench/predictor-gpu-h200-2026-12-04/predictor-gpu-first-kernel.json';
 /** routing-transfer.ts's two runs (2026-12-05) */
 export const ROUTING_TRANSFER_DIR = 'reports/sim/routing-transfer-2026-12-05';
-/** the device run of 2026-12-07 (an H100): the teacher-forced quantized check with int4's search, and gpu-order's end-to-end check */
+/** the device run of 2026-12-07 (an H100): the teacher-forced quantized check with int4's search */
 export const H100_RUN_DIR = 'reports/bench/h100-2026-12-07';
+/** the H100 re-run of the same day: gpu-order's end-to-end check after the 32-row cap (h100-run-section.ts has its grids) */
+export const H100_RERUN_DIR = 'reports/bench/h100-2026-12-07b';
 
 /** The GPU's name from a session-run.sh folder's logs/gpu.txt (nvidia-smi's csv: a header, then "name, memory, driver"). */
 function gpuName(root: string, dir: string): string {
@@ -385,7 +387,7 @@ export function readQuantSources(root: string): QuantSources {
     fidelityCpu: readFidelity(root, `${QUANT_DIR}/fidelity-cpu`),
     int4Fit: readInt4Fit(root),
     teacherForced: readTeacherForced(root, `${H100_RUN_DIR}/call1`),
-    gpuOrderCheck: readGpuOrderCheck(root, `${H100_RUN_DIR}/call1`),
+    gpuOrderCheck: readGpuOrderCheck(root, `${H100_RERUN_DIR}/call1`),
     routingTransfer: readRoutingTransfer(root),
     peers: listDir(root, 'reports/bench/peers-h200'),
     peersReport: readPeers(root, 'reports/bench/peers-h200/peers.json'),
