@@ -12,6 +12,8 @@
  *   node dist/runtime/src/calibrate/host-from-bench.js --bench a.json[,b.json] --base profile.json --out F [--name NAME]
  *   node dist/runtime/src/calibrate/host-from-bench.js --resident a.json --traces T1,T2,.. --moe-layers 26 --base profile.json --out F
  *     (gpu.residentLayerOverheadMs instead: residentCurveFromBenches; --traces: the bench's routing files in its --routing order)
+ *   node dist/runtime/src/calibrate/host-from-bench.js --cpu-path a.json --moe-layers 26 --base profile.json --out F
+ *     (host.cpuPathLayerMs / cpuPathStepMs added: cpuPathCurvesFromBenches)
  */
 import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
@@ -78,6 +80,65 @@ export function withBenchHost(base: CostModel, benches: string[]): CostModel {
   };
 }
 
+interface CpuPathPointLike extends BenchPointLike {
+  expertDtype?: string;
+  cache?: number;
+  policy?: string;
+  prompt?: number;
+  cpuExperts?: number;
+  fillCopies?: number;
+  hits?: number;
+}
+
+/**
+ * host.cpuPathLayerMs / cpuPathStepMs (calibration.ts) from bench pairs: a point whose misses the miss rule
+ * decided (cpu, hybrid) but that put no expert on the CPU and filled nothing, against the same point of the same
+ * bench fetched (dtype, cache, policy, batch, prompt; no prefetch, no resident steps, the same cache hits, so the
+ * GPU did the same work). Per batch the mean of (forward difference / MoE layers) and of the step overhead's
+ * difference, never below 0.
+ */
+export function cpuPathCurvesFromBenches(benches: string[], moeLayers: number): { layerMs: TokenCurve; stepMs: TokenCurve; pairs: number } {
+  const by = new Map<number, { layer: number[]; step: number[] }>();
+  let pairs = 0;
+  const same = (a: CpuPathPointLike, b: CpuPathPointLike) =>
+    a.expertDtype === b.expertDtype && a.cache === b.cache && a.policy === b.policy && a.batch === b.batch && a.prompt === b.prompt && a.hits === b.hits;
+  const plain = (p: CpuPathPointLike) => (p.prefetch ?? 'none') === 'none' && (p.residentSteps ?? 0) === 0 && (p.forwardMs ?? 0) > 0;
+  for (const path of benches) {
+    const doc = JSON.parse(readFileSync(path, 'utf8')) as { grid?: CpuPathPointLike[] };
+    if (!Array.isArray(doc.grid)) throw new UserError(`--cpu-path ${path}: not a bench.json`);
+    for (const p of doc.grid) {
+      if ((p.miss !== 'cpu' && p.miss !== 'hybrid') || !plain(p) || p.cpuExperts !== 0 || (p.fillCopies ?? 0) !== 0) continue;
+      const f = doc.grid.find((q) => q.miss === 'fetch' && plain(q) && same(p, q));
+      if (!f) continue;
+      const e = by.get(p.batch) ?? { layer: [], step: [] };
+      e.layer.push((p.forwardMs! - f.forwardMs!) / moeLayers);
+      e.step.push((p.stepOverheadMs ?? 0) - (f.stepOverheadMs ?? 0));
+      by.set(p.batch, e);
+      pairs++;
+    }
+  }
+  if (by.size === 0) throw new UserError('--cpu-path: no cpu or hybrid point without CPU experts beside the same point fetched (same dtype, cache, batch, prompt and hits; no prefetch, no resident steps)');
+  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
+  const batches = [...by.keys()].sort((a, b) => a - b);
+  const curve = (k: 'layer' | 'step'): TokenCurve => batches.map((b) => [b, Number(Math.max(0, mean(by.get(b)![k])).toPrecision(4))]);
+  return { layerMs: curve('layer'), stepMs: curve('step'), pairs };
+}
+
+export function withBenchCpuPath(base: CostModel, benches: string[], moeLayers: number): CostModel {
+  if (!base.host) throw new UserError(`--base ${base.name}: has no host section to add the CPU path's host work to`);
+  const { layerMs, stepMs, pairs } = cpuPathCurvesFromBenches(benches, moeLayers);
+  return {
+    ...base,
+    name: `${base.name}-cpupath`,
+    label: `${base.label}; the miss rule's host work from offload bench pairs`,
+    host: { ...base.host, cpuPathLayerMs: layerMs, cpuPathStepMs: stepMs },
+    sources: {
+      ...(base.sources ?? {}),
+      'host.cpuPath': `mean of ${pairs} bench pairs of ${benches.join(', ')}: a cpu/hybrid point with no expert on the CPU against the same point fetched; per MoE layer the forward's difference / ${moeLayers}, per step the step overhead's difference, by batch`,
+    },
+  };
+}
+
 interface ResidentPointLike extends RecordedPoint {
   msPerToken?: { mean: number; n: number };
   residentSteps?: number;
@@ -131,10 +192,17 @@ if (process.argv[1] && process.argv[1].endsWith('host-from-bench.js')) {
   try {
     const base = loadCalibration(requiredScriptArg('--base'));
     const resident = process.argv.indexOf('--resident');
+    const moeLayers = () => {
+      const n = Number(requiredScriptArg('--moe-layers'));
+      if (!Number.isInteger(n) || n < 1) throw new UserError(`option --moe-layers: expected a positive integer, got ${requiredScriptArg('--moe-layers')}`);
+      return n;
+    };
     const profile = resident > 0
-      ? withBenchResident(base, requiredScriptArg('--resident').split(','), Number(requiredScriptArg('--moe-layers')),
+      ? withBenchResident(base, requiredScriptArg('--resident').split(','), moeLayers(),
         requiredScriptArg('--traces').split(',').map((path) => ({ path, corpus: toSequences(readTrace(path)) })))
-      : withBenchHost(base, requiredScriptArg('--bench').split(','));
+      : process.argv.includes('--cpu-path')
+        ? withBenchCpuPath(base, requiredScriptArg('--cpu-path').split(','), moeLayers())
+        : withBenchHost(base, requiredScriptArg('--bench').split(','));
     const named = { ...profile, name: optionalScriptArg('--name', profile.name) };
     writeFileAtomic(requiredScriptArg('--out'), JSON.stringify(named, null, 1) + '\n');
     process.stdout.write(`${requiredScriptArg('--out')} (${named.name}): host ${JSON.stringify(profile.host)}, resident ${JSON.stringify(profile.gpu.residentLayerOverheadMs ?? null)}\n`);

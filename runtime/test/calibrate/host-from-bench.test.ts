@@ -3,7 +3,7 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { fileURLToPath } from 'node:url';
-import { hostCurvesFromBenches, residentCurveFromBenches, withBenchHost } from '../../src/calibrate/host-from-bench.js';
+import { cpuPathCurvesFromBenches, hostCurvesFromBenches, residentCurveFromBenches, withBenchCpuPath, withBenchHost } from '../../src/calibrate/host-from-bench.js';
 import { benchLanes, predictBenchPoint } from '../../src/bench/sim-prediction.js';
 import { defaultCalibration } from '../../../sim/src/cost/calibration.js';
 import { Costs } from '../../../sim/src/cost/cost-model.js';
@@ -85,5 +85,38 @@ describe('residentCurveFromBenches', () => {
     const other = residentBench([point({ msPerToken: { mean: 5, n: sim.residentSteps + 1 }, residentSteps: sim.residentSteps + 1 })]);
     expect(() => residentCurveFromBenches(base, [other], 26, replays)).toThrow(/--traces must be the bench's routing/);
     expect(() => residentCurveFromBenches(base, [residentBench([])], 26, replays)).toThrow(/no bench point whose every timed decode step/);
+  });
+});
+
+describe('cpuPathCurvesFromBenches', () => {
+  const q = (miss: string, batch: number, forwardMs: number, stepOverheadMs: number, extra: Record<string, unknown> = {}) =>
+    ({ miss, prefetch: 'none', batch, prompt: 128, expertDtype: 'int4', cache: 64, policy: 'lru', hits: 100, forwardMs, stepOverheadMs, cpuExperts: 0, fillCopies: 0, residentSteps: 0, ...extra });
+  const write = (grid: unknown[]) => {
+    const path = join(t.path, `c${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(path, JSON.stringify({ grid }));
+    return path;
+  };
+  it('pairs a cpu/hybrid point without CPU work with the same point fetched: forward difference per MoE layer, step overhead difference', () => {
+    const b = write([
+      q('fetch', 1, 5.0, 0.2), q('hybrid', 1, 5.52, 0.28), // kept: (5.52 - 5) / 26 = 0.02 per layer, 0.08 per step
+      q('fetch', 16, 10, 0.4), q('hybrid', 16, 12, 0.5, { cpuExperts: 3 }), // CPU experts ran: their time is not the path's
+      q('hybrid', 16, 11, 0.5, { hits: 99 }), // other hits: other GPU work
+      q('cpu', 16, 11, 0.5, { residentSteps: 4 }), // resident steps have no per-layer host trip
+      q('hybrid', 4, 8, 0.3), // no fetched twin
+    ]);
+    const r = cpuPathCurvesFromBenches([b], 26);
+    expect(r.pairs).toBe(1);
+    expect(r.layerMs).toEqual([[1, 0.02]]);
+    expect(r.stepMs).toEqual([[1, 0.08]]);
+  });
+  it('holds a faster cpu-path point at 0, adds the curves to the base host section, and refuses benches without a pair or a host section', () => {
+    expect(cpuPathCurvesFromBenches([write([q('fetch', 1, 5, 0.2), q('cpu', 1, 4.9, 0.1)])], 26).layerMs).toEqual([[1, 0]]);
+    const b = write([q('fetch', 1, 5.0, 0.2), q('hybrid', 1, 5.52, 0.28)]);
+    const base = withBenchHost(defaultCalibration(), [bench([pt(1, 1, 0.5)])]);
+    const p = withBenchCpuPath(base, [b], 26);
+    expect(p.host).toEqual({ layerMs: [[1, 0.01]], stepMs: [[1, 0.5]], cpuPathLayerMs: [[1, 0.02]], cpuPathStepMs: [[1, 0.08]] });
+    expect(p.sources?.['host.cpuPath']).toContain(b);
+    expect(() => withBenchCpuPath(defaultCalibration(), [b], 26)).toThrow(/has no host section/);
+    expect(() => cpuPathCurvesFromBenches([write([q('hybrid', 1, 5, 0.2)])], 26)).toThrow(/no cpu or hybrid point without CPU experts beside the same point fetched/);
   });
 });

@@ -94,8 +94,13 @@ export interface CostModel {
    * per MoE layer, from the routing's arrival on the host to the GPU's next work queued (the cache step,
    * placement, miss decisions, the upload; the GPU idles meanwhile). stepMs: per step, outside the forward
    * (sampling, the Engine API round trip). Measured by `bench` in offload mode from the runtime's counters.
+   * Optional cpuPathLayerMs / cpuPathStepMs: what a decode step whose misses the miss rule decides (`--miss cpu`,
+   * `hybrid`) costs on top, per MoE layer / per step, with no expert put on the CPU: the MoE input's copy to the
+   * host in the routing's synchronisation, the copy-backlog estimate, the decisions and their log
+   * (cuda_offload_layer.cpp fetch_plan, cuda_cpu_experts.cpp). Read from bench pairs of such points against the
+   * same points fetched (runtime/src/calibrate/host-from-bench.ts --cpu-path). Absent: 0.
    */
-  host?: { layerMs: TokenCurve; stepMs: TokenCurve };
+  host?: { layerMs: TokenCurve; stepMs: TokenCurve; cpuPathLayerMs?: TokenCurve; cpuPathStepMs?: TokenCurve };
   /** Where each number comes from (measured, computed or estimate). */
   sources?: Record<string, string>;
   /** Optional (issue 13): the expert's shape, so the bytes of a quantized format can be computed (sim/src/cost/expert-layout.ts). */
@@ -277,6 +282,8 @@ export function calibrationProblems(x: unknown): string[] {
     else {
       curve(o.host.layerMs, 'host.layerMs');
       curve(o.host.stepMs, 'host.stepMs');
+      if (o.host.cpuPathLayerMs !== undefined) curve(o.host.cpuPathLayerMs, 'host.cpuPathLayerMs');
+      if (o.host.cpuPathStepMs !== undefined) curve(o.host.cpuPathStepMs, 'host.cpuPathStepMs');
     }
   }
   // issue 13: expertShape and byExpertDtype, checked like the figures above

@@ -113,4 +113,13 @@ export class Costs {
   hostStep(tokens: number): number {
     return this.model.host ? interpolate(this.model.host.stepMs, tokens) : 0;
   }
+  /** What a decode step on the miss rule's path (cpu, hybrid) adds, per MoE layer / per step (host.cpuPath*; 0 without). */
+  cpuPathLayer(tokens: number): number {
+    const c = this.model.host?.cpuPathLayerMs;
+    return c ? interpolate(c, tokens) : 0;
+  }
+  cpuPathStep(tokens: number): number {
+    const c = this.model.host?.cpuPathStepMs;
+    return c ? interpolate(c, tokens) : 0;
+  }
 }

@@ -517,7 +517,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const predictingMs = (l: number) => (predictorMs > 0 && prefetch?.name === 'predicted' && l + prefetch.lookahead < L ? predictorMs * batchTokens : 0);
 
   /** Host work after the head: the step's, plus in a resident step the controller's per-layer work it deferred. */
-  const stepHostMs = () => costs.hostStep(batchTokens) + (residentNow ? L * costs.hostLayer(batchTokens) : 0);
+  const stepHostMs = () =>
+    costs.hostStep(batchTokens) + (residentNow ? L * costs.hostLayer(batchTokens) : 0) + (!residentNow && stepMiss !== 'fetch' ? costs.cpuPathStep(batchTokens) : 0);
 
   const expertDone = (experts = 1) => {
     pendingExperts -= experts;
@@ -537,7 +538,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
         // once-per-layer synchronised launching costs beyond the GPU work (gpu.eagerLayerOverheadMs), one
         // wait of the GPU's critical path before the layer's copies and expert launches are issued.
         // A resident step keeps its routing on the GPU: none of that (only its measured excess, if profiled).
-        const h = residentNow ? costs.residentLayerOverhead(batchTokens) : costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens) + predictingMs(layer);
+        // A layer whose misses the rule decides also brings its MoE input to the host and decides (host.cpuPathLayerMs).
+        const h = residentNow
+          ? costs.residentLayerOverhead(batchTokens)
+          : costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens) + predictingMs(layer) + (stepMiss !== 'fetch' ? costs.cpuPathLayer(batchTokens) : 0);
         if (h > 0) submitGpu(JOB_HOST_LAYER, h);
         else routed(layer);
       } else if (job === JOB_HOST_LAYER) routed(layer);
