@@ -366,7 +366,6 @@ export function simulateTiming(input: TimingInput): TimingResult {
     }
     layerRoutedAt = now;
     layerCpuDoneAt = now;
-    issuePrefetchesAfter(l);
     const idx = step * L + l;
     const from = sets.offsets[idx];
     const to = sets.offsets[idx + 1];
@@ -479,12 +478,18 @@ export function simulateTiming(input: TimingInput): TimingResult {
           submitCopy(missCached[m] ? missKey[m] : -1, PRIO_DEMAND, n);
         }
       }
+      // The prefetches this routing decided (layer l + lookahead) are issued only now, in the runtime's order
+      // (CudaBackend::moe_offloaded, cuda_offload_layer.cpp: the miss rule's backlog taken, the CPU jobs started,
+      // the demand copies queued under the copy-stream lock, then issue_prefetch_orders, then issue_fills):
+      // the rule's backlog does not hold them, and no piece of theirs reaches an idle copy engine ahead of
+      // this layer's demand copies. The fills still follow them.
+      issuePrefetchesAfter(l);
       if (cpuFill) for (let m = 0; m < missKey.length; m++) if (decisions[m].onCpu && missCached[m]) lastFill[l] = submitCopy(missKey[m], PRIO_DEMAND, 0, true);
       missKey.length = 0;
       missRequest.length = 0;
       missTokens.length = 0;
       missCached.length = 0;
-    }
+    } else issuePrefetchesAfter(l); // no misses: the same point, with nothing of this layer's queued before them
     if (pendingExperts === 0) layerDone();
   };
 
