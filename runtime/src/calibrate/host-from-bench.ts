@@ -43,8 +43,23 @@ interface BenchPointLike {
   residentSteps?: number;
 }
 
+/** One sample of a per-batch curve. */
+function add(by: Map<number, number[]>, batch: number, value: number): void {
+  const v = by.get(batch) ?? [];
+  v.push(value);
+  by.set(batch, v);
+}
+
+/** The curves these tools write: per batch, ascending, the mean of its samples, never below 0, 4 significant digits. */
+function meanCurve(by: Map<number, number[]>): TokenCurve {
+  return [...by.keys()].sort((a, b) => a - b).map((b) => {
+    const v = by.get(b)!;
+    return [b, Number(Math.max(0, v.reduce((x, y) => x + y, 0) / v.length).toPrecision(4))];
+  });
+}
+
 export function hostCurvesFromBenches(benches: string[]): { layerMs: TokenCurve; stepMs: TokenCurve; points: number } {
-  const by = new Map<number, { layer: number[]; step: number[] }>();
+  const layer = new Map<number, number[]>(), step = new Map<number, number[]>();
   let points = 0;
   for (const path of benches) {
     const doc = JSON.parse(readFileSync(path, 'utf8')) as { grid?: BenchPointLike[] };
@@ -52,18 +67,13 @@ export function hostCurvesFromBenches(benches: string[]): { layerMs: TokenCurve;
     for (const p of doc.grid) {
       // without prefetch: a prefetcher's hits are experts copied during the step, not resident ones
       if (p.miss !== 'fetch' || (p.prefetch ?? 'none') !== 'none' || !((p.hitRate ?? 0) >= RESIDENT_HIT_RATE) || !((p.forwardMs ?? 0) > 0) || (p.residentSteps ?? 0) > 0) continue;
-      const e = by.get(p.batch) ?? { layer: [], step: [] };
-      e.layer.push(p.hostLayerMs ?? 0);
-      e.step.push(p.stepOverheadMs ?? 0);
-      by.set(p.batch, e);
+      add(layer, p.batch, p.hostLayerMs ?? 0);
+      add(step, p.batch, p.stepOverheadMs ?? 0);
       points++;
     }
   }
-  if (by.size === 0) throw new UserError(`--bench: no fetch point with a hit rate of at least ${RESIDENT_HIT_RATE * 100}% (all experts resident) and no resident steps (bench --resident-steps off)`);
-  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-  const batches = [...by.keys()].sort((a, b) => a - b);
-  const curve = (k: 'layer' | 'step'): TokenCurve => batches.map((b) => [b, Number(Math.max(0, mean(by.get(b)![k])).toPrecision(4))]);
-  return { layerMs: curve('layer'), stepMs: curve('step'), points };
+  if (layer.size === 0) throw new UserError(`--bench: no fetch point with a hit rate of at least ${RESIDENT_HIT_RATE * 100}% (all experts resident) and no resident steps (bench --resident-steps off)`);
+  return { layerMs: meanCurve(layer), stepMs: meanCurve(step), points };
 }
 
 export function withBenchHost(base: CostModel, benches: string[]): CostModel {
@@ -98,7 +108,7 @@ interface CpuPathPointLike extends BenchPointLike {
  * difference, never below 0.
  */
 export function cpuPathCurvesFromBenches(benches: string[], moeLayers: number): { layerMs: TokenCurve; stepMs: TokenCurve; pairs: number } {
-  const by = new Map<number, { layer: number[]; step: number[] }>();
+  const layer = new Map<number, number[]>(), step = new Map<number, number[]>();
   let pairs = 0;
   const same = (a: CpuPathPointLike, b: CpuPathPointLike) =>
     a.expertDtype === b.expertDtype && a.cache === b.cache && a.policy === b.policy && a.batch === b.batch && a.prompt === b.prompt && a.hits === b.hits;
@@ -110,18 +120,13 @@ export function cpuPathCurvesFromBenches(benches: string[], moeLayers: number): 
       if ((p.miss !== 'cpu' && p.miss !== 'hybrid') || !plain(p) || p.cpuExperts !== 0 || (p.fillCopies ?? 0) !== 0) continue;
       const f = doc.grid.find((q) => q.miss === 'fetch' && plain(q) && same(p, q));
       if (!f) continue;
-      const e = by.get(p.batch) ?? { layer: [], step: [] };
-      e.layer.push((p.forwardMs! - f.forwardMs!) / moeLayers);
-      e.step.push((p.stepOverheadMs ?? 0) - (f.stepOverheadMs ?? 0));
-      by.set(p.batch, e);
+      add(layer, p.batch, (p.forwardMs! - f.forwardMs!) / moeLayers);
+      add(step, p.batch, (p.stepOverheadMs ?? 0) - (f.stepOverheadMs ?? 0));
       pairs++;
     }
   }
-  if (by.size === 0) throw new UserError('--cpu-path: no cpu or hybrid point without CPU experts beside the same point fetched (same dtype, cache, batch, prompt and hits; no prefetch, no resident steps)');
-  const mean = (v: number[]) => v.reduce((a, b) => a + b, 0) / v.length;
-  const batches = [...by.keys()].sort((a, b) => a - b);
-  const curve = (k: 'layer' | 'step'): TokenCurve => batches.map((b) => [b, Number(Math.max(0, mean(by.get(b)![k])).toPrecision(4))]);
-  return { layerMs: curve('layer'), stepMs: curve('step'), pairs };
+  if (layer.size === 0) throw new UserError('--cpu-path: no cpu or hybrid point without CPU experts beside the same point fetched (same dtype, cache, batch, prompt and hits; no prefetch, no resident steps)');
+  return { layerMs: meanCurve(layer), stepMs: meanCurve(step), pairs };
 }
 
 export function withBenchCpuPath(base: CostModel, benches: string[], moeLayers: number): CostModel {
@@ -162,16 +167,12 @@ export function residentCurveFromBenches(base: CostModel, benches: string[], moe
       if (p.residentStepsOn === false || !(n > 0) || p.residentSteps !== n) continue;
       const sim = simulateRecordedPoint(p, doc.options.warmup, base, replays);
       if (sim.residentSteps !== n) throw new UserError(`--resident ${path}: batch ${p.batch} ran ${n} resident steps, the simulator ${sim.residentSteps}: --traces must be the bench's routing, in its order`);
-      const v = by.get(p.batch) ?? [];
-      v.push(own.residentLayerOverhead(p.batch) + (p.msPerToken!.mean - sim.msPerToken.mean) / moeLayers);
-      by.set(p.batch, v);
+      add(by, p.batch, own.residentLayerOverhead(p.batch) + (p.msPerToken!.mean - sim.msPerToken.mean) / moeLayers);
       points++;
     }
   }
   if (by.size === 0) throw new UserError('--resident: no bench point whose every timed decode step was a resident step');
-  const batches = [...by.keys()].sort((a, b) => a - b);
-  const curve: TokenCurve = batches.map((b) => [b, Number(Math.max(0, by.get(b)!.reduce((x, y) => x + y, 0) / by.get(b)!.length).toPrecision(4))]);
-  return { curve, points };
+  return { curve: meanCurve(by), points };
 }
 
 export function withBenchResident(base: CostModel, benches: string[], moeLayers: number, replays: RoutingReplay[]): CostModel {

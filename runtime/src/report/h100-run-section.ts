@@ -6,6 +6,7 @@
  * calibrate (the folder's README says how each profile was made).
  */
 import { table } from './experiments.js';
+import { configKey } from './latest-run-section.js';
 import { json } from './read-json.js';
 import { H100_RERUN_DIR, readOffloadBench, type OffloadBench } from './quant-sources.js';
 import type { SimVsMeasuredRow } from '../bench/sim-vs-bench.js';
@@ -34,12 +35,11 @@ export function readH100Run(root: string): H100Run | null {
 }
 
 const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
-const key = (r: Pick<SimVsMeasuredRow, 'dtype' | 'cache' | 'miss' | 'prefetch'>) => `${r.dtype} ${r.cache} slots, ${r.miss}, prefetch ${r.prefetch}`;
 
 /** Per (dtype, slots, miss, prefetch) of one sim-vs-measured file: points, within 10%, the largest error. */
 function agreement(s: SimFile): string[][] {
   const by = new Map<string, SimVsMeasuredRow[]>();
-  for (const r of s.rows) by.set(key(r), [...(by.get(key(r)) ?? []), r]);
+  for (const r of s.rows) by.set(configKey(r), [...(by.get(configKey(r)) ?? []), r]);
   return [...by.entries()].map(([k, rows]) => {
     const worst = rows.reduce((a, r) => (Math.abs(r.error) > Math.abs(a.error) ? r : a));
     return [k, String(rows.length), String(rows.filter((r) => Math.abs(r.error) <= 0.1).length), `${pct(worst.error)} (batch ${worst.batch} prompt ${worst.prompt})`, `\`${s.profile}\``];
@@ -76,6 +76,6 @@ export function h100AgreementGap(r: H100Run | null): string | null {
   const rows = r.sims.flatMap((s) => s.rows);
   const off = rows.filter((x) => Math.abs(x.error) > 0.1);
   if (!off.length) return null;
-  const configs = [...new Set(off.map(key))];
-  return `On the H100 (\`${r.dir}/\`) the simulator is within 10% at ${rows.length - off.length} of ${rows.length} points; outside at ${configs.map((k) => `${k} (${off.filter((x) => key(x) === k).length})`).join(', ')}.`;
+  const configs = [...new Set(off.map(configKey))];
+  return `On the H100 (\`${r.dir}/\`) the simulator is within 10% at ${rows.length - off.length} of ${rows.length} points; outside at ${configs.map((k) => `${k} (${off.filter((x) => configKey(x) === k).length})`).join(', ')}.`;
 }

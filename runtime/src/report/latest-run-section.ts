@@ -54,6 +54,9 @@ export function readLatestRun(root: string): LatestRun | null {
 
 const simError = (p: OffloadPoint) => (p.simMs === null ? null : p.simMs / p.ms.mean - 1);
 
+/** A grid configuration as the report's agreement tables name it (the H100 section's too). */
+export const configKey = (p: { dtype: string; cache: number; miss: string; prefetch: string }) => `${p.dtype} ${p.cache} slots, ${p.miss}, prefetch ${p.prefetch}`;
+
 /** Per (dtype, slots, miss, prefetch) of the grids: points, how many the simulator has within 10%, the largest error. */
 export function gridAgreement(r: LatestRun): { key: string; dir: string; points: number; within: number; largest: number }[] {
   const out = new Map<string, { key: string; dir: string; points: number; within: number; largest: number }>();
@@ -61,7 +64,7 @@ export function gridAgreement(r: LatestRun): { key: string; dir: string; points:
     for (const p of g.points) {
       const e = simError(p);
       if (e === null) continue;
-      const key = `${p.dtype} ${p.cache} slots, ${p.miss}, prefetch ${p.prefetch}`;
+      const key = configKey(p);
       const row = out.get(key) ?? { key, dir: g.dir, points: 0, within: 0, largest: 0 };
       row.points++;
       if (Math.abs(e) <= 0.1) row.within++;
