@@ -63,6 +63,16 @@ export function eagerOverheadCurve(raw: RawLayerStep[]): TokenCurve {
   });
 }
 
+/** What the layer step is and how it is timed (the sources entries' common part). */
+export function layerStepDescription(plan: CalibratePlan): string {
+  return (
+    `an offloaded-style MoE layer step (attention, router + top-k, routing to pinned host memory, upload, shared experts, one decode expert launch over the routed entries, combine; all experts resident) ` +
+    `launched eagerly with a stream synchronisation on the routing every layer (host wall clock over runs of ${plan.layerCopies} layer copies cycled) and the same GPU work replayed as a CUDA graph (CUDA events), ` +
+    `median of ${plan.repeats} each, at context ${plan.referenceContext}`
+  );
+}
+
+/** The plain difference's source (a calibration without a launch table: layer-step-terms.ts cannot correct it). */
 export function eagerOverheadSource(where: string, raw: RawLayerStep[], plan: CalibratePlan): string {
   const pts = eagerOverheadCurve(raw)
     .map(([b]) => {
@@ -70,9 +80,5 @@ export function eagerOverheadSource(where: string, raw: RawLayerStep[], plan: Ca
       return `batch ${b}: ${ms(true)} - ${ms(false)} ms`;
     })
     .join(', ');
-  return (
-    `${where}, an offloaded-style MoE layer step (attention, router + top-k, routing to pinned host memory, upload, shared experts, one decode expert launch over the routed entries, combine; all experts resident) ` +
-    `launched eagerly with a stream synchronisation on the routing every layer (host wall clock over runs of ${plan.layerCopies} layer copies cycled) minus the same GPU work replayed as a CUDA graph (CUDA events), ` +
-    `median of ${plan.repeats} each, at context ${plan.referenceContext} (${pts}); negative differences at 0; held at its last batch above it`
-  );
+  return `${where}, ${layerStepDescription(plan)}, eager minus graph (${pts}); negative differences at 0; held at its last batch above it`;
 }

@@ -11,7 +11,8 @@ import type { CpuUnderCopyResult } from './measure-cpu-under-copy.js';
 import type { CalibratePlan } from './plan.js';
 import type { RawPart } from './raw.js';
 import { launchSource, launchTable } from './measure-launch.js';
-import { eagerOverheadCurve, eagerOverheadSource } from './measure-layer-step.js';
+import { eagerOverheadCurve, eagerOverheadSource, layerStepDescription } from './measure-layer-step.js';
+import { layerStepTerms, layerStepTermsSource, type LayerStepShape } from './layer-step-terms.js';
 
 export interface ProfileInput {
   name: string;
@@ -27,6 +28,8 @@ export interface ProfileInput {
   /** --cpu-only: the profile the GPU figures are taken from, and its file */
   base?: { model: CostModel; file: string };
   hostLabel: string;
+  /** routed experts per layer and per token: the layer steps' routing (layer-step-terms.ts) */
+  routing: LayerStepShape;
 }
 
 const round = (x: number) => Number(x.toPrecision(4));
@@ -73,10 +76,6 @@ export function buildProfile(inp: ProfileInput): CostModel {
       gpuCurves.launch = launchTable(gpu.raw.launches, plan);
       sources['gpu.launch'] = launchSource(where, 'expert_ffn_decode_entries', gpu.raw.launches, plan);
     }
-    if (gpu.raw.layerSteps?.length) {
-      gpuCurves.eagerLayerOverheadMs = eagerOverheadCurve(gpu.raw.layerSteps);
-      sources['gpu.eagerLayerOverheadMs'] = eagerOverheadSource(where, gpu.raw.layerSteps, plan);
-    }
     if (plan.contexts.length > 1) {
       gpuCurves.byContext = {
         referenceContext: ref,
@@ -84,6 +83,17 @@ export function buildProfile(inp: ProfileInput): CostModel {
         denseLayerMs: hasDense ? plan.contexts.map((c) => [c, partCurve(gpu.raw.parts, 'dense', c)] as [number, TokenCurve]) : undefined,
       };
       sources['gpu.byContext'] = `${where}, the same non-expert measurements at contexts ${plan.contexts.join(', ')} (the main curves are the ones at ${ref})`;
+    }
+    if (gpu.raw.layerSteps?.length && gpuCurves.launch) {
+      const terms = layerStepTerms(gpu.raw.layerSteps, gpuCurves.launch, gpuCurves, inp.routing);
+      const text = layerStepTermsSource(`${where}, ${layerStepDescription(plan)}`, terms);
+      gpuCurves.eagerLayerOverheadMs = terms.eagerLayerOverheadMs;
+      gpuCurves.layerGlueMs = terms.layerGlueMs;
+      sources['gpu.eagerLayerOverheadMs'] = text.eager;
+      sources['gpu.layerGlueMs'] = text.glue;
+    } else if (gpu.raw.layerSteps?.length) {
+      gpuCurves.eagerLayerOverheadMs = eagerOverheadCurve(gpu.raw.layerSteps);
+      sources['gpu.eagerLayerOverheadMs'] = eagerOverheadSource(where, gpu.raw.layerSteps, plan);
     }
     const fellBack = gpu.raw.parts.filter((p) => p.graphError !== undefined);
     const graphNote =

@@ -53,7 +53,8 @@ export interface CostModel {
      * which drains the GPU's queue every layer. Calibrate measures it as an offloaded-style layer step
      * (attention, router, routing to the host and a stream synchronisation, the upload, shared experts, one
      * resident expert launch, the combine) timed by the host's clock eagerly, minus the same sequence
-     * replayed as a CUDA graph. The timing model puts it on the GPU's critical path once per MoE layer, after
+     * replayed as a CUDA graph, that graph's expert launch taken to the eager run's routing (the graph replays
+     * experts 0..k-1; runtime/src/calibrate/layer-step-terms.ts). The timing model puts it on the GPU's critical path once per MoE layer, after
      * the layer's non-expert part (the routing reaches the host that much later). Absent: 0 (older profiles).
      * The curve is held at its last point past its last row count (it is measured on the decode kernel's rows).
      */
@@ -65,6 +66,14 @@ export interface CostModel {
      * --resident), never from the points it is then compared with. Held at its last point. Absent: 0.
      */
     residentLayerOverheadMs?: TokenCurve;
+    /**
+     * Optional: per MoE layer of a step that brings its routing to the host (not a resident step), by the
+     * step's rows, the GPU work of that layer outside moeLayerOtherMs and the expert launch: the routing's
+     * two device-to-host copies, the upload of the ids and weights the expert kernel reads, and the combine
+     * of the k outputs. Read by calibrate from its layer step's graph replay minus those two parts
+     * (runtime/src/calibrate/layer-step-terms.ts). Held at its last point. Absent: 0.
+     */
+    layerGlueMs?: TokenCurve;
   };
   cpu: {
     workers: number;
@@ -117,8 +126,8 @@ export interface ExpertDtypeProfile {
   expertBytes: number;
   /** int4: inputs per group the figures were measured with */
   group?: number;
-  /** eagerLayerOverheadMs: gpu.eagerLayerOverheadMs measured with this dtype's decode kernel in the layer */
-  gpu: { expertMs: TokenCurve; launch?: LaunchTable; eagerLayerOverheadMs?: TokenCurve };
+  /** eagerLayerOverheadMs, layerGlueMs: gpu's, measured with this dtype's decode kernel in the layer */
+  gpu: { expertMs: TokenCurve; launch?: LaunchTable; eagerLayerOverheadMs?: TokenCurve; layerGlueMs?: TokenCurve };
   cpu: { expertMs: TokenCurve; workers?: number };
 }
 
@@ -246,6 +255,7 @@ export function calibrationProblems(x: unknown): string[] {
     if (o.gpu.launch !== undefined) launchTable(o.gpu.launch, 'gpu.launch');
     if (o.gpu.eagerLayerOverheadMs !== undefined) curve(o.gpu.eagerLayerOverheadMs, 'gpu.eagerLayerOverheadMs');
     if (o.gpu.residentLayerOverheadMs !== undefined) curve(o.gpu.residentLayerOverheadMs, 'gpu.residentLayerOverheadMs');
+    if (o.gpu.layerGlueMs !== undefined) curve(o.gpu.layerGlueMs, 'gpu.layerGlueMs');
     if (o.gpu.byContext !== undefined) {
       const b = o.gpu.byContext as Partial<ContextCurves> | null;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) p.push('gpu.byContext must be an object');
@@ -307,6 +317,7 @@ export function calibrationProblems(x: unknown): string[] {
             curve(e.gpu!.expertMs, `${at}.gpu.expertMs`);
             if (e.gpu!.launch !== undefined) launchTable(e.gpu!.launch, `${at}.gpu.launch`);
             if (e.gpu!.eagerLayerOverheadMs !== undefined) curve(e.gpu!.eagerLayerOverheadMs, `${at}.gpu.eagerLayerOverheadMs`);
+            if (e.gpu!.layerGlueMs !== undefined) curve(e.gpu!.layerGlueMs, `${at}.gpu.layerGlueMs`);
           }
           if (!isObject(e.cpu)) p.push(`${at}.cpu must be an object {expertMs, workers?}`);
           else {

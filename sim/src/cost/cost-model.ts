@@ -106,6 +106,10 @@ export class Costs {
   residentLayerOverhead(tokens: number): number {
     return heldCurve(this.model.gpu.residentLayerOverheadMs, tokens);
   }
+  /** Per MoE layer of a step whose routing goes to the host: the routing's copies and the combine (gpu.layerGlueMs; 0 without it), held past its last point. */
+  layerGlue(tokens: number): number {
+    return heldCurve(this.model.gpu.layerGlueMs, tokens);
+  }
   /** The runtime's host work per MoE layer / per step (0 for a profile without `host`). */
   hostLayer(tokens: number): number {
     return this.model.host ? interpolate(this.model.host.layerMs, tokens) : 0;

@@ -56,8 +56,14 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
       label: `${m.label}; ${dtype} experts: measured`,
       expertBytes: entry.expertBytes,
       // The entry's own launch table or none (then per-expert launches): bf16's launches are not this dtype's.
-      // Its eager-launch overhead when measured with its own kernel, else bf16's.
-      gpu: { ...m.gpu, expertMs: entry.gpu.expertMs, launch: entry.gpu.launch, ...(entry.gpu.eagerLayerOverheadMs ? { eagerLayerOverheadMs: entry.gpu.eagerLayerOverheadMs } : {}) },
+      // Its eager-launch overhead and layer glue when measured with its own kernel, else bf16's.
+      gpu: {
+        ...m.gpu,
+        expertMs: entry.gpu.expertMs,
+        launch: entry.gpu.launch,
+        ...(entry.gpu.eagerLayerOverheadMs ? { eagerLayerOverheadMs: entry.gpu.eagerLayerOverheadMs } : {}),
+        ...(entry.gpu.layerGlueMs ? { layerGlueMs: entry.gpu.layerGlueMs } : {}),
+      },
       cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers, ...cpuCurvesFor(m, entry.cpu.expertMs) },
     };
     if (!model.gpu.launch) delete model.gpu.launch;

@@ -1,0 +1,91 @@
+/**
+ * The two profile terms calibrate reads from its offloaded-style layer steps (measure-layer-step.ts), given
+ * the same calibration's expert launch table and non-expert curve:
+ *
+ * - gpu.eagerLayerOverheadMs: the eager, synchronised layer (host clock) minus its graph replay (GPU time).
+ *   The two do not run the same expert work: the eager run's expert kernel reads the routing the router
+ *   computed on random data (about E(1 - (1 - k/E)^T) distinct experts at T rows, taken as uniform), the
+ *   graph's reads the ids the upload buffer held at capture, experts 0..k-1 with T tokens each. At T = 1 that
+ *   is the same work; at 16 rows the eager one reads ~52 experts' weights against 6, and the plain difference
+ *   counted those weight reads as launch overhead (0.30 of 0.30 ms at batch 16 with bf16 on an H100, 0.12 of it
+ *   weights). The launch table prices both geometries; their difference is taken off.
+ * - gpu.layerGlueMs: the graph replay minus the layer's non-expert part (moeLayerOther at the step's context)
+ *   and its expert launch (the launch table at k experts x T tokens, the graph's own geometry): the routing's
+ *   copies down, the upload and the combine, GPU work the simulator's other curves do not hold.
+ *
+ * Without a launch table (calibrations before it) neither is computed: the plain difference stays, no glue.
+ */
+import type { LaunchTable, TokenCurve } from '../../../sim/src/cost/calibration.js';
+import { interpolate, interpolateContext } from '../../../sim/src/cost/cost-model.js';
+import type { RawLayerStep } from './measure-layer-step.js';
+
+export interface LayerStepShape {
+  /** routed experts per layer (E) and per token (k) */
+  experts: number;
+  topK: number;
+}
+
+export interface NonExpertCurves {
+  moeLayerOtherMs: TokenCurve;
+  byContext?: { moeLayerOtherMs: Array<[number, TokenCurve]> };
+}
+
+export interface LayerStepTermPoint {
+  batch: number;
+  eagerMs: number;
+  graphMs: number;
+  /** launch table: the eager run's routing minus the graph's experts 0..k-1 */
+  routingLaunchMs: number;
+  moeOtherMs: number;
+  graphLaunchMs: number;
+}
+
+export interface LayerStepTerms {
+  eagerLayerOverheadMs: TokenCurve;
+  layerGlueMs: TokenCurve;
+  points: LayerStepTermPoint[];
+}
+
+/** Expected distinct experts among T rows of k distinct experts each, drawn uniformly from E. */
+export function expectedDistinctExperts(rows: number, experts: number, topK: number): number {
+  return Math.min(experts, experts * (1 - Math.pow(1 - topK / experts, rows)));
+}
+
+function launchMs(t: LaunchTable, experts: number, pairs: number): number {
+  return interpolateContext(t.ms, pairs / experts, experts);
+}
+
+const r4 = (x: number) => Number(Math.max(0, x).toPrecision(4));
+
+export function layerStepTerms(raw: RawLayerStep[], launch: LaunchTable, gpu: NonExpertCurves, shape: LayerStepShape): LayerStepTerms {
+  const batches = [...new Set(raw.map((r) => r.batch))].sort((a, b) => a - b);
+  const points = batches.map((b) => {
+    const at = (sync: boolean) => raw.find((r) => r.batch === b && r.sync === sync);
+    const eager = at(true);
+    const graph = at(false);
+    if (!eager || !graph) throw new Error(`calibrate: layer step at batch ${b} lacks its ${eager ? 'graph' : 'eager'} measurement`);
+    const pairs = b * shape.topK;
+    const graphLaunchMs = launchMs(launch, shape.topK, pairs);
+    const routingLaunchMs = launchMs(launch, expectedDistinctExperts(b, shape.experts, shape.topK), pairs) - graphLaunchMs;
+    const moeOtherMs = gpu.byContext ? interpolateContext(gpu.byContext.moeLayerOtherMs, b, graph.context) : interpolate(gpu.moeLayerOtherMs, b);
+    return { batch: b, eagerMs: eager.medianMs, graphMs: graph.medianMs, routingLaunchMs, moeOtherMs, graphLaunchMs };
+  });
+  return {
+    eagerLayerOverheadMs: points.map((p) => [p.batch, r4(p.eagerMs - p.graphMs - p.routingLaunchMs)]),
+    layerGlueMs: points.map((p) => [p.batch, r4(p.graphMs - p.moeOtherMs - p.graphLaunchMs)]),
+    points,
+  };
+}
+
+/** The sources entries' text: how each batch's figures were formed. */
+export function layerStepTermsSource(where: string, t: LayerStepTerms): { eager: string; glue: string } {
+  const f = (x: number) => x.toFixed(4);
+  return {
+    eager:
+      `${where}, the offloaded-style layer step eager with its routing synchronisation (host clock) minus its graph replay, minus the launch table's difference between the eager run's routing ` +
+      `(uniform distinct experts) and the graph's experts 0..k-1 (${t.points.map((p) => `batch ${p.batch}: ${f(p.eagerMs)} - ${f(p.graphMs)} - ${f(p.routingLaunchMs)} ms`).join(', ')}); at 0 when negative; held past its last batch`,
+    glue:
+      `${where}, the layer step's graph replay minus moeLayerOther at its context and the launch table at k experts x batch tokens (the routing's copies, the upload, the combine: ` +
+      `${t.points.map((p) => `batch ${p.batch}: ${f(p.graphMs)} - ${f(p.moeOtherMs)} - ${f(p.graphLaunchMs)} ms`).join(', ')}); at 0 when negative; held past its last batch`,
+  };
+}
