@@ -97,6 +97,7 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
 
   const hostLabel = `${cpus()[0]?.model?.trim() || 'unknown CPU'} (${info.features}, ${hw} hardware threads)`;
   const name = o.name ?? basename(o.out).replace(/\.json$/i, '');
+  const routing = { experts: config.nRoutedExperts, topK: config.numExpertsPerTok };
   const profile = buildProfile({
     name,
     modelLabel: `${source}: ${config.moeLayers.length} MoE layers x ${config.nRoutedExperts} routed experts (d_ff ${config.moeIntermediateSize}, hidden ${config.hiddenSize}), top-${config.numExpertsPerTok}, ${config.denseLayers.length} dense layer(s), bf16`,
@@ -108,10 +109,10 @@ export function runCalibrate(o: CalibrateOptions, native: NativeCalibrate = load
     cpuUnderCopy,
     base,
     hostLabel,
-    routing: { experts: config.nRoutedExperts, topK: config.numExpertsPerTok },
+    routing,
   });
   profile.expertShape = { hidden: config.hiddenSize, dff: config.moeIntermediateSize };
-  for (const d of dtypes) addDtypeEntry(profile, d.f, d.bytes, d.gpuCurve, d.cpuCurve, cpu, base, d.raw, o.device === 'cuda' ? gpu!.raw.device.name : hostLabel, plan, { experts: config.nRoutedExperts, topK: config.numExpertsPerTok });
+  for (const d of dtypes) addDtypeEntry(profile, d.f, d.bytes, d.gpuCurve, d.cpuCurve, cpu, base, d.raw, o.device === 'cuda' ? gpu!.raw.device.name : hostLabel, plan, routing);
   const problems = calibrationProblems(profile);
   if (problems.length > 0) throw new Error(`calibrate built an invalid profile (a bug): ${problems.join('; ')}`);
 

@@ -546,19 +546,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
         // A layer whose misses the rule decides also brings its MoE input to the host and decides (host.cpuPathLayerMs).
         // The routing's copies and the combine (gpu.layerGlueMs) are GPU work of every such layer; charged here,
         // on the same serial GPU lane, with the host work.
+        const glue = residentNow ? 0 : costs.layerGlue(batchTokens);
         const h = residentNow
           ? costs.residentLayerOverhead(batchTokens)
-          : costs.hostLayer(batchTokens) +
-            costs.eagerLayerOverhead(batchTokens) +
-            costs.layerGlue(batchTokens) +
-            predictingMs(layer) +
-            (stepMiss !== 'fetch' ? costs.cpuPathLayer(batchTokens) : 0);
-        if (!residentNow) {
-          // the glue is GPU work, not host work: booked as such (the job's finish books all of h as host)
-          const glue = costs.layerGlue(batchTokens);
-          r.busyMs.host -= glue;
-          r.busyMs.gpuNonExpert += glue;
-        }
+          : costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens) + glue + predictingMs(layer) + (stepMiss !== 'fetch' ? costs.cpuPathLayer(batchTokens) : 0);
+        // the glue is GPU work, not host work: booked as such (the job's finish books all of h as host)
+        r.busyMs.host -= glue;
+        r.busyMs.gpuNonExpert += glue;
         if (h > 0) submitGpu(JOB_HOST_LAYER, h);
         else routed(layer);
       } else if (job === JOB_HOST_LAYER) routed(layer);
