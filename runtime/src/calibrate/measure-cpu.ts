@@ -4,6 +4,7 @@
  * experts at once (N hardware threads) to find how many the CPU runs at once to best effect.
  */
 import type { NativeModelConfig } from '../engine/native-binding.js';
+import { defaultThreadsPerWorker } from '../offload/miss-options.js';
 import type { Progress } from '../../../core/src/progress.js';
 import { chooseCpuWorkers, median, type CpuWorkerCandidate } from './fit.js';
 import type { NativeCalibrate, NativeCpuCalibrator } from './native.js';
@@ -61,10 +62,18 @@ export function measureCpu(
   const candidates: CpuWorkerCandidate[] = [];
   const tokens1 = plan.cpuTokens[0];
   for (const t of threads) {
+    // t threads names the candidate's worker count; it is timed at the threads the runtime then gives each
+    // worker (defaultThreadsPerWorker: one hardware thread left to the host thread), not at t.
     const workers = Math.max(1, Math.floor(info.hardwareThreads / t));
-    const r = workers === 1 ? experts.find((e) => e.threads === t && e.tokens === tokens1 && e.workers === 1)! : time(tokens1, t, workers);
-    if (workers === 1) progress.tick();
-    candidates.push({ workers, threads: t, msPerExpert: r.medianMs });
+    const runThreads = defaultThreadsPerWorker(info.hardwareThreads, workers);
+    if (candidates.some((c) => c.workers === workers)) {
+      progress.tick();  // two --threads values with one worker count: one candidate
+      continue;
+    }
+    const have = experts.find((e) => e.threads === runThreads && e.tokens === tokens1 && e.workers === workers);
+    const r = have ?? time(tokens1, runThreads, workers);
+    if (have) progress.tick();
+    candidates.push({ workers, threads: runThreads, msPerExpert: r.medianMs });
   }
   const best = chooseCpuWorkers(candidates, topK);
   const curve: Array<[number, number]> = [];

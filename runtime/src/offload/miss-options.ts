@@ -84,6 +84,15 @@ function positiveInt(option: string, v: unknown, max: number): number {
   return v;
 }
 
+/**
+ * The threads each CPU worker gets when --cpu-threads is not given: one hardware thread stays with the host
+ * thread that queues the GPU's work while the CPU experts run. calibrate measures its worker candidates at
+ * this count (measure-cpu.ts), so that the profile's per-expert times are those of the pool the runtime builds.
+ */
+export function defaultThreadsPerWorker(hardwareThreads: number, workers: number): number {
+  return Math.max(1, Math.floor((hardwareThreads - 1) / workers));
+}
+
 /** Checks the options against the device; null: fetch (nothing to send). */
 export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | 'cuda', offloading: boolean): NativeMissSpec | null {
   if (o === undefined) return null;
@@ -95,8 +104,7 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
   const profile = o.profile ?? defaultCalibration();
   const hw = availableParallelism();
   const workers = o.workers === undefined ? Math.min(profile.cpu.workers, hw) : positiveInt('--cpu-workers', o.workers, hw);
-  // One core stays with the host thread that queues the GPU's work while the CPU experts run.
-  const threadsPerWorker = o.threadsPerWorker === undefined ? Math.max(1, Math.floor((hw - 1) / workers)) : positiveInt('--cpu-threads', o.threadsPerWorker, hw);
+  const threadsPerWorker = o.threadsPerWorker === undefined ? defaultThreadsPerWorker(hw, workers) : positiveInt('--cpu-threads', o.threadsPerWorker, hw);
   const spinUs = o.spinUs ?? 2000;
   if (!Number.isInteger(spinUs) || spinUs < 0 || spinUs > 100_000) throw new UserError(`option --cpu-spin-us: must be a whole number of microseconds from 0 to 100000 (got ${String(spinUs)})`);
   if (workers * threadsPerWorker > hw) {
