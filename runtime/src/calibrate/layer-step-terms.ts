@@ -89,3 +89,25 @@ export function layerStepTermsSource(where: string, t: LayerStepTerms): { eager:
       `${t.points.map((p) => `batch ${p.batch}: ${f(p.graphMs)} - ${f(p.moeOtherMs)} - ${f(p.graphLaunchMs)} ms`).join(', ')}); at 0 when negative; held past its last batch`,
   };
 }
+
+/**
+ * Sets `gpu`'s eagerLayerOverheadMs and layerGlueMs from the layer steps, with their sources entries under
+ * `key` (`gpu` or `byExpertDtype.<d>.gpu`): the one place calibrate and layer-terms-from-raw write them.
+ */
+export function setLayerStepTerms(
+  gpu: { eagerLayerOverheadMs?: TokenCurve; layerGlueMs?: TokenCurve },
+  sources: Record<string, string>,
+  key: string,
+  where: string,
+  raw: RawLayerStep[],
+  launch: LaunchTable,
+  nonExpert: NonExpertCurves,
+  shape: LayerStepShape,
+): void {
+  const t = layerStepTerms(raw, launch, nonExpert, shape);
+  const text = layerStepTermsSource(where, t);
+  gpu.eagerLayerOverheadMs = t.eagerLayerOverheadMs;
+  gpu.layerGlueMs = t.layerGlueMs;
+  sources[`${key}.eagerLayerOverheadMs`] = text.eager;
+  sources[`${key}.layerGlueMs`] = text.glue;
+}

@@ -11,9 +11,9 @@ import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
-import { optionalScriptArg, requiredScriptArg } from '../../../core/src/options.js';
+import { optionalScriptArg, parseIntOption, requiredScriptArg } from '../../../core/src/options.js';
 import { layerStepDescription } from './measure-layer-step.js';
-import { layerStepTerms, layerStepTermsSource, type LayerStepShape } from './layer-step-terms.js';
+import { setLayerStepTerms, type LayerStepShape } from './layer-step-terms.js';
 import type { RawDocument } from './raw.js';
 import type { CalibratePlan } from './plan.js';
 import { formatProfile } from './run.js';
@@ -31,21 +31,11 @@ export function withLayerTermsFromRaw(profile: CostModel, raw: RawDocument, rout
     throw new UserError(`--profile: its gpu.launch table is not the one --raw ${rawFile} measured`);
   }
   const where = `derived again from ${rawFile} (${raw.gpu.device.name}), ${layerStepDescription(plan)}`;
-  const top = layerStepTerms(raw.gpu.layerSteps, out.gpu.launch, out.gpu, routing);
-  const text = layerStepTermsSource(where, top);
-  out.gpu.eagerLayerOverheadMs = top.eagerLayerOverheadMs;
-  out.gpu.layerGlueMs = top.layerGlueMs;
-  sources['gpu.eagerLayerOverheadMs'] = text.eager;
-  sources['gpu.layerGlueMs'] = text.glue;
+  setLayerStepTerms(out.gpu, sources, 'gpu', where, raw.gpu.layerSteps, out.gpu.launch, out.gpu, routing);
   for (const d of raw.byExpertDtype ?? []) {
     const entry = out.byExpertDtype?.[d.dtype as 'int8' | 'int4'];
     if (!entry?.gpu.launch || !d.layerSteps?.length) continue;
-    const t = layerStepTerms(d.layerSteps, entry.gpu.launch, out.gpu, routing);
-    const s = layerStepTermsSource(`${where}, with the ${d.dtype} decode expert kernel`, t);
-    entry.gpu.eagerLayerOverheadMs = t.eagerLayerOverheadMs;
-    entry.gpu.layerGlueMs = t.layerGlueMs;
-    sources[`byExpertDtype.${d.dtype}.gpu.eagerLayerOverheadMs`] = s.eager;
-    sources[`byExpertDtype.${d.dtype}.gpu.layerGlueMs`] = s.glue;
+    setLayerStepTerms(entry.gpu, sources, `byExpertDtype.${d.dtype}.gpu`, `${where}, with the ${d.dtype} decode expert kernel`, d.layerSteps, entry.gpu.launch, out.gpu, routing);
   }
   return out;
 }
@@ -53,11 +43,7 @@ export function withLayerTermsFromRaw(profile: CostModel, raw: RawDocument, rout
 if (process.argv[1] && process.argv[1].endsWith('layer-terms-from-raw.js')) {
   try {
     const rawFile = requiredScriptArg('--raw');
-    const int = (name: string) => {
-      const v = Number(requiredScriptArg(name));
-      if (!Number.isInteger(v) || v < 1) throw new UserError(`${name}: a positive integer, got ${requiredScriptArg(name)}`);
-      return v;
-    };
+    const int = (name: string) => parseIntOption(name, requiredScriptArg(name), 1);
     const routing = { experts: int('--routed-experts'), topK: int('--top-k') };
     if (routing.topK > routing.experts) throw new UserError('--top-k: more than --routed-experts');
     let raw: RawDocument;

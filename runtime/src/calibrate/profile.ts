@@ -12,7 +12,7 @@ import type { CalibratePlan } from './plan.js';
 import type { RawPart } from './raw.js';
 import { launchSource, launchTable } from './measure-launch.js';
 import { eagerOverheadCurve, eagerOverheadSource, layerStepDescription } from './measure-layer-step.js';
-import { layerStepTerms, layerStepTermsSource, type LayerStepShape } from './layer-step-terms.js';
+import { setLayerStepTerms, type LayerStepShape } from './layer-step-terms.js';
 
 export interface ProfileInput {
   name: string;
@@ -85,12 +85,7 @@ export function buildProfile(inp: ProfileInput): CostModel {
       sources['gpu.byContext'] = `${where}, the same non-expert measurements at contexts ${plan.contexts.join(', ')} (the main curves are the ones at ${ref})`;
     }
     if (gpu.raw.layerSteps?.length && gpuCurves.launch) {
-      const terms = layerStepTerms(gpu.raw.layerSteps, gpuCurves.launch, gpuCurves, inp.routing);
-      const text = layerStepTermsSource(`${where}, ${layerStepDescription(plan)}`, terms);
-      gpuCurves.eagerLayerOverheadMs = terms.eagerLayerOverheadMs;
-      gpuCurves.layerGlueMs = terms.layerGlueMs;
-      sources['gpu.eagerLayerOverheadMs'] = text.eager;
-      sources['gpu.layerGlueMs'] = text.glue;
+      setLayerStepTerms(gpuCurves, sources, 'gpu', `${where}, ${layerStepDescription(plan)}`, gpu.raw.layerSteps, gpuCurves.launch, gpuCurves, inp.routing);
     } else if (gpu.raw.layerSteps?.length) {
       gpuCurves.eagerLayerOverheadMs = eagerOverheadCurve(gpu.raw.layerSteps);
       sources['gpu.eagerLayerOverheadMs'] = eagerOverheadSource(where, gpu.raw.layerSteps, plan);

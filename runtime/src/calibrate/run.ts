@@ -5,7 +5,7 @@
  */
 import { cpus } from 'node:os';
 import { basename } from 'node:path';
-import { calibrationProblems, defaultCalibration, loadCalibration, type CostModel, type TokenCurve } from '../../../sim/src/cost/calibration.js';
+import { calibrationProblems, defaultCalibration, loadCalibration, type CostModel, type ExpertDtypeProfile } from '../../../sim/src/cost/calibration.js';
 import { toNativeConfig } from '../engine/native-config.js';
 import { loadModelConfig, parseModelConfig, type ModelConfig } from '../model/config.js';
 import { resolveGeometry } from '../model/synth/geometries.js';
@@ -24,7 +24,7 @@ import type { ExpertFormat } from '../offload/gpu-budget.js';
 import type { CpuRounding } from '../offload/miss-options.js';
 import { buildProfile } from './profile.js';
 import { eagerOverheadCurve, eagerOverheadSource, layerStepDescription } from './measure-layer-step.js';
-import { layerStepTerms, layerStepTermsSource, type LayerStepShape } from './layer-step-terms.js';
+import { setLayerStepTerms, type LayerStepShape } from './layer-step-terms.js';
 import { launchSource, launchTable } from './measure-launch.js';
 import { RAW_FORMAT, type RawDocument } from './raw.js';
 import { comparisonTable } from './table.js';
@@ -176,27 +176,21 @@ function addDtypeEntry(
   }
   sources[`byExpertDtype.${d}.cpu.expertMs`] = `measured by calibrate, one ${d} expert through the CPU quantized expert path (kernel ${raw.cpuIsa}) on ${cpu.threadsPerWorker} thread(s) while ${cpu.workers} run at once (bf16's choice)`;
   sources[`byExpertDtype.${d}.expertBytes`] = `computed: expert_layout(${d}${d === 'int4' ? `, group ${f.group}` : ''}) (sim/src/cost/expert-layout.ts, mirror of native/src/quant/expert_format.cpp)`;
-  let eager: TokenCurve | undefined;
-  let glue: TokenCurve | undefined;
+  const entryGpu: ExpertDtypeProfile['gpu'] = { expertMs: gpuMs, ...(launch ? { launch } : {}) };
   const stepWhere = `measured by calibrate on ${where} with the ${d} decode expert kernel`;
   if (raw.layerSteps?.length && launch && gpuCurve) {
-    const terms = layerStepTerms(raw.layerSteps, launch, profile.gpu, routing);
-    const text = layerStepTermsSource(`${stepWhere}, ${layerStepDescription(plan)}`, terms);
-    eager = terms.eagerLayerOverheadMs;
-    glue = terms.layerGlueMs;
-    sources[`byExpertDtype.${d}.gpu.eagerLayerOverheadMs`] = text.eager;
-    sources[`byExpertDtype.${d}.gpu.layerGlueMs`] = text.glue;
+    setLayerStepTerms(entryGpu, sources, `byExpertDtype.${d}.gpu`, `${stepWhere}, ${layerStepDescription(plan)}`, raw.layerSteps, launch, profile.gpu, routing);
   } else if (raw.layerSteps?.length) {
-    eager = eagerOverheadCurve(raw.layerSteps);
+    entryGpu.eagerLayerOverheadMs = eagerOverheadCurve(raw.layerSteps);
     sources[`byExpertDtype.${d}.gpu.eagerLayerOverheadMs`] = eagerOverheadSource(stepWhere, raw.layerSteps, plan);
   } else if (!gpuCurve && base?.model.byExpertDtype?.[d]?.gpu.eagerLayerOverheadMs && costModelForDtype(base.model, d, f.group).basis === 'measured') {
-    eager = base.model.byExpertDtype[d]!.gpu.eagerLayerOverheadMs;
+    entryGpu.eagerLayerOverheadMs = base.model.byExpertDtype[d]!.gpu.eagerLayerOverheadMs;
     sources[`byExpertDtype.${d}.gpu.eagerLayerOverheadMs`] = `not measured (--cpu-only): taken from ${base.file}'s measured entry`;
   }
   (profile.byExpertDtype ??= {})[d] = {
     expertBytes: bytes,
     ...(d === 'int4' ? { group: f.group } : {}),
-    gpu: { expertMs: gpuMs, ...(launch ? { launch } : {}), ...(eager ? { eagerLayerOverheadMs: eager } : {}), ...(glue ? { layerGlueMs: glue } : {}) },
+    gpu: entryGpu,
     cpu: { expertMs: cpuCurve, workers: cpu.workers },
   };
 }
