@@ -73,8 +73,9 @@ for step in "$@"; do
       # one bf16 expert, 1 token, 16 threads, cold; prints the median and writes cpu-probe.json. With
       # MOE_CPU_PROBE_MAX_MS set, a slower host stops the remaining steps (exit 3): its cpu/hybrid figures
       # would not be comparable with the simulator's CPU curves.
-      timeout 60 $build/expert_cpu_bench --json "$OUTD/cpu-probe.json" --max-threads 16 --dtype bf16 --kernels avx512bf16 --min-seconds 0.3 > "$LOG/cpu-probe.log" 2>&1
-      probe=$(python3 -c "import json;d=json.load(open('$OUTD/cpu-probe.json'));print([x for x in d['results'] if x['mode']=='cold' and x['tokens']==1 and x['threads']==16][0]['median_ms'])")
+      probe_json="$OUTD/${MOE_PROBE_NAME:-cpu-probe}.json"
+      timeout 60 $build/expert_cpu_bench --json "$probe_json" --max-threads 16 --dtype bf16 --kernels avx512bf16 --min-seconds 0.3 > "$LOG/${MOE_PROBE_NAME:-cpu-probe}.log" 2>&1
+      probe=$(python3 -c "import json;d=json.load(open('$probe_json'));print([x for x in d['results'] if x['mode']=='cold' and x['tokens']==1 and x['threads']==16][0]['median_ms'])")
       stamp "cpu probe: $probe ms per bf16 expert (1 token, 16 threads, cold)"
       if [ -n "${MOE_CPU_PROBE_MAX_MS:-}" ] && ! python3 -c "import sys; sys.exit(0 if $probe <= ${MOE_CPU_PROBE_MAX_MS} else 1)"; then
         stamp "cpu probe above ${MOE_CPU_PROBE_MAX_MS} ms: stopping"; exit 3
@@ -130,6 +131,10 @@ for step in "$@"; do
       wait_synth
       run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;
     calibrate-q)
+      # calibrate's CPU figures choose the runtime's worker shape: not while the synthetic checkpoint is still
+      # being written, nor while its dirty pages are (07b's calibrate timed a bf16 expert at 0.84 ms on 2x8 threads
+      # where its runtime then took 0.44, and the morning's 0.49: reports/bench/h100-2026-12-07c/README.md)
+      wait_synth; timeout 120 sync; stamp "synced"
       run_moe calibrate-q 260 "moe calibrate --device cuda --expert-dtype bf16,int8,int4 --out $OUTD/calibration-quant.json --force" ;;
     bench-q)
       wait_synth
