@@ -29,6 +29,23 @@ describe('cost model per expert dtype', () => {
     expect(costModelForDtype(withEntries(), 'int8').model.cpu.jobMs).toBeUndefined();
   });
 
+  it("a dtype's own logged jobs (byExpertDtype.<d>.cpu.jobMs) replace bf16's scaled ones, and only that dtype's", () => {
+    const m = withEntries();
+    m.cpu = { ...m.cpu, expertMs: [[1, 0.4], [64, 4]], jobMs: [[1, 0.6], [64, 5]] };
+    m.byExpertDtype!.int8!.cpu.jobMs = [[1, 0.37], [4, 0.5]];
+    expect(costModelForDtype(m, 'int8').model.cpu.jobMs).toEqual([[1, 0.37], [4, 0.5]]);
+    expect(new Costs(costModelForDtype(m, 'int8').model).cpuJob(1)).toBeCloseTo(0.37, 9);
+    // int4 has none of its own: bf16's, scaled by int4's expert time over bf16's (0.2 / 0.4 at 1 token)
+    expect(costModelForDtype(m, 'int4').model.cpu.jobMs![0]).toEqual([1, 0.3]);
+    expect(costModelForDtype(m, 'bf16').model.cpu.jobMs).toEqual([[1, 0.6], [64, 5]]);
+    // without bf16 jobs the dtype's own still count
+    const n = withEntries();
+    n.byExpertDtype!.int8!.cpu.jobMs = [[1, 0.37]];
+    expect(costModelForDtype(n, 'int8').model.cpu.jobMs).toEqual([[1, 0.37]]);
+    n.byExpertDtype!.int8!.cpu.jobMs = [[1, -1]];
+    expect(calibrationProblems(n).join('; ')).toMatch(/byExpertDtype\.int8\.cpu\.jobMs/);
+  });
+
   it("cpu.expertMsUnderCopy (calibrate's bf16 jobs beside copies) follows the dtype's expert time too", () => {
     const m = withEntries();
     m.cpu = { ...m.cpu, expertMs: [[1, 0.4], [64, 4]], expertMsUnderCopy: [[1, 0.52], [64, 6]] };

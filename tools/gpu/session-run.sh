@@ -45,7 +45,7 @@ for step in "$@"; do
       run_moe bench-own "${MOE_T:-280}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB ${MOE_OWN_ARGS:---cache 19 --policy lru --miss fetch,hybrid --prefetch none,next-gate --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/bench-own" ;;
     bench-replay)
       wait_synth
-      run_moe bench-replay "${MOE_T:-500}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R ${MOE_REPLAY_ARGS:---cache 19 --policy lru --miss fetch,cpu,hybrid --prefetch none,oracle --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/bench-replay" ;;
+      run_moe ${MOE_REPLAY_NAME:-bench-replay} "${MOE_T:-500}" "moe bench --model /tmp/lite --device cuda --gpu-memory 12GiB --routing $R ${MOE_REPLAY_ARGS:---cache 19 --policy lru --miss fetch,cpu,hybrid --prefetch none,oracle --batch 1,16 --prompt 128 --new-tokens 32 --repeats 1 --warmup 1} --out $OUTD/${MOE_REPLAY_NAME:-bench-replay}" ;;
     bench-resident)
       # every expert in a slot (cache 64, a budget that holds them), resident steps off: the host work the
       # simulator's profile `host` takes (runtime/src/calibrate/host-from-bench.ts); greedy tokens sampled on

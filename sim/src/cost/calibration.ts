@@ -128,7 +128,8 @@ export interface ExpertDtypeProfile {
   group?: number;
   /** eagerLayerOverheadMs, layerGlueMs: gpu's, measured with this dtype's decode kernel in the layer */
   gpu: { expertMs: TokenCurve; launch?: LaunchTable; eagerLayerOverheadMs?: TokenCurve; layerGlueMs?: TokenCurve };
-  cpu: { expertMs: TokenCurve; workers?: number };
+  /** jobMs: this dtype's CPU jobs as the runtime logged them (cpu-from-miss-log); absent: bf16's cpu.jobMs scaled */
+  cpu: { expertMs: TokenCurve; workers?: number; jobMs?: TokenCurve };
 }
 
 /**
@@ -323,6 +324,7 @@ export function calibrationProblems(x: unknown): string[] {
           else {
             curve(e.cpu!.expertMs, `${at}.cpu.expertMs`);
             if (e.cpu!.workers !== undefined) num(e.cpu!.workers, `${at}.cpu.workers`, RANGES.cpuWorkers);
+            if (e.cpu!.jobMs !== undefined) curve(e.cpu!.jobMs, `${at}.cpu.jobMs`);
           }
         }
       }

@@ -39,11 +39,14 @@ function shapeOf(m: CostModel, dtype: ExpertDtype): { hidden: number; dff: numbe
  * and cpu.expertMsUnderCopy (calibrate's jobs beside running copies). Each point times that dtype's calibrated
  * expert time over bf16's at the same tokens, so the runtime's overhead over calibrate, and the slowdown
  * beside copies, stay in proportion; absent where bf16 has none. (Kept unscaled, a 0.34 ms int8 job beside
- * copies lasted bf16's 0.51 ms in the simulator.)
+ * copies lasted bf16's 0.51 ms in the simulator.) The dtype's own logged jobs (ownJobMs), when the profile has
+ * them, replace the scaled jobMs: the runtime's overhead is not in proportion (H100, 2026-12-07c: bf16 jobs 9%
+ * over calibrate, int8 jobs 22%).
  */
-function cpuCurvesFor(m: CostModel, dtypeExpertMs: TokenCurve): { jobMs?: TokenCurve; expertMsUnderCopy?: TokenCurve } {
+function cpuCurvesFor(m: CostModel, dtypeExpertMs: TokenCurve, ownJobMs?: TokenCurve): { jobMs?: TokenCurve; expertMsUnderCopy?: TokenCurve } {
   const scaled = (c: TokenCurve): TokenCurve => c.map(([t, ms]) => [t, Number(((ms * interpolate(dtypeExpertMs, t)) / interpolate(m.cpu.expertMs, t)).toPrecision(4))]);
-  return { ...(m.cpu.jobMs ? { jobMs: scaled(m.cpu.jobMs) } : {}), ...(m.cpu.expertMsUnderCopy ? { expertMsUnderCopy: scaled(m.cpu.expertMsUnderCopy) } : {}) };
+  const jobMs = ownJobMs ?? (m.cpu.jobMs ? scaled(m.cpu.jobMs) : undefined);
+  return { ...(jobMs ? { jobMs } : {}), ...(m.cpu.expertMsUnderCopy ? { expertMsUnderCopy: scaled(m.cpu.expertMsUnderCopy) } : {}) };
 }
 
 /** The profile the simulator uses for experts stored as `dtype` (int4 with `group` inputs per group). */
@@ -64,7 +67,7 @@ export function costModelForDtype(m: CostModel, dtype: ExpertDtype, group = DEFA
         ...(entry.gpu.eagerLayerOverheadMs ? { eagerLayerOverheadMs: entry.gpu.eagerLayerOverheadMs } : {}),
         ...(entry.gpu.layerGlueMs ? { layerGlueMs: entry.gpu.layerGlueMs } : {}),
       },
-      cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers, ...cpuCurvesFor(m, entry.cpu.expertMs) },
+      cpu: { ...m.cpu, expertMs: entry.cpu.expertMs, workers: entry.cpu.workers ?? m.cpu.workers, ...cpuCurvesFor(m, entry.cpu.expertMs, entry.cpu.jobMs) },
     };
     if (!model.gpu.launch) delete model.gpu.launch;
     return { dtype, model, basis: 'measured', warning: null };
