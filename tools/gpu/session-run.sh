@@ -131,9 +131,10 @@ for step in "$@"; do
       wait_synth
       run_moe quant-check 240 "moe bench --model /tmp/lite --device cuda --check-quant int8,int4 --out $OUTD/quant-check" ;;
     calibrate-q)
-      # calibrate's CPU figures choose the runtime's worker shape: not while the synthetic checkpoint is still
-      # being written, nor while its dirty pages are (07b's calibrate timed a bf16 expert at 0.84 ms on 2x8 threads
-      # where its runtime then took 0.44, and the morning's 0.49: reports/bench/h100-2026-12-07c/README.md)
+      # calibrate's CPU figures choose the runtime's worker shape: timed only once the synthetic checkpoint is
+      # written and its dirty pages synced, so no writer shares the CPU. (07b's calibrate, after a check-miss bench,
+      # put a bf16 expert at 0.84 ms on 2x8 threads where its runtime took 0.44, cause not identified; 07c's, right
+      # after the build and the probe, 0.485: reports/bench/h100-2026-12-07c/README.md)
       wait_synth; timeout 120 sync; stamp "synced"
       run_moe calibrate-q 260 "moe calibrate --device cuda --expert-dtype bf16,int8,int4 --out $OUTD/calibration-quant.json --force" ;;
     bench-q)
