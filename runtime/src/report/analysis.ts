@@ -92,7 +92,7 @@ export function missing(s: Sources): string[] {
     s.quant.check?.crashed ? 'The quantized fidelity check on the device is partial: int8 logits only; the per-expert errors and int4 were not measured there.' : '',
     s.quant.fidelityCpu?.length ? '' : 'The per-expert error distribution measured on a CPU (`reports/bench/quant-h200/fidelity-cpu/`) is absent.',
     gridAgreementGap(s.latestRun) ?? '',
-    h100AgreementGap(s.h100Run) ?? '',
+    ...s.h100Runs.map((r) => h100AgreementGap(r) ?? ''),
     int4FidelityItem(s),
     routingTransferItem(s),
     'The CPU-miss numerics check fails in 2 of 12 cases at one position (reference gap 0.171; reports/bench/offload-h200-2026-12-03b/check-miss/); the all-resident engine run with other GEMM shapes shows the same logit error (5.4%), so the criterion is below this random-weight checkpoint\'s rounding noise with the default CPU kernel. `--cpu-rounding gpu-order` computes a CPU miss in the GPU decode kernel\'s exact order (the same bits, so the all-resident tokens).',

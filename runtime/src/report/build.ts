@@ -115,7 +115,7 @@ export function buildReport(s: Sources): BuiltReport {
   const cfg = LITE_CONFIG as Record<string, number>;
   const moeLayers = cfg.num_hidden_layers - cfg.first_k_dense_replace;
   const sources = [
-    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`), ...quantFiles(s), ...offloadRunFiles(s.offloadRun), ...(s.latestRun?.files ?? []), ...(s.h100Run ? [s.h100Run.mustShow.file, ...s.h100Run.sims.map((x) => x.file)] : [])]),
+    ...new Set([...s.measured.map((m) => m.source), ...s.sim.map((x) => x.file), ...(cal ? [cal.file] : []), ...(s.predictorSim ? [s.predictorSim.file] : []), ...(s.tokensIdentical ? [s.tokensIdentical.file] : []), ...s.validations.map((x) => `${x.dir}/validation.json`), ...quantFiles(s), ...offloadRunFiles(s.offloadRun), ...(s.latestRun?.files ?? []), ...s.h100Runs.flatMap((r) => [r.mustShow.file, ...r.sims.map((x) => x.file)])]),
   ];
   const md: string[] = [];
   md.push('# moe-offload: DeepSeek-V2-Lite with offloaded experts on one GPU — report', '');
@@ -217,7 +217,7 @@ export function buildReport(s: Sources): BuiltReport {
   md.push(...quantExperiments(s, cal?.h2dGBps ?? null, cal?.perCopyMs ?? null));
   md.push(...offloadRunSection(s.offloadRun));
   md.push(...latestRunSection(s.latestRun));
-  md.push(...h100RunSection(s.h100Run));
+  for (const [i, r] of s.h100Runs.entries()) md.push(...h100RunSection(r, i === 0));
   md.push(...peersSection(s));
 
   md.push('## Where the time goes', '');

@@ -1,18 +1,37 @@
 /**
- * The must-show points and both issues' grids measured again on a second card, an NVIDIA H100 (2026-12-07,
- * H100_RERUN_DIR), and the simulator's agreement there. Unlike the H200 sections' own simulated columns, the
- * simulated figures here are those of the committed sim-vs-measured files: the benches ran before this card
- * had a profile with its host work, so each was re-simulated with a profile made from the same machine's
- * calibrate (the folder's README says how each profile was made).
+ * The must-show points and both issues' grids measured again on a second card, an NVIDIA H100, and the
+ * simulator's agreement there, one subsection per run (newest first). Unlike the H200 sections' own simulated
+ * columns, the simulated figures here are those of the committed sim-vs-measured files: each run was
+ * re-simulated with profiles made from the same machine (each folder's README says how each profile was made).
  */
 import { table } from './experiments.js';
 import { configKey } from './latest-run-section.js';
 import { json } from './read-json.js';
-import { H100_RERUN_DIR, readOffloadBench, type OffloadBench } from './quant-sources.js';
+import { H100_RERUN_DIR, H100_RUN_07C_DIR, readOffloadBench, type OffloadBench } from './quant-sources.js';
 import type { SimVsMeasuredRow } from '../bench/sim-vs-bench.js';
 
-/** the quantized must-show bench and the int8/int4 grid (call1), then the bf16 miss-mode grid (calls 2 and 3) */
-export const H100_SIM_FILES = [`${H100_RERUN_DIR}/call1/sim-vs-measured.json`, `${H100_RERUN_DIR}/bf16-grid-sim-vs-measured.json`];
+/** One H100 run: its folder, the must-show bench, the sim-vs-measured files and how the calls were made. */
+interface H100RunSpec {
+  dir: string;
+  mustShow: string;
+  simFiles: string[];
+  how: string;
+}
+
+export const H100_RUNS: H100RunSpec[] = [
+  {
+    dir: H100_RUN_07C_DIR,
+    mustShow: `${H100_RUN_07C_DIR}/call1/must-show/bench.json`,
+    simFiles: [`${H100_RUN_07C_DIR}/call1/sim-vs-measured.json`],
+    how: "One device call: calibrate first (2 CPU workers of 7 threads chosen), then every bench with that calibration; the must-show bench and the int8/int4 grid with one warm-up and three timed generations per point, bf16 at 16 slots (fetch, cpu, hybrid at batch 1 and 16) with two. Re-simulated with that calibrate, the int8/int4 grid's host work and the must-show bench's logged CPU job times (so the must-show hybrid rows are not an independent check of those; the grid and the 16-slot bf16 points are)",
+  },
+  {
+    dir: H100_RERUN_DIR,
+    mustShow: `${H100_RERUN_DIR}/call1/must-show/bench.json`,
+    simFiles: [`${H100_RERUN_DIR}/call1/sim-vs-measured.json`, `${H100_RERUN_DIR}/bf16-grid-sim-vs-measured.json`],
+    how: 'Three calls on one warm machine: one warm-up and three timed generations per point in call 1 (the must-show bench and the int8/int4 grid), two in the bf16 grid (calls 2 and 3, with the embedded H200 profile\'s CPU workers)',
+  },
+];
 
 interface SimFile {
   file: string;
@@ -22,16 +41,22 @@ interface SimFile {
 
 export interface H100Run {
   dir: string;
+  how: string;
   mustShow: OffloadBench;
   sims: SimFile[];
 }
 
-export function readH100Run(root: string): H100Run | null {
-  const mustShow = readOffloadBench(root, `${H100_RERUN_DIR}/call1/must-show/bench.json`);
-  const sims = H100_SIM_FILES.map((file) => ({ file, doc: json<{ profile: string; rows: SimVsMeasuredRow[] }>(root, file) }))
+function readH100Run(root: string, spec: H100RunSpec): H100Run | null {
+  const mustShow = readOffloadBench(root, spec.mustShow);
+  const sims = spec.simFiles.map((file) => ({ file, doc: json<{ profile: string; rows: SimVsMeasuredRow[] }>(root, file) }))
     .filter((x): x is { file: string; doc: NonNullable<typeof x.doc> } => x.doc !== null)
     .map((x) => ({ file: x.file, profile: x.doc.profile, rows: x.doc.rows }));
-  return mustShow && sims.length ? { dir: H100_RERUN_DIR, mustShow, sims } : null;
+  return mustShow && sims.length ? { dir: spec.dir, how: spec.how, mustShow, sims } : null;
+}
+
+/** The committed H100 runs, newest first (a run whose files are absent is left out). */
+export function readH100Runs(root: string): H100Run[] {
+  return H100_RUNS.map((spec) => readH100Run(root, spec)).filter((r): r is H100Run => r !== null);
 }
 
 const pct = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
@@ -46,7 +71,8 @@ function agreement(s: SimFile): string[][] {
   });
 }
 
-export function h100RunSection(r: H100Run | null): string[] {
+/** One run's subsection; the first (newest) also opens the card's section. */
+export function h100RunSection(r: H100Run | null, first = true): string[] {
   if (!r) return [];
   const sim = r.sims[0].rows;
   const rows = r.mustShow.points.map((p) => {
@@ -55,9 +81,10 @@ export function h100RunSection(r: H100Run | null): string[] {
   });
   const all = r.sims.flatMap((s) => s.rows);
   return [
-    `### A second card: ${r.mustShow.device}`,
+    ...(first ? [`### A second card: ${r.mustShow.device}`, ''] : []),
+    `#### \`${r.dir}/\``,
     '',
-    `Device calls on one warm ${r.mustShow.device} (\`${r.dir}/\`, README there): ESFT routing replayed, 12 GiB, lru, 16 new tokens, one warm-up and three timed generations per point in call 1 (the must-show bench and the int8/int4 grid), two in the bf16 grid (calls 2 and 3). The must-show points, bf16 beside int8 and int4 in one bench (\`${r.mustShow.file}\`), the cache that fits per dtype:`,
+    `${r.how} (${r.mustShow.device}, README in the folder). ESFT routing replayed, 12 GiB, lru, 16 new tokens. The must-show points, bf16 beside int8 and int4 in one bench (\`${r.mustShow.file}\`), the cache that fits per dtype:`,
     '',
     table(['dtype', 'slots', 'miss', 'batch', 'ms/token', 'tokens/s', 'hit rate', 'GB moved', 'simulated ms/token', 'error'], rows),
     '',
@@ -65,7 +92,7 @@ export function h100RunSection(r: H100Run | null): string[] {
     '',
     table(['configuration', 'points', 'within 10%', 'largest error', 'profile'], r.sims.flatMap(agreement)),
     '',
-    `![H100 must-show](${r.mustShow.file.replace(/^reports\//, '').replace(/bench\.json$/, 'bench.png')})`,
+    `![H100 must-show, ${r.dir.replace(/^.*\//, '')}](${r.mustShow.file.replace(/^reports\//, '').replace(/bench\.json$/, 'bench.png')})`,
     '',
   ];
 }

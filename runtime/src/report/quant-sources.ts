@@ -315,6 +315,8 @@ export const ROUTING_TRANSFER_DIR = 'reports/sim/routing-transfer-2026-12-05';
 export const H100_RUN_DIR = 'reports/bench/h100-2026-12-07';
 /** the H100 re-run of the same day: gpu-order's end-to-end check after the 32-row cap (h100-run-section.ts has its grids) */
 export const H100_RERUN_DIR = 'reports/bench/h100-2026-12-07b';
+/** the H100 run of the evening: calibrate on a quiet host and every bench with it (h100-run-section.ts) */
+export const H100_RUN_07C_DIR = 'reports/bench/h100-2026-12-07c';
 
 /** The GPU's name from a session-run.sh folder's logs/gpu.txt (nvidia-smi's csv: a header, then "name, memory, driver"). */
 function gpuName(root: string, dir: string): string {

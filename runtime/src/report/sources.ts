@@ -5,7 +5,7 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { readLatestRun, type LatestRun } from './latest-run-section.js';
-import { readH100Run, type H100Run } from './h100-run-section.js';
+import { readH100Runs, type H100Run } from './h100-run-section.js';
 import type { ValidationResult } from '../validate/result.js';
 import { readOffloadRun, type OffloadRunSources } from './offload-run-sections.js';
 import { readQuantSources, type QuantSources } from './quant-sources.js';
@@ -67,8 +67,8 @@ export interface Sources {
   offloadRun: OffloadRunSources;
   /** the newest one-call must-show run, with GPU sampling and resident steps (latest-run-section.ts) */
   latestRun: LatestRun | null;
-  /** the must-show points and both grids again on an H100, with their re-simulation (h100-run-section.ts) */
-  h100Run: H100Run | null;
+  /** the must-show points and both grids again on an H100, with their re-simulation, per run, newest first (h100-run-section.ts) */
+  h100Runs: H100Run[];
 }
 
 
@@ -173,6 +173,6 @@ export function readSources(root: string): Sources {
     quant,
     offloadRun: readOffloadRun(root),
     latestRun: readLatestRun(root),
-    h100Run: readH100Run(root),
+    h100Runs: readH100Runs(root),
   };
 }

@@ -16,6 +16,7 @@ const row = (dtype: string, miss: string, batch: number, prompt: number, measure
 describe('H100 run section', () => {
   const run: H100Run = {
     dir: 'reports/bench/h',
+    how: 'One call',
     mustShow: { file: 'reports/bench/h/call1/must-show/bench.json', device: 'NVIDIA H100 80GB HBM3', points: [pt('int8', 'fetch', 1, 10), pt('int8', 'hybrid', 16, 40)] },
     sims: [
       { file: 'reports/bench/h/call1/sim-vs-measured.json', profile: 'p1.json', rows: [row('int8', 'fetch', 1, 128, 10, 10.5), row('int8', 'hybrid', 16, 128, 40, 32), row('int8', 'hybrid', 4, 256, 20, 19)] },
@@ -28,6 +29,11 @@ describe('H100 run section', () => {
     expect(md).toContain('within 10% at 3 of 4 points');
     expect(md).toContain('| int8 38 slots, hybrid, prefetch none | 2 | 1 | -20.0% (batch 16 prompt 128) | `p1.json` |');
     expect(md).toContain('| bf16 38 slots, cpu, prefetch none | 1 | 1 | -5.0% (batch 8 prompt 512) | `p2.json` |');
+    expect(md).toContain('### A second card: NVIDIA H100 80GB HBM3');
+    expect(md).toContain('One call (NVIDIA H100 80GB HBM3, README in the folder)');
+    // a later (older) run opens no second card section
+    expect(h100RunSection(run, false).join('\n')).not.toContain('### A second card');
+    expect(h100RunSection(run, false).join('\n')).toContain('#### `reports/bench/h/`');
     expect(h100RunSection(null)).toEqual([]);
   });
   it('names the configurations with points outside 10%, and says nothing when there are none', () => {
