@@ -63,8 +63,10 @@ export function measureCpu(
   const tokens1 = plan.cpuTokens[0];
   for (const t of threads) {
     // t threads names the candidate's worker count; it is timed at the threads the runtime then gives each
-    // worker (defaultThreadsPerWorker: one hardware thread left to the host thread), not at t.
-    const workers = Math.max(1, Math.floor(info.hardwareThreads / t));
+    // worker (defaultThreadsPerWorker: one hardware thread left to the host thread), not at t. For the same
+    // reason at most N - 1 workers: 16 workers of 1 thread on 16 (an H100 host whose threads scaled poorly,
+    // reports/bench/h100-2026-12-07c/call2/, chose them) would leave the host thread none.
+    const workers = Math.max(1, Math.min(Math.floor(info.hardwareThreads / t), info.hardwareThreads - 1));
     const runThreads = defaultThreadsPerWorker(info.hardwareThreads, workers);
     if (candidates.some((c) => c.workers === workers)) {
       progress.tick();  // two --threads values with one worker count: one candidate
