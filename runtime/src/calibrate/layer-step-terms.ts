@@ -13,11 +13,13 @@
  *   and its expert launch (the launch table at k experts x T tokens, the graph's own geometry): the routing's
  *   copies down, the upload and the combine, GPU work the simulator's other curves do not hold.
  *
- * Without a launch table (calibrations before it) neither is computed: the plain difference stays, no glue.
+ * Without a launch table (calibrations before it) neither is computed: the plain difference stays, no glue
+ * (setLayerStepTerms writes that fallback too).
  */
 import type { LaunchTable, TokenCurve } from '../../../sim/src/cost/calibration.js';
 import { interpolate, interpolateContext } from '../../../sim/src/cost/cost-model.js';
-import type { RawLayerStep } from './measure-layer-step.js';
+import { eagerOverheadCurve, eagerOverheadSource, layerStepDescription, type RawLayerStep } from './measure-layer-step.js';
+import type { CalibratePlan } from './plan.js';
 
 export interface LayerStepShape {
   /** routed experts per layer (E) and per token (k) */
@@ -93,19 +95,26 @@ export function layerStepTermsSource(where: string, t: LayerStepTerms): { eager:
 /**
  * Sets `gpu`'s eagerLayerOverheadMs and layerGlueMs from the layer steps, with their sources entries under
  * `key` (`gpu` or `byExpertDtype.<d>.gpu`): the one place calibrate and layer-terms-from-raw write them.
+ * Without a launch table only the plain eager-minus-graph curve is written (no glue).
  */
 export function setLayerStepTerms(
   gpu: { eagerLayerOverheadMs?: TokenCurve; layerGlueMs?: TokenCurve },
   sources: Record<string, string>,
   key: string,
   where: string,
+  plan: CalibratePlan,
   raw: RawLayerStep[],
-  launch: LaunchTable,
+  launch: LaunchTable | undefined,
   nonExpert: NonExpertCurves,
   shape: LayerStepShape,
 ): void {
+  if (!launch) {
+    gpu.eagerLayerOverheadMs = eagerOverheadCurve(raw);
+    sources[`${key}.eagerLayerOverheadMs`] = eagerOverheadSource(where, raw, plan);
+    return;
+  }
   const t = layerStepTerms(raw, launch, nonExpert, shape);
-  const text = layerStepTermsSource(where, t);
+  const text = layerStepTermsSource(`${where}, ${layerStepDescription(plan)}`, t);
   gpu.eagerLayerOverheadMs = t.eagerLayerOverheadMs;
   gpu.layerGlueMs = t.layerGlueMs;
   sources[`${key}.eagerLayerOverheadMs`] = text.eager;

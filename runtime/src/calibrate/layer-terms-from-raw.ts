@@ -12,7 +12,6 @@ import { loadCalibration, type CostModel } from '../../../sim/src/cost/calibrati
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { optionalScriptArg, parseIntOption, requiredScriptArg } from '../../../core/src/options.js';
-import { layerStepDescription } from './measure-layer-step.js';
 import { setLayerStepTerms, type LayerStepShape } from './layer-step-terms.js';
 import type { RawDocument } from './raw.js';
 import type { CalibratePlan } from './plan.js';
@@ -30,12 +29,12 @@ export function withLayerTermsFromRaw(profile: CostModel, raw: RawDocument, rout
   if (firstLaunch && !out.gpu.launch.ms.some(([e, c]) => e === firstLaunch.experts && c.some(([t, ms]) => t === firstLaunch.tokens && Math.abs(ms - firstLaunch.medianMs) <= 1e-3 * Math.max(ms, 1e-3)))) {
     throw new UserError(`--profile: its gpu.launch table is not the one --raw ${rawFile} measured`);
   }
-  const where = `derived again from ${rawFile} (${raw.gpu.device.name}), ${layerStepDescription(plan)}`;
-  setLayerStepTerms(out.gpu, sources, 'gpu', where, raw.gpu.layerSteps, out.gpu.launch, out.gpu, routing);
+  const where = `derived again from ${rawFile} (${raw.gpu.device.name})`;
+  setLayerStepTerms(out.gpu, sources, 'gpu', where, plan, raw.gpu.layerSteps, out.gpu.launch, out.gpu, routing);
   for (const d of raw.byExpertDtype ?? []) {
     const entry = out.byExpertDtype?.[d.dtype as 'int8' | 'int4'];
     if (!entry?.gpu.launch || !d.layerSteps?.length) continue;
-    setLayerStepTerms(entry.gpu, sources, `byExpertDtype.${d.dtype}.gpu`, `${where}, with the ${d.dtype} decode expert kernel`, d.layerSteps, entry.gpu.launch, out.gpu, routing);
+    setLayerStepTerms(entry.gpu, sources, `byExpertDtype.${d.dtype}.gpu`, `${where}, with the ${d.dtype} decode expert kernel`, plan, d.layerSteps, entry.gpu.launch, out.gpu, routing);
   }
   return out;
 }

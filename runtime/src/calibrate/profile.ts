@@ -11,7 +11,6 @@ import type { CpuUnderCopyResult } from './measure-cpu-under-copy.js';
 import type { CalibratePlan } from './plan.js';
 import type { RawPart } from './raw.js';
 import { launchSource, launchTable } from './measure-launch.js';
-import { eagerOverheadCurve, eagerOverheadSource, layerStepDescription } from './measure-layer-step.js';
 import { setLayerStepTerms, type LayerStepShape } from './layer-step-terms.js';
 
 export interface ProfileInput {
@@ -84,12 +83,7 @@ export function buildProfile(inp: ProfileInput): CostModel {
       };
       sources['gpu.byContext'] = `${where}, the same non-expert measurements at contexts ${plan.contexts.join(', ')} (the main curves are the ones at ${ref})`;
     }
-    if (gpu.raw.layerSteps?.length && gpuCurves.launch) {
-      setLayerStepTerms(gpuCurves, sources, 'gpu', `${where}, ${layerStepDescription(plan)}`, gpu.raw.layerSteps, gpuCurves.launch, gpuCurves, inp.routing);
-    } else if (gpu.raw.layerSteps?.length) {
-      gpuCurves.eagerLayerOverheadMs = eagerOverheadCurve(gpu.raw.layerSteps);
-      sources['gpu.eagerLayerOverheadMs'] = eagerOverheadSource(where, gpu.raw.layerSteps, plan);
-    }
+    if (gpu.raw.layerSteps?.length) setLayerStepTerms(gpuCurves, sources, 'gpu', where, plan, gpu.raw.layerSteps, gpuCurves.launch, gpuCurves, inp.routing);
     const fellBack = gpu.raw.parts.filter((p) => p.graphError !== undefined);
     const graphNote =
       `CUDA graph replay up to ${plan.graphMaxRows} rows, eager launches above (as the CUDA backend does)` +

@@ -23,7 +23,6 @@ import { expertBlobBytes } from '../../../sim/src/cost/expert-layout.js';
 import type { ExpertFormat } from '../offload/gpu-budget.js';
 import type { CpuRounding } from '../offload/miss-options.js';
 import { buildProfile } from './profile.js';
-import { eagerOverheadCurve, eagerOverheadSource, layerStepDescription } from './measure-layer-step.js';
 import { setLayerStepTerms, type LayerStepShape } from './layer-step-terms.js';
 import { launchSource, launchTable } from './measure-launch.js';
 import { RAW_FORMAT, type RawDocument } from './raw.js';
@@ -178,11 +177,9 @@ function addDtypeEntry(
   sources[`byExpertDtype.${d}.expertBytes`] = `computed: expert_layout(${d}${d === 'int4' ? `, group ${f.group}` : ''}) (sim/src/cost/expert-layout.ts, mirror of native/src/quant/expert_format.cpp)`;
   const entryGpu: ExpertDtypeProfile['gpu'] = { expertMs: gpuMs, ...(launch ? { launch } : {}) };
   const stepWhere = `measured by calibrate on ${where} with the ${d} decode expert kernel`;
-  if (raw.layerSteps?.length && launch && gpuCurve) {
-    setLayerStepTerms(entryGpu, sources, `byExpertDtype.${d}.gpu`, `${stepWhere}, ${layerStepDescription(plan)}`, raw.layerSteps, launch, profile.gpu, routing);
-  } else if (raw.layerSteps?.length) {
-    entryGpu.eagerLayerOverheadMs = eagerOverheadCurve(raw.layerSteps);
-    sources[`byExpertDtype.${d}.gpu.eagerLayerOverheadMs`] = eagerOverheadSource(stepWhere, raw.layerSteps, plan);
+  if (raw.layerSteps?.length) {
+    // only this run's own launch table prices this run's layer steps (not a --cpu-only base's)
+    setLayerStepTerms(entryGpu, sources, `byExpertDtype.${d}.gpu`, stepWhere, plan, raw.layerSteps, gpuCurve ? launch : undefined, profile.gpu, routing);
   } else if (!gpuCurve && base?.model.byExpertDtype?.[d]?.gpu.eagerLayerOverheadMs && costModelForDtype(base.model, d, f.group).basis === 'measured') {
     entryGpu.eagerLayerOverheadMs = base.model.byExpertDtype[d]!.gpu.eagerLayerOverheadMs;
     sources[`byExpertDtype.${d}.gpu.eagerLayerOverheadMs`] = `not measured (--cpu-only): taken from ${base.file}'s measured entry`;
