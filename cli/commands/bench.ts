@@ -62,6 +62,7 @@ interface BenchCliOptions {
   cpuSpinUs?: string;
   cpuFill: string;
   cpuRounding?: string;
+  cpuEstimate?: string;
   calibration?: string;
   routing?: string;
   checkOffload?: boolean;
@@ -96,7 +97,7 @@ const RUN_OPTIONS = [
   '--model', '--device', '--threads', '--batch', '--prompt', '--new-tokens', '--repeats', '--warmup', '--seed', '--baseline', '--check',
   '--check-sequences', '--check-length', '--check-prefill', '--check-fp32', '--python', '--cache', '--policy', '--gpu-memory', '--routing',
   '--check-offload', '--check-offload-caches', '--check-offload-policies', '--check-offload-tokens',
-  '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--cpu-rounding', '--calibration', '--check-miss',
+  '--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--cpu-rounding', '--cpu-estimate', '--calibration', '--check-miss',
   '--prefetch', '--predictor', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--check-offload-prefetch',
   '--expert-dtype', '--expert-group', '--quantized-file', '--check-quant', '--check-quant-rows', '--resident-steps', '--sample-on',
 ];
@@ -146,6 +147,7 @@ export function register(program: Command): void {
     .option('--cpu-fill <list>', 'offload mode, --miss cpu/hybrid: what becomes of a miss computed on the CPU: admitted and filled by a background copy, admitted and copied when the GPU needs it, or not admitted (comma-separated: background, lazy, none; a grid dimension; default none)', 'none')
     .option('--cpu-spin-us <us>', 'offload mode, --miss cpu/hybrid: idle CPU threads poll this long for the next layer before sleeping (default 2000)')
     .option('--cpu-rounding <how>', 'offload mode and --check-miss, --miss cpu/hybrid, bf16 experts: fast (the dpbf16 kernel, the default) or gpu-order (rounds exactly as the GPU\'s decode kernel: CPU-computed misses change no logit; needs AVX-512BW)')
+    .option('--cpu-estimate <how>', 'offload mode, --miss cpu/hybrid: the hybrid rule\'s CPU times, in the runtime and the simulated column: the profile\'s corrected by the CPU jobs the run has finished (measured, the default) or the profile\'s as they are (profile)')
     .option('--calibration <file>', 'offload mode: cost model of the hybrid rule and of the simulated column (default: sim/calibration/h200-measured.json)')
     .option('--resident-steps <on|off>', 'offload mode: decode steps with every routed expert cached run as resident steps, without the per-layer routing round trip to the host (on, default); off keeps the per-layer path in the runtime and the simulated column, to measure the difference')
     .option('--sample-on <device|host>', 'offload mode: where greedy tokens are sampled: device (default: on CUDA only the tokens come back) or host (every step\'s logits copied to the host and sampled there, the path before device sampling), to measure the difference')
@@ -188,7 +190,7 @@ export function register(program: Command): void {
         { option: '--force', applies: o.out !== undefined, needs: 'with --out' },
         { option: '--predictor', applies: offloadMode || checkReplay, needs: 'with --cache (offload mode), or --check-offload-prefetch predicted' },
         { option: '--cpu-rounding', applies: offloadMode || o.checkMiss !== undefined, needs: 'with --cache (offload mode) or --check-miss' },
-        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--calibration', '--prefetch', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
+        ...['--miss', '--cpu-workers', '--cpu-threads', '--cpu-fill', '--cpu-spin-us', '--cpu-estimate', '--calibration', '--prefetch', '--predictor-budget', '--predictor-min-prob', '--prefetch-lookahead', '--prefetch-in-flight', '--resident-steps', '--sample-on'].map((f) => ({ option: f, applies: offloadMode, needs: 'with --cache (offload mode)' })),
         ...['--batch', '--prompt', '--new-tokens', '--repeats', '--warmup'].map((f) => ({ option: f, applies: !checkOnly, needs: 'by the timing grid, which --check-offload / --check-miss alone do not run (add --cache for both)' })),
       ]);
       const baseline = o.baseline === undefined ? false : parseChoiceOption('--baseline', o.baseline, ['transformers'] as const) === 'transformers';

@@ -23,6 +23,7 @@ import { writeSweepOutputs } from '../../sim/src/report/outputs.js';
 import { sampleTracePath } from '../../sim/src/sample.js';
 import { runSweep, sweepSize, type SweepGrid } from '../../sim/src/sweep.js';
 import { CPU_FILLS, cpuFillConfig, DEFAULT_CPU_FILL, MISS_MODES, type MissMode } from '../../sim/src/timing/engine.js';
+import { CPU_ESTIMATES, DEFAULT_CPU_ESTIMATE } from '../../sim/src/cost/cpu-correction.js';
 
 const ALL_POLICIES = POLICY_NAMES.join(',');
 const SWEEP_DEFAULTS = { policies: ALL_POLICIES, caches: '4,8,16,24,32,48', batches: '1', prefetchers: 'none', misses: 'fetch' };
@@ -41,6 +42,7 @@ export function register(program: Command): void {
     .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')} (default none)`)
     .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')} (default fetch)`)
     .option('--cpu-fill <how>', `--miss cpu/hybrid: what becomes of a miss computed on the CPU: ${CPU_FILLS.join(', ')} (default ${DEFAULT_CPU_FILL}; as bench's)`)
+    .option('--cpu-estimate <how>', `--miss cpu/hybrid: the hybrid rule's CPU times: ${CPU_ESTIMATES.join(' or ')} (default ${DEFAULT_CPU_ESTIMATE}: the profile's corrected by the simulated run's finished CPU jobs, as the runtime does; they differ when the profile's cpu.jobMs differ from its expertMs)`)
     .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/h200-measured.json, measured by calibrate on an H200)')
     .option('--expert-dtype <dtype>', `routed experts stored as ${EXPERT_DTYPES.join(', ')}: the profile's measured entry for the dtype, or its bf16 figures scaled by bytes (with a warning) (default bf16)`)
     .option('--expert-group <n>', 'with --expert-dtype int4: inputs per group (default 64)')
@@ -71,6 +73,7 @@ interface SimulateOptions {
   prefetch?: string;
   miss?: string;
   cpuFill?: string;
+  cpuEstimate?: string;
   calibration?: string;
   expertDtype?: string;
   expertGroup?: string;
@@ -118,6 +121,8 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
       };
   const cpuFill = parseChoiceOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS);
   if (o.cpuFill !== undefined && grid.misses.every((m) => m === 'fetch')) throw new UserError('option --cpu-fill: only with --miss (or --misses) cpu or hybrid');
+  const cpuEstimate = parseChoiceOption('--cpu-estimate', o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE, CPU_ESTIMATES);
+  if (o.cpuEstimate !== undefined && grid.misses.every((m) => m === 'fetch')) throw new UserError('option --cpu-estimate: only with --miss (or --misses) cpu or hybrid');
   const expertDtype = parseChoiceOption('--expert-dtype', o.expertDtype ?? 'bf16', EXPERT_DTYPES);
   if (o.expertGroup !== undefined && expertDtype !== 'int4') throw new UserError('option --expert-group: only with --expert-dtype int4');
   const expertGroup = parseIntOption('--expert-group', o.expertGroup ?? '64', 2, 1 << 16);
@@ -159,7 +164,7 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
     }
   }
   const warmup = o.warmup ? toSequences(readTrace(o.warmup)) : undefined;
-  const base = { calibration, warmup, ...cpuFillConfig(cpuFill) };
+  const base = { calibration, warmup, cpuEstimate, ...cpuFillConfig(cpuFill) };
 
   const total = sweepSize(grid);
   const progress = startProgress('simulating', total, { quiet: o.quiet || !o.sweep, unit: 'configurations' });
@@ -176,7 +181,7 @@ async function simulateAction(o: SimulateOptions): Promise<void> {
     const files = await writeSweepOutputs(out, results, {
       tracePath: shownPath,
       traceName,
-      generatedBy: `moe-offload simulate --sweep --policies ${grid.policies.join(',')} --caches ${grid.caches.join(',')} --batches ${grid.batches.join(',')} --prefetchers ${grid.prefetchers.join(',')} --misses ${grid.misses.join(',')}${grid.misses.some((m) => m !== 'fetch') ? ` --cpu-fill ${cpuFill}` : ''}`,
+      generatedBy: `moe-offload simulate --sweep --policies ${grid.policies.join(',')} --caches ${grid.caches.join(',')} --batches ${grid.batches.join(',')} --prefetchers ${grid.prefetchers.join(',')} --misses ${grid.misses.join(',')}${grid.misses.some((m) => m !== 'fetch') ? ` --cpu-fill ${cpuFill} --cpu-estimate ${cpuEstimate}` : ''}`,
     });
     if (o.json) process.stdout.write(JSON.stringify({ out, files, results }, null, 2) + '\n');
     else process.stdout.write(`${formatHeader(shownPath, results)}\n\n${formatTable(results)}\n\n${TABLE_NOTES}\nwrote ${files.length} files to ${out}\n`);

@@ -123,6 +123,7 @@ std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Obj
     if (m.Get("rounding").IsString()) p.rounding = moe::offload::parse_cpu_expert_rounding(m.Get("rounding").As<Napi::String>().Utf8Value());
     if (m.Get("fill").IsBoolean()) p.fill = m.Get("fill").As<Napi::Boolean>().Value();
     if (m.Get("admit").IsBoolean()) p.admit = m.Get("admit").As<Napi::Boolean>().Value();
+    if (m.Get("correctCpu").IsBoolean()) p.correct_cpu = m.Get("correctCpu").As<Napi::Boolean>().Value();
     p.costs.copy_ms = m.Get("copyMs").As<Napi::Number>().DoubleValue();
     p.costs.activation_copy_ms = m.Get("activationCopyMs").As<Napi::Number>().DoubleValue();
     auto curve = [&](const char* name) {
@@ -214,6 +215,7 @@ Napi::Object take_miss_log(Napi::Env env, moe::offload::OffloadController& c) {
   o.Set("viaCopyMs", to_typed<Napi::Float32Array>(env, r.via_copy_ms));
   o.Set("viaCpuMs", to_typed<Napi::Float32Array>(env, r.via_cpu_ms));
   o.Set("cpuMeasuredMs", to_typed<Napi::Float32Array>(env, r.cpu_measured_ms));
+  o.Set("cpuFactor", to_typed<Napi::Float32Array>(env, r.cpu_factor));
   o.Set("onCpu", to_typed<Napi::Uint8Array>(env, r.on_cpu));
   o.Set("firstOfLayer", to_typed<Napi::Uint8Array>(env, r.first_of_layer));
   r.clear();

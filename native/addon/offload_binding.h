@@ -20,7 +20,7 @@ struct OffloadHolder {
 
 // spec: {cache?: {slotsPerLayer, policy, lfruDecay, pinned?: Int32Array[], plannedOffsets?, plannedExperts?},
 //        replay?: [{length, experts: Int32Array, weights: Float32Array}], record?: {scores, gateNext, timings},
-//        miss?: {mode, workers, threadsPerWorker, log, copyMs, activationCopyMs, gpuExpertMs, cpuExpertMs
+//        miss?: {mode, workers, threadsPerWorker, log, correctCpu?, copyMs, activationCopyMs, gpuExpertMs, cpuExpertMs
 //                (Float64Array of (tokens, ms) pairs)}, tensors?: [...] (for gateNext)}
 std::unique_ptr<OffloadHolder> make_offload(moe::Engine& engine, const Napi::Object& spec);
 // Recorded rows since the last call (then cleared), as typed arrays.

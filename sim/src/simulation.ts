@@ -12,6 +12,7 @@ import { prefetchPrecisionRecall } from './prefetch/precision-recall.js';
 import { buildPrefetchPlan, PREFETCH_NAMES, type PrefetchName } from './prefetch/sources.js';
 import { prepareReplay, staticPinned, type PreparedReplay } from './replay/replay-corpus.js';
 import { MISS_MODES, simulateTiming, type MissMode } from './timing/engine.js';
+import { CPU_ESTIMATES, DEFAULT_CPU_ESTIMATE, type CpuEstimate } from './cost/cpu-correction.js';
 
 export interface SimConfig {
   policy: PolicyName;
@@ -43,6 +44,8 @@ export interface SimConfig {
   cpuFill?: boolean;
   /** false (--cpu-fill none, the commands' default): a CPU-computed miss is not admitted to the cache, and cpuFill does not apply (timing/engine.ts cpuAdmit; default true). */
   cpuAdmit?: boolean;
+  /** --cpu-estimate: the miss rule's CPU times from the profile, or corrected by the run's jobs (timing/engine.ts cpuEstimate; default measured). */
+  cpuEstimate?: CpuEstimate;
   /** Steps below this position are prefill and fetch every miss (timing/engine.ts decodeFrom). */
   decodeFrom?: number;
   /** false: no resident steps (timing/engine.ts residentSteps; the runtime's --resident-steps off). Default true. */
@@ -65,6 +68,8 @@ export interface SimResult {
   misses: number;
   bypasses: number;
   cpuExperts: number;
+  /** the miss rule's CPU correction factor at the end (cpuEstimate measured; 1 otherwise) */
+  cpuFactor: number;
   bytesMoved: number;
   /** Predicted latency of an output token (its step's duration), over tokens, in ms. */
   timePerTokenMs: { mean: number; p50: number; p99: number };
@@ -96,6 +101,7 @@ export function validateSimConfig(c: SimConfig): void {
   if (!Number.isInteger(c.batch) || c.batch < 1) throw new UserError(`option --batch: ${c.batch} must be an integer >= 1`);
   if (!(PREFETCH_NAMES as readonly string[]).includes(c.prefetch)) throw new UserError(`option --prefetch: unknown value '${c.prefetch}' (choose from ${PREFETCH_NAMES.join(', ')})`);
   if (!(MISS_MODES as readonly string[]).includes(c.miss)) throw new UserError(`option --miss: unknown value '${c.miss}' (choose from ${MISS_MODES.join(', ')})`);
+  if (c.cpuEstimate !== undefined && !(CPU_ESTIMATES as readonly string[]).includes(c.cpuEstimate)) throw new UserError(`option --cpu-estimate: unknown value '${String(c.cpuEstimate)}' (choose from ${CPU_ESTIMATES.join(', ')})`);
   if (c.lfruDecay !== undefined && !(c.lfruDecay > 0 && c.lfruDecay <= 1)) throw new UserError(`lfru decay must be in (0, 1], got ${c.lfruDecay}`);
 }
 
@@ -137,6 +143,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     miss: config.miss,
     cpuFill: config.cpuFill ?? true,
     cpuAdmit: config.cpuAdmit ?? true,
+    cpuEstimate: config.cpuEstimate ?? DEFAULT_CPU_ESTIMATE,
     decodeFrom: config.decodeFrom ?? 0,
     residentSteps: config.residentSteps ?? true,
     predictorMs: config.predictorMs ?? 0,
@@ -166,6 +173,7 @@ export function runSimulation(corpus: RoutingCorpus, config: SimConfig): SimResu
     misses: t.misses,
     bypasses: t.bypasses,
     cpuExperts: t.cpuExperts,
+    cpuFactor: t.cpuFactor,
     bytesMoved: t.bytesMoved,
     timePerTokenMs: {
       mean: t.tokens > 0 ? weighted / t.tokens : 0,

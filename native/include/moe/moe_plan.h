@@ -54,6 +54,10 @@ class MoeInterceptor {
   // log each decision with its estimates (nullptr: no log).
   virtual const offload::MissPolicy* miss_policy() const { return nullptr; }
   virtual offload::MissLog* miss_log() { return nullptr; }
+  // The run's correction of the profile's CPU times (offload::CpuCorrection): the factor the rule decides
+  // with, and each finished CPU job (its rows and measured wall time), in the layer's decision order.
+  virtual double cpu_estimate_factor() const { return 1.0; }
+  virtual void on_cpu_job(int /*rows*/, double /*measured_ms*/) {}
   // With a policy that does not admit CPU experts (MissPolicy::admit false): the backend gives the copy
   // engine's backlog before on_plan (miss_policy.h CopyBacklog: the interceptor may rewrite the routing,
   // so which late prefetches count is settled there), and reads the misses the interceptor decided in

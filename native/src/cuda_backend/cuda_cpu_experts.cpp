@@ -142,7 +142,7 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
   if (policy.admit) {
     backlog = layer_backlog_.for_experts(plan_.active.data(), static_cast<int>(plan_.active.size()));
     cpu_free_.assign(static_cast<size_t>(policy.workers), 0.0);
-    offload::decide_misses(policy, backlog, cpu_free_, miss_tokens_, decisions_);
+    offload::decide_misses(policy, backlog, cpu_free_, miss_tokens_, decisions_, interceptor_->cpu_estimate_factor());
   } else {
     // --cpu-fill none: the controller decided this layer's misses in on_plan, before the cache admitted
     // the fetched ones; its CPU experts were not admitted, so they are among the staged ones. A physical
@@ -190,6 +190,7 @@ void CudaBackend::choose_cpu_experts(int l, int mi, int T, const offload::MissPo
       log->via_copy_ms.push_back(static_cast<float>(d.via_copy_ms));
       log->via_cpu_ms.push_back(static_cast<float>(d.via_cpu_ms));
       log->cpu_measured_ms.push_back(-1.f);  // filled when the job has run
+      log->cpu_factor.push_back(static_cast<float>(interceptor_->cpu_estimate_factor()));
       log->on_cpu.push_back(d.on_cpu ? 1 : 0);
       log->first_of_layer.push_back(i == 0 ? 1 : 0);
     }
@@ -323,6 +324,7 @@ void CudaBackend::join_cpu_experts() {
   offload::MissLog* log = interceptor_->miss_log();
   for (size_t i = 0; i < cpu_jobs_.size(); ++i) {
     pool_->counters.cpu_ms += cpu_jobs_[i].ms;
+    interceptor_->on_cpu_job(cpu_jobs_[i].rows, cpu_jobs_[i].ms);  // the rule's CPU correction, in decision order
     if (log) {
       // the job's decision row: the last rows of the log hold this layer's decisions
       for (size_t row = log->rows(); row-- > 0;) {

@@ -41,8 +41,14 @@ double interpolate_curve(const TokenCurve& curve, double tokens) {
   return std::max(0.0, y0 + ((y1 - y0) * (tokens - x0)) / (x1 - x0));
 }
 
+void CpuCorrection::observe(double measured_ms, double profile_ms) {
+  if (!on || !(profile_ms > 0) || !(measured_ms >= 0)) return;
+  const double ratio = std::clamp(measured_ms / profile_ms, kMinRatio, kMaxRatio);
+  factor += kWeight * (ratio - factor);
+}
+
 double decide_misses(const MissPolicy& p, double copy_backlog_ms, std::vector<double>& cpu_free,
-                     const std::vector<int32_t>& tokens, std::vector<MissDecision>& out) {
+                     const std::vector<int32_t>& tokens, std::vector<MissDecision>& out, double cpu_factor) {
   if (cpu_free.empty()) throw Error("miss policy: at least one CPU worker is needed");
   out.resize(tokens.size());
   double copy_free = std::max(0.0, copy_backlog_ms);
@@ -51,7 +57,7 @@ double decide_misses(const MissPolicy& p, double copy_backlog_ms, std::vector<do
     const size_t w = static_cast<size_t>(std::min_element(cpu_free.begin(), cpu_free.end()) - cpu_free.begin());
     MissDecision& d = out[i];
     d.via_copy_ms = copy_free + p.costs.copy_ms + p.costs.gpu_ms(n);
-    d.via_cpu_ms = cpu_free[w] + p.costs.cpu_ms(n);
+    d.via_cpu_ms = cpu_free[w] + p.costs.cpu_ms(n, cpu_factor);
     d.on_cpu = p.mode == MissMode::Cpu || (p.mode == MissMode::Hybrid && d.via_cpu_ms < d.via_copy_ms);
     if (d.on_cpu) cpu_free[w] = d.via_cpu_ms;
     else copy_free += p.costs.copy_ms;
@@ -81,6 +87,7 @@ void MissLog::clear() {
   via_copy_ms.clear();
   via_cpu_ms.clear();
   cpu_measured_ms.clear();
+  cpu_factor.clear();
   on_cpu.clear();
   first_of_layer.clear();
 }

@@ -32,6 +32,7 @@ void RecordedRows::clear() {
 }
 
 OffloadController::OffloadController(OffloadOptions o) : options_(std::move(o)) {
+  cpu_correction_.on = options_.miss.correct_cpu;
   const int L = static_cast<int>(options_.moe_layers.size()), E = options_.num_experts, k = options_.k;
   if (L < 1 || E < 1 || k < 1 || k > E) throw Error("offload: bad geometry (MoE layers, experts, top-k)");
   moe_index_.assign(static_cast<size_t>(options_.num_layers), -1);
@@ -237,7 +238,7 @@ StepCounts OffloadController::account_deciding_misses(int mi, int32_t step, cons
     d.tokens.resize(misses.size());
     for (size_t i = 0; i < misses.size(); ++i) d.tokens[i] = expert_tokens_[static_cast<size_t>(misses[i])];
     cpu_free_.assign(static_cast<size_t>(std::max(1, options_.miss.workers)), 0.0);  // a layer waits for all its experts
-    decide_misses(options_.miss, d.copy_backlog_ms, cpu_free_, d.tokens, d.decisions);
+    decide_misses(options_.miss, d.copy_backlog_ms, cpu_free_, d.tokens, d.decisions, cpu_correction_.factor);
     for (size_t i = 0; i < misses.size(); ++i) admit[i] = d.decisions[i].on_cpu ? 0 : 1;
   };
   d.experts.clear();

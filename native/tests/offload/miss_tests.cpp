@@ -70,6 +70,29 @@ void rule_tests() {
   expect_throws([] { parse_miss_mode("gpu"); }, "expected fetch, cpu or hybrid", "unknown miss mode");
   std::vector<double> none;
   expect_throws([&] { decide_misses(p, 0, none, {1}, d); }, "at least one CPU worker", "no workers");
+
+  // the run's CPU correction scales the profile's CPU time, not the activations' round trip:
+  // factor 2 at 1 token: 2 * 0.4 + 0.01 = 0.81 against a copy of 0.32 (backlog 0) or 0.92 (backlog 0.6)
+  std::vector<double> f4(1, 0.0);
+  decide_misses(policy(MissMode::Hybrid, 1), 0.0, f4, {1}, d, 2.0);
+  expect(!d[0].on_cpu && std::fabs(d[0].via_cpu_ms - 0.81) < 1e-9, "corrected via_cpu 0.81 loses to a 0.32 copy");
+  f4.assign(1, 0.0);
+  decide_misses(policy(MissMode::Hybrid, 1), 0.6, f4, {1}, d, 2.0);
+  expect(d[0].on_cpu, "corrected via_cpu 0.81 wins against a copy behind 0.6 ms of backlog");
+
+  // CpuCorrection: an exponential mean of measured / profile, each ratio clamped to [0.25, 4]
+  CpuCorrection cc;
+  cc.observe(0.6, 0.4);  // ratio 1.5: 1 + (1.5 - 1) / 32
+  expect(std::fabs(cc.factor - 1.015625) < 1e-12, "correction after one job of ratio 1.5");
+  cc.observe(10.0, 0.4);  // ratio 25, clamped to 4
+  expect(std::fabs(cc.factor - (1.015625 + (4.0 - 1.015625) / 32)) < 1e-12, "a stalled job counts as ratio 4");
+  cc.observe(0.5, 0.0);  // no profile time: ignored
+  cc.observe(-1.0, 0.4);  // not measured: ignored
+  expect(std::fabs(cc.factor - (1.015625 + (4.0 - 1.015625) / 32)) < 1e-12, "jobs without both times are ignored");
+  CpuCorrection off;
+  off.on = false;
+  off.observe(0.8, 0.4);
+  expect(off.factor == 1.0, "--cpu-estimate profile keeps the factor at 1");
 }
 
 uint16_t bf16_of(float v) { return f32_to_bf16(v); }
@@ -226,6 +249,32 @@ void no_admit_tests() {
     expect(c->miss_decisions(0) == nullptr, "no-admit: decisions only for the layer decided");
     expect(c->cache().stats(0).bypasses == 3 && c->cache().stats(0).hits == 0, "no-admit: counts (prefill bypass of 2, two CPU misses)");
     c->end_forward();
+  }
+  {
+    // --cpu-estimate measured: CPU jobs that ran at twice the profile's time move the controller's rule.
+    // A decode miss (the first of two) behind 0.25 ms of copies: copy 0.25 + 0.3 + 0.02 = 0.57 against the CPU's 0.41 (factor
+    // 1); after 100 jobs of 0.8 ms at 1 row the factor is 2 - (31/32)^100 = 1.958, the CPU 0.793: fetched.
+    // With the correction off (--cpu-estimate profile) the same jobs leave it on the CPU.
+    auto decide_after = [&](bool correct) {
+      OffloadOptions o = no_admit_options(MissMode::Hybrid, 1);
+      o.miss.correct_cpu = correct;
+      OffloadController c(o);
+      for (int i = 0; i < 100; ++i) c.on_cpu_job(1, 0.8);
+      c.begin_forward(1, {0}, {0}, {7});
+      MoePlan p = plan({2, 3});  // one token: experts 2 and 3 miss; the first decision is checked
+      CopyBacklog b;
+      b.ms = 0.25;
+      c.set_copy_backlog(b);
+      c.on_plan(p);
+      const LayerMissDecisions* d = c.miss_decisions(1);
+      if (!d || d->decisions.size() != 2) throw Error("the correction test expected two decided misses");
+      return std::make_pair(d->decisions[0], c.cpu_estimate_factor());
+    };
+    const auto [on, f_on] = decide_after(true);
+    expect(std::fabs(f_on - (2.0 - std::pow(31.0 / 32.0, 100))) < 1e-9, "measured: the factor after 100 jobs of ratio 2");
+    expect(!on.on_cpu && std::fabs(on.via_cpu_ms - (f_on * 0.4 + 0.01)) < 1e-9, "measured: the slower CPU loses the miss to the copy");
+    const auto [off, f_off] = decide_after(false);
+    expect(f_off == 1.0 && off.on_cpu && std::fabs(off.via_cpu_ms - 0.41) < 1e-9, "profile: the same jobs leave the rule as calibrated");
   }
   {
     // hybrid with copies far cheaper than the CPU: the miss is fetched and so admitted (evicting 1)

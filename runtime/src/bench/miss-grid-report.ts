@@ -43,6 +43,8 @@ interface MissPoint {
   cpuWorkers?: number | null;
   cpuFill?: boolean | null;
   cpuAdmit?: boolean | null;
+  /** absent in files before the CPU correction (they decided with the profile's times) */
+  cpuEstimate?: 'measured' | 'profile' | null;
   cpuBusyShare?: number;
   missRule?: { rows: number; agree: number; ties: number; disagree: number } | null;
   bytesH2D: number;
@@ -94,6 +96,7 @@ export function missReportRows(benches: string[], replays: RoutingReplay[], cali
       const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup: p.warmup, repeats: p.repeats };
       const { result, msPerToken } = predictBenchPoint(benchLanes(replays, shape), shape, {
         policy: p.policy, cacheSize: p.cache, prefetch: 'none', miss, calibration: withCpuWorkers(calibration, p.cpuWorkers), cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true,
+        cpuEstimate: p.cpuEstimate ?? 'profile',
       });
       const sim = { hitRate: result.hitRate, msPerToken: msPerToken.mean };
       if (p.simHitRate !== null && Math.abs(sim.hitRate - p.simHitRate) > 1e-12) {

@@ -24,7 +24,9 @@ import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import { expertLoadOptions } from '../engine/cli-options.js';
 import { describeExpertSource } from '../offload/quantized-file.js';
 import { checkMissLog, type MissLogCheck } from '../offload/miss-log-check.js';
-import { cpuFillName, cpuFillOptions, resolveMissOptions, type CpuFill, type CpuRounding, type NativeMissSpec } from '../offload/miss-options.js';
+import { summarizeCpuJobs, type CpuJobSummary } from '../offload/cpu-job-summary.js';
+import type { CpuEstimate } from '../../../sim/src/cost/cpu-correction.js';
+import { cpuFillName, cpuFillOptions, resolveMissOptions, specCurve, type CpuFill, type CpuRounding, type NativeMissSpec } from '../offload/miss-options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import type { NativeCacheStats } from '../engine/native-binding.js';
@@ -56,6 +58,8 @@ export interface OffloadBenchOptions {
   cpuFills?: CpuFill[];
   /** cpu/hybrid: how a bf16 miss is computed on the CPU (default fast) */
   cpuRounding?: CpuRounding;
+  /** cpu/hybrid: the rule's CPU times corrected by the run's jobs (measured, default) or the profile's */
+  cpuEstimate?: CpuEstimate;
   /** the cost model the hybrid rule and the simulated column use */
   calibration: CostModel;
   /**
@@ -98,6 +102,10 @@ export interface OffloadPointResult extends PointResult {
   cpuThreadsPerWorker: number | null;
   /** cpu/hybrid: the CPU experts' rounding (null for fetch; absent in older files: fast) */
   cpuRounding?: CpuRounding | null;
+  /** cpu/hybrid: the rule's CPU times (null for fetch; absent in older files, which ran before the correction: profile) */
+  cpuEstimate?: CpuEstimate | null;
+  /** cpu/hybrid: the point's CPU jobs from its whole miss log (warm-up included; null for fetch; absent in older files) */
+  cpuJobs?: CpuJobSummary | null;
   routing: string;
   /** runtime counters over the point's generations (warm-up included; cold start) */
   hits: number;
@@ -171,7 +179,7 @@ export interface OffloadPointResult extends PointResult {
 function sampleOf(log: ReturnType<Engine['takeMissLog']>, spec: NativeMissSpec): MissLogSample {
   const n = Math.min(log.rows, MISS_LOG_SAMPLE_ROWS);
   const cols: Record<string, number[]> = {};
-  for (const k of ['step', 'layer', 'expert', 'tokens', 'copyBacklogMs', 'viaCopyMs', 'viaCpuMs', 'cpuMeasuredMs', 'onCpu', 'firstOfLayer'] as const) {
+  for (const k of ['step', 'layer', 'expert', 'tokens', 'copyBacklogMs', 'viaCopyMs', 'viaCpuMs', 'cpuMeasuredMs', 'cpuFactor', 'onCpu', 'firstOfLayer'] as const) {
     cols[k] = Array.from(log[k].subarray(0, n));
   }
   return { spec: { ...spec, gpuExpertMs: Array.from(spec.gpuExpertMs), cpuExpertMs: Array.from(spec.cpuExpertMs) }, rows: n, columns: cols };
@@ -259,7 +267,7 @@ export async function runOffloadGrid(
             const gens = warmup + repeats;
             const benchShape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats };
             const lanes = o.routing.length ? benchLanes(o.routing, benchShape) : null;
-            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, rounding: o.cpuRounding, ...fillOptions, profile: calibration, log: miss !== 'fetch' };
+            const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, rounding: o.cpuRounding, cpuEstimate: o.cpuEstimate, ...fillOptions, profile: calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
             const prefetchOn = pf.name !== 'none';
             const residentOn = o.residentSteps ?? true;
@@ -291,6 +299,7 @@ export async function runOffloadGrid(
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
               const t = predictBenchPoint(lanes, benchShape, {
                 policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(calibration, missSpec?.workers), cpuFill: cpuFill ?? true, cpuAdmit: cpuAdmit ?? true,
+                ...(missSpec ? { cpuEstimate: missSpec.correctCpu ? ('measured' as const) : ('profile' as const) } : {}),
                 residentSteps: residentOn,
                 ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
                 // predicted: the in-line predictor's time per prediction as this run measured it (a host cost of
@@ -329,6 +338,8 @@ export async function runOffloadGrid(
               cpuWorkers: missSpec?.workers ?? null,
               cpuThreadsPerWorker: missSpec?.threadsPerWorker ?? null,
               cpuRounding: missSpec?.rounding ?? null,
+              cpuEstimate: missSpec ? (missSpec.correctCpu ? 'measured' : 'profile') : null,
+              cpuJobs: missLog && missSpec ? summarizeCpuJobs(missLog, specCurve(missSpec.cpuExpertMs)) : null,
               routing: lanes ? lanes.description : 'router (random weights)',
               hits,
               requests,
@@ -381,7 +392,8 @@ export async function runOffloadGrid(
                 (missSpec
                   ? `, ${point.cpuExpertsPerToken.toFixed(1)} CPU experts/token` +
                     (cpuExperts > 0 ? ` (${(diff(before, after, 'cpuMs') / cpuExperts).toFixed(3)} ms each, hand-offs ${point.cpuStartLatencyMsPerStep.toFixed(2)} + ${point.cpuJoinLatencyMsPerStep.toFixed(2)} ms/step)` : '') +
-                    `, rule ${point.missRule!.agree}/${point.missRule!.rows} agree`
+                    `, rule ${point.missRule!.agree}/${point.missRule!.rows} agree (CPU factor replay: ${point.missRule!.factorMismatches} of ${point.missRule!.layers} layers off)` +
+                    (point.cpuJobs?.ratioToProfile != null ? `, CPU jobs ${point.cpuJobs.ratioToProfile.toFixed(2)}x the profile (factor ${point.cpuJobs.lastFactor?.toFixed(2)})` : '')
                   : '') +
                 `, layer head ${point.layerHeadMs.toFixed(3)} + tail ${point.layerTailMs.toFixed(3)} ms${simSplit ? ` (sim ${simSplit.head.toFixed(3)} + ${simSplit.tail.toFixed(3)})` : ''}` +
                 `, resident steps ${timedResident}/${timedDecodes}${simResident !== null ? ` (sim ${simResident})` : ''}${residentOn ? '' : ' (off)'}` +
@@ -461,7 +473,7 @@ function predictorCell(p: OffloadPointResult): string {
 /** The offload grid as a markdown table. */
 export function offloadTable(points: readonly OffloadPointResult[]): string {
   const head = ['dtype', 'expert MB', 'cache', 'policy', 'miss', 'fill', 'prefetch', 'precision (sim)', 'recall (sim)', 'wasted GB', 'late hits', 'predictor us', 'batch', 'prompt', 'new', 'prefill ms', 'ms/token mean', 'p50', 'p99', 'sim ms/token', 'sim error', 'tok/s', 'hit rate', 'sim hit rate', '= sim',
-    'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'resident steps (sim)', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
+    'CPU experts/token', 'fills', 'CPU busy', 'rule agrees', 'CPU jobs / profile (factor)', 'resident steps (sim)', 'GB moved', 'copy wait ms', 'engine peak GiB', 'device peak GiB'];
   const rows = points.map((p) => [
     `${p.expertDtype ?? 'bf16'}${p.simProfileBasis === 'scaled' ? ' (sim scaled)' : ''}`, p.expertBytes === undefined ? '-' : (p.expertBytes / 1e6).toFixed(2),
     String(p.cache), p.policy, p.miss ?? 'fetch', cpuFillName(p.cpuFill, p.cpuAdmit) ?? '-',
@@ -471,7 +483,8 @@ export function offloadTable(points: readonly OffloadPointResult[]): string {
     p.msPerToken.p50.toFixed(2), p.msPerToken.p99.toFixed(2), p.simMsPerToken == null ? '-' : p.simMsPerToken.toFixed(2), p.simError == null ? '-' : `${(100 * p.simError).toFixed(1)}%`,
     p.decodeTokensPerSecond.toFixed(1), pct(p.hitRate), pct(p.simHitRate), p.hitsMatchSim === null ? '-' : p.hitsMatchSim ? 'yes' : 'NO',
     p.cpuExpertsPerToken === undefined ? '-' : p.cpuExpertsPerToken.toFixed(1), String(p.fillCopies ?? '-'), p.miss && p.miss !== 'fetch' ? pct(p.cpuBusyShare) : '-',
-    p.missRule ? `${p.missRule.agree}/${p.missRule.rows}${p.missRule.ties ? ` (+${p.missRule.ties} ties)` : ''}` : '-',
+    p.missRule ? `${p.missRule.agree}/${p.missRule.rows}${p.missRule.ties ? ` (+${p.missRule.ties} ties)` : ''}${p.missRule.factorMismatches ? `, factor off in ${p.missRule.factorMismatches} layers` : ''}` : '-',
+    p.cpuJobs?.ratioToProfile != null ? `${p.cpuJobs.ratioToProfile.toFixed(2)} (${p.cpuJobs.lastFactor?.toFixed(2) ?? '-'})` : '-',
     residentCell(p), gb(p.bytesH2D), p.copyWaitMs.toFixed(0), gib(p.enginePeakBytes), gib(p.deviceUsedPeakBytes),
   ]);
   return [head, head.map(() => '---'), ...rows].map((r) => `| ${r.join(' | ')} |`).join('\n');

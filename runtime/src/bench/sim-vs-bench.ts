@@ -6,6 +6,12 @@
  *   node dist/runtime/src/bench/sim-vs-bench.js --bench a/bench.json[,b/bench.json] --profile P --traces T1,T2,.. --out F
  * (--traces: the bench's routing files, in its --routing order). Prefetch `predicted` points are left out:
  * their plan needs the predictor, which the bench file does not hold.
+ *
+ * `--cpu-jobs point` gives each cpu/hybrid point's simulation the CPU job times that point measured (its
+ * bench entry's cpuJobs.jobMs, from its whole miss log) instead of the profile's: the CPU of a shared
+ * device host moves between points (reports/bench/h100-2026-12-07c: int8 jobs of 0.35 and 0.66 ms in one
+ * grid), which no profile measured before the bench can know. It checks the timing model with the CPU
+ * the run really had; the default (`profile`) is the simulator's prediction.
  */
 import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
@@ -14,13 +20,19 @@ import { readTrace } from '../../../traces/src/reader.js';
 import { toSequences } from '../../../traces/src/sequences.js';
 import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
-import { requiredScriptArg } from '../../../core/src/options.js';
+import { optionalScriptArg, parseChoiceOption, requiredScriptArg } from '../../../core/src/options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
 import { cpuFillName } from '../offload/miss-options.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers, type BenchPrediction } from './sim-prediction.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
+import type { CpuEstimate } from '../../../sim/src/cost/cpu-correction.js';
+import type { CpuJobSummary } from '../offload/cpu-job-summary.js';
+
+/** Whose CPU job times a re-simulation uses (see the header). */
+export const CPU_JOB_SOURCES = ['profile', 'point'] as const;
+export type CpuJobSource = (typeof CPU_JOB_SOURCES)[number];
 
 export interface SimVsMeasuredRow {
   bench: string;
@@ -58,23 +70,29 @@ export interface RecordedPoint {
   cpuAdmit?: boolean | null;
   /** absent in files before resident steps existed: the runtime had none */
   residentStepsOn?: boolean;
+  /** absent in files before the CPU correction: those runs decided with the profile's times */
+  cpuEstimate?: CpuEstimate | null;
+  /** absent in files before it (then --cpu-jobs point keeps the profile's for the point) */
+  cpuJobs?: CpuJobSummary | null;
 }
 
 /** A recorded point simulated again on its own lanes with `profile` (per its dtype, CPU workers, fill mode). */
-export function simulateRecordedPoint(p: RecordedPoint, warmup: number, profile: CostModel, replays: RoutingReplay[]): BenchPrediction {
+export function simulateRecordedPoint(p: RecordedPoint, warmup: number, profile: CostModel, replays: RoutingReplay[], cpuJobs: CpuJobSource = 'profile'): BenchPrediction {
   const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats: p.repeats };
-  const model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
-  return predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true, residentSteps: p.residentStepsOn ?? false });
+  let model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
+  const own = p.cpuJobs?.jobMs;
+  if (cpuJobs === 'point' && own && own.length > 0) model = { ...model, cpu: { ...model.cpu, jobMs: own } };
+  return predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true, cpuEstimate: p.cpuEstimate ?? 'profile', residentSteps: p.residentStepsOn ?? false });
 }
 
-export function simVsBench(benches: string[], profile: CostModel, replays: RoutingReplay[]): SimVsMeasuredRow[] {
+export function simVsBench(benches: string[], profile: CostModel, replays: RoutingReplay[], cpuJobs: CpuJobSource = 'profile'): SimVsMeasuredRow[] {
   const rows: SimVsMeasuredRow[] = [];
   for (const file of benches) {
     const b = JSON.parse(readFileSync(file, 'utf8'));
     if (!Array.isArray(b.grid) || !b.options) throw new UserError(`--bench ${file}: not a bench.json`);
     for (const p of b.grid) {
       if (p.prefetch === 'predicted' || p.cache === undefined) continue;
-      const pred = simulateRecordedPoint(p, b.options.warmup, profile, replays);
+      const pred = simulateRecordedPoint(p, b.options.warmup, profile, replays, cpuJobs);
       const sim = pred.msPerToken.mean;
       const r4 = (x: number) => Number(x.toFixed(4));
       const measured = p.msPerToken.mean;
@@ -93,8 +111,10 @@ if (process.argv[1] && process.argv[1].endsWith('sim-vs-bench.js')) {
     const profileFile = requiredScriptArg('--profile');
     const replays = requiredScriptArg('--traces').split(',').map((path) => ({ path, corpus: toSequences(readTrace(path)) }));
     const benches = requiredScriptArg('--bench').split(',');
-    const rows = simVsBench(benches, loadCalibration(profileFile), replays);
-    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify({ generatedBy: `node dist/runtime/src/bench/sim-vs-bench.js (profile ${profileFile})`, profile: profileFile, rows }, null, 1) + '\n');
+    const cpuJobs = parseChoiceOption('--cpu-jobs', optionalScriptArg('--cpu-jobs', 'profile'), CPU_JOB_SOURCES);
+    const rows = simVsBench(benches, loadCalibration(profileFile), replays, cpuJobs);
+    const generatedBy = `node dist/runtime/src/bench/sim-vs-bench.js (profile ${profileFile}${cpuJobs === 'point' ? ', --cpu-jobs point' : ''})`;
+    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify({ generatedBy, profile: profileFile, ...(cpuJobs === 'point' ? { cpuJobs } : {}), rows }, null, 1) + '\n');
     process.stdout.write(`${requiredScriptArg('--out')}: ${rows.length} points\n`);
   } catch (err) {
     process.stderr.write(`sim-vs-bench: ${(err as Error).message}\n`);

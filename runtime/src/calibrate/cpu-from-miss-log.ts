@@ -17,12 +17,7 @@ import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
 import type { MissLogSample } from '../bench/offload-bench.js';
-
-// The mean, not the median: the timing model adds job durations up (a worker's jobs run back to back), and
-// the logged times are skewed to the right (1 token: median 0.50 ms, mean 0.53, p90 0.68).
-function mean(v: number[]): number {
-  return v.reduce((a, b) => a + b, 0) / v.length;
-}
+import { collectCpuJobs, meanCurve } from '../offload/cpu-job-summary.js';
 
 type Dtype = 'bf16' | 'int8' | 'int4';
 
@@ -37,17 +32,10 @@ export function cpuCurveFromLogs(benches: string[], dtype: Dtype = 'bf16', minSa
       const s = p.missLogSample;
       if (!s || (p.expertDtype ?? 'bf16') !== dtype) continue;
       const c = s.columns;
-      for (let i = 0; i < s.rows; i++) {
-        if (c.onCpu[i] !== 1 || !(c.cpuMeasuredMs[i] >= 0)) continue;
-        const v = byTokens.get(c.tokens[i]) ?? [];
-        v.push(c.cpuMeasuredMs[i]);
-        byTokens.set(c.tokens[i], v);
-        jobs++;
-      }
+      jobs += collectCpuJobs({ rows: s.rows, tokens: c.tokens, onCpu: c.onCpu, cpuMeasuredMs: c.cpuMeasuredMs }, byTokens);
     }
   }
-  const curve: TokenCurve = [...byTokens.entries()].filter(([, v]) => v.length >= minSamples).sort((a, b) => a[0] - b[0]).map(([n, v]) => [n, Number(mean(v).toFixed(4))]);
-  return { curve, jobs };
+  return { curve: meanCurve(byTokens, minSamples), jobs };
 }
 
 export function withRuntimeCpuCurve(base: CostModel, benches: string[], minSamples = 20): CostModel {

@@ -1,6 +1,7 @@
 import { POLICY_NAMES } from '../../../sim/src/cache/types.js';
 import { defaultCalibration, loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
 import { MISS_MODES, type MissMode } from '../../../sim/src/timing/engine.js';
+import { CPU_ESTIMATES, DEFAULT_CPU_ESTIMATE, type CpuEstimate } from '../../../sim/src/cost/cpu-correction.js';
 import { CPU_FILLS, CPU_ROUNDINGS, cpuFillOptions, DEFAULT_CPU_FILL, type CpuFill, type CpuRounding, type MissOptions } from '../offload/miss-options.js';
 import type { PrefetchOptions } from '../offload/prefetch-options.js';
 import { PREFETCH_NAMES, type PrefetchName } from '../../../sim/src/prefetch/sources.js';
@@ -162,6 +163,7 @@ export interface RawMissCliOptions {
   cpuSpinUs?: string;
   cpuFill?: string;
   cpuRounding?: string;
+  cpuEstimate?: string;
   calibration?: string;
 }
 
@@ -178,23 +180,26 @@ function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: nu
 export function missOptionsFromCli(o: RawMissCliOptions): MissOptions | undefined {
   const mode = parseChoiceOption('--miss', o.miss ?? 'fetch', MISS_MODES);
   if (mode === 'fetch') {
-    if (o.cpuWorkers !== undefined || o.cpuThreads !== undefined || o.cpuSpinUs !== undefined || o.cpuFill !== undefined || o.cpuRounding !== undefined) {
-      throw new UserError('options --cpu-workers / --cpu-threads / --cpu-spin-us / --cpu-fill / --cpu-rounding: only with --miss cpu or hybrid');
-    }
+    const given = ([['--cpu-workers', o.cpuWorkers], ['--cpu-threads', o.cpuThreads], ['--cpu-spin-us', o.cpuSpinUs], ['--cpu-fill', o.cpuFill], ['--cpu-rounding', o.cpuRounding], ['--cpu-estimate', o.cpuEstimate]] as const)
+      .filter(([, v]) => v !== undefined)
+      .map(([name]) => name);
+    if (given.length > 0) throw new UserError(`${given.length > 1 ? 'options' : 'option'} ${given.join(', ')}: only with --miss cpu or hybrid`);
     return undefined;
   }
   const s = missShape(o);
   const fill = cpuFillOptions(parseChoiceOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS));
   const rounding = parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS);
-  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, rounding, ...fill, profile: s.calibration };
+  const cpuEstimate = parseChoiceOption('--cpu-estimate', o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE, CPU_ESTIMATES);
+  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, rounding, cpuEstimate, ...fill, profile: s.calibration };
 }
 
 /** bench: `--miss` is a list (a grid dimension). */
-export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuFills: CpuFill[]; cpuRounding: CpuRounding; cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
+export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuFills: CpuFill[]; cpuRounding: CpuRounding; cpuEstimate: CpuEstimate; cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
   const misses = parseChoiceListOption('--miss', o.miss ?? 'fetch', MISS_MODES);
   const cpuFills = parseChoiceListOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS);
   const cpuRounding = parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS);
-  return { misses, cpuFills, cpuRounding, ...missShape(o) };
+  const cpuEstimate = parseChoiceOption('--cpu-estimate', o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE, CPU_ESTIMATES);
+  return { misses, cpuFills, cpuRounding, cpuEstimate, ...missShape(o) };
 }
 
 /** Raw commander values of the prefetch options (bench, generate, chat; issue 12). */

@@ -152,6 +152,8 @@ export interface NativeMissLog {
   viaCpuMs: Float32Array;
   /** the CPU job's measured time; -1 for fetched experts */
   cpuMeasuredMs: Float32Array;
+  /** the run's CPU correction factor the decision used (sim/src/cost/cpu-correction.ts; 1 with --cpu-estimate profile) */
+  cpuFactor: Float32Array;
   onCpu: Uint8Array;
   firstOfLayer: Uint8Array;
 }

@@ -10,6 +10,7 @@ import { availableParallelism } from 'node:os';
 import { Costs } from '../../../sim/src/cost/cost-model.js';
 import { defaultCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
 import { cpuFillConfig, MISS_MODES, type CpuFill, type MissMode } from '../../../sim/src/timing/engine.js';
+import { CPU_ESTIMATES, DEFAULT_CPU_ESTIMATE, type CpuEstimate } from '../../../sim/src/cost/cpu-correction.js';
 import { UserError } from '../../../core/src/errors.js';
 
 export interface MissOptions {
@@ -31,6 +32,8 @@ export interface MissOptions {
   rounding?: CpuRounding;
   /** the cost model the hybrid rule uses (default: the simulator's default profile) */
   profile?: CostModel;
+  /** the rule's CPU times: the profile's corrected by the run's finished jobs (measured, default) or as the profile has them (sim/src/cost/cpu-correction.ts) */
+  cpuEstimate?: CpuEstimate;
   /** keep every decision with its estimates (Engine.takeMissLog) */
   log?: boolean;
 }
@@ -44,6 +47,8 @@ export interface NativeMissSpec {
   rounding: CpuRounding;
   fill: boolean;
   admit: boolean;
+  /** --cpu-estimate measured */
+  correctCpu: boolean;
   log: boolean;
   copyMs: number;
   activationCopyMs: number;
@@ -79,6 +84,13 @@ function flat(curve: Array<[number, number]>): Float64Array {
   return Float64Array.from(curve.flat());
 }
 
+/** A spec's flat (tokens, ms) pairs back as a curve. */
+export function specCurve(flatPairs: ArrayLike<number>): Array<[number, number]> {
+  const c: Array<[number, number]> = [];
+  for (let i = 0; i + 1 < flatPairs.length; i += 2) c.push([flatPairs[i], flatPairs[i + 1]]);
+  return c;
+}
+
 function positiveInt(option: string, v: unknown, max: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 1 || v > max) throw new UserError(`option ${option}: must be a whole number from 1 to ${max} (got ${String(v)})`);
   return v;
@@ -110,6 +122,8 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
   if (workers * threadsPerWorker > hw) {
     throw new UserError(`options --cpu-workers ${workers} x --cpu-threads ${threadsPerWorker}: ${workers * threadsPerWorker} threads, more than this machine's ${hw}`);
   }
+  const cpuEstimate = o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE;
+  if (!(CPU_ESTIMATES as readonly string[]).includes(cpuEstimate)) throw new UserError(`option --cpu-estimate: unknown value '${String(cpuEstimate)}' (choose from ${CPU_ESTIMATES.join(', ')})`);
   const rounding = o.rounding ?? 'fast';
   if (!(CPU_ROUNDINGS as readonly string[]).includes(rounding)) throw new UserError(`option --cpu-rounding: unknown value '${String(rounding)}' (choose from ${CPU_ROUNDINGS.join(', ')})`);
   const costs = new Costs(profile);
@@ -121,6 +135,7 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
     rounding,
     fill: o.fill ?? true,
     admit: o.admit ?? true,
+    correctCpu: cpuEstimate === 'measured',
     log: o.log ?? false,
     copyMs: costs.copyMs,
     activationCopyMs: profile.cpu.activationCopyMs,

@@ -1,4 +1,7 @@
-/** `--cpu-rounding` (issue 12 numerics): how the CPU computes a bf16 miss; bad input refused naming the option. */
+/**
+ * `--cpu-rounding` (issue 12 numerics): how the CPU computes a bf16 miss; `--cpu-estimate`: the hybrid rule's CPU
+ * times corrected by the run's jobs or the profile's; bad input refused naming the option.
+ */
 import { describe, expect, it } from 'vitest';
 import { missGridFromCli, missOptionsFromCli } from '../../src/engine/cli-options.js';
 import { resolveMissOptions } from '../../src/offload/miss-options.js';
@@ -15,5 +18,21 @@ describe('--cpu-rounding', () => {
     expect(() => resolveMissOptions({ mode: 'cpu', rounding: 'exact' as 'fast' }, 'cuda', true)).toThrow(/--cpu-rounding: unknown value 'exact'/);
     expect(() => missOptionsFromCli({ miss: 'hybrid', cpuRounding: 'exact' })).toThrow(/--cpu-rounding/);
     expect(() => missOptionsFromCli({ miss: 'fetch', cpuRounding: 'gpu-order' })).toThrow(/--cpu-rounding: only with --miss cpu or hybrid/);
+  });
+});
+
+describe('--cpu-estimate', () => {
+  it('defaults to measured and reaches the addon spec as correctCpu', () => {
+    expect(resolveMissOptions({ mode: 'hybrid' }, 'cuda', true)?.correctCpu).toBe(true);
+    expect(resolveMissOptions({ mode: 'hybrid', cpuEstimate: 'profile' }, 'cuda', true)?.correctCpu).toBe(false);
+    expect(missOptionsFromCli({ miss: 'hybrid' })?.cpuEstimate).toBe('measured');
+    expect(missOptionsFromCli({ miss: 'cpu', cpuEstimate: 'profile' })?.cpuEstimate).toBe('profile');
+    expect(missGridFromCli({ miss: 'fetch,hybrid', cpuEstimate: 'profile' }).cpuEstimate).toBe('profile');
+  });
+  it('refuses unknown values and an estimate without CPU misses', () => {
+    expect(() => resolveMissOptions({ mode: 'cpu', cpuEstimate: 'guess' as 'profile' }, 'cuda', true)).toThrow(/--cpu-estimate: unknown value 'guess'/);
+    expect(() => missOptionsFromCli({ miss: 'hybrid', cpuEstimate: 'guess' })).toThrow(/--cpu-estimate/);
+    expect(() => missGridFromCli({ miss: 'hybrid', cpuEstimate: 'guess' })).toThrow(/--cpu-estimate/);
+    expect(() => missOptionsFromCli({ miss: 'fetch', cpuEstimate: 'profile' })).toThrow(/--cpu-estimate: only with --miss cpu or hybrid/);
   });
 });

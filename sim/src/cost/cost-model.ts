@@ -59,7 +59,11 @@ export class Costs {
   }
   /** The miss rule's estimate of a CPU expert: calibrate's per-expert time plus the activations' round trip. */
   cpuExpert(tokens: number): number {
-    return interpolate(this.model.cpu.expertMs, tokens) + this.model.cpu.activationCopyMs;
+    return this.cpuExpertKernel(tokens) + this.model.cpu.activationCopyMs;
+  }
+  /** calibrate's per-expert CPU time alone: the part the run's CPU correction scales (cpu-correction.ts). */
+  cpuExpertKernel(tokens: number): number {
+    return interpolate(this.model.cpu.expertMs, tokens);
   }
   /** How long a CPU expert job runs in the runtime (cpu.jobMs when measured, else calibrate's expertMs). */
   cpuJob(tokens: number): number {

@@ -11,6 +11,7 @@ import type { LayerCache } from '../cache/layer-cache.js';
 import { OUTCOME_BYPASS, OUTCOME_EVICT, OUTCOME_HIT } from '../cache/types.js';
 import type { Costs } from '../cost/cost-model.js';
 import { decideMisses, type MissDecision } from '../cost/miss-rule.js';
+import { CpuCorrection, DEFAULT_CPU_ESTIMATE, type CpuEstimate } from '../cost/cpu-correction.js';
 import { EventQueue } from '../des/event-queue.js';
 import { Resource } from '../des/resource.js';
 import type { PrefetchPlan } from '../prefetch/sources.js';
@@ -49,6 +50,11 @@ export interface TimingInput {
    * the CPU ones are never requested. The runtime's twin: ExpertCache::run_step_deciding_misses.
    */
   cpuAdmit?: boolean;
+  /**
+   * cpu/hybrid: the miss rule's CPU times as the profile has them (`profile`) or corrected by the run's
+   * finished CPU jobs (`measured`, the runtime's default: cost/cpu-correction.ts). Default measured.
+   */
+  cpuEstimate?: CpuEstimate;
   /**
    * Steps whose first token sits below this position are prefill and fetch every miss, as the runtime's
    * prefill forward does (its rows exceed the CPU path's; runtime/src/bench/sim-prediction.ts). Default 0.
@@ -113,6 +119,8 @@ export interface TimingResult {
   /** 1 for the steps that ran as resident steps (TimingInput.residentSteps; no layer split is counted there) */
   stepResident: Uint8Array;
   busyMs: { gpuNonExpert: number; gpuExpert: number; copy: number; cpu: number; /** host work the GPU waited for (host.*, gpu.eagerLayerOverheadMs) */ host: number };
+  /** the miss rule's CPU correction factor after the run's last CPU job (cpuEstimate measured; 1 otherwise) */
+  cpuFactor: number;
   events: number;
 }
 
@@ -176,14 +184,20 @@ export function simulateTiming(input: TimingInput): TimingResult {
   // Expert compute times by token count (an expert serves at most `batch` tokens of a step).
   const gpuExpertMs = new Float64Array(schedule.batch + 1);
   const cpuExpertMs = new Float64Array(schedule.batch + 1);
-  /** The miss rule's CPU estimates (what the runtime's rule is given), apart from the jobs' durations. */
-  const cpuEstimateMs = new Float64Array(schedule.batch + 1);
+  /** The miss rule's CPU estimates (what the runtime's rule is given: calibrate's kernel time, which the run's
+   *  correction scales, and the activations' round trip), apart from the jobs' durations. */
+  const cpuKernelMs = new Float64Array(schedule.batch + 1);
   for (let n = 1; n <= schedule.batch; n++) {
     gpuExpertMs[n] = costs.gpuExpert(n);
     cpuExpertMs[n] = costs.cpuJob(n);
-    cpuEstimateMs[n] = costs.cpuExpert(n);
+    cpuKernelMs[n] = costs.cpuExpertKernel(n);
   }
   const joinMs = costs.model.cpu.activationCopyMs;
+  const correction = new CpuCorrection((input.cpuEstimate ?? DEFAULT_CPU_ESTIMATE) === 'measured');
+  /** CPU job -> its duration as it ran (set when it starts), for the correction */
+  const cpuJobRanMs = new Float64Array(sets.experts.length + 1);
+  /** the CPU jobs of the last layer that had any, in decision order: observed before the next decisions */
+  const cpuJobsToObserve: number[] = [];
   // Copies and CPU jobs read the same host DRAM (cost-model.ts: cpuJobBesideCopies, copySlowdownBesideCpu).
   // Each job's duration is fixed when it starts, from what the other resource is doing at that moment.
   const cpuBesideCopiesScale = new Float64Array(schedule.batch + 1);
@@ -193,8 +207,11 @@ export function simulateTiming(input: TimingInput): TimingResult {
   let cpuRunningTokens = 0;
   // (factor 1 throughout without the profile's curve: the hook then only counts the running tokens)
   cpu.startScale = (id) => {
-    cpuRunningTokens += cpuJobTokens[id];
-    return copy.busyServers > 0 ? cpuBesideCopiesScale[cpuJobTokens[id]] : 1;
+    const n = cpuJobTokens[id];
+    cpuRunningTokens += n;
+    const scale = copy.busyServers > 0 ? cpuBesideCopiesScale[n] : 1;
+    cpuJobRanMs[id] = cpuExpertMs[n] * scale;
+    return scale;
   };
   if (costs.model.transfer.copySlowdownUnderCpu) {
     copy.startScale = () => (cpu.busyServers > 0 ? costs.copySlowdownBesideCpu(cpuRunningTokens / cpu.busyServers) : 1);
@@ -233,6 +250,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     stepMs: new Float64Array(S), stepTokens: new Int32Array(S),
     stepLayerHeadMs: new Float64Array(S), stepLayerTailMs: new Float64Array(S), stepLayerTails: new Int32Array(S), stepExpertGpuMs: new Float64Array(S), stepResident: new Uint8Array(S),
     busyMs: { gpuNonExpert: 0, gpuExpert: 0, copy: 0, cpu: 0, host: 0 },
+    cpuFactor: 1,
     events: 0,
   };
   // Experts a cache starts with (static's pinned set) are resident before the run.
@@ -241,7 +259,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
   });
   const copyMs = costs.copyMs;
   const prefetchChunkMs = costs.model.transfer.perCopyMs + (copyMs - costs.model.transfer.perCopyMs) / PREFETCH_CHUNKS;
-  const missCosts = { copyMs, gpuMs: (n: number) => gpuExpertMs[n], cpuMs: (n: number) => cpuEstimateMs[n] };
+  const missCosts = { copyMs, gpuMs: (n: number) => gpuExpertMs[n], cpuMs: (n: number) => correction.factor * cpuKernelMs[n] + joinMs };
   // One layer's misses, decided together by the shared rule (scratch, reused).
   const missKey: number[] = [];
   const missTokens: number[] = [];
@@ -450,6 +468,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
       // the fetched ones' copies queued first, then the background fills of the CPU experts the cache keeps
       // (FIFO on the copy engine, so they delay the next layers' demand copies, not this layer's).
       const backlog = copy.estimateFinish(now, 0, PRIO_DEMAND) - now;
+      // The runtime observes a layer's CPU jobs when the layer joins them, so this layer decides with all
+      // of the earlier layers' (a layer waits for its CPU jobs before the next one routes).
+      for (const id of cpuJobsToObserve) correction.observe(cpuJobRanMs[id], cpuKernelMs[cpuJobTokens[id]]);
+      cpuJobsToObserve.length = 0;
       decideMisses(stepMiss, missCosts, backlog, cpu.serverFreeIn(now, cpuFree), missTokens, decisions);
       // cpuAdmit false: the misses the rule fetches are requested now, in order; the CPU ones never are.
       for (let m = 0; m < missKey.length; m++) {
@@ -470,6 +492,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
           cpuPending++;
           const d = cpuExpertMs[n];
           cpuJobTokens[cpu.nextId] = n;
+          cpuJobsToObserve.push(cpu.nextId);
           cpu.submit(now, d, 0);
         } else if (launches && missCached[m]) {
           submitCopy(missKey[m], PRIO_DEMAND, LOADED);
@@ -597,6 +620,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
     }
   }
   if (step !== S) throw new Error(`internal: simulation stopped at step ${step} of ${S}`);
+  for (const id of cpuJobsToObserve) correction.observe(cpuJobRanMs[id], cpuKernelMs[cpuJobTokens[id]]);
+  r.cpuFactor = correction.factor;
   r.totalMs = now;
   r.busyMs.copy = copy.busyTime;
   r.busyMs.cpu = cpu.busyTime;

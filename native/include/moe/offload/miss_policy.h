@@ -9,7 +9,8 @@
 // its experts). For a miss with n tokens:
 //   via_copy = copy_free + copy_ms + gpu_ms(n)             (the expert's copy, then its GPU launch)
 //   via_cpu  = min_w cpu_free[w] + cpu_ms(n)               (cpu_ms includes the activations' round trip)
-// hybrid takes the CPU when via_cpu < via_copy; cpu always; fetch never. The chosen resource's free time
+// where cpu_ms(n) = f * cpu_expert_ms(n) + activation_copy_ms, f the run's CPU correction (CpuCorrection
+// below; 1 with --cpu-estimate profile). hybrid takes the CPU when via_cpu < via_copy; cpu always; fetch never. The chosen resource's free time
 // advances (copy_free += copy_ms, or the earliest worker's += cpu_ms(n)). The background fill of a
 // CPU-computed expert the cache keeps is issued after the layer's demand copies and does not enter this
 // layer's estimates (it enters the next layer's backlog).
@@ -34,7 +35,8 @@ struct MissCosts {
   TokenCurve gpu_expert_ms;    // one routed expert with n tokens on the GPU
   TokenCurve cpu_expert_ms;    // one routed expert with n tokens on one CPU worker
   double activation_copy_ms = 0;  // the CPU expert's activations to the host and its output back
-  double cpu_ms(int tokens) const { return interpolate_curve(cpu_expert_ms, tokens) + activation_copy_ms; }
+  // f: the run's correction of the profile's CPU times (CpuCorrection::factor)
+  double cpu_ms(int tokens, double f = 1.0) const { return f * interpolate_curve(cpu_expert_ms, tokens) + activation_copy_ms; }
   double gpu_ms(int tokens) const { return interpolate_curve(gpu_expert_ms, tokens); }
 };
 
@@ -46,6 +48,25 @@ struct MissCosts {
 enum class CpuExpertRounding : int8_t { Fast = 0, GpuOrder = 1 };
 CpuExpertRounding parse_cpu_expert_rounding(const std::string& name);  // throws naming the value
 const char* cpu_expert_rounding_name(CpuExpertRounding r);
+
+// `--cpu-estimate measured` (the default; issue 12: the rule's costs are "the calibration profile, corrected by
+// what the run measures"): the profile's CPU expert times are scaled by f, a running mean of the ratio of
+// each finished CPU job's measured wall time to the profile's time for its rows. A host whose CPU is slower
+// inside the runtime than calibrate timed it (idle workers waking, another tenant, the copy engine beside
+// them: 0.36 ms int8 jobs against calibrate's 0.30 on an H100 host) then puts fewer misses on the CPU, and a
+// faster one more. f starts at 1 for each session; every job moves it by kWeight of the difference (an
+// exponential mean over about the last 32 jobs, a step of batch 1's CPU experts), each ratio clamped to
+// [kMinRatio, kMaxRatio] so one job stalled by the OS cannot swing the rule. Jobs are observed when their
+// layer joins, in the layer's decision order (ascending expert), so the next layer decides with them.
+// sim/src/cost/cpu-correction.ts is the same arithmetic; the miss log keeps f per decision, and a test
+// replays the log's measured jobs through the TypeScript twin to the same f.
+struct CpuCorrection {
+  static constexpr double kWeight = 1.0 / 32;
+  static constexpr double kMinRatio = 0.25, kMaxRatio = 4.0;
+  bool on = true;  // false: --cpu-estimate profile (f stays 1)
+  double factor = 1.0;
+  void observe(double measured_ms, double profile_ms);
+};
 
 struct MissPolicy {
   MissMode mode = MissMode::Fetch;
@@ -63,6 +84,7 @@ struct MissPolicy {
   // ExpertCache::run_step_deciding_misses; the backend follows its decisions). Prefill forwards fetch.
   bool admit = true;
   MissCosts costs;
+  bool correct_cpu = true;     // --cpu-estimate measured (CpuCorrection); false: profile
   bool log = false;            // keep every decision with its estimates (MissLog)
 };
 
@@ -72,9 +94,10 @@ struct MissDecision {
 };
 
 // Decides `tokens.size()` misses in order (see the header comment). cpu_free: each worker's free time
-// (ms from now), updated; the return value's copy backlog after the layer's demand copies.
+// (ms from now), updated; cpu_factor: the run's CpuCorrection::factor; the return value's copy backlog
+// after the layer's demand copies.
 double decide_misses(const MissPolicy& policy, double copy_backlog_ms, std::vector<double>& cpu_free,
-                     const std::vector<int32_t>& tokens, std::vector<MissDecision>& out);
+                     const std::vector<int32_t>& tokens, std::vector<MissDecision>& out, double cpu_factor = 1.0);
 
 // The copy engine's backlog when a layer's routing reaches the host, as the rule takes it: the work on the
 // copy stream ahead of this layer's demand copies (the simulator's copy.estimateFinish(now, 0, demand) in
@@ -105,6 +128,7 @@ struct LayerMissDecisions {
 struct MissLog {
   std::vector<int32_t> step, layer, expert, tokens;
   std::vector<float> copy_backlog_ms, via_copy_ms, via_cpu_ms, cpu_measured_ms;
+  std::vector<float> cpu_factor;  // the CpuCorrection factor the decision used
   std::vector<uint8_t> on_cpu, first_of_layer;  // first_of_layer: a new layer's decisions start here
   size_t rows() const { return step.size(); }
   void clear();

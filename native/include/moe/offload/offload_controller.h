@@ -103,6 +103,10 @@ class OffloadController final : public MoeInterceptor {
   }
   const MissPolicy* miss_policy() const override { return &options_.miss; }
   MissLog* miss_log() override { return options_.miss.log ? &miss_log_ : nullptr; }
+  double cpu_estimate_factor() const override { return cpu_correction_.factor; }
+  void on_cpu_job(int rows, double measured_ms) override {
+    cpu_correction_.observe(measured_ms, interpolate_curve(options_.miss.costs.cpu_expert_ms, rows));
+  }
   // admit false (miss_policy.h): the backlog for the next on_plan's rule; that on_plan's decisions.
   void set_copy_backlog(const CopyBacklog& b) override { copy_backlog_ = b; }
   const LayerMissDecisions* miss_decisions(int layer) const override {
@@ -176,6 +180,7 @@ class OffloadController final : public MoeInterceptor {
   CopyBacklog copy_backlog_;
   LayerMissDecisions layer_decisions_;
   std::vector<double> cpu_free_;
+  CpuCorrection cpu_correction_;  // on as options_.miss.correct_cpu says (constructor)
   std::vector<int32_t> expert_tokens_;
   // Prefetch state: orders of the last begin_forward / on_plan; per (MoE layer, expert) the cache step a
   // prefetch was issued for and the step whose prefetch evicted it (-1: none); next-gate ids per MoE layer
