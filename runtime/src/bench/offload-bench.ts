@@ -104,7 +104,7 @@ export interface OffloadPointResult extends PointResult {
   cpuRounding?: CpuRounding | null;
   /** cpu/hybrid: the rule's CPU times (null for fetch; absent in older files, which ran before the correction: profile) */
   cpuEstimate?: CpuEstimate | null;
-  /** cpu/hybrid: the point's CPU jobs from its whole miss log (warm-up included; null for fetch; absent in older files) */
+  /** cpu/hybrid: the point's CPU jobs in its timed generations, from its whole miss log (null for fetch; absent in older files) */
   cpuJobs?: CpuJobSummary | null;
   routing: string;
   /** runtime counters over the point's generations (warm-up included; cold start) */
@@ -339,7 +339,7 @@ export async function runOffloadGrid(
               cpuThreadsPerWorker: missSpec?.threadsPerWorker ?? null,
               cpuRounding: missSpec?.rounding ?? null,
               cpuEstimate: missSpec ? (missSpec.correctCpu ? 'measured' : 'profile') : null,
-              cpuJobs: missLog && missSpec ? summarizeCpuJobs(missLog, specCurve(missSpec.cpuExpertMs)) : null,
+              cpuJobs: missLog && missSpec ? summarizeCpuJobs(missLog, specCurve(missSpec.cpuExpertMs), { fromStep: timedBefore?.forwards ?? 0 }) : null,
               routing: lanes ? lanes.description : 'router (random weights)',
               hits,
               requests,

@@ -11,7 +11,9 @@
  * bench entry's cpuJobs.jobMs, from its whole miss log) instead of the profile's: the CPU of a shared
  * device host moves between points (reports/bench/h100-2026-12-07c: int8 jobs of 0.35 and 0.66 ms in one
  * grid), which no profile measured before the bench can know. It checks the timing model with the CPU
- * the run really had; the default (`profile`) is the simulator's prediction.
+ * the run really had; the default (`profile`) is the simulator's prediction. `--cpu-jobs sample` does the
+ * same from the point's committed miss-log sample (its first 400 decisions, in the warm-up generation), for
+ * files from before cpuJobs: a weaker stand-in, since the sample holds a few steps.
  */
 import { readFileSync } from 'node:fs';
 import { loadCalibration, type CostModel } from '../../../sim/src/cost/calibration.js';
@@ -22,16 +24,18 @@ import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { optionalScriptArg, parseChoiceOption, requiredScriptArg } from '../../../core/src/options.js';
 import type { RoutingReplay } from '../offload/routing-replay.js';
-import { cpuFillName } from '../offload/miss-options.js';
+import { cpuFillName, specCurve } from '../offload/miss-options.js';
 import { benchLanes, predictBenchPoint, withCpuWorkers, type BenchPrediction } from './sim-prediction.js';
 import type { PolicyName } from '../../../sim/src/cache/types.js';
 import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import type { CpuEstimate } from '../../../sim/src/cost/cpu-correction.js';
-import type { CpuJobSummary } from '../offload/cpu-job-summary.js';
+import { summarizeCpuJobs, type CpuJobSummary } from '../offload/cpu-job-summary.js';
+import type { MissLogSample } from './offload-bench.js';
+import type { TokenCurve } from '../../../sim/src/cost/calibration.js';
 
 /** Whose CPU job times a re-simulation uses (see the header). */
-export const CPU_JOB_SOURCES = ['profile', 'point'] as const;
+export const CPU_JOB_SOURCES = ['profile', 'point', 'sample'] as const;
 export type CpuJobSource = (typeof CPU_JOB_SOURCES)[number];
 
 export interface SimVsMeasuredRow {
@@ -74,14 +78,26 @@ export interface RecordedPoint {
   cpuEstimate?: CpuEstimate | null;
   /** absent in files before it (then --cpu-jobs point keeps the profile's for the point) */
   cpuJobs?: CpuJobSummary | null;
+  missLogSample?: MissLogSample | null;
+}
+
+/** The CPU job times a re-simulation gives the point (null: the profile's). */
+function pointJobMs(p: RecordedPoint, source: CpuJobSource): TokenCurve | null {
+  let curve: TokenCurve | undefined;
+  if (source === 'point') curve = p.cpuJobs?.jobMs;
+  else if (source === 'sample' && p.missLogSample) {
+    const s = p.missLogSample;
+    curve = summarizeCpuJobs({ rows: s.rows, tokens: s.columns.tokens, onCpu: s.columns.onCpu, cpuMeasuredMs: s.columns.cpuMeasuredMs }, specCurve(s.spec.cpuExpertMs)).jobMs;
+  }
+  return curve && curve.length > 0 ? curve : null;
 }
 
 /** A recorded point simulated again on its own lanes with `profile` (per its dtype, CPU workers, fill mode). */
 export function simulateRecordedPoint(p: RecordedPoint, warmup: number, profile: CostModel, replays: RoutingReplay[], cpuJobs: CpuJobSource = 'profile'): BenchPrediction {
   const shape = { batch: p.batch, prompt: p.prompt, newTokens: p.newTokens, warmup, repeats: p.repeats };
   let model = withCpuWorkers(costModelForDtype(profile, p.expertDtype ?? 'bf16').model, p.cpuWorkers);
-  const own = p.cpuJobs?.jobMs;
-  if (cpuJobs === 'point' && own && own.length > 0) model = { ...model, cpu: { ...model.cpu, jobMs: own } };
+  const own = cpuJobs === 'profile' ? null : pointJobMs(p, cpuJobs);
+  if (own) model = { ...model, cpu: { ...model.cpu, jobMs: own } };
   return predictBenchPoint(benchLanes(replays, shape), shape, { policy: p.policy, cacheSize: p.cache, prefetch: p.prefetch ?? 'none', miss: p.miss, calibration: model, cpuFill: p.cpuFill ?? true, cpuAdmit: p.cpuAdmit ?? true, cpuEstimate: p.cpuEstimate ?? 'profile', residentSteps: p.residentStepsOn ?? false });
 }
 
@@ -113,8 +129,8 @@ if (process.argv[1] && process.argv[1].endsWith('sim-vs-bench.js')) {
     const benches = requiredScriptArg('--bench').split(',');
     const cpuJobs = parseChoiceOption('--cpu-jobs', optionalScriptArg('--cpu-jobs', 'profile'), CPU_JOB_SOURCES);
     const rows = simVsBench(benches, loadCalibration(profileFile), replays, cpuJobs);
-    const generatedBy = `node dist/runtime/src/bench/sim-vs-bench.js (profile ${profileFile}${cpuJobs === 'point' ? ', --cpu-jobs point' : ''})`;
-    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify({ generatedBy, profile: profileFile, ...(cpuJobs === 'point' ? { cpuJobs } : {}), rows }, null, 1) + '\n');
+    const generatedBy = `node dist/runtime/src/bench/sim-vs-bench.js (profile ${profileFile}${cpuJobs !== 'profile' ? `, --cpu-jobs ${cpuJobs}` : ''})`;
+    writeFileAtomic(requiredScriptArg('--out'), JSON.stringify({ generatedBy, profile: profileFile, ...(cpuJobs !== 'profile' ? { cpuJobs } : {}), rows }, null, 1) + '\n');
     process.stdout.write(`${requiredScriptArg('--out')}: ${rows.length} points\n`);
   } catch (err) {
     process.stderr.write(`sim-vs-bench: ${(err as Error).message}\n`);

@@ -1,7 +1,7 @@
 /**
  * What a miss log says of the CPU jobs that ran: their mean measured wall time by token count, and how they
- * compare with the profile's times the miss rule was given. The bench keeps this per point (from the whole
- * log, not the committed sample), so the simulator can be given the CPU the point really ran on
+ * compare with the profile's times the miss rule was given. The bench keeps this per point (from its timed
+ * generations' rows of the whole log, not the committed sample, which holds the warm-up's first steps), so the simulator can be given the CPU the point really ran on
  * (sim-vs-bench --cpu-jobs point), and cpu-from-miss-log builds a profile's cpu.jobMs from the same means.
  */
 import { interpolate } from '../../../sim/src/cost/cost-model.js';
@@ -10,6 +10,8 @@ import type { TokenCurve } from '../../../sim/src/cost/calibration.js';
 /** The columns of a miss log (NativeMissLog, or a committed sample's columns) this summary reads. */
 export interface CpuJobColumns {
   rows: number;
+  /** the forward each decision belongs to (the engine's count of forwards finished before it) */
+  step?: ArrayLike<number>;
   tokens: ArrayLike<number>;
   onCpu: ArrayLike<number>;
   cpuMeasuredMs: ArrayLike<number>;
@@ -27,11 +29,12 @@ export interface CpuJobSummary {
   lastFactor: number | null;
 }
 
-/** Adds the log's measured CPU jobs to `byTokens` (token count -> measured ms); returns how many. */
-export function collectCpuJobs(c: CpuJobColumns, byTokens: Map<number, number[]>): number {
+/** Adds the log's measured CPU jobs (of forwards from `fromStep` on) to `byTokens` (token count -> measured ms); returns how many. */
+export function collectCpuJobs(c: CpuJobColumns, byTokens: Map<number, number[]>, fromStep = 0): number {
+  if (fromStep > 0 && !c.step) throw new Error('internal: collectCpuJobs from a step needs the step column');
   let jobs = 0;
   for (let i = 0; i < c.rows; i++) {
-    if (c.onCpu[i] !== 1 || !(c.cpuMeasuredMs[i] >= 0)) continue;
+    if (c.onCpu[i] !== 1 || !(c.cpuMeasuredMs[i] >= 0) || (fromStep > 0 && c.step![i] < fromStep)) continue;
     const v = byTokens.get(c.tokens[i]) ?? [];
     v.push(c.cpuMeasuredMs[i]);
     byTokens.set(c.tokens[i], v);
@@ -49,10 +52,14 @@ export function meanCurve(byTokens: Map<number, number[]>, minSamples: number): 
     .map(([n, v]) => [n, Number((v.reduce((a, b) => a + b, 0) / v.length).toFixed(4))]);
 }
 
-/** profileCpuMs: the profile's per-expert CPU curve the rule was given (the spec's cpuExpertMs). */
-export function summarizeCpuJobs(c: CpuJobColumns, profileCpuMs: TokenCurve, minSamples = 10): CpuJobSummary {
+/**
+ * profileCpuMs: the profile's per-expert CPU curve the rule was given (the spec's cpuExpertMs); fromStep: only
+ * the jobs of forwards from this one on (the bench: its timed generations).
+ */
+export function summarizeCpuJobs(c: CpuJobColumns, profileCpuMs: TokenCurve, o: { fromStep?: number; minSamples?: number } = {}): CpuJobSummary {
+  const minSamples = o.minSamples ?? 10;
   const byTokens = new Map<number, number[]>();
-  const jobs = collectCpuJobs(c, byTokens);
+  const jobs = collectCpuJobs(c, byTokens, o.fromStep ?? 0);
   let measured = 0;
   let profile = 0;
   for (const [n, v] of byTokens) {
