@@ -42,7 +42,7 @@ export function register(program: Command): void {
     .option('--prefetch <name>', `prefetcher: ${PREFETCH_NAMES.join(', ')} (default none)`)
     .option('--miss <mode>', `how a miss is served: ${MISS_MODES.join(', ')} (default fetch)`)
     .option('--cpu-fill <how>', `--miss cpu/hybrid: what becomes of a miss computed on the CPU: ${CPU_FILLS.join(', ')} (default ${DEFAULT_CPU_FILL}; as bench's)`)
-    .option('--cpu-estimate <how>', `--miss cpu/hybrid: the hybrid rule's CPU times: ${CPU_ESTIMATES.join(' or ')} (default ${DEFAULT_CPU_ESTIMATE}: the profile's corrected by the simulated run's finished CPU jobs, as the runtime does; they differ when the profile's cpu.jobMs differ from its expertMs)`)
+    .option('--cpu-estimate <how>', `--miss cpu/hybrid: the hybrid rule's CPU times: ${CPU_ESTIMATES.join(' or ')} (default ${DEFAULT_CPU_ESTIMATE}, as the runtime's; measured: the profile's corrected by the simulated run's finished CPU jobs, as the runtime's --cpu-estimate measured does; they differ when the profile's cpu.jobMs differ from its expertMs)`)
     .option('--calibration <file>', 'calibration profile JSON (default: sim/calibration/h200-measured.json, measured by calibrate on an H200)')
     .option('--expert-dtype <dtype>', `routed experts stored as ${EXPERT_DTYPES.join(', ')}: the profile's measured entry for the dtype, or its bf16 figures scaled by bytes (with a warning) (default bf16)`)
     .option('--expert-group <n>', 'with --expert-dtype int4: inputs per group (default 64)')

@@ -44,7 +44,7 @@ export interface SimConfig {
   cpuFill?: boolean;
   /** false (--cpu-fill none, the commands' default): a CPU-computed miss is not admitted to the cache, and cpuFill does not apply (timing/engine.ts cpuAdmit; default true). */
   cpuAdmit?: boolean;
-  /** --cpu-estimate: the miss rule's CPU times from the profile, or corrected by the run's jobs (timing/engine.ts cpuEstimate; default measured). */
+  /** --cpu-estimate: the miss rule's CPU times from the profile, or corrected by the run's jobs (timing/engine.ts cpuEstimate; default profile). */
   cpuEstimate?: CpuEstimate;
   /** Steps below this position are prefill and fetch every miss (timing/engine.ts decodeFrom). */
   decodeFrom?: number;

@@ -26,11 +26,11 @@ describe('CpuCorrection', () => {
     expect(c.factor).toBeCloseTo(before + (0.25 - before) / 32, 12);
   });
 
-  it('off (--cpu-estimate profile) stays at 1; measured is the default', () => {
+  it('off (--cpu-estimate profile, the default until a device run has measured the correction) stays at 1', () => {
     const c = new CpuCorrection(false);
     c.observe(0.8, 0.4);
     expect(c.factor).toBe(1);
-    expect(DEFAULT_CPU_ESTIMATE).toBe('measured');
+    expect(DEFAULT_CPU_ESTIMATE).toBe('profile');
   });
 });
 
@@ -41,8 +41,8 @@ describe('the simulated hybrid rule with the correction', () => {
   const corpus = handCorpus([Array.from({ length: S }, (_, t) => [[2 * t, 2 * t + 1]])], 64);
   const base = roundCosts('cpu-correction', 1);
   const model: CostModel = { ...base, gpu: { ...base.gpu, expertMs: [[1, 0.5]] }, cpu: { workers: 1, expertMs: [[1, 0.4]], activationCopyMs: 0.1, jobMs: [[1, 2.0]] } };
-  const run = (cpuEstimate?: 'measured' | 'profile') =>
-    runSimulation(corpus, { policy: 'lru', cacheSize: 1, batch: 1, prefetch: 'none', miss: 'hybrid', cpuFill: false, cpuAdmit: false, calibration: model, ...(cpuEstimate ? { cpuEstimate } : {}) });
+  const run = (cpuEstimate: 'measured' | 'profile') =>
+    runSimulation(corpus, { policy: 'lru', cacheSize: 1, batch: 1, prefetch: 'none', miss: 'hybrid', cpuFill: false, cpuAdmit: false, calibration: model, cpuEstimate });
 
   // The reference: each step's two misses in order on one worker, the copy engine idle at the layer's start.
   function reference(correct: boolean): { cpuExperts: number; factor: number } {
@@ -67,7 +67,7 @@ describe('the simulated hybrid rule with the correction', () => {
   });
 
   it('measured: the factor follows the slow jobs, and the rule then fetches the second miss of a step', () => {
-    const r = run();
+    const r = run('measured');
     const want = reference(true);
     expect(r.cpuExperts).toBe(want.cpuExperts);
     expect(r.cpuExperts).toBeLessThan(2 * S);

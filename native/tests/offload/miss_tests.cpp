@@ -82,6 +82,7 @@ void rule_tests() {
 
   // CpuCorrection: an exponential mean of measured / profile, each ratio clamped to [0.25, 4]
   CpuCorrection cc;
+  cc.on = true;  // --cpu-estimate measured (off by default)
   cc.observe(0.6, 0.4);  // ratio 1.5: 1 + (1.5 - 1) / 32
   expect(std::fabs(cc.factor - 1.015625) < 1e-12, "correction after one job of ratio 1.5");
   cc.observe(10.0, 0.4);  // ratio 25, clamped to 4
@@ -89,10 +90,10 @@ void rule_tests() {
   cc.observe(0.5, 0.0);  // no profile time: ignored
   cc.observe(-1.0, 0.4);  // not measured: ignored
   expect(std::fabs(cc.factor - (1.015625 + (4.0 - 1.015625) / 32)) < 1e-12, "jobs without both times are ignored");
-  CpuCorrection off;
-  off.on = false;
+  CpuCorrection off;  // the default: --cpu-estimate profile
   off.observe(0.8, 0.4);
   expect(off.factor == 1.0, "--cpu-estimate profile keeps the factor at 1");
+  expect(!MissPolicy{}.correct_cpu, "the policy's default is --cpu-estimate profile");
 }
 
 uint16_t bf16_of(float v) { return f32_to_bf16(v); }

@@ -32,7 +32,7 @@ export interface MissOptions {
   rounding?: CpuRounding;
   /** the cost model the hybrid rule uses (default: the simulator's default profile) */
   profile?: CostModel;
-  /** the rule's CPU times: the profile's corrected by the run's finished jobs (measured, default) or as the profile has them (sim/src/cost/cpu-correction.ts) */
+  /** the rule's CPU times: as the profile has them (profile, default) or corrected by the run's finished jobs (measured; sim/src/cost/cpu-correction.ts) */
   cpuEstimate?: CpuEstimate;
   /** keep every decision with its estimates (Engine.takeMissLog) */
   log?: boolean;

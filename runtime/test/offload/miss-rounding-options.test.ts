@@ -22,12 +22,12 @@ describe('--cpu-rounding', () => {
 });
 
 describe('--cpu-estimate', () => {
-  it('defaults to measured and reaches the addon spec as correctCpu', () => {
-    expect(resolveMissOptions({ mode: 'hybrid' }, 'cuda', true)?.correctCpu).toBe(true);
-    expect(resolveMissOptions({ mode: 'hybrid', cpuEstimate: 'profile' }, 'cuda', true)?.correctCpu).toBe(false);
-    expect(missOptionsFromCli({ miss: 'hybrid' })?.cpuEstimate).toBe('measured');
-    expect(missOptionsFromCli({ miss: 'cpu', cpuEstimate: 'profile' })?.cpuEstimate).toBe('profile');
-    expect(missGridFromCli({ miss: 'fetch,hybrid', cpuEstimate: 'profile' }).cpuEstimate).toBe('profile');
+  it('defaults to profile (until measured on a device) and reaches the addon spec as correctCpu', () => {
+    expect(resolveMissOptions({ mode: 'hybrid' }, 'cuda', true)?.correctCpu).toBe(false);
+    expect(resolveMissOptions({ mode: 'hybrid', cpuEstimate: 'measured' }, 'cuda', true)?.correctCpu).toBe(true);
+    expect(missOptionsFromCli({ miss: 'hybrid' })?.cpuEstimate).toBe('profile');
+    expect(missOptionsFromCli({ miss: 'cpu', cpuEstimate: 'measured' })?.cpuEstimate).toBe('measured');
+    expect(missGridFromCli({ miss: 'fetch,hybrid', cpuEstimate: 'measured' }).cpuEstimate).toBe('measured');
   });
   it('refuses unknown values and an estimate without CPU misses', () => {
     expect(() => resolveMissOptions({ mode: 'cpu', cpuEstimate: 'guess' as 'profile' }, 'cuda', true)).toThrow(/--cpu-estimate: unknown value 'guess'/);

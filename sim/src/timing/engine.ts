@@ -52,7 +52,7 @@ export interface TimingInput {
   cpuAdmit?: boolean;
   /**
    * cpu/hybrid: the miss rule's CPU times as the profile has them (`profile`) or corrected by the run's
-   * finished CPU jobs (`measured`, the runtime's default: cost/cpu-correction.ts). Default measured.
+   * finished CPU jobs (`measured`: cost/cpu-correction.ts). Default profile, as the runtime's.
    */
   cpuEstimate?: CpuEstimate;
   /**

@@ -49,8 +49,8 @@ enum class CpuExpertRounding : int8_t { Fast = 0, GpuOrder = 1 };
 CpuExpertRounding parse_cpu_expert_rounding(const std::string& name);  // throws naming the value
 const char* cpu_expert_rounding_name(CpuExpertRounding r);
 
-// `--cpu-estimate measured` (the default; issue 12: the rule's costs are "the calibration profile, corrected by
-// what the run measures"): the profile's CPU expert times are scaled by f, a running mean of the ratio of
+// `--cpu-estimate measured` (issue 12: the rule's costs are "the calibration profile, corrected by what the run
+// measures"; opt-in, off by default until a device run has measured it against the profile's times): the profile's CPU expert times are scaled by f, a running mean of the ratio of
 // each finished CPU job's measured wall time to the profile's time for its rows. A host whose CPU is slower
 // inside the runtime than calibrate timed it (idle workers waking, another tenant, the copy engine beside
 // them: 0.36 ms int8 jobs against calibrate's 0.30 on an H100 host) then puts fewer misses on the CPU, and a
@@ -63,7 +63,7 @@ const char* cpu_expert_rounding_name(CpuExpertRounding r);
 struct CpuCorrection {
   static constexpr double kWeight = 1.0 / 32;
   static constexpr double kMinRatio = 0.25, kMaxRatio = 4.0;
-  bool on = true;  // false: --cpu-estimate profile (f stays 1)
+  bool on = false;  // true: --cpu-estimate measured; false (profile): f stays 1
   double factor = 1.0;
   void observe(double measured_ms, double profile_ms);
 };
@@ -84,7 +84,7 @@ struct MissPolicy {
   // ExpertCache::run_step_deciding_misses; the backend follows its decisions). Prefill forwards fetch.
   bool admit = true;
   MissCosts costs;
-  bool correct_cpu = true;     // --cpu-estimate measured (CpuCorrection); false: profile
+  bool correct_cpu = false;    // --cpu-estimate measured (CpuCorrection); false: profile, the default
   bool log = false;            // keep every decision with its estimates (MissLog)
 };
 
