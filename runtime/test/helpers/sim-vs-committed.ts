@@ -8,12 +8,12 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { tempDir } from '../../../core/test/helpers.js';
 import { loadCalibration } from '../../../sim/src/cost/calibration.js';
-import { simVsBench, type SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
+import { simVsBench, type CpuJobSource, type SimVsMeasuredRow } from '../../src/bench/sim-vs-bench.js';
 import { benchEsftDir, importBenchReplays } from './esft-replays.js';
 
 /** Each bench file's points simulated with `profileFile`, the ESFT replays imported into `tmpDir`; prints the table. */
-export function simulateCommittedBenches(benchFiles: string[], profileFile: string, esftDir: string, tmpDir: string, point: (r: SimVsMeasuredRow) => string): SimVsMeasuredRow[] {
-  const rows = simVsBench(benchFiles, loadCalibration(profileFile), importBenchReplays(esftDir, tmpDir));
+export function simulateCommittedBenches(benchFiles: string[], profileFile: string, esftDir: string, tmpDir: string, point: (r: SimVsMeasuredRow) => string, cpuJobs: CpuJobSource = 'profile'): SimVsMeasuredRow[] {
+  const rows = simVsBench(benchFiles, loadCalibration(profileFile), importBenchReplays(esftDir, tmpDir), cpuJobs);
   const pc = (x: number) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
   console.log(['| point | measured ms | simulated ms | error |', '| --- | --- | --- | --- |',
     ...rows.map((r) => `| ${point(r)} | ${r.measuredMs.toFixed(2)} | ${r.simulatedMs.toFixed(2)} | ${pc(r.error)} |`)].join('\n'));
@@ -34,6 +34,8 @@ export interface CommittedSimSet {
   profile: string;
   benches: string[];
   points: number;
+  /** whose CPU job times (sim-vs-bench --cpu-jobs; default profile) */
+  cpuJobs?: CpuJobSource;
 }
 
 /**
@@ -50,7 +52,7 @@ export function describeCommittedSimSets(title: string, repo: string, folder: st
   describe.skipIf(!have)(title, () => {
     for (const s of sets) {
       it(`${s.name}: the committed ${s.committed} is what the simulator computes, at all ${s.points} points`, () => {
-        const rows = simulateCommittedBenches(s.benches.map(at), join(repo, 'sim/calibration', s.profile), esft, tmp.path, (r) => `${r.dtype} ${r.miss} ${r.prefetch} B${r.batch} P${r.prompt}`);
+        const rows = simulateCommittedBenches(s.benches.map(at), join(repo, 'sim/calibration', s.profile), esft, tmp.path, (r) => `${r.dtype} ${r.miss} ${r.prefetch} B${r.batch} P${r.prompt}`, s.cpuJobs);
         expect(rows).toHaveLength(s.points);
         expectCommittedSimRows(join(repo, folder, s.committed), rows);
       }, 900_000);
