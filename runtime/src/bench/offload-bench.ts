@@ -58,7 +58,7 @@ export interface OffloadBenchOptions {
   cpuFills?: CpuFill[];
   /** cpu/hybrid: how a bf16 miss is computed on the CPU (default fast) */
   cpuRounding?: CpuRounding;
-  /** cpu/hybrid: the rule's CPU times corrected by the run's jobs (measured, default) or the profile's */
+  /** cpu/hybrid: the rule's CPU times as the profile has them (profile, default) or corrected by the run's jobs (measured) */
   cpuEstimate?: CpuEstimate;
   /** the cost model the hybrid rule and the simulated column use */
   calibration: CostModel;

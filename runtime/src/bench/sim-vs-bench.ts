@@ -8,7 +8,7 @@
  * their plan needs the predictor, which the bench file does not hold.
  *
  * `--cpu-jobs point` gives each cpu/hybrid point's simulation the CPU job times that point measured (its
- * bench entry's cpuJobs.jobMs, from its whole miss log) instead of the profile's: the CPU of a shared
+ * bench entry's cpuJobs.jobMs: its timed generations' jobs, from its whole miss log) instead of the profile's: the CPU of a shared
  * device host moves between points (reports/bench/h100-2026-12-07c: int8 jobs of 0.35 and 0.66 ms in one
  * grid), which no profile measured before the bench can know. It checks the timing model with the CPU
  * the run really had; the default (`profile`) is the simulator's prediction. `--cpu-jobs sample` does the

@@ -25,7 +25,6 @@ export interface MissLogCheck {
   factorMaxDiff: number;
 }
 
-
 export function checkMissLog(log: NativeMissLog, spec: NativeMissSpec, tieMs = 1e-3, factorTol = 1e-4): MissLogCheck {
   const gpu = specCurve(spec.gpuExpertMs);
   const cpu = specCurve(spec.cpuExpertMs);

@@ -1,8 +1,9 @@
 /**
  * `--cpu-estimate measured` (issue 12: the miss rule's costs are "the calibration profile, corrected by what
  * the run measures"; opt-in until a device run has measured it against `profile`, the default, side by
- * side: every committed figure was measured with the profile's times): the profile's CPU expert times are scaled by a factor f, a running
- * mean of each finished CPU job's measured time over the profile's time for its rows. A host whose CPU runs
+ * side: every committed figure was measured with the profile's times): the profile's CPU expert times are
+ * scaled by a factor f, a running mean of each finished CPU job's measured time over the profile's time for
+ * its rows. A host whose CPU runs
  * slower inside the runtime than calibrate timed it (idle workers waking, another tenant, the copy engine
  * beside it: int8 jobs of 0.36 ms against calibrate's 0.30 on an H100 host, reports/bench/h100-2026-12-07c)
  * then puts fewer misses on the CPU, and a faster one more.

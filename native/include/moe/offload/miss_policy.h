@@ -10,8 +10,8 @@
 //   via_copy = copy_free + copy_ms + gpu_ms(n)             (the expert's copy, then its GPU launch)
 //   via_cpu  = min_w cpu_free[w] + cpu_ms(n)               (cpu_ms includes the activations' round trip)
 // where cpu_ms(n) = f * cpu_expert_ms(n) + activation_copy_ms, f the run's CPU correction (CpuCorrection
-// below; 1 with --cpu-estimate profile). hybrid takes the CPU when via_cpu < via_copy; cpu always; fetch never. The chosen resource's free time
-// advances (copy_free += copy_ms, or the earliest worker's += cpu_ms(n)). The background fill of a
+// below; 1 with --cpu-estimate profile). hybrid takes the CPU when via_cpu < via_copy; cpu always; fetch
+// never. The chosen resource's free time advances (copy_free += copy_ms, or the earliest worker's += cpu_ms(n)). The background fill of a
 // CPU-computed expert the cache keeps is issued after the layer's demand copies and does not enter this
 // layer's estimates (it enters the next layer's backlog).
 #include <cstdint>
@@ -50,8 +50,8 @@ CpuExpertRounding parse_cpu_expert_rounding(const std::string& name);  // throws
 const char* cpu_expert_rounding_name(CpuExpertRounding r);
 
 // `--cpu-estimate measured` (issue 12: the rule's costs are "the calibration profile, corrected by what the run
-// measures"; opt-in, off by default until a device run has measured it against the profile's times): the profile's CPU expert times are scaled by f, a running mean of the ratio of
-// each finished CPU job's measured wall time to the profile's time for its rows. A host whose CPU is slower
+// measures"; opt-in, off by default until a device run has measured it against the profile's times): the
+// profile's CPU expert times are scaled by f, a running mean of the ratio of each finished CPU job's measured wall time to the profile's time for its rows. A host whose CPU is slower
 // inside the runtime than calibrate timed it (idle workers waking, another tenant, the copy engine beside
 // them: 0.36 ms int8 jobs against calibrate's 0.30 on an H100 host) then puts fewer misses on the CPU, and a
 // faster one more. f starts at 1 for each session; every job moves it by kWeight of the difference (an
