@@ -53,8 +53,8 @@ const char* cpu_expert_rounding_name(CpuExpertRounding r);
 // measures"; opt-in, off by default until a device run has measured it against the profile's times): the
 // profile's CPU expert times are scaled by f, a running mean of the ratio of each finished CPU job's measured
 // wall time to the profile's time for its rows. A host whose CPU is slower inside the runtime than calibrate
-// timed it (idle workers waking, another tenant, the copy engine beside them: 0.36 ms int8 jobs against calibrate's 0.30 on an H100 host) then puts fewer misses on the CPU, and a
-// faster one more. f starts at 1 for each session; every job moves it by kWeight of the difference (an
+// timed it (idle workers waking, another tenant, the copy engine beside them: 0.36 ms int8 jobs against
+// calibrate's 0.30 on an H100 host) then puts fewer misses on the CPU, and a faster one more. f starts at 1 for each session; every job moves it by kWeight of the difference (an
 // exponential mean over about the last 32 jobs, a step of batch 1's CPU experts), each ratio clamped to
 // [kMinRatio, kMaxRatio] so one job stalled by the OS cannot swing the rule. Jobs are observed when their
 // layer joins, in the layer's decision order (ascending expert), so the next layer decides with them.
