@@ -11,9 +11,9 @@
 //   via_cpu  = min_w cpu_free[w] + cpu_ms(n)               (cpu_ms includes the activations' round trip)
 // where cpu_ms(n) = f * cpu_expert_ms(n) + activation_copy_ms, f the run's CPU correction (CpuCorrection
 // below; 1 with --cpu-estimate profile). hybrid takes the CPU when via_cpu < via_copy; cpu always; fetch
-// never. The chosen resource's free time advances (copy_free += copy_ms, or the earliest worker's += cpu_ms(n)). The background fill of a
-// CPU-computed expert the cache keeps is issued after the layer's demand copies and does not enter this
-// layer's estimates (it enters the next layer's backlog).
+// never. The chosen resource's free time advances (copy_free += copy_ms, or the earliest worker's +=
+// cpu_ms(n)). The background fill of a CPU-computed expert the cache keeps is issued after the layer's demand
+// copies and does not enter this layer's estimates (it enters the next layer's backlog).
 #include <cstdint>
 #include <string>
 #include <utility>
@@ -54,12 +54,13 @@ const char* cpu_expert_rounding_name(CpuExpertRounding r);
 // profile's CPU expert times are scaled by f, a running mean of the ratio of each finished CPU job's measured
 // wall time to the profile's time for its rows. A host whose CPU is slower inside the runtime than calibrate
 // timed it (idle workers waking, another tenant, the copy engine beside them: 0.36 ms int8 jobs against
-// calibrate's 0.30 on an H100 host) then puts fewer misses on the CPU, and a faster one more. f starts at 1 for each session; every job moves it by kWeight of the difference (an
-// exponential mean over about the last 32 jobs, a step of batch 1's CPU experts), each ratio clamped to
-// [kMinRatio, kMaxRatio] so one job stalled by the OS cannot swing the rule. Jobs are observed when their
-// layer joins, in the layer's decision order (ascending expert), so the next layer decides with them.
-// sim/src/cost/cpu-correction.ts is the same arithmetic; the miss log keeps f per decision, and a test
-// replays the log's measured jobs through the TypeScript twin to the same f.
+// calibrate's 0.30 on an H100 host) then puts fewer misses on the CPU, and a faster one more. f starts at 1 for
+// each session; every job moves it by kWeight of the difference (an exponential mean over about the last 32
+// jobs, a step of batch 1's CPU experts), each ratio clamped to [kMinRatio, kMaxRatio] so one job stalled by the
+// OS cannot swing the rule. Jobs are observed when their layer joins, in the layer's decision order (ascending
+// expert), so the next layer decides with them. sim/src/cost/cpu-correction.ts is the same arithmetic; the miss
+// log keeps f per decision, and a test replays the log's measured jobs through the TypeScript twin to the same
+// f.
 struct CpuCorrection {
   static constexpr double kWeight = 1.0 / 32;
   static constexpr double kMinRatio = 0.25, kMaxRatio = 4.0;
