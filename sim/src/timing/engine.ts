@@ -290,14 +290,17 @@ export function simulateTiming(input: TimingInput): TimingResult {
     return true;
   };
 
-  const submitGpu = (job: number, duration: number, experts = 0) => {
+  /** gpuShareMs: the part of a host job that is GPU work (the layer glue), booked as GPU busy time, not host */
+  const submitGpu = (job: number, duration: number, experts = 0, gpuShareMs = 0) => {
     const id = gpu.submit(now, duration, 0);
     gpuJob[id] = job;
     gpuJobExperts[id] = experts;
     if (job === JOB_EXPERT || job === JOB_CPU_JOIN) r.busyMs.gpuExpert += duration;
     if (job === JOB_EXPERT) r.stepExpertGpuMs[step] += duration;
-    else if (job === JOB_HOST_LAYER || job === JOB_HOST_STEP) r.busyMs.host += duration;
-    else r.busyMs.gpuNonExpert += duration;
+    else if (job === JOB_HOST_LAYER || job === JOB_HOST_STEP) {
+      r.busyMs.host += duration - gpuShareMs;
+      r.busyMs.gpuNonExpert += gpuShareMs;
+    } else r.busyMs.gpuNonExpert += duration;
   };
   const submitCopy = (key: number, prio: number, waiterTokens: number, fill = false) => {
     // A prefetch moves in PREFETCH_CHUNKS pieces (gate, up, down), so a demand copy waits for at most one
@@ -568,15 +571,13 @@ export function simulateTiming(input: TimingInput): TimingResult {
         // A resident step keeps its routing on the GPU: none of that (only its measured excess, if profiled).
         // A layer whose misses the rule decides also brings its MoE input to the host and decides (host.cpuPathLayerMs).
         // The routing's copies and the combine (gpu.layerGlueMs) are GPU work of every such layer; charged here,
-        // on the same serial GPU lane, with the host work.
+        // on the same serial GPU lane, in one job with the host work (so no other GPU work slips between them),
+        // and booked as GPU busy time.
         const glue = residentNow ? 0 : costs.layerGlue(batchTokens);
         const h = residentNow
           ? costs.residentLayerOverhead(batchTokens)
           : costs.hostLayer(batchTokens) + costs.eagerLayerOverhead(batchTokens) + glue + predictingMs(layer) + (stepMiss !== 'fetch' ? costs.cpuPathLayer(batchTokens) : 0);
-        // the glue is GPU work, not host work: booked as such (the job's finish books all of h as host)
-        r.busyMs.host -= glue;
-        r.busyMs.gpuNonExpert += glue;
-        if (h > 0) submitGpu(JOB_HOST_LAYER, h);
+        if (h > 0) submitGpu(JOB_HOST_LAYER, h, 0, glue);
         else routed(layer);
       } else if (job === JOB_HOST_LAYER) routed(layer);
       else if (job === JOB_DENSE) startLayer(0);
