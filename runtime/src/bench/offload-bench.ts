@@ -269,6 +269,7 @@ export async function runOffloadGrid(
             const lanes = o.routing.length ? benchLanes(o.routing, benchShape) : null;
             const missOptions = { mode: miss, workers: o.cpuWorkers, threadsPerWorker: o.cpuThreads, spinUs: o.cpuSpinUs, rounding: o.cpuRounding, cpuEstimate: o.cpuEstimate, ...fillOptions, profile: calibration, log: miss !== 'fetch' };
             const missSpec = resolveMissOptions(missOptions, 'cuda', true);
+            const cpuEstimate: CpuEstimate | null = missSpec ? (missSpec.correctCpu ? 'measured' : 'profile') : null;
             const prefetchOn = pf.name !== 'none';
             const residentOn = o.residentSteps ?? true;
             engine.resetOffload({ cache: { slotsPerLayer: C, policy }, miss: missOptions, residentSteps: residentOn, ...(prefetchOn ? { prefetch: pf } : {}), ...(lanes ? { routing: lanes.replay } : {}) });
@@ -299,7 +300,7 @@ export async function runOffloadGrid(
               const s = replayCorpus(corpus, { policy, cacheSize: C, batch: p.batch });
               const t = predictBenchPoint(lanes, benchShape, {
                 policy, cacheSize: C, prefetch: pf.name, miss, calibration: withCpuWorkers(calibration, missSpec?.workers), cpuFill: cpuFill ?? true, cpuAdmit: cpuAdmit ?? true,
-                ...(missSpec ? { cpuEstimate: missSpec.correctCpu ? ('measured' as const) : ('profile' as const) } : {}),
+                ...(cpuEstimate ? { cpuEstimate } : {}),
                 residentSteps: residentOn,
                 ...(pf.name === 'oracle' && pf.lookahead !== undefined ? { oracleLookahead: pf.lookahead } : {}),
                 // predicted: the in-line predictor's time per prediction as this run measured it (a host cost of
@@ -338,7 +339,7 @@ export async function runOffloadGrid(
               cpuWorkers: missSpec?.workers ?? null,
               cpuThreadsPerWorker: missSpec?.threadsPerWorker ?? null,
               cpuRounding: missSpec?.rounding ?? null,
-              cpuEstimate: missSpec ? (missSpec.correctCpu ? 'measured' : 'profile') : null,
+              cpuEstimate,
               cpuJobs: missLog && missSpec ? summarizeCpuJobs(missLog, specCurve(missSpec.cpuExpertMs), { fromStep: timedBefore?.forwards ?? 0 }) : null,
               routing: lanes ? lanes.description : 'router (random weights)',
               hits,

@@ -30,7 +30,7 @@ import type { PolicyName } from '../../../sim/src/cache/types.js';
 import type { ExpertDtype } from '../../../sim/src/cost/expert-layout.js';
 import type { MissMode } from '../../../sim/src/timing/engine.js';
 import type { CpuEstimate } from '../../../sim/src/cost/cpu-correction.js';
-import { summarizeCpuJobs, type CpuJobSummary } from '../offload/cpu-job-summary.js';
+import { sampleCpuJobColumns, summarizeCpuJobs, type CpuJobSummary } from '../offload/cpu-job-summary.js';
 import type { MissLogSample } from './offload-bench.js';
 import type { TokenCurve } from '../../../sim/src/cost/calibration.js';
 
@@ -86,8 +86,7 @@ function pointJobMs(p: RecordedPoint, source: CpuJobSource): TokenCurve | null {
   let curve: TokenCurve | undefined;
   if (source === 'point') curve = p.cpuJobs?.jobMs;
   else if (source === 'sample' && p.missLogSample) {
-    const s = p.missLogSample;
-    curve = summarizeCpuJobs({ rows: s.rows, tokens: s.columns.tokens, onCpu: s.columns.onCpu, cpuMeasuredMs: s.columns.cpuMeasuredMs }, specCurve(s.spec.cpuExpertMs)).jobMs;
+    curve = summarizeCpuJobs(sampleCpuJobColumns(p.missLogSample), specCurve(p.missLogSample.spec.cpuExpertMs)).jobMs;
   }
   return curve && curve.length > 0 ? curve : null;
 }

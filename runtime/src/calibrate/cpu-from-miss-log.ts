@@ -17,7 +17,7 @@ import { writeFileAtomic } from '../../../core/src/atomic-file.js';
 import { UserError } from '../../../core/src/errors.js';
 import { requiredScriptArg } from '../../../core/src/options.js';
 import type { MissLogSample } from '../bench/offload-bench.js';
-import { collectCpuJobs, meanCurve } from '../offload/cpu-job-summary.js';
+import { collectCpuJobs, meanCurve, sampleCpuJobColumns } from '../offload/cpu-job-summary.js';
 
 type Dtype = 'bf16' | 'int8' | 'int4';
 
@@ -31,8 +31,7 @@ export function cpuCurveFromLogs(benches: string[], dtype: Dtype = 'bf16', minSa
     for (const p of doc.grid) {
       const s = p.missLogSample;
       if (!s || (p.expertDtype ?? 'bf16') !== dtype) continue;
-      const c = s.columns;
-      jobs += collectCpuJobs({ rows: s.rows, tokens: c.tokens, onCpu: c.onCpu, cpuMeasuredMs: c.cpuMeasuredMs }, byTokens);
+      jobs += collectCpuJobs(sampleCpuJobColumns(s), byTokens);
     }
   }
   return { curve: meanCurve(byTokens, minSamples), jobs };

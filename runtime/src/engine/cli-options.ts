@@ -167,8 +167,10 @@ export interface RawMissCliOptions {
   calibration?: string;
 }
 
-function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
+function missShape(o: RawMissCliOptions): { cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; cpuRounding: CpuRounding; cpuEstimate: CpuEstimate; calibration: CostModel } {
   return {
+    cpuRounding: parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS),
+    cpuEstimate: parseChoiceOption('--cpu-estimate', o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE, CPU_ESTIMATES),
     cpuSpinUs: o.cpuSpinUs === undefined ? undefined : parseIntOption('--cpu-spin-us', o.cpuSpinUs, 0, 100_000),
     cpuWorkers: o.cpuWorkers === undefined ? undefined : parseIntOption('--cpu-workers', o.cpuWorkers, 1, 1024),
     cpuThreads: o.cpuThreads === undefined ? undefined : parseIntOption('--cpu-threads', o.cpuThreads, 1, 1024),
@@ -188,18 +190,14 @@ export function missOptionsFromCli(o: RawMissCliOptions): MissOptions | undefine
   }
   const s = missShape(o);
   const fill = cpuFillOptions(parseChoiceOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS));
-  const rounding = parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS);
-  const cpuEstimate = parseChoiceOption('--cpu-estimate', o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE, CPU_ESTIMATES);
-  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, rounding, cpuEstimate, ...fill, profile: s.calibration };
+  return { mode, workers: s.cpuWorkers, threadsPerWorker: s.cpuThreads, spinUs: s.cpuSpinUs, rounding: s.cpuRounding, cpuEstimate: s.cpuEstimate, ...fill, profile: s.calibration };
 }
 
 /** bench: `--miss` is a list (a grid dimension). */
 export function missGridFromCli(o: RawMissCliOptions): { misses: MissMode[]; cpuFills: CpuFill[]; cpuRounding: CpuRounding; cpuEstimate: CpuEstimate; cpuWorkers?: number; cpuThreads?: number; cpuSpinUs?: number; calibration: CostModel } {
   const misses = parseChoiceListOption('--miss', o.miss ?? 'fetch', MISS_MODES);
   const cpuFills = parseChoiceListOption('--cpu-fill', o.cpuFill ?? DEFAULT_CPU_FILL, CPU_FILLS);
-  const cpuRounding = parseChoiceOption('--cpu-rounding', o.cpuRounding ?? 'fast', CPU_ROUNDINGS);
-  const cpuEstimate = parseChoiceOption('--cpu-estimate', o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE, CPU_ESTIMATES);
-  return { misses, cpuFills, cpuRounding, cpuEstimate, ...missShape(o) };
+  return { misses, cpuFills, ...missShape(o) };
 }
 
 /** Raw commander values of the prefetch options (bench, generate, chat; issue 12). */

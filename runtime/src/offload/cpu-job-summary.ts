@@ -29,6 +29,12 @@ export interface CpuJobSummary {
   lastFactor: number | null;
 }
 
+/** A committed miss-log sample's columns (bench.json missLogSample) as CpuJobColumns. */
+export function sampleCpuJobColumns(s: { rows: number; columns: Record<string, number[]> }): CpuJobColumns {
+  const c = s.columns;
+  return { rows: s.rows, step: c.step, tokens: c.tokens, onCpu: c.onCpu, cpuMeasuredMs: c.cpuMeasuredMs, ...(c.cpuFactor ? { cpuFactor: c.cpuFactor } : {}) };
+}
+
 /** Adds the log's measured CPU jobs (of forwards from `fromStep` on) to `byTokens` (token count -> measured ms); returns how many. */
 export function collectCpuJobs(c: CpuJobColumns, byTokens: Map<number, number[]>, fromStep = 0): number {
   if (fromStep > 0 && !c.step) throw new Error('internal: collectCpuJobs from a step needs the step column');

@@ -196,8 +196,12 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const correction = new CpuCorrection((input.cpuEstimate ?? DEFAULT_CPU_ESTIMATE) === 'measured');
   /** CPU job -> its duration as it ran (set when it starts), for the correction */
   const cpuJobRanMs = new Float64Array(sets.experts.length + 1);
-  /** the CPU jobs of the last layer that had any, in decision order: observed before the next decisions */
+  /** the CPU jobs not observed yet, in decision order: observed before the next decisions */
   const cpuJobsToObserve: number[] = [];
+  const observeCpuJobs = () => {
+    for (const id of cpuJobsToObserve) correction.observe(cpuJobRanMs[id], cpuKernelMs[cpuJobTokens[id]]);
+    cpuJobsToObserve.length = 0;
+  };
   // Copies and CPU jobs read the same host DRAM (cost-model.ts: cpuJobBesideCopies, copySlowdownBesideCpu).
   // Each job's duration is fixed when it starts, from what the other resource is doing at that moment.
   const cpuBesideCopiesScale = new Float64Array(schedule.batch + 1);
@@ -473,8 +477,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
       const backlog = copy.estimateFinish(now, 0, PRIO_DEMAND) - now;
       // The runtime observes a layer's CPU jobs when the layer joins them, so this layer decides with all
       // of the earlier layers' (a layer waits for its CPU jobs before the next one routes).
-      for (const id of cpuJobsToObserve) correction.observe(cpuJobRanMs[id], cpuKernelMs[cpuJobTokens[id]]);
-      cpuJobsToObserve.length = 0;
+      observeCpuJobs();
       decideMisses(stepMiss, missCosts, backlog, cpu.serverFreeIn(now, cpuFree), missTokens, decisions);
       // cpuAdmit false: the misses the rule fetches are requested now, in order; the CPU ones never are.
       for (let m = 0; m < missKey.length; m++) {
@@ -621,7 +624,7 @@ export function simulateTiming(input: TimingInput): TimingResult {
     }
   }
   if (step !== S) throw new Error(`internal: simulation stopped at step ${step} of ${S}`);
-  for (const id of cpuJobsToObserve) correction.observe(cpuJobRanMs[id], cpuKernelMs[cpuJobTokens[id]]);
+  observeCpuJobs();
   r.cpuFactor = correction.factor;
   r.totalMs = now;
   r.busyMs.copy = copy.busyTime;
