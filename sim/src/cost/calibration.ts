@@ -74,6 +74,17 @@ export interface CostModel {
      * (runtime/src/calibrate/layer-step-terms.ts). Held at its last point. Absent: 0.
      */
     layerGlueMs?: TokenCurve;
+    /**
+     * Optional: per MoE layer with CPU experts, by the step's rows, what their join costs a layer whose GPU
+     * work has drained by then: the host goes on only after the CPU jobs (CudaBackend::join_cpu_experts), so
+     * the outputs' upload, the scatter, the combine and the next layer's launches up to its routing are issued
+     * to an idle GPU and pay their launch latency, as the launches after the routing's synchronisation do
+     * (eagerLayerOverheadMs). Calibrate measures it as its layer step eager with such a join minus the same
+     * step eager without one (runtime/src/calibrate/layer-step-terms.ts). The timing model lets the layer's
+     * GPU work after the join start no sooner than this long after the last CPU job ends; GPU work still
+     * queued then hides it. Held at its last point. Absent: 0 (profiles before it).
+     */
+    cpuJoinLayerOverheadMs?: TokenCurve;
   };
   cpu: {
     workers: number;
@@ -257,6 +268,7 @@ export function calibrationProblems(x: unknown): string[] {
     if (o.gpu.eagerLayerOverheadMs !== undefined) curve(o.gpu.eagerLayerOverheadMs, 'gpu.eagerLayerOverheadMs');
     if (o.gpu.residentLayerOverheadMs !== undefined) curve(o.gpu.residentLayerOverheadMs, 'gpu.residentLayerOverheadMs');
     if (o.gpu.layerGlueMs !== undefined) curve(o.gpu.layerGlueMs, 'gpu.layerGlueMs');
+    if (o.gpu.cpuJoinLayerOverheadMs !== undefined) curve(o.gpu.cpuJoinLayerOverheadMs, 'gpu.cpuJoinLayerOverheadMs');
     if (o.gpu.byContext !== undefined) {
       const b = o.gpu.byContext as Partial<ContextCurves> | null;
       if (typeof b !== 'object' || b === null || Array.isArray(b)) p.push('gpu.byContext must be an object');

@@ -114,6 +114,10 @@ export class Costs {
   layerGlue(tokens: number): number {
     return heldCurve(this.model.gpu.layerGlueMs, tokens);
   }
+  /** Per MoE layer with CPU experts: the join's launches on a drained GPU (gpu.cpuJoinLayerOverheadMs; 0 without it), held past its last point. */
+  cpuJoinLayerOverhead(tokens: number): number {
+    return heldCurve(this.model.gpu.cpuJoinLayerOverheadMs, tokens);
+  }
   /** The runtime's host work per MoE layer / per step (0 for a profile without `host`). */
   hostLayer(tokens: number): number {
     return this.model.host ? interpolate(this.model.host.layerMs, tokens) : 0;

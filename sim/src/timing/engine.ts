@@ -124,10 +124,11 @@ export interface TimingResult {
   events: number;
 }
 
-// Completion events, one kind per resource; equal times run GPU, then copies, then CPU.
+// Completion events, one kind per resource; equal times run GPU, then copies, then CPU, then the host's join.
 const EV_GPU = 0;
 const EV_COPY = 1;
 const EV_CPU = 2;
+const EV_JOIN = 3;
 // GPU jobs
 const JOB_DENSE = 0;
 const JOB_MOE_OTHER = 1;
@@ -172,6 +173,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const gpu = new Resource('gpu', 1, q, EV_GPU, 0, maxGpuJobs);
   const copy = new Resource('copy', costs.model.transfer.copyEngines, q, EV_COPY, 1, maxCopies);
   const cpu = new Resource('cpu', costs.model.cpu.workers, q, EV_CPU, 2, sets.experts.length + 1);
+  /** The host thread's launches after a layer's CPU join (gpu.cpuJoinLayerOverheadMs): one job per such layer. */
+  const hostJoin = new Resource('host join', 1, q, EV_JOIN, 3, S * L + 1);
   const gpuJob = new Uint8Array(maxGpuJobs);
   /** GPU job -> routed experts it completes (a launch covers several under the launch model) */
   const gpuJobExperts = new Int32Array(maxGpuJobs);
@@ -193,6 +196,8 @@ export function simulateTiming(input: TimingInput): TimingResult {
     cpuKernelMs[n] = costs.cpuExpertKernel(n);
   }
   const joinMs = costs.model.cpu.activationCopyMs;
+  /** the current layer's CPU join: parts (the outputs' upload, the host's launches) still to finish */
+  let joinParts = 0;
   const correction = new CpuCorrection((input.cpuEstimate ?? DEFAULT_CPU_ESTIMATE) === 'measured');
   /** CPU job -> its duration as it ran (set when it starts), for the correction */
   const cpuJobRanMs = new Float64Array(sets.experts.length + 1);
@@ -554,6 +559,11 @@ export function simulateTiming(input: TimingInput): TimingResult {
   const stepHostMs = () =>
     costs.hostStep(batchTokens) + (residentNow ? L * costs.hostLayer(batchTokens) : 0) + (!residentNow && stepMiss !== 'fetch' ? costs.cpuPathStep(batchTokens) : 0);
 
+  /** One part of the layer's CPU join is done; with the last, its scatter goes on the GPU stream. */
+  const joinPartDone = () => {
+    if (--joinParts === 0) submitLayerGpu(JOB_CPU_JOIN, 0, 1);
+  };
+
   const expertDone = (experts = 1) => {
     pendingExperts -= experts;
     if (pendingExperts === 0) layerDone();
@@ -607,7 +617,10 @@ export function simulateTiming(input: TimingInput): TimingResult {
       const n = copyWaiter[id];
       if (n > 0) submitLayerGpu(JOB_EXPERT, aloneMs[n], 1);
       else if (n === LOADED) loadedLanded();
-      else if (n === UPLOAD) submitLayerGpu(JOB_CPU_JOIN, 0, 1);
+      else if (n === UPLOAD) joinPartDone();
+    } else if (q.k === EV_JOIN) {
+      hostJoin.finished(now);
+      joinPartDone();
     } else {
       cpuRunningTokens -= cpuJobTokens[id];
       layerCpuDoneAt = Math.max(layerCpuDoneAt, now);
@@ -616,10 +629,18 @@ export function simulateTiming(input: TimingInput): TimingResult {
       // cuda_cpu_experts.cpp join_cpu_experts) and scatters them on the GPU stream. The upload shares the
       // one host-to-device copy engine (transfer.copyEngines), so it lands after the copies queued before it
       // (this layer's demand copies and the background fills of its CPU experts): a FIFO demand copy.
-      if (--cpuPending === 0 && joinMs > 0) {
-        const id = copy.submit(now, joinMs, PRIO_DEMAND);
-        copyKey[id] = UPLOAD_KEY;
-        copyWaiter[id] = UPLOAD;
+      // Beside it, the host's launches from the join on (gpu.cpuJoinLayerOverheadMs): the scatter, and what
+      // follows it on the GPU stream, start once both are done (and the GPU work queued before them).
+      if (--cpuPending === 0) {
+        const launchMs = costs.cpuJoinLayerOverhead(batchTokens);
+        joinParts = (joinMs > 0 ? 1 : 0) + (launchMs > 0 ? 1 : 0);
+        if (joinMs > 0) {
+          const id = copy.submit(now, joinMs, PRIO_DEMAND);
+          copyKey[id] = UPLOAD_KEY;
+          copyWaiter[id] = UPLOAD;
+        }
+        if (launchMs > 0) hostJoin.submit(now, launchMs, 0);
+        if (joinParts === 0) expertDone();
       } else expertDone();
     }
   }
