@@ -170,12 +170,18 @@ class CudaCalibratorWrap : public Napi::ObjectWrap<CudaCalibratorWrap> {
     const int repeats = int_arg(info, 4, "repeats");
     return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).part_ms(part, batch, context, graph, repeats); }));
   }
-  // layerStepMs(batch, context, sync, repeats)
+  // layerStepMs(batch, context, mode: 'graph' | 'eager' | 'eager-join', repeats)
   Napi::Value layer_step_ms(const Napi::CallbackInfo& info) {
+    using Mode = moe::calibrate::CudaCalibrator::LayerStepMode;
     const int batch = int_arg(info, 0, "batch"), context = int_arg(info, 1, "context");
-    const bool sync = bool_arg(info, 2, "sync");
+    const std::string name = str_arg(info, 2, "mode");
     const int repeats = int_arg(info, 3, "repeats");
-    return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).layer_step_ms(batch, context, sync, repeats); }));
+    Mode mode;
+    if (name == "graph") mode = Mode::Graph;
+    else if (name == "eager") mode = Mode::Eager;
+    else if (name == "eager-join") mode = Mode::EagerJoin;
+    else throw Napi::TypeError::New(info.Env(), "calibrate: layerStepMs mode must be 'graph', 'eager' or 'eager-join', not '" + name + "'");
+    return samples(info.Env(), guarded(info.Env(), [&] { return get(info.Env()).layer_step_ms(batch, context, mode, repeats); }));
   }
   // activationMs(tokens, repeats)
   Napi::Value activation_ms(const Napi::CallbackInfo& info) {

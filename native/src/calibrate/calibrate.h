@@ -87,9 +87,15 @@ class CudaCalibrator {
   virtual std::vector<double> part_ms(const std::string& part, int batch, int context, bool graph, int repeats) = 0;
   // A MoE layer step as the offloaded runtime runs it, all experts resident (attention, router, the routing
   // to the host, the upload, shared experts, one expert launch, the combine), `batch` rows (1..32) at
-  // `context`. sync: eager launches with a host synchronisation on the routing every layer, host wall clock;
-  // else the same GPU work replayed as a CUDA graph, CUDA events. Per sample: per layer, over a run of layers.
-  virtual std::vector<double> layer_step_ms(int batch, int context, bool sync, int repeats) = 0;
+  // `context`. Per sample: per layer, over a run of layers. Every mode's expert launch reads the same
+  // experts (0..k-1, every row on each), so the modes differ only in how they are launched:
+  //   Graph: the GPU work replayed as a CUDA graph, CUDA events;
+  //   Eager: eager launches with a host synchronisation on the routing every layer, host wall clock;
+  //   EagerJoin: Eager plus, after the expert launch, what the runtime does when a layer has CPU experts
+  //     (CudaBackend::join_cpu_experts): the host waits (here for the GPU, drained), uploads one output row
+  //     per token with its entry and scatters them, then goes on to the combine and the next layer.
+  enum class LayerStepMode { Graph, Eager, EagerJoin };
+  virtual std::vector<double> layer_step_ms(int batch, int context, LayerStepMode mode, int repeats) = 0;
   // Activations of `tokens` rows to the host and back (a CPU-computed expert's round trip): bf16
   // [tokens, hidden] device to pinned host, fp32 [tokens, hidden] host to device.
   virtual std::vector<double> activation_ms(int tokens, int repeats) = 0;

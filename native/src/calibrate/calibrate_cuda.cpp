@@ -486,15 +486,21 @@ class CudaCalibratorImpl final : public CudaCalibrator {
   }
 
   // A MoE layer step as the offloaded runtime runs it (cuda_offload_layer.cpp, all experts resident):
-  // attention, router + top-k, the routing (ids, weights) to pinned host memory, then - sync - a stream
+  // attention, router + top-k, the routing (ids, weights) to pinned host memory, then - eager - a stream
   // synchronisation, the host's copy of the routing into the upload buffer and the upload, the shared
   // experts, one launch of the decode expert kernel over every routed entry, the combine of the k outputs.
-  // sync: launched eagerly with that synchronisation every layer, host wall clock over a run of layers
-  // (cycling the layer copies), per layer. Else: the same sequence without the host's part, captured once
+  // Eager: launched eagerly with that synchronisation every layer, host wall clock over a run of layers
+  // (cycling the layer copies), per layer. Graph: the same sequence without the host's part, captured once
   // over the layer copies as a CUDA graph and replayed, CUDA events, per layer (the GPU work alone).
   // Their difference is what the runtime's way of launching costs beyond the GPU work
   // (gpu.eagerLayerOverheadMs); the runtime's own host work (cache, placement) is not in it (host.layerMs).
-  std::vector<double> layer_step_ms(int batch, int context, bool sync, int repeats) override {
+  // The upload always carries experts 0..k-1 (the eager modes put them back over the router's ids after
+  // the host's copy): in a graph replay no host code writes the buffer the upload reads, and with the router's
+  // ids the eager run's expert kernel would read ~E(1 - (1 - k/E)^T) experts' weights against the graph's
+  // k, a difference of GPU work, not of launching (at 16 rows, 0.12 of an H100's 0.30 ms).
+  // EagerJoin adds the CPU experts' join (join_cpu_experts) after the expert launch: the difference from
+  // Eager is what a CPU join costs a layer whose GPU work has drained (gpu.cpuJoinLayerOverheadMs).
+  std::vector<double> layer_step_ms(int batch, int context, LayerStepMode mode, int repeats) override {
     if (batch < 1 || batch > kGemvMaxRows || context < 1 || repeats < 1) {
       throw Error("calibrate: layer_step_ms needs 1.." + std::to_string(kGemvMaxRows) + " rows (the decode expert kernel's), context >= 1, repeats >= 1");
     }
@@ -520,6 +526,17 @@ class CudaCalibratorImpl final : public CudaCalibrator {
     const int32_t* ids_d = inputs.as<int32_t>();
     const float* rw_d = reinterpret_cast<const float*>(inputs.as<int32_t>() + n);
     Dev out(sizeof(float) * n * H_);
+    // EagerJoin: one CPU output row per token, for entry t * k (its first), as join_cpu_experts uploads them.
+    const bool eager = mode != LayerStepMode::Graph, join = mode == LayerStepMode::EagerJoin;
+    const size_t join_rows = join ? static_cast<size_t>(T) : 0;
+    Pinned join_h(join_rows * (sizeof(float) * H_ + sizeof(int32_t)));
+    Dev join_d(join_rows * (sizeof(float) * H_ + sizeof(int32_t)));
+    float* join_out_h = static_cast<float*>(join_h.p);
+    int32_t* join_ent_h = reinterpret_cast<int32_t*>(join_out_h + join_rows * H_);
+    std::memset(join_h.p, 0, join_rows * sizeof(float) * H_);
+    for (size_t t = 0; t < join_rows; ++t) join_ent_h[t] = static_cast<int32_t>(t * static_cast<size_t>(k_));
+    float* join_out_d = join_d.as<float>();
+    int32_t* join_ent_d = reinterpret_cast<int32_t*>(join_out_d + join_rows * H_);
     const size_t ws_bytes = quant_ ? cuda::expert_ffn_decode_q_workspace_bytes(T, k_, E_, qlayout_)
                                    : cuda::expert_ffn_decode_workspace_bytes(T, k_, E_, H_, dff_);
     Dev ws(ws_bytes);
@@ -541,6 +558,8 @@ class CudaCalibratorImpl final : public CudaCalibrator {
       if (host) {
         CUDA_CHECK(cudaStreamSynchronize(stream_));
         std::memcpy(up.p, down.p, n * (sizeof(int32_t) + sizeof(float)));
+        int32_t* up_ids = static_cast<int32_t*>(up.p);  // the graph's experts (see above)
+        for (size_t i = 0; i < n; ++i) up_ids[i] = static_cast<int32_t>(i % static_cast<size_t>(k_));
       }
       CUDA_CHECK(cudaMemcpyAsync(inputs.p, up.p, n * (sizeof(int32_t) + sizeof(float)), cudaMemcpyHostToDevice, stream_));
       if (sff_ > 0) run_mlp(s, L.shared_gu.as<bf16>(), L.shared_down.as<bf16>(), sff_, T);
@@ -552,9 +571,15 @@ class CudaCalibratorImpl final : public CudaCalibrator {
                                         p_up_.as<const bf16*>() + t, p_down_.as<const bf16*>() + t, s.h.as<float>(), H_, false, ws.p, ws_bytes,
                                         stream_, out.as<float>());
       }
+      if (host && join) {
+        CUDA_CHECK(cudaStreamSynchronize(stream_));
+        CUDA_CHECK(cudaMemcpyAsync(join_out_d, join_out_h, join_rows * H_ * sizeof(float), cudaMemcpyHostToDevice, stream_));
+        CUDA_CHECK(cudaMemcpyAsync(join_ent_d, join_ent_h, join_rows * sizeof(int32_t), cudaMemcpyHostToDevice, stream_));
+        cuda::scatter_entry_rows(join_out_d, join_ent_d, static_cast<int>(join_rows), H_, out.as<float>(), stream_);
+      }
       cuda::combine_expert_outputs(out.as<float>(), ids_d, T, k_, H_, s.h.as<float>(), H_, true, stream_);
     };
-    if (sync) {
+    if (eager) {
       // Layers per sample: whole passes over the layer copies spanning about kTargetSampleMs.
       auto timed = [&](int layers) {
         const auto t0 = std::chrono::steady_clock::now();

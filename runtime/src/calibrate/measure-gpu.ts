@@ -30,7 +30,7 @@ export function gpuSteps(plan: CalibratePlan, hasDense: boolean, routedExperts: 
   const experts = plan.gpuExpertTokens.reduce((n, t) => n + (t <= plan.gemvMaxRows ? 2 : 1), 0);
   const layered = gpuParts(hasDense).filter((p) => p !== 'head').length;
   const parts = plan.batches.length * (layered * plan.contexts.length + 1);
-  return copies + experts + launchPoints(plan, routedExperts).length + parts + layerStepPoints(plan) + plan.activationTokens.length;
+  return copies + experts + launchPoints(plan, routedExperts).length + parts + layerStepPoints(plan, true) + plan.activationTokens.length;
 }
 
 /** Whether the CUDA backend replays a decode step of this many rows as a graph (its kGraphMaxRows). */
@@ -103,7 +103,7 @@ export function measureGpu(
       }
     }
 
-    const layerSteps = measureLayerSteps(cal, plan, progress);
+    const layerSteps = measureLayerSteps(cal, plan, progress, true); // with the CPU join (bf16 only: the join's launches follow the drained expert kernel)
 
     const activation: RawGpu['activation'] = [];
     for (const t of plan.activationTokens) {

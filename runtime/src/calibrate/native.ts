@@ -30,6 +30,8 @@ export interface NativeCpuCalibrator {
 }
 
 export type GpuPart = 'moe' | 'dense' | 'head';
+/** native CudaCalibrator::LayerStepMode (calibrate.h) */
+export type LayerStepMode = 'graph' | 'eager' | 'eager-join';
 
 export interface NativeCudaCalibrator {
   device(): NativeDeviceInfo;
@@ -40,8 +42,11 @@ export interface NativeCudaCalibrator {
   /** one decode-kernel launch over `experts` experts x `tokens` tokens each (absent on builds before it) */
   launchMs?(experts: number, tokens: number, repeats: number): Float64Array;
   partMs(part: GpuPart, batch: number, context: number, graph: boolean, repeats: number): Float64Array;
-  /** an offloaded-style MoE layer step, eager with the routing's host sync (sync) or as a graph replay (absent on builds before it) */
-  layerStepMs?(batch: number, context: number, sync: boolean, repeats: number): Float64Array;
+  /**
+   * an offloaded-style MoE layer step (absent on builds before it): `eager` with the routing's host sync, `eager-join`
+   * with a CPU experts' join besides, or `graph` replayed; every mode's expert launch reads experts 0..k-1
+   */
+  layerStepMs?(batch: number, context: number, mode: LayerStepMode, repeats: number): Float64Array;
   activationMs(tokens: number, repeats: number): Float64Array;
   /** host-to-device copies kept back to back (true) or stopped (false), for CPU timings beside them (absent on
    *  builds before it); stopping returns the copies' mean wall ms per expert over the load (older builds: undefined) */

@@ -107,8 +107,9 @@ export function buildProfile(inp: ProfileInput): CostModel {
     for (const k of ['transfer.h2dGBps', 'transfer.perCopyMs', 'transfer.copyEngines', 'gpu.expertMs', 'gpu.moeLayerOtherMs', 'gpu.denseLayerMs', 'gpu.headMs', 'cpu.activationCopyMs']) {
       sources[k] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.[k] ?? 'no source given'}`;
     }
-    if (b.model.gpu.eagerLayerOverheadMs) sources['gpu.eagerLayerOverheadMs'] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.['gpu.eagerLayerOverheadMs'] ?? 'no source given'}`;
-    if (b.model.gpu.launch) sources['gpu.launch'] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.['gpu.launch'] ?? 'no source given'}`;
+    for (const k of ['eagerLayerOverheadMs', 'launch', 'layerGlueMs', 'cpuJoinLayerOverheadMs'] as const) {
+      if (b.model.gpu[k]) sources[`gpu.${k}`] = `not measured (--cpu-only): taken from ${b.file} (${b.model.name}); there: ${b.model.sources?.[`gpu.${k}`] ?? 'no source given'}`;
+    }
     device = `GPU figures of ${b.model.device} (from ${b.file}); CPU measured on ${inp.hostLabel}`;
   }
   sources.expertBytes = inp.expertBytesSource;

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { LaunchTable } from '../../../sim/src/cost/calibration.js';
 import { defaultCalibration } from '../../../sim/src/cost/calibration.js';
-import { expectedDistinctExperts, layerStepTerms, layerStepTermsSource } from '../../src/calibrate/layer-step-terms.js';
+import { expectedDistinctExperts, layerStepTerms, layerStepTermsSource, setLayerStepTerms } from '../../src/calibrate/layer-step-terms.js';
 import { withLayerTermsFromRaw } from '../../src/calibrate/layer-terms-from-raw.js';
 import type { RawLayerStep } from '../../src/calibrate/measure-layer-step.js';
 import type { RawDocument } from '../../src/calibrate/raw.js';
@@ -47,6 +47,32 @@ describe('layer step terms, worked by hand (E = 4, k = 2)', () => {
     expect(u.eagerLayerOverheadMs).toEqual([[2, 0.07]]);
     expect(u.layerGlueMs).toEqual([[2, 0.06]]); // 0.2 - 0.06 - 0.08
     expect(layerStepTermsSource('X', u).eager).toContain('batch 2: 0.3000 - 0.2000 - 0.0300 ms');
+  });
+
+  it('steps whose eager run read the graph\'s experts (sameExperts): nothing taken off, whatever the table charges', () => {
+    const perExpert: LaunchTable = { maxRows: 32, ms: [2, 4].map((e) => [e, [1, 2].map((tk) => [tk, 0.03 * e + 0.005 * e * tk] as [number, number])] as [number, Array<[number, number]>]) };
+    const same = (sync: boolean, ms: number): RawLayerStep => ({ ...step(2, sync, ms), sameExperts: true });
+    const u = layerStepTerms([same(true, 0.3), same(false, 0.2)], perExpert, gpu, shape);
+    expect(u.points[0].routingLaunchMs).toBe(0);
+    expect(u.eagerLayerOverheadMs).toEqual([[2, 0.1]]);
+    expect(u.layerGlueMs).toEqual([[2, 0.06]]); // the glue is the graph's: unchanged
+    expect(layerStepTermsSource('X', u, true).eager).toContain('both launching experts 0..k-1 (batch 2: 0.3000 - 0.2000 ms)');
+  });
+
+  it('setLayerStepTerms writes the join curve beside the others, with or without a launch table', () => {
+    const steps: RawLayerStep[] = [
+      { ...step(1, true, 0.2), sameExperts: true },
+      { ...step(1, false, 0.15), sameExperts: true },
+      { ...step(1, true, 0.26), join: true, sameExperts: true },
+    ];
+    for (const table of [launch, undefined]) {
+      const out: { eagerLayerOverheadMs?: Array<[number, number]>; cpuJoinLayerOverheadMs?: Array<[number, number]> } = {};
+      const sources: Record<string, string> = {};
+      setLayerStepTerms(out, sources, 'gpu', 'measured', makePlan(true), steps, table, gpu, shape);
+      expect(out.eagerLayerOverheadMs).toEqual([[1, 0.05]]);
+      expect(out.cpuJoinLayerOverheadMs).toEqual([[1, 0.06]]);
+      expect(sources['gpu.cpuJoinLayerOverheadMs']).toContain('batch 1: 0.2600 - 0.2000 ms');
+    }
   });
 
   it('negative results are noise: 0; the context-table is used when the profile has one; a missing mode throws', () => {
