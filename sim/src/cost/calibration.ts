@@ -93,7 +93,8 @@ export interface CostModel {
     /**
      * Per layer with CPU experts: the activations' round trip (down with the routing, the outputs back
      * before the combine). The rule adds it to each CPU estimate; the timing model charges it once per
-     * layer, on the GPU stream after the last CPU job (the runtime uploads the layer's outputs in one copy).
+     * layer, as one copy on the host-to-device copy engine after the last CPU job (the runtime uploads the
+     * layer's outputs in one copy), beside gpu.cpuJoinLayerOverheadMs.
      */
     activationCopyMs: number;
     /**
