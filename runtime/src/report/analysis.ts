@@ -81,11 +81,22 @@ function routingTransferItem(s: Sources): string {
   return `Routing not seen is simulated only (\`${t.dir}/\`: each ESFT task held out in turn): the pick made on the other tasks is within ${(100 * worst).toFixed(1)}% of the held-out task's best, but \`static\` under replay pins from the same trace, and pinned from other tasks its best is ${pct(Math.min(...changes))}-${pct(Math.max(...changes))} slower; no GPU run has replayed a task the tools were not developed on.`;
 }
 
+function predictedItem(s: Sources): string {
+  const b = s.quant.predicted;
+  if (b) {
+    const batches = [...new Set(b.points.map((p) => p.batch))].sort((x, y) => x - y);
+    return `\`predicted\` prefetch with the predictor run inside the runtime is measured at batch ${batches.join(' and ')}, prompt 128 only (\`${b.file}\`), not over the issue-12 grid; next-gate only on the model's own (random-weight) routing.`;
+  }
+  return s.offloadRun.mustShow
+    ? "`predicted` prefetch is measured with background fill only (reports/bench/offload-h200-2026-12-02b/grid-hybrid/), not with the default `--cpu-fill none`; its plan is computed before the run from the replayed routing (the predictor's inference is not inside the forward); next-gate only on the model's own (random-weight) routing."
+    : "`predicted` prefetch (the predictor's experts) is not measured on the device; next-gate only on the model's own (random-weight) routing.";
+}
+
 export function missing(s: Sources): string[] {
   const out = ['## What is missing or partial', ''];
   const items = [
     s.offloadRun.grids.length ? 'The issue-12 grids (batch 1/4/8/16 x prompt 128/256/512, bf16) exist for fetch, cpu and hybrid with the oracle as the prefetcher; the trained predictor with `--cpu-fill none` was not run there.' : 'The issue-12 full grid (batch 1/4/8/16 x prompt 128/256/512) with and without prefetch for bf16 experts was not run on the device.',
-    s.offloadRun.mustShow ? '`predicted` prefetch is measured with background fill only (reports/bench/offload-h200-2026-12-02b/grid-hybrid/), not with the default `--cpu-fill none`; its plan is computed before the run from the replayed routing (the predictor\'s inference is not inside the forward); next-gate only on the model\'s own (random-weight) routing.' : '`predicted` prefetch (the predictor\'s experts) is not measured on the device; next-gate only on the model\'s own (random-weight) routing.',
+    predictedItem(s),
     validationItem(s),
     'The ShareGPT trace recorded on the GPU has the random-weight model\'s routing: no figure shows ShareGPT traffic on a trained model.',
     s.quant.peersReport ? (s.quant.peersReport.partial ? 'llama.cpp rows are partial (`reports/bench/peers-h200/peers.md` says which are missing).' : 'Peers: llama.cpp\'s rows are the model\'s own routing only (it cannot replay a trace), and transformers + accelerate is not in that table (its batch-1 point is in the experiments above).') : 'No rendered llama.cpp measurement is committed.',
