@@ -3,6 +3,7 @@
  * With prefetch 'none' its hits and requests are exactly those of replayCorpus (tested).
  */
 import { UserError } from '../../core/src/errors.js';
+import { parseChoiceOption } from '../../core/src/options.js';
 import type { RoutingCorpus } from '../../traces/src/sequences.js';
 import { makeLayerCaches } from './cache/replay.js';
 import { POLICY_NAMES, type PolicyName } from './cache/types.js';
@@ -95,13 +96,13 @@ export interface SimResult {
 }
 
 export function validateSimConfig(c: SimConfig): void {
-  if (!(POLICY_NAMES as readonly string[]).includes(c.policy)) throw new UserError(`option --policy: unknown value '${c.policy}' (choose from ${POLICY_NAMES.join(', ')})`);
+  parseChoiceOption('--policy', c.policy, POLICY_NAMES);
   // 0 slots is naive on-demand loading (every request bypasses): validate's baseline.
   if (!Number.isInteger(c.cacheSize) || c.cacheSize < 0) throw new UserError(`option --cache: ${c.cacheSize} must be an integer >= 0`);
   if (!Number.isInteger(c.batch) || c.batch < 1) throw new UserError(`option --batch: ${c.batch} must be an integer >= 1`);
-  if (!(PREFETCH_NAMES as readonly string[]).includes(c.prefetch)) throw new UserError(`option --prefetch: unknown value '${c.prefetch}' (choose from ${PREFETCH_NAMES.join(', ')})`);
-  if (!(MISS_MODES as readonly string[]).includes(c.miss)) throw new UserError(`option --miss: unknown value '${c.miss}' (choose from ${MISS_MODES.join(', ')})`);
-  if (c.cpuEstimate !== undefined && !(CPU_ESTIMATES as readonly string[]).includes(c.cpuEstimate)) throw new UserError(`option --cpu-estimate: unknown value '${String(c.cpuEstimate)}' (choose from ${CPU_ESTIMATES.join(', ')})`);
+  parseChoiceOption('--prefetch', c.prefetch, PREFETCH_NAMES);
+  parseChoiceOption('--miss', c.miss, MISS_MODES);
+  if (c.cpuEstimate !== undefined) parseChoiceOption('--cpu-estimate', c.cpuEstimate, CPU_ESTIMATES);
   if (c.lfruDecay !== undefined && !(c.lfruDecay > 0 && c.lfruDecay <= 1)) throw new UserError(`lfru decay must be in (0, 1], got ${c.lfruDecay}`);
 }
 

@@ -12,6 +12,7 @@ import { defaultCalibration, type CostModel } from '../../../sim/src/cost/calibr
 import { cpuFillConfig, MISS_MODES, type CpuFill, type MissMode } from '../../../sim/src/timing/engine.js';
 import { CPU_ESTIMATES, DEFAULT_CPU_ESTIMATE, type CpuEstimate } from '../../../sim/src/cost/cpu-correction.js';
 import { UserError } from '../../../core/src/errors.js';
+import { parseChoiceOption } from '../../../core/src/options.js';
 
 export interface MissOptions {
   /** fetch (default), cpu or hybrid */
@@ -122,10 +123,8 @@ export function resolveMissOptions(o: MissOptions | undefined, device: 'cpu' | '
   if (workers * threadsPerWorker > hw) {
     throw new UserError(`options --cpu-workers ${workers} x --cpu-threads ${threadsPerWorker}: ${workers * threadsPerWorker} threads, more than this machine's ${hw}`);
   }
-  const cpuEstimate = o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE;
-  if (!(CPU_ESTIMATES as readonly string[]).includes(cpuEstimate)) throw new UserError(`option --cpu-estimate: unknown value '${String(cpuEstimate)}' (choose from ${CPU_ESTIMATES.join(', ')})`);
-  const rounding = o.rounding ?? 'fast';
-  if (!(CPU_ROUNDINGS as readonly string[]).includes(rounding)) throw new UserError(`option --cpu-rounding: unknown value '${String(rounding)}' (choose from ${CPU_ROUNDINGS.join(', ')})`);
+  const cpuEstimate = parseChoiceOption('--cpu-estimate', o.cpuEstimate ?? DEFAULT_CPU_ESTIMATE, CPU_ESTIMATES);
+  const rounding = parseChoiceOption('--cpu-rounding', o.rounding ?? 'fast', CPU_ROUNDINGS);
   const costs = new Costs(profile);
   return {
     mode: o.mode,
